@@ -1,0 +1,1 @@
+"""The DVV adapter: population-register change data (VTJ-muutosrajapinta) into PopulationChange events."""

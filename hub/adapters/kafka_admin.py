@@ -1,0 +1,62 @@
+"""Topic administration with kafka-python: create the hub's topics with the configured partitions.
+
+Topics are created before the workers start, so that a table and its source topic are
+co-partitioned and nothing depends on the broker's auto-creation defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafka.admin import KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+def bootstrap_of(url: str) -> str:
+    """host:port list from a faust-style URL (kafka://a:9092;b:9092 or a:9092,b:9092)."""
+    return ",".join(part.split("://", 1)[-1] for part in url.replace(";", ",").split(","))
+
+
+def ensure_topics(
+    url: str, names: list[str] | tuple[str, ...], partitions: int, replication: int = 1, compacted: tuple[str, ...] = (), **security
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created.
+
+    `security`: kafka-python TLS/SASL options (hub.adapters.kafka_security.kafka_client_options).
+    """
+    from hub.deploy.topics import CHANGELOG, EVENT_LOG, TopicSpec
+
+    specs = [
+        TopicSpec(n, partitions, replication, CHANGELOG if n in compacted else EVENT_LOG, {"cleanup.policy": "compact"} if n in compacted else {})
+        for n in names
+    ]
+    return create_topic_specs(url, specs, **security)
+
+
+def create_topic_specs(url: str, specs, batch: int = 100, **security) -> list[str]:
+    """Create the missing topics of `specs` (hub.deploy.topics.TopicSpec) with their partitions,
+    replicas and configs; existing topics are left alone. Returns the names created."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_of(url), client_id="hub-admin", request_timeout_ms=30000, **security)
+    try:
+        existing = set(admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        created, failed = [], []
+        for start in range(0, len(missing), batch):
+            chunk = missing[start:start + batch]
+            request = {s.name: {"num_partitions": s.partitions, "replication_factor": s.replicas, "configs": dict(s.configs)} for s in chunk}
+            result = admin.create_topics(request, raise_errors=False)
+            for topic in result.get("topics", []):
+                name, code = topic.get("name"), topic.get("error_code", 0)
+                if code == 0:
+                    created.append(name)
+                elif code != TopicAlreadyExistsError.errno:
+                    failed.append(f"{name}: {topic.get('error_message') or code}")
+        if failed:
+            raise RuntimeError(f"could not create {len(failed)} topic(s): {'; '.join(failed[:5])}")
+        if created:
+            log.info("created topics %s", ", ".join(created))
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,50 @@
+"""A plain aiokafka producer for command-line tools (replay, resend): hub events go out exactly as
+HubApp.publish sends them (codec wire format + CloudEvents headers), acks=all, no idempotence
+(the embedded broker refuses it; consumers dedupe by event id)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hub.adapters.kafka_admin import bootstrap_of
+from hub.schemas.codec import Codec, default_codec
+
+
+class EventProducer:
+    def __init__(self, kafka_url: str, codec: Codec | None = None):
+        self.kafka_url = kafka_url
+        self.codec = codec or default_codec()
+        self._producer = None
+        self._pending: list[asyncio.Future] = []
+
+    async def __aenter__(self) -> "EventProducer":
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(self.kafka_url), acks="all", enable_idempotence=False, linger_ms=5)
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                if exc[0] is None:
+                    await self.flush()
+            finally:
+                await producer.stop()
+
+    async def send_event(self, topic: str, name: str, record: dict, key: str | bytes | None = None) -> None:
+        """Encode through the codec and send with the CloudEvents headers (as HubApp.publish)."""
+        from hub.streams.app import cloudevent_headers
+
+        value = self.codec.encode(name, record)
+        await self.send_raw(topic, key.encode() if isinstance(key, str) else key, value, cloudevent_headers(name, record))
+
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        self._pending.append(await self._producer.send(topic, value=value, key=key, headers=headers))
+
+    async def flush(self) -> int:
+        """Wait until the broker acknowledged everything sent; returns how many."""
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending)
+        return len(pending)

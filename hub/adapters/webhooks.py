@@ -1,0 +1,321 @@
+"""Webhook delivery for recipients without Kafka: subscriptions and deliveries in SQL, a worker
+that takes each recipient's records from its own topics and POSTs them, in order, signed.
+
+Per subscription: a Kafka consumer group `hub-webhooks-<id>` reads only the recipient's topics
+(hub.referrals.<kind>.<code>.v1 and hub.plan-requests.<kind>.<code>.v1, or whatever `topics_for`
+names), each record becomes one delivery row (unique per subscription and event id, so a
+redelivered record is not queued twice) before the offset is committed. Deliveries go out in
+queue order; a failed one is retried with exponential backoff and jitter and blocks those behind
+it, so the receiver sees them in order; after the last attempt it is parked (never dropped) and
+the queue moves on; `hub webhooks redeliver` queues parked ones again. Every attempt is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub import metrics
+from hub.adapters.database import Base, session_factory
+from hub.schemas.codec import Codec, CodecError, default_codec
+from hub.streams import topics
+from hub.webhooks import policy
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, PARKED = "pending", "delivered", "parked"
+
+
+class WebhookSubscription(Base):
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (sa.Index("ix_webhook_subscriptions_recipient", "recipient"),)
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    recipient: Mapped[str] = mapped_column(sa.String(64))
+    url: Mapped[str] = mapped_column(sa.Text())
+    secret: Mapped[str] = mapped_column(sa.String(128))
+    active: Mapped[bool] = mapped_column(sa.Boolean())
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("subscription_id", "message_id", name="uq_webhook_deliveries_subscription_message"),
+        sa.Index("ix_webhook_deliveries_subscription_state", "subscription_id", "state"),
+    )
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(sa.Integer(), sa.ForeignKey("webhook_subscriptions.id"))
+    message_id: Mapped[str] = mapped_column(sa.String(64))  # the record's event id = webhook-id
+    topic: Mapped[str] = mapped_column(sa.String(255))
+    schema: Mapped[str] = mapped_column(sa.String(64))
+    body: Mapped[str] = mapped_column(sa.Text())  # the CloudEvents JSON body, exactly as sent
+    state: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(sa.Integer())
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(sa.Text(), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (sa.Index("ix_webhook_attempts_delivery_id", "delivery_id"),)
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(sa.Integer(), sa.ForeignKey("webhook_deliveries.id"))
+    attempted_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    status_code: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
+    error: Mapped[str | None] = mapped_column(sa.Text(), nullable=True)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def recipient_topics(recipient: str) -> list[str]:
+    """Every topic that carries records for this recipient only (its referrals and plan requests)."""
+    return [topics.referral_topic(recipient), topics.plan_request_topic(recipient)]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: int
+    recipient: str
+    url: str
+    active: bool
+    created_at: dt.datetime
+
+
+class WebhookStore:
+    """Subscriptions and the delivery queue behind a small interface."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+        self.Session = session_factory(engine)
+
+    # -- subscriptions -----------------------------------------------------------------------
+    def add(self, recipient: str, url: str, secret: str | None = None) -> tuple[Subscription, str]:
+        topics.referral_topic(recipient)  # ValueError for a malformed authority id
+        policy.check_url(url)
+        secret = policy.check_secret(secret) if secret else policy.new_secret()
+        with self.Session.begin() as s:
+            row = WebhookSubscription(recipient=recipient, url=url, secret=secret, active=True, created_at=utcnow())
+            s.add(row)
+            s.flush()
+            return _sub(row), secret
+
+    def subscriptions(self, active_only: bool = False) -> list[Subscription]:
+        q = sa.select(WebhookSubscription).order_by(WebhookSubscription.id)
+        if active_only:
+            q = q.where(WebhookSubscription.active.is_(True))
+        with self.Session() as s:
+            return [_sub(r) for r in s.scalars(q)]
+
+    def disable(self, subscription_id: int) -> bool:
+        with self.Session.begin() as s:
+            row = s.get(WebhookSubscription, subscription_id)
+            if row is None:
+                return False
+            row.active = False
+            return True
+
+    def secret(self, subscription_id: int) -> str:
+        with self.Session() as s:
+            return s.get(WebhookSubscription, subscription_id).secret
+
+    # -- queue -------------------------------------------------------------------------------
+    def enqueue(self, subscription_id: int, message_id: str, topic: str, schema: str, body: bytes, now: dt.datetime) -> bool:
+        """Queue one record for a subscription; False when it is queued already (a redelivered record)."""
+        try:
+            with self.Session.begin() as s:
+                if s.scalars(sa.select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.message_id == message_id)).first():
+                    return False
+                s.add(WebhookDelivery(subscription_id=subscription_id, message_id=message_id, topic=topic, schema=schema, body=body.decode(), state=PENDING,
+                                      attempts=0, next_attempt_at=now, created_at=now))
+            return True
+        except IntegrityError:  # a concurrent worker queued it
+            return False
+
+    def head(self, subscription_id: int) -> WebhookDelivery | None:
+        """The first pending delivery of a subscription (queue order), due or not."""
+        with self.Session() as s:
+            return s.scalars(
+                sa.select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == PENDING).order_by(WebhookDelivery.id)
+            ).first()
+
+    def record_attempt(self, delivery_id: int, now: dt.datetime, status: int | None, error: str | None, max_attempts: int, rng: random.Random | None,
+                       base_delay: float = policy.BASE_DELAY) -> str:
+        """Record one attempt; returns the delivery's new state."""
+        with self.Session.begin() as s:
+            row = s.get(WebhookDelivery, delivery_id)
+            row.attempts += 1
+            s.add(WebhookAttempt(delivery_id=delivery_id, attempted_at=now, status_code=status, error=error))
+            if error is None:
+                row.state, row.delivered_at, row.last_error = DELIVERED, now, None
+            elif row.attempts >= max_attempts:
+                row.state, row.last_error = PARKED, error
+            else:
+                row.last_error = error
+                row.next_attempt_at = now + dt.timedelta(seconds=policy.next_delay(row.attempts, rng, base=base_delay))
+            return row.state
+
+    def redeliver(self, subscription_id: int | None = None, delivery_id: int | None = None, now: dt.datetime | None = None) -> int:
+        """Queue parked deliveries again (of one subscription, or one delivery); returns how many."""
+        q = sa.update(WebhookDelivery).where(WebhookDelivery.state == PARKED)
+        if subscription_id is not None:
+            q = q.where(WebhookDelivery.subscription_id == subscription_id)
+        if delivery_id is not None:
+            q = q.where(WebhookDelivery.id == delivery_id)
+        with self.Session.begin() as s:
+            return s.execute(q.values(state=PENDING, attempts=0, next_attempt_at=now or utcnow())).rowcount
+
+    def deliveries(self, subscription_id: int) -> list[WebhookDelivery]:
+        with self.Session() as s:
+            return list(s.scalars(sa.select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id).order_by(WebhookDelivery.id)))
+
+    def attempts(self, delivery_id: int) -> list[WebhookAttempt]:
+        with self.Session() as s:
+            return list(s.scalars(sa.select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id)))
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(recipient, state) -> deliveries."""
+        q = sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).group_by(WebhookSubscription.recipient, WebhookDelivery.state)
+        with self.Session() as s:
+            return {(r, st): n for r, st, n in s.execute(q)}
+
+
+def _sub(row: WebhookSubscription) -> Subscription:
+    return Subscription(row.id, row.recipient, row.url, row.active, row.created_at)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST and return the HTTP status; raises OSError (incl. timeouts) when there is no answer."""
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL checked by policy.check_url
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+class DeliveryWorker:
+    """Moves records from Kafka into the queue and the queue to the receivers."""
+
+    def __init__(
+        self,
+        store: WebhookStore,
+        kafka_url: str,
+        *,
+        codec: Codec | None = None,
+        topics_for: Callable[[str], list[str]] = recipient_topics,
+        max_attempts: int = policy.MAX_ATTEMPTS,
+        base_delay: float = policy.BASE_DELAY,
+        timeout: float = 10.0,
+        clock: Callable[[], dt.datetime] = utcnow,
+        rng: random.Random | None = None,
+        sender: Callable[[str, bytes, dict, float], int] = post,
+    ):
+        self.store, self.kafka_url = store, kafka_url
+        self.codec = codec or default_codec()
+        self.topics_for, self.max_attempts, self.base_delay, self.timeout = topics_for, max_attempts, base_delay, timeout
+        self.clock, self.rng, self.sender = clock, rng, sender
+        self._consumers: dict[int, object] = {}
+
+    async def close(self) -> None:
+        for consumer in self._consumers.values():
+            await consumer.stop()
+        self._consumers.clear()
+
+    async def _consumer(self, sub: Subscription):
+        from aiokafka import AIOKafkaConsumer
+
+        from hub.adapters.kafka_admin import bootstrap_of
+
+        consumer = self._consumers.get(sub.id)
+        if consumer is None:
+            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_of(self.kafka_url), group_id=f"hub-webhooks-{sub.id}",
+                                        enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=5000)
+            await consumer.start()
+            self._consumers[sub.id] = consumer
+        return consumer
+
+    async def pull(self, timeout_ms: int = 500) -> int:
+        """Queue new records of every active subscription's topics; commit after queueing. Returns how many queued."""
+        queued = 0
+        active = self.store.subscriptions(active_only=True)
+        for sub_id in set(self._consumers) - {s.id for s in active}:
+            await self._consumers.pop(sub_id).stop()
+        for sub in active:
+            consumer = await self._consumer(sub)
+            batch = await consumer.getmany(timeout_ms=timeout_ms)
+            records = sorted((m for msgs in batch.values() for m in msgs), key=lambda m: (m.timestamp, m.topic, m.partition, m.offset))
+            for m in records:
+                try:
+                    event = self.codec.decode(m.value)
+                except CodecError as exc:  # the hub wrote it, so this is a bug; skip it loudly, never stop the queue
+                    log.error("webhooks: %s[%s]@%s is not decodable (%s); not delivered", m.topic, m.partition, m.offset, exc.reason)
+                    continue
+                body = policy.cloudevent_body(event.name, event.record, self.codec.to_jsonable(event.name, event.record))
+                if self.store.enqueue(sub.id, str(event.record["event_id"]), m.topic, event.name, body, self.clock()):
+                    queued += 1
+            if records:
+                await consumer.commit()
+        return queued
+
+    async def deliver_due(self) -> int:
+        """One attempt at the head of each active subscription's queue when due; returns attempts made."""
+        made = 0
+        for sub in self.store.subscriptions(active_only=True):
+            while True:
+                head = self.store.head(sub.id)
+                if head is None or _aware(head.next_attempt_at) > self.clock():
+                    break
+                now = self.clock()
+                ts = int(now.timestamp())
+                body = head.body.encode()
+                hdrs = policy.headers(self.store.secret(sub.id), head.message_id, ts, body)
+                status, error = None, None
+                try:
+                    status = await asyncio.to_thread(self.sender, sub.url, body, hdrs, self.timeout)
+                    if not 200 <= status < 300:
+                        error = f"HTTP {status}"
+                except OSError as exc:
+                    error = f"no answer: {type(exc).__name__}"
+                made += 1
+                state = self.store.record_attempt(head.id, self.clock(), status, error, self.max_attempts, self.rng, self.base_delay)
+                metrics.webhook_deliveries.labels(sub.recipient, "delivered" if state == DELIVERED else ("parked" if state == PARKED else "failed")).inc()
+                if state == PENDING:
+                    break  # retry later; those behind it wait, to keep the order
+        self.refresh_gauges()
+        return made
+
+    def refresh_gauges(self) -> None:
+        for (recipient, state), n in self.store.counts().items():
+            if state in (PENDING, PARKED):
+                metrics.webhook_queue.labels(recipient, state).set(n)
+
+    async def run(self, stop: asyncio.Event, poll: float = 1.0) -> None:
+        """Until `stop` is set: pull, deliver, sleep a little."""
+        try:
+            while not stop.is_set():
+                await self.pull()
+                await self.deliver_due()
+                try:
+                    await asyncio.wait_for(stop.wait(), poll)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self.close()
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

@@ -1,0 +1,120 @@
+"""The `hub` command: parses arguments, calls the use case, prints. No domain logic here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from hub.config import Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _configure_logging(level: str) -> None:
+    from hub.logs import configure
+
+    configure(level)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="integration-hub")
+def main() -> None:
+    """Integration hub: population-register changes in, newcomers referred to the responsible
+    authorities (municipality, wellbeing area, employment authority), consent-gated propagation
+    of initial-assessment results.
+
+    Configuration comes from HUB_* environment variables (see the README). Without
+    HUB_KAFKA_URL the hub starts its embedded broker; without HUB_DATABASE_URL it uses SQLite
+    under HUB_DATA_DIR (default .hub-data).
+    """
+
+
+@main.command()
+@click.option("--quiet", is_flag=True, help="Print only the summary.")
+@click.option("--changes", type=click.IntRange(0, 1_000_000), default=3000, show_default=True,
+              help="Synthetic DVV changes to generate on top of the hand-written sample day.")
+@click.option("--keep-running", is_flag=True, help="After the summary, keep the pipeline and /metrics up until Ctrl-C (for a Prometheus to scrape).")
+def demo(quiet: bool, changes: int, keep_running: bool) -> None:
+    """Run the main job on embedded defaults and print a summary.
+
+    Starts the bundled broker (unless HUB_KAFKA_URL is set), feeds synthetic population
+    changes (test identity codes only) through the stream processors and prints what
+    happened. Exits 0 on success; stops every process it started.
+    """
+    from hub.demo import run_demo
+
+    settings = _settings()
+    _configure_logging("ERROR" if quiet else settings.log_level)
+    progress = (lambda msg: None) if quiet else (lambda msg: click.echo(f"demo: {msg}", err=True))
+    summary = run_demo(settings, progress, changes=changes, keep_running=keep_running)
+    if not keep_running:
+        click.echo(summary.render())
+
+
+@main.command()
+def worker() -> None:
+    """Run the production worker until stopped (Ctrl-C or SIGTERM).
+
+    Reads HUB_KAFKA_URL (the embedded broker when unset), HUB_DATABASE_URL, HUB_APP_ID,
+    HUB_TOPIC_PARTITIONS and the HUB_KAFKA_* consumer-group timings; serves Prometheus metrics
+    on http://HUB_METRICS_ADDR:HUB_METRICS_PORT/metrics (default 127.0.0.1:9108); see the README.
+    """
+    import faust
+
+    from hub.adapters.broker import kafka_url_for
+    from hub.streams.ops_agents import MetricsPortUnavailable
+    from hub.streams.pipeline import build
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    with kafka_url_for(settings) as url:
+        pipeline = build(settings, url)
+        hub = pipeline.hub
+        try:  # bind /metrics now: a taken port is a clear error, and it answers during start-up
+            pipeline.ops.endpoint.start()
+        except MetricsPortUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        hub.ensure_topics()
+        faust.Worker(hub.app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
+
+
+@main.group()
+def db() -> None:
+    """Database schema management (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="heads", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Create or upgrade the hub's tables in HUB_DATABASE_URL (SQLite under HUB_DATA_DIR by default)."""
+    from hub.adapters.database import upgrade
+
+    url = _settings().resolved_database_url()
+    upgrade(url, revision)
+    click.echo(f"database at {_redact(url)} is at {revision}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+from hub.commands.ingest import register_commands as _register_ingest; _register_ingest(main)  # noqa: E402
+from hub.commands.routing import register_commands as _routing_commands; _routing_commands(main)  # noqa: E402
+from hub.commands.consent import register_commands as _consent; _consent(main)  # noqa: E402,E702
+from hub.commands.report import register_commands as _report_commands; _report_commands(main)  # noqa: E402
+from hub.commands.deploy import register_commands as _deploy_commands; _deploy_commands(main)  # noqa: E402
+from hub.commands.retention import register_commands as _retention_commands; _retention_commands(main)  # noqa: E402
+from hub.commands.subscribers import register_commands as _subscriber_commands; _subscriber_commands(main)  # noqa: E402
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,215 @@
+"""`hub consent grant|revoke|show` and `hub audit`: the consent registry from the command line.
+
+They write through the same use cases as the stream processors (hub.consent.service). What a
+command causes to be sent (the Consent event on hub.consents.v1, released plan requests, revocation
+notices) is committed to the outbox with the consent record; a running `hub worker` publishes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import click
+
+from hub.consent.model import DATA_CATEGORIES, PURPOSES, InvalidConsent
+
+
+def _settings():
+    from hub.cli import _settings as settings
+
+    return settings()
+
+
+def _person(ctx, param, value):
+    from hub.domain import hetu
+
+    if value is None:
+        return None
+    try:
+        return hetu.validate(value.strip().upper())
+    except hetu.InvalidHetu as exc:
+        raise click.BadParameter(str(exc)) from None  # the message never contains the code
+
+
+def _authority(ctx, param, value):
+    from hub.consent.model import check_authority
+
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if v is not None:
+            try:
+                check_authority(v, f"{v!r}")
+            except InvalidConsent as exc:
+                raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _time(end_of_day: bool):
+    def convert(ctx, param, value):
+        from hub.schemas.codec import parse_timestamp
+
+        if value is None:
+            return None
+        try:
+            ts = parse_timestamp(value)
+        except ValueError:
+            raise click.BadParameter("give a date YYYY-MM-DD or an RFC 3339 time with offset, e.g. 2026-12-31T23:59:59Z") from None
+        if end_of_day and len(value) == 10:
+            ts += dt.timedelta(days=1)  # a date alone: valid through the end of that day (UTC)
+        return ts.astimezone(dt.timezone.utc)
+
+    return convert
+
+
+def _registry():
+    """The registry over HUB_DATABASE_URL; a clear error when the schema is missing."""
+    import sqlalchemy as sa
+
+    from hub.adapters.database import create_engine, session_factory
+    from hub.consent import legal_bases
+    from hub.consent.service import ConsentRegistry
+
+    settings = _settings()
+    engine = create_engine(settings.resolved_database_url())
+    try:
+        ready = sa.inspect(engine).has_table("consent_events")
+    except sa.exc.OperationalError as exc:
+        raise click.ClickException(f"cannot open the database ({type(exc.orig).__name__}); check HUB_DATABASE_URL") from None
+    if not ready:
+        raise click.ClickException("the database has no consent registry yet: run `hub db upgrade` first")
+    try:
+        bases = legal_bases.load(settings.consent_legal_bases)
+    except legal_bases.LegalBasisFileError as exc:
+        raise click.UsageError(str(exc)) from None
+    return ConsentRegistry(session_factory(engine), legal_bases=bases, person_key_secret=settings.person_key_secret)
+
+
+def _report(action: str, consent_id: str, outcome) -> str:
+    parts = [f"consent {consent_id} {action}"]
+    if outcome.duplicate:
+        return f"consent {consent_id}: already recorded (nothing changed)"
+    if outcome.released:
+        parts.append(f"{outcome.released} held item(s) released")
+    if outcome.notices:
+        parts.append(f"{len(outcome.notices)} notice(s) to earlier recipients: {', '.join(sorted({to for _, to in outcome.notices}))}")
+    parts.append("queued in the outbox; a running `hub worker` publishes them")
+    return "; ".join(parts)
+
+
+@click.group()
+def consent() -> None:
+    """The consent registry: record grants and revocations, show a person's consents.
+
+    Consents are append-only history; the current state is derived from it. Data of an initial
+    assessment goes to the plan-making authority only under a consent in force (person, purpose,
+    recipient, data category, time) or a legal basis named in HUB_CONSENT_LEGAL_BASES.
+    """
+
+
+@consent.command("grant")
+@click.option("--person", required=True, callback=_person, metavar="HETU", help="The data subject's henkilötunnus.")
+@click.option("--purpose", type=click.Choice(PURPOSES), default=PURPOSES[0], show_default=True, help="Purpose of the disclosure.")
+@click.option("--category", "categories", multiple=True, required=True, type=click.Choice(DATA_CATEGORIES),
+              help="A data category the consent covers; repeat for several.")
+@click.option("--recipient", "recipients", multiple=True, required=True, callback=_authority, metavar="AUTHORITY",
+              help="Authority id that may receive the data, e.g. employment_authority:0091; repeat for several.")
+@click.option("--valid-from", callback=_time(False), metavar="WHEN", help="Start of validity (YYYY-MM-DD or RFC 3339); default now.")
+@click.option("--valid-until", callback=_time(True), metavar="WHEN", help="End of validity; a date alone means through that day (UTC). Default: until revoked.")
+@click.option("--evidence", help="Reference to the evidence: signed form, case number.")
+@click.option("--recorded-by", required=True, callback=_authority, metavar="AUTHORITY", help="Authority id recording the consent.")
+@click.option("--consent-id", help="Id of the new consent (default: a new UUID). Never reuse one.")
+def grant(person, purpose, categories, recipients, valid_from, valid_until, evidence, recorded_by, consent_id) -> None:
+    """Record a consent granted by PERSON, and release the held items it covers (in order)."""
+    from hub.consent import records, store
+
+    consent_id = consent_id or str(uuid.uuid4())
+    try:
+        rec = records.new_grant(consent_id=consent_id, person_id=person, recorded_by=recorded_by, purpose=purpose,
+                                data_categories=frozenset(categories), recipients=frozenset(recipients),
+                                valid_from=valid_from, valid_until=valid_until, evidence=evidence)
+    except InvalidConsent as exc:
+        raise click.UsageError(str(exc)) from None
+    registry = _registry()
+    with registry.sessions() as s:
+        if store.consent_exists(s, consent_id) is not None:
+            raise click.UsageError(f"consent id {consent_id} is already in the registry; a new consent needs a new id")
+    click.echo(_report("granted", consent_id, registry.record_consent(rec, publish=True)))
+
+
+@consent.command("revoke")
+@click.argument("consent_id")
+@click.option("--recorded-by", required=True, callback=_authority, metavar="AUTHORITY", help="Authority id recording the revocation.")
+@click.option("--evidence", help="Reference to the evidence of the revocation.")
+def revoke(consent_id, recorded_by, evidence) -> None:
+    """Record that CONSENT_ID was revoked: nothing more is disclosed under it, and each earlier
+    recipient of data under it gets a revocation notice."""
+    from hub.consent import model, store
+
+    registry = _registry()
+    with registry.sessions() as s:
+        first = store.consent_exists(s, consent_id)
+    if first is None:
+        raise click.ClickException(f"no consent {consent_id} in the registry; `hub consent show --person HETU` lists a person's consents")
+    rec = model.ConsentRecord(event_id=str(uuid.uuid4()), consent_id=consent_id, person_id=first.person_id, action=model.REVOKED,
+                              recorded_by=recorded_by, recorded_at=dt.datetime.now(dt.timezone.utc), purpose=first.purpose, evidence=evidence)
+    click.echo(_report("revoked", consent_id, registry.record_consent(rec, publish=True)))
+
+
+@consent.command("show")
+@click.option("--person", required=True, callback=_person, metavar="HETU", help="The data subject's henkilötunnus.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def show(person, as_json) -> None:
+    """Show PERSON's consents (current state, derived), their history and any held items."""
+    view = _registry().person_view(person)
+    if as_json:
+        click.echo(json.dumps(view, ensure_ascii=False, indent=2))
+        return
+    if not view["consents"] and not view["history"]:
+        click.echo("no consents recorded for this person")
+    for c in view["consents"]:
+        click.echo(f"consent {c['consent_id']}: {c['status']}; purpose {c['purpose']}; categories {', '.join(c['data_categories'])}; "
+                   f"recipients {', '.join(c['recipients'])}; valid {c['valid_from'] or '-'} .. {c['valid_until'] or 'until revoked'}; "
+                   f"evidence {c['evidence'] or '-'}; recorded by {c['recorded_by']}")
+    if view["history"]:
+        click.echo("history:")
+        for h in view["history"]:
+            click.echo(f"  {h['recorded_at']}  {h['action']:<8} {h['consent_id']}  by {h['recorded_by']}")
+    for h in view["held_items"]:
+        click.echo(f"held: assessment {h['assessment_id']} for {h['recipient']} since {h['held_at']} ({h['reason']})")
+
+
+@click.command("audit")
+@click.option("--person", required=True, callback=_person, metavar="HETU", help="The data subject's henkilötunnus.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per disclosure.")
+def audit(person, as_json) -> None:
+    """Show who received which categories of PERSON's data, when, and on which consent or legal basis.
+
+    For authorised operators: prints that person's disclosures and nothing else.
+    """
+    rows = _registry().audit(person)
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        else:
+            basis = f"consent {r['consent_id']}" if r["consent_id"] else ""
+            if r["legal_basis"]:
+                basis = f"{basis}{'; ' if basis else ''}legal basis {r['legal_basis']}"
+            click.echo(f"{r['disclosed_at']}  {r['recipient']}  {', '.join(r['data_categories']) or '(no data categories)'}  {basis}  "
+                       f"assessment {r['assessment_id']} by {r['assessor']}  request {r['request_id']}")
+    if not rows and not as_json:
+        click.echo("no disclosures of this person's data")
+
+
+def register_worker(hub) -> None:
+    """Add the consent agents, relay and sweep to the worker's app (needs `hub db upgrade` first)."""
+    from hub.streams import consent_agents
+
+    registry = _registry()
+    consent_agents.register(hub, registry.sessions, legal_bases=registry.legal_bases, relay=hub.settings.outbox_relay)
+
+
+def register_commands(main: click.Group) -> None:
+    main.add_command(consent)
+    main.add_command(audit)

@@ -1,0 +1,148 @@
+"""`hub ingest dvv`: population-register change data (DVV VTJ-muutosrajapinta) into the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+
+import click
+
+EXIT_DEAD_LETTERS = 3  # some records went to dead letters (the rest was published)
+EXIT_FAILED = 1  # the run stopped: broker, database or DVV unavailable, or a malformed page from DVV
+
+
+@click.group()
+def ingest() -> None:
+    """Bring external data into the hub."""
+
+
+@ingest.command("dvv")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--dry-run", is_flag=True, help="Print PopulationChange events as JSON lines on stdout and bad records on stderr; publish nothing.")
+@click.option("--poll", is_flag=True, help="Read the changes from the configured DVV endpoint (HUB_DVV_URL) from the stored cursor.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="With --poll: start from the first record key of this day (YYYY-MM-DD) instead of the stored cursor.")
+@click.option("--max-pages", type=click.IntRange(min=1), help="With --poll: stop after this many pages.")
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.datetime | None, max_pages: int | None, quiet: bool) -> None:
+    """Parse DVV change data (saved `muutokset` responses) and publish it.
+
+    FILE is a saved response of POST /api/v1/muutokset (one JSON response per file, or JSON
+    lines with one response per line). Each change becomes PopulationChange events on
+    hub.population-changes.v1, keyed by the pseudonymous person key; a change that fails
+    validation goes to hub.dead-letters.v1 with its original bytes, its file:line and a reason.
+    Without HUB_KAFKA_URL the embedded broker is started for the run.
+
+    --poll reads from HUB_DVV_URL instead of files, page by page, and stores the record key in
+    the database (HUB_DATABASE_URL) after the broker acknowledged each page.
+
+    Exit status: 0 all published; 3 some records went to dead letters; 1 the run stopped
+    (broker, database or DVV unavailable, or DVV sent a malformed page; the cursor stays at the
+    last acknowledged page); 2 usage error.
+    """
+    from hub.cli import _configure_logging, _settings
+
+    if poll and files:
+        raise click.UsageError("give FILE arguments or --poll, not both")
+    if not poll and not files:
+        raise click.UsageError("give one or more FILE arguments (saved muutokset responses), or --poll")
+    if (since or max_pages) and not poll:
+        raise click.UsageError("--since and --max-pages go with --poll")
+    settings = _settings()
+    _configure_logging("ERROR" if dry_run or quiet else settings.log_level)
+    progress = None if quiet else (lambda msg: click.echo(f"ingest dvv: {msg}", err=True))
+    try:
+        report = asyncio.run(_run(settings, files, dry_run, poll, since.date() if since else None, max_pages, progress))
+    except _Failed as exc:
+        click.echo(f"ingest dvv: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    summary = (
+        f"ingest dvv: {report.pages} pages, {report.changes} changes, {report.published} events {'printed (dry run)' if dry_run else 'published'}, "
+        f"{sum(report.dead_letters.values())} dead letters"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(report.dead_letters.items()))})" if report.dead_letters else "")
+        + (f", unknown data groups: {', '.join(sorted(report.unknown_groups))}" if report.unknown_groups else "")
+        + (f", cursor at {report.cursor}" if report.cursor is not None else "")
+    )
+    if not quiet:
+        click.echo(summary, err=True)
+    if not report.ok:
+        sys.exit(EXIT_DEAD_LETTERS)
+
+
+class _Failed(Exception):
+    pass
+
+
+async def _run(settings, files, dry_run, poll, since, max_pages, progress):
+    from hub.adapters.dvv.client import DvvClient, DvvError, ClientConfig
+    from hub.adapters.dvv.ingest import DryRunSink, KafkaSink, ingest, read_files
+    from hub.adapters.kafka_security import kafka_client_options
+    from hub.adapters.dvv.page import MalformedPage
+
+    cursor = None
+    if poll:
+        try:
+            client = DvvClient(ClientConfig.from_settings(settings))
+        except DvvError as exc:
+            raise _Failed(str(exc)) from None
+        cursor, start = _start_key(settings, client, since, dry_run)
+        pages = client.pages(start, max_pages=max_pages)
+        if progress:
+            progress(f"reading changes after record key {start}")
+    else:
+        pages = read_files(files)
+    try:
+        if dry_run:
+            return await ingest(pages, DryRunSink(sys.stdout, sys.stderr), secret=settings.person_key_secret, progress=progress)
+        from hub.adapters.broker import BrokerError, kafka_url_for
+
+        try:
+            with kafka_url_for(settings) as url:
+                async with KafkaSink(url, partitions=settings.topic_partitions, security=kafka_client_options(settings)) as sink:
+                    return await ingest(pages, sink, secret=settings.person_key_secret, cursor=cursor, progress=progress)
+        except BrokerError as exc:
+            raise _Failed(str(exc)) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith(("aiokafka", "kafka")):
+                raise _Failed(f"the broker did not take the events ({type(exc).__name__}); nothing after the last acknowledged page was recorded") from None
+            raise
+    except MalformedPage as exc:
+        raise _Failed(f"DVV sent a malformed page: {exc}; the cursor stays at the last acknowledged page") from None
+    except DvvError as exc:
+        raise _Failed(str(exc)) from None
+    finally:
+        if cursor is not None:
+            cursor.dispose()
+
+
+def _start_key(settings, client, since, dry_run):
+    from hub.adapters.database import upgrade
+    from hub.adapters.dvv.client import DvvError
+    from hub.adapters.dvv.cursor import CursorStore
+
+    try:
+        url = settings.resolved_database_url()
+        upgrade(url)
+        cursor = CursorStore.from_url(url)
+        stored = cursor.load()
+    except Exception as exc:
+        raise _Failed(f"the database at HUB_DATABASE_URL is not usable ({type(exc).__name__}); check it and run `hub db upgrade`") from None
+    if since is None and stored is None:
+        cursor.dispose()
+        raise _Failed("no stored DVV cursor yet: give --since YYYY-MM-DD for the first run")
+    if since is not None:
+        try:
+            start = client.first_key(since)
+        except DvvError as exc:
+            cursor.dispose()
+            raise _Failed(str(exc)) from None
+    else:
+        start = stored
+    if dry_run:  # a dry run never moves the cursor
+        cursor.dispose()
+        return None, start
+    return cursor, start
+
+
+def register_commands(main: click.Group) -> None:
+    main.add_command(ingest)

@@ -1,0 +1,41 @@
+"""`hub retention`: the documented retention job (see hub/adapters/retention.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+
+
+@click.command()
+@click.option("--older-than", "days", type=click.IntRange(1, 36500), required=True,
+              help="Remove entries older than this many days (closed referrals, audit rows, ended consents, ...).")
+@click.option("--run-by", default="retention-job", show_default=True, help="Who runs it (recorded in retention_runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def retention(days: int, run_by: str, as_json: bool) -> None:
+    """Remove ledger, audit and consent entries past the retention age; the run itself is recorded.
+
+    Open referrals are never removed. Works on HUB_DATABASE_URL (run `hub db upgrade` first).
+    """
+    from hub.adapters.database import create_engine, session_factory, upgrade
+    from hub.adapters.retention import run_retention
+    from hub.config import Settings
+
+    url = Settings.from_env().resolved_database_url()
+    upgrade(url)
+    engine = create_engine(url)
+    try:
+        with session_factory(engine).begin() as s:
+            removed = run_retention(s, dt.timedelta(days=days), dt.datetime.now(dt.timezone.utc), run_by)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps(removed, sort_keys=True))
+    else:
+        for table, n in sorted(removed.items()):
+            click.echo(f"{table:<18} {n}")
+
+
+def register_commands(main: click.Group) -> None:
+    main.add_command(retention)

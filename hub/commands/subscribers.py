@@ -1,0 +1,276 @@
+"""Commands for the subscribers' side: `hub registry`, `hub schemas check`, `hub replay`,
+`hub resend`, `hub asyncapi`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sys
+
+import click
+
+EXIT_FAILED = 1
+
+
+def _settings():
+    from hub.cli import _settings as settings
+
+    return settings()
+
+
+def _kafka_url() -> str:
+    settings = _settings()
+    if not settings.kafka_url:
+        raise click.UsageError("set HUB_KAFKA_URL to the broker that holds the topic (the embedded broker starts empty, so there is nothing to replay or resend)")
+    url = settings.kafka_url
+    return url if "://" in url else f"kafka://{url}"
+
+
+@click.command("registry")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="Port (8081 is the Schema Registry's usual one; 0 picks a free port).")
+def registry_command(host: str, port: int) -> None:
+    """Serve the hub's Avro schemas as a read-only Confluent Schema Registry.
+
+    Standard deserializers (confluent-kafka's AvroDeserializer, Kafka Connect, ksqlDB, kcat -s avro)
+    pointed at http://HOST:PORT resolve the schema id in each record (GET /schemas/ids/{id}); the
+    ids are the ones the hub writes. Subjects: <topic>-value for the fixed topics and
+    fi.integrationhub.<Name> (RecordNameStrategy) for every schema, including those of the
+    per-recipient topics. Runs until Ctrl-C.
+    """
+    from hub.adapters.registry_server import make_server
+
+    try:
+        server = make_server(host, port)
+    except OSError as exc:
+        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
+    click.echo(f"schema registry on http://{host}:{server.server_address[1]} (read-only; Ctrl-C stops)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@click.group("schemas")
+def schemas_group() -> None:
+    """The hub's Avro schemas: compatibility of their versions."""
+
+
+@schemas_group.command("check")
+@click.option("--samples", default=50, show_default=True, type=click.IntRange(1, 10000), help="Generated records per version pair for the data check.")
+def schemas_check(samples: int) -> None:
+    """Check every schema's versions against its compatibility mode.
+
+    Versions are hub/schemas/history/<Name>/v1.avsc, v2.avsc, ...; the newest must equal the
+    schema in hub/schemas/. Modes are in hub/schemas/compatibility.json (BACKWARD by default).
+    Each required (reader, writer) pair passes the Avro resolution rules (a field the writer lacks
+    needs a default in the reader) and reads generated records written with the other.
+    Exit status 0: compatible; 1: problems, each printed.
+    """
+    from hub.schemas.compatibility import check_repository
+
+    lines, problems = check_repository(samples=samples)
+    for line in lines:
+        click.echo(line)
+    for problem in problems:
+        click.echo(f"INCOMPATIBLE {problem}", err=True)
+    if problems:
+        sys.exit(EXIT_FAILED)
+
+
+def _timestamp(ctx, param, value):
+    if value is None:
+        return None
+    from hub.schemas.codec import parse_timestamp
+
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise click.BadParameter("give an RFC 3339 time with offset, e.g. 2026-11-16T08:00:00Z, or a date YYYY-MM-DD (midnight UTC)") from None
+
+
+@click.command("replay")
+@click.option("--topic", required=True, help="Topic to reprocess, e.g. hub.newcomers.v1.")
+@click.option("--from-offset", type=click.IntRange(min=0), help="First offset (inclusive, in each partition).")
+@click.option("--from-time", callback=_timestamp, help="First record time (RFC 3339 or YYYY-MM-DD).")
+@click.option("--to-offset", type=click.IntRange(min=0), help="Last offset (inclusive). Default: the end of the topic now.")
+@click.option("--to-time", callback=_timestamp, help="Last record time (inclusive).")
+@click.option("--partition", "partitions", type=click.IntRange(min=0), multiple=True, help="Only this partition (repeatable). Default: all.")
+def replay_command(topic: str, from_offset, from_time, to_offset, to_time, partitions) -> None:
+    """Reprocess a range of a topic: republish its records onto the same topic.
+
+    The records go back byte for byte (key, value, CloudEvents headers) with a header
+    hub_replay_of=<topic>/<partition>/<offset>. The hub's processors are idempotent by event id,
+    so a replay makes no duplicate referrals: it only redoes what was lost (e.g. a record that was
+    dead-lettered before a fix). Needs HUB_KAFKA_URL. Prints how many records were replayed.
+    """
+    from hub.adapters.replay import Range, replay
+
+    try:
+        window = Range(from_offset, from_time, to_offset, to_time)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    url = _kafka_url()
+    try:
+        result = asyncio.run(replay(url, topic, window, partitions=list(partitions) or None))
+    except LookupError as exc:
+        raise click.UsageError(str(exc)) from None
+    except Exception as exc:  # broker unreachable and the like: a message, not a traceback
+        click.echo(f"replay failed: {type(exc).__name__}: {exc}; check HUB_KAFKA_URL and that the broker is up", err=True)
+        sys.exit(EXIT_FAILED)
+    ranges = ", ".join(f"partition {p}: offsets {a}-{b}" for p, (a, b) in sorted(result.ranges.items())) or "nothing in the range"
+    click.echo(f"replayed {result.republished} record(s) of {topic} ({ranges})")
+
+
+@click.command("resend")
+@click.option("--recipient", required=True, metavar="AUTHORITY", help="Recipient authority id, e.g. wellbeing_area:04.")
+@click.option("--from-seq", required=True, type=click.IntRange(min=1), help="First sequence number to send again.")
+@click.option("--to-seq", type=click.IntRange(min=1), help="Last sequence number (inclusive). Default: the newest.")
+def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
+    """Republish a recipient's referrals from the ledger, from sequence number N on.
+
+    For a subscriber that found a gap in the `sequence` numbers of its topic
+    (hub.referrals.<kind>.<code>.v1). The referrals keep their event ids, so repeats are
+    recognisable; person_id is null in resent records (the ledger never stores identity codes).
+    Needs HUB_KAFKA_URL and HUB_DATABASE_URL.
+    """
+    from hub.adapters.database import create_engine
+    from hub.adapters.referral_ledger import ReferralLedger
+    from hub.adapters.resend import resend
+    from hub.streams.topics import referral_topic
+
+    try:
+        referral_topic(recipient)
+    except ValueError:
+        raise click.BadParameter(f"{recipient!r} is not an authority id; use <kind>:<code>, e.g. municipality:091, wellbeing_area:04, employment_authority:43", param_hint="--recipient") from None
+    if to_seq is not None and to_seq < from_seq:
+        raise click.UsageError(f"--to-seq {to_seq} is before --from-seq {from_seq}")
+    url = _kafka_url()
+    engine = create_engine(_settings().resolved_database_url())
+    try:
+        sent = asyncio.run(resend(ReferralLedger(engine), url, recipient, from_seq, to_seq))
+    except Exception as exc:  # noqa: BLE001 - broker or database unavailable: a message, not a traceback
+        click.echo(f"resend failed: {type(exc).__name__}; check HUB_KAFKA_URL and HUB_DATABASE_URL (run `hub db upgrade` first)", err=True)
+        sys.exit(EXIT_FAILED)
+    finally:
+        engine.dispose()
+    span = f"sequence {sent[0]}-{sent[-1]}" if sent else f"nothing published from sequence {from_seq}"
+    click.echo(f"resent {len(sent)} referral(s) to {referral_topic(recipient)} ({span})")
+
+
+@click.command("asyncapi")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to this file instead of stdout (the repository keeps docs/asyncapi.yaml).")
+def asyncapi_command(output: str | None) -> None:
+    """Print the AsyncAPI 3.0 document of every hub topic (YAML).
+
+    Channels (with the per-recipient address pattern hub.referrals.{kind}.{code}.v1 and its
+    parameters), messages with their Avro schemas and schema ids, CloudEvents headers, Kafka
+    bindings, and who sends and who receives each. Generated from the code, so it cannot drift:
+    a test compares it with docs/asyncapi.yaml.
+    """
+    from hub.schemas.asyncapi import render
+
+    text = render()
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def _webhook_store():
+    from hub.adapters.database import create_engine
+    from hub.adapters.webhooks import WebhookStore
+
+    return WebhookStore(create_engine(_settings().resolved_database_url()))
+
+
+@click.group("webhooks")
+def webhooks_group() -> None:
+    """Webhook delivery for recipients without Kafka (subscriptions in HUB_DATABASE_URL).
+
+    Each record of a recipient's own topics (its referrals and plan requests) is POSTed to its
+    callback URL as a CloudEvents JSON body, signed per Standard Webhooks (webhook-id = the event
+    id, webhook-timestamp, webhook-signature), in order, retried with exponential backoff and
+    jitter; after the last attempt it is parked until `hub webhooks redeliver`. Run `hub db upgrade`
+    first; `hub webhooks deliver` is the delivery worker.
+    """
+
+
+@webhooks_group.command("add")
+@click.option("--recipient", required=True, metavar="AUTHORITY", help="Recipient authority id, e.g. wellbeing_area:04.")
+@click.option("--url", required=True, help="Callback URL; https (http only to localhost/127.0.0.1/::1).")
+@click.option("--secret", default=None, help="Signing secret whsec_<base64> (default: a new random one, printed once).")
+def webhooks_add(recipient: str, url: str, secret: str | None) -> None:
+    """Subscribe a recipient's callback URL; prints the subscription id and the signing secret."""
+    from hub.webhooks.policy import WebhookError
+
+    try:
+        sub, secret = _webhook_store().add(recipient, url, secret)
+    except WebhookError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except ValueError:
+        raise click.BadParameter(f"{recipient!r} is not an authority id; use <kind>:<code>, e.g. wellbeing_area:04", param_hint="--recipient") from None
+    click.echo(f"subscription {sub.id}: {sub.recipient} -> {sub.url}")
+    click.echo(f"secret (give it to the receiver; it is not shown again): {secret}")
+
+
+@webhooks_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
+def webhooks_list(as_json: bool) -> None:
+    """Every subscription with its state and queue (pending, delivered, parked); never the secret."""
+    import json
+
+    store = _webhook_store()
+    counts = store.counts()
+    for sub in store.subscriptions():
+        per = {state: n for (recipient, state), n in counts.items() if recipient == sub.recipient}
+        row = {"id": sub.id, "recipient": sub.recipient, "url": sub.url, "active": sub.active, "queue": per}
+        click.echo(json.dumps(row) if as_json else f"{sub.id} {'active' if sub.active else 'disabled'} {sub.recipient} {sub.url} {per}")
+
+
+@webhooks_group.command("disable")
+@click.argument("subscription_id", type=int)
+def webhooks_disable(subscription_id: int) -> None:
+    """Stop delivering to a subscription (its queue is kept)."""
+    if not _webhook_store().disable(subscription_id):
+        raise click.BadParameter(f"no subscription {subscription_id}; `hub webhooks list` shows them", param_hint="SUBSCRIPTION_ID")
+    click.echo(f"subscription {subscription_id} disabled")
+
+
+@webhooks_group.command("redeliver")
+@click.option("--subscription", "subscription_id", type=int, help="Every parked delivery of this subscription.")
+@click.option("--delivery", "delivery_id", type=int, help="This one parked delivery.")
+def webhooks_redeliver(subscription_id: int | None, delivery_id: int | None) -> None:
+    """Queue parked deliveries again (attempts start over)."""
+    if subscription_id is None and delivery_id is None:
+        raise click.UsageError("give --subscription ID or --delivery ID")
+    n = _webhook_store().redeliver(subscription_id=subscription_id, delivery_id=delivery_id)
+    click.echo(f"{n} parked deliver{'y' if n == 1 else 'ies'} queued again")
+
+
+@webhooks_group.command("deliver")
+@click.option("--max-attempts", default=8, show_default=True, type=click.IntRange(1, 100), help="Attempts before a delivery is parked.")
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300), help="Seconds to wait for a receiver's answer.")
+def webhooks_deliver(max_attempts: int, timeout: float) -> None:
+    """Run the delivery worker until Ctrl-C (needs HUB_KAFKA_URL and HUB_DATABASE_URL)."""
+    from hub.adapters.webhooks import DeliveryWorker
+
+    url = _kafka_url()
+    worker = DeliveryWorker(_webhook_store(), url, max_attempts=max_attempts, timeout=timeout)
+    stop = asyncio.Event()
+    try:
+        asyncio.run(worker.run(stop))
+    except KeyboardInterrupt:
+        pass
+
+
+def register_commands(main: click.Group) -> None:
+    for command in (registry_command, schemas_group, replay_command, resend_command, asyncapi_command, webhooks_group):
+        main.add_command(command)
+
+
+

@@ -1,0 +1,1 @@
+"""Consent registry and consent decisions (see the consent issue)."""

@@ -1,0 +1,208 @@
+"""Use cases of the consent registry, each in ONE database transaction: record a consent event,
+handle a completed assessment, sweep for expiries and consents that became valid.
+
+Everything a use case sends (plan requests, notices, consent events) goes into the outbox in the
+same transaction as the state change and the audit row; the outbox relay publishes it afterwards.
+The agents (hub.streams.consent_agents) and the CLI (hub.commands.consent) both call these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.adapters import outbox
+from hub.adapters.idempotency import first_time
+from hub.consent import model, records, store
+from hub.domain import hetu
+from hub.schemas.codec import Codec, default_codec
+from hub.streams import topics
+
+CONSUMER_CONSENTS = "consent-registry"
+CONSUMER_ASSESSMENTS = "consent-assessments"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class Outcome:
+    """What one use case did (for metrics, the CLI's reply and tests)."""
+
+    duplicate: bool = False
+    disclosed: list[tuple[str, tuple[str, ...], dt.datetime]] = field(default_factory=list)  # recipient, categories, assessed at
+    held: list[str] = field(default_factory=list)  # hold reasons
+    released: int = 0
+    notices: list[tuple[str, str]] = field(default_factory=list)  # notice type, recipient
+    recorded: list[str] = field(default_factory=list)  # consent event actions recorded
+
+
+class ConsentRegistry:
+    """The consent registry's use cases over a database (session factory) and the codec."""
+
+    def __init__(self, sessions: sessionmaker, *, legal_bases: Sequence[model.LegalBasis] = (), person_key_secret: str,
+                 codec: Codec | None = None, clock: Callable[[], dt.datetime] = utcnow):
+        self.sessions = sessions
+        self.legal_bases = tuple(legal_bases)
+        self.person_key_secret = person_key_secret
+        self.codec = codec or default_codec()
+        self.clock = clock
+
+    # -- use cases ---------------------------------------------------------------------------
+    def record_consent(self, rec: model.ConsentRecord, *, publish: bool = False) -> Outcome:
+        """Append a consent event; a grant releases the held items it covers (in order), a revocation or
+        expiry notifies each earlier recipient under that consent. `publish` also puts the Consent
+        event on hub.consents.v1 (the CLI's path; the agent consumed it from there already)."""
+        now = self.clock()
+        out = Outcome()
+        with self._applying(CONSUMER_CONSENTS, rec.event_id, rec.person_id, out) as s:
+            if s is None:
+                return out
+            store.add_consent_event(s, rec, now)
+            out.recorded.append(rec.action)
+            if publish:
+                self._enqueue(s, topics.CONSENTS, "Consent", records.consent_to_avro(rec), self._person_key(rec.person_id), now)
+            if rec.action == model.GRANTED:
+                self._release(s, rec.person_id, now, out)
+            else:
+                self._notify_ended(s, rec, now, out)
+        return out
+
+    def handle_assessment(self, assessment: model.Assessment, encoded: bytes) -> Outcome:
+        """Disclose (plan request + audit row) or hold (held item + consent-required notice to the assessor)."""
+        now = self.clock()
+        out = Outcome()
+        with self._applying(CONSUMER_ASSESSMENTS, assessment.event_id, assessment.person_id, out) as s:
+            if s is None:
+                return out
+            decision = model.decide(assessment, store.history(s, assessment.person_id), self.legal_bases, now)
+            if isinstance(decision, model.Disclose):
+                self._disclose(s, assessment, decision, now, out)
+            else:
+                store.add_held(s, assessment=assessment, encoded=encoded, reason=decision.reason, now=now)
+                out.held.append(decision.reason)
+                notice = records.consent_required_notice(assessment, decision, now)
+                self._enqueue(s, topics.NOTICES, "Notice", notice, assessment.person_key, now)
+                out.notices.append(("consent_required", assessment.assessor))
+        return out
+
+    def sweep(self) -> Outcome:
+        """Record the expiry of consents whose valid_until passed (notices to earlier recipients) and
+        release held items that a consent which has become valid now covers. Run periodically."""
+        now = self.clock()
+        total = Outcome()
+        with self.sessions() as s:
+            persons = store.persons_with_expiring_or_starting_consents(s, now)
+        for person_id in persons:
+            with self.sessions.begin() as s:
+                store.lock_person(s, person_id)
+                hist = store.history(s, person_id)
+                expiries = model.due_expiries(hist, now)
+                ended = [
+                    model.ConsentRecord(
+                        event_id=records.derived_id("expired", c.consent_id), consent_id=c.consent_id, person_id=person_id,
+                        action=model.EXPIRED, recorded_by=c.grant.recorded_by, recorded_at=c.grant.valid_until,
+                        purpose=c.grant.purpose,
+                    )
+                    for c in expiries
+                ]
+            for rec in ended:
+                o = self.record_consent(rec, publish=True)
+                total.recorded += o.recorded
+                total.notices += o.notices
+            with self.sessions.begin() as s:
+                store.lock_person(s, person_id)
+                self._release(s, person_id, self.clock(), total)
+        return total
+
+    # -- reading -------------------------------------------------------------------------------
+    def held_count(self) -> int:
+        with self.sessions() as s:
+            return store.held_count(s)
+
+    def person_view(self, person_id: str, now: dt.datetime | None = None) -> dict:
+        """Current consents (derived) and the full history of one person, for `hub consent show`."""
+        now = now or self.clock()
+        with self.sessions() as s:
+            hist = store.history(s, person_id)
+            held = store.held(s, person_id)
+        current = model.current_consents(hist)
+        return {
+            "consents": [
+                {
+                    "consent_id": c.consent_id, "status": c.status(now), "purpose": c.grant.purpose,
+                    "data_categories": list(model.ordered(c.grant.data_categories)), "recipients": sorted(c.grant.recipients),
+                    "valid_from": _iso(c.grant.valid_from), "valid_until": _iso(c.grant.valid_until), "evidence": c.grant.evidence,
+                    "recorded_by": c.grant.recorded_by,
+                }
+                for c in current.values()
+            ],
+            "history": [
+                {"recorded_at": _iso(r.recorded_at), "action": r.action, "consent_id": r.consent_id, "recorded_by": r.recorded_by, "event_id": r.event_id}
+                for r in hist
+            ],
+            "held_items": [{"assessment_id": h.assessment_id, "recipient": h.recipient, "reason": h.reason, "held_at": _iso(store._utc(h.held_at))} for h in held],
+        }
+
+    def audit(self, person_id: str) -> list[dict]:
+        with self.sessions() as s:
+            return [d.as_dict() for d in store.disclosures(s, person_id)]
+
+    # -- steps inside a transaction -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _applying(self, consumer: str, event_id: str, person_id: str, out: Outcome) -> Iterator[Session | None]:
+        """One transaction for one event of one person; None (and out.duplicate) when it was applied before."""
+        with self.sessions.begin() as s:
+            store.lock_person(s, person_id)
+            if first_time(s, consumer, event_id):
+                yield s
+            else:
+                out.duplicate = True
+                yield None
+
+    def _person_key(self, person_id: str) -> str:
+        return hetu.person_key(person_id, self.person_key_secret)
+
+    def _enqueue(self, s: Session, topic: str, name: str, record: dict, key: str | None, now: dt.datetime) -> outbox.OutboxMessage:
+        from hub.streams.app import cloudevent_headers
+
+        value = self.codec.encode(name, record)
+        return outbox.enqueue(s, topic, name, record["event_id"], value, key, cloudevent_headers(name, record), now)
+
+    def _disclose(self, s: Session, assessment: model.Assessment, decision: model.Disclose, now: dt.datetime, out: Outcome) -> str:
+        plan = records.plan_request(assessment, decision, now)
+        row = self._enqueue(s, topics.plan_request_topic(decision.recipient), "PlanRequest", plan, assessment.person_key, now)
+        store.add_disclosure(s, plan=plan, outbox_id=row.id, now=now)
+        out.disclosed.append((decision.recipient, decision.categories, assessment.occurred_at))
+        return plan["request_id"]
+
+    def _release(self, s: Session, person_id: str, now: dt.datetime, out: Outcome) -> None:
+        items = store.held(s, person_id)
+        if not items:
+            return
+        hist = store.history(s, person_id)
+        pairs = [(item.id, records.assessment_from_avro(self.codec.decode(item.assessment, "AssessmentCompleted").record)) for item in items]
+        for item_id, assessment, decision in model.releases(pairs, hist, self.legal_bases, now):
+            request_id = self._disclose(s, assessment, decision, now, out)
+            store.mark_released(s, item_id, request_id, now)
+            out.released += 1
+
+    def _notify_ended(self, s: Session, rec: model.ConsentRecord, now: dt.datetime, out: Outcome) -> None:
+        consent = model.current_consents(store.history(s, rec.person_id)).get(rec.consent_id)
+        if consent is None or consent.ended_by is None or consent.ended_by.event_id != rec.event_id:
+            return  # unknown consent, or ended before: its recipients were told then
+        rows = store.disclosures(s, rec.person_id)
+        keys = {d.recipient: d.person_key for d in rows}
+        for recipient in model.revocation_recipients(rec.consent_id, [(d.recipient, d.consent_id) for d in rows]):
+            notice = records.ended_notice(rec, recipient, keys[recipient], now)
+            self._enqueue(s, topics.NOTICES, "Notice", notice, keys[recipient], now)
+            out.notices.append((notice["notice_type"], recipient))
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else None

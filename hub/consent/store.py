@@ -1,0 +1,188 @@
+"""The consent registry in SQL: append-only consent history, held items, the disclosure audit.
+
+Tables are created by the Alembic revision 0002_consent. Nothing here is updated in place except
+a held item's release (released_at, request_id); consent history and disclosures are only added to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from hub.adapters.database import Base
+from hub.consent.model import ConsentRecord
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite gives naive datetimes back; every time the hub stores is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+class ConsentEvent(Base):
+    """One entry of the append-only consent history."""
+
+    __tablename__ = "consent_events"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    consent_id: Mapped[str] = mapped_column(sa.String(128), index=True)
+    person_id: Mapped[str] = mapped_column(sa.String(11), index=True)
+    action: Mapped[str] = mapped_column(sa.String(16))
+    purpose: Mapped[str] = mapped_column(sa.String(64))
+    data_categories: Mapped[str] = mapped_column(sa.Text)  # JSON list
+    recipients: Mapped[str] = mapped_column(sa.Text)  # JSON list
+    valid_from: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    valid_until: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    evidence: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    recorded_by: Mapped[str] = mapped_column(sa.String(64))
+    recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))  # when the consent event happened
+    stored_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))  # when the hub stored it
+
+    def to_record(self) -> ConsentRecord:
+        return ConsentRecord(
+            event_id=self.event_id, consent_id=self.consent_id, person_id=self.person_id, action=self.action,
+            recorded_by=self.recorded_by, recorded_at=_utc(self.recorded_at), purpose=self.purpose,
+            data_categories=frozenset(json.loads(self.data_categories)), recipients=frozenset(json.loads(self.recipients)),
+            valid_from=_utc(self.valid_from), valid_until=_utc(self.valid_until), evidence=self.evidence,
+        )
+
+
+class HeldItem(Base):
+    """An assessment no consent covered yet, kept (as the original Avro bytes) until one does."""
+
+    __tablename__ = "held_items"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    assessment_event_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    assessment_id: Mapped[str] = mapped_column(sa.String(128))
+    person_id: Mapped[str] = mapped_column(sa.String(11), index=True)
+    assessor: Mapped[str] = mapped_column(sa.String(64))
+    recipient: Mapped[str] = mapped_column(sa.String(64))
+    reason: Mapped[str] = mapped_column(sa.String(32))
+    assessment: Mapped[bytes] = mapped_column(sa.LargeBinary)  # AssessmentCompleted, wire format
+    held_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    released_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True, index=True)
+    request_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+
+
+class Disclosure(Base):
+    """Audit: who received which categories of whose data, when, on which consent or legal basis."""
+
+    __tablename__ = "disclosures"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    person_id: Mapped[str] = mapped_column(sa.String(11), index=True)
+    person_key: Mapped[str] = mapped_column(sa.String(64))
+    recipient: Mapped[str] = mapped_column(sa.String(64))
+    assessor: Mapped[str] = mapped_column(sa.String(64))
+    assessment_id: Mapped[str] = mapped_column(sa.String(128))
+    data_categories: Mapped[str] = mapped_column(sa.Text)  # JSON list
+    consent_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True, index=True)
+    legal_basis: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    disclosed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    outbox_id: Mapped[int] = mapped_column(sa.Integer, sa.ForeignKey("outbox.id"))
+
+    def as_dict(self) -> dict:
+        return {
+            "disclosed_at": _utc(self.disclosed_at).isoformat().replace("+00:00", "Z"),
+            "recipient": self.recipient,
+            "data_categories": json.loads(self.data_categories),
+            "consent_id": self.consent_id,
+            "legal_basis": self.legal_basis,
+            "request_id": self.request_id,
+            "assessor": self.assessor,
+            "assessment_id": self.assessment_id,
+        }
+
+
+# -- writing -------------------------------------------------------------------------------------
+def lock_person(session: Session, person_id: str) -> None:
+    """Serialise the transactions of one person across workers (PostgreSQL advisory lock).
+
+    Without it, an assessment held in one worker and a grant committed in another at the same moment
+    could each miss the other. SQLite serialises writers itself.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(b"consent:" + person_id.encode()).digest()[:8], "big", signed=True)
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def add_consent_event(session: Session, rec: ConsentRecord, now: dt.datetime) -> ConsentEvent:
+    row = ConsentEvent(
+        event_id=rec.event_id, consent_id=rec.consent_id, person_id=rec.person_id, action=rec.action, purpose=rec.purpose,
+        data_categories=json.dumps(sorted(rec.data_categories)), recipients=json.dumps(sorted(rec.recipients)),
+        valid_from=rec.valid_from, valid_until=rec.valid_until, evidence=rec.evidence, recorded_by=rec.recorded_by,
+        recorded_at=rec.recorded_at, stored_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def add_held(session: Session, *, assessment, encoded: bytes, reason: str, now: dt.datetime) -> HeldItem:
+    row = HeldItem(
+        assessment_event_id=assessment.event_id, assessment_id=assessment.assessment_id, person_id=assessment.person_id,
+        assessor=assessment.assessor, recipient=assessment.plan_authority, reason=reason, assessment=encoded, held_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def mark_released(session: Session, item_id: int, request_id: str, now: dt.datetime) -> None:
+    session.execute(sa.update(HeldItem).where(HeldItem.id == item_id, HeldItem.released_at.is_(None)).values(released_at=now, request_id=request_id))
+
+
+def add_disclosure(session: Session, *, plan: dict, outbox_id: int, now: dt.datetime) -> Disclosure:
+    row = Disclosure(
+        request_id=plan["request_id"], person_id=plan["person_id"], person_key=plan["person_key"], recipient=plan["to"],
+        assessor=plan["assessor"], assessment_id=plan["assessment_id"], data_categories=json.dumps(plan["data_categories"]),
+        consent_id=plan["consent_id"], legal_basis=plan["legal_basis"], disclosed_at=now, outbox_id=outbox_id,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+# -- reading -------------------------------------------------------------------------------------
+def history(session: Session, person_id: str) -> list[ConsentRecord]:
+    """The person's consent history in the order the hub stored it."""
+    rows = session.scalars(sa.select(ConsentEvent).where(ConsentEvent.person_id == person_id).order_by(ConsentEvent.id))
+    return [r.to_record() for r in rows]
+
+
+def consent_exists(session: Session, consent_id: str) -> ConsentEvent | None:
+    return session.scalars(sa.select(ConsentEvent).where(ConsentEvent.consent_id == consent_id).order_by(ConsentEvent.id).limit(1)).first()
+
+
+def held(session: Session, person_id: str) -> list[HeldItem]:
+    """The person's unreleased held items, oldest first."""
+    q = sa.select(HeldItem).where(HeldItem.person_id == person_id, HeldItem.released_at.is_(None)).order_by(HeldItem.id)
+    return list(session.scalars(q))
+
+
+def held_count(session: Session) -> int:
+    return session.scalar(sa.select(sa.func.count()).select_from(HeldItem).where(HeldItem.released_at.is_(None))) or 0
+
+
+def disclosures(session: Session, person_id: str) -> list[Disclosure]:
+    return list(session.scalars(sa.select(Disclosure).where(Disclosure.person_id == person_id).order_by(Disclosure.id)))
+
+
+def persons_with_expiring_or_starting_consents(session: Session, now: dt.datetime) -> list[str]:
+    """Persons with a grant whose valid_until has passed (may need an expiry record) or who have held
+    items and a grant whose valid_from has passed (may now be released). The pure rules decide."""
+    ended = sa.select(ConsentEvent.consent_id).where(ConsentEvent.action != "granted")
+    expiring = sa.select(ConsentEvent.person_id).where(
+        ConsentEvent.action == "granted", ConsentEvent.valid_until.is_not(None), ConsentEvent.valid_until <= now, ConsentEvent.consent_id.not_in(ended)
+    )
+    starting = (
+        sa.select(ConsentEvent.person_id)
+        .where(ConsentEvent.action == "granted", ConsentEvent.valid_from.is_not(None), ConsentEvent.valid_from <= now)
+        .where(ConsentEvent.person_id.in_(sa.select(HeldItem.person_id).where(HeldItem.released_at.is_(None))))
+    )
+    return sorted(set(session.scalars(expiring)) | set(session.scalars(starting)))

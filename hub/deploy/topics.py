@@ -1,0 +1,92 @@
+"""Every Kafka topic of a deployment, with partitions and configs, from the hub's names and the
+authority reference data: the one list the compose init step, `hub topics` and the Strimzi
+KafkaTopic resources are made from.
+
+Partitions: topics keyed by person get `partitions` (HUB_TOPIC_PARTITIONS), and the changelog of
+the faust table that reads population changes gets the same number (faust tables must be
+co-partitioned with their source). A per-recipient topic has one partition: a recipient sees a few
+referrals a day, in `sequence` order, and 2 x ~370 recipients stays a modest partition count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hub.routing.reference import Reference
+from hub.streams import topics as names
+
+DAY_MS = 24 * 60 * 60 * 1000
+EVENT_LOG_RETENTION_DAYS = 30  # long enough to replay a month and outlast a recipient's outage
+DEAD_LETTER_RETENTION_DAYS = 90  # operators investigate and replay; longer than any event log
+NEWCOMER_STATE_TABLE = "newcomer-state"  # hub.streams.newcomer_agents declares this faust table
+
+EVENT_LOG = "event log"
+CHANGELOG = "changelog"
+DEAD_LETTER = "dead letters"
+INTERNAL = "faust internal"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replicas: int
+    kind: str  # EVENT_LOG, CHANGELOG, DEAD_LETTER or INTERNAL
+    configs: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
+    recipient: str | None = None  # the authority id of a per-recipient topic
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "partitions": self.partitions, "replicas": self.replicas, "kind": self.kind,
+                "configs": dict(self.configs), "recipient": self.recipient}
+
+
+def recipients(reference: Reference) -> list[str]:
+    """Every authority id that routing can send to: each municipality's responsible authorities."""
+    found = {
+        responsible.authority
+        for code in reference.municipalities
+        for responsible in reference.authorities(code).roles.values()
+        if responsible.authority
+    }
+    return sorted(found)
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """faust's name for a table's changelog topic."""
+    return f"{app_id}-{table}-changelog"
+
+
+def leader_topic(app_id: str) -> str:
+    """faust's leader-assignor topic (one partition)."""
+    return f"{app_id}-__assignor-__leader"
+
+
+def _configs(kind: str, replicas: int) -> dict[str, str]:
+    if kind == CHANGELOG or kind == INTERNAL:
+        configs = {"cleanup.policy": "compact"}
+    else:
+        days = DEAD_LETTER_RETENTION_DAYS if kind == DEAD_LETTER else EVENT_LOG_RETENTION_DAYS
+        configs = {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
+    if replicas >= 3:  # acks=all then survives one broker down without losing an acknowledged write
+        configs["min.insync.replicas"] = "2"
+    return configs
+
+
+def hub_topics(reference: Reference, *, app_id: str = "integration-hub", partitions: int = 12, replicas: int = 3) -> list[TopicSpec]:
+    """All topics, fixed ones first, then faust's, then two per recipient (sorted by name)."""
+    if partitions < 1 or replicas < 1:
+        raise ValueError("partitions and replicas must be at least 1")
+
+    def spec(name: str, kind: str, count: int, recipient: str | None = None) -> TopicSpec:
+        return TopicSpec(name, count, replicas, kind, _configs(kind, replicas), recipient)
+
+    fixed = [spec(name, DEAD_LETTER if name == names.DEAD_LETTERS else EVENT_LOG, partitions) for name in names.FIXED_TOPICS]
+    internal = [
+        spec(changelog_topic(app_id, NEWCOMER_STATE_TABLE), CHANGELOG, partitions),
+        spec(leader_topic(app_id), INTERNAL, 1),
+    ]
+    per_recipient = []
+    for authority in recipients(reference):
+        per_recipient.append(spec(names.referral_topic(authority), EVENT_LOG, 1, authority))
+        per_recipient.append(spec(names.plan_request_topic(authority), EVENT_LOG, 1, authority))
+    return fixed + internal + sorted(per_recipient, key=lambda t: t.name)

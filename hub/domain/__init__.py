@@ -1,0 +1,1 @@
+"""The pure domain core: decisions and types with no I/O."""

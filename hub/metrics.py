@@ -1,0 +1,48 @@
+"""Every Prometheus metric of the hub, defined once (design §6).
+
+Names follow the Prometheus conventions (`hub_<thing>_<unit>`, counters end in `_total`,
+durations in `_seconds`). Labels are bounded: topic, outcome, municipality code, authority id,
+reason code, kind. Never a person id or anything derived from one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# step durations run from milliseconds (processing) to weeks (referral -> assessment)
+STEP_BUCKETS = (0.01, 0.1, 1, 10, 60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 60 * 86400, 90 * 86400, 180 * 86400, 365 * 86400)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+events_consumed = Counter("hub_events_consumed_total", "Events consumed, by topic and outcome", ["topic", "outcome"], registry=REGISTRY)
+dead_letters = Counter("hub_dead_letters_total", "Records sent to the dead-letter topic, by reason", ["reason"], registry=REGISTRY)
+newcomers = Counter("hub_newcomers_total", "Newcomers detected, by municipality code", ["municipality"], registry=REGISTRY)
+referrals = Counter("hub_referrals_total", "Referrals made, by recipient authority and purpose", ["authority", "reason"], registry=REGISTRY)
+disclosures = Counter("hub_disclosures_total", "Disclosures of assessment data, by recipient authority", ["recipient"], registry=REGISTRY)
+consent_held = Gauge("hub_consent_held_items", "Items held because no consent covers them", registry=REGISTRY)
+unknown_data_groups = Counter("hub_dvv_unknown_data_groups_total", "DVV data groups the hub does not map, by group name", ["group"], registry=REGISTRY)
+open_referrals = Gauge("hub_referrals_open", "Open referrals, by authority", ["authority"], registry=REGISTRY)
+overdue_referrals = Gauge("hub_referrals_overdue", "Open referrals past their due date, by authority", ["authority"], registry=REGISTRY)
+registration_to_referral = Histogram(
+    "hub_registration_to_referral_seconds", "Seconds from move-in registration to referral", buckets=STEP_BUCKETS, registry=REGISTRY
+)
+referral_to_assessment = Histogram(
+    "hub_referral_to_assessment_seconds", "Seconds from referral to completed initial assessment", buckets=STEP_BUCKETS, registry=REGISTRY
+)
+assessment_to_plan_request = Histogram(
+    "hub_assessment_to_plan_request_seconds", "Seconds from assessment to plan request", buckets=STEP_BUCKETS, registry=REGISTRY
+)
+processing_latency = Histogram(
+    "hub_processing_latency_seconds", "Seconds from a record's timestamp to its processing, by topic", ["topic"], buckets=LATENCY_BUCKETS, registry=REGISTRY
+)
+webhook_deliveries = Counter(
+    "hub_webhook_deliveries_total", "Webhook delivery attempts, by recipient authority and outcome (delivered, failed, parked)", ["recipient", "outcome"], registry=REGISTRY
+)
+webhook_queue = Gauge("hub_webhook_deliveries_queued", "Webhook deliveries waiting (pending) or parked, by recipient authority", ["recipient", "state"], registry=REGISTRY)
+consumer_lag = Gauge("hub_consumer_lag_messages", "Messages behind the end of the topic, by topic", ["topic"], registry=REGISTRY)
+
+
+def serve(port: int, addr: str = "127.0.0.1"):
+    """Serve /metrics on `port` (0 picks a free one). Returns (server, thread)."""
+    return start_http_server(port, addr=addr, registry=REGISTRY)

@@ -1,0 +1,1 @@
+"""Newcomer detection: who, in the population-register changes, is an immigrant newcomer."""

@@ -1,0 +1,246 @@
+"""Newcomer detection, pure: (person state, population change) -> (new state, newcomer events).
+
+A person becomes a newcomer when they arrive from abroad and get a Finnish home municipality, or
+when a foreign national or a person with a foreign mother tongue gets a home municipality for the
+first time, and the arrival lies within the period the integration act covers: the services of
+681/2023 (§ 14 assessment, § 16 first plan) are tied to the first three years after the first
+residence permit or registration, so an arrival more than `window_days` (default 3 × 365) before
+the change is not a newcomer (a snapshot of long-time residents reaches nobody).
+
+A later move between Finnish municipalities re-addresses an existing newcomer (`moved`), never a
+new one. Duplicates and replays change nothing: the state remembers the event ids it applied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+
+DOMESTIC_LANGUAGES = frozenset({"fi", "sv", "se", "smn", "sms"})  # Finnish, Swedish, the Sami languages
+# EU and EEA states plus Switzerland: their citizens register a right of residence (residence basis eu_citizen)
+EU_EEA = frozenset(
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO CH".split()
+)
+DEFAULT_WINDOW_DAYS = 3 * 365
+SEEN_LIMIT = 64  # event ids remembered per person for deduplication
+
+
+@dataclass(frozen=True)
+class Change:
+    """The fields of a PopulationChange that detection uses (built from the Avro record)."""
+
+    event_id: str
+    person_id: str
+    change_type: str
+    occurred_at: dt.datetime
+    municipality_code: str | None = None
+    previous_municipality_code: str | None = None
+    previous_country: str | None = None
+    nationalities: tuple[str, ...] = ()
+    mother_tongue: str | None = None
+    birth_date: dt.date | None = None
+    move_date: dt.date | None = None
+    contact_language: str | None = None
+    previous_person_id: str | None = None
+    guardian_in_finland: bool | None = None
+    turvakielto: bool = False
+
+    @classmethod
+    def from_record(cls, r: dict) -> "Change":
+        return cls(
+            event_id=str(r["event_id"]),
+            person_id=r["person_id"],
+            change_type=r["change_type"],
+            occurred_at=r["occurred_at"],
+            municipality_code=r.get("municipality_code"),
+            previous_municipality_code=r.get("previous_municipality_code"),
+            previous_country=r.get("previous_country"),
+            nationalities=tuple(r.get("nationalities") or ()),
+            mother_tongue=r.get("mother_tongue"),
+            birth_date=r.get("birth_date"),
+            move_date=r.get("move_date"),
+            contact_language=r.get("contact_language"),
+            previous_person_id=r.get("previous_person_id"),
+            guardian_in_finland=r.get("guardian_in_finland"),
+            turvakielto=bool(r.get("turvakielto")),
+        )
+
+
+@dataclass(frozen=True)
+class PersonState:
+    """What the hub remembers of one person (one row of the faust table, keyed by person key)."""
+
+    person_id: str
+    municipality_code: str | None = None
+    arrived_from_abroad: bool = False
+    arrival_date: dt.date | None = None
+    birth_date: dt.date | None = None
+    mother_tongue: str | None = None
+    contact_language: str | None = None
+    nationalities: tuple[str, ...] = ()
+    guardian_in_finland: bool | None = None
+    turvakielto: bool = False
+    newcomer: bool = False
+    newcomer_event_id: str | None = None
+    deceased: bool = False
+    emigrated: bool = False
+    seen: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for k in ("arrival_date", "birth_date"):
+            d[k] = d[k].isoformat() if d[k] else None
+        d["nationalities"] = list(self.nationalities)
+        d["seen"] = list(self.seen)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "PersonState":
+        d = dict(d)
+        for k in ("arrival_date", "birth_date"):
+            d[k] = dt.date.fromisoformat(d[k]) if d.get(k) else None
+        d["nationalities"] = tuple(d.get("nationalities") or ())
+        d["seen"] = tuple(d.get("seen") or ())
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class NewcomerEvent:
+    """A newcomer to publish: `arrived` (new) or `moved` (re-addressed)."""
+
+    change: str
+    state: PersonState
+    previous_municipality_code: str | None
+    detected_from: str
+    occurred_at: dt.datetime
+    residence_basis: str = "unknown"
+    reasons: tuple[str, ...] = field(default=())
+
+
+def _is_foreign(state: PersonState) -> bool:
+    foreign_nationality = bool(state.nationalities) and "FI" not in state.nationalities
+    foreign_tongue = state.mother_tongue is not None and state.mother_tongue.lower() not in DOMESTIC_LANGUAGES
+    return foreign_nationality or foreign_tongue
+
+
+def residence_basis(nationalities: tuple[str, ...]) -> str:
+    """What the register tells of the residence basis: EU/EEA citizens register a right of residence."""
+    if nationalities and all(n in EU_EEA for n in nationalities):
+        return "eu_citizen"
+    return "unknown"
+
+
+def _merge(state: PersonState, c: Change) -> PersonState:
+    """Carry over every attribute the change knows; unknown (None/empty) keeps what we had."""
+    return replace(
+        state,
+        person_id=c.person_id,
+        birth_date=c.birth_date or state.birth_date,
+        mother_tongue=c.mother_tongue or state.mother_tongue,
+        contact_language=c.contact_language or state.contact_language,
+        nationalities=c.nationalities or state.nationalities,
+        guardian_in_finland=c.guardian_in_finland if c.guardian_in_finland is not None else state.guardian_in_finland,
+        turvakielto=c.turvakielto if c.change_type in ("non_disclosure",) else (state.turvakielto or c.turvakielto),
+    )
+
+
+def merge_identity(old: PersonState | None, new: PersonState | None, person_id: str) -> PersonState:
+    """After an identity-code correction: one state under the new code, newcomer status kept."""
+    if old is None and new is None:
+        return PersonState(person_id=person_id)
+    base = new or old
+    other = old if new is not None else None
+    if other is None:
+        return replace(base, person_id=person_id)
+    return replace(
+        base,
+        person_id=person_id,
+        newcomer=base.newcomer or other.newcomer,
+        newcomer_event_id=base.newcomer_event_id or other.newcomer_event_id,
+        municipality_code=base.municipality_code or other.municipality_code,
+        arrival_date=base.arrival_date or other.arrival_date,
+        arrived_from_abroad=base.arrived_from_abroad or other.arrived_from_abroad,
+        seen=(base.seen + other.seen)[-SEEN_LIMIT:],
+    )
+
+
+def detect(state: PersonState | None, c: Change, window_days: int = DEFAULT_WINDOW_DAYS) -> tuple[PersonState, list[NewcomerEvent]]:
+    """Apply one change to a person's state; return the new state and what to publish."""
+    state = state or PersonState(person_id=c.person_id)
+    if c.event_id in state.seen:
+        return state, []
+    before = state
+    state = _merge(state, c)
+    state = replace(state, seen=(state.seen + (c.event_id,))[-SEEN_LIMIT:])
+    out: list[NewcomerEvent] = []
+
+    if c.change_type == "death":
+        return replace(state, deceased=True), []
+    if c.change_type in ("emigration", "move_out") and c.municipality_code is None:
+        return replace(state, emigrated=True), []
+
+    gets_municipality = c.municipality_code is not None and c.change_type in ("immigration", "move_in")
+    if not gets_municipality or state.deceased:
+        return state, out
+
+    from_abroad = c.change_type == "immigration" or c.previous_country is not None or before.emigrated
+    first_municipality = before.municipality_code is None and c.previous_municipality_code is None
+    arrival = c.move_date or c.occurred_at.date()
+
+    if state.newcomer:
+        if c.municipality_code != before.municipality_code:
+            state = replace(state, municipality_code=c.municipality_code, emigrated=False)
+            out.append(
+                NewcomerEvent("moved", state, before.municipality_code, c.event_id, c.occurred_at, residence_basis(state.nationalities),
+                              (f"moved from municipality {before.municipality_code} to {c.municipality_code}",))
+            )
+        return state, out
+
+    state = replace(state, municipality_code=c.municipality_code, emigrated=False)
+    if "FI" in state.nationalities:
+        return state, out  # § 2: the act's services are for foreign nationals; Finnish citizens are not newcomers
+    reasons: list[str] = []
+    if from_abroad:
+        reasons.append("arrived from abroad" + (f" ({c.previous_country})" if c.previous_country else "") + " and got a home municipality")
+    elif first_municipality and _is_foreign(state):
+        reasons.append("got a home municipality for the first time as a foreign national or with a foreign mother tongue")
+    else:
+        return state, out
+    if (c.occurred_at.date() - arrival).days > window_days:
+        return state, out  # arrived too long ago for the act's services
+    state = replace(state, newcomer=True, newcomer_event_id=c.event_id, arrival_date=arrival, arrived_from_abroad=from_abroad)
+    reasons.append(f"arrival {arrival.isoformat()} is within {window_days} days of the change")
+    out.append(NewcomerEvent("arrived", state, before.municipality_code, c.event_id, c.occurred_at, residence_basis(state.nationalities), tuple(reasons)))
+    return state, out
+
+
+NEWCOMER_NAMESPACE = uuid.UUID("5b0c7a3e-3f4e-4c55-9a51-6a1f2f0e8d11")
+
+
+def newcomer_record(ev: NewcomerEvent, person_key: str, recorded_at: dt.datetime, source: str = "hub:newcomer-detection") -> dict:
+    """The Newcomer event (Avro record) for a detection; its event id is derived, so a replay repeats it."""
+    s = ev.state
+    return {
+        "event_id": str(uuid.uuid5(NEWCOMER_NAMESPACE, f"{ev.detected_from}:{ev.change}")),
+        "occurred_at": ev.occurred_at,
+        "recorded_at": recorded_at,
+        "source": source,
+        "schema_version": 1,
+        "person_key": person_key,
+        "person_id": s.person_id,
+        "change": ev.change,
+        "municipality_code": s.municipality_code,
+        "previous_municipality_code": ev.previous_municipality_code,
+        "birth_date": s.birth_date,
+        "arrival_date": s.arrival_date,
+        "residence_basis": ev.residence_basis,
+        "labour_force_status": "unknown",
+        "guardian_in_finland": s.guardian_in_finland,
+        "service_needs": [],
+        "mother_tongue": s.mother_tongue,
+        "contact_language": s.contact_language,
+        "nationalities": list(s.nationalities),
+        "turvakielto": s.turvakielto,
+        "detected_from": ev.detected_from,
+    }

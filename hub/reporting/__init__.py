@@ -1,0 +1,1 @@
+"""The municipal integration programme's indicators (`hub report`): pure computation and its ledger query."""

@@ -1,0 +1,105 @@
+"""Reads the rows the indicators need from the coordination ledger (SQL). No computation here.
+
+`assessment_and_plan_steps()` is the one place that says when a person's initial assessment was
+started or completed and when an integration plan was requested; the indicators read only it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from hub.adapters.newcomer_facts import NewcomerFactRow
+from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
+from hub.consent.store import Disclosure
+from hub.reporting.indicators import INITIAL_ASSESSMENT, NewcomerFact, ReferralFact, StatusFact, StepFact
+
+_CHUNK = 500  # keys per IN (...) list: well inside SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass
+class LedgerRows:
+    newcomers: list[NewcomerFact]
+    referrals: list[ReferralFact]
+    statuses: list[StatusFact]
+    steps: list[StepFact]
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def newcomer_facts(s: Session, municipality: str, period_from: dt.date, period_to: dt.date) -> list[NewcomerFact]:
+    """The municipality's newcomers registered around the period (a day's margin for time zones; compute() cuts exactly)."""
+    start = dt.datetime.combine(period_from - dt.timedelta(days=1), dt.time.min, tzinfo=dt.timezone.utc)
+    end = dt.datetime.combine(period_to + dt.timedelta(days=2), dt.time.min, tzinfo=dt.timezone.utc)
+    q = sa.select(NewcomerFactRow).where(
+        NewcomerFactRow.municipality == municipality, NewcomerFactRow.registered_at >= start, NewcomerFactRow.registered_at < end
+    )
+    return [
+        NewcomerFact(r.person_key, r.registered_at, r.mother_tongue, tuple(c for c in (r.nationalities or "").split(",") if c), r.arrival_date)
+        for r in s.scalars(q)
+    ]
+
+
+def referral_facts(s: Session, person_keys: Sequence[str], authorities: Iterable[str]) -> list[ReferralFact]:
+    """The referrals of these people to these authorities (a person who moved away keeps the old municipality's elsewhere)."""
+    authorities = sorted(set(authorities))
+    out = []
+    for keys in _chunks(person_keys):
+        q = sa.select(ReferralRow).where(ReferralRow.person_key.in_(keys), ReferralRow.authority.in_(authorities))
+        out += [ReferralFact(r.referral_id, r.person_key, r.authority, r.purpose, r.state, r.created_at, r.due) for r in s.scalars(q)]
+    return out
+
+
+def status_facts(s: Session, referral_ids: Sequence[str]) -> list[StatusFact]:
+    out = []
+    for ids in _chunks(referral_ids):
+        q = sa.select(ReferralEventRow).where(ReferralEventRow.referral_id.in_(ids)).order_by(ReferralEventRow.id)
+        out += [StatusFact(e.referral_id, e.state, e.occurred_at) for e in s.scalars(q)]
+    return out
+
+
+def assessment_and_plan_steps(s: Session, person_keys: Sequence[str], authorities: Iterable[str]) -> list[StepFact]:
+    """When each person's initial assessment was started / completed and an integration plan requested.
+
+    From the referral ledger: the recipient's ReferralStatus `assessment_started` and `completed`
+    on an `initial_assessment` referral (hub.referral-status.v1). From the consent registry's
+    audit table: each plan request disclosed to the plan-making authority (`plan_requested`, at
+    the disclosure time); a request held for consent counts when it is released.
+    """
+    authorities = sorted(set(authorities))
+    names = {"assessment_started": "assessment_started", "completed": "assessment_completed"}
+    out = []
+    for keys in _chunks(person_keys):
+        q = (
+            sa.select(ReferralRow.person_key, ReferralEventRow.state, ReferralEventRow.occurred_at)
+            .join(ReferralEventRow, ReferralEventRow.referral_id == ReferralRow.referral_id)
+            .where(
+                ReferralRow.person_key.in_(keys),
+                ReferralRow.authority.in_(authorities),
+                ReferralRow.purpose == INITIAL_ASSESSMENT,
+                ReferralEventRow.state.in_(sorted(names)),
+            )
+        )
+        out += [StepFact(person_key, names[state], at) for person_key, state, at in s.execute(q)]
+        plans = sa.select(Disclosure.person_key, sa.func.min(Disclosure.disclosed_at)).where(Disclosure.person_key.in_(keys)).group_by(Disclosure.person_key)
+        out += [StepFact(person_key, "plan_requested", at) for person_key, at in s.execute(plans)]
+    return out
+
+
+def load(engine: sa.Engine, municipality: str, period_from: dt.date, period_to: dt.date, authorities: Iterable[str]) -> LedgerRows:
+    """Everything compute() needs for one municipality and period, read in one transaction."""
+    authorities = list(authorities)
+    with Session(engine) as s:
+        newcomers = newcomer_facts(s, municipality, period_from, period_to)
+        keys = sorted({n.person_key for n in newcomers})
+        referrals = referral_facts(s, keys, authorities)
+        statuses = status_facts(s, sorted({r.referral_id for r in referrals}))
+        steps = assessment_and_plan_steps(s, keys, authorities)
+    return LedgerRows(newcomers, referrals, statuses, steps)

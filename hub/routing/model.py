@@ -1,0 +1,228 @@
+"""Plain types of the routing: what the rules look at (RoutingInput) and what they decide (Decision).
+
+`RoutingInput.from_record` accepts both the JSON form of a Newcomer (strings for dates, design §4)
+and the decoded Avro record (date/datetime objects). Any field may be missing or null: unknown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from hub.domain import hetu
+
+FINLAND = ZoneInfo("Europe/Helsinki")
+
+RESIDENCE_BASES = ("work", "study", "family", "international_protection", "temporary_protection", "eu_citizen", "returnee", "other", "unknown")
+LABOUR_FORCE_STATUSES = ("employed", "unemployed_job_seeker", "student", "home_parent", "retired", "outside_labour_force", "unknown")
+SERVICE_NEEDS = ("health", "social", "disability", "child_welfare")
+PURPOSES = ("outreach", "initial_assessment", "social_and_health_services", "unaccompanied_minor", "special_services")
+CHANGES = ("arrived", "moved", "circumstances")
+UNKNOWN = "unknown"
+
+_MUNICIPALITY_CODE = re.compile(r"^\d{3}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+
+
+class InputError(ValueError):
+    """A newcomer that cannot be routed. `code` is stable (output and dead letters); no personal data."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingInput:
+    """The facts of one newcomer the rules may use. None means unknown."""
+
+    event_id: str | None = None
+    person_key: str | None = None
+    change: str = "arrived"
+    occurred_at: dt.datetime | None = None
+    municipality_code: str | None = None
+    previous_municipality_code: str | None = None
+    birth_date: dt.date | None = None
+    arrival_date: dt.date | None = None
+    residence_basis: str = UNKNOWN
+    labour_force_status: str = UNKNOWN
+    guardian_in_finland: bool | None = None
+    service_needs: tuple[str, ...] = ()
+    mother_tongue: str | None = None
+    contact_language: str | None = None
+    nationalities: tuple[str, ...] = ()
+    turvakielto: bool = False
+
+    @property
+    def reference_date(self) -> dt.date | None:
+        """The day (Finnish time) against which ages and time limits are evaluated."""
+        if self.occurred_at is None:
+            return None
+        when = self.occurred_at if self.occurred_at.tzinfo else self.occurred_at.replace(tzinfo=dt.timezone.utc)
+        return when.astimezone(FINLAND).date()
+
+    @property
+    def language(self) -> str | None:
+        """The language to address the person in: the contact language, else the mother tongue."""
+        return self.contact_language or self.mother_tongue
+
+    @classmethod
+    def from_record(cls, obj: object) -> "RoutingInput":
+        """From a Newcomer in JSON form or as a decoded Avro dict. Raises InputError."""
+        if not isinstance(obj, dict):
+            raise InputError("invalid_input", f"a newcomer must be a JSON object, got {type(obj).__name__}")
+        event_id = obj.get("event_id")
+        occurred = _timestamp(obj, "occurred_at")
+        birth = _date(obj, "birth_date")
+        if birth is None and obj.get("person_id"):
+            # the identity code carries the birth date; never echo the code itself
+            try:
+                birth = hetu.birth_date(obj["person_id"])
+            except (hetu.InvalidHetu, TypeError):
+                raise InputError("invalid_field", "person_id is not a valid henkilötunnus (checksum, date or shape); fix it or leave it out") from None
+        arrival = _date(obj, "arrival_date")
+        result = cls(
+            event_id=None if event_id is None else str(event_id),
+            person_key=_text(obj, "person_key"),
+            change=_enum(obj, "change", CHANGES, default="arrived"),
+            occurred_at=occurred,
+            municipality_code=_municipality(obj, "municipality_code"),
+            previous_municipality_code=_municipality(obj, "previous_municipality_code"),
+            birth_date=birth,
+            arrival_date=arrival,
+            residence_basis=_enum(obj, "residence_basis", RESIDENCE_BASES),
+            labour_force_status=_enum(obj, "labour_force_status", LABOUR_FORCE_STATUSES),
+            guardian_in_finland=_bool(obj, "guardian_in_finland"),
+            service_needs=_needs(obj),
+            mother_tongue=_language(obj, "mother_tongue"),
+            contact_language=_language(obj, "contact_language"),
+            nationalities=tuple(_list_of_text(obj, "nationalities")),
+            turvakielto=bool(_bool(obj, "turvakielto") or False),
+        )
+        day = result.reference_date
+        if day is not None and birth is not None and birth > day:
+            raise InputError("invalid_field", f"birth_date {birth.isoformat()} is after occurred_at ({day.isoformat()}); check both")
+        if day is not None and arrival is not None and arrival > day:
+            raise InputError("invalid_field", f"arrival_date {arrival.isoformat()} is after occurred_at ({day.isoformat()}); check both")
+        if birth is not None and arrival is not None and arrival < birth:
+            raise InputError("invalid_field", "arrival_date is before birth_date; check both")
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One referral decision: which authority gets the newcomer, for what, by which rule, by when."""
+
+    authority: str
+    purpose: str
+    reasons: tuple[str, ...]
+    rule: str
+    rules_version: str
+    due: dt.date | None = None
+    citation: str = ""
+    trace: tuple[str, ...] = field(default=(), compare=False)
+
+    def as_dict(self) -> dict:
+        """The JSON form of design §4."""
+        return {
+            "authority": self.authority,
+            "purpose": self.purpose,
+            "reasons": list(self.reasons),
+            "rule": self.rule,
+            "rules_version": self.rules_version,
+            "due": self.due.isoformat() if self.due else None,
+        }
+
+
+# -- field parsers: each names the field and the fix, never the value of person_id -----------
+
+
+def _text(obj: dict, name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError("invalid_field", f"{name} must be text or null")
+    return value.strip() or None
+
+
+def _enum(obj: dict, name: str, allowed: tuple[str, ...], default: str = UNKNOWN) -> str:
+    value = obj.get(name)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise InputError("invalid_field", f"{name} must be one of {', '.join(allowed)} (or null for unknown)")
+    return value
+
+
+def _bool(obj: dict, name: str) -> bool | None:
+    value = obj.get(name)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InputError("invalid_field", f"{name} must be true, false or null (unknown)")
+
+
+def _date(obj: dict, name: str) -> dt.date | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and len(value) == 10:  # fromisoformat alone would accept 20250301
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise InputError("invalid_date", f"{name} must be a real date YYYY-MM-DD or null")
+
+
+def _timestamp(obj: dict, name: str) -> dt.datetime | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, str):
+        from hub.schemas.codec import parse_timestamp
+
+        try:
+            return parse_timestamp(value)
+        except ValueError:
+            pass
+    raise InputError("invalid_date", f"{name} must be an RFC 3339 timestamp with offset, e.g. 2025-03-01T09:00:00Z, or null")
+
+
+def _municipality(obj: dict, name: str) -> str | None:
+    value = _text(obj, name)
+    if value is not None and not _MUNICIPALITY_CODE.match(value):
+        raise InputError("invalid_field", f"{name} must be a 3-digit municipality code such as 091 (keep the leading zeros)")
+    return value
+
+
+def _language(obj: dict, name: str) -> str | None:
+    value = _text(obj, name)
+    if value is not None and not _LANGUAGE.match(value.lower()):
+        raise InputError("invalid_field", f"{name} must be an ISO 639 language code such as fi, sv, ar or null")
+    return None if value is None else value.lower()
+
+
+def _list_of_text(obj: dict, name: str) -> list[str]:
+    value = obj.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError("invalid_field", f"{name} must be a list of text or null")
+    return value
+
+
+def _needs(obj: dict) -> tuple[str, ...]:
+    needs = _list_of_text(obj, "service_needs")
+    bad = [n for n in needs if n not in SERVICE_NEEDS]
+    if bad:
+        raise InputError("invalid_field", f"service_needs may contain only {', '.join(SERVICE_NEEDS)}")
+    return tuple(dict.fromkeys(needs))

@@ -1,0 +1,127 @@
+"""The AsyncAPI 3.0 document of the hub's topics, generated from the catalog and the Avro schemas
+(`hub asyncapi`; committed as docs/asyncapi.yaml, a test keeps the two equal)."""
+
+from __future__ import annotations
+
+import yaml
+
+from hub.schemas import catalog
+from hub.schemas.codec import Codec, default_codec
+
+AVRO_FORMAT = "application/vnd.apache.avro;version=1.9.0"
+KAFKA_BINDING = "0.5.0"
+CE_HEADERS = {
+    "type": "object",
+    "description": "CloudEvents Kafka binary-mode attributes (every record the hub writes carries them).",
+    "properties": {
+        "ce_specversion": {"type": "string", "const": "1.0"},
+        "ce_id": {"type": "string", "description": "= event_id of the record: the idempotency key (drop repeats by it)"},
+        "ce_type": {"type": "string", "description": "fi.integrationhub.<Name>.v1"},
+        "ce_source": {"type": "string", "description": "the publishing system or authority id (the record's source)"},
+        "ce_time": {"type": "string", "format": "date-time", "description": "occurred_at of the record"},
+        "content-type": {"type": "string", "const": "application/avro", "description": "Avro in the Confluent wire format (magic byte 0, 4-byte schema id, body)"},
+        "hub_replay_of": {"type": "string", "description": "only on records republished by `hub replay`: <topic>/<partition>/<offset> of the original"},
+    },
+    "required": ["ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time", "content-type"],
+}
+KINDS = ["municipality", "wellbeing_area", "employment_authority"]
+
+
+def _channel_id(spec: catalog.TopicSpec) -> str:
+    name = spec.schema
+    return name[0].lower() + name[1:]
+
+
+def document(codec: Codec | None = None, version: str | None = None) -> dict:
+    """The AsyncAPI document as a dict (deterministic: same code, same document)."""
+    codec = codec or default_codec()
+    if version is None:
+        from importlib.metadata import version as package_version
+
+        version = package_version("integration-hub")
+    channels: dict = {}
+    operations: dict = {}
+    messages: dict = {}
+    for spec in catalog.TOPICS:
+        cid = _channel_id(spec)
+        name = spec.schema
+        raw = codec.raw_schema(name)
+        messages[name] = {
+            "name": name,
+            "title": name,
+            "summary": raw.get("doc", name),
+            "contentType": "application/avro",
+            "headers": CE_HEADERS,
+            "payload": {"schemaFormat": AVRO_FORMAT, "schema": raw},
+            "bindings": {
+                "kafka": {
+                    "key": {"type": "string", "description": spec.key},
+                    "schemaIdLocation": "payload",
+                    "schemaIdPayloadEncoding": "confluent",
+                    "schemaLookupStrategy": "RecordNameStrategy" if spec.per_recipient else "TopicNameStrategy",
+                    "bindingVersion": KAFKA_BINDING,
+                }
+            },
+            "x-schema-id": codec.schema_id(name),
+        }
+        channel = {
+            "address": spec.address,
+            "title": spec.address,
+            "description": spec.description,
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            "bindings": {"kafka": {"bindingVersion": KAFKA_BINDING} if spec.per_recipient else {"topic": spec.address, "bindingVersion": KAFKA_BINDING}},
+        }
+        if spec.per_recipient:
+            channel["description"] += " One topic per recipient: a recipient's credentials give access to its own topic only."
+            channel["parameters"] = {
+                "kind": {"enum": KINDS, "description": "The recipient's kind, as in its authority id <kind>:<code>."},
+                "code": {
+                    "description": "The recipient's code: municipality code (3 digits, e.g. 091), wellbeing area code (e.g. 04) or employment area code (e.g. 43); `hub authorities --municipality CODE` names them.",
+                    "examples": ["091", "04", "43"],
+                },
+            }
+        channels[cid] = channel
+        ref = [{"$ref": f"#/channels/{cid}/messages/{name}"}]
+        operations[f"send{name}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{cid}"},
+            "summary": f"Sent by: {', '.join(spec.publishers)}.",
+            "messages": ref,
+        }
+        operations[f"receive{name}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{cid}"},
+            "summary": f"Received by: {', '.join(spec.subscribers)}.",
+            "messages": ref,
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Integration hub",
+            "version": version,
+            "description": (
+                "Events of the integration hub (Act on the Promotion of Integration 681/2023): population-register changes in, "
+                "newcomers routed to the responsible authorities as referrals, consent-gated plan requests. Values are Avro in "
+                "the Confluent wire format; the schemas are served read-only by `hub registry` (Confluent Schema Registry REST API) "
+                "under the ids in x-schema-id. Every record carries CloudEvents binary-mode headers. Referrals carry a per-recipient "
+                "`sequence` for gap detection (`hub resend --recipient ID --from-seq N` fills a gap)."
+            ),
+        },
+        "defaultContentType": "application/avro",
+        "servers": {
+            "production": {
+                "host": "kafka-1.example:9092",
+                "protocol": "kafka",
+                "description": "The deployment's Kafka cluster (HUB_KAFKA_URL); replace the host with yours.",
+                "bindings": {"kafka": {"schemaRegistryUrl": "http://localhost:8081", "schemaRegistryVendor": "confluent", "bindingVersion": KAFKA_BINDING}},
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def render(doc: dict | None = None) -> str:
+    """YAML text of the document (key order kept, unicode as is)."""
+    return yaml.safe_dump(doc or document(), sort_keys=False, allow_unicode=True, width=120)

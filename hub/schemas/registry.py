@@ -1,0 +1,130 @@
+"""The hub's schemas as a read-only Confluent Schema Registry (the REST paths deserializers use).
+
+Pure: `SchemaRegistry.get(path)` answers (status, JSON body); hub/adapters/registry_server.py
+serves it over HTTP. Ids are the codec's (schema_ids.json), so a standard AvroDeserializer
+resolves exactly the id the hub wrote into each record.
+
+Versions: a subject has one registered version, the schema the hub writes now, numbered as its
+newest file in hub/schemas/history/<Name>/ (PopulationChange is version 2). Earlier versions
+are kept in the repository for the compatibility check but never had ids of their own in Kafka
+(they were not released), so the registry does not list them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import unquote, urlsplit
+
+from hub.schemas import catalog
+from hub.schemas.codec import SCHEMA_DIR, Codec, default_codec
+from hub.schemas.compatibility import load_history, load_modes, mode_of
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+SUBJECT_NOT_FOUND = 40401
+VERSION_NOT_FOUND = 40402
+SCHEMA_NOT_FOUND = 40403
+
+
+class SchemaRegistry:
+    """Read-only registry over the codec's schemas and the catalog's subjects."""
+
+    def __init__(self, codec: Codec | None = None):
+        self.codec = codec or default_codec()
+        self.subjects = catalog.subjects()
+        history = load_history(SCHEMA_DIR)
+        self.version = {name: max(1, len(history.get(name, ()))) for name in self.codec.names}
+        self.modes = load_modes(SCHEMA_DIR)
+
+    def schema_text(self, name: str) -> str:
+        return json.dumps(self.codec.raw_schema(name), separators=(",", ":"), ensure_ascii=False)
+
+    # -- routes ------------------------------------------------------------------------------
+    def get(self, target: str) -> tuple[int, object]:
+        """Answer a GET of `target` (path with optional query, which is ignored)."""
+        path = unquote(urlsplit(target).path).rstrip("/") or "/"
+        for pattern, handler in self._routes:
+            m = re.fullmatch(pattern, path)
+            if m:
+                return handler(self, *m.groups())
+        return 404, {"error_code": 404, "message": "HTTP 404 Not Found"}
+
+    def _root(self):
+        return 200, {}
+
+    def _by_id(self, raw_id: str, schema_only: str | None = None):
+        name = self._name_of_id(raw_id)
+        if name is None:
+            return _not_found(SCHEMA_NOT_FOUND, "Schema not found")
+        if schema_only:
+            return 200, self.codec.raw_schema(name)
+        return 200, {"schema": self.schema_text(name), "schemaType": "AVRO", "references": []}
+
+    def _id_versions(self, raw_id: str):
+        name = self._name_of_id(raw_id)
+        if name is None:
+            return _not_found(SCHEMA_NOT_FOUND, "Schema not found")
+        return 200, [{"subject": s, "version": self.version[name]} for s, n in self.subjects.items() if n == name]
+
+    def _id_subjects(self, raw_id: str):
+        name = self._name_of_id(raw_id)
+        if name is None:
+            return _not_found(SCHEMA_NOT_FOUND, "Schema not found")
+        return 200, [s for s, n in self.subjects.items() if n == name]
+
+    def _subjects(self):
+        return 200, list(self.subjects)
+
+    def _versions(self, subject: str):
+        name = self.subjects.get(subject)
+        if name is None:
+            return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
+        return 200, [self.version[name]]
+
+    def _version(self, subject: str, version: str, schema_only: str | None = None):
+        name = self.subjects.get(subject)
+        if name is None:
+            return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
+        if version not in ("latest", "-1", str(self.version[name])):
+            return _not_found(VERSION_NOT_FOUND, f"Version {version} not found.")
+        if schema_only:
+            return 200, self.codec.raw_schema(name)
+        return 200, {"subject": subject, "version": self.version[name], "id": self.codec.schema_id(name), "schemaType": "AVRO", "schema": self.schema_text(name)}
+
+    def _config(self, subject: str | None = None):
+        if subject is None:
+            return 200, {"compatibilityLevel": self.modes["default"]}
+        name = self.subjects.get(subject)
+        if name is None:
+            return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
+        return 200, {"compatibilityLevel": mode_of(name, self.modes)}
+
+    def _types(self):
+        return 200, ["AVRO"]
+
+    def _name_of_id(self, raw_id: str) -> str | None:
+        try:
+            wanted = int(raw_id)
+        except ValueError:
+            return None
+        return next((n for n in self.codec.names if self.codec.schema_id(n) == wanted), None)
+
+    _routes = (
+        (r"/", _root),
+        (r"/schemas/ids/([^/]+)", _by_id),
+        (r"/schemas/ids/([^/]+)/(schema)", _by_id),
+        (r"/schemas/ids/([^/]+)/versions", _id_versions),
+        (r"/schemas/ids/([^/]+)/subjects", _id_subjects),
+        (r"/schemas/types", _types),
+        (r"/subjects", _subjects),
+        (r"/subjects/([^/]+)/versions", _versions),
+        (r"/subjects/([^/]+)/versions/([^/]+)", _version),
+        (r"/subjects/([^/]+)/versions/([^/]+)/(schema)", _version),
+        (r"/config", _config),
+        (r"/config/([^/]+)", _config),
+    )
+
+
+def _not_found(code: int, message: str) -> tuple[int, dict]:
+    return 404, {"error_code": code, "message": message}

@@ -1,0 +1,142 @@
+"""Consent-gated propagation: thin agents on hub.assessments.v1 and hub.consents.v1, the outbox
+relay, and the periodic sweep (expiries; consents that became valid). The decisions are in
+hub.consent.model, the transactions in hub.consent.service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
+
+from hub import metrics
+from hub.adapters.database import create_engine, session_factory
+from hub.consent import legal_bases as legal_basis_file
+from hub.consent import records
+from hub.consent.model import InvalidConsent, LegalBasis
+from hub.consent.service import ConsentRegistry, Outcome
+from hub.domain import hetu
+from hub.schemas.codec import CodecError
+from hub.streams import topics
+from hub.streams.app import HubApp
+from hub.streams.outbox_relay import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConsentWiring:
+    """What register() built, for the demo summary and tests."""
+
+    registry: ConsentRegistry
+    relay: OutboxRelay
+
+
+async def _with_database_retry(apply, what: str):
+    """Run `apply` (one transaction); while the database is unreachable, wait and retry, in order.
+    An unreachable database is not bad input: nothing is dead-lettered and the partition waits."""
+    delay = 0.5
+    while True:
+        try:
+            return apply()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            log.warning("consent: database unavailable while applying a %s (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def register(
+    hub: HubApp,
+    sessions: sessionmaker | None = None,
+    *,
+    legal_bases: Sequence[LegalBasis] | None = None,
+    relay: bool = True,
+    relay_interval: float = 1.0,
+    sweep_interval: float = 60.0,
+) -> ConsentWiring:
+    """Declare the consent agents on the hub's app. `relay=False` leaves committed outbox rows unsent
+    (tests use it to stand for a worker that dies between the commit and the publish)."""
+    settings = hub.settings
+    if sessions is None:
+        sessions = session_factory(create_engine(settings.resolved_database_url()))
+    if legal_bases is None:
+        legal_bases = legal_basis_file.load(settings.consent_legal_bases)
+    registry = ConsentRegistry(sessions, legal_bases=legal_bases, person_key_secret=settings.person_key_secret, codec=hub.codec)
+    outbox_relay = OutboxRelay(hub, sessions)
+    metrics.consent_held.set(registry.held_count())
+
+    async def after(outcome: Outcome) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        for recipient, _categories, assessed_at in outcome.disclosed:
+            metrics.disclosures.labels(recipient=recipient).inc()
+            metrics.assessment_to_plan_request.observe(max(0.0, (now - assessed_at).total_seconds()))
+        if outcome.held or outcome.released:
+            metrics.consent_held.set(registry.held_count())
+        if relay and (outcome.disclosed or outcome.notices or outcome.recorded):
+            await outbox_relay.flush_or_log()
+
+    async def reject(event, topic: str, reason: str, message: str) -> None:
+        msg = event.message
+        await hub.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset, original_key=msg.key)
+        metrics.events_consumed.labels(topic=topic, outcome="dead_letter").inc()
+
+    async def decode(event, topic: str, name: str, convert):
+        """The domain object of an event, or None after dead-lettering it with a precise reason."""
+        try:
+            return convert(hub.codec.decode(event.message.value, name).record)
+        except CodecError as exc:
+            await reject(event, topic, exc.reason, exc.detail)
+        except InvalidConsent as exc:
+            await reject(event, topic, exc.reason, f"{name}: {exc}")
+        return None
+
+    def consume(topic: str, schema: str, convert, handle, outcome) -> None:
+        """An agent: decode (or dead-letter), apply in one transaction, count, relay."""
+
+        @hub.app.agent(hub.topic(topic), name=f"consent-{schema}")
+        async def agent(stream):
+            async for event in stream.events():
+                item = await decode(event, topic, schema, convert)
+                if item is None:
+                    continue
+                try:
+                    result = await _with_database_retry(lambda: handle(item, event), schema)
+                except Exception as exc:  # noqa: BLE001 - a record this code cannot apply must not stop the agent
+                    # the traceback may quote SQL parameters: scrub identity codes before logging it
+                    log.error("consent: applying a %s failed; dead-lettered: %s", schema, hetu.scrub(traceback.format_exc()))
+                    await reject(event, topic, "processing_error", f"applying the {schema} failed ({type(exc).__name__}); see the worker log, fix, and replay it")
+                    continue
+                metrics.events_consumed.labels(topic=topic, outcome="duplicate" if result.duplicate else outcome(item, result)).inc()
+                await after(result)
+
+    consume(topics.ASSESSMENTS, "AssessmentCompleted", records.assessment_from_avro,
+            lambda a, event: registry.handle_assessment(a, bytes(event.message.value)),
+            lambda a, result: "disclosed" if result.disclosed else "held")
+    consume(topics.CONSENTS, "Consent", records.consent_from_avro,
+            lambda rec, event: registry.record_consent(rec),
+            lambda rec, result: rec.action)
+
+    if relay:
+
+        @hub.app.timer(relay_interval, name="consent-outbox-relay")
+        async def relay_pending():
+            # rows written by `hub consent grant|revoke` or left by a crashed worker
+            await outbox_relay.flush_or_log()
+
+    @hub.app.timer(sweep_interval, name="consent-sweep")
+    async def sweep():
+        try:
+            outcome = registry.sweep()
+            metrics.consent_held.set(registry.held_count())  # also counts what `hub consent grant` released
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("consent sweep: database error (%s); the next sweep retries", type(exc).__name__)
+            return
+        await after(outcome)
+
+    return ConsentWiring(registry, outbox_relay)

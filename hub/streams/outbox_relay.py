@@ -1,0 +1,63 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, oldest first, and marks each sent only
+after the broker acknowledged it (acks=all). Rows left unsent by a crash go out on the next run.
+
+Several workers may relay the same row at once (no row locking): a message may then appear twice,
+with the same event id, which consumers deduplicate. One relay per process runs at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from sqlalchemy.orm import sessionmaker
+
+from hub.adapters import outbox
+from hub.streams.app import HubApp
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(self, hub: HubApp, sessions: sessionmaker, batch: int = 500):
+        self.hub = hub
+        self.sessions = sessions
+        self.batch = batch
+        self._lock = asyncio.Lock()
+        self._declared: set[str] = set()
+        self.published = 0
+
+    async def flush(self) -> int:
+        """Publish every unsent row; return how many were published. Stops at the first failure
+        (the row stays unsent and is retried by the next flush, in order)."""
+        async with self._lock:
+            total = 0
+            while True:
+                with self.sessions() as s:
+                    rows = outbox.pending(s, self.batch)
+                    s.expunge_all()
+                if not rows:
+                    return total
+                producer = await self.hub.app.maybe_start_producer()
+                for row in rows:
+                    if row.topic not in self._declared:
+                        await self.hub.topic(row.topic).declare()
+                        self._declared.add(row.topic)
+                    await producer.send_and_wait(row.topic, row.key, row.value, partition=None, timestamp=None, headers=row.header_list())
+                    self._mark_sent(row.id)
+                    total += 1
+                    self.published += 1
+
+    async def flush_or_log(self) -> int:
+        """flush(), but a failure (broker unreachable, database down) is logged, not raised: the rows
+        stay unsent and the next flush retries them. For agents and timers, which must not crash."""
+        try:
+            return await self.flush()
+        except Exception as exc:  # noqa: BLE001 - anything; the outbox keeps the rows
+            log.warning("outbox relay: publishing failed (%s); unsent rows are retried on the next run", type(exc).__name__)
+            return 0
+
+    def _mark_sent(self, row_id: int) -> None:
+        with self.sessions.begin() as s:
+            outbox.mark_sent(s, [row_id], dt.datetime.now(dt.timezone.utc))

@@ -1,0 +1,144 @@
+"""Routing agents: newcomers -> referrals on per-recipient topics; referral statuses -> the ledger.
+
+Thin by design: decode, call `route()` (pure), record in the ledger (idempotent), publish,
+count. Bad input goes to the dead-letter topic with a reason code and the agent goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+from typing import Callable
+
+from hub import metrics
+from hub.adapters.database import create_engine
+from hub.adapters.referral_ledger import ReferralLedger, refresh_gauges
+from hub.routing.engine import route
+from hub.routing.model import FINLAND, InputError, RoutingInput
+from hub.routing.reference import Reference, default_reference
+from hub.routing.rules import Rules, default_rules
+from hub.schemas.codec import CodecError
+from hub.streams import topics
+from hub.streams.app import HubApp, utcnow
+
+
+
+class RoutingObserved:
+    """What the routing agents did in this process (tests, demo summary)."""
+
+    def __init__(self, ledger: ReferralLedger) -> None:
+        self.ledger = ledger
+        self.consumed: Counter = Counter()  # (topic, outcome)
+        self.referrals: Counter = Counter()  # authority id -> referrals published for the first time
+        self.published: int = 0
+        self.dead_letters: Counter = Counter()  # reason
+
+
+def register(
+    hub: HubApp,
+    *,
+    database_url: str | None = None,
+    ledger: ReferralLedger | None = None,
+    rules: Rules | None = None,
+    reference: Reference | None = None,
+    newcomers_topic: str = topics.NEWCOMERS,
+    status_topic: str = topics.REFERRAL_STATUS,
+    topic_for: Callable[[str], str] = topics.referral_topic,
+    clock: Callable[[], dt.datetime] = utcnow,
+    gauge_interval: float = 60.0,
+) -> RoutingObserved:
+    """Declare the routing agents on the hub's app. The ledger's tables must exist (`hub db upgrade`)."""
+    if ledger is None:
+        ledger = ReferralLedger(create_engine(database_url or hub.settings.resolved_database_url()))
+    rules = rules or default_rules()
+    reference = reference or default_reference()
+    seen = RoutingObserved(ledger)
+
+    async def decode(event, topic: str, expect: str):
+        msg = event.message
+        try:
+            return hub.codec.decode(msg.value, expect).record
+        except CodecError as exc:
+            await reject(event, topic, exc.reason, exc.detail)
+            return None
+
+    async def reject(event, topic: str, reason: str, message: str) -> None:
+        msg = event.message
+        await hub.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset, original_key=msg.key)
+        metrics.events_consumed.labels(topic, "dead_letter").inc()
+        seen.dead_letters[reason] += 1
+        seen.consumed[(topic, "dead_letter")] += 1
+
+    def consumed(topic: str, outcome: str) -> None:
+        metrics.events_consumed.labels(topic, outcome).inc()
+        seen.consumed[(topic, outcome)] += 1
+
+    @hub.app.agent(hub.topic(newcomers_topic), name="routing-newcomers")
+    async def newcomers(stream):
+        async for event in stream.events():
+            record = await decode(event, newcomers_topic, "Newcomer")
+            if record is None:
+                continue
+            try:
+                newcomer = RoutingInput.from_record(record)
+                if not newcomer.person_key:
+                    raise InputError("missing_person_key", "the Newcomer has an empty person_key; the detector must set the pseudonymous key")
+                decisions = route(newcomer, rules, reference)
+            except InputError as exc:
+                await reject(event, newcomers_topic, exc.code, exc.message)
+                continue
+            now = clock()
+            done = ledger.record(newcomer, decisions, now)
+            sent = []
+            for referral in done.to_publish:
+                # the identity code is stored nowhere in the ledger; it travels from the newcomer
+                referral = dict(referral, person_id=record.get("person_id"))
+                sent.append(await hub.publish(topic_for(referral["to"]), "Referral", referral, key=newcomer.person_key))
+            await asyncio.gather(*sent)  # delivered (acks=all) before the ledger says so
+            ledger.mark_published([r["referral_id"] for r in done.to_publish], now)
+            for referral in done.created:
+                metrics.referrals.labels(referral["to"], referral["purpose"]).inc()
+                seen.referrals[referral["to"]] += 1
+            if done.created and newcomer.occurred_at is not None:
+                metrics.registration_to_referral.observe(max(0.0, (now - newcomer.occurred_at).total_seconds()))
+            seen.published += len(done.to_publish)
+            consumed(newcomers_topic, "duplicate" if done.duplicate else "routed")
+            touched = {r["to"] for r in done.created} | set(done.superseded_authorities)
+            if touched:
+                refresh_gauges(ledger, today(now), touched)
+
+    @hub.app.agent(hub.topic(status_topic), name="routing-referral-status")
+    async def statuses(stream):
+        async for event in stream.events():
+            record = await decode(event, status_topic, "ReferralStatus")
+            if record is None:
+                continue
+            now = clock()
+            outcome = ledger.apply_status(record, now)
+            if not outcome.accepted:
+                await reject(event, status_topic, outcome.code, outcome.message)
+                continue
+            consumed(status_topic, outcome.code)
+            if outcome.code == "applied":
+                refresh_gauges(ledger, today(now), {record["authority"]})
+                if outcome.state == "completed" and outcome.purpose == "initial_assessment" and outcome.referral_created_at is not None:
+                    metrics.referral_to_assessment.observe(_seconds_between(outcome.referral_created_at, record.get("occurred_at") or now))
+
+    @hub.app.timer(interval=gauge_interval, name="routing-referral-gauges")
+    async def gauges():
+        # overdue grows with the calendar, not only with events: recount every authority now and then
+        refresh_gauges(ledger, today(clock()))
+
+    return seen
+
+
+def _seconds_between(start: dt.datetime, end: dt.datetime) -> float:
+    # SQLite gives back naive datetimes: the ledger writes UTC
+    start, end = (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc) for t in (start, end))
+    return max(0.0, (end - start).total_seconds())
+
+
+def today(now: dt.datetime) -> dt.date:
+    """The calendar day in Finland, against which due dates are compared."""
+    return now.astimezone(FINLAND).date()

@@ -1,0 +1,102 @@
+"""Real components for tests: a Kafka-protocol broker and a PostgreSQL database.
+
+Order of preference, for each: explicit environment (HUB_TEST_KAFKA_URL, HUB_TEST_DATABASE_URL);
+testcontainers when a Docker engine answers; else local processes: the embedded Tansu broker and
+the PostgreSQL server at 127.0.0.1:5432 (a throwaway database per test session, dropped after).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+
+import pytest
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> bool:
+    return _docker_answers()
+
+
+@pytest.fixture(scope="session")
+def kafka_url(docker_available):
+    """A faust-style URL (kafka://host:port) of a real Kafka-protocol broker."""
+    explicit = os.environ.get("HUB_TEST_KAFKA_URL")
+    if explicit:
+        yield explicit if "://" in explicit else f"kafka://{explicit}"
+        return
+    if docker_available:  # pragma: no cover - no Docker engine on our machines
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as kafka:
+            yield f"kafka://{kafka.get_bootstrap_server()}"
+        return
+    from hub.adapters.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.url
+
+
+@pytest.fixture
+def fresh_kafka_url(kafka_url):
+    """A broker of this test's own (fresh topics, nothing left by other tests).
+
+    With HUB_TEST_KAFKA_URL set, the shared broker is returned: tests must then tolerate
+    records from other tests (they filter by their own ids).
+    """
+    if os.environ.get("HUB_TEST_KAFKA_URL"):
+        yield kafka_url
+        return
+    from hub.adapters.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.url
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(docker_available):
+    """URL of a PostgreSQL server where the tests may create databases."""
+    explicit = os.environ.get("HUB_TEST_DATABASE_URL")
+    if explicit:
+        yield explicit
+        return
+    if docker_available:  # pragma: no cover
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver="psycopg") as pg:
+            yield pg.get_connection_url()
+        return
+    yield "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url):
+    """A throwaway PostgreSQL database for this test session (dropped afterwards)."""
+    import sqlalchemy as sa
+
+    if os.environ.get("HUB_TEST_DATABASE_URL"):
+        yield pg_admin_url
+        return
+    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with contextlib.suppress(Exception), admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

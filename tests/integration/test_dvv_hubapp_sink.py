@@ -1,0 +1,61 @@
+"""The demo's path: the synthetic day through a running faust HubApp (HubAppSink), real broker;
+and the cursor table on SQLite and PostgreSQL."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from hub.adapters import database
+from hub.adapters.dvv.cursor import CursorStore
+from hub.adapters.dvv.ingest import HubAppSink, ingest_files
+from hub.adapters.dvv.sample import sample_files
+from hub.config import Settings
+from hub.streams import topics
+from hub.streams.app import HubApp
+from hub.streams.runner import running, wait_for
+
+pytestmark = pytest.mark.integration
+SAMPLE = sample_files()
+
+
+def test_synthetic_day_through_a_running_hubapp(kafka_url):
+    async def scenario():
+        hub = HubApp(Settings(app_id=f"dvv-sink-{uuid.uuid4().hex[:8]}"), kafka_url)
+        seen, dead = set(), []
+
+        @hub.app.agent(hub.topic(topics.POPULATION_CHANGES))
+        async def changes(stream):
+            async for value in stream:
+                seen.add(str(hub.codec.decode(value, "PopulationChange").record["event_id"]))
+
+        @hub.app.agent(hub.topic(topics.DEAD_LETTERS))
+        async def letters(stream):
+            async for value in stream:
+                dead.append(hub.codec.decode(value, "DeadLetter").record)
+
+        async with running(hub):
+            report = await ingest_files(SAMPLE, HubAppSink(hub), secret="s")
+            await wait_for(lambda: len(seen) >= report.published, 60, "the day's events back from the broker")
+            await wait_for(lambda: len([d for d in dead if d["source"] == "hub:ingest-dvv"]) >= 3, 60, "the day's dead letters")
+        return report, seen, dead
+
+    report, seen, dead = asyncio.run(scenario())
+    assert report.published == 105 and sum(report.dead_letters.values()) == 3
+    assert {d["reason"] for d in dead if d["source"] == "hub:ingest-dvv"} >= {"invalid_person_id", "unknown_municipality", "future_date"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_cursor_store(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}" if backend == "sqlite" else request.getfixturevalue("database_url")
+    database.upgrade(url)
+    assert "0004_dvv_cursor" in database.current_revisions(url)
+    store = CursorStore.from_url(url, feed=f"feed-{uuid.uuid4().hex[:6]}")
+    try:
+        assert store.load() is None
+        store.save(5446623423)
+        store.save(5446623512)
+        assert store.load() == 5446623512
+        assert CursorStore(store.engine, feed="another").load() is None
+    finally:
+        store.dispose()

@@ -1,0 +1,49 @@
+"""The harness gives real components: a faust agent on the real broker, a real PostgreSQL."""
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from hub.config import Settings
+from hub.streams.app import HubApp, envelope
+from hub.streams.runner import running, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_faust_agent_consumes_and_produces_on_the_real_broker(kafka_url):
+    async def scenario():
+        hub = HubApp(Settings(app_id="harness-test"), kafka_url)
+        src, dst = hub.topic("test.harness.in"), hub.topic("test.harness.out")
+        received = []
+
+        @hub.app.agent(src)
+        async def upper(stream):
+            async for event in stream.events():
+                decoded = hub.codec.decode(event.message.value)
+                rec = dict(decoded.record, reason=(decoded.record["reason"] or "").upper())
+                await hub.publish("test.harness.out", "ReferralStatus", rec)
+
+        @hub.app.agent(dst)
+        async def collect(stream):
+            async for value in stream:
+                received.append(hub.codec.decode(value).record)
+
+        async with running(hub):
+            for i in range(3):
+                rec = envelope("municipality:091")
+                rec.update(referral_id=f"r{i}", authority="municipality:091", status="declined", reason=f"moved away {i}")
+                await hub.publish("test.harness.in", "ReferralStatus", rec, key=f"r{i}")
+            await wait_for(lambda: len(received) == 3, 60, "three records through the agent")
+        assert sorted(r["reason"] for r in received) == ["MOVED AWAY 0", "MOVED AWAY 1", "MOVED AWAY 2"]
+
+    asyncio.run(scenario())
+
+
+def test_real_postgresql_database(database_url):
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select current_database()")).scalar().startswith(("hub_test_", "test"))
+        assert "PostgreSQL" in conn.execute(sa.text("select version()")).scalar()
+    engine.dispose()

@@ -1,0 +1,72 @@
+"""Newcomer detection on the real broker: duplicates, bad records, and a restart in the middle."""
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from hub.config import Settings
+from hub.domain import hetu
+from hub.streams import newcomer_agents, topics
+from hub.streams.app import HubApp, envelope
+from hub.streams.runner import running, wait_for
+from tests.kafka_helpers import decoded, read_topic
+
+pytestmark = pytest.mark.integration
+SECRET = "test-secret"
+
+
+def change(pid, change_type="immigration", muni="091", **kw):
+    rec = envelope("dvv:test", dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
+    rec.update(person_id=pid, change_type=change_type, municipality_code=muni, previous_country="SY" if change_type == "immigration" else None,
+               nationalities=["SY"], mother_tongue="ar", move_date=dt.date(2025, 2, 20))
+    rec.update(kw)
+    return rec
+
+
+def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_url):
+    people = [hetu.make(dt.date(1980 + i, 1, 1), 900 + i) for i in range(4)]
+    first = [change(p) for p in people[:2]]
+    moved = change(people[0], "move_in", "049", previous_municipality_code="091")
+    second = [change(p) for p in people[2:]]
+    settings = Settings(app_id="newcomer-it", person_key_secret=SECRET)
+
+    async def phase(records, expect_consumed):
+        hub = HubApp(settings, fresh_kafka_url)
+        newcomer_agents.register(hub)
+        async with running(hub):
+            for r in records:
+                await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
+            await wait_for(lambda: hub.app.monitor.events_total >= expect_consumed, 60, "the agent to consume")
+            await asyncio.sleep(1.5)  # let offsets and changelog flush before the "crash"
+
+    # first worker: two arrivals, one duplicated, and a garbage record
+    async def first_phase():
+        hub = HubApp(settings, fresh_kafka_url)
+        newcomer_agents.register(hub)
+        async with running(hub):
+            for r in first + [first[0]]:
+                await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
+            await hub.topic(topics.POPULATION_CHANGES).send(key=b"x", value=b"\x00garbage")
+            bad = change(people[0])
+            bad["person_id"] = people[0][:-1] + ("A" if people[0][-1] != "A" else "B")
+            await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", bad, key=b"y")
+            await wait_for(lambda: hub.app.monitor.events_total >= 5, 60, "the first worker to consume")
+            await asyncio.sleep(1.5)
+
+    asyncio.run(first_phase())
+    # second worker (same group, state from the changelog): replays of the first, a move, two new
+    asyncio.run(phase(first + [moved] + second, 5))
+
+    out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=5)))
+    arrived = [r for r in out if r["change"] == "arrived"]
+    assert sorted(r["person_id"] for r in arrived) == sorted(people)
+    assert len({r["event_id"] for r in arrived}) == 4
+    assert [(r["change"], r["municipality_code"], r["previous_municipality_code"]) for r in out if r["change"] == "moved"] == [("moved", "049", "091")]
+    assert all(r["person_key"] == hetu.person_key(r["person_id"], SECRET) for r in out)
+
+    dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=2)))
+    assert sorted(d["reason"] for d in dead) == ["invalid_person_id", "unknown_schema_id"]
+    assert any(d["original_value"] == b"\x00garbage" for d in dead)
+    for d in dead:
+        assert not hetu.PATTERN.search(d["message"])

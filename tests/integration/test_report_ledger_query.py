@@ -1,0 +1,84 @@
+"""Newcomer facts (migration 0005_newcomer_facts) and the report's ledger query, on SQLite and the real PostgreSQL."""
+
+import datetime as dt
+import uuid
+
+import pytest
+
+from hub.adapters import database
+from hub.adapters.newcomer_facts import NewcomerFactRow
+from hub.reporting import ledger_query
+from hub.reporting.indicators import compute
+from hub.routing.engine import route
+from hub.routing.model import RoutingInput
+from hub.routing.reference import default_reference
+from hub.routing.rules import default_rules
+from tests.integration.test_referral_ledger import ledger  # noqa: F401 - the same SQLite and PostgreSQL ledgers
+
+pytestmark = pytest.mark.integration
+UTC = dt.timezone.utc
+NOW = dt.datetime(2025, 3, 12, 12, tzinfo=UTC)
+
+
+def newcomer(person_key, event_id=None, **fields):
+    base = {"event_id": event_id or str(uuid.uuid4()), "person_key": person_key, "occurred_at": "2025-03-10T09:00:00Z", "municipality_code": "092"}
+    return RoutingInput.from_record({**base, **fields})
+
+
+def routed(ledger, n, now=NOW):
+    return ledger.record(n, route(n, default_rules(), default_reference()), now)
+
+
+def test_the_newcomers_model_matches_its_migration(ledger):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with ledger.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), database.Base.metadata)
+    assert [d for d in diff if "newcomers" in repr(d)] == []
+
+
+def test_facts_are_recorded_once_per_person_and_municipality(ledger):
+    pk = f"pk-{uuid.uuid4().hex}"
+    first = newcomer(pk, mother_tongue="ar", nationalities=["SY"], arrival_date="2025-03-01")
+    routed(ledger, first)
+    routed(ledger, first)  # redelivered: nothing new
+    routed(ledger, newcomer(pk, change="circumstances", mother_tongue="ar", nationalities=["SY", "TR"]))
+    routed(ledger, newcomer(pk, change="moved", municipality_code="091", previous_municipality_code="092", occurred_at="2025-03-20T09:00:00Z"))
+    with ledger.Session() as s:
+        rows = {r.municipality: r for r in s.query(NewcomerFactRow).filter_by(person_key=pk)}
+    assert set(rows) == {"092", "091"}
+    vantaa = rows["092"]
+    assert (vantaa.mother_tongue, vantaa.nationalities, vantaa.arrival_date) == ("ar", "SY,TR", dt.date(2025, 3, 1))
+    assert vantaa.registered_at.replace(tzinfo=vantaa.registered_at.tzinfo or UTC) == dt.datetime(2025, 3, 10, 9, tzinfo=UTC)
+    assert rows["091"].registered_at.replace(tzinfo=rows["091"].registered_at.tzinfo or UTC) == dt.datetime(2025, 3, 20, 9, tzinfo=UTC)
+    # the table holds no identity code: no column for one
+    assert not {"person_id", "hetu"} & {c.name for c in NewcomerFactRow.__table__.columns}
+
+
+def test_query_reads_the_municipalitys_cohort_and_the_assessment_hook(ledger):
+    muni = "092"
+    pk_a, pk_b, pk_moved = (f"pk-{uuid.uuid4().hex}" for _ in range(3))
+    period = (dt.date(2030, 1, 1), dt.date(2030, 1, 31))  # a period of this test's own (the PostgreSQL database is shared)
+    at = lambda d: dt.datetime(2030, 1, d, 9, tzinfo=UTC)  # noqa: E731
+    a = routed(ledger, newcomer(pk_a, occurred_at=at(2).isoformat(), labour_force_status="unemployed_job_seeker", mother_tongue="ar"), at(3))
+    routed(ledger, newcomer(pk_b, occurred_at=at(5).isoformat(), mother_tongue="so"), at(5))
+    routed(ledger, newcomer(pk_moved, occurred_at=at(6).isoformat()), at(6))
+    routed(ledger, newcomer(pk_moved, change="moved", municipality_code="091", previous_municipality_code="092", occurred_at=at(8).isoformat()), at(8))
+    ia = next(r for r in a.created if r["purpose"] == "initial_assessment")
+    for state, day in (("assessment_started", 10), ("completed", 20)):
+        outcome = ledger.apply_status({"event_id": str(uuid.uuid4()), "occurred_at": at(day), "referral_id": ia["referral_id"], "authority": ia["to"], "status": state, "reason": None}, at(day))
+        assert outcome.code == "applied"
+
+    authorities = {r.authority for r in default_reference().authorities(muni).roles.values() if r.authority}
+    rows = ledger_query.load(ledger.engine, muni, *period, authorities)
+    assert {n.person_key for n in rows.newcomers} == {pk_a, pk_b, pk_moved}
+    with ledger.Session() as session:
+        found = ledger_query.assessment_and_plan_steps(session, [pk_a, pk_b], authorities)
+    steps = sorted((s.person_key, s.step, s.at.replace(tzinfo=s.at.tzinfo or UTC)) for s in found)
+    assert steps == sorted([(pk_a, "assessment_started", at(10)), (pk_a, "assessment_completed", at(20))])
+    ind = compute(muni, *period, dt.date(2030, 2, 1), rows.newcomers, rows.referrals, rows.statuses, rows.steps)
+    assert ind.newcomers == 3 and ind.assessments_done == 1 and ind.steps["referral_to_assessment"].median_days == 17.0
+    # the person who moved away: counted as Vantaa's newcomer; the superseded Vantaa referral is closed
+    assert ind.open_by_authority["municipality:092"] == 2
+    assert ind.referrals_by_authority["municipality:092"] == 3

@@ -1,0 +1,84 @@
+"""The retention job removes what is past the age, keeps what is not (or still open), and records itself."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from hub.adapters.database import create_engine, session_factory, upgrade
+from hub.adapters.idempotency import ProcessedEvent
+from hub.adapters.outbox import OutboxMessage
+from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
+from hub.adapters.retention import RetentionRun, run_retention
+from hub.consent.store import ConsentEvent, Disclosure
+
+pytestmark = pytest.mark.integration
+NOW = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+OLD = NOW - dt.timedelta(days=400)
+NEW = NOW - dt.timedelta(days=10)
+
+
+def referral(rid, state, at, seq):
+    return ReferralRow(referral_id=rid, authority="municipality:ret-test", purpose="outreach", rule="r", rules_version="1", person_key=f"k-{rid}",
+                       newcomer_event_id=None, due=None, created_at=at, updated_at=at, state=state, sequence=seq, turvakielto=False, payload="{}",
+                       published_at=at)
+
+
+def consent_event(cid, action, at, n):
+    return ConsentEvent(event_id=f"{cid}-{n}", consent_id=cid, person_id="010101-900R", action=action, purpose="integration_plan",
+                        data_categories="[]", recipients="[]", recorded_by="municipality:091", recorded_at=at, stored_at=at)
+
+
+def seed(s):
+    s.add_all([referral("old-closed", "completed", OLD, 1), referral("old-open", "accepted", OLD, 2), referral("new-closed", "declined", NEW, 3)])
+    s.flush()
+    s.add_all([ReferralEventRow(referral_id=r, event_id=None, state="accepted", reason=None, reported_by="x", occurred_at=OLD, recorded_at=OLD)
+               for r in ("old-closed", "old-open")])
+    s.add_all([consent_event("c-ended", "granted", OLD - dt.timedelta(days=5), 1), consent_event("c-ended", "revoked", OLD, 2),
+               consent_event("c-active", "granted", OLD, 1)])
+    box = [OutboxMessage(topic="t", key=None, schema_name="PlanRequest", event_id=f"e{i}", value=b"x", headers="[]", created_at=at, sent_at=at)
+           for i, at in enumerate((OLD, NEW))]
+    s.add_all(box)
+    s.flush()
+    s.add_all([Disclosure(request_id=f"rq{i}", person_id="010101-900R", person_key="k", recipient="municipality:091", assessor="employment_authority:08",
+                          assessment_id="a", data_categories="[]", consent_id="c-active", legal_basis=None, disclosed_at=b.sent_at, outbox_id=b.id)
+               for i, b in enumerate(box)])
+    s.add_all([ProcessedEvent(consumer="c", event_id="old", processed_at=OLD), ProcessedEvent(consumer="c", event_id="new", processed_at=NEW)])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_retention_removes_only_what_is_past_the_age_and_records_the_run(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}" if backend == "sqlite" else request.getfixturevalue("database_url")
+    upgrade(url)
+    engine = create_engine(url)
+    Session = session_factory(engine)
+    with Session.begin() as s:  # the PostgreSQL database is shared: only this test's rows are old, and only they are checked
+        seed(s)
+    with Session.begin() as s:
+        removed = run_retention(s, dt.timedelta(days=365), NOW, "test")
+    with Session() as s:
+        mine = ReferralRow.authority == "municipality:ret-test"
+        assert sorted(s.scalars(sa.select(ReferralRow.referral_id).where(mine))) == ["new-closed", "old-open"]
+        assert [e.referral_id for e in s.scalars(sa.select(ReferralEventRow).where(ReferralEventRow.referral_id.in_(["old-closed", "old-open"])))] == ["old-open"]
+        assert sorted(set(s.scalars(sa.select(ConsentEvent.consent_id).where(ConsentEvent.consent_id.in_(["c-ended", "c-active"]))))) == ["c-active"]
+        assert sorted(s.scalars(sa.select(Disclosure.request_id).where(Disclosure.request_id.in_(["rq0", "rq1"])))) == ["rq1"]
+        assert sorted(s.scalars(sa.select(OutboxMessage.event_id).where(OutboxMessage.event_id.in_(["e0", "e1"])))) == ["e1"]
+        assert sorted(s.scalars(sa.select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == "c", ProcessedEvent.event_id.in_(["old", "new"])))) == ["new"]
+        run = s.scalars(sa.select(RetentionRun).where(RetentionRun.run_by == "test").order_by(RetentionRun.id.desc())).first()
+        assert run.run_by == "test" and json.loads(run.removed) == removed
+        assert "010101" not in run.removed
+    assert removed["referrals"] >= 1 and removed["consent_events"] >= 2 and removed["disclosures"] >= 1
+    engine.dispose()
+
+
+def test_retention_cli(tmp_path):
+    env = {**os.environ, "HUB_DATA_DIR": str(tmp_path), "HUB_DATABASE_URL": ""}
+    out = subprocess.run([sys.executable, "-m", "hub.cli", "retention", "--older-than", "365", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["referrals"] == 0
+    bad = subprocess.run([sys.executable, "-m", "hub.cli", "retention", "--older-than", "0"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

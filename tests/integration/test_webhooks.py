@@ -1,0 +1,195 @@
+"""Webhook delivery on the real broker and PostgreSQL, to a real local HTTP server that answers
+500 for a while, times out once, then accepts: every record arrives once from the receiver's point
+of view (it drops repeats by webhook-id), in order, with signatures the standardwebhooks library
+verifies; a recipient gets only its own records; after the last attempt a delivery is parked and
+`redeliver` sends it again."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import fastavro.utils
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from hub.adapters import database
+from hub.adapters.kafka_admin import ensure_topics
+from hub.adapters.kafka_producer import EventProducer
+from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, DeliveryWorker, WebhookStore
+from hub.schemas.codec import default_codec
+from hub.streams.app import envelope
+from hub.streams.topics import plan_request_topic, referral_topic
+
+pytestmark = pytest.mark.integration
+
+RECIPIENT, OTHER = "wellbeing_area:04", "wellbeing_area:05"
+
+
+class Receiver:
+    """A subscriber's endpoint: answers from a script, then 200; verifies and dedupes like a real one."""
+
+    def __init__(self, secret: str, script: list):
+        self.verifier = Webhook(secret)
+        self.script = list(script)
+        self.requests = 0
+        self.accepted: list[dict] = []  # unique by webhook-id, in arrival order
+        self.seen_ids: set[str] = set()
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+
+    def handle(self, headers: dict, body: bytes) -> tuple[int, float]:
+        with self.lock:
+            self.requests += 1
+            action = self.script.pop(0) if self.script else 200
+        try:
+            self.verifier.verify(body, headers)
+        except Exception:
+            with self.lock:
+                self.bad_signatures += 1
+            return 400, 0
+        if action == "timeout":
+            status, delay = 200, 1.5  # it is processed, but the answer comes too late for the hub
+        else:
+            status, delay = action, 0
+        if status == 200:
+            with self.lock:
+                if headers["webhook-id"] not in self.seen_ids:  # a redelivery is recognised by its id
+                    self.seen_ids.add(headers["webhook-id"])
+                    self.accepted.append(json.loads(body))
+        return status, delay
+
+
+def serve(receiver: Receiver):
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status, delay = receiver.handle({k.lower(): v for k, v in self.headers.items()}, body)
+            time.sleep(delay)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                pass  # the hub gave up waiting
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def referral(recipient: str, sequence: int) -> dict:
+    rec = envelope("hub:routing")
+    rec.update(referral_id=f"r-{uuid.uuid4().hex[:8]}", to=recipient, purpose="outreach", person_key=f"pk-{sequence}", reasons=["arrived"],
+               rule="outreach", rules_version="2025.1", sequence=sequence)
+    return rec
+
+
+def plan_request() -> dict:
+    codec = default_codec()
+    rec = next(iter(fastavro.utils.generate_many(codec.parsed_schema("PlanRequest"), 1)))
+    rec.update(envelope("hub:consent"))
+    return rec
+
+
+def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
+    database.upgrade(database_url)
+    uid = uuid.uuid4().hex[:8]
+
+    def topics_for(recipient):
+        return [f"test.{uid}.{referral_topic(recipient)}", f"test.{uid}.{plan_request_topic(recipient)}"]
+
+    ensure_topics(kafka_url, topics_for(RECIPIENT) + topics_for(OTHER), 1)
+    engine = database.create_engine(database_url)
+    store = WebhookStore(engine)
+    with pytest.raises(ValueError, match="https"):
+        store.add(RECIPIENT, "http://receiver.example.fi/hook")
+    sub, secret = store.add(RECIPIENT, "http://127.0.0.1:1/placeholder")
+    receiver = Receiver(secret, [500, 500, "timeout"])
+    server = serve(receiver)
+    store.disable(sub.id)
+    sub, secret = store.add(RECIPIENT, f"http://127.0.0.1:{server.server_address[1]}/hook", secret=secret)
+    sent = [referral(RECIPIENT, 1), referral(RECIPIENT, 2), plan_request(), referral(RECIPIENT, 3)]
+
+    async def scenario():
+        async with EventProducer(kafka_url) as producer:
+            for rec in sent:
+                name = "Referral" if "referral_id" in rec else "PlanRequest"
+                await producer.send_event(topics_for(RECIPIENT)[0 if name == "Referral" else 1], name, rec, key="k")
+                await producer.flush()
+                await asyncio.sleep(0.01)  # distinct timestamps: the queue order is the publish order
+            await producer.send_event(topics_for(OTHER)[0], "Referral", referral(OTHER, 1), key="k")
+
+        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=0.5)
+
+        async def step():
+            await worker.pull(timeout_ms=200)
+            await worker.deliver_due()
+
+        try:
+            deadline = time.monotonic() + 60
+            while len(receiver.accepted) < len(sent) or any(d.state != DELIVERED for d in store.deliveries(sub.id)) or len(store.deliveries(sub.id)) < len(sent):
+                assert time.monotonic() < deadline, f"not delivered: {[(d.state, d.attempts) for d in store.deliveries(sub.id)]}"
+                await step()
+                await asyncio.sleep(0.05)
+            # phase 2: the receiver is down for longer than the attempts allow: parked, never dropped
+            worker.max_attempts = 2
+            receiver.script = [503, 503]
+            async with EventProducer(kafka_url) as producer:
+                await producer.send_event(topics_for(RECIPIENT)[0], "Referral", referral(RECIPIENT, 4), key="k")
+            deadline = time.monotonic() + 30
+            while not any(d.state == PARKED for d in store.deliveries(sub.id)):
+                assert time.monotonic() < deadline, "never parked"
+                await step()
+                await asyncio.sleep(0.05)
+            assert store.redeliver(subscription_id=sub.id) == 1
+            while any(d.state == PENDING for d in store.deliveries(sub.id)):
+                assert time.monotonic() < deadline, "redelivery not delivered"
+                await step()
+                await asyncio.sleep(0.05)
+        finally:
+            await worker.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+        engine.dispose()
+
+    assert receiver.bad_signatures == 0
+    ids = [e["id"] for e in receiver.accepted]
+    assert ids == [str(r["event_id"]) for r in sent] + [ids[-1]] and len(set(ids)) == 5  # each once, in order
+    assert [e["type"] for e in receiver.accepted] == ["fi.integrationhub.Referral.v1"] * 2 + ["fi.integrationhub.PlanRequest.v1"] + ["fi.integrationhub.Referral.v1"] * 2
+    assert all(e["data"]["to"] == RECIPIENT for e in receiver.accepted if "referral_id" in e["data"])  # never another recipient's
+    assert [e["data"]["sequence"] for e in receiver.accepted if "sequence" in e["data"]] == [1, 2, 3, 4]
+    deliveries = store.deliveries(sub.id)
+    assert [d.state for d in deliveries] == [DELIVERED] * 5
+    first = store.attempts(deliveries[0].id)
+    assert [a.status_code for a in first] == [500, 500, None, 200] and first[2].error.startswith("no answer")
+    assert receiver.requests == 4 + 3 + 2 + 1  # every attempt reached it: 4 for the first, 1 each for the next 3, 2 + redelivery for the last
+
+
+def test_the_webhook_models_match_migration_0007(database_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    import hub.adapters.webhooks  # noqa: F401 - the models on Base
+
+    database.upgrade(database_url)
+    engine = database.create_engine(database_url)
+    ours = {"webhook_subscriptions", "webhook_deliveries", "webhook_attempts"}
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), database.Base.metadata)
+    finally:
+        engine.dispose()
+    assert [d for d in diff if any(t in repr(d) for t in ours)] == []

@@ -1,0 +1,42 @@
+"""docs/asyncapi.yaml is what the code generates, and it is a valid AsyncAPI 3.0 document."""
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from hub.schemas.asyncapi import AVRO_FORMAT, document, render
+from hub.schemas.codec import default_codec
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "tests/fixtures/asyncapi/asyncapi-3.0.0.schema.json").read_text())
+
+
+def test_committed_document_is_the_generated_one():
+    committed = (ROOT / "docs/asyncapi.yaml").read_text(encoding="utf-8")
+    assert committed == render(), "docs/asyncapi.yaml is stale: run `hub asyncapi -o docs/asyncapi.yaml` and commit it"
+
+
+def test_document_validates_against_the_asyncapi_3_json_schema():
+    validator = jsonschema.Draft7Validator(SCHEMA)
+    doc = yaml.safe_load(render())
+    assert list(validator.iter_errors(doc)) == []
+    broken = copy.deepcopy(doc)
+    broken["operations"]["sendReferral"]["action"] = "publish"  # AsyncAPI 2 wording: invalid in 3.0
+    assert list(validator.iter_errors(broken))
+
+
+def test_every_schema_every_channel_and_who_sends_and_receives():
+    doc = document()
+    codec = default_codec()
+    assert set(doc["components"]["messages"]) == set(codec.names)
+    for name, message in doc["components"]["messages"].items():
+        assert message["payload"] == {"schemaFormat": AVRO_FORMAT, "schema": codec.raw_schema(name)}
+        assert message["x-schema-id"] == codec.schema_id(name)
+    referrals = doc["channels"]["referral"]
+    assert referrals["address"] == "hub.referrals.{kind}.{code}.v1" and set(referrals["parameters"]) == {"kind", "code"}
+    assert doc["channels"]["planRequest"]["address"] == "hub.plan-requests.{kind}.{code}.v1"
+    assert doc["operations"]["sendReferral"]["action"] == "send" and "routing" in doc["operations"]["sendReferral"]["summary"]
+    assert doc["operations"]["receiveReferral"]["action"] == "receive" and "recipient" in doc["operations"]["receiveReferral"]["summary"]

@@ -1,0 +1,102 @@
+"""The registry's use cases on an in-memory SQLite: sweep (expiry by time, consents becoming valid),
+legal basis in the audit, repeated revocation, redelivery."""
+
+import datetime as dt
+import json
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
+
+from hub.adapters import database, outbox
+from hub.consent import model, records, store
+from hub.consent.service import ConsentRegistry
+from hub.domain import hetu
+from hub.schemas.codec import default_codec
+
+T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+PERSON = hetu.make(dt.date(1990, 5, 17), 941)
+EMPLOY, MUNI = "employment_authority:0091", "municipality:091"
+LAW = model.LegalBasis("681/2023 § 99 (test)", "integration_plan", frozenset({"employment_authority"}), frozenset({"language_skills"}))
+
+
+@pytest.fixture
+def clock():
+    return {"now": T0}
+
+
+@pytest.fixture
+def registry(clock):
+    engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    database.Base.metadata.create_all(engine)
+    yield ConsentRegistry(database.session_factory(engine), person_key_secret="s", clock=lambda: clock["now"])
+    engine.dispose()
+
+
+def grant(cid, **kw):
+    base = dict(event_id=f"g-{cid}", consent_id=cid, person_id=PERSON, action="granted", recorded_by=MUNI, recorded_at=T0,
+                data_categories=frozenset({"education"}), recipients=frozenset({EMPLOY}))
+    return model.ConsentRecord(**{**base, **kw})
+
+
+def assess(registry, n, **data):
+    rec = {"event_id": f"00000000-0000-4000-8000-{n:012d}", "occurred_at": T0, "recorded_at": T0, "source": MUNI, "schema_version": 1,
+           "assessment_id": f"as-{n}", "person_key": "k" * 32, "person_id": PERSON, "assessor": MUNI, "plan_authority": EMPLOY, "referral_id": None,
+           "education": "university", "work_history": None, "language_skills": [], "literacy": None, "recommended_path": None, "service_needs": []}
+    rec.update(data)
+    return registry.handle_assessment(records.assessment_from_avro(rec), default_codec().encode("AssessmentCompleted", rec))
+
+
+def sent(registry, schema):
+    with registry.sessions() as s:
+        return [default_codec().decode(r.value).record for r in s.scalars(sa.select(outbox.OutboxMessage).order_by(outbox.OutboxMessage.id)) if r.schema_name == schema]
+
+
+def test_sweep_records_expiry_by_time_and_notifies_earlier_recipients_once(registry, clock):
+    registry.record_consent(grant("c1", valid_until=T0 + dt.timedelta(days=30)))
+    assert assess(registry, 1).disclosed
+    assert registry.sweep().recorded == []  # not due yet
+    clock["now"] = T0 + dt.timedelta(days=31)
+    out = registry.sweep()
+    assert out.recorded == ["expired"] and out.notices == [("consent_expired", EMPLOY)]
+    assert registry.sweep().notices == []  # already recorded: nothing twice
+    notices = [n for n in sent(registry, "Notice") if n["notice_type"] == "consent_expired"]
+    assert [(n["to"], n["consent_id"]) for n in notices] == [(EMPLOY, "c1")]
+    assert [c["action"] for c in sent(registry, "Consent")] == ["expired"]  # others learn it on hub.consents.v1
+    assert assess(registry, 2).held == ["expired"]
+
+
+def test_sweep_releases_items_held_until_a_consent_becomes_valid(registry, clock):
+    assert assess(registry, 1).held == ["no_consent"]
+    out = registry.record_consent(grant("c1", valid_from=T0 + dt.timedelta(days=2)))
+    assert out.released == 0 and registry.held_count() == 1
+    clock["now"] = T0 + dt.timedelta(days=3)
+    assert registry.sweep().released == 1 and registry.held_count() == 0
+    assert registry.sweep().released == 0
+
+
+def test_legal_basis_disclosure_is_recorded_in_the_audit(registry):
+    registry.legal_bases = (LAW,)
+    out = assess(registry, 1, language_skills=[{"language": "fi", "skill": "overall", "cefr_level": "B1"}])
+    assert out.disclosed == [(EMPLOY, ("language_skills",), T0)]
+    [row] = registry.audit(PERSON)
+    assert row["legal_basis"] == LAW.name and row["consent_id"] is None and row["data_categories"] == ["language_skills"]
+    [plan] = sent(registry, "PlanRequest")
+    assert plan["education"] is None and plan["legal_basis"] == LAW.name
+
+
+def test_a_second_revocation_or_an_expiry_after_it_notifies_nobody_again(registry):
+    registry.record_consent(grant("c1"))
+    assess(registry, 1)
+    first = registry.record_consent(model.ConsentRecord(event_id="r1", consent_id="c1", person_id=PERSON, action="revoked", recorded_by=MUNI, recorded_at=T0))
+    again = registry.record_consent(model.ConsentRecord(event_id="r2", consent_id="c1", person_id=PERSON, action="expired", recorded_by=MUNI, recorded_at=T0))
+    assert first.notices == [("consent_revoked", EMPLOY)] and again.notices == []
+
+
+def test_redelivered_events_change_nothing(registry):
+    assert registry.record_consent(grant("c1")).recorded == ["granted"]
+    assert registry.record_consent(grant("c1")).duplicate
+    assert assess(registry, 1).disclosed and assess(registry, 1).duplicate
+    with registry.sessions() as s:
+        assert len(store.disclosures(s, PERSON)) == 1 and outbox.unsent_count(s) == 1
+        assert json.loads(store.disclosures(s, PERSON)[0].data_categories) == ["education"]

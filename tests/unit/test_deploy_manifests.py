@@ -1,0 +1,176 @@
+"""Every Kubernetes manifest under deploy/k8s validates against its schema.
+
+Built-in kinds: the Kubernetes JSON schemas shipped by the `kubernetes-validate` package (strict:
+unknown fields fail). Strimzi kinds: the openAPIV3Schema of the Strimzi 1.2.0 CRDs
+(tests/unit/data/strimzi-crds/, extracted from strimzi-kafka-operator's
+packaging/install/cluster-operator/04x-Crd-*.yaml), made strict the same way. PodMonitor: no schema
+offline (the Prometheus Operator's CRD is not shipped here), so a structural check.
+Kustomize is not installable here: the test follows kustomization.yaml resources and patches itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from hub.config import Settings
+from hub.deploy import k8s
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+CRDS = Path(__file__).resolve().parent / "data" / "strimzi-crds"
+STRIMZI_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
+ENV_NAMES = set(re.findall(r'"(HUB_[A-Z0-9_]+)"', (ROOT / "hub" / "config.py").read_text()))
+
+
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: the generated files are big
+
+
+def _documents(path: Path) -> list[dict]:
+    return [d for d in yaml.load_all(path.read_text(encoding="utf-8"), Loader=LOADER) if d]
+
+
+def _kustomize(directory: Path) -> tuple[list[tuple[Path, dict]], dict]:
+    """The documents a kustomization includes (recursively), and the kustomization itself."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    docs: list[tuple[Path, dict]] = []
+    for resource in kustomization.get("resources", []):
+        target = (directory / resource).resolve()
+        assert target.exists(), f"{directory}/kustomization.yaml: resource {resource} does not exist"
+        if target.is_dir():
+            docs += _kustomize(target)[0]
+        else:
+            docs += [(target, d) for d in _documents(target)]
+    return docs, kustomization
+
+
+def _strict(schema):
+    """Unknown fields fail, like `kubectl apply --validate=strict` (the API server prunes them)."""
+    if isinstance(schema, dict):
+        schema = {k: _strict(v) for k, v in schema.items()}
+        if schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema \
+                and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@functools.lru_cache(maxsize=None)
+def _crd_validator(kind: str):
+    crd = json.loads((CRDS / f"{kind}.json").read_text())
+    return jsonschema.Draft7Validator(_strict(copy.deepcopy(crd["openAPIV3Schema"]))), f"{crd['group']}/{crd['version']}"
+
+
+BASE_DOCS, BASE_KUSTOMIZATION = _kustomize(K8S / "base")
+OVERLAY_DOCS, OVERLAY = _kustomize(K8S / "overlays" / "example")
+
+
+def _validate(path: Path, doc: dict) -> None:
+    kind = doc["kind"]
+    where = f"{path.relative_to(ROOT)} {kind}/{doc['metadata']['name']}"
+    if kind in STRIMZI_KINDS:
+        validator, api = _crd_validator(kind)
+        assert doc["apiVersion"] == api, where
+        errors = sorted(validator.iter_errors(doc), key=str)
+        assert not errors, f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}"
+    elif kind == "PodMonitor":
+        assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
+        assert set(doc["spec"]) <= {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels"}, where
+        assert doc["spec"]["selector"]["matchLabels"] and doc["spec"]["podMetricsEndpoints"], where
+    else:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_every_manifest_of_base_and_overlay_validates_against_its_schema():
+    kinds = set()
+    for path, doc in OVERLAY_DOCS:  # the overlay includes the base
+        _validate(path, doc)
+        kinds.add(doc["kind"])
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Deployment", "PodMonitor", "Namespace"} <= kinds
+    assert len(OVERLAY_DOCS) == len(BASE_DOCS) + 1  # + the namespace
+
+
+def test_the_strict_schemas_catch_a_typo():
+    path, topic = next((p, d) for p, d in BASE_DOCS if d["kind"] == "KafkaTopic")
+    bad = copy.deepcopy(topic)
+    bad["spec"]["partition"] = bad["spec"].pop("partitions")
+    with pytest.raises(AssertionError, match="partition"):
+        _validate(path, bad)
+    deployment = copy.deepcopy(next(d for _, d in BASE_DOCS if d["kind"] == "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate(path, deployment)
+
+
+def _worker() -> dict:
+    return next(d for _, d in BASE_DOCS if d["kind"] == "Deployment" and d["metadata"]["name"] == "hub-worker")
+
+
+def test_worker_deployment_runs_non_root_with_probes_resources_and_secret_references():
+    spec = _worker()["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["readinessProbe"]["exec"]["command"][:2] == ["hub", "healthcheck"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"]["port"] in ports
+    env = {e["name"]: e for e in container["env"]}
+    assert set(env) <= ENV_NAMES, f"unknown settings: {set(env) - ENV_NAMES}"
+    for secret in ("HUB_DATABASE_URL", "HUB_KAFKA_SASL_PASSWORD", "HUB_PERSON_KEY_SECRET"):
+        assert "secretKeyRef" in env[secret]["valueFrom"], secret
+    assert int(env["HUB_METRICS_PORT"]["value"]) == ports["metrics"]
+    # the worker's settings are the ones the generated topics and users were made with
+    assert env["HUB_APP_ID"]["value"] == k8s.APP_ID == env["HUB_KAFKA_SASL_USERNAME"]["value"]
+    assert int(env["HUB_TOPIC_PARTITIONS"]["value"]) == k8s.PARTITIONS
+    settings = Settings.from_env({k: v["value"] for k, v in env.items() if "value" in v})
+    assert settings.kafka_security_protocol == "SASL_SSL" and settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+
+
+def test_the_worker_connects_the_way_the_cluster_listens():
+    kafka = next(d for _, d in BASE_DOCS if d["kind"] == "Kafka")
+    users = {d["metadata"]["name"] for _, d in BASE_DOCS if d["kind"] == "KafkaUser"}
+    env = {e["name"]: e for e in _worker()["spec"]["template"]["spec"]["containers"][0]["env"]}
+    (listener,) = [lst for lst in kafka["spec"]["kafka"]["listeners"] if env["HUB_KAFKA_URL"]["value"].endswith(f":{lst['port']}")]
+    assert listener["tls"] is True and listener["authentication"]["type"] == "scram-sha-512"
+    assert env["HUB_KAFKA_URL"]["value"] == f"kafka://{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    assert env["HUB_KAFKA_SASL_USERNAME"]["value"] in users
+    assert env["HUB_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == env["HUB_KAFKA_SASL_USERNAME"]["value"]
+    volumes = {v["name"]: v for v in _worker()["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["kafka-ca"]["secret"]["secretName"] == f"{kafka['metadata']['name']}-cluster-ca-cert"
+    clusters = {d["metadata"]["labels"]["strimzi.io/cluster"] for _, d in BASE_DOCS if d["kind"] in ("KafkaTopic", "KafkaUser", "KafkaNodePool")}
+    assert clusters == {kafka["metadata"]["name"]}
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+
+
+def test_podmonitor_selects_the_worker_pods_and_port():
+    monitor = next(d for _, d in BASE_DOCS if d["kind"] == "PodMonitor")
+    labels = _worker()["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ports = {p["name"] for p in _worker()["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
+    assert labels[monitor["spec"]["jobLabel"]] == "integration-hub"  # the job the alert rules select
+
+
+def test_overlay_patches_and_images_target_what_the_base_has():
+    base = {(d["kind"], d["metadata"]["name"]) for _, d in BASE_DOCS}
+    overlay_dir = K8S / "overlays" / "example"
+    for patch in OVERLAY["patches"]:
+        assert (patch["target"]["kind"], patch["target"]["name"]) in base
+        (doc,) = _documents(overlay_dir / patch["path"])
+        assert (doc["kind"], doc["metadata"]["name"]) == (patch["target"]["kind"], patch["target"]["name"])
+    image_names = {c["image"].split(":")[0] for _, d in BASE_DOCS if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]}
+    assert {i["name"] for i in OVERLAY["images"]} <= image_names
+    namespace = next(d for _, d in OVERLAY_DOCS if d["kind"] == "Namespace")
+    assert namespace["metadata"]["name"] == OVERLAY["namespace"]

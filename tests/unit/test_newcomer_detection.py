@@ -1,0 +1,120 @@
+"""Newcomer detection rules (pure)."""
+
+import datetime as dt
+
+from hub.domain import hetu
+from hub.newcomers.detection import Change, PersonState, detect, merge_identity, newcomer_record, residence_basis
+
+NOW = dt.datetime(2025, 3, 1, 8, 0, tzinfo=dt.timezone.utc)
+PID = hetu.make(dt.date(1990, 5, 17), 901)
+
+
+def change(n=1, **kw):
+    base = dict(event_id=f"e{n}", person_id=PID, change_type="immigration", occurred_at=NOW, municipality_code="091",
+                previous_country="SY", nationalities=("SY",), mother_tongue="ar", move_date=dt.date(2025, 2, 20))
+    base.update(kw)
+    return Change(**base)
+
+
+def test_arrival_from_abroad_with_a_municipality_is_a_newcomer():
+    state, out = detect(None, change())
+    assert [e.change for e in out] == ["arrived"]
+    assert state.newcomer and state.municipality_code == "091" and state.arrival_date == dt.date(2025, 2, 20)
+    assert "arrived from abroad (SY)" in out[0].reasons[0]
+
+
+def test_duplicate_and_replay_emit_nothing_new():
+    state, _ = detect(None, change())
+    state2, out = detect(state, change())
+    assert out == [] and state2 == state
+
+
+def test_move_between_municipalities_readdresses_not_a_new_newcomer():
+    state, _ = detect(None, change())
+    state, out = detect(state, change(2, change_type="move_in", municipality_code="049", previous_municipality_code="091", previous_country=None))
+    assert [(e.change, e.previous_municipality_code, e.state.municipality_code) for e in out] == [("moved", "091", "049")]
+    _, again = detect(state, change(3, change_type="move_in", municipality_code="049", previous_country=None))
+    assert again == []
+
+
+def test_foreign_national_first_municipality_without_previous_country():
+    _, out = detect(None, change(change_type="move_in", previous_country=None, nationalities=("UA",), mother_tongue="uk"))
+    assert [e.change for e in out] == ["arrived"]
+
+
+def test_foreign_mother_tongue_alone_is_enough():
+    _, out = detect(None, change(change_type="move_in", previous_country=None, nationalities=(), mother_tongue="so"))
+    assert len(out) == 1
+
+
+def test_finnish_citizen_is_never_a_newcomer():
+    _, out = detect(None, change(nationalities=("FI",), mother_tongue="fi"))
+    assert out == []
+    _, out = detect(None, change(nationalities=("FI", "SE")))
+    assert out == []
+
+
+def test_domestic_person_moving_is_not_a_newcomer():
+    _, out = detect(None, change(change_type="move_in", previous_country=None, nationalities=(), mother_tongue="sv"))
+    assert out == []
+
+
+def test_long_time_resident_moving_within_finland_is_not_a_newcomer():
+    _, out = detect(None, change(change_type="move_in", previous_country=None, previous_municipality_code="837"))
+    assert out == []
+
+
+def test_the_three_year_window_boundary():
+    arrival = NOW.date() - dt.timedelta(days=1095)
+    _, out = detect(None, change(move_date=arrival))
+    assert len(out) == 1  # exactly at the limit: still covered
+    _, out = detect(None, change(move_date=arrival - dt.timedelta(days=1)))
+    assert out == []
+
+
+def test_death_and_emigration():
+    state, _ = detect(None, change(1, change_type="death", municipality_code=None))
+    assert state.deceased
+    _, out = detect(state, change(2))
+    assert out == []
+    state, _ = detect(None, change(3, change_type="emigration", municipality_code=None))
+    state, out = detect(state, change(4, change_type="move_in", previous_country=None))
+    assert [e.change for e in out] == ["arrived"] and state.arrived_from_abroad
+
+
+def test_non_disclosure_marks_and_clears():
+    state, _ = detect(None, change(1, change_type="non_disclosure", municipality_code=None, turvakielto=True))
+    state, out = detect(state, change(2))
+    assert out[0].state.turvakielto
+    state, _ = detect(state, change(3, change_type="non_disclosure", municipality_code=None, turvakielto=False))
+    assert not state.turvakielto
+
+
+def test_identity_correction_merges_state():
+    old, _ = detect(None, change())
+    new_id = hetu.make(dt.date(1990, 5, 17), 902)
+    merged = merge_identity(old, None, new_id)
+    assert merged.person_id == new_id and merged.newcomer
+    _, out = detect(merged, change(9, person_id=new_id, change_type="identity_correction", municipality_code=None, previous_person_id=PID))
+    assert out == []  # the same person: no second newcomer
+    both = merge_identity(old, PersonState(person_id=new_id, seen=("x",)), new_id)
+    assert both.newcomer and "x" in both.seen and "e1" in both.seen
+
+
+def test_state_json_round_trip():
+    state, _ = detect(None, change())
+    assert PersonState.from_json(state.to_json()) == state
+
+
+def test_residence_basis_from_nationality():
+    assert residence_basis(("SE",)) == "eu_citizen"
+    assert residence_basis(("SY",)) == "unknown" and residence_basis(()) == "unknown"
+
+
+def test_newcomer_record_is_valid_avro_and_deterministic():
+    from hub.schemas.codec import default_codec
+
+    _, out = detect(None, change())
+    rec = newcomer_record(out[0], "k" * 32, NOW)
+    assert rec["event_id"] == newcomer_record(out[0], "k" * 32, NOW)["event_id"]
+    default_codec().encode("Newcomer", rec)
