@@ -11,8 +11,9 @@ from hub.schemas.codec import Codec, default_codec
 
 
 class EventProducer:
-    def __init__(self, kafka_url: str, codec: Codec | None = None):
+    def __init__(self, kafka_url: str, codec: Codec | None = None, security: dict | None = None):
         self.kafka_url = kafka_url
+        self.security = security or {}  # TLS/SASL: hub.adapters.kafka_security.kafka_client_options
         self.codec = codec or default_codec()
         self._producer = None
         self._pending: list[asyncio.Future] = []
@@ -20,7 +21,7 @@ class EventProducer:
     async def __aenter__(self) -> "EventProducer":
         from aiokafka import AIOKafkaProducer
 
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(self.kafka_url), acks="all", enable_idempotence=False, linger_ms=5)
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(self.kafka_url), acks="all", enable_idempotence=False, linger_ms=5, **self.security)
         await self._producer.start()
         return self
 

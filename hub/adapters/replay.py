@@ -54,14 +54,16 @@ def _ms(value: dt.datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-async def replay(kafka_url: str, topic: str, window: Range, *, partitions: list[int] | None = None, target: str | None = None) -> ReplayResult:
+async def replay(kafka_url: str, topic: str, window: Range, *, partitions: list[int] | None = None, target: str | None = None,
+                 security: dict | None = None) -> ReplayResult:
     """Republish the records of `topic` in `window` onto `target` (default: the same topic)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from hub.adapters.kafka_producer import EventProducer
 
     result = ReplayResult(topic, target or topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(kafka_url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(kafka_url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+                                **(security or {}))
     await consumer.start()
     try:
         if topic not in await consumer.topics():
@@ -114,7 +116,7 @@ async def replay(kafka_url: str, topic: str, window: Range, *, partitions: list[
                         remaining.discard(tp)
                 else:
                     quiet[tp] = 0
-        async with EventProducer(kafka_url) as producer:
+        async with EventProducer(kafka_url, security=security) as producer:
             for m in picked:
                 headers = [(k, v) for k, v in (m.headers or ()) if k != REPLAY_HEADER]
                 headers.append((REPLAY_HEADER, f"{topic}/{m.partition}/{m.offset}".encode()))

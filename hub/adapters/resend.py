@@ -22,11 +22,12 @@ async def resend(
     from_sequence: int,
     to_sequence: int | None = None,
     topic_for: Callable[[str], str] = referral_topic,
+    security: dict | None = None,
 ) -> list[int]:
     """Republish and wait for the broker's acks; returns the sequence numbers sent."""
     topic = topic_for(recipient)  # raises ValueError for a malformed authority id
     records = ledger.published_from(recipient, from_sequence, to_sequence)
-    async with EventProducer(kafka_url, ledger.codec) as producer:
+    async with EventProducer(kafka_url, ledger.codec, security) as producer:
         for record in records:
             await producer.send_event(topic, "Referral", record, key=record["person_key"])
     return [r["sequence"] for r in records]

@@ -223,11 +223,13 @@ class DeliveryWorker:
         clock: Callable[[], dt.datetime] = utcnow,
         rng: random.Random | None = None,
         sender: Callable[[str, bytes, dict, float], int] = post,
+        security: dict | None = None,
     ):
         self.store, self.kafka_url = store, kafka_url
         self.codec = codec or default_codec()
         self.topics_for, self.max_attempts, self.base_delay, self.timeout = topics_for, max_attempts, base_delay, timeout
         self.clock, self.rng, self.sender = clock, rng, sender
+        self.security = security or {}  # TLS/SASL: hub.adapters.kafka_security.kafka_client_options
         self._consumers: dict[int, object] = {}
 
     async def close(self) -> None:
@@ -243,7 +245,8 @@ class DeliveryWorker:
         consumer = self._consumers.get(sub.id)
         if consumer is None:
             consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_of(self.kafka_url), group_id=f"hub-webhooks-{sub.id}",
-                                        enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=5000)
+                                        enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=5000,
+                                        **self.security)
             await consumer.start()
             self._consumers[sub.id] = consumer
         return consumer

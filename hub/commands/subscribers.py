@@ -26,6 +26,16 @@ def _kafka_url() -> str:
     return url if "://" in url else f"kafka://{url}"
 
 
+def _security() -> dict:
+    """TLS/SASL options for the Kafka clients of these commands (HUB_KAFKA_SECURITY_PROTOCOL and friends)."""
+    from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
+
+    try:
+        return kafka_client_options(_settings())
+    except KafkaSecurityError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 @click.command("registry")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="Port (8081 is the Schema Registry's usual one; 0 picks a free port).")
@@ -112,9 +122,9 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
         window = Range(from_offset, from_time, to_offset, to_time)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    url = _kafka_url()
+    url, security = _kafka_url(), _security()
     try:
-        result = asyncio.run(replay(url, topic, window, partitions=list(partitions) or None))
+        result = asyncio.run(replay(url, topic, window, partitions=list(partitions) or None, security=security))
     except LookupError as exc:
         raise click.UsageError(str(exc)) from None
     except Exception as exc:  # broker unreachable and the like: a message, not a traceback
@@ -147,10 +157,10 @@ def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
         raise click.BadParameter(f"{recipient!r} is not an authority id; use <kind>:<code>, e.g. municipality:091, wellbeing_area:04, employment_authority:43", param_hint="--recipient") from None
     if to_seq is not None and to_seq < from_seq:
         raise click.UsageError(f"--to-seq {to_seq} is before --from-seq {from_seq}")
-    url = _kafka_url()
+    url, security = _kafka_url(), _security()
     engine = create_engine(_settings().resolved_database_url())
     try:
-        sent = asyncio.run(resend(ReferralLedger(engine), url, recipient, from_seq, to_seq))
+        sent = asyncio.run(resend(ReferralLedger(engine), url, recipient, from_seq, to_seq, security=security))
     except Exception as exc:  # noqa: BLE001 - broker or database unavailable: a message, not a traceback
         click.echo(f"resend failed: {type(exc).__name__}; check HUB_KAFKA_URL and HUB_DATABASE_URL (run `hub db upgrade` first)", err=True)
         sys.exit(EXIT_FAILED)
@@ -260,7 +270,7 @@ def webhooks_deliver(max_attempts: int, timeout: float) -> None:
     from hub.adapters.webhooks import DeliveryWorker
 
     url = _kafka_url()
-    worker = DeliveryWorker(_webhook_store(), url, max_attempts=max_attempts, timeout=timeout)
+    worker = DeliveryWorker(_webhook_store(), url, max_attempts=max_attempts, timeout=timeout, security=_security())
     stop = asyncio.Event()
     try:
         asyncio.run(worker.run(stop))

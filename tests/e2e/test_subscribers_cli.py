@@ -100,3 +100,17 @@ def test_webhooks_add_list_disable_redeliver_on_sqlite(tmp_path):
     assert run("webhooks", "disable", "7", env=env).returncode == 2
     assert run("webhooks", "redeliver", env=env).returncode == 2
     assert "0 parked deliveries queued again" in run("webhooks", "redeliver", "--subscription", "1", env=env).stdout
+
+
+def test_replay_resend_and_webhook_delivery_use_the_kafka_security_settings(tmp_path):
+    """The subscribers' commands talk to the broker with the same TLS/SASL settings as the worker:
+    an incomplete SASL configuration is a usage error naming the variables, before any connection."""
+    env = {"HUB_KAFKA_URL": "kafka://127.0.0.1:1", "HUB_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "HUB_DATA_DIR": str(tmp_path)}
+    for args in (
+        ("replay", "--topic", "hub.newcomers.v1", "--from-offset", "0"),
+        ("resend", "--recipient", "municipality:091", "--from-seq", "1"),
+        ("webhooks", "deliver"),
+    ):
+        out = run(*args, env=env)
+        assert out.returncode == 2, (args, out.stderr)
+        assert "HUB_KAFKA_SASL_USERNAME" in out.stderr and "Traceback" not in out.stderr
