@@ -162,10 +162,10 @@ def authorize(publisher: Publisher, name: str, record: Mapping, event_id: str | 
     """Whether the authenticated `publisher` may publish this decoded record (its identity fields)."""
     if event_id is not None and str(record.get("event_id")) != event_id:
         return _refuse(f"publisher {publisher.id!r}: the record's event_id differs from the signed ce_id header", publisher.id)
-    for field_name, allowance in IDENTITY_FIELDS.get(name, ()):
-        value = record.get(field_name)
-        if not publisher.may_use(allowance, value):
-            return _refuse(f"publisher {publisher.id!r} may not publish a {name} with {field_name}={shown(value)}", publisher.id)
+    wrong = [f"{field_name}={shown(record.get(field_name))}" for field_name, allowance in IDENTITY_FIELDS.get(name, ())
+             if not publisher.may_use(allowance, record.get(field_name))]
+    if wrong:
+        return _refuse(f"publisher {publisher.id!r} may not publish a {name} with {', '.join(wrong)}", publisher.id)
     return Verdict(True, publisher.id)
 
 
