@@ -204,3 +204,33 @@ def test_the_hub_signs_what_it_publishes_only_when_it_has_a_key_of_its_own():
     assert authenticate(signed_headers, b"v", PUBS).allowed and hub.app.publisher_check is not None
     verifier_only = HubApp(Settings(app_id="another-hub", publishers=PUBS), "kafka://127.0.0.1:1")
     assert verifier_only.signed(headers, b"v") == headers  # checks records, has no key to sign with
+
+
+# --- `hub publish` ---------------------------------------------------------------------------
+
+def test_hub_publish_signs_a_record_and_refuses_another_authoritys_name(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from hub.cli import main
+    from hub.schemas.codec import default_codec
+    from hub.streams.app import envelope
+
+    (tmp_path / "publishers.yaml").write_text(FILE)
+    env = {"HUB_PUBLISHERS": str(tmp_path / "publishers.yaml"), **ENV}
+    codec = default_codec()
+    status = envelope("municipality:091")
+    status.update(referral_id="r-1", authority="municipality:091", status="accepted", reason=None)
+    (tmp_path / "ok.json").write_text(codec.to_json("ReferralStatus", status))
+    out = CliRunner().invoke(main, ["publish", "--topic", "hub.referral-status.v1", "--as", "municipality:091", "--dry-run", str(tmp_path / "ok.json")], env=env)
+    assert out.exit_code == 0, out.output
+    sent = json.loads(out.output)
+    value = codec.encode("ReferralStatus", codec.from_jsonable("ReferralStatus", sent["record"]))
+    pubs = load(tmp_path / "publishers.yaml", ENV)
+    assert authenticate(list(sent["headers"].items()), value, pubs).allowed and sent["key"] == "r-1"
+
+    (tmp_path / "forged.json").write_text(codec.to_json("ReferralStatus", dict(status, authority="wellbeing_area:04")))
+    out = CliRunner().invoke(main, ["publish", "--topic", "hub.referral-status.v1", "--as", "municipality:091", "--dry-run", str(tmp_path / "forged.json")], env=env)
+    assert out.exit_code == 1 and "authority='wellbeing_area:04'" in out.output
+    assert CliRunner().invoke(main, ["publish", "--help"]).exit_code == 0
