@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hub.domain.publishers import Publishers
 
 
 def _env_int(env: dict, name: str, default: int) -> int:
@@ -36,6 +40,16 @@ def _env_choice(env: dict, name: str, default: str, choices: tuple[str, ...]) ->
     if raw not in choices:
         raise ValueError(f"{name}={raw!r} is not one of {', '.join(choices)}")
     return raw
+
+
+def _publishers(env: dict):
+    """The identity configuration: the file named by HUB_PUBLISHERS with the keys it names from env."""
+    path = env.get("HUB_PUBLISHERS")
+    if not path:
+        return None
+    from hub.adapters.publisher_keys import load
+
+    return load(path, env)
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,8 @@ class Settings:
     kafka_ssl_cafile: str | None = None  # HUB_KAFKA_SSL_CAFILE: CA bundle (PEM) that signed the brokers' certificates
     kafka_ssl_certfile: str | None = None  # HUB_KAFKA_SSL_CERTFILE: client certificate (PEM) for mutual TLS
     kafka_ssl_keyfile: str | None = None  # HUB_KAFKA_SSL_KEYFILE: its private key (PEM)
+    # HUB_PUBLISHERS: who may publish what on the input topics (signed records); None -> no check
+    publishers: "Publishers | None" = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -116,7 +132,13 @@ class Settings:
             kafka_ssl_cafile=env.get("HUB_KAFKA_SSL_CAFILE") or None,
             kafka_ssl_certfile=env.get("HUB_KAFKA_SSL_CERTFILE") or None,
             kafka_ssl_keyfile=env.get("HUB_KAFKA_SSL_KEYFILE") or None,
+            publishers=_publishers(env),
         )
+
+    def signing_key(self) -> bytes | None:
+        """The key the hub signs its own records with: its entry (id = app id) in the publishers file."""
+        me = self.publishers.get(self.app_id) if self.publishers else None
+        return me.keys[0] if me else None
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file under the data directory."""

@@ -91,12 +91,16 @@ def acls_json(users: dict[str, list[Acl]]) -> str:
     return json.dumps([a.as_dict() for acls in users.values() for a in acls], indent=2) + "\n"
 
 
+# Strimzi's `patternType` says literal / prefix; Kafka's PatternType (kafka-acls.sh) says literal / prefixed
+KAFKA_PATTERN_TYPES = {"literal": "literal", "prefix": "prefixed"}
+
+
 def acls_script(users: dict[str, list[Acl]], bootstrap: str = "${BOOTSTRAP:-kafka:9092}") -> str:
     """kafka-acls.sh commands for a cluster whose users are managed outside Strimzi."""
     lines = ["#!/bin/sh", "set -e"]
     for acls in users.values():
         for a in acls:
             ops = " ".join(f"--operation {op}" for op in a.operations)
-            target = "--cluster" if a.resource_type == "cluster" else f"--{a.resource_type} {shlex.quote(a.name)} --resource-pattern-type {a.pattern}"
+            target = "--cluster" if a.resource_type == "cluster" else f"--{a.resource_type} {shlex.quote(a.name)} --resource-pattern-type {KAFKA_PATTERN_TYPES[a.pattern]}"
             lines.append(f"\"${{KAFKA_BIN:-/opt/kafka/bin}}/kafka-acls.sh\" --bootstrap-server \"{bootstrap}\" --add --allow-principal User:{a.principal} {ops} {target}")
     return "\n".join(lines) + "\n"

@@ -3,6 +3,10 @@
 Values on every topic are raw bytes in the Confluent wire format, written and read only through
 `hub.schemas.codec`: agents decode themselves so that a record that fails to decode goes to the
 dead-letter topic with its original bytes instead of being dropped inside faust.
+
+With an identity configuration (`HUB_PUBLISHERS`) every record on an input topic passes the
+publisher check (`hub.domain.publishers`) before any agent sees it, and the hub signs what it
+publishes with its own key.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import uuid
 from typing import Any
 
 import faust
+from faust.exceptions import Skip
 
 from hub import metrics
+from hub.domain import publishers as identity
 from hub.adapters.kafka_security import faust_credentials, kafka_client_options
 from hub.config import Settings
 from hub.schemas.codec import Codec, CodecError, default_codec
@@ -23,6 +29,9 @@ from hub.streams import topics as names
 log = logging.getLogger(__name__)
 
 CE_TYPE_PREFIX = "fi.integrationhub."
+
+# topics other organisations' systems write to: their records must be signed when identity is configured
+INPUT_TOPICS = (names.POPULATION_CHANGES, names.ASSESSMENTS, names.CONSENTS, names.REFERRAL_STATUS)
 
 
 def utcnow() -> dt.datetime:
@@ -82,14 +91,33 @@ def dead_letter_record(
     return record
 
 
-class HubApp:
-    """One faust.App with the hub's topics declared once, and helpers to publish events."""
+class _App(faust.App):
+    """faust.App whose streams first run the hub's publisher check (when one is set)."""
 
-    def __init__(self, settings: Settings, kafka_url: str, codec: Codec | None = None):
+    publisher_check = None  # async (stream, value) -> value, raising Skip for a refused record
+
+    def stream(self, channel, beacon=None, **kwargs):
+        s = super().stream(channel, beacon=beacon, **kwargs)
+        check = self.publisher_check
+        if check is not None:
+            s.add_processor(lambda value: check(s, value))
+        return s
+
+
+class HubApp:
+    """One faust.App with the hub's topics declared once, and helpers to publish events.
+
+    `signed_topics`: the topics whose records must be signed when `settings.publishers` is set
+    (the input topics; tests name their own)."""
+
+    def __init__(self, settings: Settings, kafka_url: str, codec: Codec | None = None, *, signed_topics: tuple[str, ...] = INPUT_TOPICS):
         self.settings = settings
         self.codec = codec or default_codec()
         self.kafka_url = kafka_url
-        self.app = faust.App(
+        self.publishers = settings.publishers
+        self.signing_key = settings.signing_key()
+        self.signed_topics = frozenset(signed_topics)
+        self.app = _App(
             settings.app_id,
             broker=kafka_url,
             broker_credentials=faust_credentials(settings),
@@ -106,6 +134,8 @@ class HubApp:
             value_serializer="raw",
             table_cleanup_interval=60.0,
         )
+        if self.publishers is not None:
+            self.app.publisher_check = self._check_publisher
         self._topics: dict[str, faust.TopicT] = {}
         for name in names.FIXED_TOPICS:
             self.topic(name)
@@ -128,7 +158,13 @@ class HubApp:
         value = self.codec.encode(name, record)
         if isinstance(key, str):
             key = key.encode()
-        return await self.topic(topic).send(key=key, value=value, headers=cloudevent_headers(name, record))
+        return await self.topic(topic).send(key=key, value=value, headers=self.signed(cloudevent_headers(name, record), value))
+
+    def signed(self, headers: list[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
+        """`headers` with the hub's signature when it has a key of its own (id = HUB_APP_ID), else as given."""
+        if self.signing_key is None:
+            return headers
+        return identity.sign_headers(headers, value, self.settings.app_id, self.signing_key)
 
     async def publish_acked(self, topic: str, name: str, record: dict, key: str | bytes | None = None) -> Any:
         """Publish and wait until the broker acknowledged the record (before state moves on)."""
@@ -169,6 +205,31 @@ class HubApp:
                 original_topic=msg.topic, partition=msg.partition, offset=msg.offset, original_key=msg.key,
             )
             return None
+
+    async def _check_publisher(self, stream, value):
+        """The publisher check of one record on a signed topic, before any agent decodes it: a record
+        that is unsigned, badly signed, or whose identity fields its signer may not use goes to dead
+        letters as `forbidden` and is skipped (and acknowledged). A signed record that does not
+        decode passes: the agent dead-letters it with the codec's reason."""
+        event = stream.current_event
+        if event is None or event.message.topic not in self.signed_topics:
+            return value
+        msg = event.message
+        raw = msg.value if isinstance(msg.value, (bytes, bytearray)) else b""
+        verdict = identity.authenticate(msg.headers, raw, self.publishers)
+        if verdict.allowed:
+            try:
+                decoded = self.codec.decode(raw)
+            except CodecError:
+                return value
+            verdict = identity.authorize(self.publishers.by_id[verdict.publisher], decoded.name, decoded.record,
+                                         identity.header(msg.headers, identity.EVENT_ID_HEADER))
+            if verdict.allowed:
+                return value
+        await self.dead_letter(msg.value, verdict.reason, verdict.message, original_topic=msg.topic, partition=msg.partition,
+                               offset=msg.offset, original_key=msg.key)
+        metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
+        raise Skip()
 
     async def decode_or_dead_letter(self, event, expect: str | tuple[str, ...]):
         """Decode a faust event's value; on failure dead-letter it and return None."""

@@ -44,7 +44,7 @@ class OutboxRelay:
                     if row.topic not in self._declared:
                         await self.hub.topic(row.topic).declare()
                         self._declared.add(row.topic)
-                    await producer.send_and_wait(row.topic, row.key, row.value, partition=None, timestamp=None, headers=row.header_list())
+                    await producer.send_and_wait(row.topic, row.key, row.value, partition=None, timestamp=None, headers=self.hub.signed(row.header_list(), row.value))  # `hub consent` events go to an input topic
                     self._mark_sent(row.id)
                     total += 1
                     self.published += 1

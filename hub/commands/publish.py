@@ -1,0 +1,76 @@
+"""`hub publish`: a publisher's helper to send one signed record from its JSON form."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import click
+
+from hub.streams import topics as names
+
+SCHEMA_OF_TOPIC = {
+    names.POPULATION_CHANGES: "PopulationChange",
+    names.ASSESSMENTS: "AssessmentCompleted",
+    names.CONSENTS: "Consent",
+    names.REFERRAL_STATUS: "ReferralStatus",
+}
+
+
+@click.command("publish")
+@click.option("--topic", required=True, help="Input topic, e.g. hub.assessments.v1.")
+@click.option("--as", "publisher_id", required=True, help="Your publisher id in HUB_PUBLISHERS, e.g. municipality:091.")
+@click.option("--schema", "name", default=None, help="Avro schema name (default: the topic's).")
+@click.option("--key", "record_key", default=None, help="Kafka key (default: the record's person_key or referral_id).")
+@click.option("--dry-run", is_flag=True, help="Print the headers and the record's JSON form instead of sending.")
+@click.argument("file", type=click.File("rb"))
+def publish_command(topic: str, publisher_id: str, name: str | None, record_key: str | None, dry_run: bool, file) -> None:
+    """Sign FILE (one record in the JSON form of its Avro schema) as --as and publish it on --topic.
+
+    The key comes from the publishers file (HUB_PUBLISHERS) and the variable it names. The record is
+    checked first as the hub will check it: a record in another authority's name is refused here.
+    """
+    from hub.cli import _settings
+    from hub.domain.publishers import authorize, sign_headers
+    from hub.schemas.codec import CodecError, default_codec
+    from hub.streams.app import cloudevent_headers
+
+    settings = _settings()
+    if settings.publishers is None:
+        raise click.UsageError("set HUB_PUBLISHERS to a publishers file holding your id and the variable of your key")
+    publisher = settings.publishers.get(publisher_id)
+    if publisher is None:
+        raise click.UsageError(f"--as {publisher_id}: not in the publishers file")
+    name = name or SCHEMA_OF_TOPIC.get(topic)
+    if name is None:
+        raise click.UsageError(f"--topic {topic} is not an input topic; give --schema")
+    codec = default_codec()
+    try:
+        record = codec.from_json(name, file.read())
+        value = codec.encode(name, record)
+    except CodecError as exc:
+        raise click.ClickException(f"{file.name}: not a valid {name}: {exc.detail}") from None
+    verdict = authorize(publisher, name, record)
+    if not verdict.allowed:
+        raise click.ClickException(f"{file.name}: {verdict.message}")
+    headers = sign_headers(cloudevent_headers(name, record), value, publisher.id, publisher.keys[0])
+    key = record_key or record.get("person_key") or record.get("referral_id")
+    if dry_run:
+        click.echo(json.dumps({"topic": topic, "key": key, "headers": {k: v.decode() for k, v in headers},
+                               "record": codec.to_jsonable(name, record)}, ensure_ascii=False))
+        return
+    if not settings.kafka_url:
+        raise click.UsageError("set HUB_KAFKA_URL to the hub's broker")
+    from hub.adapters.kafka_producer import EventProducer
+    from hub.adapters.kafka_security import kafka_client_options
+
+    async def send() -> None:
+        async with EventProducer(settings.kafka_url, codec, security=kafka_client_options(settings)) as producer:
+            await producer.send_raw(topic, key.encode() if key else None, value, headers)
+
+    asyncio.run(send())
+    click.echo(str(record["event_id"]))
+
+
+def register_commands(main: click.Group) -> None:
+    main.add_command(publish_command)
