@@ -181,7 +181,7 @@ async def _consents_and_assessments(pipeline: Pipeline, register_seen: dict, sum
     summary.released = count(sa.select(sa.func.count()).select_from(HeldItemRow).where(HeldItemRow.released_at.is_not(None)))
     with engine.connect() as conn:
         kinds = Counter(hub.codec.decode(v).record["notice_type"] for (v,) in conn.execute(
-            sa.select(OutboxRow.value).where(OutboxRow.topic == topics.NOTICES)))
+            sa.select(OutboxRow.value).where(OutboxRow.schema_name == "Notice")))
     summary.consent_required_notices = kinds["consent_required"]
     summary.revocation_notices = kinds["consent_revoked"]
 

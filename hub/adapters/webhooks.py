@@ -82,8 +82,8 @@ def utcnow() -> dt.datetime:
 
 
 def recipient_topics(recipient: str) -> list[str]:
-    """Every topic that carries records for this recipient only (its referrals and plan requests)."""
-    return [topics.referral_topic(recipient), topics.plan_request_topic(recipient)]
+    """Every topic that carries records for this recipient only (its referrals, plan requests and notices)."""
+    return list(topics.recipient_topics(recipient))
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ def _webhook_store():
 def webhooks_group() -> None:
     """Webhook delivery for recipients without Kafka (subscriptions in HUB_DATABASE_URL).
 
-    Each record of a recipient's own topics (its referrals and plan requests) is POSTed to its
+    Each record of a recipient's own topics (its referrals, plan requests and notices) is POSTed to its
     callback URL as a CloudEvents JSON body, signed per Standard Webhooks (webhook-id = the event
     id, webhook-timestamp, webhook-signature), in order, retried with exponential backoff and
     jitter; after the last attempt it is parked until `hub webhooks redeliver`. Run `hub db upgrade`

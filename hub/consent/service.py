@@ -87,7 +87,7 @@ class ConsentRegistry:
                 store.add_held(s, assessment=assessment, encoded=encoded, reason=decision.reason, now=now)
                 out.held.append(decision.reason)
                 notice = records.consent_required_notice(assessment, decision, now)
-                self._enqueue(s, topics.NOTICES, "Notice", notice, assessment.person_key, now)
+                self._enqueue(s, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
                 out.notices.append(("consent_required", assessment.assessor))
         return out
 
@@ -200,7 +200,7 @@ class ConsentRegistry:
         keys = {d.recipient: d.person_key for d in rows}
         for recipient in model.revocation_recipients(rec.consent_id, [(d.recipient, d.consent_id) for d in rows]):
             notice = records.ended_notice(rec, recipient, keys[recipient], now)
-            self._enqueue(s, topics.NOTICES, "Notice", notice, keys[recipient], now)
+            self._enqueue(s, topics.notice_topic(notice["to"]), "Notice", notice, keys[recipient], now)
             out.notices.append((notice["notice_type"], recipient))
 
 

@@ -1,7 +1,7 @@
 """Kafka ACLs of a deployment, from the same reference data as the topics (least privilege).
 
 - each recipient (`User:<kind>-<code>`, e.g. `User:municipality-091`, `User:wellbeing-area-05`)
-  reads only its own referral and plan-request topics, with consumer groups named
+  reads only its own referral, plan-request and notice topics, with consumer groups named
   `<principal>.<anything>`, and writes only referral statuses, assessments and consents (the
   assessing authority records the person's consent);
 - the hub (`User:<app id>`) reads the topics its workers consume, writes every `hub.` topic and
@@ -63,7 +63,7 @@ def group_prefix(user: str) -> str:
 def recipient_acls(authority_id: str) -> list[Acl]:
     user = principal(authority_id)
     acls = [Acl(user, "topic", topic, LITERAL, ("Read", "Describe"))
-            for topic in (names.referral_topic(authority_id), names.plan_request_topic(authority_id))]
+            for topic in names.recipient_topics(authority_id)]
     acls.append(Acl(user, "group", group_prefix(user), PREFIX, ("Read",)))
     acls += [Acl(user, "topic", topic, LITERAL, ("Write", "Describe")) for topic in RECIPIENT_WRITES]
     return acls

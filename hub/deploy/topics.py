@@ -5,7 +5,8 @@ KafkaTopic resources are made from.
 Partitions: topics keyed by person get `partitions` (HUB_TOPIC_PARTITIONS), and the changelog of
 the faust table that reads population changes gets the same number (faust tables must be
 co-partitioned with their source). A per-recipient topic has one partition: a recipient sees a few
-referrals a day, in `sequence` order, and 2 x ~370 recipients stays a modest partition count.
+referrals a day, in `sequence` order, and 3 x ~370 recipients (referrals, plan requests, notices)
+stays a modest partition count.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _configs(kind: str, replicas: int) -> dict[str, str]:
 
 
 def hub_topics(reference: Reference, *, app_id: str = "integration-hub", partitions: int = 12, replicas: int = 3) -> list[TopicSpec]:
-    """All topics, fixed ones first, then faust's, then two per recipient (sorted by name)."""
+    """All topics, fixed ones first, then faust's, then three per recipient (sorted by name)."""
     if partitions < 1 or replicas < 1:
         raise ValueError("partitions and replicas must be at least 1")
 
@@ -87,6 +88,5 @@ def hub_topics(reference: Reference, *, app_id: str = "integration-hub", partiti
     ]
     per_recipient = []
     for authority in recipients(reference):
-        per_recipient.append(spec(names.referral_topic(authority), EVENT_LOG, 1, authority))
-        per_recipient.append(spec(names.plan_request_topic(authority), EVENT_LOG, 1, authority))
+        per_recipient += [spec(name, EVENT_LOG, 1, authority) for name in names.recipient_topics(authority)]
     return fixed + internal + sorted(per_recipient, key=lambda t: t.name)

@@ -101,7 +101,7 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
             "version": version,
             "description": (
                 "Events of the integration hub (Act on the Promotion of Integration 681/2023): population-register changes in, "
-                "newcomers routed to the responsible authorities as referrals, consent-gated plan requests. Values are Avro in "
+                "newcomers routed to the responsible authorities as referrals, consent-gated plan requests and consent notices. Values are Avro in "
                 "the Confluent wire format; the schemas are served read-only by `hub registry` (Confluent Schema Registry REST API) "
                 "under the ids in x-schema-id. Every record carries CloudEvents binary-mode headers. Referrals carry a per-recipient "
                 "`sequence` for gap detection (`hub resend --recipient ID --from-seq N` fills a gap)."

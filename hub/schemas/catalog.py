@@ -2,7 +2,7 @@
 registry endpoint, the AsyncAPI document and `hub replay` share.
 
 Subjects (Confluent Schema Registry naming): a fixed topic has the TopicNameStrategy subject
-`<topic>-value`; per-recipient topics (hub.referrals.<kind>.<code>.v1, hub.plan-requests...) are an
+`<topic>-value`; per-recipient topics (hub.referrals.<kind>.<code>.v1, hub.plan-requests..., hub.notices...) are an
 open set, so their schemas are served under the RecordNameStrategy subject `fi.integrationhub.<Name>`,
 which every schema also has. Deserializers need neither: they look the id up (`/schemas/ids/{id}`).
 """
@@ -58,8 +58,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("hub.plan-requests.{kind}.{code}.v1", "PlanRequest", PERSON, ("hub consent check",),
               ("the plan-making authority's system (only its own topic)",),
               "Integration-plan requests, minimised to the consent's scope."),
-    TopicSpec(topics.NOTICES, "Notice", PERSON, ("hub consent check",), ("assessors' and earlier recipients' systems",),
-              "Consent-required and revocation notices."),
+    TopicSpec("hub.notices.{kind}.{code}.v1", "Notice", PERSON, ("hub consent check",),
+              ("the notified authority's system (only its own topic): the assessor, or an earlier recipient of a plan request",),
+              "Consent notices to one authority (named in `to`): consent required (an assessment held for lack of consent), "
+              "consent revoked or expired (to each earlier recipient under that consent)."),
     TopicSpec(topics.DEAD_LETTERS, "DeadLetter", "the original record's key", ("every hub processor",), ("operators",),
               "Records that could not be processed: the original bytes and a reason code."),
 )

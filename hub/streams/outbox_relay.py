@@ -3,6 +3,10 @@ after the broker acknowledged it (acks=all). Rows left unsent by a crash go out 
 
 Several workers may relay the same row at once (no row locking): a message may then appear twice,
 with the same event id, which consumers deduplicate. One relay per process runs at a time.
+
+Notices committed by an earlier version name the shared topic of that version (`LEGACY_NOTICES`),
+which no recipient may read and a deployment no longer has: they go to their addressee's own
+notice topic instead, so an upgrade with unsent notices neither loses them nor blocks the relay.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import logging
 from sqlalchemy.orm import sessionmaker
 
 from hub.adapters import outbox
+from hub.streams import topics
 from hub.streams.app import HubApp
 
 log = logging.getLogger(__name__)
+
+LEGACY_NOTICES = "hub.notices.v1"  # before notices had per-recipient topics (outbox rows committed then)
 
 
 class OutboxRelay:
@@ -41,13 +48,20 @@ class OutboxRelay:
                     return total
                 producer = await self.hub.app.maybe_start_producer()
                 for row in rows:
-                    if row.topic not in self._declared:
-                        await self.hub.topic(row.topic).declare()
-                        self._declared.add(row.topic)
-                    await producer.send_and_wait(row.topic, row.key, row.value, partition=None, timestamp=None, headers=self.hub.signed(row.header_list(), row.value))  # `hub consent` events go to an input topic
+                    topic = self.destination(row)
+                    if topic not in self._declared:
+                        await self.hub.topic(topic).declare()
+                        self._declared.add(topic)
+                    await producer.send_and_wait(topic, row.key, row.value, partition=None, timestamp=None, headers=self.hub.signed(row.header_list(), row.value))  # `hub consent` events go to an input topic
                     self._mark_sent(row.id)
                     total += 1
                     self.published += 1
+
+    def destination(self, row: outbox.OutboxMessage) -> str:
+        """The topic to send a row to: its own, or for a notice of an earlier version its addressee's notice topic."""
+        if row.topic == LEGACY_NOTICES and row.schema_name == "Notice":
+            return topics.notice_topic(self.hub.codec.decode(row.value).record["to"])
+        return row.topic
 
     async def flush_or_log(self) -> int:
         """flush(), but a failure (broker unreachable, database down) is logged, not raised: the rows

@@ -9,10 +9,9 @@ NEWCOMERS = "hub.newcomers.v1"
 REFERRAL_STATUS = "hub.referral-status.v1"
 ASSESSMENTS = "hub.assessments.v1"
 CONSENTS = "hub.consents.v1"
-NOTICES = "hub.notices.v1"
 DEAD_LETTERS = "hub.dead-letters.v1"
 
-FIXED_TOPICS = (POPULATION_CHANGES, NEWCOMERS, REFERRAL_STATUS, ASSESSMENTS, CONSENTS, NOTICES, DEAD_LETTERS)
+FIXED_TOPICS = (POPULATION_CHANGES, NEWCOMERS, REFERRAL_STATUS, ASSESSMENTS, CONSENTS, DEAD_LETTERS)
 
 _AUTHORITY = re.compile(r"^(municipality|wellbeing_area|employment_authority):([0-9A-Za-z]{1,8})$")
 
@@ -32,3 +31,14 @@ def referral_topic(authority_id: str) -> str:
 def plan_request_topic(authority_id: str) -> str:
     """`hub.plan-requests.<kind>.<code>.v1`: plan requests for one plan-making authority."""
     return f"hub.plan-requests.{_authority_part(authority_id)}.v1"
+
+
+def notice_topic(authority_id: str) -> str:
+    """`hub.notices.<kind>.<code>.v1`: consent notices (consent required, consent revoked or expired)
+    for one authority, the assessor or an earlier recipient named in the notice's `to`."""
+    return f"hub.notices.{_authority_part(authority_id)}.v1"
+
+
+def recipient_topics(authority_id: str) -> tuple[str, str, str]:
+    """Every topic that carries records for this authority only: its referrals, plan requests and notices."""
+    return referral_topic(authority_id), plan_request_topic(authority_id), notice_topic(authority_id)

@@ -1,7 +1,8 @@
 """Consent-gated propagation on the real broker and the real PostgreSQL.
 
 Each test uses its own app id, its own persons and its own plan-making authority (so its own
-plan-request topic); the fixed topics are shared, so collectors filter by person key.
+plan-request and notice topics); the fixed topics and the assessor's notice topic are shared, so
+collectors filter by person key.
 """
 
 import asyncio
@@ -63,18 +64,25 @@ def consent(pid, consent_id, action, recipients=(), categories=()):
 
 
 class Collector:
-    """Decoded records received on some topics, with the raw count per event id."""
+    """Decoded records received on some topics, all together and per topic."""
 
     def __init__(self, hub: HubApp, *topic_names: str):
         self.records: list[dict] = []
+        self.on: dict[str, list[dict]] = {name: [] for name in topic_names}
         for name in topic_names:
-            @hub.app.agent(hub.topic(name), name=f"collect-{name}")
-            async def collect(stream):
-                async for value in stream:
-                    self.records.append(hub.codec.decode(value).record)
+            hub.app.agent(hub.topic(name), name=f"collect-{name}")(self._collector(hub, name))
 
-    def where(self, **match):
-        return [r for r in self.records if all(r.get(k) == v for k, v in match.items())]
+    def _collector(self, hub: HubApp, name: str):
+        async def collect(stream):
+            async for value in stream:
+                record = hub.codec.decode(value).record
+                self.records.append(record)
+                self.on[name].append(record)
+        return collect
+
+    def where(self, topic: str | None = None, **match):
+        records = self.records if topic is None else self.on[topic]
+        return [r for r in records if all(r.get(k) == v for k, v in match.items())]
 
 
 def make_hub(kafka_url, name):
@@ -89,7 +97,7 @@ def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_
     async def scenario():
         hub = make_hub(kafka_url, "release")
         consent_agents.register(hub, sessions, legal_bases=())
-        got = Collector(hub, plan_topic, topics.NOTICES)
+        got = Collector(hub, plan_topic, topics.notice_topic(ASSESSOR), topics.notice_topic(plan_authority))
         async with running(hub):
             await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
             await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-2"), key=key)
@@ -106,6 +114,8 @@ def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_
     assert metrics.REGISTRY.get_sample_value("hub_assessment_to_plan_request_seconds_count") >= 2
     notices = got.where(person_key=key, notice_type="consent_required")
     assert {n["to"] for n in notices} == {ASSESSOR} and all(plan_authority in n["message"] for n in notices)
+    assert got.where(topics.notice_topic(ASSESSOR), person_key=key) == notices  # on the assessor's own notice topic ...
+    assert got.where(topics.notice_topic(plan_authority)) == []  # ... and not on the plan-making authority's
     plans = got.where(to=plan_authority, person_key=key)
     assert [p["assessment_id"] for p in plans] == ["as-1", "as-2"]  # released in order
     for p in plans:
@@ -126,7 +136,8 @@ def test_revocation_notifies_each_earlier_recipient_and_stops_disclosure(kafka_u
     async def scenario():
         hub = make_hub(kafka_url, "revoke")
         consent_agents.register(hub, sessions, legal_bases=())
-        got = Collector(hub, topics.plan_request_topic(first), topics.plan_request_topic(second), topics.NOTICES)
+        got = Collector(hub, topics.plan_request_topic(first), topics.plan_request_topic(second),
+                        topics.notice_topic(first), topics.notice_topic(second), topics.notice_topic(ASSESSOR))
         async with running(hub):
             await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [first, second], ["education"]), key=key)
             await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, first, "as-1"), key=key)
@@ -143,6 +154,16 @@ def test_revocation_notifies_each_earlier_recipient_and_stops_disclosure(kafka_u
     got = asyncio.run(scenario())
     revoked = got.where(person_key=key, notice_type="consent_revoked")
     assert sorted(n["to"] for n in revoked) == sorted([first, second]) and all(n["consent_id"] == cid for n in revoked)
+    # each earlier recipient's notice lands on its own notice topic, none on the other's
+    for recipient, other in ((first, second), (second, first)):
+        on_own = got.where(topics.notice_topic(recipient))
+        assert [(n["to"], n["notice_type"], n["consent_id"]) for n in on_own] == [(recipient, "consent_revoked", cid)]
+        assert not any(n["to"] == other for n in on_own)
+    # the assessor's topic has only its own consent-required notices (the hold of as-3; as-1 may also have been
+    # held for a moment, when it overtook the grant on another topic), never the recipients' revocations
+    to_assessor = got.where(topics.notice_topic(ASSESSOR), person_key=key)
+    assert "as-3" in [n["assessment_id"] for n in to_assessor]
+    assert all(n["to"] == ASSESSOR and n["notice_type"] == "consent_required" for n in to_assessor)
     assert got.where(assessment_id="as-3", to=first) == []  # no disclosure after the revocation
     with sessions() as s:
         assert [d.assessment_id for d in store.disclosures(s, pid)] == ["as-1", "as-2"]

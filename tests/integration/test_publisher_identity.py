@@ -82,7 +82,8 @@ def test_assessments_and_consents_only_from_the_publisher_they_name(fresh_kafka_
     async def scenario():
         hub = HubApp(identity_settings(f"identity-consent-{uuid.uuid4().hex[:6]}"), fresh_kafka_url)
         consent_agents.register(hub, sessions, legal_bases=())
-        got = Collector(hub, topics.plan_request_topic(plan_authority), topics.DEAD_LETTERS, topics.NOTICES)
+        got = Collector(hub, topics.plan_request_topic(plan_authority), topics.DEAD_LETTERS,
+                        topics.notice_topic("municipality:091"), topics.notice_topic("municipality:092"))
         async with running(hub):
             # Vantaa records a consent in Helsinki's name: refused, so nothing is covered by it
             forged_consent = await send_as(hub, topics.CONSENTS, "Consent", consent("municipality:091"), key, "municipality:092")

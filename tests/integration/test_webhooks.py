@@ -1,7 +1,8 @@
 """Webhook delivery on the real broker and PostgreSQL, to a real local HTTP server that answers
 500 for a while, times out once, then accepts: every record arrives once from the receiver's point
 of view (it drops repeats by webhook-id), in order, with signatures the standardwebhooks library
-verifies; a recipient gets only its own records; after the last attempt a delivery is parked and
+verifies; a recipient gets only its own records (referrals, plan requests and consent notices,
+from the topics `recipient_topics` names); after the last attempt a delivery is parked and
 `redeliver` sends it again."""
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from standardwebhooks.webhooks import Webhook
 from hub.adapters import database
 from hub.adapters.kafka_admin import ensure_topics
 from hub.adapters.kafka_producer import EventProducer
-from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, DeliveryWorker, WebhookStore
+from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, DeliveryWorker, WebhookStore, recipient_topics
 from hub.schemas.codec import default_codec
 from hub.streams.app import envelope
-from hub.streams.topics import plan_request_topic, referral_topic
+from hub.streams.topics import notice_topic, plan_request_topic, referral_topic
 
 pytestmark = pytest.mark.integration
 
@@ -100,12 +101,26 @@ def plan_request() -> dict:
     return rec
 
 
+def notice(recipient: str) -> dict:
+    rec = envelope("hub:consent")
+    rec.update(notice_type="consent_revoked", to=recipient, person_key="pk-1", consent_id="c-1", assessment_id=None,
+               message="consent c-1 was revoked: do not use the data received under it")
+    return rec
+
+
+def test_a_recipient_subscription_covers_its_referrals_plan_requests_and_notices():
+    assert recipient_topics(RECIPIENT) == [referral_topic(RECIPIENT), plan_request_topic(RECIPIENT), notice_topic(RECIPIENT)]
+    assert not set(recipient_topics(RECIPIENT)) & set(recipient_topics(OTHER))
+
+
 def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
     database.upgrade(database_url)
     uid = uuid.uuid4().hex[:8]
 
-    def topics_for(recipient):
-        return [f"test.{uid}.{referral_topic(recipient)}", f"test.{uid}.{plan_request_topic(recipient)}"]
+    def topics_for(recipient):  # the hub's own choice of topics, in a namespace of this test
+        return [f"test.{uid}.{topic}" for topic in recipient_topics(recipient)]
+
+    kind_index = {"Referral": 0, "PlanRequest": 1, "Notice": 2}
 
     ensure_topics(kafka_url, topics_for(RECIPIENT) + topics_for(OTHER), 1)
     engine = database.create_engine(database_url)
@@ -117,16 +132,17 @@ def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
     server = serve(receiver)
     store.disable(sub.id)
     sub, secret = store.add(RECIPIENT, f"http://127.0.0.1:{server.server_address[1]}/hook", secret=secret)
-    sent = [referral(RECIPIENT, 1), referral(RECIPIENT, 2), plan_request(), referral(RECIPIENT, 3)]
+    sent = [referral(RECIPIENT, 1), referral(RECIPIENT, 2), plan_request(), notice(RECIPIENT), referral(RECIPIENT, 3)]
 
     async def scenario():
         async with EventProducer(kafka_url) as producer:
             for rec in sent:
-                name = "Referral" if "referral_id" in rec else "PlanRequest"
-                await producer.send_event(topics_for(RECIPIENT)[0 if name == "Referral" else 1], name, rec, key="k")
+                name = "Referral" if "referral_id" in rec else "Notice" if "notice_type" in rec else "PlanRequest"
+                await producer.send_event(topics_for(RECIPIENT)[kind_index[name]], name, rec, key="k")
                 await producer.flush()
                 await asyncio.sleep(0.01)  # distinct timestamps: the queue order is the publish order
             await producer.send_event(topics_for(OTHER)[0], "Referral", referral(OTHER, 1), key="k")
+            await producer.send_event(topics_for(OTHER)[2], "Notice", notice(OTHER), key="k")
 
         worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=0.5)
 
@@ -167,15 +183,18 @@ def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
 
     assert receiver.bad_signatures == 0
     ids = [e["id"] for e in receiver.accepted]
-    assert ids == [str(r["event_id"]) for r in sent] + [ids[-1]] and len(set(ids)) == 5  # each once, in order
-    assert [e["type"] for e in receiver.accepted] == ["fi.integrationhub.Referral.v1"] * 2 + ["fi.integrationhub.PlanRequest.v1"] + ["fi.integrationhub.Referral.v1"] * 2
-    assert all(e["data"]["to"] == RECIPIENT for e in receiver.accepted if "referral_id" in e["data"])  # never another recipient's
+    assert ids == [str(r["event_id"]) for r in sent] + [ids[-1]] and len(set(ids)) == 6  # each once, in order
+    assert [e["type"] for e in receiver.accepted] == (["fi.integrationhub.Referral.v1"] * 2 + ["fi.integrationhub.PlanRequest.v1"]
+                                                      + ["fi.integrationhub.Notice.v1"] + ["fi.integrationhub.Referral.v1"] * 2)
+    # never another recipient's referral or notice (the generated plan request's `to` is random)
+    assert all(e["data"]["to"] == RECIPIENT for e in receiver.accepted if e["type"] != "fi.integrationhub.PlanRequest.v1")
+    assert [e["data"]["notice_type"] for e in receiver.accepted if "notice_type" in e["data"]] == ["consent_revoked"]
     assert [e["data"]["sequence"] for e in receiver.accepted if "sequence" in e["data"]] == [1, 2, 3, 4]
     deliveries = store.deliveries(sub.id)
-    assert [d.state for d in deliveries] == [DELIVERED] * 5
+    assert [d.state for d in deliveries] == [DELIVERED] * 6
     first = store.attempts(deliveries[0].id)
     assert [a.status_code for a in first] == [500, 500, None, 200] and first[2].error.startswith("no answer")
-    assert receiver.requests == 4 + 3 + 2 + 1  # every attempt reached it: 4 for the first, 1 each for the next 3, 2 + redelivery for the last
+    assert receiver.requests == 4 + 4 + 2 + 1  # every attempt reached it: 4 for the first, 1 each for the next 4, 2 + redelivery for the last
 
 
 def test_the_webhook_models_match_migration_0007(database_url):

@@ -7,8 +7,9 @@ DENY, DENY wins, no matching ALLOW means denied, ALLOW of Read/Write/Delete/Alte
 and of AlterConfigs implies DescribeConfigs, `All` matches every operation). It is fed both
 renderings a cluster gets — the Strimzi KafkaUsers committed in deploy/k8s/base/generated/ and the
 `hub acls --format kafka-acls-sh` script — and proves, for every recipient of the 2025 reference
-data, that it can read and describe its own topics and none of another recipient's, nor the dead
-letters, and that every principal can write only the topics it must.
+data, that it can read and describe its own topics (referrals, plan requests, consent notices) and
+none of another recipient's, nor the dead letters, and that every principal can write only the
+topics it must.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ BROKER = Authorizer(COMMITTED)
 
 
 def own_topics(authority: str) -> set[str]:
-    return {names.referral_topic(authority), names.plan_request_topic(authority)}
+    return {names.referral_topic(authority), names.plan_request_topic(authority), names.notice_topic(authority)}
 
 
 # --- the model itself ------------------------------------------------------------------------
@@ -190,6 +191,22 @@ def test_each_recipient_reads_and_describes_its_own_topics_and_none_of_anothers(
     assert len(RECIPIENTS) > 300
 
 
+def test_each_recipient_reads_its_own_notice_topic_and_no_other_notices():
+    notice_topics = {names.notice_topic(a): a for a in RECIPIENTS}
+    assert set(notice_topics) <= set(TOPICS)  # every notice topic is one the cluster has
+    assert not any(t == "hub.notices.v1" for t in TOPICS)  # no shared notice topic that nobody may read
+    for authority in RECIPIENTS:
+        principal = f"User:{A.principal(authority)}"
+        for topic, owner in notice_topics.items():
+            for operation in ("Read", "Describe"):
+                assert BROKER.authorize(principal, operation, "topic", topic) == (owner == authority), (principal, operation, topic)
+    # the notices of one authority reach that authority, and only it (and only the hub writes them)
+    for topic, owner in list(notice_topics.items())[:: max(1, len(notice_topics) // 25)]:
+        principals = {b.principal for b in COMMITTED}
+        assert {p for p in principals if BROKER.authorize(p, "Read", "topic", topic)} == {f"User:{A.principal(owner)}"}
+        assert {p for p in principals if BROKER.authorize(p, "Write", "topic", topic)} == {f"User:{APP}"}
+
+
 def test_no_recipient_may_join_another_recipients_consumer_groups():
     users = [A.principal(a) for a in RECIPIENTS]
     for user in users:
@@ -226,6 +243,9 @@ def test_each_publisher_writes_only_the_topics_it_must():
     (Binding("User:municipality-091", ALLOW, "Read", "topic", "hub.referrals.", PREFIXED), "reads another's"),
     (Binding("User:*", ALLOW, "Describe", "topic", "*"), "describes another's"),
     (Binding("User:municipality-091", DENY, "Read", "topic", "hub.referrals.municipality.091.v1"), "loses its own"),
+    (Binding("User:municipality-091", ALLOW, "Read", "topic", "hub.notices.", PREFIXED), "reads another's notices"),
+    (Binding("User:municipality-091", ALLOW, "Read", "topic", "hub.notices.municipality.092.v1"), "reads Vantaa's notices"),
+    (Binding("User:municipality-091", DENY, "Read", "topic", "hub.notices.municipality.091.v1"), "loses its own notices"),
 ])
 def test_the_proof_notices_a_leak_or_a_lockout(extra, breaks):
     az = Authorizer(COMMITTED | {extra})

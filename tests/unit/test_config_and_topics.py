@@ -24,5 +24,8 @@ def test_bad_number_names_the_variable():
 def test_per_recipient_topic_names():
     assert topics.referral_topic("wellbeing_area:05") == "hub.referrals.wellbeing_area.05.v1"
     assert topics.plan_request_topic("municipality:091") == "hub.plan-requests.municipality.091.v1"
+    assert topics.notice_topic("municipality:091") == "hub.notices.municipality.091.v1"
     with pytest.raises(ValueError):
         topics.referral_topic("mayor:091")
+    with pytest.raises(ValueError):
+        topics.notice_topic("mayor:091")

@@ -13,6 +13,7 @@ from hub.consent import model, records, store
 from hub.consent.service import ConsentRegistry
 from hub.domain import hetu
 from hub.schemas.codec import default_codec
+from hub.streams import topics
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 PERSON = hetu.make(dt.date(1990, 5, 17), 941)
@@ -50,6 +51,29 @@ def assess(registry, n, **data):
 def sent(registry, schema):
     with registry.sessions() as s:
         return [default_codec().decode(r.value).record for r in s.scalars(sa.select(outbox.OutboxMessage).order_by(outbox.OutboxMessage.id)) if r.schema_name == schema]
+
+
+def rows(registry, schema):
+    with registry.sessions() as s:
+        return [(r.topic, r.key, default_codec().decode(r.value).record)
+                for r in s.scalars(sa.select(outbox.OutboxMessage).order_by(outbox.OutboxMessage.id)) if r.schema_name == schema]
+
+
+def test_each_notice_goes_to_its_addressees_own_notice_topic(registry):
+    second = "employment_authority:0092"
+    assert assess(registry, 1).held == ["no_consent"]  # consent required: to the assessor
+    registry.record_consent(grant("c1", recipients=frozenset({EMPLOY, second})))  # releases as-1 to EMPLOY
+    assert assess(registry, 2, plan_authority=second).disclosed
+    out = registry.record_consent(model.ConsentRecord(event_id="r1", consent_id="c1", person_id=PERSON, action="revoked", recorded_by=MUNI, recorded_at=T0))
+    assert sorted(out.notices) == [("consent_revoked", EMPLOY), ("consent_revoked", second)]
+    notices = rows(registry, "Notice")
+    assert [(topic, n["notice_type"], n["to"]) for topic, _, n in notices] == [
+        (topics.notice_topic(MUNI), "consent_required", MUNI),
+        *sorted([(topics.notice_topic(EMPLOY), "consent_revoked", EMPLOY), (topics.notice_topic(second), "consent_revoked", second)]),
+    ]
+    assert all(topic == topics.notice_topic(n["to"]) for topic, _, n in notices)  # never on another authority's topic
+    assert {key for _, key, _ in notices} == {b"k" * 32}  # keyed by the person key, as before
+    assert not any(topic == "hub.notices.v1" for topic, _, _ in rows(registry, "Notice"))
 
 
 def test_sweep_records_expiry_by_time_and_notifies_earlier_recipients_once(registry, clock):

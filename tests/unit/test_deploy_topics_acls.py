@@ -1,4 +1,5 @@
-"""The topic and ACL generator: every recipient of the reference data has its own two topics, and
+"""The topic and ACL generator: every recipient of the reference data has its own three topics
+(referrals, plan requests, notices), and
 the ACLs give each recipient exactly those to read (and none of another's)."""
 
 from __future__ import annotations
@@ -34,12 +35,25 @@ def test_every_authority_routing_can_name_is_a_recipient():
     assert any(a.startswith("wellbeing_area:") for a in RECIPIENTS) and any(a.startswith("employment_authority:") for a in RECIPIENTS)
 
 
-def test_topics_cover_fixed_internal_and_two_per_recipient():
+def test_topics_cover_fixed_internal_and_three_per_recipient():
     assert len(TOPIC_NAMES) == len(set(TOPIC_NAMES))
     assert set(names.FIXED_TOPICS) <= set(TOPIC_NAMES)
+    by_name = {t.name: t for t in TOPICS}
     for authority in RECIPIENTS:
-        assert names.referral_topic(authority) in TOPIC_NAMES and names.plan_request_topic(authority) in TOPIC_NAMES
-    assert len(TOPICS) == len(names.FIXED_TOPICS) + 2 + 2 * len(RECIPIENTS)
+        own = (names.referral_topic(authority), names.plan_request_topic(authority), names.notice_topic(authority))
+        assert names.recipient_topics(authority) == own
+        assert all(by_name[t].recipient == authority and by_name[t].partitions == 1 for t in own)
+    assert len(TOPICS) == len(names.FIXED_TOPICS) + 2 + 3 * len(RECIPIENTS)
+    assert not any(t.startswith("hub.notices.") for t in names.FIXED_TOPICS)  # no shared notice topic
+
+
+def test_notice_topics_are_named_like_the_other_per_recipient_topics():
+    assert names.notice_topic("municipality:091") == "hub.notices.municipality.091.v1"
+    assert names.notice_topic("wellbeing_area:04") == "hub.notices.wellbeing_area.04.v1"
+    assert names.notice_topic("employment_authority:43") == "hub.notices.employment_authority.43.v1"
+    for bad in ("municipality", "municipality:", "police:091", "municipality:09 1", "municipality:091.v1"):
+        with pytest.raises(ValueError):
+            names.notice_topic(bad)
 
 
 def test_configs_compaction_for_changelogs_retention_for_logs_longer_for_dead_letters():
@@ -74,7 +88,7 @@ def _allowed_topics(user: str, operation: str) -> set[str]:
 def test_each_recipient_reads_exactly_its_own_topics_and_writes_only_statuses_assessments_consents():
     for authority in RECIPIENTS:
         user = A.principal(authority)
-        own = {names.referral_topic(authority), names.plan_request_topic(authority)}
+        own = {names.referral_topic(authority), names.plan_request_topic(authority), names.notice_topic(authority)}
         assert _allowed_topics(user, "Read") == own, authority
         assert _allowed_topics(user, "Write") == set(A.RECIPIENT_WRITES), authority
         assert _allowed_topics(user, "Describe") == own | set(A.RECIPIENT_WRITES), authority
@@ -131,6 +145,7 @@ def test_cli_topics_and_acls_formats():
     assert len(acls_json) == sum(len(v) for v in USERS.values())
     acls_sh = runner.invoke(main, ["acls", "--format", "kafka-acls-sh"]).output
     assert "--allow-principal User:municipality-091 --operation Read --operation Describe --topic hub.referrals.municipality.091.v1" in acls_sh
+    assert "--allow-principal User:municipality-091 --operation Read --operation Describe --topic hub.notices.municipality.091.v1" in acls_sh
     for command in (["topics", "--help"], ["acls", "--help"], ["healthcheck", "--help"]):
         assert runner.invoke(main, command).exit_code == 0
     assert runner.invoke(main, ["topics", "--format", "yaml"]).exit_code == 2

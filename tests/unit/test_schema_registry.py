@@ -48,6 +48,8 @@ def test_subjects_topic_name_and_record_name_strategies(registry):
 def test_catalog_knows_the_schema_of_every_topic():
     assert spec_for_topic(topics.referral_topic("wellbeing_area:04")).schema == "Referral"
     assert spec_for_topic(topics.plan_request_topic("employment_authority:43")).schema == "PlanRequest"
+    assert spec_for_topic(topics.notice_topic("municipality:091")).schema == "Notice"
+    assert spec_for_topic("hub.notices.v1") is None  # no shared notice topic
     assert spec_for_topic(topics.NEWCOMERS).schema == "Newcomer"
     assert spec_for_topic("hub.referrals.nobody.1.v1") is None
     assert {spec_for_topic(t).schema for t in topics.FIXED_TOPICS} <= set(default_codec().names)
