@@ -273,7 +273,7 @@ def render(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=20_000, help="records pre-loaded for the throughput runs (default: %(default)s)")
+    parser.add_argument("--events", type=int, default=10_000, help="records pre-loaded for the throughput runs (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered load of the latency run, events/s (default: %(default)s)")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency run, seconds (default: %(default)s)")
     parser.add_argument("--partitions", type=int, default=1, help="partitions of every topic (default: %(default)s)")
