@@ -124,13 +124,17 @@ class Progress:
         return self.consumed >= n and self.routed >= self.produced
 
 
-async def until(condition, timeout: float, what: str, sampler: RssSampler | None = None, done=lambda: 0, poll: float = 0.02) -> float:
+async def until(condition, timeout: float, what: str, sampler: RssSampler | None = None, done=lambda: 0, poll: float = 0.02,
+                report=None) -> float:
     """Wait for `condition()`, sampling the RSS now and then; returns the monotonic time it held."""
-    start = last = time.monotonic()
+    start = last = told = time.monotonic()
     while not condition():
         now = time.monotonic()
         if now - start > timeout:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        if report is not None and now - told >= 10:
+            report()
+            told = now
         if sampler is not None and now - last >= 0.25:
             sampler.sample(done())
             last = now
@@ -222,7 +226,9 @@ async def run(args) -> dict:
         async with running(pipeline.hub):
             first = await until(lambda: progress.consumed >= 1, 60, "the first event at the worker", sampler, lambda: progress.consumed, poll=0.005)
             out["start_to_first_event_s"] = round(first - started, 2)
-            done = await until(lambda: progress.caught_up(len(records)), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed)
+            done = await until(lambda: progress.caught_up(len(records)), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
+                               report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
+                                                    file=sys.stderr, flush=True))
             out["hub_events_per_s"] = round(len(records) / (done - first), 1)
             out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
             out["newcomer_events"] = progress.produced

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
+
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import partial
-
-from faust.streams import _current_event  # faust keys table changelog partitions by it
 
 from hub import metrics
 from hub.domain import hetu
@@ -29,25 +25,8 @@ class NewcomerObserved:
     dead_letters: int = 0
 
 
-class Batch:
-    """What one batch of changes does before the acknowledgements: sends, new states, counts."""
-
-    def __init__(self) -> None:
-        self.sends: list = []
-        self.states: dict[str, tuple] = {}  # person key -> (event, new state or None: delete)
-        self.after_ack: list = []
-
-    def get(self, table, key: str):
-        entry = self.states.get(key)
-        return table.get(key) if entry is None else entry[1]
-
-
-def register(hub: HubApp, window_days: int | None = None, batch_size: int = 500, batch_within: float = 0.005) -> NewcomerObserved:
-    """Declare the detection agent and its changelog-backed state table.
-
-    Changes are taken in batches (up to `batch_size`, or what arrived within `batch_within`
-    seconds) so that the broker's acknowledgements are awaited once per batch, not per newcomer.
-    """
+def register(hub: HubApp, window_days: int | None = None) -> NewcomerObserved:
+    """Declare the detection agent and its changelog-backed state table."""
     from hub.newcomers.detection import DEFAULT_WINDOW_DAYS
 
     window = window_days or DEFAULT_WINDOW_DAYS
@@ -58,30 +37,11 @@ def register(hub: HubApp, window_days: int | None = None, batch_size: int = 500,
 
     @hub.app.agent(hub.topic(topics.POPULATION_CHANGES), name="newcomer-detection")
     async def detect_newcomers(stream):
-        async for events in stream.take_events(batch_size, within=batch_within):
-            await detect_batch(events)
+        async for event in stream.events():
+            await hub.handle_safely(event, handle, "newcomer detection")
+            seen.consumed += 1
 
-    async def detect_batch(events) -> None:
-        """Detect in a batch, then wait for the acknowledgements of every Newcomer published, and
-        only then write the people's new states (a crash in between re-detects: same derived
-        event ids, removed downstream). States changed earlier in the batch are read back from it."""
-        batch = Batch()
-        for event in events:
-            await hub.handle_safely(event, lambda e: handle(e, batch), "newcomer detection")
-        await asyncio.gather(*batch.sends)
-        for key, (event, state) in batch.states.items():
-            # the table sends each change to the changelog partition of the event that made it
-            _current_event.set(weakref.ref(event))
-            if state is None:
-                if people.get(key) is not None:
-                    del people[key]
-            else:
-                people[key] = state
-        for done in batch.after_ack:
-            done()
-        seen.consumed += len(events)
-
-    async def handle(event, batch: "Batch") -> None:
+    async def handle(event) -> None:
         started = time.monotonic()
         decoded = await hub.decode_or_dead_letter(event, "PopulationChange")
         if decoded is None:
@@ -102,28 +62,27 @@ def register(hub: HubApp, window_days: int | None = None, batch_size: int = 500,
             return
         change = Change.from_record(record)
         key = hetu.person_key(change.person_id, secret)
-        raw = batch.get(people, key)
+        raw = people.get(key)
         state = PersonState.from_json(raw) if raw else None
         old_key = hetu.person_key(change.previous_person_id, secret) if change.previous_person_id else None
         if old_key:  # identity-code correction: follow the person to the new code
-            old_raw = batch.get(people, old_key)
+            old_raw = people.get(old_key)
             state = merge_identity(PersonState.from_json(old_raw) if old_raw else None, state, change.person_id)
         state, found = detect(state, change, window)
         for ev in found:
-            batch.sends.append(await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer_record(ev, key, utcnow()), key=key))
-            batch.after_ack.append(partial(count_newcomer, ev))
-        batch.states[key] = (event, state.to_json())
-        if old_key and old_key != key:
-            batch.states[old_key] = (event, None)
+            # acknowledged before the state records the change: a crash in between re-detects
+            # (same derived event id, removed downstream) instead of losing the newcomer
+            await hub.publish_acked(topics.NEWCOMERS, "Newcomer", newcomer_record(ev, key, utcnow()), key=key)
+            if ev.change == "arrived":
+                metrics.newcomers.labels(ev.state.municipality_code or "unknown").inc()
+                seen.newcomers[ev.state.municipality_code or "unknown"] += 1
+            else:
+                seen.moved += 1
+        people[key] = state.to_json()
+        if old_key and people.get(old_key) is not None:
+            del people[old_key]
         metrics.events_consumed.labels(topics.POPULATION_CHANGES, "newcomer" if found else "ok").inc()
         metrics.processing_latency.labels(topics.POPULATION_CHANGES).observe(time.monotonic() - started)
-
-    def count_newcomer(ev) -> None:
-        if ev.change == "arrived":
-            metrics.newcomers.labels(ev.state.municipality_code or "unknown").inc()
-            seen.newcomers[ev.state.municipality_code or "unknown"] += 1
-        else:
-            seen.moved += 1
 
     seen.table = people
     return seen

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from hub import metrics
@@ -48,8 +47,6 @@ def register(
     topic_for: Callable[[str], str] = topics.referral_topic,
     clock: Callable[[], dt.datetime] = utcnow,
     gauge_interval: float = 60.0,
-    batch_size: int = 200,
-    batch_within: float = 0.005,
 ) -> RoutingObserved:
     """Declare the routing agents on the hub's app. The ledger's tables must exist (`hub db upgrade`)."""
     if ledger is None:
@@ -77,26 +74,9 @@ def register(
         metrics.events_consumed.labels(topic, outcome).inc()
         seen.consumed[(topic, outcome)] += 1
 
-    # The ledger is synchronous SQL: it runs on one worker thread (in order, one transaction at a
-    # time) so that a commit's fsync does not stall the event loop and the other agents with it.
-    db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-ledger")
-
-    async def in_db(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(db, fn, *args)
-
     @hub.app.agent(hub.topic(newcomers_topic), name="routing-newcomers")
     async def newcomers(stream):
-        async for events in stream.take_events(batch_size, within=batch_within):
-            await route_batch(events)
-
-    async def route_batch(events) -> None:
-        """Record each newcomer's referrals (one transaction each, as they come), then publish the
-        batch's referrals, wait for every acknowledgement, and only then mark them published."""
-        now = clock()
-        to_publish: dict[str, tuple[dict, str]] = {}  # referral id -> (record, key): a redelivery in the batch sends once
-        created: list[dict] = []
-        touched: set[str] = set()
-        for event in events:
+        async for event in stream.events():
             record = await decode(event, newcomers_topic, "Newcomer")
             if record is None:
                 continue
@@ -108,25 +88,25 @@ def register(
             except InputError as exc:
                 await reject(event, newcomers_topic, exc.code, exc.message)
                 continue
-            done = await in_db(ledger.record, newcomer, decisions, now)
+            now = clock()
+            done = ledger.record(newcomer, decisions, now)
+            sent = []
             for referral in done.to_publish:
                 # the identity code is stored nowhere in the ledger; it travels from the newcomer
-                to_publish[referral["referral_id"]] = (dict(referral, person_id=record.get("person_id")), newcomer.person_key)
-            created.extend(done.created)
+                referral = dict(referral, person_id=record.get("person_id"))
+                sent.append(await hub.publish(topic_for(referral["to"]), "Referral", referral, key=newcomer.person_key))
+            await asyncio.gather(*sent)  # delivered (acks=all) before the ledger says so
+            ledger.mark_published([r["referral_id"] for r in done.to_publish], now)
+            for referral in done.created:
+                metrics.referrals.labels(referral["to"], referral["purpose"]).inc()
+                seen.referrals[referral["to"]] += 1
             if done.created and newcomer.occurred_at is not None:
                 metrics.registration_to_referral.observe(max(0.0, (now - newcomer.occurred_at).total_seconds()))
+            seen.published += len(done.to_publish)
             consumed(newcomers_topic, "duplicate" if done.duplicate else "routed")
-            touched |= {r["to"] for r in done.created} | set(done.superseded_authorities)
-        if to_publish:
-            sent = [await hub.publish(topic_for(referral["to"]), "Referral", referral, key=key) for referral, key in to_publish.values()]
-            await asyncio.gather(*sent)  # delivered (acks=all) before the ledger says so
-            await in_db(ledger.mark_published, list(to_publish), now)
-        for referral in created:
-            metrics.referrals.labels(referral["to"], referral["purpose"]).inc()
-            seen.referrals[referral["to"]] += 1
-        seen.published += len(to_publish)
-        if touched:
-            await in_db(refresh_gauges, ledger, today(now), touched)
+            touched = {r["to"] for r in done.created} | set(done.superseded_authorities)
+            if touched:
+                refresh_gauges(ledger, today(now), touched)
 
     @hub.app.agent(hub.topic(status_topic), name="routing-referral-status")
     async def statuses(stream):
