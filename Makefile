@@ -27,3 +27,6 @@ soak: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .hub-data build *.egg-info
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py

@@ -1,0 +1,298 @@
+"""Throughput and latency of the hub's pipeline against a bare aiokafka pipe, on the same broker.
+
+One run: start the embedded broker, pre-load N PopulationChange records (Avro, wire format), then
+(a) a bare aiokafka loop (consume -> decode -> route by dict lookup -> encode -> produce),
+(b) the hub's real pipeline (ingest topic -> newcomer detection -> routing -> referral topics,
+    metrics and idempotency on), then end-to-end latency at a steady offered load.
+Run with `make bench` or `.venv/bin/python bench/pipeline.py --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from _common import RssSampler, peak_rss_mb, population_changes, rss_mb  # noqa: E402
+
+from hub.adapters.broker import EmbeddedBroker  # noqa: E402
+from hub.adapters.dvv.ingest import bootstrap_servers  # noqa: E402
+from hub.adapters.dvv.synthetic import MUNICIPALITIES  # noqa: E402
+from hub.adapters.kafka_admin import ensure_topics  # noqa: E402
+from hub.config import Settings  # noqa: E402
+from hub.schemas.codec import CodecError, default_codec  # noqa: E402
+from hub.streams import topics  # noqa: E402
+
+BASELINE_IN = "bench.baseline.in.v1"
+BASELINE_DEAD = "bench.baseline.dead-letters.v1"
+BASELINE_OTHER = "bench.baseline.out.other.v1"
+GARBAGE = b"\x07 not a wire-format record"
+
+
+def baseline_topic(code: str) -> str:
+    return f"bench.baseline.out.{code}.v1"
+
+
+def with_garbage(records: list, every: int) -> list:
+    """Every `every`-th record replaced by undecodable bytes, so the dead-letter path runs too."""
+    if every <= 0:
+        return records
+    return [(k, GARBAGE, []) if i % every == every - 1 else (k, v, h) for i, (k, v, h) in enumerate(records)]
+
+
+async def preload(servers: list[str], topic: str, records: list) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=20, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=v, key=k, headers=h) for k, v, h in records]
+        await producer.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def bare_pipe(servers: list[str], n: int, partitions: int) -> float:
+    """(a) consume -> decode -> route by dict lookup -> encode -> produce; events/s from the first record."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    codec = default_codec()
+    route = {code: baseline_topic(code) for code, _ in MUNICIPALITIES}
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None)
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        consumer.assign([TopicPartition(BASELINE_IN, p) for p in range(partitions)])
+        done, first, futures = 0, None, []
+        while done < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=1000)
+            if first is None and batches:
+                first = time.monotonic()
+            for msgs in batches.values():
+                for m in msgs:
+                    try:
+                        record = codec.decode(m.value, "PopulationChange").record
+                    except CodecError:
+                        futures.append(await producer.send(BASELINE_DEAD, value=m.value, key=m.key))
+                        continue
+                    topic = route.get(record.get("municipality_code"), BASELINE_OTHER)
+                    futures.append(await producer.send(topic, value=codec.encode("PopulationChange", record), key=m.key, headers=list(m.headers)))
+                done += len(msgs)
+        await producer.flush()
+        await asyncio.gather(*futures)
+        return n / (time.monotonic() - first)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+class Progress:
+    """Counters of the hub's agents, read while it runs."""
+
+    def __init__(self, pipeline) -> None:
+        self.p = pipeline
+
+    @property
+    def consumed(self) -> int:
+        return self.p.newcomers.consumed
+
+    @property
+    def produced(self) -> int:  # newcomer events detection published
+        return sum(self.p.newcomers.newcomers.values()) + self.p.newcomers.moved
+
+    @property
+    def routed(self) -> int:
+        return sum(n for (topic, _), n in self.p.routing.consumed.items() if topic == topics.NEWCOMERS)
+
+    def caught_up(self, n: int) -> bool:
+        return self.consumed >= n and self.routed >= self.produced
+
+
+async def until(condition, timeout: float, what: str, sampler: RssSampler | None = None, done=lambda: 0, poll: float = 0.02,
+                report=None) -> float:
+    """Wait for `condition()`, sampling the RSS now and then; returns the monotonic time it held."""
+    start = last = told = time.monotonic()
+    while not condition():
+        now = time.monotonic()
+        if now - start > timeout:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        if report is not None and now - told >= 10:
+            report()
+            told = now
+        if sampler is not None and now - last >= 0.25:
+            sampler.sample(done())
+            last = now
+        await asyncio.sleep(poll)
+    return time.monotonic()
+
+
+async def latency(servers: list[str], records: list, rate: float, progress: Progress, expected_consumed: int) -> dict:
+    """Offer `records` at `rate`/s to the ingest topic; time each referral a subscriber sees."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    subscriber = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100)
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=0)
+    await subscriber.start()
+    await producer.start()
+    sent: dict[bytes, float] = {}
+    samples: list[float] = []
+    try:
+        referral_topics = sorted(t for t in await subscriber.topics() if t.startswith("hub.referrals."))
+        tps = [TopicPartition(t, p) for t in referral_topics for p in sorted(subscriber.partitions_for_topic(t) or [0])]
+        subscriber.assign(tps)
+        await subscriber.seek_to_end(*tps)
+        for tp in tps:
+            await subscriber.position(tp)
+        await producer.partitions_for(topics.POPULATION_CHANGES)
+
+        async def subscribe() -> None:
+            while True:
+                for msgs in (await subscriber.getmany(timeout_ms=50)).values():
+                    now = time.time()
+                    for m in msgs:
+                        if m.key in sent:
+                            samples.append(now - sent[m.key])
+
+        reader = asyncio.create_task(subscribe())
+        start = time.monotonic()
+        futures = []
+        for i, (key, value, headers) in enumerate(records):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[key] = time.time()
+            futures.append(await producer.send(topics.POPULATION_CHANGES, value=value, key=key, headers=headers))
+        offered = len(records) / (time.monotonic() - start)
+        await asyncio.gather(*futures)
+        await until(lambda: progress.caught_up(expected_consumed), 120, "the hub to take the latency load")
+        await asyncio.sleep(1.0)  # the last referrals reach the subscriber
+        reader.cancel()
+    finally:
+        await producer.stop()
+        await subscriber.stop()
+    q = statistics.quantiles(samples, n=100, method="inclusive") if len(samples) >= 2 else [float("nan")] * 99
+    return {"offered_events_per_s": round(offered, 1), "events": len(records), "referrals_seen": len(samples),
+            "p50_ms": round(q[49] * 1e3, 1), "p95_ms": round(q[94] * 1e3, 1), "p99_ms": round(q[98] * 1e3, 1),
+            "max_ms": round(max(samples, default=float("nan")) * 1e3, 1)}
+
+
+async def run(args) -> dict:
+    from hub.streams.pipeline import build
+    from hub.streams.runner import running
+
+    out: dict = {"events": args.events, "partitions": args.partitions, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
+    workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    settings = dataclasses.replace(Settings.from_env({}), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
+                                   app_id=f"bench-{uuid.uuid4().hex[:8]}")
+    t = time.monotonic()
+    records = with_garbage(population_changes(args.events, settings.person_key_secret), args.garbage_every)
+    load = population_changes(int(args.rate * args.latency_seconds), settings.person_key_secret, seed=7, day=dt.date(2026, 11, 17))
+    out["record_bytes_mean"] = round(statistics.fmean(len(v) for _, v, _ in records))
+    log(args, f"generated {len(records)} + {len(load)} records ({out['record_bytes_mean']} bytes on average) in {time.monotonic() - t:.1f} s")
+
+    with EmbeddedBroker() as broker:
+        servers = bootstrap_servers(broker.url)
+        names = [BASELINE_IN, BASELINE_DEAD, BASELINE_OTHER, *(baseline_topic(c) for c, _ in MUNICIPALITIES), *topics.FIXED_TOPICS]
+        await asyncio.get_running_loop().run_in_executor(None, lambda: ensure_topics(broker.url, names, args.partitions))
+        await preload(servers, BASELINE_IN, records)
+        await preload(servers, topics.POPULATION_CHANGES, records)
+        log(args, f"pre-loaded {len(records)} records twice on {broker.url}")
+
+        out["baseline_events_per_s"] = round(await bare_pipe(servers, len(records), args.partitions), 1)
+        log(args, f"(a) bare aiokafka pipe: {out['baseline_events_per_s']:.0f} events/s")
+
+        rss_before = rss_mb()
+        started = time.monotonic()
+        pipeline = build(settings, broker.url)
+        progress = Progress(pipeline)
+        sampler = RssSampler()
+        async with running(pipeline.hub):
+            first = await until(lambda: progress.consumed >= 1, 60, "the first event at the worker", sampler, lambda: progress.consumed, poll=0.005)
+            out["start_to_first_event_s"] = round(first - started, 2)
+            done = await until(lambda: progress.caught_up(len(records)), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
+                               report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
+                                                    file=sys.stderr, flush=True))
+            out["hub_events_per_s"] = round(len(records) / (done - first), 1)
+            out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
+            out["newcomer_events"] = progress.produced
+            out["referrals"] = pipeline.routing.published
+            out["dead_letters"] = pipeline.newcomers.dead_letters + sum(pipeline.routing.dead_letters.values())
+            log(args, f"(b) hub pipeline: {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
+                      f"{out['newcomer_events']} newcomer events, {out['referrals']} referrals, {out['dead_letters']} dead letters")
+            sampler.sample(progress.consumed)
+            out["latency"] = await latency(servers, load, args.rate, progress, len(records) + len(load))
+            sampler.sample(progress.consumed)
+            lat = out["latency"]
+            log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
+                      f"p99 {lat['p99_ms']} ms ({lat['referrals_seen']} referrals)")
+    out["rss_mb"] = {"before_hub": round(rss_before, 1), "hub_peak": round(sampler.peak, 1), "hub_end": round(sampler.series[-1][1], 1),
+                     "process_peak": round(peak_rss_mb(), 1)}
+    out["rss_mb"]["growth_per_100k_events"] = round(_growth_per_100k(sampler), 1)
+    return out
+
+
+def _growth_per_100k(sampler: RssSampler) -> float:
+    """MB of RSS per 100k events over the second half of the hub's run (least squares)."""
+    points = [(done, mb) for _, mb, done in sampler.series]
+    points = points[len(points) // 2:]
+    if len(points) < 2 or points[-1][0] == points[0][0]:
+        return 0.0
+    mx, my = statistics.fmean(x for x, _ in points), statistics.fmean(y for _, y in points)
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return (sum((x - mx) * (y - my) for x, y in points) / var * 100_000) if var else 0.0
+
+
+def log(args, text: str) -> None:
+    print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+
+def render(r: dict) -> str:
+    lat, rss = r["latency"], r["rss_mb"]
+    return "\n".join([
+        f"Integration hub pipeline benchmark ({r['events']} events, {r['record_bytes_mean']} bytes each, {r['partitions']} partition(s); {r['machine']})",
+        f"  (a) bare aiokafka pipe:   {r['baseline_events_per_s']:>9.0f} events/s",
+        f"  (b) hub pipeline:         {r['hub_events_per_s']:>9.0f} events/s   ratio (b)/(a) {r['ratio']:.2f}  (target >= 0.5)",
+        f"  latency at {lat['offered_events_per_s']:.0f}/s:      p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  (target p99 <= 50 ms; "
+        f"{lat['referrals_seen']} referrals)",
+        f"  RSS:                      hub peak {rss['hub_peak']} MB, {rss['growth_per_100k_events']:+.1f} MB per 100k events (target <= 300 MB over 1M); "
+        f"process peak {rss['process_peak']} MB",
+        f"  start to first event:     {r['start_to_first_event_s']} s  (target <= 5 s)",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000, help="records pre-loaded for the throughput runs (default: %(default)s)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="offered load of the latency run, events/s (default: %(default)s)")
+    parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency run, seconds (default: %(default)s)")
+    parser.add_argument("--partitions", type=int, default=1, help="partitions of every topic (default: %(default)s)")
+    parser.add_argument("--garbage-every", type=int, default=500, help="every Nth record is undecodable, to exercise dead letters; 0: none (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up when the hub has not routed everything after this many seconds")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout (progress goes to stderr)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("hub.streams.app").setLevel(logging.ERROR)  # the deliberate dead letters
+    result = asyncio.run(run(args))
+    print(json.dumps(result) if args.json else render(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""A synthetic snapshot of the whole population (5.6M persons) through newcomer detection.
+
+Each person is one `move_in` PopulationChange in the wire format (test identity codes only); the
+timed part does per record what the detection agent does: decode, validate the identity code,
+derive the person key, look up and update the person's state, detect, and encode the Newcomer
+events found. In-process, without the broker: it measures the detection stage's own cost and
+the memory its per-person state needs. Use `--events` to scale down; the full run is extrapolated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from _common import peak_rss_mb, rss_mb  # noqa: E402
+
+from hub.adapters.dvv.synthetic import MUNICIPALITIES, ORIGINS  # noqa: E402
+from hub.config import Settings  # noqa: E402
+from hub.domain import hetu  # noqa: E402
+from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, Change, PersonState, detect, newcomer_record  # noqa: E402
+from hub.schemas.codec import default_codec  # noqa: E402
+
+POPULATION = 5_600_000
+DAY = dt.date(2026, 11, 16)
+SIGNS_1900, SIGNS_2000 = "-YXWVU", "ABCDEF"  # the 2023 century letters multiply the test-code space
+NAMESPACE = uuid.UUID("8f0c2e49-1d4b-4a53-9c3e-6a1b5e7d2f10")
+ALPHA2 = {"804": "UA", "643": "RU", "368": "IQ", "760": "SY", "004": "AF", "706": "SO", "356": "IN", "608": "PH", "704": "VN", "156": "CN",
+          "233": "EE", "752": "SE", "566": "NG", "076": "BR", "524": "NP", "050": "BD", "231": "ET", "792": "TR"}
+
+
+def person_id(i: int) -> tuple[str, dt.date]:
+    """The i-th synthetic person's test identity code (individual number 900-999) and birth date."""
+    day, rest = i % 36_500, i // 36_500
+    serial, variant = 900 + rest % 100, rest // 100
+    born = DAY - dt.timedelta(days=day + 1)
+    signs = SIGNS_1900 if born.year < 2000 else SIGNS_2000
+    return hetu.make(born, serial, signs[variant % len(signs)]), born
+
+
+def snapshot_records(start: int, count: int, seed: int = 5600) -> list[bytes]:
+    """Persons start..start+count as wire-format move_in records: ~9 % foreign nationals, a few
+    of them arrived within the act's three years (the newcomers a snapshot should find)."""
+    codec = default_codec()
+    rng = random.Random(seed + start)
+    now = dt.datetime.now(dt.timezone.utc)
+    municipalities = [code for code, _ in MUNICIPALITIES]
+    weights = [w for _, w in MUNICIPALITIES]
+    out = []
+    for i in range(start, start + count):
+        pid, born = person_id(i)
+        foreign = rng.random() < 0.09
+        if foreign:
+            country, language, _ = ORIGINS[rng.randrange(len(ORIGINS))]
+            nationalities, tongue = [ALPHA2[country]], language
+            moved = DAY - dt.timedelta(days=rng.randint(1, 20 * 365) if rng.random() < 0.8 else rng.randint(1, 3 * 365))
+        else:
+            nationalities, tongue = ["FI"], "fi" if rng.random() < 0.9 else "sv"
+            moved = DAY - dt.timedelta(days=rng.randint(1, 40 * 365))
+        record = {
+            "event_id": str(uuid.uuid5(NAMESPACE, pid)), "occurred_at": now, "recorded_at": now, "source": "dvv:snapshot", "schema_version": 1,
+            "person_id": pid, "change_type": "move_in", "municipality_code": rng.choices(municipalities, weights)[0],
+            "previous_municipality_code": None, "previous_country": None, "nationalities": nationalities, "mother_tongue": tongue,
+            "birth_date": born, "move_date": max(moved, born), "contact_language": None, "dvv_batch_ref": "snapshot",
+            "previous_person_id": None, "guardian_in_finland": None, "turvakielto": False, "data_group": "KOTIKUNTA",
+            "destination_country": None, "death_date": None,
+        }
+        out.append(codec.encode("PopulationChange", record))
+    return out
+
+
+def detect_all(values: list[bytes], people: dict, secret: str, window: int) -> int:
+    """What the detection agent does per record, minus Kafka. Returns the newcomers found."""
+    codec = default_codec()
+    found_total = 0
+    for value in values:
+        record = codec.decode(value, "PopulationChange").record
+        hetu.validate(record["person_id"])
+        change = Change.from_record(record)
+        key = hetu.person_key(change.person_id, secret)
+        raw = people.get(key)
+        state, found = detect(PersonState.from_json(raw) if raw else None, change, window)
+        for ev in found:
+            codec.encode("Newcomer", newcomer_record(ev, key, record["recorded_at"]))
+        found_total += len(found)
+        people[key] = state.to_json()
+    return found_total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=POPULATION, help="persons in the snapshot (default: the whole population, %(default)s)")
+    parser.add_argument("--chunk", type=int, default=50_000, help="records generated and detected at a time (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env({})
+    people: dict = {}
+    newcomers, elapsed, generating = 0, 0.0, 0.0
+    rss_start = rss_mb()
+    for start in range(0, args.events, args.chunk):
+        t = time.monotonic()
+        values = snapshot_records(start, min(args.chunk, args.events - start))
+        t2 = time.monotonic()
+        newcomers += detect_all(values, people, settings.person_key_secret, settings.newcomer_window_days or DEFAULT_WINDOW_DAYS)
+        generating, elapsed = generating + t2 - t, elapsed + time.monotonic() - t2
+        if not args.json and (start // args.chunk) % 10 == 9:
+            print(f"  {start + len(values):>9} persons, {newcomers} newcomers, {elapsed:.0f} s detecting, RSS {rss_mb():.0f} MB", flush=True)
+    rate = args.events / elapsed
+    state_mb = rss_mb() - rss_start
+    result = {
+        "events": args.events, "newcomers": newcomers, "events_per_s": round(rate, 1), "elapsed_s": round(elapsed, 1),
+        "generation_s": round(generating, 1), "peak_rss_mb": round(peak_rss_mb(), 1), "state_mb_per_million": round(state_mb / args.events * 1e6, 1),
+        "extrapolated_full_s": round(POPULATION / rate, 1), "extrapolated_full_state_mb": round(state_mb / args.events * POPULATION),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"Snapshot through newcomer detection: {args.events} persons, {newcomers} newcomers ({result['machine']})\n"
+              f"  {rate:.0f} events/s, {elapsed:.1f} s detecting (+{generating:.1f} s generating), peak RSS {result['peak_rss_mb']} MB\n"
+              f"  state: {result['state_mb_per_million']} MB per million persons\n"
+              f"  whole population ({POPULATION}): about {result['extrapolated_full_s'] / 60:.1f} min, state about "
+              f"{result['extrapolated_full_state_mb']} MB (target <= 10 min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""`bench/pipeline.py` runs end to end on a tiny load and reports every figure (never judged on speed)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.integration
+def test_pipeline_benchmark_reports_every_figure():
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pipeline.py"), "--events", "300", "--rate", "100", "--latency-seconds", "2", "--json"],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    figures = json.loads(r.stdout.strip().splitlines()[-1])
+    for name in ("baseline_events_per_s", "hub_events_per_s", "ratio", "start_to_first_event_s", "record_bytes_mean"):
+        assert figures[name] > 0, name
+    assert {"p50_ms", "p95_ms", "p99_ms"} <= set(figures["latency"])
+    assert figures["latency"]["referrals_seen"] > 0
+    assert {"hub_peak", "process_peak", "growth_per_100k_events"} <= set(figures["rss_mb"])
+
+
+@pytest.mark.integration
+def test_snapshot_benchmark_reports_every_figure():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "snapshot.py"), "--events", "2000", "--json"],
+                       capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    figures = json.loads(r.stdout.strip().splitlines()[-1])
+    for name in ("events", "events_per_s", "elapsed_s", "peak_rss_mb", "extrapolated_full_s"):
+        assert figures[name] > 0, name
