@@ -100,3 +100,10 @@ def database_url(pg_admin_url):
         with contextlib.suppress(Exception), admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Soak runs are long by design: they get four hours instead of the suite's per-test timeout."""
+    for item in items:
+        if item.get_closest_marker("soak") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(4 * 3600))
