@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import random
 import time
 import uuid
@@ -59,9 +60,12 @@ from tests.soak.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
+# HUB_SOAK_EVENTS / HUB_SOAK_KILLS scale the soak run (e.g. a shorter run on a busy machine; report the size used)
+SOAK_EVENTS = int(os.environ.get("HUB_SOAK_EVENTS", "100000"))
+SOAK_KILLS = int(os.environ.get("HUB_SOAK_KILLS", "20"))
 SIZES = [
     pytest.param(1_500, 2, id="short-1500-events-2-kills"),
-    pytest.param(100_000, 20, id="soak-100k-events-20-kills", marks=pytest.mark.soak),
+    pytest.param(SOAK_EVENTS, SOAK_KILLS, id="soak", marks=pytest.mark.soak),
 ]
 REPLAY_SHARE = 0.03  # population changes published a second time later (same bytes, same event id)
 ASSESSMENT_SHARE = 0.09
@@ -71,8 +75,6 @@ CONSUMERS = (ROUTING_CONSUMER, CONSUMER_ASSESSMENTS, CONSUMER_CONSENTS)
 # -- a database of this test's own (the counts must be exact) ---------------------------------------
 @pytest.fixture
 def own_database_url(pg_admin_url):
-    import os
-
     if os.environ.get("HUB_TEST_DATABASE_URL"):
         pytest.skip("needs a database of its own (exact counts); HUB_TEST_DATABASE_URL is shared")
     name = f"hub_soak_{uuid.uuid4().hex[:10]}"
