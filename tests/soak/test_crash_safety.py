@@ -429,8 +429,8 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
     # no held item lost: every assessment without a consent is still held; every release was disclosed
     assert unreleased == inputs.held, f"held items differ: {report}"
     assert {h.request_id for h in released} <= set(disclosures)
-    # the only dead letters: newcomers the routing rules cannot decide, exactly as the oracle predicts (the synthetic
-    # DVV data has children born after their move date, which the ingest validation lets through: see the report)
+    # the only dead letters allowed: newcomers the routing rules cannot decide, exactly as the oracle predicts (none since
+    # the DVV validation stops a move dated before the birth, which routing used to reject as a Newcomer)
     assert {d["original_topic"] for d in dead_letters} <= {topics.NEWCOMERS}, f"good input was dead-lettered: {counts['dead_letter_details']}"
     distinct = {(d["original_topic"], d["original_partition"], d["original_offset"]): d["reason"] for d in dead_letters}  # a redelivery may repeat one
     assert Counter(distinct.values()) == inputs.unroutable, f"dead letters differ from the oracle's: {counts['dead_letter_details']}"
