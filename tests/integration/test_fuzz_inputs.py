@@ -309,6 +309,9 @@ class FuzzRun:
     worker_log: str
     counts: dict
 
+    def __repr__(self) -> str:  # pytest shows test arguments in failure reports: never the 50 000 records
+        return f"FuzzRun({len(self.bad)} malformed records, good_missing={self.good_missing}, worker_alive={self.worker_alive})"
+
 
 @pytest.fixture(scope="module", params=SIZES)
 def fuzz_run(request, kafka_url, database_url, tmp_path_factory) -> FuzzRun:
