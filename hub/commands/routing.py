@@ -34,6 +34,10 @@ def route_line(line: str, rules, reference, trace: bool = False) -> dict:
         decisions = route(newcomer, rules, reference)
     except InputError as exc:
         return {"event_id": event_id, "error": {"code": exc.code, "message": exc.message}}
+    except OverflowError:  # a date or time at the edge of the calendar (e.g. 9999-12-31T23:59Z) cannot be moved to Finnish time
+        return {"event_id": event_id, "error": {"code": "invalid_date", "message": "a date or time is outside the range the rules can evaluate; check occurred_at and the dates"}}
+    except Exception as exc:  # noqa: BLE001 - one line must never stop the others; the type only (texts may quote data)
+        return {"event_id": event_id, "error": {"code": "internal_error", "message": f"the line could not be routed ({type(exc).__name__}); report it"}}
     out = {"event_id": event_id, "decisions": [d.as_dict() for d in decisions]}
     if trace:
         out["trace"] = list(decisions[0].trace) if decisions else []

@@ -151,7 +151,9 @@ def read_pages(text: str, origin: str) -> list[Page | MalformedPage]:
     try:
         return [parse_page(text, origin)]
     except MalformedPage as single_error:
-        lines = text.splitlines()
+        # JSON lines are separated by "\n" only: str.splitlines() would also split inside a JSON string at
+        # U+2028, U+2029 or U+0085, which JSON allows unescaped (a name with such a character broke its page)
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
         if len([ln for ln in lines if ln.strip()]) < 2:
             return [single_error]
         # JSON lines: one response per non-blank line

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hub.adapters.dvv import codes
 from hub.domain import hetu
 
-REASONS = ("invalid_person_id", "unknown_municipality", "future_date", "invalid_language", "invalid_country", "malformed_record")
+REASONS = ("invalid_person_id", "unknown_municipality", "future_date", "invalid_date", "invalid_language", "invalid_country", "malformed_record")
 # muutospv is DVV's clock, the hub's `now` is ours: allow them to disagree a little
 CLOCK_SKEW = dt.timedelta(minutes=5)
 _MUNICIPALITY_SHAPE = re.compile(r"^\d{3}$")
@@ -77,6 +77,10 @@ def validate(record: dict, *, now: dt.datetime, municipalities: frozenset[str] |
         value = record.get(field)
         if isinstance(value, dt.date) and value > today:
             problems.append(Problem("future_date", f"{what} {value.isoformat()} is after today ({today.isoformat()}); check the record with DVV"))
+    born, moved = record.get("birth_date"), record.get("move_date")
+    if isinstance(born, dt.date) and isinstance(moved, dt.date) and moved < born:
+        # routing would reject the newcomer (arrival before birth): stop it here, with DVV's original record
+        problems.append(Problem("invalid_date", f"move date {moved.isoformat()} is before the birth date; check the record with DVV"))
 
     for field, what in (("mother_tongue", "mother tongue"), ("contact_language", "contact language")):
         value = record.get(field)
