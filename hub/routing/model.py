@@ -102,7 +102,10 @@ class RoutingInput:
             nationalities=tuple(_list_of_text(obj, "nationalities")),
             turvakielto=bool(_bool(obj, "turvakielto") or False),
         )
-        day = result.reference_date
+        try:
+            day = result.reference_date
+        except OverflowError:  # e.g. 9999-12-31T23:00Z cannot be moved to Finnish time
+            raise InputError("invalid_date", "occurred_at is outside the range the rules can evaluate; check it") from None
         if day is not None and birth is not None and birth > day:
             raise InputError("invalid_field", f"birth_date {birth.isoformat()} is after occurred_at ({day.isoformat()}); check both")
         if day is not None and arrival is not None and arrival > day:

@@ -506,8 +506,6 @@ def test_every_invalid_record_is_dead_lettered_with_its_bytes_and_a_precise_reas
     _check(fuzz_run, topic, {kind})
 
 
-@pytest.mark.xfail(strict=True, reason="RoutingInput.reference_date raises OverflowError for an occurred_at at the end of the calendar "
-                   "(9999-12-31T23:00Z moved to Finnish time); the routing agent catches only InputError, so such a Newcomer would stop it")
 def test_a_newcomer_dated_at_the_end_of_the_calendar_is_an_input_error():
     from hub.routing.model import InputError, RoutingInput
 
