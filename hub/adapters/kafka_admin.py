@@ -60,3 +60,17 @@ def create_topic_specs(url: str, specs, batch: int = 100, **security) -> list[st
         return created
     finally:
         admin.close()
+
+
+def partition_counts(url: str, names: list[str] | tuple[str, ...], **security) -> dict[str, int]:
+    """The partition count of each of `names` that exists on the broker (missing topics are left out)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_of(url), client_id="hub-admin", request_timeout_ms=30000, **security)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [n for n in names if n in existing]
+        if not wanted:
+            return {}
+        described = admin.describe_topics(wanted)
+        return {(t.get("topic") or t.get("name")): len(t["partitions"]) for t in described if not t.get("error_code")}
+    finally:
+        admin.close()

@@ -91,6 +91,10 @@ def dead_letter_record(
     return record
 
 
+class TopicLayoutError(RuntimeError):
+    """A topic exists with a partition count the worker cannot run with; the message names it."""
+
+
 class _App(faust.App):
     """faust.App whose streams first run the hub's publisher check (when one is set)."""
 
@@ -145,6 +149,21 @@ class HubApp:
         from hub.adapters.kafka_admin import ensure_topics
 
         return ensure_topics(self.kafka_url, sorted(self._topics), self.settings.topic_partitions, **kafka_client_options(self.settings))
+
+    def check_partitions(self, names: tuple[str, ...]) -> None:
+        """Refuse a topic layout the tables cannot work with: a table's source topic and its changelog
+        must have HUB_TOPIC_PARTITIONS partitions (faust co-partitions them). Raises TopicLayoutError."""
+        from hub.adapters.kafka_admin import partition_counts
+
+        want = self.settings.topic_partitions
+        counts = partition_counts(self.kafka_url, list(names), **kafka_client_options(self.settings))
+        wrong = {name: n for name, n in counts.items() if n != want}
+        if wrong:
+            listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
+            raise TopicLayoutError(
+                f"{listed} partition(s), but HUB_TOPIC_PARTITIONS is {want}: a table and its source topic must have the same "
+                "partitions. Set HUB_TOPIC_PARTITIONS to match, or recreate the topic (a producer's auto-creation may have made it)"
+            )
 
     def topic(self, name: str) -> faust.TopicT:
         """The faust topic for a name (declared once, cached)."""

@@ -19,10 +19,6 @@ from tests.soak.worker import WorkerProcess
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(strict=True, reason="the worker starts although hub.population-changes.v1 has 4 partitions (auto-created by a producer "
-                   "before the hub created it) and the detection table's changelog 1: every population change is then dead-lettered "
-                   "as internal_error (faust PartitionsMismatch) after its newcomer was published, and the detection state is never stored; "
-                   "it should refuse to start, naming the topic and HUB_TOPIC_PARTITIONS")
 def test_the_worker_refuses_to_start_when_an_input_topic_has_other_partitions(fresh_kafka_url, database_url, tmp_path):
     ensure_topics(fresh_kafka_url, [topics.POPULATION_CHANGES], 4)  # what the broker's auto-creation did in the soak run
     now = dt.datetime.now(dt.timezone.utc)

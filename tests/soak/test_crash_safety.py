@@ -365,7 +365,7 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
     counts["worker_starts"] = worker.starts
 
     # -- what the topics hold ------------------------------------------------------------------------
-    wire = asyncio.run(read_all(fresh_kafka_url, lambda t: t == topics.NEWCOMERS or t == topics.DEAD_LETTERS or t == topics.NOTICES
+    wire = asyncio.run(read_all(fresh_kafka_url, lambda t: t == topics.NEWCOMERS or t == topics.DEAD_LETTERS or t.startswith("hub.notices.")
                                 or t.startswith("hub.referrals.") or t.startswith("hub.plan-requests.")))
     codec = default_codec()
 
@@ -377,7 +377,7 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
     referrals_wire = [r for r in records(lambda t: t.startswith("hub.referrals.")) if r["person_key"] in ours]
     plans_wire = [r for r in records(lambda t: t.startswith("hub.plan-requests.")) if r["person_key"] in ours]
     dead_letters = records(lambda t: t == topics.DEAD_LETTERS)
-    notices = [r for r in records(lambda t: t == topics.NOTICES) if r["person_key"] in ours]
+    notices = [r for r in records(lambda t: t.startswith("hub.notices.")) if r["person_key"] in ours]
 
     with engine.connect() as conn:
         ledger = conn.execute(sa.select(ReferralRow.referral_id, ReferralRow.authority, ReferralRow.sequence, ReferralRow.published_at)).all()
