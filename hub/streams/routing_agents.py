@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from hub import metrics
@@ -22,6 +24,7 @@ from hub.schemas.codec import CodecError
 from hub.streams import topics
 from hub.streams.app import HubApp, utcnow
 
+log = logging.getLogger(__name__)
 
 
 class RoutingObserved:
@@ -47,6 +50,7 @@ def register(
     topic_for: Callable[[str], str] = topics.referral_topic,
     clock: Callable[[], dt.datetime] = utcnow,
     gauge_interval: float = 60.0,
+    changed_gauge_interval: float = 1.0,
 ) -> RoutingObserved:
     """Declare the routing agents on the hub's app. The ledger's tables must exist (`hub db upgrade`)."""
     if ledger is None:
@@ -54,6 +58,18 @@ def register(
     rules = rules or default_rules()
     reference = reference or default_reference()
     seen = RoutingObserved(ledger)
+    # authorities whose open/overdue counts may have changed since their gauges were last set:
+    # recounted by a timer (at most once per `changed_gauge_interval`), not once per event
+    changed: set[str] = set()
+
+    # The ledger is synchronous SQL: it runs on one worker thread, one call at a time, so that its
+    # commits do not stall the event loop (and detection with it). Each agent awaits its call
+    # before it takes the next event: the order per key, and "recorded as published only after
+    # the broker acked", are those of the sequential code.
+    db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-ledger")
+
+    async def in_db(fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(db, fn, *args)
 
     async def decode(event, topic: str, expect: str):
         msg = event.message
@@ -89,14 +105,14 @@ def register(
                 await reject(event, newcomers_topic, exc.code, exc.message)
                 continue
             now = clock()
-            done = ledger.record(newcomer, decisions, now)
+            done = await in_db(ledger.record, newcomer, decisions, now)
             sent = []
             for referral in done.to_publish:
                 # the identity code is stored nowhere in the ledger; it travels from the newcomer
                 referral = dict(referral, person_id=record.get("person_id"))
                 sent.append(await hub.publish(topic_for(referral["to"]), "Referral", referral, key=newcomer.person_key))
             await asyncio.gather(*sent)  # delivered (acks=all) before the ledger says so
-            ledger.mark_published([r["referral_id"] for r in done.to_publish], now)
+            await in_db(ledger.mark_published, [r["referral_id"] for r in done.to_publish], now)
             for referral in done.created:
                 metrics.referrals.labels(referral["to"], referral["purpose"]).inc()
                 seen.referrals[referral["to"]] += 1
@@ -104,9 +120,8 @@ def register(
                 metrics.registration_to_referral.observe(max(0.0, (now - newcomer.occurred_at).total_seconds()))
             seen.published += len(done.to_publish)
             consumed(newcomers_topic, "duplicate" if done.duplicate else "routed")
-            touched = {r["to"] for r in done.created} | set(done.superseded_authorities)
-            if touched:
-                refresh_gauges(ledger, today(now), touched)
+            changed.update(r["to"] for r in done.created)
+            changed.update(done.superseded_authorities)
 
     @hub.app.agent(hub.topic(status_topic), name="routing-referral-status")
     async def statuses(stream):
@@ -115,20 +130,32 @@ def register(
             if record is None:
                 continue
             now = clock()
-            outcome = ledger.apply_status(record, now)
+            outcome = await in_db(ledger.apply_status, record, now)
             if not outcome.accepted:
                 await reject(event, status_topic, outcome.code, outcome.message)
                 continue
             consumed(status_topic, outcome.code)
             if outcome.code == "applied":
-                refresh_gauges(ledger, today(now), {record["authority"]})
+                changed.add(record["authority"])
                 if outcome.state == "completed" and outcome.purpose == "initial_assessment" and outcome.referral_created_at is not None:
                     metrics.referral_to_assessment.observe(_seconds_between(outcome.referral_created_at, record.get("occurred_at") or now))
+
+    @hub.app.timer(interval=changed_gauge_interval, name="routing-referral-gauges-changed")
+    async def changed_gauges():
+        if not changed:
+            return
+        authorities = set(changed)
+        changed.clear()
+        try:
+            await in_db(refresh_gauges, ledger, today(clock()), authorities)
+        except Exception as exc:  # noqa: BLE001 - a failed recount must not stop the worker
+            changed.update(authorities)  # recounted on the next tick
+            log.warning("referral gauges not refreshed this time: %s", type(exc).__name__)
 
     @hub.app.timer(interval=gauge_interval, name="routing-referral-gauges")
     async def gauges():
         # overdue grows with the calendar, not only with events: recount every authority now and then
-        refresh_gauges(ledger, today(clock()))
+        await in_db(refresh_gauges, ledger, today(clock()))
 
     return seen
 
