@@ -11,6 +11,7 @@ publishes with its own key.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import uuid
@@ -141,6 +142,7 @@ class HubApp:
         if self.publishers is not None:
             self.app.publisher_check = self._check_publisher
         self._topics: dict[str, faust.TopicT] = {}
+        self._existing: set[str] = set()  # topics known to exist on the broker (created or found by ensure_topics)
         for name in names.FIXED_TOPICS:
             self.topic(name)
 
@@ -148,7 +150,27 @@ class HubApp:
         """Create the hub's fixed topics (and any declared so far) with the configured partitions."""
         from hub.adapters.kafka_admin import ensure_topics
 
-        return ensure_topics(self.kafka_url, sorted(self._topics), self.settings.topic_partitions, **kafka_client_options(self.settings))
+        declared = sorted(self._topics)
+        created = ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, **kafka_client_options(self.settings))
+        self._existing.update(declared)
+        return created
+
+    async def _ensure_exists(self, topic: str) -> None:
+        """Create a per-recipient topic (referrals, plan requests, notices) before its first record,
+        with HUB_TOPIC_PARTITIONS partitions, instead of leaving it to the broker's auto-creation on
+        produce (other partition counts; on the embedded broker a produce that auto-created several
+        topics was seen to stall). Where the hub may not create topics (ACLs on Strimzi, where the
+        KafkaTopic resources make them), the failure is logged once and the send goes ahead."""
+        if topic in self._existing:
+            return
+        from hub.adapters.kafka_admin import ensure_topics
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: ensure_topics(self.kafka_url, [topic], self.settings.topic_partitions, **kafka_client_options(self.settings)))
+        except Exception as exc:  # noqa: BLE001 - not allowed or not reachable: the produce says more
+            log.warning("could not make sure topic %s exists (%s); sending anyway", topic, type(exc).__name__)
+        self._existing.add(topic)
 
     def check_partitions(self, names: tuple[str, ...]) -> None:
         """Refuse a topic layout the tables cannot work with: a table's source topic and its changelog
@@ -177,6 +199,7 @@ class HubApp:
         value = self.codec.encode(name, record)
         if isinstance(key, str):
             key = key.encode()
+        await self._ensure_exists(topic)
         return await self.topic(topic).send(key=key, value=value, headers=self.signed(cloudevent_headers(name, record), value))
 
     def signed(self, headers: list[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
