@@ -98,7 +98,9 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress):
 
         try:
             with kafka_url_for(settings) as url:
-                async with KafkaSink(url, partitions=settings.topic_partitions, security=kafka_client_options(settings)) as sink:
+                key = settings.signing_key()
+                signer = (settings.app_id, key) if key is not None else None
+                async with KafkaSink(url, partitions=settings.topic_partitions, security=kafka_client_options(settings), signer=signer) as sink:
                     return await ingest(pages, sink, secret=settings.person_key_secret, cursor=cursor, progress=progress)
         except BrokerError as exc:
             raise _Failed(str(exc)) from None

@@ -151,9 +151,11 @@ class KafkaSink:
         changes_topic: str = topics.POPULATION_CHANGES,
         dead_letters_topic: str = topics.DEAD_LETTERS,
         security: dict | None = None,
+        signer: tuple[str, bytes] | None = None,
     ):
         self.kafka_url = kafka_url
         self.security = security or {}  # TLS/SASL: hub.adapters.kafka_security.kafka_client_options
+        self.signer = signer  # (publisher id, key): sign each record when HUB_PUBLISHERS gives the hub a key
         self.codec = codec or default_codec()
         self.partitions = partitions
         self.changes_topic, self.dead_letters_topic = changes_topic, dead_letters_topic
@@ -195,7 +197,12 @@ class KafkaSink:
         from hub.streams.app import cloudevent_headers
 
         value = self.codec.encode(name, record)
-        self._pending.append(await self.producer.send(topic, value=value, key=key, headers=cloudevent_headers(name, record)))
+        headers = cloudevent_headers(name, record)
+        if self.signer is not None:
+            from hub.domain.publishers import sign_headers
+
+            headers = sign_headers(headers, value, *self.signer)
+        self._pending.append(await self.producer.send(topic, value=value, key=key, headers=headers))
 
     async def change(self, record: dict, key: str) -> None:
         await self._send(self.changes_topic, "PopulationChange", record, key.encode())
