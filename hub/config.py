@@ -68,6 +68,7 @@ class Settings:
     app_id: str = "integration-hub"
     topic_partitions: int = 1
     session_timeout: float = 6.0
+    producer_timeout: float = 60.0  # HUB_KAFKA_PRODUCER_TIMEOUT: seconds before an unacknowledged record fails
     rebalance_timeout: float = 6.0
     heartbeat_interval: float = 1.0
     metrics_port: int = 9108  # HUB_METRICS_PORT; 0 picks a free port
@@ -108,6 +109,7 @@ class Settings:
             app_id=env.get("HUB_APP_ID") or "integration-hub",
             topic_partitions=_env_int(env, "HUB_TOPIC_PARTITIONS", 1),
             session_timeout=_env_float(env, "HUB_KAFKA_SESSION_TIMEOUT", 6.0),
+            producer_timeout=_env_float(env, "HUB_KAFKA_PRODUCER_TIMEOUT", 60.0),
             rebalance_timeout=_env_float(env, "HUB_KAFKA_REBALANCE_TIMEOUT", 6.0),
             heartbeat_interval=_env_float(env, "HUB_KAFKA_HEARTBEAT_INTERVAL", 1.0),
             metrics_port=_env_int(env, "HUB_METRICS_PORT", 9108),

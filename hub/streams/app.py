@@ -135,6 +135,10 @@ class HubApp:
             broker_heartbeat_interval=settings.heartbeat_interval,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            # a record the broker has not acknowledged after this long fails (the caller retries or
+            # dead-letters it) instead of waiting faust's default 20 minutes, e.g. for a partition
+            # leader the producer's metadata lost
+            producer_request_timeout=settings.producer_timeout,
             key_serializer="raw",
             value_serializer="raw",
             table_cleanup_interval=60.0,
@@ -155,7 +159,7 @@ class HubApp:
         self._existing.update(declared)
         return created
 
-    async def _ensure_exists(self, topic: str) -> None:
+    async def ensure_exists(self, topic: str) -> None:
         """Create a per-recipient topic (referrals, plan requests, notices) before its first record,
         with HUB_TOPIC_PARTITIONS partitions, instead of leaving it to the broker's auto-creation on
         produce (other partition counts; on the embedded broker a produce that auto-created several
@@ -199,7 +203,7 @@ class HubApp:
         value = self.codec.encode(name, record)
         if isinstance(key, str):
             key = key.encode()
-        await self._ensure_exists(topic)
+        await self.ensure_exists(topic)
         return await self.topic(topic).send(key=key, value=value, headers=self.signed(cloudevent_headers(name, record), value))
 
     def signed(self, headers: list[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:

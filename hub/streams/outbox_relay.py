@@ -32,7 +32,6 @@ class OutboxRelay:
         self.sessions = sessions
         self.batch = batch
         self._lock = asyncio.Lock()
-        self._declared: set[str] = set()
         self.published = 0
 
     async def flush(self) -> int:
@@ -49,9 +48,10 @@ class OutboxRelay:
                 producer = await self.hub.app.maybe_start_producer()
                 for row in rows:
                     topic = self.destination(row)
-                    if topic not in self._declared:
-                        await self.hub.topic(topic).declare()
-                        self._declared.add(topic)
+                    # created with the hub's admin client, not faust's declare(): after a declare the
+                    # producer's metadata could know the topic without tracking it, drop it on the next
+                    # refresh and wait for its leader for good (seen on the embedded broker)
+                    await self.hub.ensure_exists(topic)
                     await producer.send_and_wait(topic, row.key, row.value, partition=None, timestamp=None, headers=self.hub.signed(row.header_list(), row.value))  # `hub consent` events go to an input topic
                     self._mark_sent(row.id)
                     total += 1

@@ -17,14 +17,6 @@ from hub.streams.outbox_relay import LEGACY_NOTICES, OutboxRelay
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 
 
-class FakeTopic:
-    def __init__(self, hub, name):
-        self.hub, self.name = hub, name
-
-    async def declare(self):
-        self.hub.declared.append(self.name)
-
-
 class FakeProducer:
     def __init__(self):
         self.sent = []
@@ -45,8 +37,8 @@ class FakeHub:
     async def maybe_start_producer(self):
         return self.producer
 
-    def topic(self, name):
-        return FakeTopic(self, name)
+    async def ensure_exists(self, name):
+        self.declared.append(name)
 
     def signed(self, headers, value):
         return headers
