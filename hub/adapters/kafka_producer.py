@@ -5,6 +5,7 @@ HubApp.publish sends them (codec wire format + CloudEvents headers), acks=all, n
 from __future__ import annotations
 
 import asyncio
+from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
 
 from hub.adapters.kafka_admin import bootstrap_of
 from hub.schemas.codec import Codec, default_codec

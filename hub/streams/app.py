@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import faust
+from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
 from faust.exceptions import Skip
 
 from hub import metrics

@@ -29,6 +29,7 @@ from hub.adapters.dvv.validation import validate
 from hub.domain import hetu
 from hub.schemas.codec import Codec, default_codec
 from hub.streams import topics
+from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
 
 log = logging.getLogger(__name__)
 
