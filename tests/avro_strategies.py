@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 _TS = st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2200, 1, 1), timezones=st.just(dt.timezone.utc)).map(
@@ -41,3 +42,17 @@ def for_schema(schema) -> st.SearchStrategy:
         "bytes": st.binary(max_size=40),
         "double": st.floats(allow_nan=False),
     }[t]
+
+
+def draw_many(strategy, n: int, seed: int) -> list:
+    """`n` values of a hypothesis strategy, drawn by hypothesis itself (reproducible for a seed)."""
+    out: list = []
+
+    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(value):
+        out.append(value)
+
+    collect._hypothesis_internal_use_seed = seed  # noqa: SLF001 - a seeded run (hypothesis.seed does the same)
+    collect()
+    return out

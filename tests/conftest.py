@@ -84,12 +84,19 @@ def pg_admin_url(docker_available):
 @pytest.fixture(scope="session")
 def database_url(pg_admin_url):
     """A throwaway PostgreSQL database for this test session (dropped afterwards)."""
-    import sqlalchemy as sa
-
     if os.environ.get("HUB_TEST_DATABASE_URL"):
         yield pg_admin_url
         return
-    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    with throwaway_database(pg_admin_url, "hub_test") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_database(pg_admin_url: str, prefix: str):
+    """A new PostgreSQL database named `<prefix>_<random>`, dropped (WITH FORCE) afterwards."""
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from hub.adapters.dvv.ingest import process_page
@@ -30,25 +29,13 @@ from hub.adapters.dvv.validation import REASONS as DVV_REASONS
 from hub.domain import hetu
 from hub.schemas.codec import CodecError, default_codec
 from hub.streams import topics
+from tests.avro_strategies import draw_many
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = [sys.executable, "-m", "hub.cli"]
 ROUTE_CODES = {"invalid_json", "invalid_input", "invalid_field", "invalid_date", "missing_municipality", "unknown_municipality"}
 SIZES = [pytest.param(400, id="short-400"), pytest.param(10_000, id="soak-10k", marks=pytest.mark.soak)]
 SECRET = "fuzz-cli-secret"
-
-
-def draw_many(strategy, n: int, seed: int) -> list:
-    out: list = []
-
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def collect(value):
-        out.append(value)
-
-    collect._hypothesis_internal_use_seed = seed  # noqa: SLF001
-    collect()
-    return out
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),

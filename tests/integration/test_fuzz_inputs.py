@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from hub.adapters import database
@@ -45,7 +44,7 @@ from hub.schemas.codec import default_codec
 from hub.simulation import ALL_CATEGORIES
 from hub.streams import topics
 from hub.streams.app import cloudevent_headers, envelope
-from tests.avro_strategies import for_schema
+from tests.avro_strategies import draw_many, for_schema
 from tests.soak.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -107,18 +106,6 @@ KNOWN_GAPS = {
 SIZES = [pytest.param(200, id="short-200-per-topic"), pytest.param(10_000, id="soak-10k-per-topic", marks=pytest.mark.soak)]
 
 
-def draw_many(strategy, n: int, seed: int) -> list:
-    """`n` values of a hypothesis strategy, drawn by hypothesis itself (reproducible for a seed)."""
-    out: list = []
-
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def collect(value):
-        out.append(value)
-
-    collect._hypothesis_internal_use_seed = seed  # noqa: SLF001 - a seeded run (hypothesis.seed does the same)
-    collect()
-    return out or [None]
 
 
 # -- good records ---------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from hub.simulation import ALL_CATEGORIES
 from hub.streams import topics
 from hub.streams.app import cloudevent_headers, envelope
 from tests.soak.worker import WorkerProcess
+from tests.conftest import throwaway_database
 
 pytestmark = pytest.mark.integration
 
@@ -78,17 +79,8 @@ CONSUMERS = (ROUTING_CONSUMER, CONSUMER_ASSESSMENTS, CONSUMER_CONSENTS)
 def own_database_url(pg_admin_url):
     if os.environ.get("HUB_TEST_DATABASE_URL"):
         pytest.skip("needs a database of its own (exact counts); HUB_TEST_DATABASE_URL is shared")
-    name = f"hub_soak_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with throwaway_database(pg_admin_url, "hub_soak") as url:
         yield url
-    finally:
-        with contextlib.suppress(Exception), admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # -- the input ----------------------------------------------------------------------------------------
