@@ -338,12 +338,10 @@ def fuzz_run(request, kafka_url, database_url, tmp_path_factory) -> FuzzRun:
     rng.shuffle(plan)  # the topics interleaved; within a topic the order does not matter to what is checked
 
     def referral_events_done() -> set:
-        with engine.connect() as conn:
-            return set(conn.execute(sa.select(ReferralRow.newcomer_event_id).where(ReferralRow.newcomer_event_id.in_(expect_referral_events))).scalars())
+        return _present(engine, ReferralRow.newcomer_event_id, expect_referral_events)
 
     def requests_done() -> set:
-        with engine.connect() as conn:
-            return set(conn.execute(sa.select(Disclosure.request_id).where(Disclosure.request_id.in_(expect_requests))).scalars())
+        return _present(engine, Disclosure.request_id, expect_requests)
 
     worker = WorkerProcess({"HUB_KAFKA_URL": kafka_url, "HUB_DATABASE_URL": database_url, "HUB_APP_ID": f"fuzz-{uuid.uuid4().hex[:8]}",
                             "HUB_PERSON_KEY_SECRET": SECRET, "HUB_DATA_DIR": str(tmp), "HUB_LOG_LEVEL": "WARNING", "HUB_CONSENT_LEGAL_BASES": ""}, tmp)
@@ -412,14 +410,14 @@ def fuzz_run(request, kafka_url, database_url, tmp_path_factory) -> FuzzRun:
         alive = worker.alive()
     finally:
         worker.stop()
-    engine.dispose()
     all_bad = [b for t in INPUT_TOPICS for b in bad[t]]
     good_missing = {
         "newcomers": len(expect_newcomers - newcomer_keys),
-        "referrals": len(expect_referral_events) - len(_done(database_url, expect_referral_events)),
-        "plan_requests": len(expect_requests) - len(_requests(database_url, expect_requests)),
+        "referrals": len(expect_referral_events) - len(referral_events_done()),
+        "plan_requests": len(expect_requests) - len(requests_done()),
         "status_applied": 0 if status_ok else 1,
     }
+    engine.dispose()
     outcome = Counter()
     for b in all_bad:
         got = letters.get(b.key, [])
@@ -433,22 +431,10 @@ def fuzz_run(request, kafka_url, database_url, tmp_path_factory) -> FuzzRun:
     return FuzzRun(all_bad, dict(letters), good_missing, alive, worker.starts, worker.logs(), counts)
 
 
-def _done(url: str, ids: set) -> set:
-    engine = database.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return set(conn.execute(sa.select(ReferralRow.newcomer_event_id).where(ReferralRow.newcomer_event_id.in_(ids))).scalars())
-    finally:
-        engine.dispose()
-
-
-def _requests(url: str, ids: set) -> set:
-    engine = database.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return set(conn.execute(sa.select(Disclosure.request_id).where(Disclosure.request_id.in_(ids))).scalars())
-    finally:
-        engine.dispose()
+def _present(engine, column, ids: set) -> set:
+    """Which of `ids` the column holds (the referral ledger's newcomer event ids, the audited request ids)."""
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(column).where(column.in_(ids))).scalars())
 
 
 def _check(run: FuzzRun, topic: str, kinds) -> None:
