@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,7 @@ class Settings:
     metrics_addr: str = "127.0.0.1"  # HUB_METRICS_ADDR; 0.0.0.0 to let a Prometheus on another host scrape
     person_key_secret: str = "embedded-demo-secret-change-me"
     log_level: str = "INFO"
+    clock_skew: float = 300.0  # HUB_CLOCK_SKEW: seconds an input's occurred_at may be ahead of our clock before it is future_date
     newcomer_window_days: int = 3 * 365  # HUB_NEWCOMER_WINDOW_DAYS: arrivals older than this are not newcomers
     routing_rules: str | None = None  # HUB_ROUTING_RULES: a deployment's own rules file (default: the shipped one)
     # DVV VTJ-muutosrajapinta (hub ingest dvv --poll)
@@ -116,6 +118,7 @@ class Settings:
             metrics_addr=env.get("HUB_METRICS_ADDR") or "127.0.0.1",
             person_key_secret=env.get("HUB_PERSON_KEY_SECRET") or "embedded-demo-secret-change-me",
             log_level=(env.get("HUB_LOG_LEVEL") or "INFO").upper(),
+            clock_skew=_env_float(env, "HUB_CLOCK_SKEW", 300.0),
             newcomer_window_days=_env_int(env, "HUB_NEWCOMER_WINDOW_DAYS", 3 * 365),
             routing_rules=env.get("HUB_ROUTING_RULES") or None,
             dvv_url=env.get("HUB_DVV_URL") or None,
@@ -136,6 +139,10 @@ class Settings:
             kafka_ssl_keyfile=env.get("HUB_KAFKA_SSL_KEYFILE") or None,
             publishers=_publishers(env),
         )
+
+    @property
+    def clock_skew_delta(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.clock_skew)
 
     def signing_key(self) -> bytes | None:
         """The key the hub signs its own records with: its entry (id = app id) in the publishers file."""

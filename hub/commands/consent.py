@@ -34,13 +34,13 @@ def _person(ctx, param, value):
 
 
 def _authority(ctx, param, value):
-    from hub.consent.model import check_authority
+    from hub.consent.model import AUTHORITY_ID, check_authority
 
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
         if v is not None:
             try:
-                check_authority(v, f"{v!r}")
+                check_authority(v, f"{v!r}" if not AUTHORITY_ID.match(v) else "the value")
             except InvalidConsent as exc:
                 raise click.BadParameter(str(exc)) from None
     return value
@@ -114,7 +114,7 @@ def consent() -> None:
 @click.option("--category", "categories", multiple=True, required=True, type=click.Choice(DATA_CATEGORIES),
               help="A data category the consent covers; repeat for several.")
 @click.option("--recipient", "recipients", multiple=True, required=True, callback=_authority, metavar="AUTHORITY",
-              help="Authority id that may receive the data, e.g. employment_authority:0091; repeat for several.")
+              help="Authority id that may receive the data, e.g. employment_authority:08; repeat for several.")
 @click.option("--valid-from", callback=_time(False), metavar="WHEN", help="Start of validity (YYYY-MM-DD or RFC 3339); default now.")
 @click.option("--valid-until", callback=_time(True), metavar="WHEN", help="End of validity; a date alone means through that day (UTC). Default: until revoked.")
 @click.option("--evidence", help="Reference to the evidence: signed form, case number.")

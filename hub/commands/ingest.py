@@ -93,7 +93,7 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress):
         pages = read_files(files)
     try:
         if dry_run:
-            return await ingest(pages, DryRunSink(sys.stdout, sys.stderr), secret=settings.person_key_secret, progress=progress)
+            return await ingest(pages, DryRunSink(sys.stdout, sys.stderr), secret=settings.person_key_secret, progress=progress, skew=settings.clock_skew_delta)
         from hub.adapters.broker import BrokerError, kafka_url_for
 
         try:
@@ -101,7 +101,7 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress):
                 key = settings.signing_key()
                 signer = (settings.app_id, key) if key is not None else None
                 async with KafkaSink(url, partitions=settings.topic_partitions, security=kafka_client_options(settings), signer=signer) as sink:
-                    return await ingest(pages, sink, secret=settings.person_key_secret, cursor=cursor, progress=progress)
+                    return await ingest(pages, sink, secret=settings.person_key_secret, cursor=cursor, progress=progress, skew=settings.clock_skew_delta)
         except BrokerError as exc:
             raise _Failed(str(exc)) from None
         except Exception as exc:

@@ -52,7 +52,7 @@ def route_command(rules_file: str | None, trace: bool) -> None:
 
     Each output line is {"event_id": ..., "decisions": [{"authority", "purpose", "reasons", "rule",
     "rules_version", "due"}, ...]} in input order, or {"event_id": ..., "error": {"code", "message"}}
-    for a line that cannot be decided (invalid_json, invalid_input, invalid_field, invalid_date,
+    for a line that cannot be decided (invalid_json, invalid_input, invalid_field, invalid_date, invalid_person_id,
     missing_municipality, unknown_municipality); processing goes on. Blank lines are skipped.
     Needs no broker and no database. Ages and time limits are evaluated on the day of occurred_at
     (Finnish time). The identity code is never printed.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Container, Iterable, Sequence
 
 PURPOSE_INTEGRATION_PLAN = "integration_plan"
 PURPOSES = (PURPOSE_INTEGRATION_PLAN,)
@@ -37,9 +37,21 @@ def authority_kind(authority_id: str) -> str:
     return authority_id.split(":", 1)[0]
 
 
-def check_authority(value: str, what: str) -> str:
+def check_authority(value: str, what: str, known: Container[str] | None = None) -> str:
+    """`value` if it is the id of an authority that exists (by default: in the shipped 2025
+    reference data); else InvalidConsent `invalid_authority` (shape) or `unknown_authority`."""
     if not isinstance(value, str) or not AUTHORITY_ID.match(value):
         raise InvalidConsent("invalid_authority", f"{what} is not an authority id <kind>:<code> (kinds: municipality, wellbeing_area, employment_authority)")
+    if known is None:
+        from hub.routing.reference import known_authority_ids
+
+        known = known_authority_ids()
+    if value not in known:
+        raise InvalidConsent(
+            "unknown_authority",
+            f"{what} is no authority of the 2025 classifications: {value} (municipality, wellbeing area and employment area codes; "
+            "`hub authorities --municipality CODE` lists a municipality's); a merged or mistyped code?",
+        )
     return value
 
 

@@ -21,6 +21,7 @@ from hub.consent.model import (
     check_categories,
 )
 from hub.domain import hetu
+from hub.domain.clock import DEFAULT_CLOCK_SKEW, FutureDate, check_not_future
 
 NAMESPACE = uuid.UUID("6f0c1f1e-3b0a-4c55-9a55-7f3c1d2b9e01")
 SOURCE = "hub:consent"
@@ -43,8 +44,18 @@ def _person(value) -> str:
         raise InvalidConsent("invalid_person_id", f"person_id: {exc}") from None
 
 
-def consent_from_avro(rec: dict) -> ConsentRecord:
-    """A Consent event as a history record. Raises InvalidConsent (reason code, no personal data)."""
+def _not_future(rec: dict, now: dt.datetime | None, skew: dt.timedelta) -> None:
+    if now is not None:
+        try:
+            check_not_future(rec.get("occurred_at"), now, skew=skew)
+        except FutureDate as exc:
+            raise InvalidConsent(exc.reason, exc.message) from None
+
+
+def consent_from_avro(rec: dict, now: dt.datetime | None = None, skew: dt.timedelta = DEFAULT_CLOCK_SKEW) -> ConsentRecord:
+    """A Consent event as a history record. Raises InvalidConsent (reason code, no personal data);
+    with `now`, also for an occurred_at after it (hub.domain.clock)."""
+    _not_future(rec, now, skew)
     return ConsentRecord(
         event_id=str(rec["event_id"]),
         consent_id=rec["consent_id"],
@@ -87,8 +98,10 @@ def assessment_data(rec: dict) -> dict:
     return {c: rec.get(c) for c in DATA_CATEGORIES if rec.get(c) not in (None, "", [])}
 
 
-def assessment_from_avro(rec: dict) -> Assessment:
-    """An AssessmentCompleted event as the consent rules need it. Raises InvalidConsent."""
+def assessment_from_avro(rec: dict, now: dt.datetime | None = None, skew: dt.timedelta = DEFAULT_CLOCK_SKEW) -> Assessment:
+    """An AssessmentCompleted event as the consent rules need it. Raises InvalidConsent; with `now`,
+    also for an occurred_at after it."""
+    _not_future(rec, now, skew)
     check_authority(rec["assessor"], "assessor")
     check_authority(rec["plan_authority"], "plan_authority")
     if not rec.get("assessment_id"):

@@ -13,6 +13,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub.adapters import outbox as _outbox  # noqa: F401 - registers the table disclosures.outbox_id refers to
 from hub.adapters.database import Base
 from hub.consent.model import ConsentRecord
 

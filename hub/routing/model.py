@@ -77,12 +77,15 @@ class RoutingInput:
         event_id = obj.get("event_id")
         occurred = _timestamp(obj, "occurred_at")
         birth = _date(obj, "birth_date")
-        if birth is None and obj.get("person_id"):
-            # the identity code carries the birth date; never echo the code itself
+        if obj.get("person_id") is not None:
+            # an invalid code must not travel on in a referral; the code carries the birth date.
+            # Never echo the code itself.
             try:
-                birth = hetu.birth_date(obj["person_id"])
-            except (hetu.InvalidHetu, TypeError):
-                raise InputError("invalid_field", "person_id is not a valid henkilötunnus (checksum, date or shape); fix it or leave it out") from None
+                hetu.validate(obj["person_id"])
+                born = hetu.birth_date(obj["person_id"])
+            except (hetu.InvalidHetu, TypeError, ValueError):
+                raise InputError("invalid_person_id", "person_id is not a valid henkilötunnus (checksum, date or shape); fix it or leave it out") from None
+            birth = born if birth is None else birth
         arrival = _date(obj, "arrival_date")
         result = cls(
             event_id=None if event_id is None else str(event_id),

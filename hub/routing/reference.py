@@ -129,6 +129,14 @@ class Reference:
             f"{muni.name_fi} belongs to the employment area {name} ({code}) since 1.1.2025",
         )
 
+    def authority_ids(self) -> frozenset[str]:
+        """Every authority id that exists: each municipality, each wellbeing area (not Helsinki's,
+        which the city itself is, nor Åland's), each employment area."""
+        ids = {authority_id(MUNICIPALITY, code) for code in self.municipalities}
+        ids |= {authority_id(WELLBEING_AREA, code) for code, _ in self.wellbeing_area.values() if code not in (HELSINKI_AREA, ALAND_AREA)}
+        ids |= {authority_id(EMPLOYMENT_AUTHORITY, code) for code, _ in self.employment_area.values()}
+        return frozenset(ids)
+
     def describe(self, authority: str) -> str | None:
         """A human name for an authority id (None when unknown)."""
         kind, _, code = authority.partition(":")
@@ -169,3 +177,9 @@ def load_reference(data_dir: Path = DATA_DIR) -> Reference:
 def default_reference() -> Reference:
     """The reference data shipped in the package, read once per process."""
     return load_reference()
+
+
+@lru_cache(maxsize=1)
+def known_authority_ids() -> frozenset[str]:
+    """The authority ids of the shipped reference data (an assessor, a consent's recipient, ...)."""
+    return default_reference().authority_ids()

@@ -89,7 +89,7 @@ def register(
     async def decode(event, topic: str, name: str, convert):
         """The domain object of an event, or None after dead-lettering it with a precise reason."""
         try:
-            return convert(hub.codec.decode(event.message.value, name).record)
+            return convert(hub.codec.decode(event.message.value, name).record, now=dt.datetime.now(dt.timezone.utc), skew=settings.clock_skew_delta)
         except CodecError as exc:
             await reject(event, topic, exc.reason, exc.detail)
         except InvalidConsent as exc:

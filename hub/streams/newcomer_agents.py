@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from hub import metrics
-from hub.domain import hetu
+from hub.domain import hetu, population_change
 from hub.newcomers.detection import Change, PersonState, detect, merge_identity, newcomer_record
 from hub.streams import topics
 from hub.streams.app import HubApp, utcnow
@@ -31,6 +31,7 @@ def register(hub: HubApp, window_days: int | None = None) -> NewcomerObserved:
 
     window = window_days or DEFAULT_WINDOW_DAYS
     secret = hub.settings.person_key_secret
+    skew = hub.settings.clock_skew_delta
     seen = NewcomerObserved()
     people = hub.app.Table("newcomer-state", default=None, key_type=str,
                            partitions=hub.settings.topic_partitions)
@@ -49,13 +50,12 @@ def register(hub: HubApp, window_days: int | None = None) -> NewcomerObserved:
             seen.dead_letters += 1
             return
         record = decoded.record
-        try:
-            hetu.validate(record["person_id"])
-            if record.get("previous_person_id"):
-                hetu.validate(record["previous_person_id"])
-        except hetu.InvalidHetu as exc:
+        # the same checks as `hub ingest dvv`: a municipal system may publish here directly
+        problems = population_change.validate(record, now=utcnow(), skew=skew)
+        if problems:
             msg = event.message
-            await hub.dead_letter(msg.value, exc.reason, f"PopulationChange {record['event_id']}: {exc}", original_topic=msg.topic,
+            detail = "; ".join(dict.fromkeys(p.message for p in problems))
+            await hub.dead_letter(msg.value, problems[0].reason, f"PopulationChange {record['event_id']}: {detail}", original_topic=msg.topic,
                                   partition=msg.partition, offset=msg.offset, original_key=msg.key)
             metrics.events_consumed.labels(topics.POPULATION_CHANGES, "dead_letter").inc()
             seen.dead_letters += 1

@@ -16,6 +16,7 @@ from typing import Callable
 from hub import metrics
 from hub.adapters.database import create_engine
 from hub.adapters.referral_ledger import ReferralLedger, refresh_gauges
+from hub.domain.clock import FutureDate, check_not_future
 from hub.routing.engine import route
 from hub.routing.model import FINLAND, InputError, RoutingInput
 from hub.routing.reference import Reference, default_reference
@@ -58,6 +59,7 @@ def register(
     rules = rules or default_rules()
     reference = reference or default_reference()
     seen = RoutingObserved(ledger)
+    skew = hub.settings.clock_skew_delta
     # authorities whose open/overdue counts may have changed since their gauges were last set:
     # recounted by a timer (at most once per `changed_gauge_interval`), not once per event
     changed: set[str] = set()
@@ -98,11 +100,15 @@ def register(
                 continue
             try:
                 newcomer = RoutingInput.from_record(record)
+                check_not_future(newcomer.occurred_at, clock(), skew=skew)
                 if not newcomer.person_key:
                     raise InputError("missing_person_key", "the Newcomer has an empty person_key; the detector must set the pseudonymous key")
                 decisions = route(newcomer, rules, reference)
             except InputError as exc:
                 await reject(event, newcomers_topic, exc.code, exc.message)
+                continue
+            except FutureDate as exc:
+                await reject(event, newcomers_topic, exc.reason, f"Newcomer: {exc.message}")
                 continue
             now = clock()
             done = await in_db(ledger.record, newcomer, decisions, now)
@@ -130,6 +136,11 @@ def register(
             if record is None:
                 continue
             now = clock()
+            try:
+                check_not_future(record.get("occurred_at"), now, skew=skew)
+            except FutureDate as exc:
+                await reject(event, status_topic, exc.reason, f"ReferralStatus: {exc.message}")
+                continue
             outcome = await in_db(ledger.apply_status, record, now)
             if not outcome.accepted:
                 await reject(event, status_topic, outcome.code, outcome.message)

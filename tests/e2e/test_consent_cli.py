@@ -13,7 +13,7 @@ from hub.domain import hetu
 HUB = [sys.executable, "-m", "hub.cli"]
 PERSON = hetu.make(dt.date(1988, 8, 8), 931)
 OTHER = hetu.make(dt.date(1977, 7, 7), 932)
-EMPLOY = "employment_authority:0091"
+EMPLOY = "employment_authority:08"
 MUNI = "municipality:091"
 
 

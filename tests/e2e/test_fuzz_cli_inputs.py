@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hub.adapters.dvv.ingest import process_page
 from hub.adapters.dvv.page import parse_page
 from hub.adapters.dvv.synthetic import generate_pages
-from hub.adapters.dvv.validation import REASONS as DVV_REASONS
+from hub.domain.population_change import REASONS as DVV_REASONS
 from hub.domain import hetu
 from hub.schemas.codec import CodecError, default_codec
 from hub.streams import topics
@@ -33,7 +33,7 @@ from tests.avro_strategies import draw_many
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = [sys.executable, "-m", "hub.cli"]
-ROUTE_CODES = {"invalid_json", "invalid_input", "invalid_field", "invalid_date", "missing_municipality", "unknown_municipality"}
+ROUTE_CODES = {"invalid_json", "invalid_input", "invalid_field", "invalid_date", "invalid_person_id", "missing_municipality", "unknown_municipality"}
 SIZES = [pytest.param(400, id="short-400"), pytest.param(10_000, id="soak-10k", marks=pytest.mark.soak)]
 SECRET = "fuzz-cli-secret"
 

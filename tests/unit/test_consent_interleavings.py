@@ -21,7 +21,7 @@ from hub.schemas.codec import default_codec
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 PERSONS = [hetu.make(dt.date(1990, 1, 1), 901), hetu.make(dt.date(1970, 6, 6), 902)]
-RECIPIENTS = ["employment_authority:0091", "municipality:091"]
+RECIPIENTS = ["employment_authority:08", "municipality:091"]
 CATS = list(model.DATA_CATEGORIES)
 
 grant_op = st.tuples(

@@ -11,7 +11,7 @@ from hub.domain import hetu
 T0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.timezone.utc)
 PERSON = hetu.make(dt.date(1990, 5, 17), 917)
 OTHER = hetu.make(dt.date(1985, 1, 2), 955)
-EMPLOY = "employment_authority:0091"
+EMPLOY = "employment_authority:08"
 MUNI = "municipality:091"
 ALL = {"education": "upper secondary", "work_history": "8 years nursing", "language_skills": [{"language": "fi", "skill": "overall", "cefr_level": "A2"}],
        "literacy": "literate", "recommended_path": "employment", "service_needs": ["childcare"]}
@@ -54,7 +54,7 @@ def test_consent_of_another_person_does_not_count():
 
 
 def test_recipient_not_named_holds():
-    d = decide(assessment(recipient="employment_authority:0049"), [grant()], now=T0)
+    d = decide(assessment(recipient="employment_authority:01"), [grant()], now=T0)
     assert isinstance(d, Hold) and d.reason == "recipient_not_named" and d.consent_id == "c1"
 
 

@@ -17,7 +17,7 @@ from hub.streams import topics
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 PERSON = hetu.make(dt.date(1990, 5, 17), 941)
-EMPLOY, MUNI = "employment_authority:0091", "municipality:091"
+EMPLOY, MUNI = "employment_authority:08", "municipality:091"
 LAW = model.LegalBasis("681/2023 § 99 (test)", "integration_plan", frozenset({"employment_authority"}), frozenset({"language_skills"}))
 
 
@@ -60,7 +60,7 @@ def rows(registry, schema):
 
 
 def test_each_notice_goes_to_its_addressees_own_notice_topic(registry):
-    second = "employment_authority:0092"
+    second = "employment_authority:43"
     assert assess(registry, 1).held == ["no_consent"]  # consent required: to the assessor
     registry.record_consent(grant("c1", recipients=frozenset({EMPLOY, second})))  # releases as-1 to EMPLOY
     assert assess(registry, 2, plan_authority=second).disclosed

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.adapters.dvv.validation import REASONS, validate
+from hub.domain.population_change import REASONS, validate
 from hub.domain.hetu import make
 
 NOW = dt.datetime(2026, 5, 20, 12, 0, tzinfo=dt.timezone.utc)

@@ -3,7 +3,7 @@ so the dead letter held the derived Newcomer instead of DVV's original record)."
 
 import datetime as dt
 
-from hub.adapters.dvv.validation import validate
+from hub.domain.population_change import validate
 from tests.unit.test_dvv_validation import NOW, PERSON, reasons, record
 
 

@@ -67,14 +67,14 @@ def enqueue(sessions, topic, name, record):
 
 def test_rows_go_to_their_own_topic_and_old_shared_notices_to_the_addressees(sessions):
     new = enqueue(sessions, topics.notice_topic("municipality:091"), "Notice", notice("municipality:091"))
-    old_a = enqueue(sessions, LEGACY_NOTICES, "Notice", notice("employment_authority:0091"))
+    old_a = enqueue(sessions, LEGACY_NOTICES, "Notice", notice("employment_authority:08"))
     old_b = enqueue(sessions, LEGACY_NOTICES, "Notice", notice("wellbeing_area:04"))
     hub = FakeHub()
     relay = OutboxRelay(hub, sessions)
     assert asyncio.run(relay.flush()) == 3
     assert hub.producer.sent == [
         (topics.notice_topic("municipality:091"), b"k" * 32, new),
-        (topics.notice_topic("employment_authority:0091"), b"k" * 32, old_a),  # in order, keyed as committed
+        (topics.notice_topic("employment_authority:08"), b"k" * 32, old_a),  # in order, keyed as committed
         (topics.notice_topic("wellbeing_area:04"), b"k" * 32, old_b),
     ]
     assert LEGACY_NOTICES not in hub.declared and all(t.startswith("hub.notices.") for t in hub.declared)

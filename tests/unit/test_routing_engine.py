@@ -277,7 +277,7 @@ def test_turvakielto_keeps_the_municipality_out_of_other_recipients_reasons():
         ({"birth_date": "2030-01-01"}, "invalid_field"),
         ({"arrival_date": "2026-01-01"}, "invalid_field"),
         ({"birth_date": "2000-01-01", "arrival_date": "1999-01-01"}, "invalid_field"),
-        ({"person_id": "010101-1234"}, "invalid_field"),
+        ({"person_id": "010101-1234"}, "invalid_person_id"),
     ],
 )
 def test_bad_fields_are_input_errors_that_never_quote_the_identity_code(fields, code):

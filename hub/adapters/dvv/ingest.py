@@ -25,7 +25,8 @@ from typing import Any, AsyncIterable, Callable, Iterable, Protocol, TextIO
 from hub import metrics
 from hub.adapters.dvv.mapping import NAMESPACE, MalformedMuutos, map_muutos
 from hub.adapters.dvv.page import MalformedPage, Page
-from hub.adapters.dvv.validation import validate
+from hub.domain.clock import DEFAULT_CLOCK_SKEW
+from hub.domain.population_change import validate
 from hub.domain import hetu
 from hub.schemas.codec import Codec, default_codec
 from hub.streams import topics
@@ -88,7 +89,8 @@ def kafka_key(record: dict, secret: str) -> str:
     return hetu.person_key(person, secret)
 
 
-def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: frozenset[str] | None = None) -> PageOutcome:
+def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: frozenset[str] | None = None,
+                 skew: dt.timedelta = DEFAULT_CLOCK_SKEW) -> PageOutcome:
     """Map and validate every change of a page. Pure (no I/O)."""
     events: list[tuple[dict, str]] = []
     bad: list[BadRecord] = []
@@ -99,7 +101,7 @@ def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: f
         original = change.text.encode("utf-8")
         try:
             mapped = map_muutos(change.obj, secret=secret, recorded_at=now, batch_ref=batch_ref)
-            problems = [p for event in mapped.events for p in validate(event, now=now, municipalities=municipalities)]
+            problems = [p for event in mapped.events for p in validate(event, now=now, municipalities=municipalities, skew=skew)]
         except MalformedMuutos as exc:
             bad.append(BadRecord(original, location, exc.reason, f"{hetu.scrub(str(exc))}; fix the record or ask DVV"))
             continue
@@ -287,6 +289,7 @@ async def ingest(
     now: Callable[[], dt.datetime] | None = None,
     municipalities: frozenset[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    skew: dt.timedelta = DEFAULT_CLOCK_SKEW,
 ) -> IngestReport:
     """Ingest pages into `sink`; after each page is acknowledged, store its next key in `cursor`.
 
@@ -303,7 +306,7 @@ async def ingest(
             await sink.flush()
             _count_bad(report, bad)
             continue
-        outcome = process_page(item, secret=secret, now=clock(), municipalities=municipalities)
+        outcome = process_page(item, secret=secret, now=clock(), municipalities=municipalities, skew=skew)
         for record, key in outcome.events:
             await sink.change(record, key)
         for bad in outcome.bad:

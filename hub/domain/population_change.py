@@ -1,4 +1,5 @@
-"""Pure validation of a mapped PopulationChange record: identity codes, municipality codes, dates,
+"""Pure validation of a PopulationChange record (mapped from DVV data by `hub ingest dvv`, or
+published by a municipal system and checked again by newcomer detection): identity codes, municipality codes, dates,
 language and country codes. Returns problems with a stable reason code and a message a person can
 act on; a message never contains an identity code (codes of municipalities and countries are not
 personal data and are quoted so the operator can find them).
@@ -12,10 +13,9 @@ from dataclasses import dataclass
 
 from hub.adapters.dvv import codes
 from hub.domain import hetu
+from hub.domain.clock import DEFAULT_CLOCK_SKEW
 
 REASONS = ("invalid_person_id", "unknown_municipality", "future_date", "invalid_date", "invalid_language", "invalid_country", "malformed_record")
-# muutospv is DVV's clock, the hub's `now` is ours: allow them to disagree a little
-CLOCK_SKEW = dt.timedelta(minutes=5)
 _MUNICIPALITY_SHAPE = re.compile(r"^\d{3}$")
 _ALPHA2 = re.compile(r"^[A-Z]{2}$")
 _LANGUAGE = re.compile(r"^([a-z]{2}|\d{2})$")
@@ -35,7 +35,8 @@ def _safe(value: object) -> str:
     return repr(text) if isinstance(value, str) and len(text) <= 4 else f"<{len(text)} characters>" if isinstance(value, str) else f"<{type(value).__name__}>"
 
 
-def validate(record: dict, *, now: dt.datetime, municipalities: frozenset[str] | None = None) -> list[Problem]:
+def validate(record: dict, *, now: dt.datetime, municipalities: frozenset[str] | None = None,
+             skew: dt.timedelta = DEFAULT_CLOCK_SKEW) -> list[Problem]:
     """The problems of one mapped PopulationChange (empty when it may be published).
 
     Messages name the field, not the data group: the person's attributes travel on every event of
@@ -71,7 +72,8 @@ def validate(record: dict, *, now: dt.datetime, municipalities: frozenset[str] |
 
     today = now.astimezone(dt.timezone.utc).date()
     occurred = record.get("occurred_at")
-    if isinstance(occurred, dt.datetime) and occurred > now + CLOCK_SKEW:
+    # muutospv is the source's clock, `now` is ours: they may disagree by `skew` (hub.domain.clock)
+    if isinstance(occurred, dt.datetime) and occurred > now + skew:
         problems.append(Problem("future_date", f"change time muutospv {occurred.isoformat()} is in the future; check the source clock or the file"))
     for field, what in (("move_date", "move date"), ("birth_date", "birth date"), ("death_date", "date of death")):
         value = record.get(field)
