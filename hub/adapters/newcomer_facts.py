@@ -30,27 +30,44 @@ class NewcomerFactRow(Base):
     newcomer_event_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
-def record_newcomer(s: Session, newcomer: RoutingInput, now: dt.datetime) -> None:
-    """Insert the person's row for the newcomer's municipality, or refresh its language and nationality facts."""
-    if not newcomer.person_key or not newcomer.municipality_code:
+def record_newcomers(s: Session, newcomers: list[RoutingInput], now: dt.datetime) -> None:
+    """For each newcomer event, in order: insert the person's row for its municipality, or refresh
+    its language and nationality facts (keeping when the person arrived). Two statements a batch."""
+    wanted = [n for n in newcomers if n.person_key and n.municipality_code]
+    if not wanted:
         return
-    nationalities = ",".join(newcomer.nationalities) or None
-    row = s.get(NewcomerFactRow, (newcomer.person_key, newcomer.municipality_code))
-    if row is None:
-        s.add(
-            NewcomerFactRow(
-                person_key=newcomer.person_key,
-                municipality=newcomer.municipality_code,
-                mother_tongue=newcomer.mother_tongue,
-                nationalities=nationalities,
-                arrival_date=newcomer.arrival_date,
-                registered_at=newcomer.occurred_at or now,
-                detected_at=now,
-                newcomer_event_id=newcomer.event_id,
-            )
+    t = NewcomerFactRow.__table__
+    keys = {(n.person_key, n.municipality_code) for n in wanted}
+    rows: dict[tuple[str, str], dict] = {}
+    for person_keys in _chunks(sorted({k for k, _ in keys}), 500):
+        q = sa.select(t.c.person_key, t.c.municipality, t.c.mother_tongue, t.c.nationalities, t.c.arrival_date).where(t.c.person_key.in_(person_keys))
+        for r in s.execute(q):
+            if (r.person_key, r.municipality) in keys:
+                rows[(r.person_key, r.municipality)] = {"mother_tongue": r.mother_tongue, "nationalities": r.nationalities, "arrival_date": r.arrival_date}
+    new: dict[tuple[str, str], dict] = {}
+    changed: set[tuple[str, str]] = set()
+    for n in wanted:
+        key = (n.person_key, n.municipality_code)
+        nationalities = ",".join(n.nationalities) or None
+        row = new.get(key) or rows.get(key)
+        if row is None:
+            new[key] = {"person_key": n.person_key, "municipality": n.municipality_code, "mother_tongue": n.mother_tongue, "nationalities": nationalities,
+                        "arrival_date": n.arrival_date, "registered_at": n.occurred_at or now, "detected_at": now, "newcomer_event_id": n.event_id}
+        else:  # circumstances changed (language, nationality): keep when the person arrived
+            row.update(mother_tongue=n.mother_tongue or row["mother_tongue"], nationalities=nationalities or row["nationalities"],
+                       arrival_date=n.arrival_date or row["arrival_date"])
+            if key not in new:
+                changed.add(key)
+    if new:
+        s.execute(sa.insert(t), list(new.values()))
+    if changed:
+        s.execute(
+            t.update().where(t.c.person_key == sa.bindparam("k"), t.c.municipality == sa.bindparam("m"))
+            .values(mother_tongue=sa.bindparam("mt"), nationalities=sa.bindparam("na"), arrival_date=sa.bindparam("ad")),
+            [{"k": k, "m": m, "mt": rows[(k, m)]["mother_tongue"], "na": rows[(k, m)]["nationalities"], "ad": rows[(k, m)]["arrival_date"]} for k, m in sorted(changed)],
         )
-    else:  # circumstances changed (language, nationality): keep when the person arrived
-        row.mother_tongue = newcomer.mother_tongue or row.mother_tongue
-        row.nationalities = nationalities or row.nationalities
-        row.arrival_date = newcomer.arrival_date or row.arrival_date
-    s.flush()
+
+
+def _chunks(values: list, size: int):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]

@@ -1,7 +1,7 @@
 """Routing agents: newcomers -> referrals on per-recipient topics; referral statuses -> the ledger.
 
-Thin by design: decode, call `route()` (pure), record in the ledger (idempotent), publish,
-count. Bad input goes to the dead-letter topic with a reason code and the agent goes on.
+Thin by design: decode, call `route()` (pure), record in the ledger (idempotent, a batch of
+newcomers per transaction), publish, count. Bad input goes to the dead-letter topic with a reason code and the agent goes on.
 """
 
 from __future__ import annotations
@@ -52,8 +52,13 @@ def register(
     clock: Callable[[], dt.datetime] = utcnow,
     gauge_interval: float = 60.0,
     changed_gauge_interval: float = 1.0,
+    batch_size: int = 200,
+    batch_within: float = 0.05,
 ) -> RoutingObserved:
-    """Declare the routing agents on the hub's app. The ledger's tables must exist (`hub db upgrade`)."""
+    """Declare the routing agents on the hub's app. The ledger's tables must exist (`hub db upgrade`).
+
+    Newcomers are routed in batches of up to `batch_size` events, taken within `batch_within`
+    seconds of the first: a lone event waits at most that long."""
     if ledger is None:
         ledger = ReferralLedger(create_engine(database_url or hub.settings.resolved_database_url()))
     rules = rules or default_rules()
@@ -94,13 +99,23 @@ def register(
 
     @hub.app.agent(hub.topic(newcomers_topic), name="routing-newcomers")
     async def newcomers(stream):
-        async for event in stream.events():
+        # a batch at a time: one ledger transaction, every referral's send in flight together, one
+        # mark_published. The events are acknowledged (their offsets may be committed) only after
+        # the batch is done, so a crash anywhere in it redelivers the batch, and the ledger sends
+        # again exactly what was not marked published.
+        async for events in stream.take_events(batch_size, within=batch_within):
+            await route_batch(events)
+
+    async def route_batch(events) -> None:
+        routed = []  # (record, newcomer, decisions) in offset order
+        now = clock()
+        for event in events:
             record = await decode(event, newcomers_topic, "Newcomer")
             if record is None:
                 continue
             try:
                 newcomer = RoutingInput.from_record(record)
-                check_not_future(newcomer.occurred_at, clock(), skew=skew)
+                check_not_future(newcomer.occurred_at, now, skew=skew)
                 if not newcomer.person_key:
                     raise InputError("missing_person_key", "the Newcomer has an empty person_key; the detector must set the pseudonymous key")
                 decisions = route(newcomer, rules, reference)
@@ -110,24 +125,29 @@ def register(
             except FutureDate as exc:
                 await reject(event, newcomers_topic, exc.reason, f"Newcomer: {exc.message}")
                 continue
-            now = clock()
-            done = await in_db(ledger.record, newcomer, decisions, now)
-            sent = []
-            for referral in done.to_publish:
+            routed.append((record, newcomer, decisions))
+        if not routed:
+            return
+        done = await in_db(ledger.record_many, [(n, d) for _, n, d in routed], now)
+        sent, published = [], []
+        for (record, newcomer, _), recorded in zip(routed, done):
+            for referral in recorded.to_publish:
                 # the identity code is stored nowhere in the ledger; it travels from the newcomer
                 referral = dict(referral, person_id=record.get("person_id"))
                 sent.append(await hub.publish(topic_for(referral["to"]), "Referral", referral, key=newcomer.person_key))
-            await asyncio.gather(*sent)  # delivered (acks=all) before the ledger says so
-            await in_db(ledger.mark_published, [r["referral_id"] for r in done.to_publish], now)
-            for referral in done.created:
+                published.append(referral["referral_id"])
+        await asyncio.gather(*sent)  # delivered (acks=all) before the ledger says so
+        await in_db(ledger.mark_published, published, now)
+        seen.published += len(published)
+        for (_, newcomer, _), recorded in zip(routed, done):
+            for referral in recorded.created:
                 metrics.referrals.labels(referral["to"], referral["purpose"]).inc()
                 seen.referrals[referral["to"]] += 1
-            if done.created and newcomer.occurred_at is not None:
+            if recorded.created and newcomer.occurred_at is not None:
                 metrics.registration_to_referral.observe(max(0.0, (now - newcomer.occurred_at).total_seconds()))
-            seen.published += len(done.to_publish)
-            consumed(newcomers_topic, "duplicate" if done.duplicate else "routed")
-            changed.update(r["to"] for r in done.created)
-            changed.update(done.superseded_authorities)
+            consumed(newcomers_topic, "duplicate" if recorded.duplicate else "routed")
+            changed.update(r["to"] for r in recorded.created)
+            changed.update(recorded.superseded_authorities)
 
     @hub.app.agent(hub.topic(status_topic), name="routing-referral-status")
     async def statuses(stream):

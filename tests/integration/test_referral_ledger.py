@@ -5,6 +5,7 @@ import datetime as dt
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from hub import metrics
 from hub.adapters import database
@@ -123,3 +124,33 @@ def test_the_models_match_the_migration(ledger):
     with ledger.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), database.Base.metadata)
     assert [d for d in diff if any(t in repr(d) for t in ours)] == []
+
+
+def test_a_batch_records_like_one_event_at_a_time(ledger):
+    """record_many (the routing agent's batch) = record() per event in order: a repeat inside the
+    batch sends nothing more, a redelivered batch re-sends only what was not marked published, a
+    move inside the batch supersedes what the batch made before it, sequences have no gaps."""
+    rules, ref = default_rules(), default_reference()
+    pk_a, pk_b = f"pk-{uuid.uuid4().hex}", f"pk-{uuid.uuid4().hex}"
+    a = newcomer(pk_a, labour_force_status="unemployed_job_seeker")
+    b = newcomer(pk_b, municipality_code="005")
+    moved = newcomer(pk_b, change="moved", municipality_code="009", previous_municipality_code="005")
+    items = [(n, route(n, rules, ref)) for n in (a, a, b, moved)]
+    with ledger.engine.connect() as conn:
+        before = dict(conn.execute(sa.text("select authority, last_sequence from referral_sequences")).all())
+    done = ledger.record_many(items, NOW)
+    assert [d.duplicate for d in done] == [False, True, False, False]
+    assert {r["to"] for r in done[0].to_publish} == {"municipality:092", "employment_authority:43"} and done[1].to_publish == []
+    assert {r["to"] for r in done[2].created} == {"municipality:005"} and {r["to"] for r in done[3].created} == {"municipality:009"}
+    assert done[3].superseded == [done[2].created[0]["referral_id"]] and done[3].superseded_authorities == ["municipality:005"]
+    assert ledger.state(done[2].created[0]["referral_id"]) == "superseded"
+    for r in (r for d in done for r in d.created):  # each recipient's numbering goes on from where it was, without gaps
+        assert r["sequence"] == before.get(r["to"], 0) + 1  # one referral per recipient in this batch
+    sent_first = [r["referral_id"] for r in done[0].to_publish]
+    ledger.mark_published(sent_first, NOW)
+    again = ledger.record_many(items, NOW)  # the batch redelivered after a crash before its second mark
+    assert all(d.duplicate and d.created == [] for d in again)
+    assert again[0].to_publish == [] and again[1].to_publish == []
+    assert {r["referral_id"] for r in again[2].to_publish} == {done[2].created[0]["referral_id"]}
+    assert {r["referral_id"] for r in again[3].to_publish} == {r["referral_id"] for r in done[3].created}
+    assert ledger.history(done[2].created[0]["referral_id"]) == [("sent", "hub", done[2].created[0]["rule"]), ("superseded", "hub", "moved to another municipality")]
