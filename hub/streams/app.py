@@ -12,9 +12,11 @@ publishes with its own key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
+import weakref
 from typing import Any
 
 import faust
@@ -34,6 +36,20 @@ CE_TYPE_PREFIX = "fi.integrationhub."
 
 # topics other organisations' systems write to: their records must be signed when identity is configured
 INPUT_TOPICS = (names.POPULATION_CHANGES, names.ASSESSMENTS, names.CONSENTS, names.REFERRAL_STATUS)
+
+
+@contextlib.contextmanager
+def current_event(event):
+    """Make `event` faust's current event: a table write inside goes to the changelog partition of
+    this event (faust reads it from a context variable that a batch from take_events leaves unset
+    or at the batch's last event)."""
+    from faust.streams import _current_event
+
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield event
+    finally:
+        _current_event.reset(token)
 
 
 def utcnow() -> dt.datetime:
@@ -140,6 +156,12 @@ class HubApp:
             # dead-letters it) instead of waiting faust's default 20 minutes, e.g. for a partition
             # leader the producer's metadata lost
             producer_request_timeout=settings.producer_timeout,
+            # Fairness between topics: aiokafka hands out a partition's fetched records until they
+            # are used up before it looks at another partition, so with its default fetch (1 MB per
+            # partition, ~5,000 population changes) routing waited seconds for its newcomers while
+            # detection worked through a backlog. Smaller fetches and polls take turns more often.
+            broker_max_poll_records=settings.max_poll_records,
+            consumer_max_fetch_size=settings.max_fetch_bytes,
             key_serializer="raw",
             value_serializer="raw",
             table_cleanup_interval=60.0,

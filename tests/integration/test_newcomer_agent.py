@@ -70,3 +70,33 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
     assert any(d["original_value"] == b"\x00garbage" for d in dead)
     for d in dead:
         assert not hetu.PATTERN.search(d["message"])
+
+
+def test_in_a_batch_each_persons_state_goes_to_the_changelog_partition_of_its_change(fresh_kafka_url):
+    """Detection takes changes in batches and writes the states after the batch's newcomers are
+    acknowledged: each state must still go to the changelog partition its change came from (the
+    partition a worker that owns it recovers), not to that of the batch's last change."""
+    settings = Settings(app_id="newcomer-partitions-it", person_key_secret=SECRET, topic_partitions=3)
+    people = [hetu.make(dt.date(1960, 1, 1) + dt.timedelta(days=97 * i), 900 + i % 100) for i in range(60)]
+
+    async def scenario():
+        hub = HubApp(settings, fresh_kafka_url)
+        seen = newcomer_agents.register(hub, batch_size=500, batch_within=0.5)  # all 60 in few batches
+        async with running(hub):
+            for p in people:
+                key = hetu.person_key(p, SECRET)
+                await hub.topic(topics.POPULATION_CHANGES).send(key=key.encode(), value=hub.codec.encode("PopulationChange", change(p)),
+                                                                partition=int(key[-4:], 16) % 3)
+            await wait_for(lambda: sum(seen.newcomers.values()) >= len(people), 60, "every newcomer")
+            await asyncio.sleep(1.5)  # the changelog flushes
+
+    asyncio.run(scenario())
+    changes = asyncio.run(read_topic(fresh_kafka_url, topics.POPULATION_CHANGES, min_count=len(people)))
+    changelog = asyncio.run(read_topic(fresh_kafka_url, f"{settings.app_id}-newcomer-state-changelog", min_count=len(people)))
+    where = {m.key: m.partition for m in changes}
+    assert len(set(where.values())) == 3, "the changes are spread over the three partitions"
+    states = {}
+    for m in changelog:
+        states.setdefault(m.key.strip(b'"'), set()).add(m.partition)
+    assert set(states) == set(where)
+    assert {k: states[k] for k in where} == {k: {p} for k, p in where.items()}
