@@ -16,6 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field, fields, replace
+from typing import Callable
+
+from hub.domain import hetu
 
 DOMESTIC_LANGUAGES = frozenset({"fi", "sv", "se", "smn", "sms"})  # Finnish, Swedish, the Sami languages
 # EU and EEA states plus Switzerland: their citizens register a right of residence (residence basis eu_citizen)
@@ -220,6 +223,32 @@ def detect(state: PersonState | None, c: Change, window_days: int = DEFAULT_WIND
 
 
 NEWCOMER_NAMESPACE = uuid.UUID("5b0c7a3e-3f4e-4c55-9a51-6a1f2f0e8d11")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one population change does to the stored states: write `state` (JSON) under `key`, remove
+    the state under `old_key` (an identity-code correction), publish `found`."""
+
+    key: str
+    state: dict
+    old_key: str | None
+    found: list[NewcomerEvent]
+
+
+def step(record: dict, lookup: Callable[[str], dict | None], secret: str, window_days: int = DEFAULT_WINDOW_DAYS) -> Step:
+    """One validated PopulationChange record against the states `lookup(person key)` returns: the
+    glue around `detect` that the detection agent and the soak test's oracle share."""
+    change = Change.from_record(record)
+    key = hetu.person_key(change.person_id, secret)
+    raw = lookup(key)
+    state = PersonState.from_json(raw) if raw else None
+    old_key = hetu.person_key(change.previous_person_id, secret) if change.previous_person_id else None
+    if old_key:  # identity-code correction: follow the person to the new code
+        old_raw = lookup(old_key)
+        state = merge_identity(PersonState.from_json(old_raw) if old_raw else None, state, change.person_id)
+    state, found = detect(state, change, window_days)
+    return Step(key, state.to_json(), old_key, found)
 
 
 def newcomer_record(ev: NewcomerEvent, person_key: str, recorded_at: dt.datetime, source: str = "hub:newcomer-detection") -> dict:

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from hub import metrics
-from hub.domain import hetu, population_change
-from hub.newcomers.detection import Change, PersonState, detect, merge_identity, newcomer_record
+from hub.domain import population_change
+from hub.newcomers.detection import newcomer_record, step
 from hub.streams import topics
 from hub.streams.app import HubApp, current_event, utcnow
 
@@ -30,22 +30,10 @@ class NewcomerObserved:
 
 
 @dataclass
-class _Step:
-    """One change of a batch, detected: the state to write once the batch's newcomers are acknowledged."""
-
-    event: object
-    key: str
-    state: dict
-    old_key: str | None
-    found: list
-    started: float
-
-
-@dataclass
 class _Batch:
     states: dict = field(default_factory=dict)  # person key -> state JSON (None: removed) written by this batch so far
-    steps: list = field(default_factory=list)
-    sends: list = field(default_factory=list)  # (event, person key, send future)
+    steps: list = field(default_factory=list)  # (event, Step, monotonic start), in offset order
+    sends: list = field(default_factory=list)  # (index of the step, person key, send future)
 
 
 def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 200, batch_within: float = 0.05) -> NewcomerObserved:
@@ -73,29 +61,29 @@ def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 2
             await hub.handle_safely(event, lambda e: handle(e, batch), "newcomer detection")
             seen.consumed += 1
         results = await asyncio.gather(*(sent for _, _, sent in batch.sends), return_exceptions=True)
-        failed: dict[str, object] = {}  # person key -> the first event whose newcomer was not acknowledged
-        for (event, key, _), result in zip(batch.sends, results):
+        failed: dict[str, int] = {}  # person key -> the first step whose newcomer was not acknowledged
+        for (index, key, _), result in zip(batch.sends, results):
             if isinstance(result, BaseException) and key not in failed:
-                failed[key] = event
-        for step in batch.steps:
-            if step.key in failed or (step.old_key is not None and step.old_key in failed):
+                failed[key] = index
+        for index, (event, done, started) in enumerate(batch.steps):
+            if any(k in failed and index >= failed[k] for k in (done.key, done.old_key)):
                 # as one at a time: a change whose newcomer was not acknowledged is dead-lettered
                 # (kept for replay) and its state is not written; so are the person's later changes
                 # of this batch, which were detected against that unwritten state
-                await _unacknowledged(step.event)
+                await _unacknowledged(event)
                 continue
-            with current_event(step.event):  # the changelog record goes to this event's partition
-                people[step.key] = step.state
-                if step.old_key is not None and people.get(step.old_key) is not None:
-                    del people[step.old_key]
-            for ev in step.found:
+            with current_event(event):  # the changelog record goes to this event's partition
+                people[done.key] = done.state
+                if done.old_key is not None and people.get(done.old_key) is not None:
+                    del people[done.old_key]
+            for ev in done.found:
                 if ev.change == "arrived":
                     metrics.newcomers.labels(ev.state.municipality_code or "unknown").inc()
                     seen.newcomers[ev.state.municipality_code or "unknown"] += 1
                 else:
                     seen.moved += 1
-            metrics.events_consumed.labels(topics.POPULATION_CHANGES, "newcomer" if step.found else "ok").inc()
-            metrics.processing_latency.labels(topics.POPULATION_CHANGES).observe(time.monotonic() - step.started)
+            metrics.events_consumed.labels(topics.POPULATION_CHANGES, "newcomer" if done.found else "ok").inc()
+            metrics.processing_latency.labels(topics.POPULATION_CHANGES).observe(time.monotonic() - started)
 
     async def _unacknowledged(event) -> None:
         msg = event.message
@@ -128,25 +116,16 @@ def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 2
             metrics.events_consumed.labels(topics.POPULATION_CHANGES, "dead_letter").inc()
             seen.dead_letters += 1
             return
-        change = Change.from_record(record)
-        key = hetu.person_key(change.person_id, secret)
-        raw = get(batch, key)
-        state = PersonState.from_json(raw) if raw else None
-        old_key = hetu.person_key(change.previous_person_id, secret) if change.previous_person_id else None
-        if old_key:  # identity-code correction: follow the person to the new code
-            old_raw = get(batch, old_key)
-            state = merge_identity(PersonState.from_json(old_raw) if old_raw else None, state, change.person_id)
-        state, found = detect(state, change, window)
-        for ev in found:
+        done = step(record, lambda k: get(batch, k), secret, window)
+        for ev in done.found:
             # acknowledged before the state records the change (detect_batch): a crash in between
             # re-detects (same derived event id, removed downstream) instead of losing the newcomer
-            sent = await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer_record(ev, key, utcnow()), key=key)
-            batch.sends.append((event, key, sent))
-        value = state.to_json()
-        batch.states[key] = value
-        if old_key:
-            batch.states[old_key] = None
-        batch.steps.append(_Step(event, key, value, old_key, found, started))
+            sent = await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer_record(ev, done.key, utcnow()), key=done.key)
+            batch.sends.append((len(batch.steps), done.key, sent))
+        batch.states[done.key] = done.state
+        if done.old_key:
+            batch.states[done.old_key] = None
+        batch.steps.append((event, done, started))
 
     seen.table = people
     return seen

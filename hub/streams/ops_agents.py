@@ -13,7 +13,6 @@ from typing import Iterable, Mapping
 from mode import Service
 
 from hub import metrics
-from hub.config import Settings
 from hub.streams.app import HubApp
 
 log = logging.getLogger(__name__)

@@ -98,7 +98,7 @@ class Good:
     """Valid records of fresh persons, from realistic DVV data, and what each must cause."""
 
     def __init__(self, n: int, now: dt.datetime):
-        self.codec = codec = default_codec()
+        self.codec = default_codec()
         arrivals = []
         changes = 4 * n + 50
         while len(arrivals) < n:

@@ -100,3 +100,45 @@ def test_in_a_batch_each_persons_state_goes_to_the_changelog_partition_of_its_ch
         states.setdefault(m.key.strip(b'"'), set()).add(m.partition)
     assert set(states) == set(where)
     assert {k: states[k] for k in where} == {k: {p} for k, p in where.items()}
+
+
+def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_changes_of_the_batch(fresh_kafka_url):
+    """In a batch, one person's newcomer is not acknowledged (here: its send fails, as after
+    HUB_KAFKA_PRODUCER_TIMEOUT): that change and the person's later changes of the batch go to dead
+    letters with their bytes (`internal_error`, for replay) and the person's state is not written;
+    the other persons of the batch are written and their newcomers published."""
+    settings = Settings(app_id="newcomer-unacked-it", person_key_secret=SECRET)
+    ok1, bad, ok2 = (hetu.make(dt.date(1970 + i, 2, 3), 950 + i) for i in range(3))
+    bad_key = hetu.person_key(bad, SECRET)
+    records = [change(ok1), change(bad), change(bad, "move_in", "049", previous_municipality_code="091"), change(ok2)]
+
+    async def scenario():
+        hub = HubApp(settings, fresh_kafka_url)
+        seen = newcomer_agents.register(hub, batch_size=100, batch_within=1.0)  # the four in one batch
+        publish = hub.publish
+
+        async def failing_publish(topic, name, record, key=None):
+            if topic == topics.NEWCOMERS and key == bad_key:
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(TimeoutError("not acknowledged"))
+                return failed
+            return await publish(topic, name, record, key)
+
+        hub.publish = failing_publish
+        async with running(hub):
+            for r in records:
+                await publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
+            await wait_for(lambda: seen.consumed >= 4 and seen.dead_letters >= 2, 60, "the batch")
+            await asyncio.sleep(1.0)
+            return seen, {k: seen.table.get(k) for k in (bad_key, hetu.person_key(ok1, SECRET), hetu.person_key(ok2, SECRET))}
+
+    seen, states = asyncio.run(scenario())
+    assert states[bad_key] is None and all(v is not None for k, v in states.items() if k != bad_key)
+    assert sum(seen.newcomers.values()) == 2 and seen.dead_letters == 2
+    dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=2)))
+    assert [d["reason"] for d in dead] == ["internal_error", "internal_error"]
+    from hub.schemas.codec import default_codec
+
+    assert [str(default_codec().decode(d["original_value"]).record["event_id"]) for d in dead] == [records[1]["event_id"], records[2]["event_id"]]
+    out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=2)))
+    assert sorted(r["person_id"] for r in out) == sorted([ok1, ok2])

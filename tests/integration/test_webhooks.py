@@ -8,7 +8,6 @@ from the topics `recipient_topics` names); after the last attempt a delivery is 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import threading
 import time

@@ -45,8 +45,8 @@ from hub.adapters.referral_ledger import ROUTING_CONSUMER, ReferralRow
 from hub.consent import records as consent_records
 from hub.consent.service import CONSUMER_ASSESSMENTS, CONSUMER_CONSENTS
 from hub.consent.store import Disclosure, HeldItem
-from hub.domain import hetu
-from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, Change, PersonState, detect, merge_identity, newcomer_record
+from hub.domain import population_change
+from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, newcomer_record, step
 from hub.routing.engine import route
 from hub.routing.model import InputError, RoutingInput
 from hub.routing.reference import default_reference
@@ -118,30 +118,18 @@ class Inputs:
         people: dict[str, str] = {}
         self.newcomers: dict[str, dict] = {}
         self.invalid_population = 0
-        for _key, value, _headers in self.population:  # what newcomer_agents.handle does, without Kafka
+        for _key, value, _headers in self.population:  # what the detection agent does, without Kafka
             record = self.codec.decode(value, "PopulationChange").record
-            try:
-                hetu.validate(record["person_id"])
-                if record.get("previous_person_id"):
-                    hetu.validate(record["previous_person_id"])
-            except hetu.InvalidHetu:
+            if population_change.validate(record, now=now):
                 self.invalid_population += 1
                 continue
-            change = Change.from_record(record)
-            key = hetu.person_key(change.person_id, secret)
-            raw = people.get(key)
-            state = PersonState.from_json(raw) if raw else None
-            old_key = hetu.person_key(change.previous_person_id, secret) if change.previous_person_id else None
-            if old_key:
-                old_raw = people.get(old_key)
-                state = merge_identity(PersonState.from_json(old_raw) if old_raw else None, state, change.person_id)
-            state, found = detect(state, change, DEFAULT_WINDOW_DAYS)
-            for ev in found:
-                rec = newcomer_record(ev, key, now)
+            done = step(record, people.get, secret, DEFAULT_WINDOW_DAYS)
+            for ev in done.found:
+                rec = newcomer_record(ev, done.key, now)
                 self.newcomers.setdefault(str(rec["event_id"]), rec)
-            people[key] = state.to_json()
-            if old_key and people.get(old_key) is not None:
-                del people[old_key]
+            people[done.key] = done.state
+            if done.old_key and people.get(done.old_key) is not None:
+                del people[done.old_key]
         self.person_keys = {rec["person_key"] for rec in self.newcomers.values()}
 
     def _oracle_routing(self) -> None:
