@@ -1,9 +1,9 @@
 """A synthetic snapshot of the whole population (5.6M persons) through newcomer detection.
 
 Each person is one `move_in` PopulationChange in the wire format (test identity codes only); the
-timed part does per record what the detection agent does: decode, validate the identity code,
-derive the person key, look up and update the person's state, detect, and encode the Newcomer
-events found. In-process, without the broker: it measures the detection stage's own cost and
+timed part does per record what the detection agent does: decode, validate
+(`hub.domain.population_change`), then `hub.newcomers.detection.step` (person key, state lookup,
+detect, the new state) and encode the Newcomer events found. In-process, without the broker: it measures the detection stage's own cost and
 the memory its per-person state needs. Use `--events` to scale down; the full run is extrapolated.
 """
 
@@ -27,8 +27,8 @@ from _common import peak_rss_mb, rss_mb  # noqa: E402
 
 from hub.adapters.dvv.synthetic import MUNICIPALITIES, ORIGINS  # noqa: E402
 from hub.config import Settings  # noqa: E402
-from hub.domain import hetu  # noqa: E402
-from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, Change, PersonState, detect, newcomer_record  # noqa: E402
+from hub.domain import hetu, population_change  # noqa: E402
+from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, newcomer_record, step  # noqa: E402
 from hub.schemas.codec import default_codec  # noqa: E402
 
 POPULATION = 5_600_000
@@ -80,20 +80,20 @@ def snapshot_records(start: int, count: int, seed: int = 5600) -> list[bytes]:
 
 
 def detect_all(values: list[bytes], people: dict, secret: str, window: int) -> int:
-    """What the detection agent does per record, minus Kafka. Returns the newcomers found."""
+    """What the detection agent does per record, minus Kafka (the same validation and the same
+    `step`). Returns the newcomers found."""
     codec = default_codec()
+    now = dt.datetime.now(dt.timezone.utc)
     found_total = 0
     for value in values:
         record = codec.decode(value, "PopulationChange").record
-        hetu.validate(record["person_id"])
-        change = Change.from_record(record)
-        key = hetu.person_key(change.person_id, secret)
-        raw = people.get(key)
-        state, found = detect(PersonState.from_json(raw) if raw else None, change, window)
-        for ev in found:
-            codec.encode("Newcomer", newcomer_record(ev, key, record["recorded_at"]))
-        found_total += len(found)
-        people[key] = state.to_json()
+        if population_change.validate(record, now=now):
+            raise ValueError(f"the synthetic snapshot made an invalid record: {population_change.validate(record, now=now)[0].reason}")
+        done = step(record, people.get, secret, window)
+        for ev in done.found:
+            codec.encode("Newcomer", newcomer_record(ev, done.key, record["recorded_at"]))
+        found_total += len(done.found)
+        people[done.key] = done.state
     return found_total
 
 
