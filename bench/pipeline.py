@@ -124,6 +124,37 @@ class Progress:
         return self.consumed >= n and self.routed >= self.produced
 
 
+class WorkerProgress:
+    """The same counters, from the workers' /metrics and the newcomers topic's end offsets,
+    refreshed in the background (`run()` as a task)."""
+
+    def __init__(self, workers, servers: list[str]) -> None:
+        self.w, self.servers = workers, servers
+        self.consumed = self.produced = self.routed = 0
+
+    async def run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topics.NEWCOMERS, p) for p in sorted(consumer.partitions_for_topic(topics.NEWCOMERS) or [0])]
+            loop = asyncio.get_running_loop()
+            while True:
+                counts = await loop.run_in_executor(None, self.w.counts)
+                ends = await consumer.end_offsets(tps)
+                self.consumed = int(sum(v for (t, _), v in counts.items() if t == topics.POPULATION_CHANGES))
+                self.routed = int(sum(v for (t, _), v in counts.items() if t == topics.NEWCOMERS))
+                self.produced = int(sum(ends.values()))
+                self.w.check_alive()
+                await asyncio.sleep(0.1)
+        finally:
+            await consumer.stop()
+
+    def caught_up(self, n: int) -> bool:
+        return self.consumed >= n and self.routed >= self.produced
+
+
 async def until(condition, timeout: float, what: str, sampler: RssSampler | None = None, done=lambda: 0, poll: float = 0.02,
                 report=None) -> float:
     """Wait for `condition()`, sampling the RSS now and then; returns the monotonic time it held."""
@@ -196,7 +227,7 @@ async def run(args) -> dict:
     from hub.streams.pipeline import build
     from hub.streams.runner import running
 
-    out: dict = {"events": args.events, "partitions": args.partitions, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    out: dict = {"events": args.events, "partitions": args.partitions, "workers": args.workers, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     settings = dataclasses.replace(Settings.from_env({}), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
@@ -218,6 +249,9 @@ async def run(args) -> dict:
         out["baseline_events_per_s"] = round(await bare_pipe(servers, len(records), args.partitions), 1)
         log(args, f"(a) bare aiokafka pipe: {out['baseline_events_per_s']:.0f} events/s")
 
+        if args.workers:
+            await _run_workers(args, out, broker, servers, settings, records, load)
+            return out
         rss_before = rss_mb()
         started = time.monotonic()
         pipeline = build(settings, broker.url)
@@ -248,6 +282,42 @@ async def run(args) -> dict:
     return out
 
 
+async def _run_workers(args, out: dict, broker, servers: list[str], settings, records: list, load: list) -> None:
+    """(b) and the latency with `args.workers` `hub worker` processes (PostgreSQL ledger)."""
+    from workers import Workers
+
+    workers = Workers(args.workers, broker.url, args.partitions, settings.data_dir, settings.app_id, settings.person_key_secret)
+    try:
+        started = time.monotonic()
+        workers.start()
+        progress = WorkerProgress(workers, servers)
+        follower = asyncio.create_task(progress.run())
+        try:
+            first = await until(lambda: progress.consumed >= 1 or follower.done(), 120, "the first event at a worker", poll=0.01)
+            if follower.done():
+                follower.result()  # a worker died: raise its log
+            out["start_to_first_event_s"] = round(first - started, 2)
+            done = await until(lambda: progress.caught_up(len(records)) or follower.done(), args.timeout, "the workers to route every event",
+                               report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
+                                                    file=sys.stderr, flush=True))
+            if follower.done():
+                follower.result()
+            out["hub_events_per_s"] = round(len(records) / (done - first), 1)
+            out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
+            out["newcomer_events"] = progress.produced
+            log(args, f"(b) hub pipeline, {args.workers} worker process(es): {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
+                      f"{out['newcomer_events']} newcomer events")
+            out["latency"] = await latency(servers, load, args.rate, progress, len(records) + len(load))
+            lat = out["latency"]
+            log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
+                      f"p99 {lat['p99_ms']} ms ({lat['referrals_seen']} referrals)")
+            out["rss_mb"] = {"worker_peak": round(workers.rss_peak_mb(), 1)}
+        finally:
+            follower.cancel()
+    finally:
+        workers.stop()
+
+
 def _growth_per_100k(sampler: RssSampler) -> float:
     """MB of RSS per 100k events over the second half of the hub's run (least squares)."""
     points = [(done, mb) for _, mb, done in sampler.series]
@@ -265,6 +335,17 @@ def log(args, text: str) -> None:
 
 def render(r: dict) -> str:
     lat, rss = r["latency"], r["rss_mb"]
+    if r.get("workers"):
+        return "\n".join([
+            f"Integration hub pipeline benchmark ({r['events']} events, {r['record_bytes_mean']} bytes each, {r['partitions']} partition(s), "
+            f"{r['workers']} hub worker process(es), PostgreSQL ledger; {r['machine']})",
+            f"  (a) bare aiokafka pipe:   {r['baseline_events_per_s']:>9.0f} events/s",
+            f"  (b) hub pipeline:         {r['hub_events_per_s']:>9.0f} events/s   ratio (b)/(a) {r['ratio']:.2f}  (target >= 0.5)",
+            f"  latency at {lat['offered_events_per_s']:.0f}/s:      p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  (target p99 <= 50 ms; "
+            f"{lat['referrals_seen']} referrals)",
+            f"  RSS:                      worker peak {rss['worker_peak']} MB",
+            f"  start to first event:     {r['start_to_first_event_s']} s (process start, incl. imports; target <= 5 s)",
+        ])
     return "\n".join([
         f"Integration hub pipeline benchmark ({r['events']} events, {r['record_bytes_mean']} bytes each, {r['partitions']} partition(s); {r['machine']})",
         f"  (a) bare aiokafka pipe:   {r['baseline_events_per_s']:>9.0f} events/s",
@@ -285,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=1, help="partitions of every topic (default: %(default)s)")
     parser.add_argument("--garbage-every", type=int, default=500, help="every Nth record is undecodable, to exercise dead letters; 0: none (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up when the hub has not routed everything after this many seconds")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="run (b) as this many `hub worker` processes with a PostgreSQL ledger (HUB_BENCH_PG_ADMIN_URL, default the local "
+                             "server) instead of in this process; use with --partitions >= workers (default: in-process)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout (progress goes to stderr)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

@@ -33,3 +33,20 @@ def test_snapshot_benchmark_reports_every_figure():
     figures = json.loads(r.stdout.strip().splitlines()[-1])
     for name in ("events", "events_per_s", "elapsed_s", "peak_rss_mb", "extrapolated_full_s"):
         assert figures[name] > 0, name
+
+
+@pytest.mark.integration
+def test_pipeline_benchmark_with_worker_processes_reports_every_figure(pg_admin_url):
+    """`--workers 2 --partitions 2`: the hub as two `hub worker` processes on PostgreSQL; both stopped after."""
+    import os
+
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pipeline.py"), "--events", "300", "--rate", "100", "--latency-seconds", "2", "--workers", "2",
+         "--partitions", "2", "--json"],
+        capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL, cwd=ROOT,
+        env={**os.environ, "HUB_BENCH_PG_ADMIN_URL": pg_admin_url},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    figures = json.loads(r.stdout.strip().splitlines()[-1])
+    assert figures["workers"] == 2 and figures["hub_events_per_s"] > 0 and figures["latency"]["referrals_seen"] > 0
+    assert figures["rss_mb"]["worker_peak"] > 0
