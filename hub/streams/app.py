@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
+from hub.adapters import faust_consumer  # noqa: F401 - the worker consumer's fetch wait is a setting
 from faust.exceptions import Skip
 
 from hub import metrics
@@ -166,6 +167,7 @@ class HubApp:
             value_serializer="raw",
             table_cleanup_interval=60.0,
         )
+        self.app.hub_fetch_max_wait_ms = settings.fetch_max_wait_ms  # hub.adapters.faust_consumer
         if self.publishers is not None:
             self.app.publisher_check = self._check_publisher
         self._topics: dict[str, faust.TopicT] = {}
