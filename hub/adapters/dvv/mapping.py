@@ -338,7 +338,7 @@ def map_muutos(muutos: object, *, secret: str, recorded_at: dt.datetime, batch_r
     """Map one muutos. Raises MalformedMuutos when it does not have the documented shape.
 
     `secret` is the person-key secret (the event id is derived from the pseudonymous key).
-    Values are not validated here (see validation.py): a wrong code is carried as it came.
+    Values are not validated here (see hub/domain/population_change.py): a wrong code is carried as it came.
     """
     if not isinstance(muutos, dict):
         raise MalformedMuutos("a muutos must be a JSON object with henkilotunnus, muutospv and tietoryhmat")
