@@ -14,6 +14,22 @@ def bootstrap(url: str) -> str:
     return url.split("://", 1)[-1]
 
 
+async def publish_all(url: str, items, batch: int = 1000, **producer_options) -> None:
+    """Send (topic, key, value, headers) items in order, acks=all, awaiting the acks every `batch` records."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), acks="all", linger_ms=5, **producer_options)
+    await producer.start()
+    try:
+        pending = []
+        for topic, key, value, headers in items:
+            pending.append(await producer.send(topic, value=value, key=key, headers=headers or None))
+            if len(pending) >= batch:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
 async def read_topic(url: str, topic: str, min_count: int = 0, timeout: float = 30.0, settle: float = 1.0) -> list:
     """Every record of `topic` from the start: waits for at least `min_count`, then `settle` seconds more."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap(url), auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)

@@ -237,8 +237,8 @@ class _Batch:
         self.s, self.codec, self.now = s, codec, now
         self.referrals: list[dict] = []  # rows to insert
         self.events: list[dict] = []
-        self.sequences: dict[str, int] = {}
-        self.new_sequences: set[str] = set()
+        self.stored: dict[str, int] = {}  # authority -> last sequence in the table (locked)
+        self.sequences: dict[str, int] = {}  # authority -> last sequence given in this batch
 
     def run(self, items: list[tuple[RoutingInput, list[Decision]]]) -> list[Recorded]:
         s, now = self.s, self.now
@@ -255,16 +255,16 @@ class _Batch:
         if first:
             s.execute(sa.insert(ProcessedEvent), [{"consumer": ROUTING_CONSUMER, "event_id": ids[i], "processed_at": now} for i in first])
             record_newcomers(s, [items[i][0] for i in first], now)  # the facts `hub report` counts by (no identity code)
-            candidates = {referral_id(items[i][0].person_key, d) for i in first for d in items[i][1]}
+            planned = {i: [(d, referral_id(items[i][0].person_key, d)) for d in items[i][1]] for i in first}
+            candidates = {rid for pairs in planned.values() for _, rid in pairs}
             existing = set(s.scalars(sa.select(ReferralRow.referral_id).where(ReferralRow.referral_id.in_(candidates)))) if candidates else set()
-            authorities = sorted({d.authority for i in first for d in items[i][1]})
+            authorities = sorted({d.authority for pairs in planned.values() for d, _ in pairs})
             if authorities:  # locked in one order by every worker (PostgreSQL): no deadlock between batches
                 q = sa.select(ReferralSequenceRow.authority, ReferralSequenceRow.last_sequence).where(ReferralSequenceRow.authority.in_(authorities))
-                self.sequences = dict(s.execute(q.order_by(ReferralSequenceRow.authority).with_for_update()).all())
+                self.stored = dict(s.execute(q.order_by(ReferralSequenceRow.authority).with_for_update()).all())
             for i in first:
                 newcomer, decisions = items[i]
-                for decision in decisions:
-                    rid = referral_id(newcomer.person_key, decision)
+                for decision, rid in planned[i]:
                     if rid in existing:
                         continue  # made earlier (same person, recipient and purpose): never twice
                     existing.add(rid)
@@ -293,11 +293,8 @@ class _Batch:
         return out
 
     def _add(self, newcomer: RoutingInput, decision: Decision, rid: str) -> dict:
-        sequence = self.sequences.get(decision.authority)
-        if sequence is None:
-            self.new_sequences.add(decision.authority)
-            sequence = 0
-        self.sequences[decision.authority] = sequence = sequence + 1
+        authority = decision.authority
+        self.sequences[authority] = sequence = self.sequences.get(authority, self.stored.get(authority, 0)) + 1
         now = self.now
         record = referral_record(newcomer, decision, sequence=sequence, person_id=None, now=now)
         self.referrals.append({
@@ -317,8 +314,8 @@ class _Batch:
             self.referrals, self.events = [], []
 
     def _save_sequences(self) -> None:
-        new = [{"authority": a, "last_sequence": self.sequences[a]} for a in sorted(self.new_sequences)]
-        old = [{"a": a, "n": n} for a, n in self.sequences.items() if a not in self.new_sequences]
+        new = [{"authority": a, "last_sequence": n} for a, n in sorted(self.sequences.items()) if a not in self.stored]
+        old = [{"a": a, "n": n} for a, n in sorted(self.sequences.items()) if a in self.stored]
         if new:
             self.s.execute(sa.insert(ReferralSequenceRow), new)
         if old:

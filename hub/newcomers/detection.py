@@ -239,7 +239,7 @@ class Step:
     found: list[NewcomerEvent]
 
 
-def step(record: dict, lookup: Callable[[str], dict | None], secret: str, window_days: int = DEFAULT_WINDOW_DAYS) -> Step:
+def step(record: dict, lookup: Callable[[str], str | dict | None], secret: str, window_days: int = DEFAULT_WINDOW_DAYS) -> Step:
     """One validated PopulationChange record against the states `lookup(person key)` returns: the
     glue around `detect` that the detection agent and the soak test's oracle share."""
     change = Change.from_record(record)

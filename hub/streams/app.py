@@ -261,6 +261,11 @@ class HubApp:
         metrics.dead_letters.labels(reason).inc()
         return await self.publish(names.DEAD_LETTERS, "DeadLetter", record, key=original_key)
 
+    async def dead_letter_message(self, msg, reason: str, message: str) -> Any:
+        """`dead_letter` for a consumed message: its bytes, key, topic, partition and offset."""
+        return await self.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                                      original_key=msg.key)
+
     async def handle_safely(self, event, handler, what: str) -> Any:
         """Run `handler(event)`; an unexpected error dead-letters the record instead of killing the agent.
 
@@ -271,10 +276,7 @@ class HubApp:
         except Exception as exc:  # noqa: BLE001 - a worker must survive any single record
             msg = event.message
             log.error("%s failed with %s on %s[%s]@%s; record sent to dead letters", what, type(exc).__name__, msg.topic, msg.partition, msg.offset)
-            await self.dead_letter(
-                msg.value, "internal_error", f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix",
-                original_topic=msg.topic, partition=msg.partition, offset=msg.offset, original_key=msg.key,
-            )
+            await self.dead_letter_message(msg, "internal_error", f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix")
             return None
 
     async def _check_publisher(self, stream, value):
@@ -297,8 +299,7 @@ class HubApp:
                                          identity.header(msg.headers, identity.EVENT_ID_HEADER))
             if verdict.allowed:
                 return value
-        await self.dead_letter(msg.value, verdict.reason, verdict.message, original_topic=msg.topic, partition=msg.partition,
-                               offset=msg.offset, original_key=msg.key)
+        await self.dead_letter_message(msg, verdict.reason, verdict.message)
         metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
         raise Skip()
 
@@ -308,7 +309,5 @@ class HubApp:
         try:
             return self.codec.decode(msg.value, expect)
         except CodecError as exc:
-            await self.dead_letter(
-                msg.value, exc.reason, exc.detail, original_topic=msg.topic, partition=msg.partition, offset=msg.offset, original_key=msg.key
-            )
+            await self.dead_letter_message(msg, exc.reason, exc.detail)
             return None

@@ -82,8 +82,7 @@ def register(
             await outbox_relay.flush_or_log()
 
     async def reject(event, topic: str, reason: str, message: str) -> None:
-        msg = event.message
-        await hub.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset, original_key=msg.key)
+        await hub.dead_letter_message(event.message, reason, message)
         metrics.events_consumed.labels(topic=topic, outcome="dead_letter").inc()
 
     async def decode(event, topic: str, name: str, convert):

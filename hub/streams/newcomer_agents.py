@@ -89,8 +89,10 @@ def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 2
         msg = event.message
         log.error("newcomer detection: a newcomer of %s[%s]@%s was not acknowledged by the broker; record sent to dead letters",
                   msg.topic, msg.partition, msg.offset)
-        await hub.dead_letter(msg.value, "internal_error", "newcomer detection could not publish the newcomer (not acknowledged); the record is kept for replay",
-                              original_topic=msg.topic, partition=msg.partition, offset=msg.offset, original_key=msg.key)
+        await hub.dead_letter_message(msg, "internal_error", "newcomer detection could not publish the newcomer (not acknowledged); the record is kept for replay")
+        _count_dead_letter()
+
+    def _count_dead_letter() -> None:
         metrics.events_consumed.labels(topics.POPULATION_CHANGES, "dead_letter").inc()
         seen.dead_letters += 1
 
@@ -102,19 +104,15 @@ def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 2
         started = time.monotonic()
         decoded = await hub.decode_or_dead_letter(event, "PopulationChange")
         if decoded is None:
-            metrics.events_consumed.labels(topics.POPULATION_CHANGES, "dead_letter").inc()
-            seen.dead_letters += 1
+            _count_dead_letter()
             return
         record = decoded.record
         # the same checks as `hub ingest dvv`: a municipal system may publish here directly
         problems = population_change.validate(record, now=utcnow(), skew=skew)
         if problems:
-            msg = event.message
             detail = "; ".join(dict.fromkeys(p.message for p in problems))
-            await hub.dead_letter(msg.value, problems[0].reason, f"PopulationChange {record['event_id']}: {detail}", original_topic=msg.topic,
-                                  partition=msg.partition, offset=msg.offset, original_key=msg.key)
-            metrics.events_consumed.labels(topics.POPULATION_CHANGES, "dead_letter").inc()
-            seen.dead_letters += 1
+            await hub.dead_letter_message(event.message, problems[0].reason, f"PopulationChange {record['event_id']}: {detail}")
+            _count_dead_letter()
             return
         done = step(record, lambda k: get(batch, k), secret, window)
         for ev in done.found:

@@ -87,8 +87,7 @@ def register(
             return None
 
     async def reject(event, topic: str, reason: str, message: str) -> None:
-        msg = event.message
-        await hub.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset, original_key=msg.key)
+        await hub.dead_letter_message(event.message, reason, message)
         metrics.events_consumed.labels(topic, "dead_letter").inc()
         seen.dead_letters[reason] += 1
         seen.consumed[(topic, "dead_letter")] += 1

@@ -45,6 +45,7 @@ from hub.simulation import ALL_CATEGORIES
 from hub.streams import topics
 from hub.streams.app import cloudevent_headers, envelope
 from tests.avro_strategies import draw_many, for_schema
+from tests.kafka_helpers import bootstrap, publish_all
 from tests.soak.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -242,12 +243,8 @@ def malformed(topic: str, n: int, good: Good, now: dt.datetime, seed: int) -> li
 
 
 # -- the run --------------------------------------------------------------------------------------
-def _bootstrap(url: str) -> str:
-    return url.split("://", 1)[-1]
-
-
 async def _read(url: str, topic: str) -> list:
-    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                                 fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
     try:
@@ -333,18 +330,7 @@ def fuzz_run(request, kafka_url, database_url, tmp_path_factory) -> FuzzRun:
     markers = {b.key for t in INPUT_TOPICS for b in bad[t]}
 
     async def scenario():
-        producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(kafka_url), acks="all", max_request_size=4 * 1024 * 1024, linger_ms=5)
-        await producer.start()
-        try:
-            pending = []
-            for topic, key, value, headers in plan:
-                pending.append(await producer.send(topic, value=value, key=key, headers=headers or None))
-                if len(pending) >= 500:
-                    await asyncio.gather(*pending)
-                    pending = []
-            await asyncio.gather(*pending)
-        finally:
-            await producer.stop()
+        await publish_all(kafka_url, plan, batch=500, max_request_size=4 * 1024 * 1024)
         deadline = time.monotonic() + max(240.0, per_topic * len(INPUT_TOPICS) / 20)
         letters: dict[bytes, list[dict]] = defaultdict(list)
         while time.monotonic() < deadline and worker.alive():
@@ -357,7 +343,7 @@ def fuzz_run(request, kafka_url, database_url, tmp_path_factory) -> FuzzRun:
             row = conn.execute(sa.select(ReferralRow.referral_id, ReferralRow.authority).where(ReferralRow.newcomer_event_id.in_(expect_referral_events)).limit(1)).first()
         status_ok = None
         if row is not None:
-            producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(kafka_url))
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap(kafka_url))
             await producer.start()
             try:
                 k, v, h = good.status(row.referral_id, row.authority)

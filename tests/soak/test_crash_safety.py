@@ -32,7 +32,7 @@ from collections import Counter
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub.adapters import database
 from hub.adapters.dvv.ingest import process_page
@@ -56,6 +56,7 @@ from hub.schemas.codec import default_codec
 from hub.simulation import ALL_CATEGORIES
 from hub.streams import topics
 from hub.streams.app import cloudevent_headers, envelope
+from tests.kafka_helpers import bootstrap, publish_all
 from tests.soak.worker import WorkerProcess
 from tests.conftest import throwaway_database
 
@@ -212,28 +213,10 @@ class Inputs:
 
 
 # -- Kafka I/O of the test (plain aiokafka, not the code under test) -----------------------------------
-def _bootstrap(url: str) -> str:
-    return url.split("://", 1)[-1]
-
-
-async def publish_all(url: str, items) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(url), acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        pending = []
-        for topic, key, value, headers in items:
-            pending.append(await producer.send(topic, value=value, key=key, headers=headers))
-            if len(pending) >= 1000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
 
 async def read_all(url: str, topic_filter) -> dict[str, list]:
     """Every record now in the topics whose names pass `topic_filter`, read up to the end offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     try:
         names = sorted(t for t in await consumer.topics() if topic_filter(t))
