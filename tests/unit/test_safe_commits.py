@@ -1,0 +1,116 @@
+"""Which offsets the worker may commit (hub.adapters.faust_consumer), on faust's real Consumer object.
+
+A commit says "everything before this offset is done": if it passes an offset that was never
+processed, a crash afterwards loses that record for good. faust's own rule is off by one at the head
+and switched off when the committed offset is 0 or unknown; the crash soak lost an assessment to it.
+"""
+
+import logging
+import time
+
+import pytest
+from faust.types import TP
+from faust.types.tuples import Message
+
+from hub.adapters import faust_consumer
+from hub.config import Settings
+from hub.streams.app import HubApp
+
+TOPIC = TP("hub.assessments.v1", 0)
+
+
+@pytest.fixture()
+def consumer():
+    hub = HubApp(Settings(app_id="safe-commits"), "kafka://127.0.0.1:1")
+    return hub.app.consumer  # created, never started: only its bookkeeping is used
+
+
+def acked(consumer, *offsets, tp=TOPIC):
+    consumer._acked[tp].extend(offsets)
+    consumer._acked_index[tp].update(offsets)
+
+
+def test_faust_is_patched(consumer):
+    assert type(consumer)._new_offset is faust_consumer.safe_new_offset
+    assert type(consumer).perform_seek is faust_consumer.perform_seek
+
+
+def test_an_unacknowledged_offset_at_the_head_holds_the_commit(consumer):
+    consumer._committed_offset[TOPIC] = 10
+    acked(consumer, 11, 12)  # 10 is still being processed (or was dropped)
+    assert consumer._new_offset(TOPIC) is None  # faust's own rule commits 13 here, skipping 10
+    acked(consumer, 10)
+    assert consumer._new_offset(TOPIC) == 13
+    assert list(consumer._acked[TOPIC]) == []
+
+
+def test_nothing_is_committed_while_the_base_is_unknown(consumer):
+    acked(consumer, 5, 6, 7)  # e.g. acknowledged after faust forgot the partition's offsets in a rebalance
+    assert consumer._new_offset(TOPIC) is None
+
+
+def test_a_committed_zero_is_a_base(consumer):
+    consumer._committed_offset[TOPIC] = 0
+    acked(consumer, 1, 2)
+    assert consumer._new_offset(TOPIC) is None  # faust skips its check when the committed offset is 0
+    acked(consumer, 0)
+    assert consumer._new_offset(TOPIC) == 3
+
+
+def test_a_record_acknowledged_twice_does_not_stop_the_run(consumer):
+    consumer._committed_offset[TOPIC] = 13
+    consumer._acked[TOPIC].extend([13, 14, 14, 15, 17])  # fetched twice around a rebalance
+    assert consumer._new_offset(TOPIC) == 16  # faust's consecutive run stops at the repeated 14
+    assert list(consumer._acked[TOPIC]) == [17]
+
+
+def test_offsets_that_do_not_exist_count_as_done(consumer):
+    # the fetch loop records offsets it never got (compaction, transaction markers) as a gap
+    consumer._committed_offset[TOPIC] = 20
+    consumer._gap[TOPIC].addi(20, 23)  # 20, 21, 22 do not exist
+    acked(consumer, 23, 24)
+    assert consumer._new_offset(TOPIC) == 25
+
+
+def test_the_gap_recorded_after_a_seek_includes_the_base(consumer):
+    import asyncio
+
+    consumer._committed_offset[TOPIC] = 30
+    asyncio.run(faust_consumer.add_gap(consumer, TOPIC, 29, 31))  # faust's own starts at committed + 1
+    acked(consumer, 32)
+    assert consumer._new_offset(TOPIC) == 33
+
+
+def test_a_dropped_offset_is_reported_once_and_not_committed(consumer, monkeypatch, caplog):
+    consumer._committed_offset[TOPIC] = 40
+    acked(consumer, 41, 42)
+    clock = [1000.0]
+    monkeypatch.setattr(faust_consumer.time, "monotonic", lambda: clock[0])
+    with caplog.at_level(logging.WARNING, logger=faust_consumer.__name__):
+        assert consumer._new_offset(TOPIC) is None
+        clock[0] += faust_consumer.DROPPED_AFTER + 1
+        assert consumer._new_offset(TOPIC) is None
+        assert consumer._new_offset(TOPIC) is None
+    reports = [r for r in caplog.records if "never processed" in r.getMessage()]
+    assert len(reports) == 1 and "40..40" in reports[0].getMessage()
+
+
+def test_an_offset_in_processing_is_not_reported(consumer, monkeypatch, caplog):
+    consumer._committed_offset[TOPIC] = 50
+    acked(consumer, 51)
+    in_flight = Message(TOPIC.topic, TOPIC.partition, 50, 0.0, 0, [], b"k", b"v", None, tp=TOPIC)
+    consumer._unacked_messages.add(in_flight)
+    clock = [time.monotonic()]
+    monkeypatch.setattr(faust_consumer.time, "monotonic", lambda: clock[0])
+    with caplog.at_level(logging.WARNING, logger=faust_consumer.__name__):
+        consumer._new_offset(TOPIC)
+        clock[0] += faust_consumer.DROPPED_AFTER + 1
+        assert consumer._new_offset(TOPIC) is None
+    assert not [r for r in caplog.records if "never processed" in r.getMessage()]
+
+
+def test_the_base_of_a_partition():
+    a, b, c, d = (TP("t", i) for i in range(4))
+    committed = {a: 7, b: 0, c: None, d: -1}
+    assert faust_consumer._base_offsets(committed, {c: 3, d: 0}) == {a: 7, b: 0, c: 3, d: 0}
+    assert faust_consumer._base_offsets({c: None}, {}) == {c: None}
