@@ -113,6 +113,7 @@ class PersonState:
 _STATE_FIELDS = tuple(f.name for f in fields(PersonState))
 # field -> its default in the JSON form: encode_state leaves these out, from_json puts them back
 _DEFAULTS = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default) for f in fields(PersonState) if f.default is not MISSING}
+_DEFAULT_VALUES = {f.name: f.default for f in fields(PersonState) if f.default is not MISSING}  # as the dataclass holds them
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,17 @@ class NewcomerEvent:
     occurred_at: dt.datetime
     residence_basis: str = "unknown"
     reasons: tuple[str, ...] = field(default=())
+
+
+def _with(state: PersonState, **changes) -> PersonState:
+    """`dataclasses.replace` for PersonState without its per-field __init__ (a frozen dataclass sets
+    each field through object.__setattr__): detection makes up to four per change, and replace was
+    a fifth of the snapshot's time. No __post_init__ or validation is skipped: PersonState has none."""
+    new = object.__new__(PersonState)
+    d = new.__dict__
+    d.update(state.__dict__)
+    d.update(changes)
+    return new
 
 
 def _is_foreign(state: PersonState) -> bool:
@@ -142,9 +154,11 @@ def residence_basis(nationalities: tuple[str, ...]) -> str:
 
 
 def _merge(state: PersonState, c: Change) -> PersonState:
-    """Carry over every attribute the change knows; unknown (None/empty) keeps what we had."""
-    return replace(
+    """Carry over every attribute the change knows; unknown (None/empty) keeps what we had; remember
+    the change's event id."""
+    return _with(
         state,
+        seen=(state.seen + (c.event_id,))[-SEEN_LIMIT:],
         person_id=c.person_id,
         birth_date=c.birth_date or state.birth_date,
         mother_tongue=c.mother_tongue or state.mother_tongue,
@@ -182,13 +196,12 @@ def detect(state: PersonState | None, c: Change, window_days: int = DEFAULT_WIND
         return state, []
     before = state
     state = _merge(state, c)
-    state = replace(state, seen=(state.seen + (c.event_id,))[-SEEN_LIMIT:])
     out: list[NewcomerEvent] = []
 
     if c.change_type == "death":
-        return replace(state, deceased=True), []
+        return _with(state, deceased=True), []
     if c.change_type in ("emigration", "move_out") and c.municipality_code is None:
-        return replace(state, emigrated=True), []
+        return _with(state, emigrated=True), []
 
     gets_municipality = c.municipality_code is not None and c.change_type in ("immigration", "move_in")
     if not gets_municipality or state.deceased:
@@ -200,14 +213,14 @@ def detect(state: PersonState | None, c: Change, window_days: int = DEFAULT_WIND
 
     if state.newcomer:
         if c.municipality_code != before.municipality_code:
-            state = replace(state, municipality_code=c.municipality_code, emigrated=False)
+            state = _with(state, municipality_code=c.municipality_code, emigrated=False)
             out.append(
                 NewcomerEvent("moved", state, before.municipality_code, c.event_id, c.occurred_at, residence_basis(state.nationalities),
                               (f"moved from municipality {before.municipality_code} to {c.municipality_code}",))
             )
         return state, out
 
-    state = replace(state, municipality_code=c.municipality_code, emigrated=False)
+    state = _with(state, municipality_code=c.municipality_code, emigrated=False)
     if "FI" in state.nationalities:
         return state, out  # § 2: the act's services are for foreign nationals; Finnish citizens are not newcomers
     reasons: list[str] = []
@@ -219,7 +232,7 @@ def detect(state: PersonState | None, c: Change, window_days: int = DEFAULT_WIND
         return state, out
     if (c.occurred_at.date() - arrival).days > window_days:
         return state, out  # arrived too long ago for the act's services
-    state = replace(state, newcomer=True, newcomer_event_id=c.event_id, arrival_date=arrival, arrived_from_abroad=from_abroad)
+    state = _with(state, newcomer=True, newcomer_event_id=c.event_id, arrival_date=arrival, arrived_from_abroad=from_abroad)
     reasons.append(f"arrival {arrival.isoformat()} is within {window_days} days of the change")
     out.append(NewcomerEvent("arrived", state, before.municipality_code, c.event_id, c.occurred_at, residence_basis(state.nationalities), tuple(reasons)))
     return state, out
@@ -255,16 +268,30 @@ def step(record: dict, lookup: Callable[[str], str | dict | None], secret: str, 
 def encode_state(state: PersonState) -> str:
     """The stored form of a person's state: compact JSON without the fields at their defaults. A
     table of the whole population keeps 5.6M of these in memory: a str of ~150 bytes instead of a
-    dict of 15 entries (about a third of the memory; bench/snapshot.py)."""
-    d = state.to_json()
-    return json.dumps({k: v for k, v in d.items() if not _is_default(k, v)}, separators=(",", ":"), ensure_ascii=False)
+    dict of 15 entries (about a third of the memory; bench/snapshot.py). Field order and values are
+    those of `state.to_json()` minus its defaults, built without the intermediate dict."""
+    d = state.__dict__
+    out = {}
+    for name in _STATE_FIELDS:
+        v = d[name]
+        if name in _DEFAULT_VALUES:
+            default = _DEFAULT_VALUES[name]
+            if type(v) is type(default) and v == default:  # False is not None: guardian_in_finland
+                continue
+        if isinstance(v, (tuple, list)):
+            v = list(v)
+        elif isinstance(v, dt.date):
+            v = v.isoformat()
+        out[name] = v
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
 
 def _is_default(name: str, value) -> bool:
+    """Whether a field's JSON value is its default (the reference `encode_state` is checked against)."""
     if name not in _DEFAULTS:
         return False
     default = _DEFAULTS[name]
-    return type(value) is type(default) and value == default  # False is not None: guardian_in_finland
+    return type(value) is type(default) and value == default
 
 
 def decode_state(value: str | dict | None) -> PersonState | None:

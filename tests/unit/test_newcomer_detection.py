@@ -152,3 +152,26 @@ def test_the_stored_state_reads_back_the_same_in_both_forms(state):
     assert decode_state(encode_state(state)) == state
     assert decode_state(state.to_json()) == state
     assert len(encode_state(state)) <= len(json.dumps(state.to_json()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_states)
+def test_the_stored_state_is_to_json_without_its_defaults(state):
+    """encode_state builds its JSON straight from the fields (faster); it must say exactly what the
+    reference form says: to_json() minus the fields at their defaults, in the same order."""
+    from hub.newcomers.detection import _is_default
+
+    reference = json.dumps({k: v for k, v in state.to_json().items() if not _is_default(k, v)}, separators=(",", ":"), ensure_ascii=False)
+    assert encode_state(state) == reference
+
+
+@settings(max_examples=300, deadline=None)
+@given(_states, st.sampled_from(["immigration", "move_in", "death", "emigration", "move_out", "non_disclosure"]))
+def test_detect_never_changes_the_state_it_was_given(state, change_type):
+    """States are values: detect returns a new one (the fast copy must not share or edit the old)."""
+    before = PersonState.from_json(state.to_json())
+    c = Change(event_id="e-1", person_id=PID, change_type=change_type, occurred_at=dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc),
+               municipality_code="091" if change_type in ("immigration", "move_in") else None, nationalities=("SY",))
+    after, _ = detect(state, c)
+    assert state == before
+    assert "e-1" in after.seen and after is not state
