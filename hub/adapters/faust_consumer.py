@@ -1,4 +1,4 @@
-"""Two corrections to faust's worker consumer: its fetch wait, and which offsets it may commit.
+"""Corrections to faust's worker: its fetch wait, which offsets it may commit, and a fixed pause at start.
 
 **Fetch wait.** faust creates its worker consumer with `fetch_max_wait_ms=1500` and no setting to
 change it. A fetch on partitions with nothing new is held that long at the broker; on the embedded
@@ -25,6 +25,11 @@ lost one assessment and left one referral unmarked that way (docs/reliability.md
   processing, was dropped: it is logged, and commits of that partition wait (its records are
   processed again after the next restart or rebalance, and deduplicated by event id) instead of
   silently skipping it.
+
+**Start.** faust's table manager sleeps a fixed second before it starts table recovery (so that
+tables declared after the app started are included). The hub declares its tables before the app
+starts (`hub.streams.pipeline.build`), so an app with `hub_tables_declared_first` set skips the
+pause: the worker consumes about a second sooner (bench/RESULTS.md).
 
 `apply()` patches the classes once, on import.
 """
@@ -180,6 +185,19 @@ def apply() -> None:
         self._hub_missing = {}  # tp -> [base, since (monotonic), reported]
 
     Consumer.__init__ = __init__
+
+    from faust.tables.manager import TableManager
+
+    original_on_start = TableManager.on_start
+
+    async def on_start(self) -> None:
+        if not getattr(self.app, "hub_tables_declared_first", False):
+            return await original_on_start(self)
+        if not self.should_stop:  # faust's on_start without its `await self.sleep(1.0)`
+            await self._update_channels()
+            await self.recovery.start()
+
+    TableManager.on_start = on_start
     import os
     skip = os.environ.get("HUB_BISECT", "")
     if "n" not in skip: Consumer._new_offset = safe_new_offset

@@ -168,6 +168,7 @@ class HubApp:
             table_cleanup_interval=60.0,
         )
         self.app.hub_fetch_max_wait_ms = settings.fetch_max_wait_ms  # hub.adapters.faust_consumer
+        self.app.hub_tables_declared_first = True  # every table is declared before the app starts: no 1 s pause (hub.adapters.faust_consumer)
         if self.publishers is not None:
             self.app.publisher_check = self._check_publisher
         self._topics: dict[str, faust.TopicT] = {}
