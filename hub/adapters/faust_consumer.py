@@ -6,25 +6,33 @@ broker a record that arrives meanwhile does not end the wait, so at low load eac
 pipeline (population change -> newcomer -> referral) added up to 1.5 s (bench/RESULTS.md). The
 wrapped factory gives an app with `hub_fetch_max_wait_ms` set that wait instead.
 
-**Safe commits.** faust commits, per partition, the end of the first run of consecutive acknowledged
-offsets. Its check that the run starts where the last commit ended is off by one and is skipped
-when the committed offset is 0 or unknown (`Consumer._new_offset`: `if committed_offset:` ...
-`min(acked) - committed_offset > 1`), so with offset C still unacknowledged and C+1 acknowledged it
-commits C+2. Offsets are acknowledged out of order when faust drops a fetched record without
-processing it (a stream skips records fetched while flow control is suspended or in an older
-rebalance generation) and when the same record is fetched twice around a rebalance. The crash soak
-lost one assessment and left one referral unmarked that way (docs/reliability.md). Here:
+**Safe commits.** A commit says "every record before this offset is done"; faust can commit past a
+record that was never processed, and a crash then loses it. The crash soak lost records that way
+(one assessment; then, with only the commit rule below, three consents and two newcomers). How:
+after a rebalance faust seeks each partition back to its committed offset, but records fetched
+before the seek are still being handed out; they bump the fetch loop's read offset past the seek
+target, so (1) the loop records the offsets in between as a "gap" (offsets that do not exist, e.g.
+on a compacted topic), which count as done, and (2) it drops the re-fetched records below the read
+offset as duplicates; streams skip the stale records themselves (older rebalance generation). The
+skipped records are never processed, yet counted as done. faust's own commit rule adds an off-by-one
+(with offset C unacknowledged and C+1 done it commits C+2) and is switched off when the committed
+offset is 0 or unknown. Here, for the topics agents acknowledge:
 
-- the *base* of a partition is where its processing starts: the committed offset, or the earliest
-  offset when the group has committed nothing (faust turns a committed 0 into "unknown");
-- a commit never passes an offset that was not acknowledged in this process, counting from the
-  base (acknowledged offsets are de-duplicated; faust's gap records for offsets that do not exist,
-  e.g. on compacted topics, still count as acknowledged, and the first offset after the base is now
-  one of them);
-- an offset that stays unacknowledged while later ones are, and no record at that offset is in
-  processing, was dropped: it is logged, and commits of that partition wait (its records are
-  processed again after the next restart or rebalance, and deduplicated by event id) instead of
-  silently skipping it.
+- the fetch loop neither drops records by its read offset nor records gaps: every fetched record
+  reaches the stream (a re-fetched one is processed again and deduplicated by event id; a stale
+  one is skipped by the stream and delivered again after the seek). The hub's topics have
+  contiguous offsets (no compaction, no transactions), so no offset needs to count as done unseen;
+- the *base* of a partition is where its processing starts: the committed offset (0 included;
+  faust turns 0 into "unknown"), the earliest offset when nothing is committed or retention removed
+  the committed one;
+- a commit never passes an offset not acknowledged in this process, counting from the base
+  (acknowledgements are de-duplicated);
+- an offset that stays unacknowledged while later ones are, with no record at that offset in
+  processing, is logged after DROPPED_AFTER seconds, and holds the partition's commits (it is
+  processed after the next restart or rebalance) instead of being skipped.
+
+Table changelogs and faust's own topics keep faust's behaviour (a changelog replayed out of order
+would restore an older value).
 
 **Start.** faust's table manager sleeps a fixed second before it starts table recovery (so that
 tables declared after the app started are included). The hub declares its tables before the app
@@ -46,15 +54,17 @@ DROPPED_AFTER = 10.0  # seconds an offset may stay missing below acknowledged on
 
 
 def _base_offsets(committed: dict, earliest: dict) -> dict:
-    """The base of each partition: its committed offset (0 included), else its earliest offset."""
+    """The base of each partition: its committed offset (0 included), or its earliest offset when
+    nothing is committed or retention has removed the records from the committed offset on."""
     out = {}
     for tp, offset in committed.items():
-        if offset is not None and offset >= 0:
-            out[tp] = offset
-        elif earliest.get(tp) is not None:
-            out[tp] = earliest[tp]
+        first = earliest.get(tp)
+        if offset is None or offset < 0:
+            out[tp] = first
+        elif first is not None and first > offset:
+            out[tp] = first
         else:
-            out[tp] = None
+            out[tp] = offset
     return out
 
 
@@ -64,14 +74,6 @@ def safe_new_offset(consumer: Any, tp: Any) -> int | None:
     acked = consumer._acked[tp]
     if not acked:
         return None
-    gaps = consumer._gap[tp]
-    if gaps:  # offsets the fetch skipped (they do not exist) count as acknowledged; faust's own merge
-        top = max(acked)
-        candidates = sorted(gaps.overlap(0, top), key=lambda iv: iv.begin)
-        if candidates:
-            filled = [o for iv in candidates for o in range(iv.begin, iv.end)]
-            acked.extend(filled)
-            gaps.chop(0, max(filled[-1], top + 1))
     unique = sorted(set(acked))  # a record fetched twice around a rebalance is acknowledged twice
     acked[:] = unique
     base = consumer._committed_offset[tp]
@@ -116,9 +118,8 @@ def _note_missing(consumer: Any, tp: Any, base: int, first_acked: int) -> None:
 
 
 async def perform_seek(consumer: Any) -> None:
-    """faust's seek to the committed offsets, and a base for every partition the agents acknowledge:
-    a committed 0 stays 0, and where nothing is committed the base is the earliest offset. Other
-    partitions (table changelogs, faust's own) are left as faust leaves them."""
+    """faust's seek to the committed offsets, and a base for every partition the agents acknowledge
+    (see `_base_offsets`). Other partitions are left as faust leaves them."""
     from faust.types import TP
 
     committed = {TP(tp.topic, tp.partition): offset for tp, offset in (await consumer.seek_to_committed()).items()}
@@ -129,14 +130,10 @@ async def perform_seek(consumer: Any) -> None:
             if offset:
                 consumer._committed_offset[tp] = offset
     committed = {tp: offset for tp, offset in committed.items() if acking(tp.topic)}
-    fresh = [tp for tp, offset in committed.items() if offset is None or offset < 0]
     earliest = {}
-    if fresh:
-        earliest = {TP(tp.topic, tp.partition): offset for tp, offset in (await consumer.earliest_offsets(*fresh)).items()}
+    if committed:
+        earliest = {TP(tp.topic, tp.partition): offset for tp, offset in (await consumer.earliest_offsets(*committed)).items()}
     for tp, base in _base_offsets(committed, earliest).items():
-        # the fetch loop records offsets between the read offset and the next record it gets as a
-        # gap (offsets that do not exist): with base - 1 that includes the base itself
-        consumer._read_offset[tp] = base - 1 if base is not None and base >= 2 else None
         if base is None:
             consumer._committed_offset.pop(tp, None)
         else:
@@ -145,17 +142,23 @@ async def perform_seek(consumer: Any) -> None:
 
 
 async def add_gap(consumer: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-    """faust's gap record, without its off-by-one at the committed offset (which is not yet processed)."""
-    import asyncio
+    """faust records offsets the fetch loop did not see as done; on the hub's topics no offset is done
+    unless its record was processed (the loop no longer calls this for them: see _ReadOffsets)."""
+    return None
 
-    committed = consumer._committed_offset[tp]
-    gap_for_tp = consumer._gap[tp]
-    if committed is not None:
-        offset_from = max(offset_from, committed)
-    if offset_from <= offset_to:
-        gap_for_tp.addi(offset_from, offset_to + 1)
-        await asyncio.sleep(0)
-        gap_for_tp.merge_overlaps()
+
+class _ReadOffsets(dict):
+    """faust's per-partition read offsets, except that the fetch loop reads None for the topics agents
+    acknowledge: it then neither drops a record as a duplicate nor records a gap for them."""
+
+    def __init__(self, acking) -> None:
+        super().__init__()
+        self._acking = acking
+
+    def __getitem__(self, tp):
+        if self._acking(tp.topic):
+            return None
+        return self.get(tp)
 
 
 def apply() -> None:
@@ -183,6 +186,7 @@ def apply() -> None:
     def __init__(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         self._hub_missing = {}  # tp -> [base, since (monotonic), reported]
+        self._read_offset = _ReadOffsets(lambda topic: self.app.topics.acks_enabled_for(topic))
 
     Consumer.__init__ = __init__
 
@@ -198,11 +202,9 @@ def apply() -> None:
             await self.recovery.start()
 
     TableManager.on_start = on_start
-    import os
-    skip = os.environ.get("HUB_BISECT", "")
-    if "n" not in skip: Consumer._new_offset = safe_new_offset
-    if "p" not in skip: Consumer.perform_seek = perform_seek
-    if "g" not in skip: Consumer._add_gap = add_gap
+    Consumer._new_offset = safe_new_offset
+    Consumer.perform_seek = perform_seek
+    Consumer._add_gap = add_gap
 
 
 apply()

@@ -64,21 +64,26 @@ def test_a_record_acknowledged_twice_does_not_stop_the_run(consumer):
     assert list(consumer._acked[TOPIC]) == [17]
 
 
-def test_offsets_that_do_not_exist_count_as_done(consumer):
-    # the fetch loop records offsets it never got (compaction, transaction markers) as a gap
-    consumer._committed_offset[TOPIC] = 20
-    consumer._gap[TOPIC].addi(20, 23)  # 20, 21, 22 do not exist
-    acked(consumer, 23, 24)
-    assert consumer._new_offset(TOPIC) == 25
-
-
-def test_the_gap_recorded_after_a_seek_includes_the_base(consumer):
+def test_the_fetch_loop_neither_drops_nor_skips_records_of_acknowledged_topics(consumer, monkeypatch):
+    """After a rebalance, records fetched before faust's seek back to the committed offset bumped the
+    fetch loop's read offset: it then counted the offsets in between as a gap (done) and dropped the
+    re-fetched records as duplicates, while streams skipped the stale ones: never processed, yet
+    committed. For the topics agents acknowledge the loop reads no read offset now (so it does neither),
+    and no gap is recorded; changelogs keep faust's behaviour."""
     import asyncio
 
-    consumer._committed_offset[TOPIC] = 30
-    asyncio.run(faust_consumer.add_gap(consumer, TOPIC, 29, 31))  # faust's own starts at committed + 1
-    acked(consumer, 32)
-    assert consumer._new_offset(TOPIC) == 33
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: topic == TOPIC.topic)
+    changelog = TP("hub-newcomer-state-changelog", 0)
+    consumer._read_offset[TOPIC] = 3698
+    consumer._read_offset[changelog] = 17
+    get = consumer._read_offset.__getitem__  # what the fetch loop binds
+    assert get(TOPIC) is None
+    assert get(changelog) == 17
+    asyncio.run(consumer._add_gap(TOPIC, 3695, 3698))
+    assert not consumer._gap[TOPIC]
+    consumer._committed_offset[TOPIC] = 3695
+    acked(consumer, 3698, 3699)
+    assert consumer._new_offset(TOPIC) is None  # 3695..3697 were never processed: no commit past them
 
 
 def test_a_dropped_offset_is_reported_once_and_not_committed(consumer, monkeypatch, caplog):
@@ -112,7 +117,8 @@ def test_an_offset_in_processing_is_not_reported(consumer, monkeypatch, caplog):
 def test_the_base_of_a_partition():
     a, b, c, d = (TP("t", i) for i in range(4))
     committed = {a: 7, b: 0, c: None, d: -1}
-    assert faust_consumer._base_offsets(committed, {c: 3, d: 0}) == {a: 7, b: 0, c: 3, d: 0}
+    assert faust_consumer._base_offsets(committed, {a: 0, b: 0, c: 3, d: 0}) == {a: 7, b: 0, c: 3, d: 0}
+    assert faust_consumer._base_offsets({a: 7}, {a: 12}) == {a: 12}  # retention removed 7..11
     assert faust_consumer._base_offsets({c: None}, {}) == {c: None}
 
 
