@@ -1,6 +1,5 @@
 """The demo at log level DEBUG: no identity code in any output line (by pattern and by the exact values fed in)."""
 
-import json
 import os
 import re
 import subprocess
