@@ -166,6 +166,11 @@ class HubApp:
             key_serializer="raw",
             value_serializer="raw",
             table_cleanup_interval=60.0,
+            # The check guards a persistent local store (RocksDB) against a changelog topic that was
+            # recreated. The hub's store is in memory: its persisted offset is this process's own last
+            # acknowledged changelog write, and in a rebalance the broker's high watermark was seen one
+            # behind it (4974 > 4973 in a crash soak), which crashed the worker (ConsistencyError).
+            recovery_consistency_check=False,
         )
         self.app.hub_fetch_max_wait_ms = settings.fetch_max_wait_ms  # hub.adapters.faust_consumer
         self.app.hub_tables_declared_first = True  # every table is declared before the app starts: no 1 s pause (hub.adapters.faust_consumer)

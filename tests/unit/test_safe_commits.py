@@ -153,3 +153,12 @@ def test_the_table_manager_starts_recovery_without_faust_fixed_pause(monkeypatch
     calls.clear()
     asyncio.run(manager.on_start())
     assert calls[0] == ("sleep", 1.0)
+
+
+def test_no_recovery_consistency_check_with_the_in_memory_store():
+    """faust's check that a table's persisted offset is not above the changelog's high watermark is
+    for persistent stores; with the in-memory store it only raced the broker (a crash soak saw
+    4974 > 4973 in a rebalance, and the worker crashed). A persistent store must bring it back."""
+    hub = HubApp(Settings(app_id="recovery-check"), "kafka://127.0.0.1:1")
+    assert str(hub.app.conf.store).startswith("memory:")
+    assert hub.app.conf.recovery_consistency_check is False
