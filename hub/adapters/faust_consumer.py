@@ -179,8 +179,6 @@ def apply() -> None:
     _create_worker_consumer._hub_patched = True
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
 
-    Consumer._hub_missing = None
-
     original_init = Consumer.__init__
 
     def __init__(self, *args, **kwargs):

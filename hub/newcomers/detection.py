@@ -111,9 +111,8 @@ class PersonState:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(PersonState))
-# field -> its default in the JSON form: encode_state leaves these out, from_json puts them back
-_DEFAULTS = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default) for f in fields(PersonState) if f.default is not MISSING}
-_DEFAULT_VALUES = {f.name: f.default for f in fields(PersonState) if f.default is not MISSING}  # as the dataclass holds them
+# field -> its default: encode_state leaves these out, the dataclass puts them back when read
+_DEFAULT_VALUES = {f.name: f.default for f in fields(PersonState) if f.default is not MISSING}
 
 
 @dataclass(frozen=True)
@@ -284,14 +283,6 @@ def encode_state(state: PersonState) -> str:
             v = v.isoformat()
         out[name] = v
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
-
-
-def _is_default(name: str, value) -> bool:
-    """Whether a field's JSON value is its default (the reference `encode_state` is checked against)."""
-    if name not in _DEFAULTS:
-        return False
-    default = _DEFAULTS[name]
-    return type(value) is type(default) and value == default
 
 
 def decode_state(value: str | dict | None) -> PersonState | None:
