@@ -40,6 +40,12 @@ webhook_deliveries = Counter(
     "hub_webhook_deliveries_total", "Webhook delivery attempts, by recipient authority and outcome (delivered, failed, parked)", ["recipient", "outcome"], registry=REGISTRY
 )
 webhook_queue = Gauge("hub_webhook_deliveries_queued", "Webhook deliveries waiting (pending) or parked, by recipient authority", ["recipient", "state"], registry=REGISTRY)
+consumer_rereads = Counter(
+    "hub_consumer_rereads_total",
+    "Times a partition was read again from its last commit because a fetched record was never processed, by topic",
+    ["topic"],
+    registry=REGISTRY,
+)
 consumer_lag = Gauge("hub_consumer_lag_messages", "Messages behind the end of the topic, by topic", ["topic"], registry=REGISTRY)
 
 

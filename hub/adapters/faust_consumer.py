@@ -27,9 +27,14 @@ offset is 0 or unknown. Here, for the topics agents acknowledge:
   the committed one;
 - a commit never passes an offset not acknowledged in this process, counting from the base
   (acknowledgements are de-duplicated);
+- after every rebalance each of these partitions is read again from its base. faust asks aiokafka
+  to seek to the committed offsets, and aiokafka does not seek a partition with nothing (or 0)
+  committed: records fetched before the rebalance and skipped by the stream (older generation) were
+  then never read again. Seen once in the short crash soak (offset 2 of a fresh group);
 - an offset that stays unacknowledged while later ones are, with no record at that offset in
-  processing, is logged after DROPPED_AFTER seconds, and holds the partition's commits (it is
-  processed after the next restart or rebalance) instead of being skipped.
+  processing, holds the partition's commits; after DROPPED_AFTER seconds it is logged, counted
+  (`hub_consumer_rereads_total`) and the partition is read again from its base in this process
+  (the records after it are processed again and deduplicated by event id).
 
 Table changelogs and faust's own topics keep faust's behaviour (a changelog replayed out of order
 would restore an older value).
@@ -44,9 +49,12 @@ pause: the worker consumes about a second sooner (bench/RESULTS.md).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
+
+from hub import metrics
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +108,9 @@ def safe_new_offset(consumer: Any, tp: Any) -> int | None:
 
 def _note_missing(consumer: Any, tp: Any, base: int, first_acked: int) -> None:
     """Offsets [base, first_acked) are not acknowledged while later ones are: in processing, or
-    dropped by faust. Report a drop once it has lasted DROPPED_AFTER seconds with none in processing."""
+    dropped by faust. Once a drop has lasted DROPPED_AFTER seconds with none in processing, report it
+    (a warning the first time) and read the partition again from its base; again every DROPPED_AFTER
+    seconds while it lasts."""
     in_flight = any(m.tp == tp and base <= m.offset < first_acked and not m.acked for m in list(consumer._unacked_messages))
     missing = consumer._hub_missing
     if in_flight:
@@ -109,17 +119,41 @@ def _note_missing(consumer: Any, tp: Any, base: int, first_acked: int) -> None:
     since = missing.setdefault(tp, [base, time.monotonic(), False])
     if since[0] != base:
         missing[tp] = since = [base, time.monotonic(), False]
-    if not since[2] and time.monotonic() - since[1] >= DROPPED_AFTER:
-        since[2] = True
-        log.warning(
-            "%s[%s]: offsets %s..%s were fetched but never processed (faust dropped them around a rebalance) while later ones were; "
-            "this partition's offsets are not committed past them, so they are processed after the next restart or rebalance",
-            tp.topic, tp.partition, base, first_acked - 1)
+    if time.monotonic() - since[1] < DROPPED_AFTER:
+        return
+    since[1] = time.monotonic()
+    (log.info if since[2] else log.warning)(
+        "%s[%s]: offsets %s..%s were fetched but never processed (faust dropped them around a rebalance) while later ones were; "
+        "nothing is committed past them: reading the partition again from offset %s",
+        tp.topic, tp.partition, base, first_acked - 1, base)
+    since[2] = True
+    metrics.consumer_rereads.labels(tp.topic).inc()
+    _read_again(consumer, tp, base)
+
+
+def _read_again(consumer: Any, tp: Any, offset: int) -> None:
+    """Seek `tp` back to `offset` (in the background: called from faust's synchronous commit step)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop: not inside a running worker
+        return
+    task = loop.create_task(consumer.seek_wait({tp: offset}))
+    tasks = consumer._hub_seeks
+    tasks.add(task)
+
+    def done(t: asyncio.Task) -> None:
+        tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.warning("%s[%s]: could not seek back to offset %s: %r", tp.topic, tp.partition, offset, t.exception())
+
+    task.add_done_callback(done)
 
 
 async def perform_seek(consumer: Any) -> None:
     """faust's seek to the committed offsets, and a base for every partition the agents acknowledge
-    (see `_base_offsets`). Other partitions are left as faust leaves them."""
+    (see `_base_offsets`), from which that partition is read again: aiokafka's seek to the committed
+    offsets leaves a partition with nothing or 0 committed where its fetches had got to. Other
+    partitions are left as faust leaves them."""
     from faust.types import TP
 
     committed = {TP(tp.topic, tp.partition): offset for tp, offset in (await consumer.seek_to_committed()).items()}
@@ -133,12 +167,17 @@ async def perform_seek(consumer: Any) -> None:
     earliest = {}
     if committed:
         earliest = {TP(tp.topic, tp.partition): offset for tp, offset in (await consumer.earliest_offsets(*committed)).items()}
+    seek = {}
     for tp, base in _base_offsets(committed, earliest).items():
         if base is None:
             consumer._committed_offset.pop(tp, None)
         else:
             consumer._committed_offset[tp] = base
+            if not committed[tp] or committed[tp] != base:  # aiokafka only sought to a committed offset > 0
+                seek[tp] = base
         consumer._hub_missing.pop(tp, None)
+    if seek:
+        await consumer.seek_wait(seek)
 
 
 async def add_gap(consumer: Any, tp: Any, offset_from: int, offset_to: int) -> None:
@@ -184,6 +223,7 @@ def apply() -> None:
     def __init__(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         self._hub_missing = {}  # tp -> [base, since (monotonic), reported]
+        self._hub_seeks = set()  # seeks back to a base, running
         self._read_offset = _ReadOffsets(lambda topic: self.app.topics.acks_enabled_for(topic))
 
     Consumer.__init__ = __init__

@@ -100,6 +100,84 @@ def test_a_dropped_offset_is_reported_once_and_not_committed(consumer, monkeypat
     assert len(reports) == 1 and "40..40" in reports[0].getMessage()
 
 
+def test_a_dropped_offset_is_read_again_in_this_process(consumer, monkeypatch, caplog):
+    """A record faust dropped must not wait for the next restart (the short crash soak once ended
+    with no restart after the drop, and a referral was never made): the partition is read again
+    from its base, counted in hub_consumer_rereads_total, again while the drop lasts."""
+    import asyncio
+
+    from hub import metrics
+
+    consumer._committed_offset[TOPIC] = 2
+    acked(consumer, 3, 4)
+    sought = []
+
+    async def seek_wait(partitions):
+        sought.append(dict(partitions))
+
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    clock = [1000.0]
+    monkeypatch.setattr(faust_consumer.time, "monotonic", lambda: clock[0])
+    counter = metrics.consumer_rereads.labels(TOPIC.topic)
+    before = counter._value.get()
+
+    async def commits():
+        assert consumer._new_offset(TOPIC) is None
+        await asyncio.sleep(0)
+        assert sought == []  # not yet: it may still be on its way to the stream
+        clock[0] += faust_consumer.DROPPED_AFTER + 1
+        assert consumer._new_offset(TOPIC) is None
+        await asyncio.sleep(0)
+        assert sought == [{TOPIC: 2}]
+        assert consumer._new_offset(TOPIC) is None
+        await asyncio.sleep(0)
+        assert len(sought) == 1  # one seek per DROPPED_AFTER
+        clock[0] += faust_consumer.DROPPED_AFTER + 1
+        consumer._new_offset(TOPIC)
+        await asyncio.sleep(0)
+        assert sought == [{TOPIC: 2}, {TOPIC: 2}]
+        acked(consumer, 2)  # the record read again is processed
+        assert consumer._new_offset(TOPIC) == 5
+        await asyncio.sleep(0)
+        assert not consumer._hub_seeks  # finished seeks are not kept
+
+    with caplog.at_level(logging.INFO, logger=faust_consumer.__name__):
+        asyncio.run(commits())
+    assert counter._value.get() == before + 2
+    assert [r.levelno for r in caplog.records if "never processed" in r.getMessage()] == [logging.WARNING, logging.INFO]
+
+
+def test_after_a_rebalance_every_acknowledged_partition_is_read_again_from_its_base(consumer, monkeypatch):
+    """aiokafka's seek to the committed offsets leaves a partition with nothing or 0 committed where
+    its fetches had got to; records fetched before a rebalance and skipped by the stream (older
+    generation) were then never read again (a fresh group lost offset 2 of the newcomers topic in the
+    short crash soak). The hub seeks those partitions to their base itself."""
+    import asyncio
+
+    fresh, zero, trimmed, resumed = (TP("hub.newcomers.v1", i) for i in range(4))
+    changelog = TP("hub-newcomer-state-changelog", 0)
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda topic: topic == "hub.newcomers.v1")
+    sought = []
+
+    async def seek_to_committed():
+        return {fresh: None, zero: 0, trimmed: 5, resumed: 9, changelog: None}
+
+    async def earliest_offsets(*tps):
+        assert changelog not in tps
+        return {fresh: 0, zero: 0, trimmed: 8, resumed: 0}
+
+    async def seek_wait(partitions):
+        sought.append(dict(partitions))
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+    monkeypatch.setattr(consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(consumer, "seek_wait", seek_wait)
+    asyncio.run(consumer.perform_seek())
+    assert sought == [{fresh: 0, zero: 0, trimmed: 8}]  # `resumed`: aiokafka has sought to 9 itself
+    assert {tp: consumer._committed_offset[tp] for tp in (fresh, zero, trimmed, resumed)} == {fresh: 0, zero: 0, trimmed: 8, resumed: 9}
+    assert changelog not in consumer._committed_offset
+
+
 def test_an_offset_in_processing_is_not_reported(consumer, monkeypatch, caplog):
     consumer._committed_offset[TOPIC] = 50
     acked(consumer, 51)
