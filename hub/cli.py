@@ -79,13 +79,6 @@ def worker() -> None:
         except MetricsPortUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         hub.ensure_topics()
-        from hub.streams import topics
-        from hub.streams.app import TopicLayoutError
-
-        try:  # the detection table and its source topic are co-partitioned: a mismatch would dead-letter every change
-            hub.check_partitions((topics.POPULATION_CHANGES, pipeline.newcomers.table.changelog_topic.get_topic_name()))
-        except TopicLayoutError as exc:
-            raise click.ClickException(str(exc)) from None
         faust.Worker(hub.app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
 
 

@@ -91,6 +91,16 @@ def database_url(pg_admin_url):
         yield url
 
 
+@pytest.fixture
+def own_database_url(pg_admin_url):
+    """A PostgreSQL database of this test's own (exact counts, nothing left by other tests), migrated
+    by the test itself; dropped afterwards."""
+    if os.environ.get("HUB_TEST_DATABASE_URL"):
+        pytest.skip("needs a database of its own (exact counts); HUB_TEST_DATABASE_URL is shared")
+    with throwaway_database(pg_admin_url, "hub_own") as url:
+        yield url
+
+
 @contextlib.contextmanager
 def throwaway_database(pg_admin_url: str, prefix: str):
     """A new PostgreSQL database named `<prefix>_<random>`, dropped (WITH FORCE) afterwards."""

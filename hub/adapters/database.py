@@ -7,6 +7,9 @@ ledger, DVV cursor); the schema is created and changed only by the Alembic migra
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -14,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -73,3 +77,18 @@ def current_revisions(url: str) -> set[str]:
             return set(MigrationContext.configure(conn).get_current_heads())
     finally:
         engine.dispose()
+
+
+async def with_database_retry(apply, what: str):
+    """Run `apply()` (one transaction; a coroutine function's result is awaited); while the database is
+    unreachable, wait and retry, in order, backing off to 30 s. An unreachable database is not bad
+    input: nothing is dead-lettered and the partition waits."""
+    delay = 0.5
+    while True:
+        try:
+            result = apply()
+            return await result if inspect.isawaitable(result) else result
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            log.warning("database unavailable while %s (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)

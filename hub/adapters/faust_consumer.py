@@ -40,9 +40,10 @@ Table changelogs and faust's own topics keep faust's behaviour (a changelog repl
 would restore an older value).
 
 **Start.** faust's table manager sleeps a fixed second before it starts table recovery (so that
-tables declared after the app started are included). The hub declares its tables before the app
-starts (`hub.streams.pipeline.build`), so an app with `hub_tables_declared_first` set skips the
-pause: the worker consumes about a second sooner (bench/RESULTS.md).
+tables declared after the app started are included). The hub declares none after the app starts
+(none at all since detection's states moved to the database), so an app with
+`hub_tables_declared_first` set skips the pause: the worker consumes about a second sooner
+(bench/RESULTS.md).
 
 `apply()` patches the classes once, on import.
 """

@@ -26,10 +26,10 @@ def ensure_topics(
 
     `security`: kafka-python TLS/SASL options (hub.adapters.kafka_security.kafka_client_options).
     """
-    from hub.deploy.topics import CHANGELOG, EVENT_LOG, TopicSpec
+    from hub.deploy.topics import EVENT_LOG, INTERNAL, TopicSpec
 
     specs = [
-        TopicSpec(n, partitions, replication, CHANGELOG if n in compacted else EVENT_LOG, {"cleanup.policy": "compact"} if n in compacted else {})
+        TopicSpec(n, partitions, replication, INTERNAL if n in compacted else EVENT_LOG, {"cleanup.policy": "compact"} if n in compacted else {})
         for n in names
     ]
     return create_topic_specs(url, specs, **security)

@@ -19,7 +19,7 @@ def _app_id(app_id: str | None) -> str:
               help="list: name, partitions, configs (tab-separated); json; kafka-topics-sh: idempotent create commands; "
                    "strimzi: KafkaTopic resources (YAML).")
 @click.option("--partitions", type=click.IntRange(min=1), default=None,
-              help="Partitions of the person-keyed topics and the faust changelogs [default: HUB_TOPIC_PARTITIONS].")
+              help="Partitions of the person-keyed topics [default: HUB_TOPIC_PARTITIONS].")
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Replication factor (3 on a production cluster).")
 @click.option("--app-id", default=None, help="faust app id, the prefix of its internal topics [default: HUB_APP_ID].")
 @click.option("--create", is_flag=True,
@@ -27,9 +27,10 @@ def _app_id(app_id: str | None) -> str:
 def topics(fmt: str, partitions: int | None, replicas: int, app_id: str | None, create: bool) -> None:
     """Print every Kafka topic of the hub with its partitions and configs.
 
-    The fixed event topics (retention), the faust table changelogs (compaction), the dead letters
-    (longer retention) and one referral and one plan-request topic per recipient authority of the
-    2025 reference data (`hub.referrals.<kind>.<code>.v1`, `hub.plan-requests.<kind>.<code>.v1`).
+    The fixed event topics (retention), the dead letters (longer retention), faust's leader topic
+    (compaction) and one referral, one plan-request and one notice topic per recipient authority of
+    the 2025 reference data (`hub.referrals.<kind>.<code>.v1`, `hub.plan-requests.<kind>.<code>.v1`,
+    `hub.notices.<kind>.<code>.v1`).
     """
     from hub.cli import _settings
     from hub.deploy import render

@@ -2,9 +2,9 @@
 authority reference data: the one list the compose init step, `hub topics` and the Strimzi
 KafkaTopic resources are made from.
 
-Partitions: topics keyed by person get `partitions` (HUB_TOPIC_PARTITIONS), and the changelog of
-the faust table that reads population changes gets the same number (faust tables must be
-co-partitioned with their source). A per-recipient topic has one partition: a recipient sees a few
+Partitions: topics keyed by person get `partitions` (HUB_TOPIC_PARTITIONS); the hub declares no
+faust table (newcomer detection keeps its state in the database), so there is no changelog to
+co-partition. A per-recipient topic has one partition: a recipient sees a few
 referrals a day, in `sequence` order, and 3 x ~370 recipients (referrals, plan requests, notices)
 stays a modest partition count.
 """
@@ -19,10 +19,8 @@ from hub.streams import topics as names
 DAY_MS = 24 * 60 * 60 * 1000
 EVENT_LOG_RETENTION_DAYS = 30  # long enough to replay a month and outlast a recipient's outage
 DEAD_LETTER_RETENTION_DAYS = 90  # operators investigate and replay; longer than any event log
-NEWCOMER_STATE_TABLE = "newcomer-state"  # hub.streams.newcomer_agents declares this faust table
 
 EVENT_LOG = "event log"
-CHANGELOG = "changelog"
 DEAD_LETTER = "dead letters"
 INTERNAL = "faust internal"
 
@@ -32,7 +30,7 @@ class TopicSpec:
     name: str
     partitions: int
     replicas: int
-    kind: str  # EVENT_LOG, CHANGELOG, DEAD_LETTER or INTERNAL
+    kind: str  # EVENT_LOG, DEAD_LETTER or INTERNAL
     configs: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     recipient: str | None = None  # the authority id of a per-recipient topic
 
@@ -52,18 +50,13 @@ def recipients(reference: Reference) -> list[str]:
     return sorted(found)
 
 
-def changelog_topic(app_id: str, table: str) -> str:
-    """faust's name for a table's changelog topic."""
-    return f"{app_id}-{table}-changelog"
-
-
 def leader_topic(app_id: str) -> str:
     """faust's leader-assignor topic (one partition)."""
     return f"{app_id}-__assignor-__leader"
 
 
 def _configs(kind: str, replicas: int) -> dict[str, str]:
-    if kind == CHANGELOG or kind == INTERNAL:
+    if kind == INTERNAL:
         configs = {"cleanup.policy": "compact"}
     else:
         days = DEAD_LETTER_RETENTION_DAYS if kind == DEAD_LETTER else EVENT_LOG_RETENTION_DAYS
@@ -82,10 +75,7 @@ def hub_topics(reference: Reference, *, app_id: str = "integration-hub", partiti
         return TopicSpec(name, count, replicas, kind, _configs(kind, replicas), recipient)
 
     fixed = [spec(name, DEAD_LETTER if name == names.DEAD_LETTERS else EVENT_LOG, partitions) for name in names.FIXED_TOPICS]
-    internal = [
-        spec(changelog_topic(app_id, NEWCOMER_STATE_TABLE), CHANGELOG, partitions),
-        spec(leader_topic(app_id), INTERNAL, 1),
-    ]
+    internal = [spec(leader_topic(app_id), INTERNAL, 1)]
     per_recipient = []
     for authority in recipients(reference):
         per_recipient += [spec(name, EVENT_LOG, 1, authority) for name in names.recipient_topics(authority)]

@@ -251,13 +251,21 @@ class Step:
     found: list[NewcomerEvent]
 
 
-def step(record: dict, lookup: Callable[[str], str | dict | None], secret: str, window_days: int = DEFAULT_WINDOW_DAYS) -> Step:
+def person_keys(record: dict, secret: str) -> tuple[str, str | None]:
+    """The keys of the states a PopulationChange record reads: the person's, and the previous
+    identity code's on a correction (else None)."""
+    previous = record.get("previous_person_id")
+    return hetu.person_key(record["person_id"], secret), (hetu.person_key(previous, secret) if previous else None)
+
+
+def step(record: dict, lookup: Callable[[str], str | dict | None], secret: str, window_days: int = DEFAULT_WINDOW_DAYS,
+         keys: tuple[str, str | None] | None = None) -> Step:
     """One validated PopulationChange record against the states `lookup(person key)` returns: the
-    glue around `detect` that the detection agent and the soak test's oracle share."""
+    glue around `detect` that the detection agent and the soak test's oracle share. `keys`: the
+    record's `person_keys`, when the caller has them already."""
     change = Change.from_record(record)
-    key = hetu.person_key(change.person_id, secret)
+    key, old_key = keys or person_keys(record, secret)
     state = decode_state(lookup(key))
-    old_key = hetu.person_key(change.previous_person_id, secret) if change.previous_person_id else None
     if old_key:  # identity-code correction: follow the person to the new code
         state = merge_identity(decode_state(lookup(old_key)), state, change.person_id)
     state, found = detect(state, change, window_days)
@@ -265,10 +273,9 @@ def step(record: dict, lookup: Callable[[str], str | dict | None], secret: str, 
 
 
 def encode_state(state: PersonState) -> str:
-    """The stored form of a person's state: compact JSON without the fields at their defaults. A
-    table of the whole population keeps 5.6M of these in memory: a str of ~150 bytes instead of a
-    dict of 15 entries (about a third of the memory; bench/snapshot.py). Field order and values are
-    those of `state.to_json()` minus its defaults, built without the intermediate dict."""
+    """The stored form of a person's state (a row of `person_states`): compact JSON without the fields
+    at their defaults, ~150 bytes instead of a dict of 15 entries. Field order and values are those of
+    `state.to_json()` minus its defaults, built without the intermediate dict."""
     d = state.__dict__
     out = {}
     for name in _STATE_FIELDS:

@@ -110,10 +110,6 @@ def dead_letter_record(
     return record
 
 
-class TopicLayoutError(RuntimeError):
-    """A topic exists with a partition count the worker cannot run with; the message names it."""
-
-
 class _App(faust.App):
     """faust.App whose streams first run the hub's publisher check (when one is set)."""
 
@@ -173,7 +169,9 @@ class HubApp:
             recovery_consistency_check=False,
         )
         self.app.hub_fetch_max_wait_ms = settings.fetch_max_wait_ms  # hub.adapters.faust_consumer
-        self.app.hub_tables_declared_first = True  # every table is declared before the app starts: no 1 s pause (hub.adapters.faust_consumer)
+        # no table is declared after the app starts (the hub declares none: detection's states are in the
+        # database): no 1 s pause before table recovery (hub.adapters.faust_consumer)
+        self.app.hub_tables_declared_first = True
         if self.publishers is not None:
             self.app.publisher_check = self._check_publisher
         self._topics: dict[str, faust.TopicT] = {}
@@ -206,21 +204,6 @@ class HubApp:
         except Exception as exc:  # noqa: BLE001 - not allowed or not reachable: the produce says more
             log.warning("could not make sure topic %s exists (%s); sending anyway", topic, type(exc).__name__)
         self._existing.add(topic)
-
-    def check_partitions(self, names: tuple[str, ...]) -> None:
-        """Refuse a topic layout the tables cannot work with: a table's source topic and its changelog
-        must have HUB_TOPIC_PARTITIONS partitions (faust co-partitions them). Raises TopicLayoutError."""
-        from hub.adapters.kafka_admin import partition_counts
-
-        want = self.settings.topic_partitions
-        counts = partition_counts(self.kafka_url, list(names), **kafka_client_options(self.settings))
-        wrong = {name: n for name, n in counts.items() if n != want}
-        if wrong:
-            listed = ", ".join(f"{name} has {n}" for name, n in sorted(wrong.items()))
-            raise TopicLayoutError(
-                f"{listed} partition(s), but HUB_TOPIC_PARTITIONS is {want}: a table and its source topic must have the same "
-                "partitions. Set HUB_TOPIC_PARTITIONS to match, or recreate the topic (a producer's auto-creation may have made it)"
-            )
 
     def topic(self, name: str) -> faust.TopicT:
         """The faust topic for a name (declared once, cached)."""

@@ -5,7 +5,6 @@ hub.consent.model, the transactions in hub.consent.service.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import traceback
@@ -16,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from hub import metrics
-from hub.adapters.database import create_engine, session_factory
+from hub.adapters.database import create_engine, session_factory, with_database_retry
 from hub.consent import legal_bases as legal_basis_file
 from hub.consent import records
 from hub.consent.model import InvalidConsent, LegalBasis
@@ -36,19 +35,6 @@ class ConsentWiring:
 
     registry: ConsentRegistry
     relay: OutboxRelay
-
-
-async def _with_database_retry(apply, what: str):
-    """Run `apply` (one transaction); while the database is unreachable, wait and retry, in order.
-    An unreachable database is not bad input: nothing is dead-lettered and the partition waits."""
-    delay = 0.5
-    while True:
-        try:
-            return apply()
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            log.warning("consent: database unavailable while applying a %s (%s); retrying in %.1f s", what, type(exc).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 def register(
@@ -105,7 +91,7 @@ def register(
                 if item is None:
                     continue
                 try:
-                    result = await _with_database_retry(lambda: handle(item, event), schema)
+                    result = await with_database_retry(lambda: handle(item, event), f"consent: applying a {schema}")
                 except Exception as exc:  # noqa: BLE001 - a record this code cannot apply must not stop the agent
                     # the traceback may quote SQL parameters: scrub identity codes before logging it
                     log.error("consent: applying a %s failed; dead-lettered: %s", schema, hetu.scrub(traceback.format_exc()))

@@ -1,4 +1,4 @@
-"""Newcomer detection agent: population changes in, newcomers out, one state row per person."""
+"""Newcomer detection agent: population changes in, newcomers out, one state row per person (in the hub database)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import logging
 import time
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hub import metrics
+from hub.adapters.database import create_engine, with_database_retry
+from hub.adapters.person_states import PersonStates, SqlPersonStates
 from hub.domain import population_change
-from hub.newcomers.detection import newcomer_record, step
+from hub.newcomers.detection import newcomer_record, person_keys, step
 from hub.streams import topics
-from hub.streams.app import HubApp, current_event, utcnow
+from hub.streams.app import HubApp, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,7 @@ log = logging.getLogger(__name__)
 class NewcomerObserved:
     """What detection did in this process (demo summary, tests)."""
 
-    table: object = None
+    states: object = None  # the PersonStates detection reads and writes
     consumed: int = 0
     newcomers: Counter = field(default_factory=Counter)  # municipality code -> arrived
     moved: int = 0
@@ -31,40 +34,59 @@ class NewcomerObserved:
 
 @dataclass
 class _Batch:
+    stored: dict = field(default_factory=dict)  # person key -> state JSON, as stored before this batch
     states: dict = field(default_factory=dict)  # person key -> state JSON (None: removed) written by this batch so far
     steps: list = field(default_factory=list)  # (event, Step, monotonic start), in offset order
     sends: list = field(default_factory=list)  # (index of the step, person key, send future)
 
 
-def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 200, batch_within: float = 0.05) -> NewcomerObserved:
-    """Declare the detection agent and its changelog-backed state table. Changes are taken in
-    batches of up to `batch_size` events, within `batch_within` seconds of the first."""
+def register(hub: HubApp, window_days: int | None = None, *, states: PersonStates | None = None, database_url: str | None = None,
+             batch_size: int = 200, batch_within: float = 0.05) -> NewcomerObserved:
+    """Declare the detection agent. The persons' states live in `states` (by default the hub
+    database, `hub.adapters.person_states`; its table must exist: `hub db upgrade`). Changes are
+    taken in batches of up to `batch_size` events, within `batch_within` seconds of the first."""
     from hub.newcomers.detection import DEFAULT_WINDOW_DAYS
 
     window = window_days or DEFAULT_WINDOW_DAYS
     secret = hub.settings.person_key_secret
     skew = hub.settings.clock_skew_delta
-    seen = NewcomerObserved()
-    people = hub.app.Table("newcomer-state", default=None, key_type=str,
-                           partitions=hub.settings.topic_partitions)
+    if states is None:
+        states = SqlPersonStates(create_engine(database_url or hub.settings.resolved_database_url()))
+    seen = NewcomerObserved(states=states)
+    # the states are synchronous SQL: one worker thread, one call at a time, off the event loop; while
+    # the database is unreachable the batch waits and retries (nothing is dead-lettered for it)
+    db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="person-states")
+
+    async def in_db(what: str, fn, *args):
+        return await with_database_retry(lambda: asyncio.get_running_loop().run_in_executor(db, fn, *args), f"newcomer detection: {what}")
 
     @hub.app.agent(hub.topic(topics.POPULATION_CHANGES), name="newcomer-detection")
     async def detect_newcomers(stream):
-        # a batch at a time: its newcomers are sent together and acknowledged once, then the
-        # persons' states are written; the events are acknowledged (offsets committable) after that
+        # a batch at a time: its persons' states are read in one query, its newcomers sent together
+        # and acknowledged once, then the states written in one transaction; the events are
+        # acknowledged (offsets committable) after that
         async for events in stream.take_events(batch_size, within=batch_within):
             await detect_batch(events)
 
     async def detect_batch(events) -> None:
         batch = _Batch()
+        checked = []  # (event, record, person keys, monotonic start) of the records that passed the checks
         for event in events:
-            await hub.handle_safely(event, lambda e: handle(e, batch), "newcomer detection")
+            ok = await hub.handle_safely(event, check, "newcomer detection")
+            if ok is not None:
+                checked.append(ok)
             seen.consumed += 1
+        wanted = {k for _, _, keys, _ in checked for k in keys if k}
+        batch.stored = await in_db("reading the persons' states", states.get_many, wanted) if wanted else {}
+        for event, record, keys, started in checked:
+            await hub.handle_safely(event, lambda e: handle(e, record, keys, started, batch), "newcomer detection")
         results = await asyncio.gather(*(sent for _, _, sent in batch.sends), return_exceptions=True)
         failed: dict[str, int] = {}  # person key -> the first step whose newcomer was not acknowledged
         for (index, key, _), result in zip(batch.sends, results):
             if isinstance(result, BaseException) and key not in failed:
                 failed[key] = index
+        changes: dict[str, str | None] = {}
+        written = []
         for index, (event, done, started) in enumerate(batch.steps):
             if any(k in failed and index >= failed[k] for k in (done.key, done.old_key)):
                 # as one at a time: a change whose newcomer was not acknowledged is dead-lettered
@@ -72,10 +94,12 @@ def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 2
                 # of this batch, which were detected against that unwritten state
                 await _unacknowledged(event)
                 continue
-            with current_event(event):  # the changelog record goes to this event's partition
-                people[done.key] = done.state
-                if done.old_key is not None and people.get(done.old_key) is not None:
-                    del people[done.old_key]
+            changes[done.key] = done.state
+            if done.old_key is not None and done.old_key != done.key:
+                changes[done.old_key] = None
+            written.append((done, started))
+        await in_db("writing the persons' states", states.write, changes)  # before the batch's events are acknowledged
+        for done, started in written:
             for ev in done.found:
                 if ev.change == "arrived":
                     metrics.newcomers.labels(ev.state.municipality_code or "unknown").inc()
@@ -97,15 +121,16 @@ def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 2
         seen.dead_letters += 1
 
     def get(batch: "_Batch", key: str):
-        """The person's state as of this point of the batch: its own writes first, then the table."""
-        return batch.states[key] if key in batch.states else people.get(key)
+        """The person's state as of this point of the batch: its own writes first, then the store."""
+        return batch.states[key] if key in batch.states else batch.stored.get(key)
 
-    async def handle(event, batch: "_Batch") -> None:
+    async def check(event):
+        """Decode and validate one record; None when it went to dead letters."""
         started = time.monotonic()
         decoded = await hub.decode_or_dead_letter(event, "PopulationChange")
         if decoded is None:
             _count_dead_letter()
-            return
+            return None
         record = decoded.record
         # the same checks as `hub ingest dvv`: a municipal system may publish here directly
         problems = population_change.validate(record, now=utcnow(), skew=skew)
@@ -113,17 +138,19 @@ def register(hub: HubApp, window_days: int | None = None, *, batch_size: int = 2
             detail = "; ".join(dict.fromkeys(p.message for p in problems))
             await hub.dead_letter_message(event.message, problems[0].reason, f"PopulationChange {record['event_id']}: {detail}")
             _count_dead_letter()
-            return
-        done = step(record, lambda k: get(batch, k), secret, window)
+            return None
+        return event, record, person_keys(record, secret), started
+
+    async def handle(event, record: dict, keys, started: float, batch: "_Batch") -> None:
+        done = step(record, lambda k: get(batch, k), secret, window, keys=keys)
         for ev in done.found:
             # acknowledged before the state records the change (detect_batch): a crash in between
             # re-detects (same derived event id, removed downstream) instead of losing the newcomer
             sent = await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer_record(ev, done.key, utcnow()), key=done.key)
             batch.sends.append((len(batch.steps), done.key, sent))
-        batch.states[done.key] = done.state
-        if done.old_key:
+        if done.old_key and done.old_key != done.key:
             batch.states[done.old_key] = None
+        batch.states[done.key] = done.state
         batch.steps.append((event, done, started))
 
-    seen.table = people
     return seen

@@ -41,7 +41,7 @@ def test_each_newcomer_exactly_once_despite_a_crash_and_duplicates(fresh_kafka_u
             assert cursor.load() == 5446623600
 
         hub = HubApp(Settings(app_id="dvv-e2e", person_key_secret=SECRET), fresh_kafka_url)
-        seen = newcomer_agents.register(hub)
+        seen = newcomer_agents.register(hub, database_url=url)
         async with running(hub):
             await wait_for(lambda: seen.consumed >= 17, 60, "detection to consume every change, duplicates included")
             await asyncio.sleep(1)

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from hub.config import Settings
+from hub.adapters.person_states import MemoryPersonStates
 from hub.streams import newcomer_agents
 from hub.streams.app import HubApp
 from hub.streams.runner import running
@@ -22,7 +23,7 @@ def test_the_worker_consumer_fetches_with_the_configured_wait(fresh_kafka_url, w
 
     async def scenario():
         hub = HubApp(Settings(app_id=f"fetch-wait-{wait_ms}", fetch_max_wait_ms=wait_ms), fresh_kafka_url)
-        newcomer_agents.register(hub)  # a worker consumer exists only with an agent
+        newcomer_agents.register(hub, states=MemoryPersonStates())  # a worker consumer exists only with an agent
         async with running(hub):
             consumer = hub.app.consumer._thread._consumer
             for _ in range(100):

@@ -1,10 +1,13 @@
-"""Newcomer detection on the real broker: duplicates, bad records, and a restart in the middle."""
+"""Newcomer detection on the real broker and the real PostgreSQL (the persons' states): duplicates,
+bad records, a restart in the middle, states across partitions."""
 
 import asyncio
 import datetime as dt
 
 import pytest
 
+from hub.adapters import database
+from hub.adapters.person_states import SqlPersonStates
 from hub.config import Settings
 from hub.domain import hetu
 from hub.streams import newcomer_agents, topics
@@ -24,7 +27,22 @@ def change(pid, change_type="immigration", muni="091", **kw):
     return rec
 
 
-def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_url):
+@pytest.fixture
+def states_url(own_database_url):
+    """A migrated PostgreSQL database of this test's own: the states the detection agent keeps."""
+    database.upgrade(own_database_url)
+    return own_database_url
+
+
+def stored_states(url: str, keys) -> dict:
+    engine = database.create_engine(url)
+    try:
+        return SqlPersonStates(engine).get_many(keys)
+    finally:
+        engine.dispose()
+
+
+def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_url, states_url):
     people = [hetu.make(dt.date(1980 + i, 1, 1), 900 + i) for i in range(4)]
     first = [change(p) for p in people[:2]]
     moved = change(people[0], "move_in", "049", previous_municipality_code="091")
@@ -33,17 +51,17 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
 
     async def phase(records, expect_consumed):
         hub = HubApp(settings, fresh_kafka_url)
-        newcomer_agents.register(hub)
+        newcomer_agents.register(hub, database_url=states_url)
         async with running(hub):
             for r in records:
                 await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
             await wait_for(lambda: hub.app.monitor.events_total >= expect_consumed, 60, "the agent to consume")
-            await asyncio.sleep(1.5)  # let offsets and changelog flush before the "crash"
+            await asyncio.sleep(1.5)  # let offsets be committed before the "crash"
 
     # first worker: two arrivals, one duplicated, and a garbage record
     async def first_phase():
         hub = HubApp(settings, fresh_kafka_url)
-        newcomer_agents.register(hub)
+        newcomer_agents.register(hub, database_url=states_url)
         async with running(hub):
             for r in first + [first[0]]:
                 await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
@@ -55,12 +73,12 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
             await asyncio.sleep(1.5)
 
     asyncio.run(first_phase())
-    # second worker (same group, state from the changelog): replays of the first, a move, two new
+    # second worker (same group, states from the database): replays of the first, a move, two new
     asyncio.run(phase(first + [moved] + second, 5))
 
     out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=5)))
     # exactly once by event id: a change processed again after a restart or rebalance (at-least-once
-    # delivery; faust may also lose an unflushed changelog write in a rebalance at start) re-sends the
+    # delivery) re-sends the
     # same newcomer under the same derived event id, which routing removes (processed_events)
     arrived = {r["event_id"]: r for r in out if r["change"] == "arrived"}
     assert sorted(r["person_id"] for r in arrived.values()) == sorted(people)
@@ -76,37 +94,48 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
         assert not hetu.PATTERN.search(d["message"])
 
 
-def test_in_a_batch_each_persons_state_goes_to_the_changelog_partition_of_its_change(fresh_kafka_url):
-    """Detection takes changes in batches and writes the states after the batch's newcomers are
-    acknowledged: each state must still go to the changelog partition its change came from (the
-    partition a worker that owns it recovers), not to that of the batch's last change."""
+def test_states_are_in_the_database_and_an_identity_correction_finds_the_old_one_on_another_partition(fresh_kafka_url, states_url):
+    """The persons' states are rows in the database, written once a batch's newcomers are acknowledged:
+    a worker that takes over a partition has nothing to restore, and an identity-code correction
+    finds the old code's state whichever partition it was written from (a faust table only sees the
+    partitions this worker owns). Three partitions, 60 persons, then one person's code corrected."""
     settings = Settings(app_id="newcomer-partitions-it", person_key_secret=SECRET, topic_partitions=3)
     people = [hetu.make(dt.date(1960, 1, 1) + dt.timedelta(days=97 * i), 900 + i % 100) for i in range(60)]
+    keys = [hetu.person_key(p, SECRET) for p in people]
+    old = people[0]
+    new = next(p for p in (hetu.make(dt.date(1960, 1, 1), n) for n in range(800, 900))
+               if int(hetu.person_key(p, SECRET)[-4:], 16) % 3 != int(keys[0][-4:], 16) % 3)
+    new_key = hetu.person_key(new, SECRET)
+    correction = change(new, "move_in", "049", previous_municipality_code="091", previous_person_id=old)
+
+    async def send(hub, record, key):
+        await hub.topic(topics.POPULATION_CHANGES).send(key=key.encode(), value=hub.codec.encode("PopulationChange", record),
+                                                        partition=int(key[-4:], 16) % 3)
 
     async def scenario():
         hub = HubApp(settings, fresh_kafka_url)
-        seen = newcomer_agents.register(hub, batch_size=500, batch_within=0.5)  # all 60 in few batches
+        seen = newcomer_agents.register(hub, database_url=states_url, batch_size=500, batch_within=0.5)  # all 60 in few batches
         async with running(hub):
-            for p in people:
-                key = hetu.person_key(p, SECRET)
-                await hub.topic(topics.POPULATION_CHANGES).send(key=key.encode(), value=hub.codec.encode("PopulationChange", change(p)),
-                                                                partition=int(key[-4:], 16) % 3)
+            for p, key in zip(people, keys):
+                await send(hub, change(p), key)
             await wait_for(lambda: sum(seen.newcomers.values()) >= len(people), 60, "every newcomer")
-            await asyncio.sleep(1.5)  # the changelog flushes
+            await send(hub, correction, new_key)
+            await wait_for(lambda: seen.consumed >= len(people) + 1, 60, "the correction")
+        return seen
 
-    asyncio.run(scenario())
-    changes = asyncio.run(read_topic(fresh_kafka_url, topics.POPULATION_CHANGES, min_count=len(people)))
-    changelog = asyncio.run(read_topic(fresh_kafka_url, f"{settings.app_id}-newcomer-state-changelog", min_count=len(people)))
-    where = {m.key: m.partition for m in changes}
-    assert len(set(where.values())) == 3, "the changes are spread over the three partitions"
-    states = {}
-    for m in changelog:
-        states.setdefault(m.key.strip(b'"'), set()).add(m.partition)
-    assert set(states) == set(where)
-    assert {k: states[k] for k in where} == {k: {p} for k, p in where.items()}
+    seen = asyncio.run(scenario())
+    changes = asyncio.run(read_topic(fresh_kafka_url, topics.POPULATION_CHANGES, min_count=len(people) + 1))
+    assert len({m.partition for m in changes}) == 3, "the changes are spread over the three partitions"
+    states = stored_states(states_url, keys + [new_key])
+    assert set(states) == set(keys[1:]) | {new_key}  # the old code's row went with the correction
+    assert all(old not in states[k] and people[i + 1] in states[k] for i, k in enumerate(keys[1:]))
+    assert new in states[new_key]
+    assert sum(seen.newcomers.values()) == len(people) and seen.moved == 1  # the corrected person is the same newcomer, moved
+    out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=len(people) + 1)))
+    assert [(r["change"], r["person_id"], r["municipality_code"]) for r in out if r["person_key"] == new_key] == [("moved", new, "049")]
 
 
-def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_changes_of_the_batch(fresh_kafka_url):
+def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_changes_of_the_batch(fresh_kafka_url, tmp_path):
     """In a batch, one person's newcomer is not acknowledged (here: its send fails, as after
     HUB_KAFKA_PRODUCER_TIMEOUT): that change and the person's later changes of the batch go to dead
     letters with their bytes (`internal_error`, for replay) and the person's state is not written;
@@ -115,10 +144,12 @@ def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_ch
     ok1, bad, ok2 = (hetu.make(dt.date(1970 + i, 2, 3), 950 + i) for i in range(3))
     bad_key = hetu.person_key(bad, SECRET)
     records = [change(ok1), change(bad), change(bad, "move_in", "049", previous_municipality_code="091"), change(ok2)]
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"  # the embedded default's database
+    database.upgrade(url)
 
     async def scenario():
         hub = HubApp(settings, fresh_kafka_url)
-        seen = newcomer_agents.register(hub, batch_size=100, batch_within=1.0)  # the four in one batch
+        seen = newcomer_agents.register(hub, database_url=url, batch_size=100, batch_within=1.0)  # the four in one batch
         publish = hub.publish
 
         async def failing_publish(topic, name, record, key=None):
@@ -134,10 +165,11 @@ def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_ch
                 await publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
             await wait_for(lambda: seen.consumed >= 4 and seen.dead_letters >= 2, 60, "the batch")
             await asyncio.sleep(1.0)
-            return seen, {k: seen.table.get(k) for k in (bad_key, hetu.person_key(ok1, SECRET), hetu.person_key(ok2, SECRET))}
+            return seen
 
-    seen, states = asyncio.run(scenario())
-    assert states[bad_key] is None and all(v is not None for k, v in states.items() if k != bad_key)
+    seen = asyncio.run(scenario())
+    states = stored_states(url, [bad_key, hetu.person_key(ok1, SECRET), hetu.person_key(ok2, SECRET)])
+    assert set(states) == {hetu.person_key(ok1, SECRET), hetu.person_key(ok2, SECRET)}  # not the unacknowledged person's
     assert sum(seen.newcomers.values()) == 2 and seen.dead_letters == 2
     dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=2)))
     assert [d["reason"] for d in dead] == ["internal_error", "internal_error"]

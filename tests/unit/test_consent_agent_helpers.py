@@ -4,7 +4,7 @@ import asyncio
 
 import sqlalchemy as sa
 
-from hub.streams import consent_agents
+from hub.adapters import database
 
 
 def test_database_outage_is_retried_in_place(monkeypatch):
@@ -19,5 +19,22 @@ def test_database_outage_is_retried_in_place(monkeypatch):
     async def no_wait(_):
         return None
 
-    monkeypatch.setattr(consent_agents.asyncio, "sleep", no_wait)
-    assert asyncio.run(consent_agents._with_database_retry(apply, "Consent")) == "applied" and len(calls) == 3
+    monkeypatch.setattr(database.asyncio, "sleep", no_wait)
+    assert asyncio.run(database.with_database_retry(apply, "consent: applying a Consent")) == "applied" and len(calls) == 3
+
+
+def test_an_awaitable_result_is_awaited_and_retried(monkeypatch):
+    """Detection runs its state reads and writes on a worker thread: the retry awaits them."""
+    calls = []
+
+    async def apply():
+        calls.append(1)
+        if len(calls) < 2:
+            raise sa.exc.InterfaceError("SELECT 1", {}, ConnectionError("down"))
+        return {"k": "state"}
+
+    async def no_wait(_):
+        return None
+
+    monkeypatch.setattr(database.asyncio, "sleep", no_wait)
+    assert asyncio.run(database.with_database_retry(apply, "newcomer detection: reading states")) == {"k": "state"} and len(calls) == 2

@@ -1,0 +1,53 @@
+"""Newcomer detection's per-person states in the database (hub.adapters.person_states, migration
+0009), on SQLite (the embedded default) and the real PostgreSQL; the in-memory twin behaves alike."""
+
+import pytest
+
+from hub.adapters import database
+from hub.adapters.person_states import CHUNK, MemoryPersonStates, SqlPersonStates
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+def states(request, tmp_path):
+    if request.param == "memory":
+        yield MemoryPersonStates()
+        return
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("own_database_url")
+    database.upgrade(url)
+    engine = database.create_engine(url)
+    yield SqlPersonStates(engine)
+    engine.dispose()
+
+
+def test_write_then_read_back_update_and_remove(states):
+    assert states.get_many([]) == {} and states.get_many(["a"]) == {}
+    states.write({"a": '{"x":1}', "b": '{"x":2}', "gone": None})  # removing a key that has no row is fine
+    assert states.get_many(["a", "b", "c", "a"]) == {"a": '{"x":1}', "b": '{"x":2}'}
+    states.write({"a": '{"x":3}', "b": None, "c": '{"ä":"ö"}'})
+    assert states.get_many(["a", "b", "c"]) == {"a": '{"x":3}', "c": '{"ä":"ö"}'}
+    assert states.count() == 2
+
+
+def test_more_keys_than_one_query_takes(states):
+    many = {f"k{i:05d}": f'{{"i":{i}}}' for i in range(2 * CHUNK + 7)}
+    states.write(many)
+    assert states.get_many(list(many) + ["missing"]) == many
+    states.write({k: None for k in many})
+    assert states.count() == 0
+
+
+def test_the_model_matches_its_migration(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+    database.upgrade(url)
+    engine = database.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), database.Base.metadata)
+    finally:
+        engine.dispose()
+    assert [d for d in diff if "person_states" in repr(d)] == []
