@@ -131,6 +131,7 @@ class WorkerProgress:
     def __init__(self, workers, servers: list[str]) -> None:
         self.w, self.servers = workers, servers
         self.consumed = self.produced = self.routed = 0
+        self.series: list[tuple[float, float, int]] = []  # (monotonic, the workers' RSS in MB, events consumed), every ~0.5 s
 
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -147,6 +148,9 @@ class WorkerProgress:
                 self.routed = int(sum(v for (t, _), v in counts.items() if t == topics.NEWCOMERS))
                 self.produced = int(sum(ends.values()))
                 self.w.check_alive()
+                now = time.monotonic()
+                if not self.series or now - self.series[-1][0] >= 0.5:
+                    self.series.append((now, self.w.rss_mb(), self.consumed))
                 await asyncio.sleep(0.1)
         finally:
             await consumer.stop()
@@ -278,7 +282,7 @@ async def run(args) -> dict:
                       f"p99 {lat['p99_ms']} ms ({lat['referrals_seen']} referrals)")
     out["rss_mb"] = {"before_hub": round(rss_before, 1), "hub_peak": round(sampler.peak, 1), "hub_end": round(sampler.series[-1][1], 1),
                      "process_peak": round(peak_rss_mb(), 1)}
-    out["rss_mb"]["growth_per_100k_events"] = round(_growth_per_100k(sampler), 1)
+    out["rss_mb"]["growth_per_100k_events"] = round(_growth_per_100k(sampler.series), 1)
     return out
 
 
@@ -311,16 +315,20 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
                       f"p99 {lat['p99_ms']} ms ({lat['referrals_seen']} referrals)")
-            out["rss_mb"] = {"worker_peak": round(workers.rss_peak_mb(), 1)}
+            hub_phase = [p for p in progress.series if p[2] <= len(records)]  # the throughput run, before the latency run's events
+            out["rss_mb"] = {"worker_peak": round(workers.rss_peak_mb(), 1),
+                             "worker_at_end_of_throughput_run": round(hub_phase[-1][1], 1) if hub_phase else None,
+                             "growth_per_100k_events": round(_growth_per_100k(hub_phase), 1)}
         finally:
             follower.cancel()
     finally:
         workers.stop()
 
 
-def _growth_per_100k(sampler: RssSampler) -> float:
-    """MB of RSS per 100k events over the second half of the hub's run (least squares)."""
-    points = [(done, mb) for _, mb, done in sampler.series]
+def _growth_per_100k(series) -> float:
+    """MB of RSS per 100k events over the second half of the hub's run (least squares); `series`:
+    (time, MB, events done) samples."""
+    points = [(done, mb) for _, mb, done in series]
     points = points[len(points) // 2:]
     if len(points) < 2 or points[-1][0] == points[0][0]:
         return 0.0
@@ -343,7 +351,7 @@ def render(r: dict) -> str:
             f"  (b) hub pipeline:         {r['hub_events_per_s']:>9.0f} events/s   ratio (b)/(a) {r['ratio']:.2f}  (target >= 0.5)",
             f"  latency at {lat['offered_events_per_s']:.0f}/s:      p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  (target p99 <= 50 ms; "
             f"{lat['referrals_seen']} referrals)",
-            f"  RSS:                      worker peak {rss['worker_peak']} MB",
+            f"  RSS:                      worker peak {rss['worker_peak']} MB, {rss['growth_per_100k_events']:+.1f} MB per 100k events (target <= 300 MB over 1M)",
             f"  start to first event:     {r['start_to_first_event_s']} s (process start, incl. imports; target <= 5 s)",
         ])
     return "\n".join([

@@ -67,6 +67,18 @@ class Workers:
                             out[key] = out.get(key, 0.0) + sample.value
         return out
 
+    def rss_mb(self) -> float:
+        """The workers' resident memory now (VmRSS, summed), MB."""
+        total = 0.0
+        for p in self.procs:
+            try:
+                for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1e3
+            except OSError:
+                pass
+        return total
+
     def rss_peak_mb(self) -> float:
         """The largest peak RSS (VmHWM) of the workers, MB."""
         peak = 0.0
