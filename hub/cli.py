@@ -43,7 +43,9 @@ def demo(quiet: bool, changes: int, keep_running: bool) -> None:
 
     Starts the bundled broker (unless HUB_KAFKA_URL is set), feeds synthetic population
     changes (test identity codes only) through the stream processors and prints what
-    happened. Exits 0 on success; stops every process it started.
+    happened. Exits 0 on success; stops every process it started. On the embedded defaults
+    each run starts from an empty database, HUB_DATA_DIR/demo.sqlite3 (kept afterwards, e.g.
+    for `hub report`), as the bundled broker starts empty.
     """
     from hub.demo import run_demo
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hub.adapters.broker import kafka_url_for
 from hub.adapters.dvv.ingest import HubAppSink, ingest, ingest_files
@@ -186,7 +186,26 @@ async def _consents_and_assessments(pipeline: Pipeline, register_seen: dict, sum
     summary.revocation_notices = kinds["consent_revoked"]
 
 
+DEMO_DATABASE = "demo.sqlite3"
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """On the embedded defaults (no HUB_KAFKA_URL, no HUB_DATABASE_URL) each demo starts from an empty
+    database, as the embedded broker starts empty: `<HUB_DATA_DIR>/demo.sqlite3`, removed first (a
+    second run would otherwise find every person of the sample day already known, and detect no
+    newcomer). It stays after the run, for `hub report` and a look. With either variable set, the
+    configured services are used as they are."""
+    if settings.kafka_url or settings.database_url:
+        return settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = (settings.data_dir / DEMO_DATABASE).resolve()
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    return replace(settings, database_url=f"sqlite:///{path}")
+
+
 def run_demo(settings: Settings, progress=lambda msg: None, changes: int = 3000, keep_running: bool = False) -> DemoSummary:
+    settings = demo_settings(settings)
     with kafka_url_for(settings) as url:
         progress(f"broker: {url}; database: {settings.resolved_database_url()}")
         pipeline = build(settings, url)
