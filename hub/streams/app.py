@@ -153,6 +153,9 @@ class HubApp:
             # dead-letters it) instead of waiting faust's default 20 minutes, e.g. for a partition
             # leader the producer's metadata lost
             producer_request_timeout=settings.producer_timeout,
+            # records sent within a few milliseconds go in one produce request (faust sends each at
+            # once): +8 % throughput for ~15 ms more latency per hop (bench/RESULTS.md, session 5)
+            producer_linger=settings.producer_linger_ms / 1000.0,
             # Fairness between topics: aiokafka hands out a partition's fetched records until they
             # are used up before it looks at another partition, so with its default fetch (1 MB per
             # partition, ~5,000 population changes) routing waited seconds for its newcomers while

@@ -16,6 +16,13 @@ from hub.streams.runner import running
 pytestmark = pytest.mark.integration
 
 
+def test_the_worker_producer_lingers_as_configured():
+    assert Settings.from_env({}).producer_linger_ms == 5
+    assert HubApp(Settings(app_id="linger-default"), "kafka://127.0.0.1:1").app.conf.producer_linger == 0.005
+    settings = Settings.from_env({"HUB_KAFKA_PRODUCER_LINGER_MS": "0"})
+    assert HubApp(settings, "kafka://127.0.0.1:1").app.conf.producer_linger == 0.0
+
+
 @pytest.mark.parametrize("wait_ms", [100, 250])
 def test_the_worker_consumer_fetches_with_the_configured_wait(fresh_kafka_url, wait_ms):
     assert Settings.from_env({}).fetch_max_wait_ms == 100
