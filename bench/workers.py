@@ -67,29 +67,25 @@ class Workers:
                             out[key] = out.get(key, 0.0) + sample.value
         return out
 
-    def rss_mb(self) -> float:
-        """The workers' resident memory now (VmRSS, summed), MB."""
-        total = 0.0
+    def _status_mb(self, field: str) -> list[float]:
+        """A /proc/<pid>/status memory field of each worker still running, MB."""
+        out = []
         for p in self.procs:
             try:
                 for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) / 1e3
+                    if line.startswith(field + ":"):
+                        out.append(int(line.split()[1]) / 1e3)
             except OSError:
                 pass
-        return total
+        return out
+
+    def rss_mb(self) -> float:
+        """The workers' resident memory now (VmRSS, summed), MB."""
+        return sum(self._status_mb("VmRSS"))
 
     def rss_peak_mb(self) -> float:
         """The largest peak RSS (VmHWM) of the workers, MB."""
-        peak = 0.0
-        for p in self.procs:
-            try:
-                for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) / 1e3)
-            except OSError:
-                pass
-        return peak
+        return max(self._status_mb("VmHWM"), default=0.0)
 
     def check_alive(self) -> None:
         for i, p in enumerate(self.procs):

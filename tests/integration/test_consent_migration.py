@@ -12,7 +12,9 @@ pytestmark = pytest.mark.integration
 CONSENT_TABLES = {"consent_events", "held_items", "outbox", "disclosures"}
 
 
-def _diff(url):
+def migration_diff(url: str, tables) -> list:
+    """Run the migrations on `url`, then compare the database with the models: the differences that
+    concern `tables` (other concerns own theirs)."""
     database.upgrade(url)
     engine = database.create_engine(url)
     try:
@@ -20,8 +22,11 @@ def _diff(url):
             diff = compare_metadata(MigrationContext.configure(conn), database.Base.metadata)
     finally:
         engine.dispose()
-    # only differences that concern the consent tables (other concerns own theirs)
-    return [d for d in diff if any(t in repr(d) for t in CONSENT_TABLES)]
+    return [d for d in diff if any(t in repr(d) for t in tables)]
+
+
+def _diff(url):
+    return migration_diff(url, CONSENT_TABLES)
 
 
 def test_migration_matches_the_models_on_postgresql(database_url):
