@@ -73,7 +73,7 @@ class Change:
 
 @dataclass(frozen=True)
 class PersonState:
-    """What the hub remembers of one person (one row of the faust table, keyed by person key)."""
+    """What the hub remembers of one person (one row of `person_states`, keyed by person key)."""
 
     person_id: str
     municipality_code: str | None = None
@@ -293,8 +293,7 @@ def encode_state(state: PersonState) -> str:
 
 
 def decode_state(value: str | dict | None) -> PersonState | None:
-    """A stored state: `encode_state` text, or the dict earlier versions stored (a changelog written
-    before keeps working)."""
+    """A stored state: `encode_state` text, or the dict form `PersonState.to_json` gives."""
     if not value:
         return None
     return PersonState.from_json(json.loads(value) if isinstance(value, str) else value)

@@ -12,11 +12,9 @@ publishes with its own key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import uuid
-import weakref
 from typing import Any
 
 import faust
@@ -37,20 +35,6 @@ CE_TYPE_PREFIX = "fi.integrationhub."
 
 # topics other organisations' systems write to: their records must be signed when identity is configured
 INPUT_TOPICS = (names.POPULATION_CHANGES, names.ASSESSMENTS, names.CONSENTS, names.REFERRAL_STATUS)
-
-
-@contextlib.contextmanager
-def current_event(event):
-    """Make `event` faust's current event: a table write inside goes to the changelog partition of
-    this event (faust reads it from a context variable that a batch from take_events leaves unset
-    or at the batch's last event)."""
-    from faust.streams import _current_event
-
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield event
-    finally:
-        _current_event.reset(token)
 
 
 def utcnow() -> dt.datetime:
