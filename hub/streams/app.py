@@ -125,6 +125,9 @@ class HubApp:
             broker=kafka_url,
             broker_credentials=faust_credentials(settings),
             store="memory://",
+            # faust's own data directory (table stores; it makes `<datadir>/v1/tables` at start):
+            # under HUB_DATA_DIR instead of faust's `<app id>-data` in the working directory
+            datadir=str(self._faust_datadir(settings)),
             web_enabled=False,
             topic_partitions=settings.topic_partitions,
             topic_replication_factor=1,
@@ -165,6 +168,12 @@ class HubApp:
         self._existing: set[str] = set()  # topics known to exist on the broker (created or found by ensure_topics)
         for name in names.FIXED_TOPICS:
             self.topic(name)
+
+    @staticmethod
+    def _faust_datadir(settings: Settings):
+        path = settings.data_dir / "faust" / settings.app_id
+        path.parent.mkdir(parents=True, exist_ok=True)  # faust makes the last level only
+        return path
 
     def ensure_topics(self) -> list[str]:
         """Create the hub's fixed topics (and any declared so far) with the configured partitions."""

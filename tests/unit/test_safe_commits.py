@@ -240,3 +240,10 @@ def test_no_recovery_consistency_check_with_the_in_memory_store():
     hub = HubApp(Settings(app_id="recovery-check"), "kafka://127.0.0.1:1")
     assert str(hub.app.conf.store).startswith("memory:")
     assert hub.app.conf.recovery_consistency_check is False
+
+
+def test_faust_keeps_its_data_directory_under_hub_data_dir(tmp_path):
+    """faust's default data directory is `<app id>-data` in the working directory: tests and benches
+    left dozens of them in the checkout. The hub's goes under HUB_DATA_DIR."""
+    hub = HubApp(Settings(app_id="datadir-test", data_dir=tmp_path), "kafka://127.0.0.1:1")
+    assert hub.app.conf.datadir == tmp_path / "faust" / "datadir-test"
