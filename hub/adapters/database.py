@@ -11,12 +11,14 @@ import asyncio
 import inspect
 import logging
 from pathlib import Path
+from typing import Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+IN_LIST_CHUNK = 500  # values per IN (...) list: well inside SQLite's and PostgreSQL's parameter limits
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +48,12 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
             cur.close()
 
     return engine
+
+
+def in_chunks(values: Sequence, size: int = IN_LIST_CHUNK) -> Iterator[Sequence]:
+    """`values` in slices of at most `size`, for IN (...) lists."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
 
 
 def session_factory(engine: sa.Engine) -> sessionmaker:

@@ -13,7 +13,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from hub.adapters.database import Base
+from hub.adapters.database import Base, in_chunks
 from hub.routing.model import RoutingInput
 
 
@@ -39,7 +39,7 @@ def record_newcomers(s: Session, newcomers: list[RoutingInput], now: dt.datetime
     t = NewcomerFactRow.__table__
     keys = {(n.person_key, n.municipality_code) for n in wanted}
     rows: dict[tuple[str, str], dict] = {}
-    for person_keys in _chunks(sorted({k for k, _ in keys}), 500):
+    for person_keys in in_chunks(sorted({k for k, _ in keys})):
         q = sa.select(t.c.person_key, t.c.municipality, t.c.mother_tongue, t.c.nationalities, t.c.arrival_date).where(t.c.person_key.in_(person_keys))
         for r in s.execute(q):
             if (r.person_key, r.municipality) in keys:
@@ -66,8 +66,3 @@ def record_newcomers(s: Session, newcomers: list[RoutingInput], now: dt.datetime
             .values(mother_tongue=sa.bindparam("mt"), nationalities=sa.bindparam("na"), arrival_date=sa.bindparam("ad")),
             [{"k": k, "m": m, "mt": rows[(k, m)]["mother_tongue"], "na": rows[(k, m)]["nationalities"], "ad": rows[(k, m)]["arrival_date"]} for k, m in sorted(changed)],
         )
-
-
-def _chunks(values: list, size: int):
-    for i in range(0, len(values), size):
-        yield values[i:i + size]

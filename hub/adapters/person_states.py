@@ -20,9 +20,7 @@ from typing import Iterable, Mapping, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.adapters.database import Base
-
-CHUNK = 500  # keys per SELECT ... IN (...)
+from hub.adapters.database import Base, in_chunks
 
 
 class PersonStateRow(Base):
@@ -63,8 +61,8 @@ class SqlPersonStates:
             return out
         t = self._table
         with self.engine.connect() as conn:
-            for i in range(0, len(wanted), CHUNK):
-                for key, state in conn.execute(sa.select(t.c.person_key, t.c.state).where(t.c.person_key.in_(wanted[i:i + CHUNK]))):
+            for keys in in_chunks(wanted):
+                for key, state in conn.execute(sa.select(t.c.person_key, t.c.state).where(t.c.person_key.in_(keys))):
                     out[key] = state
         return out
 
@@ -77,8 +75,8 @@ class SqlPersonStates:
         with self.engine.begin() as conn:
             if put:
                 conn.execute(self._upsert, put)
-            for i in range(0, len(gone), CHUNK):
-                conn.execute(t.delete().where(t.c.person_key.in_(gone[i:i + CHUNK])))
+            for keys in in_chunks(gone):
+                conn.execute(t.delete().where(t.c.person_key.in_(keys)))
 
     def count(self) -> int:
         with self.engine.connect() as conn:

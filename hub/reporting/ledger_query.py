@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from hub.adapters.database import in_chunks
 from hub.adapters.newcomer_facts import NewcomerFactRow
 from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
 from hub.consent.store import Disclosure
 from hub.reporting.indicators import INITIAL_ASSESSMENT, NewcomerFact, ReferralFact, StatusFact, StepFact
-
-_CHUNK = 500  # keys per IN (...) list: well inside SQLite's and PostgreSQL's parameter limits
 
 
 @dataclass
@@ -27,11 +26,6 @@ class LedgerRows:
     referrals: list[ReferralFact]
     statuses: list[StatusFact]
     steps: list[StepFact]
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
 
 
 def newcomer_facts(s: Session, municipality: str, period_from: dt.date, period_to: dt.date) -> list[NewcomerFact]:
@@ -51,7 +45,7 @@ def referral_facts(s: Session, person_keys: Sequence[str], authorities: Iterable
     """The referrals of these people to these authorities (a person who moved away keeps the old municipality's elsewhere)."""
     authorities = sorted(set(authorities))
     out = []
-    for keys in _chunks(person_keys):
+    for keys in in_chunks(person_keys):
         q = sa.select(ReferralRow).where(ReferralRow.person_key.in_(keys), ReferralRow.authority.in_(authorities))
         out += [ReferralFact(r.referral_id, r.person_key, r.authority, r.purpose, r.state, r.created_at, r.due) for r in s.scalars(q)]
     return out
@@ -59,7 +53,7 @@ def referral_facts(s: Session, person_keys: Sequence[str], authorities: Iterable
 
 def status_facts(s: Session, referral_ids: Sequence[str]) -> list[StatusFact]:
     out = []
-    for ids in _chunks(referral_ids):
+    for ids in in_chunks(referral_ids):
         q = sa.select(ReferralEventRow).where(ReferralEventRow.referral_id.in_(ids)).order_by(ReferralEventRow.id)
         out += [StatusFact(e.referral_id, e.state, e.occurred_at) for e in s.scalars(q)]
     return out
@@ -76,7 +70,7 @@ def assessment_and_plan_steps(s: Session, person_keys: Sequence[str], authoritie
     authorities = sorted(set(authorities))
     names = {"assessment_started": "assessment_started", "completed": "assessment_completed"}
     out = []
-    for keys in _chunks(person_keys):
+    for keys in in_chunks(person_keys):
         q = (
             sa.select(ReferralRow.person_key, ReferralEventRow.state, ReferralEventRow.occurred_at)
             .join(ReferralEventRow, ReferralEventRow.referral_id == ReferralRow.referral_id)

@@ -4,7 +4,8 @@
 import pytest
 
 from hub.adapters import database
-from hub.adapters.person_states import CHUNK, MemoryPersonStates, SqlPersonStates
+from hub.adapters.database import IN_LIST_CHUNK as CHUNK
+from hub.adapters.person_states import MemoryPersonStates, SqlPersonStates
 
 pytestmark = pytest.mark.integration
 
