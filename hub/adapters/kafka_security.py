@@ -7,6 +7,7 @@ default) gives no credentials at all, which is what the embedded broker needs.
 
 from __future__ import annotations
 
+import re
 import ssl
 from typing import Any
 
@@ -72,3 +73,8 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
             sasl_plain_password=settings.kafka_sasl_password,
         )
     return options
+
+
+def bootstrap_servers(kafka_url: str) -> list[str]:
+    """`kafka://h1:9092;kafka://h2:9092` (faust's form) -> ["h1:9092", "h2:9092"]."""
+    return [part.split("://", 1)[-1] for part in re.split(r"[;,]", kafka_url) if part.strip()]

@@ -24,7 +24,8 @@ from faust.exceptions import Skip
 
 from hub import metrics
 from hub.domain import publishers as identity
-from hub.adapters.kafka_security import faust_credentials, kafka_client_options
+from hub.adapters.batch_consumer import BatchConsumer
+from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
 from hub.schemas.codec import Codec, CodecError, default_codec
 from hub.streams import topics as names
@@ -166,6 +167,7 @@ class HubApp:
             self.app.publisher_check = self._check_publisher
         self._topics: dict[str, faust.TopicT] = {}
         self._existing: set[str] = set()  # topics known to exist on the broker (created or found by ensure_topics)
+        self.batch_consumers: list[BatchConsumer] = []  # streams read without faust's agents (hub.adapters.batch_consumer)
         for name in names.FIXED_TOPICS:
             self.topic(name)
 
@@ -174,6 +176,32 @@ class HubApp:
         path = settings.data_dir / "faust" / settings.app_id
         path.parent.mkdir(parents=True, exist_ok=True)  # faust makes the last level only
         return path
+
+    def batch_group(self, name: str) -> str:
+        """The consumer group of the batch consumer `name` (the hub's ACLs allow `<app id>.*`)."""
+        return f"{self.settings.app_id}.{name}"
+
+    def batch_consumer(self, name: str, topic: str, handle, max_records: int) -> BatchConsumer:
+        """Read `topic` in batches of up to `max_records` with plain aiokafka (`hub.adapters.batch_consumer`):
+        `handle(records)` returns when the batch is done, then its offsets are committed. The consumer
+        starts and stops with the app, in its own group `batch_group(name)`, with the worker
+        consumer's settings (HUB_KAFKA_*)."""
+        s = self.settings
+        options = dict(
+            bootstrap_servers=bootstrap_servers(self.kafka_url),
+            client_id=f"{s.app_id}-{name}",
+            session_timeout_ms=int(s.session_timeout * 1000),
+            rebalance_timeout_ms=int(s.rebalance_timeout * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            max_partition_fetch_bytes=s.max_fetch_bytes,
+            **kafka_client_options(s),
+        )
+        service = BatchConsumer(name=name, topics=[topic], group_id=self.batch_group(name), handle=handle, consumer_options=options,
+                                max_records=max_records)
+        self.app.service(service)  # started after the app's producer and consumer, stopped before them
+        self.batch_consumers.append(service)
+        return service
 
     def ensure_topics(self) -> list[str]:
         """Create the hub's fixed topics (and any declared so far) with the configured partitions."""
@@ -251,48 +279,61 @@ class HubApp:
         return await self.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset,
                                       original_key=msg.key)
 
-    async def handle_safely(self, event, handler, what: str) -> Any:
+    async def handle_safely(self, event, handler, what: str, sends: list | None = None) -> Any:
         """Run `handler(event)`; an unexpected error dead-letters the record instead of killing the agent.
+        `event`: a faust event, or a consumed record itself (`hub.adapters.batch_consumer`); the
+        dead letter's send future is added to `sends` when given (acknowledged before a commit).
 
         The message names the error type only (exception texts may quote personal data).
         """
         try:
             return await handler(event)
         except Exception as exc:  # noqa: BLE001 - a worker must survive any single record
-            msg = event.message
+            msg = getattr(event, "message", event)
             log.error("%s failed with %s on %s[%s]@%s; record sent to dead letters", what, type(exc).__name__, msg.topic, msg.partition, msg.offset)
-            await self.dead_letter_message(msg, "internal_error", f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix")
+            sent = await self.dead_letter_message(msg, "internal_error", f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix")
+            if sends is not None:
+                sends.append(sent)
             return None
 
     async def _check_publisher(self, stream, value):
-        """The publisher check of one record on a signed topic, before any agent decodes it: a record
-        that is unsigned, badly signed, or whose identity fields its signer may not use goes to dead
-        letters as `forbidden` and is skipped (and acknowledged). A signed record that does not
-        decode passes: the agent dead-letters it with the codec's reason."""
+        """faust's side of `refuse`: a refused record is skipped (and acknowledged) before any agent decodes it."""
         event = stream.current_event
-        if event is None or event.message.topic not in self.signed_topics:
-            return value
-        msg = event.message
+        if event is not None and await self.refuse(event.message) is not None:
+            raise Skip()
+        return value
+
+    async def refuse(self, msg) -> Any:
+        """The publisher check of one consumed record: on a signed topic a record that is unsigned,
+        badly signed, or whose identity fields its signer may not use goes to dead letters (reason
+        `forbidden` etc.); returns that dead letter's send future, None when the record may be
+        processed. A signed record that does not decode passes: its consumer dead-letters it with the
+        codec's reason."""
+        if self.publishers is None or msg.topic not in self.signed_topics:
+            return None
         raw = msg.value if isinstance(msg.value, (bytes, bytearray)) else b""
         verdict = identity.authenticate(msg.headers, raw, self.publishers)
         if verdict.allowed:
             try:
                 decoded = self.codec.decode(raw)
             except CodecError:
-                return value
+                return None
             verdict = identity.authorize(self.publishers.by_id[verdict.publisher], decoded.name, decoded.record,
                                          identity.header(msg.headers, identity.EVENT_ID_HEADER))
             if verdict.allowed:
-                return value
-        await self.dead_letter_message(msg, verdict.reason, verdict.message)
+                return None
+        sent = await self.dead_letter_message(msg, verdict.reason, verdict.message)
         metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
-        raise Skip()
+        return sent
 
-    async def decode_or_dead_letter(self, event, expect: str | tuple[str, ...]):
-        """Decode a faust event's value; on failure dead-letter it and return None."""
-        msg = event.message
+    async def decode_or_dead_letter(self, event, expect: str | tuple[str, ...], sends: list | None = None):
+        """Decode a faust event's value (or a consumed record's); on failure dead-letter it (its send
+        future added to `sends` when given) and return None."""
+        msg = getattr(event, "message", event)
         try:
             return self.codec.decode(msg.value, expect)
         except CodecError as exc:
-            await self.dead_letter_message(msg, exc.reason, exc.detail)
+            sent = await self.dead_letter_message(msg, exc.reason, exc.detail)
+            if sends is not None:
+                sends.append(sent)
             return None

@@ -1,4 +1,8 @@
-"""Newcomer detection agent: population changes in, newcomers out, one state row per person (in the hub database)."""
+"""Newcomer detection: population changes in, newcomers out, one state row per person (in the hub database).
+
+Thin wiring of the pure detection (`hub.newcomers.detection`) to a batch consumer of the
+population-changes topic (`hub.adapters.batch_consumer`), the person states (`hub.adapters.person_states`)
+and the app's producer."""
 
 from __future__ import annotations
 
@@ -20,6 +24,12 @@ from hub.streams.app import HubApp, utcnow
 
 log = logging.getLogger(__name__)
 
+CONSUMER_NAME = "newcomer-detection"  # the batch consumer; its group is `<app id>.newcomer-detection`
+
+
+class DeadLetterNotAcknowledged(Exception):
+    """A dead letter the broker did not acknowledge: the batch is read again."""
+
 
 @dataclass
 class NewcomerObserved:
@@ -30,21 +40,24 @@ class NewcomerObserved:
     newcomers: Counter = field(default_factory=Counter)  # municipality code -> arrived
     moved: int = 0
     dead_letters: int = 0
+    consumer: object = None  # the BatchConsumer reading population changes
 
 
 @dataclass
 class _Batch:
     stored: dict = field(default_factory=dict)  # person key -> state JSON, as stored before this batch
     states: dict = field(default_factory=dict)  # person key -> state JSON (None: removed) written by this batch so far
-    steps: list = field(default_factory=list)  # (event, Step, monotonic start), in offset order
+    steps: list = field(default_factory=list)  # (consumed record, Step, monotonic start), in offset order
     sends: list = field(default_factory=list)  # (index of the step, person key, send future)
 
 
 def register(hub: HubApp, window_days: int | None = None, *, states: PersonStates | None = None, database_url: str | None = None,
-             batch_size: int = 200, batch_within: float = 0.05) -> NewcomerObserved:
-    """Declare the detection agent. The persons' states live in `states` (by default the hub
-    database, `hub.adapters.person_states`; its table must exist: `hub db upgrade`). Changes are
-    taken in batches of up to `batch_size` events, within `batch_within` seconds of the first."""
+             batch_size: int = 200) -> NewcomerObserved:
+    """Declare newcomer detection on the hub's app. The persons' states live in `states` (by default
+    the hub database, `hub.adapters.person_states`; its table must exist: `hub db upgrade`). Changes
+    are read in batches of up to `batch_size` records (what has been fetched: a lone change does not
+    wait for others) by a batch consumer (`hub.adapters.batch_consumer`), not a faust agent: faust's
+    per-record machinery cost more than detection itself (bench/RESULTS.md, session 6)."""
     from hub.newcomers.detection import DEFAULT_WINDOW_DAYS
 
     window = window_days or DEFAULT_WINDOW_DAYS
@@ -60,26 +73,22 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
     async def in_db(what: str, fn, *args):
         return await with_database_retry(lambda: asyncio.get_running_loop().run_in_executor(db, fn, *args), f"newcomer detection: {what}")
 
-    @hub.app.agent(hub.topic(topics.POPULATION_CHANGES), name="newcomer-detection")
-    async def detect_newcomers(stream):
+    async def detect_batch(records) -> None:
         # a batch at a time: its persons' states are read in one query, its newcomers sent together
-        # and acknowledged once, then the states written in one transaction; the events are
-        # acknowledged (offsets committable) after that
-        async for events in stream.take_events(batch_size, within=batch_within):
-            await detect_batch(events)
-
-    async def detect_batch(events) -> None:
+        # and acknowledged once, then the states written in one transaction; the batch consumer
+        # commits the offsets after that
         batch = _Batch()
-        checked = []  # (event, record, person keys, monotonic start) of the records that passed the checks
-        for event in events:
-            ok = await hub.handle_safely(event, check, "newcomer detection")
+        dead = []  # send futures of this batch's dead letters: acknowledged before the commit
+        checked = []  # (record, decoded, person keys, monotonic start) of the records that passed the checks
+        for msg in records:
+            ok = await hub.handle_safely(msg, lambda m: check(m, dead), "newcomer detection", dead)
             if ok is not None:
                 checked.append(ok)
             seen.consumed += 1
         wanted = {k for _, _, keys, _ in checked for k in keys if k}
         batch.stored = await in_db("reading the persons' states", states.get_many, wanted) if wanted else {}
-        for event, record, keys, started in checked:
-            await hub.handle_safely(event, lambda e: handle(e, record, keys, started, batch), "newcomer detection")
+        for msg, record, keys, started in checked:
+            await hub.handle_safely(msg, lambda m: handle(m, record, keys, started, batch), "newcomer detection", dead)
         results = await asyncio.gather(*(sent for _, _, sent in batch.sends), return_exceptions=True)
         failed: dict[str, int] = {}  # person key -> the first step whose newcomer was not acknowledged
         for (index, key, _), result in zip(batch.sends, results):
@@ -87,18 +96,21 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
                 failed[key] = index
         changes: dict[str, str | None] = {}
         written = []
-        for index, (event, done, started) in enumerate(batch.steps):
+        for index, (msg, done, started) in enumerate(batch.steps):
             if any(k in failed and index >= failed[k] for k in (done.key, done.old_key)):
                 # as one at a time: a change whose newcomer was not acknowledged is dead-lettered
                 # (kept for replay) and its state is not written; so are the person's later changes
                 # of this batch, which were detected against that unwritten state
-                await _unacknowledged(event)
+                await _unacknowledged(msg, dead)
                 continue
             changes[done.key] = done.state
             if done.old_key is not None and done.old_key != done.key:
                 changes[done.old_key] = None
             written.append((done, started))
-        await in_db("writing the persons' states", states.write, changes)  # before the batch's events are acknowledged
+        await in_db("writing the persons' states", states.write, changes)  # before the batch's offsets are committed
+        if any(isinstance(r, BaseException) for r in await asyncio.gather(*dead, return_exceptions=True)):
+            # a record not processed and not kept: the batch is read again (nothing committed)
+            raise DeadLetterNotAcknowledged("a dead letter of this batch was not acknowledged by the broker")
         for done, started in written:
             for ev in done.found:
                 if ev.change == "arrived":
@@ -109,11 +121,13 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
             metrics.events_consumed.labels(topics.POPULATION_CHANGES, "newcomer" if done.found else "ok").inc()
             metrics.processing_latency.labels(topics.POPULATION_CHANGES).observe(time.monotonic() - started)
 
-    async def _unacknowledged(event) -> None:
-        msg = event.message
+    seen.consumer = hub.batch_consumer(CONSUMER_NAME, topics.POPULATION_CHANGES, detect_batch, batch_size)
+
+    async def _unacknowledged(msg, dead: list) -> None:
         log.error("newcomer detection: a newcomer of %s[%s]@%s was not acknowledged by the broker; record sent to dead letters",
                   msg.topic, msg.partition, msg.offset)
-        await hub.dead_letter_message(msg, "internal_error", "newcomer detection could not publish the newcomer (not acknowledged); the record is kept for replay")
+        dead.append(await hub.dead_letter_message(msg, "internal_error",
+                                                  "newcomer detection could not publish the newcomer (not acknowledged); the record is kept for replay"))
         _count_dead_letter()
 
     def _count_dead_letter() -> None:
@@ -124,10 +138,15 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
         """The person's state as of this point of the batch: its own writes first, then the store."""
         return batch.states[key] if key in batch.states else batch.stored.get(key)
 
-    async def check(event):
-        """Decode and validate one record; None when it went to dead letters."""
+    async def check(msg, dead: list):
+        """Publisher check, decode and validate one record; None when it went to dead letters."""
         started = time.monotonic()
-        decoded = await hub.decode_or_dead_letter(event, "PopulationChange")
+        refused = await hub.refuse(msg)
+        if refused is not None:
+            dead.append(refused)
+            seen.dead_letters += 1
+            return None
+        decoded = await hub.decode_or_dead_letter(msg, "PopulationChange", dead)
         if decoded is None:
             _count_dead_letter()
             return None
@@ -136,12 +155,12 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
         problems = population_change.validate(record, now=utcnow(), skew=skew)
         if problems:
             detail = "; ".join(dict.fromkeys(p.message for p in problems))
-            await hub.dead_letter_message(event.message, problems[0].reason, f"PopulationChange {record['event_id']}: {detail}")
+            dead.append(await hub.dead_letter_message(msg, problems[0].reason, f"PopulationChange {record['event_id']}: {detail}"))
             _count_dead_letter()
             return None
-        return event, record, person_keys(record, secret), started
+        return msg, record, person_keys(record, secret), started
 
-    async def handle(event, record: dict, keys, started: float, batch: "_Batch") -> None:
+    async def handle(msg, record: dict, keys, started: float, batch: "_Batch") -> None:
         done = step(record, lambda k: get(batch, k), secret, window, keys=keys)
         for ev in done.found:
             # acknowledged before the state records the change (detect_batch): a crash in between
@@ -151,6 +170,6 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
         if done.old_key and done.old_key != done.key:
             batch.states[done.old_key] = None
         batch.states[done.key] = done.state
-        batch.steps.append((event, done, started))
+        batch.steps.append((msg, done, started))
 
     return seen

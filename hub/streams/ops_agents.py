@@ -84,7 +84,8 @@ class LagObserved:
 
 
 async def measure_consumer_lag(hub: HubApp, observed: LagObserved | None = None) -> dict[str, int]:
-    """Set hub_consumer_lag_messages{topic} for every topic this worker consumes.
+    """Set hub_consumer_lag_messages{topic} for every topic this worker consumes (with faust's
+    consumer or a batch consumer).
 
     The end offsets are asked from the broker (not the last fetch's highwater, which stalls when
     the consumer does); the next offset per partition is the committed offset (faust's consumer
@@ -102,6 +103,9 @@ async def measure_consumer_lag(hub: HubApp, observed: LagObserved | None = None)
     if missing:
         committed.update(await consumer.earliest_offsets(*missing))
     lag = lag_by_topic(end, committed)
+    for batch_consumer in hub.batch_consumers:  # topics read without faust (newcomer detection), same measure
+        for topic, behind in (await batch_consumer.lag()).items():
+            lag[topic] = lag.get(topic, 0) + behind
     for topic, value in lag.items():
         metrics.consumer_lag.labels(topic).set(value)
     for gone in set(observed.by_topic if observed else ()) - set(lag):  # moved to another worker by a rebalance

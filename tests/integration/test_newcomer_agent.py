@@ -13,7 +13,7 @@ from hub.domain import hetu
 from hub.streams import newcomer_agents, topics
 from hub.streams.app import HubApp, envelope
 from hub.streams.runner import running, wait_for
-from tests.kafka_helpers import decoded, read_topic
+from tests.kafka_helpers import decoded, produce, read_topic
 from tests.personal_data import identity_code_in
 
 pytestmark = pytest.mark.integration
@@ -52,17 +52,17 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
 
     async def phase(records, expect_consumed):
         hub = HubApp(settings, fresh_kafka_url)
-        newcomer_agents.register(hub, database_url=states_url)
+        seen = newcomer_agents.register(hub, database_url=states_url)
         async with running(hub):
             for r in records:
                 await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
-            await wait_for(lambda: hub.app.monitor.events_total >= expect_consumed, 60, "the agent to consume")
+            await wait_for(lambda: seen.consumed >= expect_consumed, 60, "detection to consume")
             await asyncio.sleep(1.5)  # let offsets be committed before the "crash"
 
     # first worker: two arrivals, one duplicated, and a garbage record
     async def first_phase():
         hub = HubApp(settings, fresh_kafka_url)
-        newcomer_agents.register(hub, database_url=states_url)
+        seen = newcomer_agents.register(hub, database_url=states_url)
         async with running(hub):
             for r in first + [first[0]]:
                 await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
@@ -70,7 +70,7 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
             bad = change(people[0])
             bad["person_id"] = people[0][:-1] + ("A" if people[0][-1] != "A" else "B")
             await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", bad, key=b"y")
-            await wait_for(lambda: hub.app.monitor.events_total >= 5, 60, "the first worker to consume")
+            await wait_for(lambda: seen.consumed >= 5, 60, "the first worker to consume")
             await asyncio.sleep(1.5)
 
     asyncio.run(first_phase())
@@ -115,7 +115,7 @@ def test_states_are_in_the_database_and_an_identity_correction_finds_the_old_one
 
     async def scenario():
         hub = HubApp(settings, fresh_kafka_url)
-        seen = newcomer_agents.register(hub, database_url=states_url, batch_size=500, batch_within=0.5)  # all 60 in few batches
+        seen = newcomer_agents.register(hub, database_url=states_url, batch_size=500)  # all 60 in few batches
         async with running(hub):
             for p, key in zip(people, keys):
                 await send(hub, change(p), key)
@@ -150,7 +150,7 @@ def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_ch
 
     async def scenario():
         hub = HubApp(settings, fresh_kafka_url)
-        seen = newcomer_agents.register(hub, database_url=url, batch_size=100, batch_within=1.0)  # the four in one batch
+        seen = newcomer_agents.register(hub, database_url=url, batch_size=100)  # the four in one batch (published before it starts)
         publish = hub.publish
 
         async def failing_publish(topic, name, record, key=None):
@@ -161,9 +161,9 @@ def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_ch
             return await publish(topic, name, record, key)
 
         hub.publish = failing_publish
+        await produce(fresh_kafka_url, topics.POPULATION_CHANGES,
+                      [(hetu.person_key(r["person_id"], SECRET).encode(), hub.codec.encode("PopulationChange", r)) for r in records])
         async with running(hub):
-            for r in records:
-                await publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
             await wait_for(lambda: seen.consumed >= 4 and seen.dead_letters >= 2, 60, "the batch")
             await asyncio.sleep(1.0)
             return seen

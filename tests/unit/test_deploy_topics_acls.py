@@ -121,6 +121,9 @@ def test_only_operations_read_dead_letters_and_the_hub_gets_what_its_workers_nee
     assert _allowed_topics("integration-hub", "Read") >= {names.POPULATION_CHANGES, names.NEWCOMERS, names.REFERRAL_STATUS}
     assert _allowed_topics("integration-hub", "Write") == set(TOPIC_NAMES)  # referrals, dead letters, faust's own
     assert A.allowed(hub, "group", "integration-hub", "Read")
+    detection = HubApp(Settings(app_id="integration-hub"), "kafka://localhost:9092").batch_group(newcomer_agents.CONSUMER_NAME)
+    assert A.allowed(hub, "group", detection, "Read")  # newcomer detection's own group
+    assert not any(A.allowed(USERS[A.principal(a)], "group", detection, "Read") for a in RECIPIENTS)
     assert A.allowed(hub, "topic", "integration-hub-__assignor-__leader", "Create")
     assert not A.allowed(hub, "topic", "hub.referrals.municipality.091.v1", "Read")  # the hub writes them, never reads
 

@@ -82,11 +82,14 @@ def test_measure_sets_and_clears_the_gauge_per_topic():
 
     a, b, leader = TP("test.lag.a", 0), TP("test.lag.b", 0), TP("app-__assignor-__leader", 0)
     consumer = _Consumer(end={a: 10, b: 8, leader: 3}, committed={a: 7}, earliest={b: 2, leader: 0}, assigned=[a, b, leader])
-    hub = SimpleNamespace(app=SimpleNamespace(consumer=consumer, monitor=SimpleNamespace(tp_committed_offsets={a: 6}), tables={}))
+    batch = SimpleNamespace(lag=lambda: asyncio.sleep(0, {"test.lag.c": 4}))  # a batch consumer (newcomer detection): its own measure
+    hub = SimpleNamespace(app=SimpleNamespace(consumer=consumer, monitor=SimpleNamespace(tp_committed_offsets={a: 6}), tables={}),
+                          batch_consumers=[batch])
     seen = LagObserved()
-    assert asyncio.run(measure_consumer_lag(hub, seen)) == {"test.lag.a": 3, "test.lag.b": 6}  # b: nothing committed, from the earliest
+    assert asyncio.run(measure_consumer_lag(hub, seen)) == {"test.lag.a": 3, "test.lag.b": 6, "test.lag.c": 4}  # b: nothing committed, from the earliest
     assert metrics.consumer_lag.labels("test.lag.b")._value.get() == 6
-    consumer.assigned = [a]  # a rebalance gave b to another worker
+    consumer.assigned = [a]  # a rebalance gave b to another worker, and c's partitions too
+    batch.lag = lambda: asyncio.sleep(0, {})
     assert asyncio.run(measure_consumer_lag(hub, seen)) == {"test.lag.a": 3}
     samples = {s.labels["topic"] for fam in metrics.REGISTRY.collect() if fam.name == "hub_consumer_lag_messages" for s in fam.samples}
     assert "test.lag.a" in samples and "test.lag.b" not in samples

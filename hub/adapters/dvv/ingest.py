@@ -16,7 +16,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from hub.domain import hetu
 from hub.schemas.codec import Codec, default_codec
 from hub.streams import topics
 from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
+from hub.adapters.kafka_security import bootstrap_servers  # noqa: F401 - also imported from here by benches and tests
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +136,6 @@ def _dead_letter_record(bad: BadRecord) -> dict:
     from hub.streams.app import dead_letter_record
 
     return dead_letter_record(bad.original, bad.reason, bad.message, location=bad.location, event_id=bad.event_id, source="hub:ingest-dvv")
-
-
-def bootstrap_servers(kafka_url: str) -> list[str]:
-    """`kafka://h1:9092;kafka://h2:9092` (faust's form) -> ["h1:9092", "h2:9092"]."""
-    return [part.split("://", 1)[-1] for part in re.split(r"[;,]", kafka_url) if part.strip()]
 
 
 class KafkaSink:

@@ -1,0 +1,164 @@
+"""At-least-once batch consumption on plain aiokafka, started and stopped with the faust app.
+
+Why not a faust agent: faust hands every record through its conductor, a queue per stream, an
+Event and an acknowledgement; on our machine that machinery costs more per population change than
+detection itself (bench/RESULTS.md, session 6). The hub's hottest stream, newcomer detection,
+reads its topic here instead, a batch at a time; every other stream stays a faust agent.
+
+The contract is the one the hub's agents keep (docs/reliability.md), made simpler:
+
+- records are read in batches (`getmany`: what has been fetched, up to `max_records`, without
+  waiting for a batch to fill) and handed to `handle(records)`, which returns when every record of
+  the batch is done: its outputs acknowledged by the broker, its state written, a bad record
+  dead-lettered (and that acknowledged);
+- then the batch's offsets are committed (the next offset of each partition). A crash before the
+  commit reads the batch again: outputs carry derived event ids and are deduplicated downstream;
+- a `handle` that raises (a broker or database outage it did not ride out, a bug) commits
+  nothing: the worker logs it, counts it (`hub_consumer_rereads_total`), seeks the batch's
+  partitions back to its first offsets and reads it again after a pause; the worker lives on;
+- a rebalance waits for the batch in processing (`on_partitions_revoked`), so a partition moves to
+  another worker between batches, with its offsets committed; records of a partition revoked
+  between the fetch and the processing are left to the new owner;
+- the consumer group is `<app id>.<name>`: faust's group uses faust's own partition assignor, which
+  a plain aiokafka member cannot join. A fresh group starts at the earliest offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from mode import Service
+
+from hub import metrics
+
+log = logging.getLogger(__name__)
+
+RETRY_PAUSE = 1.0  # seconds before a batch whose handling failed is read again
+
+
+class BatchConsumer(Service):
+    """One topic, one consumer group, batches handed to `handle` and committed after it returns."""
+
+    def __init__(self, *, name: str, topics: Sequence[str], group_id: str, handle: Callable[[list[ConsumerRecord]], Awaitable[None]],
+                 consumer_options: dict[str, Any], max_records: int = 200, stop_timeout: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.topics = tuple(topics)
+        self.group_id = group_id
+        self.handle = handle
+        self.max_records = max_records
+        self.stop_timeout = stop_timeout
+        self._options = consumer_options
+        self._busy = asyncio.Lock()  # held while a batch is handled and committed
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self.consumer: AIOKafkaConsumer | None = None
+        self.batches = 0  # batches handled and committed (tests)
+        self.retries = 0  # batches read again after a failure (tests)
+
+    @property
+    def label(self) -> str:  # mode's name in logs
+        return f"BatchConsumer[{self.name}]"
+
+    async def on_start(self) -> None:
+        self.consumer = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                                         max_poll_records=self.max_records, **self._options)
+        self.consumer.subscribe(list(self.topics), listener=_FinishBatchFirst(self))
+        await self.consumer.start()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def on_stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            # the batch in processing finishes and commits; a batch stuck longer is read again by the next owner
+            done, _ = await asyncio.wait({self._task}, timeout=self.stop_timeout)
+            if not done:
+                log.warning("%s: the batch in processing did not finish within %.0f s at stop; it will be read again", self.name, self.stop_timeout)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    async def _run(self) -> None:
+        consumer = self.consumer
+        while not self._stopping:
+            try:
+                fetched = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
+            except KafkaError as exc:
+                log.warning("%s: fetch failed (%s); retrying", self.name, type(exc).__name__)
+                await asyncio.sleep(RETRY_PAUSE)
+                continue
+            if not fetched:
+                continue
+            async with self._busy:
+                owned = consumer.assignment()  # a rebalance may have run between the fetch and here
+                records = [r for tp, rs in fetched.items() if tp in owned for r in rs]
+                if not records:
+                    continue
+                try:
+                    await self.handle(records)
+                except Exception as exc:  # noqa: BLE001 - nothing committed; the batch is read again
+                    self._read_again(fetched, owned, exc)
+                    await asyncio.sleep(RETRY_PAUSE)
+                    continue
+                await self._commit({tp: rs[-1].offset + 1 for tp, rs in fetched.items() if tp in owned})
+                self.batches += 1
+
+    def _read_again(self, fetched: dict, owned: set, exc: Exception) -> None:
+        self.retries += 1
+        log.error("%s: a batch of %d records failed with %s; nothing committed, reading it again", self.name,
+                  sum(len(rs) for rs in fetched.values()), type(exc).__name__)
+        for tp, rs in fetched.items():
+            if tp in owned:
+                metrics.consumer_rereads.labels(tp.topic).inc()
+                self.consumer.seek(tp, rs[0].offset)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # the group moved on (this member was too slow, or lost its partitions): the records are
+            # read again by their owner and deduplicated there
+            log.warning("%s: commit refused (%s); the batch will be read again by the partitions' owner", self.name, type(exc).__name__)
+        except KafkaError as exc:
+            log.warning("%s: commit failed (%s); a later commit covers it, a crash before then reads the batch again", self.name, type(exc).__name__)
+
+    async def finish_batch(self) -> None:
+        """Return when no batch is in processing (the one that was has been committed)."""
+        async with self._busy:
+            pass
+
+    async def lag(self) -> dict[str, int]:
+        """Records behind per topic for the partitions this member owns: end offset minus the
+        committed offset (the earliest offset when nothing is committed)."""
+        consumer = self.consumer
+        tps = sorted(consumer.assignment()) if consumer is not None else []
+        if not tps:
+            return {}
+        end = await consumer.end_offsets(tps)
+        lag: dict[str, int] = {}
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                committed = (await consumer.beginning_offsets([tp]))[tp]
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end[tp] - committed)
+        return lag
+
+
+class _FinishBatchFirst(ConsumerRebalanceListener):
+    """Partitions are taken away only between batches: the one in processing is finished and committed first."""
+
+    def __init__(self, owner: BatchConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.owner.finish_batch()
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        if assigned:
+            log.info("%s: assigned %s", self.owner.name, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)))

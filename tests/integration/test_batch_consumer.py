@@ -1,0 +1,109 @@
+"""The batch consumer (hub.adapters.batch_consumer) on the real broker: commits after each handled
+batch, a failed batch read again in the same process, a restart resuming after the commit, and a
+partition moving to a second worker only between batches."""
+
+import asyncio
+from collections import Counter
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from hub.adapters.kafka_admin import ensure_topics
+from hub.config import Settings
+from hub.streams.app import HubApp
+from hub.streams.runner import running, wait_for
+from tests.kafka_helpers import bootstrap, produce
+
+pytestmark = pytest.mark.integration
+TOPIC = "test.batch-consumer.v1"
+
+
+async def committed(url: str, group: str, partitions: int = 1) -> list[int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(url), group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return [await consumer.committed(TopicPartition(TOPIC, p)) for p in range(partitions)]
+    finally:
+        await consumer.stop()
+
+
+def load(url: str, n: int, partitions: int = 1) -> None:
+    ensure_topics(url, [TOPIC], partitions)
+    asyncio.run(produce(url, TOPIC, [(f"k{i}".encode(), f"v{i}".encode()) for i in range(n)]))
+
+
+def test_a_failed_batch_is_read_again_in_process_and_committed_after_it_succeeds(fresh_kafka_url):
+    load(fresh_kafka_url, 50)
+    hub = HubApp(Settings(app_id="batch-retry-it"), fresh_kafka_url)
+    seen: Counter = Counter()
+    failures = []
+
+    async def handle(records):
+        if not failures:  # the first batch fails once (a database outage, a broker not acknowledging...)
+            failures.append(len(records))
+            raise RuntimeError("not this time")
+        seen.update(r.value for r in records)
+
+    consumer = hub.batch_consumer("retry", TOPIC, handle, max_records=20)
+
+    async def scenario():
+        async with running(hub):
+            await wait_for(lambda: len(seen) == 50, 60, "every record")
+
+    asyncio.run(scenario())
+    assert asyncio.run(committed(fresh_kafka_url, hub.batch_group("retry"))) == [50]
+    assert failures and consumer.retries == 1
+    assert set(seen) == {f"v{i}".encode() for i in range(50)} and max(seen.values()) == 1  # the failed batch: nothing kept of it
+
+
+def test_a_restarted_worker_resumes_after_the_committed_batches(fresh_kafka_url):
+    load(fresh_kafka_url, 30)
+    settings = Settings(app_id="batch-restart-it")
+    seen: list[bytes] = []
+
+    async def handle(records):
+        seen.extend(r.value for r in records)
+
+    async def worker(until: int):
+        hub = HubApp(settings, fresh_kafka_url)
+        hub.batch_consumer("restart", TOPIC, handle, max_records=7)
+        async with running(hub):
+            await wait_for(lambda: len(seen) >= until, 60, f"{until} records")
+
+    asyncio.run(worker(30))
+    asyncio.run(produce(fresh_kafka_url, TOPIC, [(b"k", f"late{i}".encode()) for i in range(5)]))
+    asyncio.run(worker(35))
+    assert seen == [f"v{i}".encode() for i in range(30)] + [f"late{i}".encode() for i in range(5)]  # nothing read twice
+    assert asyncio.run(committed(fresh_kafka_url, "batch-restart-it.restart")) == [35]
+
+
+def test_a_partition_moves_to_a_second_worker_only_between_batches(fresh_kafka_url):
+    """Two workers of one group on two partitions; the second joins while the first is in the middle
+    of slow batches. The first finishes and commits its batch before its partition moves, so no
+    record is handled twice and none is skipped."""
+    n = 100
+    load(fresh_kafka_url, n, partitions=2)
+    settings = Settings(app_id="batch-rebalance-it", topic_partitions=2)
+    handled: Counter = Counter()
+    by_worker: Counter = Counter()
+
+    def handler(name, pause):
+        async def handle(records):
+            await asyncio.sleep(pause)  # the first worker is slow: the rebalance finds a batch in processing
+            handled.update((r.partition, r.offset) for r in records)
+            by_worker[name] += len(records)
+        return handle
+
+    async def scenario():
+        first, second = HubApp(settings, fresh_kafka_url), HubApp(settings, fresh_kafka_url)
+        first.batch_consumer("rebalance", TOPIC, handler("first", 2.0), max_records=10)
+        second.batch_consumer("rebalance", TOPIC, handler("second", 0.05), max_records=10)
+        async with running(first):
+            await wait_for(lambda: by_worker["first"] >= 10, 60, "the first worker to be under way")
+            async with running(second):
+                await wait_for(lambda: len(handled) == n, 120, "every record")
+                await asyncio.sleep(1.0)
+
+    asyncio.run(scenario())
+    assert len(handled) == n and max(handled.values()) == 1, [k for k, v in handled.items() if v > 1][:5]
+    assert by_worker["second"] > 0  # the second worker did take a partition over
