@@ -177,11 +177,11 @@ async def until(condition, timeout: float, what: str, sampler: RssSampler | None
     return time.monotonic()
 
 
-async def latency(servers: list[str], records: list, rate: float, progress: Progress, expected_consumed: int) -> dict:
+async def latency(servers: list[str], records: list, rate: float, progress: Progress, expected_consumed: int, subscriber_fetch_wait_ms: int = 100) -> dict:
     """Offer `records` at `rate`/s to the ingest topic; time each referral a subscriber sees."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    subscriber = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100)
+    subscriber = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=subscriber_fetch_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=0)
     await subscriber.start()
     await producer.start()
@@ -234,7 +234,8 @@ async def run(args) -> dict:
     out: dict = {"events": args.events, "partitions": args.partitions, "workers": args.workers, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    settings = dataclasses.replace(Settings.from_env({}), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
+    # the hub's defaults, with any HUB_KAFKA_* setting of the environment (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS)
+    settings = dataclasses.replace(Settings.from_env({k: v for k, v in os.environ.items() if k.startswith("HUB_KAFKA_")}), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
                                    app_id=f"bench-{uuid.uuid4().hex[:8]}")
     t = time.monotonic()
     records = with_garbage(population_changes(args.events, settings.person_key_secret), args.garbage_every)
@@ -275,7 +276,7 @@ async def run(args) -> dict:
             log(args, f"(b) hub pipeline: {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events, {out['referrals']} referrals, {out['dead_letters']} dead letters")
             sampler.sample(progress.consumed)
-            out["latency"] = await latency(servers, load, args.rate, progress, len(records) + len(load))
+            out["latency"] = await latency(servers, load, args.rate, progress, len(records) + len(load), args.subscriber_fetch_wait_ms)
             sampler.sample(progress.consumed)
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
@@ -311,7 +312,7 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
             out["newcomer_events"] = progress.produced
             log(args, f"(b) hub pipeline, {args.workers} worker process(es): {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events")
-            out["latency"] = await latency(servers, load, args.rate, progress, len(records) + len(load))
+            out["latency"] = await latency(servers, load, args.rate, progress, len(records) + len(load), args.subscriber_fetch_wait_ms)
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
                       f"p99 {lat['p99_ms']} ms ({lat['referrals_seen']} referrals)")
@@ -373,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency run, seconds (default: %(default)s)")
     parser.add_argument("--partitions", type=int, default=1, help="partitions of every topic (default: %(default)s)")
     parser.add_argument("--garbage-every", type=int, default=500, help="every Nth record is undecodable, to exercise dead letters; 0: none (default: %(default)s)")
+    parser.add_argument("--subscriber-fetch-wait-ms", type=int, default=10,
+                        help="fetch wait of the latency run's subscriber (a recipient's consumer): how long the broker may hold its "
+                             "fetch when nothing is new; the embedded broker holds it that long even when a record arrives (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up when the hub has not routed everything after this many seconds")
     parser.add_argument("--workers", type=int, default=0,
                         help="run (b) as this many `hub worker` processes with a PostgreSQL ledger (HUB_BENCH_PG_ADMIN_URL, default the local "

@@ -187,6 +187,7 @@ class HubApp:
         starts and stops with the app, in its own group `batch_group(name)`, with the worker
         consumer's settings (HUB_KAFKA_*)."""
         s = self.settings
+        self.topic(topic)  # declared like an agent's: `ensure_topics` creates it with HUB_TOPIC_PARTITIONS
         options = dict(
             bootstrap_servers=bootstrap_servers(self.kafka_url),
             client_id=f"{s.app_id}-{name}",

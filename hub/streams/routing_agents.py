@@ -27,6 +27,8 @@ from hub.streams.app import HubApp, utcnow
 
 log = logging.getLogger(__name__)
 
+CONSUMER_NAME = "routing-newcomers"  # the batch consumer of newcomers; its group is `<app id>.routing-newcomers`
+
 
 class RoutingObserved:
     """What the routing agents did in this process (tests, demo summary)."""
@@ -37,6 +39,7 @@ class RoutingObserved:
         self.referrals: Counter = Counter()  # authority id -> referrals published for the first time
         self.published: int = 0
         self.dead_letters: Counter = Counter()  # reason
+        self.consumer = None  # the BatchConsumer reading newcomers
 
 
 def register(
@@ -53,12 +56,13 @@ def register(
     gauge_interval: float = 60.0,
     changed_gauge_interval: float = 1.0,
     batch_size: int = 200,
-    batch_within: float = 0.05,
 ) -> RoutingObserved:
     """Declare the routing agents on the hub's app. The ledger's tables must exist (`hub db upgrade`).
 
-    Newcomers are routed in batches of up to `batch_size` events, taken within `batch_within`
-    seconds of the first: a lone event waits at most that long."""
+    Newcomers are routed in batches of up to `batch_size` records, read by a batch consumer
+    (`hub.adapters.batch_consumer`, group `<app id>.routing-newcomers`) rather than a faust agent:
+    a batch is what has been fetched, a lone newcomer does not wait for others. Referral statuses
+    stay a faust agent (one at a time, few)."""
     if ledger is None:
         ledger = ReferralLedger(create_engine(database_url or hub.settings.resolved_database_url()))
     rules = rules or default_rules()
@@ -78,16 +82,19 @@ def register(
     async def in_db(fn, *args):
         return await asyncio.get_running_loop().run_in_executor(db, fn, *args)
 
-    async def decode(event, topic: str, expect: str):
-        msg = event.message
+    async def decode(event, topic: str, expect: str, sends: list | None = None):
+        msg = getattr(event, "message", event)
         try:
             return hub.codec.decode(msg.value, expect).record
         except CodecError as exc:
-            await reject(event, topic, exc.reason, exc.detail)
+            await reject(event, topic, exc.reason, exc.detail, sends)
             return None
 
-    async def reject(event, topic: str, reason: str, message: str) -> None:
-        await hub.dead_letter_message(event.message, reason, message)
+    async def reject(event, topic: str, reason: str, message: str, sends: list | None = None) -> None:
+        """Dead-letter a faust event or a consumed record; its send future goes to `sends` when given."""
+        sent = await hub.dead_letter_message(getattr(event, "message", event), reason, message)
+        if sends is not None:
+            sends.append(sent)
         metrics.events_consumed.labels(topic, "dead_letter").inc()
         seen.dead_letters[reason] += 1
         seen.consumed[(topic, "dead_letter")] += 1
@@ -96,20 +103,20 @@ def register(
         metrics.events_consumed.labels(topic, outcome).inc()
         seen.consumed[(topic, outcome)] += 1
 
-    @hub.app.agent(hub.topic(newcomers_topic), name="routing-newcomers")
-    async def newcomers(stream):
-        # a batch at a time: one ledger transaction, every referral's send in flight together, one
-        # mark_published. The events are acknowledged (their offsets may be committed) only after
-        # the batch is done, so a crash anywhere in it redelivers the batch, and the ledger sends
-        # again exactly what was not marked published.
-        async for events in stream.take_events(batch_size, within=batch_within):
-            await route_batch(events)
-
-    async def route_batch(events) -> None:
+    async def route_batch(records) -> None:
+        # a batch at a time (read by a batch consumer, `hub.adapters.batch_consumer`): one ledger
+        # transaction, every referral's send in flight together, one mark_published. The batch's
+        # offsets are committed only after it is done, so a crash anywhere in it reads the batch
+        # again, and the ledger sends again exactly what was not marked published.
         routed = []  # (record, newcomer, decisions) in offset order
+        dead = []  # send futures of the batch's dead letters: acknowledged before the commit
         now = clock()
-        for event in events:
-            record = await decode(event, newcomers_topic, "Newcomer")
+        for msg in records:
+            refused = await hub.refuse(msg)
+            if refused is not None:
+                dead.append(refused)
+                continue
+            record = await decode(msg, newcomers_topic, "Newcomer", dead)
             if record is None:
                 continue
             try:
@@ -119,12 +126,13 @@ def register(
                     raise InputError("missing_person_key", "the Newcomer has an empty person_key; the detector must set the pseudonymous key")
                 decisions = route(newcomer, rules, reference)
             except InputError as exc:
-                await reject(event, newcomers_topic, exc.code, exc.message)
+                await reject(msg, newcomers_topic, exc.code, exc.message, dead)
                 continue
             except FutureDate as exc:
-                await reject(event, newcomers_topic, exc.reason, f"Newcomer: {exc.message}")
+                await reject(msg, newcomers_topic, exc.reason, f"Newcomer: {exc.message}", dead)
                 continue
             routed.append((record, newcomer, decisions))
+        await asyncio.gather(*dead)  # kept (acknowledged) before the batch is committed; else it is read again
         if not routed:
             return
         done = await in_db(ledger.record_many, [(n, d) for _, n, d in routed], now)
@@ -169,6 +177,8 @@ def register(
                 changed.add(record["authority"])
                 if outcome.state == "completed" and outcome.purpose == "initial_assessment" and outcome.referral_created_at is not None:
                     metrics.referral_to_assessment.observe(_seconds_between(outcome.referral_created_at, record.get("occurred_at") or now))
+
+    seen.consumer = hub.batch_consumer(CONSUMER_NAME, newcomers_topic, route_batch, batch_size)
 
     @hub.app.timer(interval=changed_gauge_interval, name="routing-referral-gauges-changed")
     async def changed_gauges():
