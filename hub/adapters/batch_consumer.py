@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
 from hub import metrics
@@ -65,11 +65,30 @@ class BatchConsumer(Service):
     def label(self) -> str:  # mode's name in logs
         return f"BatchConsumer[{self.name}]"
 
-    async def on_start(self) -> None:
+    async def connect(self) -> None:
+        """Start the consumer and ask for partitions; the group join goes on in the background.
+        Called early (when the app starts, alongside faust's own consumer joining its group: a
+        join takes seconds), then again by `on_start` (a no-op by then)."""
+        if self.consumer is not None:
+            return
         self.consumer = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                                          max_poll_records=self.max_records, **self._options)
+        await self.consumer.start()  # before subscribe: with a subscription, start() waits for the assignment
         self.consumer.subscribe(list(self.topics), listener=_FinishBatchFirst(self))
-        await self.consumer.start()
+
+    async def close(self) -> None:
+        """Leave the group and close the consumer (idempotent)."""
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    @property
+    def processing(self) -> bool:
+        """True once `on_start` ran: from then on the service's stop closes the consumer."""
+        return self._task is not None
+
+    async def on_start(self) -> None:
+        await self.connect()
         self._task = asyncio.ensure_future(self._run())
 
     async def on_stop(self) -> None:
@@ -81,14 +100,15 @@ class BatchConsumer(Service):
                 log.warning("%s: the batch in processing did not finish within %.0f s at stop; it will be read again", self.name, self.stop_timeout)
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
-        if self.consumer is not None:
-            await self.consumer.stop()
+        await self.close()
 
     async def _run(self) -> None:
         consumer = self.consumer
         while not self._stopping:
             try:
                 fetched = await consumer.getmany(timeout_ms=100, max_records=self.max_records)
+            except ConsumerStoppedError:
+                return
             except KafkaError as exc:
                 log.warning("%s: fetch failed (%s); retrying", self.name, type(exc).__name__)
                 await asyncio.sleep(RETRY_PAUSE)

@@ -99,6 +99,20 @@ class _App(faust.App):
     """faust.App whose streams first run the hub's publisher check (when one is set)."""
 
     publisher_check = None  # async (stream, value) -> value, raising Skip for a refused record
+    batch_consumers: tuple = ()  # HubApp.batch_consumers: they join their groups when the app starts
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # the batch consumers' group joins (seconds each) go on while faust's consumer joins its
+        # group; their processing starts with the app's extra services, after the producer
+        for service in self.batch_consumers:
+            await service.connect()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        for service in self.batch_consumers:
+            if not service.processing:  # the app stopped before its extra services started: only joined
+                await service.close()
 
     def stream(self, channel, beacon=None, **kwargs):
         s = super().stream(channel, beacon=beacon, **kwargs)
@@ -200,8 +214,9 @@ class HubApp:
         )
         service = BatchConsumer(name=name, topics=[topic], group_id=self.batch_group(name), handle=handle, consumer_options=options,
                                 max_records=max_records)
-        self.app.service(service)  # started after the app's producer and consumer, stopped before them
+        self.app.service(service)  # processing starts after the app's producer and consumer, stops before them
         self.batch_consumers.append(service)
+        self.app.batch_consumers = tuple(self.batch_consumers)
         return service
 
     def ensure_topics(self) -> list[str]:
