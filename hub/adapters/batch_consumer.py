@@ -115,19 +115,24 @@ class BatchConsumer(Service):
                 continue
             if not fetched:
                 continue
-            async with self._busy:
-                owned = consumer.assignment()  # a rebalance may have run between the fetch and here
-                records = [r for tp, rs in fetched.items() if tp in owned for r in rs]
-                if not records:
-                    continue
-                try:
-                    await self.handle(records)
-                except Exception as exc:  # noqa: BLE001 - nothing committed; the batch is read again
-                    self._read_again(fetched, owned, exc)
-                    await asyncio.sleep(RETRY_PAUSE)
-                    continue
-                await self._commit({tp: rs[-1].offset + 1 for tp, rs in fetched.items() if tp in owned})
-                self.batches += 1
+            if not await self._handle(fetched):
+                await asyncio.sleep(RETRY_PAUSE)  # outside the lock: a rebalance need not wait for it
+
+    async def _handle(self, fetched: dict) -> bool:
+        """Handle and commit one fetched batch; False when it failed (sought back, to be read again)."""
+        async with self._busy:
+            owned = self.consumer.assignment()  # a rebalance may have run between the fetch and here
+            records = [r for tp, rs in fetched.items() if tp in owned for r in rs]
+            if not records:
+                return True
+            try:
+                await self.handle(records)
+            except Exception as exc:  # noqa: BLE001 - nothing committed; the batch is read again
+                self._read_again(fetched, owned, exc)
+                return False
+            await self._commit({tp: rs[-1].offset + 1 for tp, rs in fetched.items() if tp in owned})
+            self.batches += 1
+            return True
 
     def _read_again(self, fetched: dict, owned: set, exc: Exception) -> None:
         self.retries += 1
