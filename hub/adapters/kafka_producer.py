@@ -50,3 +50,19 @@ class EventProducer:
         pending, self._pending = self._pending, []
         await asyncio.gather(*pending)
         return len(pending)
+
+
+class KeyPartitioner:
+    """aiokafka's default partitioner (murmur2 of the key, as Kafka's Java client), without the hash
+    when the topic has one partition: the answer is that partition anyway. The hash is pure Python
+    in aiokafka: py-spy found it at ~6 % of a worker on the benchmark (bench/RESULTS.md, session 6)."""
+
+    def __init__(self) -> None:
+        from aiokafka.partitioner import DefaultPartitioner
+
+        self._default = DefaultPartitioner()
+
+    def __call__(self, key, all_partitions, available):
+        if len(all_partitions) == 1:
+            return all_partitions[0]
+        return self._default(key, all_partitions, available)

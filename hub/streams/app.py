@@ -25,6 +25,7 @@ from faust.exceptions import Skip
 from hub import metrics
 from hub.domain import publishers as identity
 from hub.adapters.batch_consumer import BatchConsumer
+from hub.adapters.kafka_producer import KeyPartitioner
 from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
 from hub.schemas.codec import Codec, CodecError, default_codec
@@ -158,6 +159,7 @@ class HubApp:
             # records sent within a few milliseconds go in one produce request (faust sends each at
             # once): +8 % throughput for ~15 ms more latency per hop (bench/RESULTS.md, session 5)
             producer_linger=settings.producer_linger_ms / 1000.0,
+            producer_partitioner=KeyPartitioner(),  # no murmur2 for one-partition topics
             # Fairness between topics: aiokafka hands out a partition's fetched records until they
             # are used up before it looks at another partition, so with its default fetch (1 MB per
             # partition, ~5,000 population changes) routing waited seconds for its newcomers while
@@ -258,7 +260,9 @@ class HubApp:
         if isinstance(key, str):
             key = key.encode()
         await self.ensure_exists(topic)
-        return await self.topic(topic).send(key=key, value=value, headers=self.signed(cloudevent_headers(name, record), value))
+        # straight to the app's producer (the aiokafka producer faust started): faust's Topic.send
+        # adds a FutureMessage, callbacks and sensors per record the hub does not use (session 6)
+        return await self.app.producer.send(topic, key, value, None, None, self.signed(cloudevent_headers(name, record), value))
 
     def signed(self, headers: list[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
         """`headers` with the hub's signature when it has a key of its own (id = HUB_APP_ID), else as given."""
