@@ -4,6 +4,9 @@ One run: start the embedded broker, pre-load N PopulationChange records (Avro, w
 (a) a bare aiokafka loop (consume -> decode -> route by dict lookup -> encode -> produce),
 (b) the hub's real pipeline (ingest topic -> newcomer detection -> routing -> referral topics,
     metrics and idempotency on), then end-to-end latency at a steady offered load.
+The hub runs with its defaults; HUB_KAFKA_* settings of the environment apply to it
+(e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS=10). The hub's events/s count from the moment detection took
+its first batch.
 Run with `make bench` or `.venv/bin/python bench/pipeline.py --help`.
 """
 
