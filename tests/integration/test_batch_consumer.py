@@ -80,7 +80,10 @@ def test_a_restarted_worker_resumes_after_the_committed_batches(fresh_kafka_url)
 def test_a_partition_moves_to_a_second_worker_only_between_batches(fresh_kafka_url):
     """Two workers of one group on two partitions; the second joins while the first is in the middle
     of slow batches. The first finishes and commits its batch before its partition moves, so no
-    record is handled twice and none is skipped."""
+    record is handled twice and none is skipped. A batch takes 5 s, longer than the group join
+    (~3 s on the embedded broker): without the rebalance listener that waits for it, the second
+    worker reads the batch's partition from the old commit and handles records twice (this test
+    fails then; with 2 s batches it did not)."""
     n = 100
     load(fresh_kafka_url, n, partitions=2)
     settings = Settings(app_id="batch-rebalance-it", topic_partitions=2)
@@ -96,7 +99,7 @@ def test_a_partition_moves_to_a_second_worker_only_between_batches(fresh_kafka_u
 
     async def scenario():
         first, second = HubApp(settings, fresh_kafka_url), HubApp(settings, fresh_kafka_url)
-        first.batch_consumer("rebalance", TOPIC, handler("first", 2.0), max_records=10)
+        first.batch_consumer("rebalance", TOPIC, handler("first", 5.0), max_records=10)
         second.batch_consumer("rebalance", TOPIC, handler("second", 0.05), max_records=10)
         async with running(first):
             await wait_for(lambda: by_worker["first"] >= 10, 60, "the first worker to be under way")
