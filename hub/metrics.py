@@ -42,7 +42,7 @@ webhook_deliveries = Counter(
 webhook_queue = Gauge("hub_webhook_deliveries_queued", "Webhook deliveries waiting (pending) or parked, by recipient authority", ["recipient", "state"], registry=REGISTRY)
 consumer_rereads = Counter(
     "hub_consumer_rereads_total",
-    "Times a partition was read again from its last commit because a fetched record was never processed, by topic",
+    "Times a partition was read again from its last commit because a fetched record was never processed, or a batch's handling failed, by topic",
     ["topic"],
     registry=REGISTRY,
 )
