@@ -39,6 +39,12 @@ CE_TYPE_PREFIX = "fi.integrationhub."
 INPUT_TOPICS = (names.POPULATION_CHANGES, names.ASSESSMENTS, names.CONSENTS, names.REFERRAL_STATUS)
 
 
+def consumed_record(event):
+    """The consumed Kafka record of a faust event, or the record itself (batch consumers,
+    `hub.adapters.batch_consumer`, hand out records)."""
+    return getattr(event, "message", event)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -100,7 +106,7 @@ class _App(faust.App):
     """faust.App whose streams first run the hub's publisher check (when one is set)."""
 
     publisher_check = None  # async (stream, value) -> value, raising Skip for a refused record
-    batch_consumers: tuple = ()  # HubApp.batch_consumers: they join their groups when the app starts
+    batch_consumers: tuple | list = ()  # HubApp sets a list per app (HubApp.batch_consumer): they join their groups when the app starts
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -183,7 +189,7 @@ class HubApp:
             self.app.publisher_check = self._check_publisher
         self._topics: dict[str, faust.TopicT] = {}
         self._existing: set[str] = set()  # topics known to exist on the broker (created or found by ensure_topics)
-        self.batch_consumers: list[BatchConsumer] = []  # streams read without faust's agents (hub.adapters.batch_consumer)
+        self.app.batch_consumers = []  # streams read without faust's agents (hub.adapters.batch_consumer)
         for name in names.FIXED_TOPICS:
             self.topic(name)
 
@@ -217,9 +223,12 @@ class HubApp:
         service = BatchConsumer(name=name, topics=[topic], group_id=self.batch_group(name), handle=handle, consumer_options=options,
                                 max_records=max_records)
         self.app.service(service)  # processing starts after the app's producer and consumer, stops before them
-        self.batch_consumers.append(service)
-        self.app.batch_consumers = tuple(self.batch_consumers)
+        self.app.batch_consumers.append(service)
         return service
+
+    @property
+    def batch_consumers(self) -> list[BatchConsumer]:
+        return self.app.batch_consumers
 
     def ensure_topics(self) -> list[str]:
         """Create the hub's fixed topics (and any declared so far) with the configured partitions."""
@@ -309,7 +318,7 @@ class HubApp:
         try:
             return await handler(event)
         except Exception as exc:  # noqa: BLE001 - a worker must survive any single record
-            msg = getattr(event, "message", event)
+            msg = consumed_record(event)
             log.error("%s failed with %s on %s[%s]@%s; record sent to dead letters", what, type(exc).__name__, msg.topic, msg.partition, msg.offset)
             sent = await self.dead_letter_message(msg, "internal_error", f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix")
             if sends is not None:
@@ -349,7 +358,7 @@ class HubApp:
     async def decode_or_dead_letter(self, event, expect: str | tuple[str, ...], sends: list | None = None):
         """Decode a faust event's value (or a consumed record's); on failure dead-letter it (its send
         future added to `sends` when given) and return None."""
-        msg = getattr(event, "message", event)
+        msg = consumed_record(event)
         try:
             return self.codec.decode(msg.value, expect)
         except CodecError as exc:

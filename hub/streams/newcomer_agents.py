@@ -40,7 +40,6 @@ class NewcomerObserved:
     newcomers: Counter = field(default_factory=Counter)  # municipality code -> arrived
     moved: int = 0
     dead_letters: int = 0
-    consumer: object = None  # the BatchConsumer reading population changes
     first_at: float | None = None  # time.monotonic() when the first batch reached detection (benchmarks)
 
 
@@ -82,7 +81,7 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
             seen.first_at = time.monotonic()
         batch = _Batch()
         dead = []  # send futures of this batch's dead letters: acknowledged before the commit
-        checked = []  # (record, decoded, person keys, monotonic start) of the records that passed the checks
+        checked = []  # (consumed record, decoded record, person keys, monotonic start) of those that passed the checks
         for msg in records:
             ok = await hub.handle_safely(msg, lambda m: check(m, dead), "newcomer detection", dead)
             if ok is not None:
@@ -124,7 +123,7 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
             metrics.events_consumed.labels(topics.POPULATION_CHANGES, "newcomer" if done.found else "ok").inc()
             metrics.processing_latency.labels(topics.POPULATION_CHANGES).observe(time.monotonic() - started)
 
-    seen.consumer = hub.batch_consumer(CONSUMER_NAME, topics.POPULATION_CHANGES, detect_batch, batch_size)
+    hub.batch_consumer(CONSUMER_NAME, topics.POPULATION_CHANGES, detect_batch, batch_size)
 
     async def _unacknowledged(msg, dead: list) -> None:
         log.error("newcomer detection: a newcomer of %s[%s]@%s was not acknowledged by the broker; record sent to dead letters",

@@ -23,7 +23,7 @@ from hub.routing.reference import Reference, default_reference
 from hub.routing.rules import Rules, default_rules
 from hub.schemas.codec import CodecError
 from hub.streams import topics
-from hub.streams.app import HubApp, utcnow
+from hub.streams.app import HubApp, consumed_record, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ class RoutingObserved:
         self.referrals: Counter = Counter()  # authority id -> referrals published for the first time
         self.published: int = 0
         self.dead_letters: Counter = Counter()  # reason
-        self.consumer = None  # the BatchConsumer reading newcomers
 
 
 def register(
@@ -83,7 +82,7 @@ def register(
         return await asyncio.get_running_loop().run_in_executor(db, fn, *args)
 
     async def decode(event, topic: str, expect: str, sends: list | None = None):
-        msg = getattr(event, "message", event)
+        msg = consumed_record(event)
         try:
             return hub.codec.decode(msg.value, expect).record
         except CodecError as exc:
@@ -92,7 +91,7 @@ def register(
 
     async def reject(event, topic: str, reason: str, message: str, sends: list | None = None) -> None:
         """Dead-letter a faust event or a consumed record; its send future goes to `sends` when given."""
-        sent = await hub.dead_letter_message(getattr(event, "message", event), reason, message)
+        sent = await hub.dead_letter_message(consumed_record(event), reason, message)
         if sends is not None:
             sends.append(sent)
         metrics.events_consumed.labels(topic, "dead_letter").inc()
@@ -178,7 +177,7 @@ def register(
                 if outcome.state == "completed" and outcome.purpose == "initial_assessment" and outcome.referral_created_at is not None:
                     metrics.referral_to_assessment.observe(_seconds_between(outcome.referral_created_at, record.get("occurred_at") or now))
 
-    seen.consumer = hub.batch_consumer(CONSUMER_NAME, newcomers_topic, route_batch, batch_size)
+    hub.batch_consumer(CONSUMER_NAME, newcomers_topic, route_batch, batch_size)
 
     @hub.app.timer(interval=changed_gauge_interval, name="routing-referral-gauges-changed")
     async def changed_gauges():
