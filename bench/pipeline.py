@@ -3,7 +3,9 @@
 One run: start the embedded broker, pre-load N PopulationChange records (Avro, wire format), then
 (a) a bare aiokafka loop (consume -> decode -> route by dict lookup -> encode -> produce),
 (b) the hub's real pipeline (ingest topic -> newcomer detection -> routing -> referral topics,
-    metrics and idempotency on), then end-to-end latency at a steady offered load.
+    metrics and idempotency on), then end-to-end latency at a steady offered load; the same load
+    also goes first through two bare aiokafka stages (two hops like the hub's, each acknowledging
+    and committing its batches): the latency floor of this broker and machine.
 The hub runs with its defaults; HUB_KAFKA_* settings of the environment apply to it
 (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS=10). The hub's events/s count from the moment detection took
 its first batch.
@@ -43,7 +45,12 @@ from hub.streams import topics  # noqa: E402
 BASELINE_IN = "bench.baseline.in.v1"
 BASELINE_DEAD = "bench.baseline.dead-letters.v1"
 BASELINE_OTHER = "bench.baseline.out.other.v1"
+BASELINE_LATENCY_IN, BASELINE_LATENCY_MID, BASELINE_LATENCY_OUT = "bench.baseline.latency-in.v1", "bench.baseline.latency-mid.v1", "bench.baseline.latency-out.v1"
 GARBAGE = b"\x07 not a wire-format record"
+
+
+def referral_topics(names) -> list[str]:
+    return sorted(t for t in names if t.startswith("hub.referrals."))
 
 
 def baseline_topic(code: str) -> str:
@@ -103,6 +110,62 @@ async def bare_pipe(servers: list[str], n: int, partitions: int) -> float:
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def bare_latency(servers: list[str], records: list, rate: float, settings, partitions: int, subscriber_fetch_wait_ms: int) -> dict:
+    """(a) latency: the floor of two hops on this broker and machine. Two bare aiokafka stages in this
+    process, shaped like the hub's (in -> decode, route, encode -> mid -> decode, encode -> out), each
+    sending a fetched batch, waiting for its acknowledgements and committing its offsets; with the
+    hub's fetch wait and producer linger (HUB_KAFKA_*). Same offered load and subscriber as (b)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    codec = default_codec()
+    relayed = [0]
+
+    ready = [asyncio.Event(), asyncio.Event()]
+
+    async def stage(group: str, src: str, dst, positioned: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms)
+        producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=settings.producer_linger_ms)
+        await consumer.start()
+        await producer.start()
+        try:
+            tps = [TopicPartition(src, p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)
+            positioned.set()
+            while True:
+                futures = []
+                for msgs in (await consumer.getmany(timeout_ms=100, max_records=200)).values():
+                    for m in msgs:
+                        try:
+                            record = codec.decode(m.value, "PopulationChange").record
+                        except CodecError:
+                            continue
+                        futures.append(await producer.send(dst(record), value=codec.encode("PopulationChange", record), key=m.key))
+                if futures:
+                    await asyncio.gather(*futures)
+                    await consumer.commit()
+                    if src == BASELINE_LATENCY_MID:
+                        relayed[0] += len(futures)
+        finally:
+            await producer.stop()
+            await consumer.stop()
+
+    group = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    stages = [asyncio.create_task(stage(f"{group}-1", BASELINE_LATENCY_IN, lambda r: BASELINE_LATENCY_MID, ready[0])),
+              asyncio.create_task(stage(f"{group}-2", BASELINE_LATENCY_MID, lambda r: BASELINE_LATENCY_OUT, ready[1]))]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 60)  # both stages at the end of their topics
+        return await latency(servers, records, rate, BASELINE_LATENCY_IN, lambda names: [BASELINE_LATENCY_OUT],
+                             lambda: until(lambda: relayed[0] >= len(records), 60, "the bare stages to relay the latency load"),
+                             subscriber_fetch_wait_ms)
+    finally:
+        for task in stages:
+            task.cancel()
+        await asyncio.gather(*stages, return_exceptions=True)
 
 
 class Progress:
@@ -180,8 +243,9 @@ async def until(condition, timeout: float, what: str, sampler: RssSampler | None
     return time.monotonic()
 
 
-async def latency(servers: list[str], records: list, rate: float, progress: Progress, expected_consumed: int, subscriber_fetch_wait_ms: int = 100) -> dict:
-    """Offer `records` at `rate`/s to the ingest topic; time each referral a subscriber sees."""
+async def latency(servers: list[str], records: list, rate: float, in_topic: str, out_topics, settled, subscriber_fetch_wait_ms: int = 100) -> dict:
+    """Offer `records` at `rate`/s to `in_topic`; time each record a subscriber sees on `out_topics`
+    (a callable: the topics that exist, sorted) until `settled()` returns."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     subscriber = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=subscriber_fetch_wait_ms)
@@ -191,13 +255,13 @@ async def latency(servers: list[str], records: list, rate: float, progress: Prog
     sent: dict[bytes, float] = {}
     samples: list[float] = []
     try:
-        referral_topics = sorted(t for t in await subscriber.topics() if t.startswith("hub.referrals."))
-        tps = [TopicPartition(t, p) for t in referral_topics for p in sorted(subscriber.partitions_for_topic(t) or [0])]
+        watched = out_topics(await subscriber.topics())
+        tps = [TopicPartition(t, p) for t in watched for p in sorted(subscriber.partitions_for_topic(t) or [0])]
         subscriber.assign(tps)
         await subscriber.seek_to_end(*tps)
         for tp in tps:
             await subscriber.position(tp)
-        await producer.partitions_for(topics.POPULATION_CHANGES)
+        await producer.partitions_for(in_topic)
 
         async def subscribe() -> None:
             while True:
@@ -215,17 +279,17 @@ async def latency(servers: list[str], records: list, rate: float, progress: Prog
             if delay > 0:
                 await asyncio.sleep(delay)
             sent[key] = time.time()
-            futures.append(await producer.send(topics.POPULATION_CHANGES, value=value, key=key, headers=headers))
+            futures.append(await producer.send(in_topic, value=value, key=key, headers=headers))
         offered = len(records) / (time.monotonic() - start)
         await asyncio.gather(*futures)
-        await until(lambda: progress.caught_up(expected_consumed), 120, "the hub to take the latency load")
-        await asyncio.sleep(1.0)  # the last referrals reach the subscriber
+        await settled()
+        await asyncio.sleep(1.0)  # the last records reach the subscriber
         reader.cancel()
     finally:
         await producer.stop()
         await subscriber.stop()
     q = statistics.quantiles(samples, n=100, method="inclusive") if len(samples) >= 2 else [float("nan")] * 99
-    return {"offered_events_per_s": round(offered, 1), "events": len(records), "referrals_seen": len(samples),
+    return {"offered_events_per_s": round(offered, 1), "events": len(records), "seen": len(samples),
             "p50_ms": round(q[49] * 1e3, 1), "p95_ms": round(q[94] * 1e3, 1), "p99_ms": round(q[98] * 1e3, 1),
             "max_ms": round(max(samples, default=float("nan")) * 1e3, 1)}
 
@@ -248,7 +312,8 @@ async def run(args) -> dict:
 
     with EmbeddedBroker() as broker:
         servers = bootstrap_servers(broker.url)
-        names = [BASELINE_IN, BASELINE_DEAD, BASELINE_OTHER, *(baseline_topic(c) for c, _ in MUNICIPALITIES), *topics.FIXED_TOPICS]
+        names = [BASELINE_IN, BASELINE_DEAD, BASELINE_OTHER, BASELINE_LATENCY_IN, BASELINE_LATENCY_MID, BASELINE_LATENCY_OUT,
+                 *(baseline_topic(c) for c, _ in MUNICIPALITIES), *topics.FIXED_TOPICS]
         await asyncio.get_running_loop().run_in_executor(None, lambda: ensure_topics(broker.url, names, args.partitions))
         await preload(servers, BASELINE_IN, records)
         await preload(servers, topics.POPULATION_CHANGES, records)
@@ -256,6 +321,9 @@ async def run(args) -> dict:
 
         out["baseline_events_per_s"] = round(await bare_pipe(servers, len(records), args.partitions), 1)
         log(args, f"(a) bare aiokafka pipe: {out['baseline_events_per_s']:.0f} events/s")
+        out["baseline_latency"] = await bare_latency(servers, load, args.rate, settings, args.partitions, args.subscriber_fetch_wait_ms)
+        bl = out["baseline_latency"]
+        log(args, f"(a) bare two-hop latency at {bl['offered_events_per_s']:.0f} events/s offered: p50 {bl['p50_ms']} ms, p95 {bl['p95_ms']} ms, p99 {bl['p99_ms']} ms")
 
         if args.workers:
             await _run_workers(args, out, broker, servers, settings, records, load)
@@ -282,11 +350,13 @@ async def run(args) -> dict:
             log(args, f"(b) hub pipeline: {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events, {out['referrals']} referrals, {out['dead_letters']} dead letters")
             sampler.sample(progress.consumed)
-            out["latency"] = await latency(servers, load, args.rate, progress, len(records) + len(load), args.subscriber_fetch_wait_ms)
+            out["latency"] = await latency(servers, load, args.rate, topics.POPULATION_CHANGES, referral_topics,
+                                           lambda: until(lambda: progress.caught_up(len(records) + len(load)), 120, "the hub to take the latency load"),
+                                           args.subscriber_fetch_wait_ms)
             sampler.sample(progress.consumed)
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
-                      f"p99 {lat['p99_ms']} ms ({lat['referrals_seen']} referrals)")
+                      f"p99 {lat['p99_ms']} ms ({lat['seen']} referrals)")
     out["rss_mb"] = {"before_hub": round(rss_before, 1), "hub_peak": round(sampler.peak, 1), "hub_end": round(sampler.series[-1][1], 1),
                      "process_peak": round(peak_rss_mb(), 1)}
     out["rss_mb"]["growth_per_100k_events"] = round(_growth_per_100k(sampler.series), 1)
@@ -318,10 +388,12 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
             out["newcomer_events"] = progress.produced
             log(args, f"(b) hub pipeline, {args.workers} worker process(es): {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events")
-            out["latency"] = await latency(servers, load, args.rate, progress, len(records) + len(load), args.subscriber_fetch_wait_ms)
+            out["latency"] = await latency(servers, load, args.rate, topics.POPULATION_CHANGES, referral_topics,
+                                           lambda: until(lambda: progress.caught_up(len(records) + len(load)), 120, "the hub to take the latency load"),
+                                           args.subscriber_fetch_wait_ms)
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
-                      f"p99 {lat['p99_ms']} ms ({lat['referrals_seen']} referrals)")
+                      f"p99 {lat['p99_ms']} ms ({lat['seen']} referrals)")
             hub_phase = [p for p in progress.series if p[2] <= len(records)]  # the throughput run, before the latency run's events
             out["rss_mb"] = {"worker_peak": round(workers.rss_peak_mb(), 1),
                              "worker_at_end_of_throughput_run": round(hub_phase[-1][1], 1) if hub_phase else None,
@@ -349,15 +421,18 @@ def log(args, text: str) -> None:
 
 
 def render(r: dict) -> str:
-    lat, rss = r["latency"], r["rss_mb"]
+    lat, rss, bl = r["latency"], r["rss_mb"], r["baseline_latency"]
+    floor = (f"  (a) bare two hops at {bl['offered_events_per_s']:.0f}/s: p50 {bl['p50_ms']} ms  p95 {bl['p95_ms']} ms  p99 {bl['p99_ms']} ms  "
+             f"(the broker's floor for (b)'s latency)")
     if r.get("workers"):
         return "\n".join([
             f"Integration hub pipeline benchmark ({r['events']} events, {r['record_bytes_mean']} bytes each, {r['partitions']} partition(s), "
             f"{r['workers']} hub worker process(es), PostgreSQL ledger; {r['machine']})",
             f"  (a) bare aiokafka pipe:   {r['baseline_events_per_s']:>9.0f} events/s",
             f"  (b) hub pipeline:         {r['hub_events_per_s']:>9.0f} events/s   ratio (b)/(a) {r['ratio']:.2f}  (target >= 0.5)",
+            floor,
             f"  latency at {lat['offered_events_per_s']:.0f}/s:      p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  (target p99 <= 50 ms; "
-            f"{lat['referrals_seen']} referrals)",
+            f"{lat['seen']} referrals)",
             f"  RSS:                      worker peak {rss['worker_peak']} MB, {rss['growth_per_100k_events']:+.1f} MB per 100k events (target <= 300 MB over 1M)",
             f"  start to first event:     {r['start_to_first_event_s']} s (process start, incl. imports; target <= 5 s)",
         ])
@@ -365,8 +440,9 @@ def render(r: dict) -> str:
         f"Integration hub pipeline benchmark ({r['events']} events, {r['record_bytes_mean']} bytes each, {r['partitions']} partition(s); {r['machine']})",
         f"  (a) bare aiokafka pipe:   {r['baseline_events_per_s']:>9.0f} events/s",
         f"  (b) hub pipeline:         {r['hub_events_per_s']:>9.0f} events/s   ratio (b)/(a) {r['ratio']:.2f}  (target >= 0.5)",
+        floor,
         f"  latency at {lat['offered_events_per_s']:.0f}/s:      p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  (target p99 <= 50 ms; "
-        f"{lat['referrals_seen']} referrals)",
+        f"{lat['seen']} referrals)",
         f"  RSS:                      hub peak {rss['hub_peak']} MB, {rss['growth_per_100k_events']:+.1f} MB per 100k events (target <= 300 MB over 1M); "
         f"process peak {rss['process_peak']} MB",
         f"  start to first event:     {r['start_to_first_event_s']} s  (target <= 5 s)",
