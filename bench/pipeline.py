@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -114,17 +115,16 @@ async def bare_pipe(servers: list[str], n: int, partitions: int) -> float:
 
 async def bare_latency(servers: list[str], records: list, rate: float, settings, partitions: int, subscriber_fetch_wait_ms: int) -> dict:
     """(a) latency: the floor of two hops on this broker and machine. Two bare aiokafka stages in this
-    process, shaped like the hub's (in -> decode, route, encode -> mid -> decode, encode -> out), each
+    process, shaped like the hub's (in -> decode, encode -> mid -> decode, encode -> out), each
     sending a fetched batch, waiting for its acknowledgements and committing its offsets; with the
     hub's fetch wait and producer linger (HUB_KAFKA_*). Same offered load and subscriber as (b)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     codec = default_codec()
-    relayed = [0]
-
+    relayed: Counter = Counter()  # source topic -> records relayed
     ready = [asyncio.Event(), asyncio.Event()]
 
-    async def stage(group: str, src: str, dst, positioned: asyncio.Event) -> None:
+    async def stage(group: str, src: str, dst: str, positioned: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms)
         producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=settings.producer_linger_ms)
         await consumer.start()
@@ -144,28 +144,34 @@ async def bare_latency(servers: list[str], records: list, rate: float, settings,
                             record = codec.decode(m.value, "PopulationChange").record
                         except CodecError:
                             continue
-                        futures.append(await producer.send(dst(record), value=codec.encode("PopulationChange", record), key=m.key))
+                        futures.append(await producer.send(dst, value=codec.encode("PopulationChange", record), key=m.key))
                 if futures:
                     await asyncio.gather(*futures)
                     await consumer.commit()
-                    if src == BASELINE_LATENCY_MID:
-                        relayed[0] += len(futures)
+                    relayed[src] += len(futures)
         finally:
             await producer.stop()
             await consumer.stop()
 
     group = f"bench-bare-{uuid.uuid4().hex[:6]}"
-    stages = [asyncio.create_task(stage(f"{group}-1", BASELINE_LATENCY_IN, lambda r: BASELINE_LATENCY_MID, ready[0])),
-              asyncio.create_task(stage(f"{group}-2", BASELINE_LATENCY_MID, lambda r: BASELINE_LATENCY_OUT, ready[1]))]
+    stages = [asyncio.create_task(stage(f"{group}-1", BASELINE_LATENCY_IN, BASELINE_LATENCY_MID, ready[0])),
+              asyncio.create_task(stage(f"{group}-2", BASELINE_LATENCY_MID, BASELINE_LATENCY_OUT, ready[1]))]
     try:
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 60)  # both stages at the end of their topics
         return await latency(servers, records, rate, BASELINE_LATENCY_IN, lambda names: [BASELINE_LATENCY_OUT],
-                             lambda: until(lambda: relayed[0] >= len(records), 60, "the bare stages to relay the latency load"),
+                             lambda: until(lambda: relayed[BASELINE_LATENCY_MID] >= len(records), 60, "the bare stages to relay the latency load"),
                              subscriber_fetch_wait_ms)
     finally:
         for task in stages:
             task.cancel()
         await asyncio.gather(*stages, return_exceptions=True)
+
+
+async def hub_latency(args, servers: list[str], load: list, progress, expected_consumed: int) -> dict:
+    """(b) latency: the load offered to the ingest topic, timed on the referral topics."""
+    return await latency(servers, load, args.rate, topics.POPULATION_CHANGES, referral_topics,
+                         lambda: until(lambda: progress.caught_up(expected_consumed), 120, "the hub to take the latency load"),
+                         args.subscriber_fetch_wait_ms)
 
 
 class Progress:
@@ -350,9 +356,7 @@ async def run(args) -> dict:
             log(args, f"(b) hub pipeline: {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events, {out['referrals']} referrals, {out['dead_letters']} dead letters")
             sampler.sample(progress.consumed)
-            out["latency"] = await latency(servers, load, args.rate, topics.POPULATION_CHANGES, referral_topics,
-                                           lambda: until(lambda: progress.caught_up(len(records) + len(load)), 120, "the hub to take the latency load"),
-                                           args.subscriber_fetch_wait_ms)
+            out["latency"] = await hub_latency(args, servers, load, progress, len(records) + len(load))
             sampler.sample(progress.consumed)
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
@@ -388,9 +392,7 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
             out["newcomer_events"] = progress.produced
             log(args, f"(b) hub pipeline, {args.workers} worker process(es): {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events")
-            out["latency"] = await latency(servers, load, args.rate, topics.POPULATION_CHANGES, referral_topics,
-                                           lambda: until(lambda: progress.caught_up(len(records) + len(load)), 120, "the hub to take the latency load"),
-                                           args.subscriber_fetch_wait_ms)
+            out["latency"] = await hub_latency(args, servers, load, progress, len(records) + len(load))
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
                       f"p99 {lat['p99_ms']} ms ({lat['seen']} referrals)")
