@@ -2,8 +2,9 @@
 
 Why not a faust agent: faust hands every record through its conductor, a queue per stream, an
 Event and an acknowledgement; on our machine that machinery costs more per population change than
-detection itself (bench/RESULTS.md, session 6). The hub's hottest stream, newcomer detection,
-reads its topic here instead, a batch at a time; every other stream stays a faust agent.
+detection itself (bench/RESULTS.md, session 6). The hub's two hottest streams, newcomer detection
+and the routing of newcomers, read their topics here instead, a batch at a time; every other
+stream stays a faust agent.
 
 The contract is the one the hub's agents keep (docs/reliability.md), made simpler:
 

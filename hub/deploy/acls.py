@@ -76,7 +76,7 @@ def hub_acls(app_id: str) -> list[Acl]:
         Acl(app_id, "topic", "hub.", PREFIX, ("Write", "Describe")),
         Acl(app_id, "topic", f"{app_id}-", PREFIX, ("Read", "Write", "Describe", "Create", "DescribeConfigs")),
         Acl(app_id, "group", app_id, LITERAL, ("Read", "Describe")),
-        # the groups of the hub's batch consumers (newcomer detection): `<app id>.<name>` (HubApp.batch_group)
+        # the groups of the hub's batch consumers (newcomer detection, routing of newcomers): `<app id>.<name>` (HubApp.batch_group)
         Acl(app_id, "group", f"{app_id}.", PREFIX, ("Read", "Describe")),
         Acl(app_id, "cluster", "kafka-cluster", LITERAL, ("Describe",)),
     ]

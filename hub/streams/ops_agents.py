@@ -103,7 +103,7 @@ async def measure_consumer_lag(hub: HubApp, observed: LagObserved | None = None)
     if missing:
         committed.update(await consumer.earliest_offsets(*missing))
     lag = lag_by_topic(end, committed)
-    for batch_consumer in hub.batch_consumers:  # topics read without faust (newcomer detection), same measure
+    for batch_consumer in hub.batch_consumers:  # topics read without faust (population changes, newcomers), same measure
         for topic, behind in (await batch_consumer.lag()).items():
             lag[topic] = lag.get(topic, 0) + behind
     for topic, value in lag.items():
