@@ -197,38 +197,53 @@ class Progress:
 
 
 class WorkerProgress:
-    """The same counters, from the workers' /metrics and the newcomers topic's end offsets,
-    refreshed in the background (`run()` as a task)."""
+    """The same counters for worker processes, refreshed in the background (`run()` as a task):
+    what the workers consumed and routed from their /metrics (progress only: a record read again
+    around a rebalance counts twice there), and, for when they are done, the offsets their two batch
+    consumers' groups have committed against the end offsets of the population changes and the
+    newcomers (nothing counts twice there)."""
 
-    def __init__(self, workers, servers: list[str]) -> None:
-        self.w, self.servers = workers, servers
+    def __init__(self, workers, servers: list[str], app_id: str) -> None:
+        self.w, self.servers, self.app_id = workers, servers, app_id
         self.consumed = self.produced = self.routed = 0
+        self.committed = {"detection": 0, "routing": 0}  # offsets committed by each group, summed over the partitions
+        self.ends = {"detection": 0, "routing": 0}  # end offsets of the topic each group reads
         self.series: list[tuple[float, float, int]] = []  # (monotonic, the workers' RSS in MB, events consumed), every ~0.5 s
 
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False, group_id=None)
-        await consumer.start()
+        from hub.streams import newcomer_agents, routing_agents
+
+        groups = {"detection": (f"{self.app_id}.{newcomer_agents.CONSUMER_NAME}", topics.POPULATION_CHANGES),
+                  "routing": (f"{self.app_id}.{routing_agents.CONSUMER_NAME}", topics.NEWCOMERS)}
+        # one consumer per group, never subscribed: it only asks for the group's committed offsets
+        readers = {k: AIOKafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False, group_id=group) for k, (group, _) in groups.items()}
+        for reader in readers.values():
+            await reader.start()
         try:
-            tps = [TopicPartition(topics.NEWCOMERS, p) for p in sorted(consumer.partitions_for_topic(topics.NEWCOMERS) or [0])]
+            tps = {k: [TopicPartition(topic, p) for p in sorted(readers[k].partitions_for_topic(topic) or [0])] for k, (_, topic) in groups.items()}
             loop = asyncio.get_running_loop()
             while True:
                 counts = await loop.run_in_executor(None, self.w.counts)
-                ends = await consumer.end_offsets(tps)
                 self.consumed = int(sum(v for (t, _), v in counts.items() if t == topics.POPULATION_CHANGES))
                 self.routed = int(sum(v for (t, _), v in counts.items() if t == topics.NEWCOMERS))
-                self.produced = int(sum(ends.values()))
+                for k, reader in readers.items():
+                    self.ends[k] = sum((await reader.end_offsets(tps[k])).values())
+                    self.committed[k] = sum([await reader.committed(tp) or 0 for tp in tps[k]])
+                self.produced = self.ends["routing"]
                 self.w.check_alive()
                 now = time.monotonic()
                 if not self.series or now - self.series[-1][0] >= 0.5:
                     self.series.append((now, self.w.rss_mb(), self.consumed))
                 await asyncio.sleep(0.1)
         finally:
-            await consumer.stop()
+            for reader in readers.values():
+                await reader.stop()
 
     def caught_up(self, n: int) -> bool:
-        return self.consumed >= n and self.routed >= self.produced
+        """Every one of the `n` population changes and every newcomer handled and committed."""
+        return self.committed["detection"] >= n and self.committed["routing"] >= self.ends["routing"]
 
 
 async def until(condition, timeout: float, what: str, sampler: RssSampler | None = None, done=lambda: 0, poll: float = 0.02,
@@ -375,7 +390,7 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
     try:
         started = time.monotonic()
         workers.start()
-        progress = WorkerProgress(workers, servers)
+        progress = WorkerProgress(workers, servers, settings.app_id)
         follower = asyncio.create_task(progress.run())
         try:
             first = await until(lambda: progress.consumed >= 1 or follower.done(), 120, "the first event at a worker", poll=0.01)
