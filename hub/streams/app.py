@@ -162,8 +162,9 @@ class HubApp:
             # dead-letters it) instead of waiting faust's default 20 minutes, e.g. for a partition
             # leader the producer's metadata lost
             producer_request_timeout=settings.producer_timeout,
-            # records sent within a few milliseconds go in one produce request (faust sends each at
-            # once): +8 % throughput for ~15 ms more latency per hop (bench/RESULTS.md, session 5)
+            # no linger by default: the batch consumers send a whole batch's records before they yield,
+            # so those go in one produce request anyway; 5 ms (the default until session 8) added ~10 ms
+            # to the median latency and no throughput (bench/RESULTS.md, session 8)
             producer_linger=settings.producer_linger_ms / 1000.0,
             producer_partitioner=KeyPartitioner(),  # no murmur2 for one-partition topics
             # Fairness between topics: aiokafka hands out a partition's fetched records until they

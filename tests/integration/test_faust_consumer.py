@@ -17,10 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_worker_producer_lingers_as_configured():
-    assert Settings.from_env({}).producer_linger_ms == 5
-    assert HubApp(Settings(app_id="linger-default"), "kafka://127.0.0.1:1").app.conf.producer_linger == 0.005
-    settings = Settings.from_env({"HUB_KAFKA_PRODUCER_LINGER_MS": "0"})
-    assert HubApp(settings, "kafka://127.0.0.1:1").app.conf.producer_linger == 0.0
+    assert Settings.from_env({}).producer_linger_ms == 0
+    assert HubApp(Settings(app_id="linger-default"), "kafka://127.0.0.1:1").app.conf.producer_linger == 0.0
+    settings = Settings.from_env({"HUB_KAFKA_PRODUCER_LINGER_MS": "5"})
+    assert HubApp(settings, "kafka://127.0.0.1:1").app.conf.producer_linger == 0.005
 
 
 @pytest.mark.parametrize("wait_ms", [100, 250])
