@@ -149,3 +149,43 @@ def test_newcomers_become_referrals_on_each_recipients_own_topic(kafka_url, data
         asyncio.run(scenario())
     finally:
         engine.dispose()
+
+
+def test_a_slow_gauge_recount_does_not_hold_up_routing(kafka_url, database_url, monkeypatch):
+    """The open/overdue recount reads every referral of the authorities it counts, so it grows with
+    the ledger; it runs beside the ledger's writes, not before them: here a recount that does not
+    finish until the newcomer is routed (on the ledger's own thread it would never let it be)."""
+    import threading
+
+    from hub.streams import routing_agents
+
+    database.upgrade(database_url)
+    uid = uuid.uuid4().hex[:8]
+    names = {"newcomers": f"test.{uid}.newcomers", "status": f"test.{uid}.referral-status"}
+    recounting, routed = threading.Event(), threading.Event()
+
+    def slow_recount(ledger, today, authorities=None):
+        recounting.set()
+        routed.wait(60)
+
+    monkeypatch.setattr(routing_agents, "refresh_gauges", slow_recount)
+    engine = database.create_engine(database_url)
+
+    async def scenario():
+        hub = HubApp(Settings(app_id=f"routing-gauges-{uid}"), kafka_url)
+        seen = register(hub, ledger=ReferralLedger(engine), newcomers_topic=names["newcomers"], status_topic=names["status"],
+                        topic_for=lambda a: f"test.{uid}.{referral_topic(a)}", gauge_interval=0.1)
+        async with running(hub):
+            try:
+                await wait_for(recounting.is_set, 30, "the full recount to start")
+                pk = f"pk-gauges-{uid}"
+                await hub.publish(names["newcomers"], "Newcomer", newcomer(pk, labour_force_status="unemployed_job_seeker"), key=pk)
+                await wait_for(lambda: seen.consumed[(names["newcomers"], "routed")] == 1, 30, "the newcomer routed while the recount runs")
+                assert seen.published >= 1 and not routed.is_set()
+            finally:
+                routed.set()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()
