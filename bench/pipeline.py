@@ -238,8 +238,7 @@ class WorkerProgress:
                     self.series.append((now, self.w.rss_mb(), self.consumed))
                 await asyncio.sleep(0.1)
         finally:
-            for reader in readers.values():
-                await reader.stop()
+            await asyncio.gather(*(reader.stop() for reader in readers.values()), return_exceptions=True)
 
     def caught_up(self, n: int) -> bool:
         """Every one of the `n` population changes and every newcomer handled and committed."""
@@ -417,6 +416,7 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
                              "growth_per_100k_events": round(_growth_per_100k(hub_phase), 1)}
         finally:
             follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)  # its consumers closed
     finally:
         workers.stop()
 
