@@ -67,6 +67,7 @@ class Codec:
         if missing:
             raise RuntimeError(f"schema ids name schemas with no .avsc file: {sorted(missing)}")
         self._parsed: dict[str, Any] = {name: fastavro.parse_schema(raw, named_schemas={}) for name, raw in self._raw.items()}
+        self._to_jsonable: dict[str, Any] = {}  # schema name -> its compiled JSON-form converter
 
     # -- schemas -------------------------------------------------------------------------------
     @property
@@ -130,7 +131,10 @@ class Codec:
 
     # -- JSON form ---------------------------------------------------------------------------
     def to_jsonable(self, name: str, record: dict) -> dict:
-        return _to_json(self._parsed[name], record)
+        convert = self._to_jsonable.get(name)
+        if convert is None:
+            convert = self._to_jsonable[name] = _json_converter(self.parsed_schema(name))
+        return convert(record)
 
     def to_json(self, name: str, record: dict) -> str:
         return json.dumps(self.to_jsonable(name, record), ensure_ascii=False, separators=(",", ":"))
@@ -172,22 +176,11 @@ def _type_of(schema):
     return schema["type"] if isinstance(schema, dict) else schema
 
 
-def _to_json(schema, value):
-    if value is None:
-        return None
-    if isinstance(schema, list):  # union: find the branch that fits
-        for branch in schema:
-            if branch == "null":
-                continue
-            return _to_json(branch, value)
-        return value
-    t = _type_of(schema)
-    if t == "record":
-        return {f["name"]: _to_json(f["type"], value.get(f["name"])) for f in schema["fields"]}
-    if t == "array":
-        return [_to_json(schema["items"], v) for v in value]
-    if t == "map":
-        return {k: _to_json(schema["values"], v) for k, v in value.items()}
+_PLAIN = frozenset({str, int, float, bool})  # values the JSON form carries as they are
+
+
+def _leaf_to_json(value):
+    """The JSON form of a leaf value (not a record, array or map), by its Python type."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)
@@ -199,6 +192,35 @@ def _to_json(schema, value):
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode("ascii")
     return value
+
+
+def _json_converter(schema):
+    """A function from a value of `schema` that is neither None nor a plain str/int/float/bool (those
+    the JSON form carries as they are) to its JSON form. Built once per schema: walking the schema for
+    every value was a quarter of the referral ledger's time (the stored payload of each referral;
+    session 9). A union takes its first non-null branch; a leaf goes by its Python type."""
+    if isinstance(schema, list):  # union
+        branches = [b for b in schema if b != "null"]
+        return _json_converter(branches[0]) if branches else (lambda value: value)
+    t = _type_of(schema)
+    if t == "record":
+        fields = [(f["name"], _json_converter(f["type"])) for f in schema["fields"]]
+
+        def record(value):
+            get = value.get
+            out = {}
+            for name, convert in fields:
+                v = get(name)
+                out[name] = v if v is None or type(v) in _PLAIN else convert(v)
+            return out
+        return record
+    if t == "array":
+        item = _json_converter(schema["items"])
+        return lambda value: [v if v is None or type(v) in _PLAIN else item(v) for v in value]
+    if t == "map":
+        item = _json_converter(schema["values"])
+        return lambda value: {k: v if v is None or type(v) in _PLAIN else item(v) for k, v in value.items()}
+    return _leaf_to_json
 
 
 def parse_timestamp(text: str) -> dt.datetime:
