@@ -52,7 +52,10 @@ class Change:
 
     @classmethod
     def from_record(cls, r: dict) -> "Change":
-        return cls(
+        # every field set at once, not through the frozen dataclass's __init__ (one object.__setattr__
+        # per field): this runs for every population change; a unit test checks that it sets every field
+        c = object.__new__(cls)
+        c.__dict__.update(
             event_id=str(r["event_id"]),
             person_id=r["person_id"],
             change_type=r["change_type"],
@@ -69,6 +72,7 @@ class Change:
             guardian_in_finland=r.get("guardian_in_finland"),
             turvakielto=bool(r.get("turvakielto")),
         )
+        return c
 
 
 @dataclass(frozen=True)
@@ -102,15 +106,21 @@ class PersonState:
 
     @classmethod
     def from_json(cls, d: dict) -> "PersonState":
-        d = dict(d)
+        if "person_id" not in d or not d.keys() <= _FIELD_NAMES:
+            return cls(**d)  # raises TypeError naming the missing or unknown field
+        out = dict(_DEFAULT_VALUES)  # the fields encode_state leaves out
+        out.update(d)
         for k in ("arrival_date", "birth_date"):
-            d[k] = dt.date.fromisoformat(d[k]) if d.get(k) else None
-        d["nationalities"] = tuple(d.get("nationalities") or ())
-        d["seen"] = tuple(d.get("seen") or ())
-        return cls(**d)
+            out[k] = dt.date.fromisoformat(out[k]) if out[k] else None
+        out["nationalities"] = tuple(out["nationalities"] or ())
+        out["seen"] = tuple(out["seen"] or ())
+        state = object.__new__(cls)  # as `_with`: no per-field __init__ for a state read per change
+        state.__dict__.update(out)
+        return state
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(PersonState))
+_FIELD_NAMES = frozenset(_STATE_FIELDS)
 # field -> its default: encode_state leaves these out, the dataclass puts them back when read
 _DEFAULT_VALUES = {f.name: f.default for f in fields(PersonState) if f.default is not MISSING}
 

@@ -180,3 +180,26 @@ def test_detect_never_changes_the_state_it_was_given(state, change_type):
     after, _ = detect(state, c)
     assert state == before
     assert "e-1" in after.seen and after is not state
+
+
+def test_change_from_record_sets_every_field_as_the_constructor_would():
+    """from_record fills the frozen dataclass without its __init__ (speed): no field may be left out."""
+    from dataclasses import fields
+
+    record = {"event_id": "e-7", "person_id": PID, "change_type": "immigration", "occurred_at": dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc),
+              "municipality_code": "091", "previous_country": "SY", "nationalities": ["SY"], "mother_tongue": "ar", "turvakielto": None}
+    c = Change.from_record(record)
+    assert set(vars(c)) == {f.name for f in fields(Change)}
+    assert c == Change(event_id="e-7", person_id=PID, change_type="immigration", occurred_at=record["occurred_at"], municipality_code="091",
+                       previous_country="SY", nationalities=("SY",), mother_tongue="ar", turvakielto=False)
+
+
+def test_a_stored_state_with_an_unknown_or_missing_field_is_refused():
+    import pytest
+
+    with pytest.raises(TypeError):
+        PersonState.from_json({"person_id": PID, "from_a_newer_version": 1})
+    with pytest.raises(TypeError):
+        PersonState.from_json({"municipality_code": "091"})
+    state = PersonState.from_json({"person_id": PID})
+    assert state == PersonState(person_id=PID) and vars(state).keys() == vars(PersonState(person_id=PID)).keys()
