@@ -30,7 +30,7 @@ class NewcomerFactRow(Base):
     newcomer_event_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
-def record_newcomers(s: Session, newcomers: list[RoutingInput], now: dt.datetime) -> None:
+def record_newcomers(s: Session | sa.Connection, newcomers: list[RoutingInput], now: dt.datetime) -> None:
     """For each newcomer event, in order: insert the person's row for its municipality, or refresh
     its language and nationality facts (keeping when the person arrived). Two statements a batch."""
     wanted = [n for n in newcomers if n.person_key and n.municipality_code]

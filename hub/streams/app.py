@@ -319,12 +319,17 @@ class HubApp:
         try:
             return await handler(event)
         except Exception as exc:  # noqa: BLE001 - a worker must survive any single record
-            msg = consumed_record(event)
-            log.error("%s failed with %s on %s[%s]@%s; record sent to dead letters", what, type(exc).__name__, msg.topic, msg.partition, msg.offset)
-            sent = await self.dead_letter_message(msg, "internal_error", f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix")
-            if sends is not None:
-                sends.append(sent)
+            await self.internal_error(event, what, exc, sends)
             return None
+
+    async def internal_error(self, event, what: str, exc: Exception, sends: list | None = None) -> None:
+        """`handle_safely`'s side of an unexpected error: the record goes to dead letters (reason
+        `internal_error`, the error's type named, never its text), its send future to `sends`."""
+        msg = consumed_record(event)
+        log.error("%s failed with %s on %s[%s]@%s; record sent to dead letters", what, type(exc).__name__, msg.topic, msg.partition, msg.offset)
+        sent = await self.dead_letter_message(msg, "internal_error", f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix")
+        if sends is not None:
+            sends.append(sent)
 
     async def _check_publisher(self, stream, value):
         """faust's side of `refuse`: a refused record is skipped (and acknowledged) before any agent decodes it."""
@@ -333,13 +338,18 @@ class HubApp:
             raise Skip()
         return value
 
+    def checks_publishers(self, topic: str) -> bool:
+        """Whether records of `topic` go through `refuse` (a signed topic with publishers configured);
+        a batch consumer skips the call for the others."""
+        return self.publishers is not None and topic in self.signed_topics
+
     async def refuse(self, msg) -> Any:
         """The publisher check of one consumed record: on a signed topic a record that is unsigned,
         badly signed, or whose identity fields its signer may not use goes to dead letters (reason
         `forbidden` etc.); returns that dead letter's send future, None when the record may be
         processed. A signed record that does not decode passes: its consumer dead-letters it with the
         codec's reason."""
-        if self.publishers is None or msg.topic not in self.signed_topics:
+        if not self.checks_publishers(msg.topic):
             return None
         raw = msg.value if isinstance(msg.value, (bytes, bytearray)) else b""
         verdict = identity.authenticate(msg.headers, raw, self.publishers)
@@ -355,15 +365,3 @@ class HubApp:
         sent = await self.dead_letter_message(msg, verdict.reason, verdict.message)
         metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
         return sent
-
-    async def decode_or_dead_letter(self, event, expect: str | tuple[str, ...], sends: list | None = None):
-        """Decode a faust event's value (or a consumed record's); on failure dead-letter it (its send
-        future added to `sends` when given) and return None."""
-        msg = consumed_record(event)
-        try:
-            return self.codec.decode(msg.value, expect)
-        except CodecError as exc:
-            sent = await self.dead_letter_message(msg, exc.reason, exc.detail)
-            if sends is not None:
-                sends.append(sent)
-            return None

@@ -105,9 +105,10 @@ def register(
         seen.dead_letters[reason] += 1
         seen.consumed[(topic, "dead_letter")] += 1
 
-    def consumed(topic: str, outcome: str) -> None:
-        metrics.events_consumed.labels(topic, outcome).inc()
-        seen.consumed[(topic, outcome)] += 1
+    def consumed(topic: str, outcome: str, n: int = 1) -> None:
+        if n:
+            metrics.events_consumed.labels(topic, outcome).inc(n)
+            seen.consumed[(topic, outcome)] += n
 
     async def route_batch(records) -> None:
         # a batch at a time (read by a batch consumer, `hub.adapters.batch_consumer`): one ledger
@@ -118,12 +119,15 @@ def register(
         dead = []  # send futures of the batch's dead letters: acknowledged before the commit
         now = clock()
         for msg in records:
-            refused = await hub.refuse(msg)
-            if refused is not None:
-                dead.append(refused)
-                continue
-            record = await decode(msg, newcomers_topic, "Newcomer", dead)
-            if record is None:
+            if hub.checks_publishers(msg.topic):
+                refused = await hub.refuse(msg)
+                if refused is not None:
+                    dead.append(refused)
+                    continue
+            try:  # plain calls per record; a coroutine only for a dead letter
+                record = hub.codec.decode(msg.value, "Newcomer").record
+            except CodecError as exc:
+                await reject(msg, newcomers_topic, exc.reason, exc.detail, dead)
                 continue
             try:
                 newcomer = RoutingInput.from_record(record)
@@ -152,15 +156,18 @@ def register(
         await asyncio.gather(*sent)  # delivered (acks=all) before the ledger says so
         await in_db(ledger.mark_published, published, now)
         seen.published += len(published)
+        duplicates = 0
         for (_, newcomer, _), recorded in zip(routed, done):
             for referral in recorded.created:
                 metrics.referrals.labels(referral["to"], referral["purpose"]).inc()
                 seen.referrals[referral["to"]] += 1
             if recorded.created and newcomer.occurred_at is not None:
                 metrics.registration_to_referral.observe(max(0.0, (now - newcomer.occurred_at).total_seconds()))
-            consumed(newcomers_topic, "duplicate" if recorded.duplicate else "routed")
+            duplicates += recorded.duplicate
             changed.update(r["to"] for r in recorded.created)
             changed.update(recorded.superseded_authorities)
+        consumed(newcomers_topic, "duplicate", duplicates)
+        consumed(newcomers_topic, "routed", len(routed) - duplicates)
 
     @hub.app.agent(hub.topic(status_topic), name="routing-referral-status")
     async def statuses(stream):

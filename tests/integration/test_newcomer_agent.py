@@ -179,3 +179,43 @@ def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_ch
     assert [str(default_codec().decode(d["original_value"]).record["event_id"]) for d in dead] == [records[1]["event_id"], records[2]["event_id"]]
     out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=2)))
     assert sorted(r["person_id"] for r in out) == sorted([ok1, ok2])
+
+
+def test_a_bug_on_one_change_dead_letters_that_change_and_the_batch_goes_on(fresh_kafka_url, tmp_path, monkeypatch):
+    """Detection raising on one change (a bug) sends that change to dead letters (`internal_error`,
+    the error's type named, its bytes kept for replay); the other changes of the same batch are
+    detected, their states written and their newcomers published."""
+    settings = Settings(app_id="newcomer-bug-it", person_key_secret=SECRET)
+    ok1, bad, ok2 = (hetu.make(dt.date(1980 + i, 4, 5), 960 + i) for i in range(3))
+    records = [change(ok1), change(bad), change(ok2)]
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+    database.upgrade(url)
+    real_step = newcomer_agents.step
+
+    def buggy_step(record, *args, **kwargs):
+        if record["person_id"] == bad:
+            raise KeyError("a bug")
+        return real_step(record, *args, **kwargs)
+
+    monkeypatch.setattr(newcomer_agents, "step", buggy_step)
+
+    async def scenario():
+        hub = HubApp(settings, fresh_kafka_url)
+        seen = newcomer_agents.register(hub, database_url=url, batch_size=100)  # the three in one batch
+        await produce(fresh_kafka_url, topics.POPULATION_CHANGES,
+                      [(hetu.person_key(r["person_id"], SECRET).encode(), hub.codec.encode("PopulationChange", r)) for r in records])
+        async with running(hub):
+            await wait_for(lambda: seen.consumed >= 3 and sum(seen.newcomers.values()) >= 2, 60, "the batch")
+            return seen
+
+    seen = asyncio.run(scenario())
+    assert seen.consumed == 3 and sum(seen.newcomers.values()) == 2
+    keys = [hetu.person_key(p, SECRET) for p in (ok1, bad, ok2)]
+    assert set(stored_states(url, keys)) == {keys[0], keys[2]}
+    dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=1)))
+    assert [(d["reason"], d["message"]) for d in dead] == [("internal_error", "newcomer detection failed with KeyError; the record is kept for replay after a fix")]
+    from hub.schemas.codec import default_codec
+
+    assert str(default_codec().decode(dead[0]["original_value"]).record["event_id"]) == records[1]["event_id"]
+    out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=2)))
+    assert sorted(r["person_id"] for r in out) == sorted([ok1, ok2])
