@@ -129,8 +129,8 @@ class ReferralLedger:
         must publish now and which referrals are new. Safe to call again with any of the events."""
         for attempt in range(attempts):
             try:
-                with self.Session.begin() as s:
-                    return _Batch(s, self.codec, now).run(items)
+                with self.engine.begin() as conn:
+                    return _Batch(conn, self.codec, now).run(items)
             except IntegrityError:  # a concurrent worker took the same sequence row or referral id
                 if attempt == attempts - 1:
                     raise
@@ -139,8 +139,8 @@ class ReferralLedger:
     def mark_published(self, referral_ids: list[str], now: dt.datetime) -> None:
         if not referral_ids:
             return
-        with self.Session.begin() as s:
-            s.execute(sa.update(ReferralRow).where(ReferralRow.referral_id.in_(referral_ids)).values(published_at=now))
+        with self.engine.begin() as conn:
+            conn.execute(_MARK_PUBLISHED, {"ids": referral_ids, "now": now})
 
     # -- lifecycle ---------------------------------------------------------------------------
     def apply_status(self, status: dict, now: dt.datetime) -> StatusOutcome:
@@ -229,13 +229,26 @@ class ReferralLedger:
             return s.scalar(sa.select(sa.func.count()).select_from(ReferralRow)) or 0
 
 
-class _Batch:
-    """One transaction of `record_many`, in Core statements: a few round trips per batch rather than
-    about ten ORM round trips per newcomer (py-spy: the ORM was 40 % of the worker's time). Inserts
-    name the tables, not the mapped classes: the ORM's bulk insert path cost ~5 % of a worker
-    (session 6)."""
+_REFERRALS = ReferralRow.__table__
+_PROCESSED = ProcessedEvent.__table__
+_SEQUENCES = ReferralSequenceRow.__table__
+# the statements of the routing path, built once (expanding IN lists): building them per batch, and
+# running them through an ORM session, was about a fifth of the ledger thread's time (session 9)
+_SEEN = sa.select(_PROCESSED.c.event_id).where(_PROCESSED.c.consumer == ROUTING_CONSUMER, _PROCESSED.c.event_id.in_(sa.bindparam("ids", expanding=True)))
+_EXISTING = sa.select(_REFERRALS.c.referral_id).where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True)))
+_LOCK_SEQUENCES = (sa.select(_SEQUENCES.c.authority, _SEQUENCES.c.last_sequence).where(_SEQUENCES.c.authority.in_(sa.bindparam("authorities", expanding=True)))
+                   .order_by(_SEQUENCES.c.authority).with_for_update())
+_MARK_PUBLISHED = _REFERRALS.update().where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("now"))
+_UPDATE_SEQUENCE = _SEQUENCES.update().where(_SEQUENCES.c.authority == sa.bindparam("a")).values(last_sequence=sa.bindparam("n"))
 
-    def __init__(self, s: Session, codec: Codec, now: dt.datetime):
+
+class _Batch:
+    """One transaction of `record_many`, in Core statements on a connection: a few round trips per
+    batch rather than about ten ORM round trips per newcomer (py-spy: the ORM was 40 % of the
+    worker's time). Inserts name the tables, not the mapped classes: the ORM's bulk insert path cost
+    ~5 % of a worker (session 6)."""
+
+    def __init__(self, s: sa.Connection, codec: Codec, now: dt.datetime):
         self.s, self.codec, self.now = s, codec, now
         self.referrals: list[dict] = []  # rows to insert
         self.events: list[dict] = []
@@ -245,7 +258,7 @@ class _Batch:
     def run(self, items: list[tuple[RoutingInput, list[Decision]]]) -> list[Recorded]:
         s, now = self.s, self.now
         ids = [str(n.event_id) for n, _ in items]
-        seen = set(s.scalars(sa.select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == ROUTING_CONSUMER, ProcessedEvent.event_id.in_(set(ids)))))
+        seen = set(s.scalars(_SEEN, {"ids": sorted(set(ids))}))
         out = [Recorded() for _ in items]
         first: list[int] = []
         for i, event_id in enumerate(ids):
@@ -255,15 +268,14 @@ class _Batch:
                 seen.add(event_id)
                 first.append(i)
         if first:
-            s.execute(sa.insert(ProcessedEvent.__table__), [{"consumer": ROUTING_CONSUMER, "event_id": ids[i], "processed_at": now} for i in first])
+            s.execute(_PROCESSED.insert(), [{"consumer": ROUTING_CONSUMER, "event_id": ids[i], "processed_at": now} for i in first])
             record_newcomers(s, [items[i][0] for i in first], now)  # the facts `hub report` counts by (no identity code)
             planned = {i: [(d, referral_id(items[i][0].person_key, d)) for d in items[i][1]] for i in first}
             candidates = {rid for pairs in planned.values() for _, rid in pairs}
-            existing = set(s.scalars(sa.select(ReferralRow.referral_id).where(ReferralRow.referral_id.in_(candidates)))) if candidates else set()
+            existing = set(s.scalars(_EXISTING, {"ids": sorted(candidates)})) if candidates else set()
             authorities = sorted({d.authority for pairs in planned.values() for d, _ in pairs})
             if authorities:  # locked in one order by every worker (PostgreSQL): no deadlock between batches
-                q = sa.select(ReferralSequenceRow.authority, ReferralSequenceRow.last_sequence).where(ReferralSequenceRow.authority.in_(authorities))
-                self.stored = dict(s.execute(q.order_by(ReferralSequenceRow.authority).with_for_update()).all())
+                self.stored = dict(s.execute(_LOCK_SEQUENCES, {"authorities": authorities}).all())
             for i in first:
                 newcomer, decisions = items[i]
                 for decision, rid in planned[i]:
@@ -283,9 +295,10 @@ class _Batch:
         fresh = {ids[i] for i in first}  # their referrals go out with their first occurrence in this batch
         again = [i for i in range(len(items)) if out[i].duplicate and ids[i] not in fresh]
         if again:  # the outbox: what a redelivered event has not published yet (a crash between commit and send)
-            q = (sa.select(ReferralRow.newcomer_event_id, ReferralRow.payload)
-                 .where(ReferralRow.newcomer_event_id.in_({ids[i] for i in again}), ReferralRow.published_at.is_(None))
-                 .order_by(ReferralRow.authority, ReferralRow.sequence))
+            r = _REFERRALS.c
+            q = (sa.select(r.newcomer_event_id, r.payload)
+                 .where(r.newcomer_event_id.in_({ids[i] for i in again}), r.published_at.is_(None))
+                 .order_by(r.authority, r.sequence))
             pending: dict[str, list[dict]] = {}
             for event_id, payload in s.execute(q):
                 pending.setdefault(event_id, []).append(self.codec.from_json("Referral", payload))
@@ -311,29 +324,28 @@ class _Batch:
 
     def _flush(self) -> None:
         if self.referrals:
-            self.s.execute(sa.insert(ReferralRow.__table__), self.referrals)
-            self.s.execute(sa.insert(ReferralEventRow.__table__), self.events)
+            self.s.execute(_REFERRALS.insert(), self.referrals)
+            self.s.execute(ReferralEventRow.__table__.insert(), self.events)
             self.referrals, self.events = [], []
 
     def _save_sequences(self) -> None:
         new = [{"authority": a, "last_sequence": n} for a, n in sorted(self.sequences.items()) if a not in self.stored]
         old = [{"a": a, "n": n} for a, n in sorted(self.sequences.items()) if a in self.stored]
         if new:
-            self.s.execute(sa.insert(ReferralSequenceRow.__table__), new)
+            self.s.execute(_SEQUENCES.insert(), new)
         if old:
-            t = ReferralSequenceRow.__table__
-            self.s.execute(t.update().where(t.c.authority == sa.bindparam("a")).values(last_sequence=sa.bindparam("n")), old)
+            self.s.execute(_UPDATE_SEQUENCE, old)
 
 
-def _supersede_elsewhere(s: Session, newcomer: RoutingInput, authorities: set[str], now: dt.datetime) -> list[tuple[str, str]]:
+def _supersede_elsewhere(s: sa.Connection, newcomer: RoutingInput, authorities: set[str], now: dt.datetime) -> list[tuple[str, str]]:
     """After a move: open referrals to authorities no longer responsible are superseded. (id, authority) of each."""
+    r = _REFERRALS.c
     rows = s.execute(
-        sa.select(ReferralRow.referral_id, ReferralRow.authority)
-        .where(ReferralRow.person_key == newcomer.person_key, ReferralRow.state.not_in(CLOSED), ReferralRow.authority.not_in(authorities))
+        sa.select(r.referral_id, r.authority).where(r.person_key == newcomer.person_key, r.state.not_in(CLOSED), r.authority.not_in(authorities))
     ).all()
     if rows:
         ids = [rid for rid, _ in rows]
-        s.execute(sa.update(ReferralRow).where(ReferralRow.referral_id.in_(ids)).values(state="superseded", updated_at=now))
+        s.execute(_REFERRALS.update().where(r.referral_id.in_(ids)).values(state="superseded", updated_at=now))
         s.execute(sa.insert(ReferralEventRow.__table__), [{"referral_id": rid, "event_id": newcomer.event_id, "state": "superseded", "reason": "moved to another municipality",
                                                  "reported_by": "hub", "occurred_at": now, "recorded_at": now} for rid in ids])
     return [(rid, authority) for rid, authority in rows]
