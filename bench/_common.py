@@ -42,6 +42,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name; threads of a
+    pool lose their number ("person-states_0" -> "person-states"). Linux; elsewhere empty."""
+    import threading
+
+    hz = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        name = t.name.rsplit("_", 1)[0] if t.name.rsplit("_", 1)[-1].isdigit() else t.name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / hz
+    return out
+
+
 class RssSampler:
     """Samples the RSS while a phase runs (`sample()` from a loop); keeps the peak and a series."""
 

@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _common import RssSampler, peak_rss_mb, population_changes, rss_mb  # noqa: E402
+from _common import RssSampler, peak_rss_mb, population_changes, rss_mb, thread_cpu_s  # noqa: E402
 
 from hub.adapters.broker import EmbeddedBroker  # noqa: E402
 from hub.adapters.dvv.ingest import bootstrap_servers  # noqa: E402
@@ -78,8 +78,9 @@ async def preload(servers: list[str], topic: str, records: list) -> None:
         await producer.stop()
 
 
-async def bare_pipe(servers: list[str], n: int, partitions: int) -> float:
-    """(a) consume -> decode -> route by dict lookup -> encode -> produce; events/s from the first record."""
+async def bare_pipe(servers: list[str], n: int, partitions: int) -> tuple[float, float]:
+    """(a) consume -> decode -> route by dict lookup -> encode -> produce; events/s from the first
+    record, and the CPU seconds this process spent from then (every thread)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     codec = default_codec()
@@ -90,11 +91,11 @@ async def bare_pipe(servers: list[str], n: int, partitions: int) -> float:
     await producer.start()
     try:
         consumer.assign([TopicPartition(BASELINE_IN, p) for p in range(partitions)])
-        done, first, futures = 0, None, []
+        done, first, cpu_first, futures = 0, None, 0.0, []
         while done < n:
             batches = await consumer.getmany(timeout_ms=500, max_records=1000)
             if first is None and batches:
-                first = time.monotonic()
+                first, cpu_first = time.monotonic(), time.process_time()
             for msgs in batches.values():
                 for m in msgs:
                     try:
@@ -107,7 +108,7 @@ async def bare_pipe(servers: list[str], n: int, partitions: int) -> float:
                 done += len(msgs)
         await producer.flush()
         await asyncio.gather(*futures)
-        return n / (time.monotonic() - first)
+        return n / (time.monotonic() - first), time.process_time() - cpu_first
     finally:
         await producer.stop()
         await consumer.stop()
@@ -205,7 +206,7 @@ class WorkerProgress:
 
     def __init__(self, workers, servers: list[str], app_id: str) -> None:
         self.w, self.servers, self.app_id = workers, servers, app_id
-        self.consumed = self.produced = self.routed = 0
+        self.consumed = self.produced = self.routed = self.dead_letters = 0
         self.committed = {"detection": 0, "routing": 0}  # offsets committed by each group, summed over the partitions
         self.ends = {"detection": 0, "routing": 0}  # end offsets of the topic each group reads
         self.series: list[tuple[float, float, int]] = []  # (monotonic, the workers' RSS in MB, events consumed), every ~0.5 s
@@ -219,30 +220,61 @@ class WorkerProgress:
                   "routing": (f"{self.app_id}.{routing_agents.CONSUMER_NAME}", topics.NEWCOMERS)}
         # one consumer per group, never subscribed: it only asks for the group's committed offsets
         readers = {k: AIOKafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False, group_id=group) for k, (group, _) in groups.items()}
-        for reader in readers.values():
+        # and one per topic that reads its partitions' last records (end_offset)
+        tails = {k: AIOKafkaConsumer(bootstrap_servers=self.servers, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=10) for k in groups}
+        for reader in (*readers.values(), *tails.values()):
             await reader.start()
         try:
-            tps = {k: [TopicPartition(topic, p) for p in sorted(readers[k].partitions_for_topic(topic) or [0])] for k, (_, topic) in groups.items()}
+            # every partition the workers create (HUB_TOPIC_PARTITIONS), whether or not the topic exists yet
+            tps = {k: [TopicPartition(topic, p) for p in range(self.w.partitions)] for k, (_, topic) in groups.items()}
             loop = asyncio.get_running_loop()
             while True:
                 counts = await loop.run_in_executor(None, self.w.counts)
                 self.consumed = int(sum(v for (t, _), v in counts.items() if t == topics.POPULATION_CHANGES))
                 self.routed = int(sum(v for (t, _), v in counts.items() if t == topics.NEWCOMERS))
-                for k, reader in readers.items():
-                    self.ends[k] = sum((await reader.end_offsets(tps[k])).values())
-                    self.committed[k] = sum([await reader.committed(tp) or 0 for tp in tps[k]])
-                self.produced = self.ends["routing"]
+                self.dead_letters = int(sum(v for (_, outcome), v in counts.items() if outcome == "dead_letter"))
+                ends, committed = {}, {}
+                for k, reader in readers.items():  # the detection's commits first: the newcomers they wait for are at the end read after
+                    committed[k] = sum([await reader.committed(tp) or 0 for tp in tps[k]])
+                    ends[k] = await end_offset(tails[k], tps[k])
+                # all at once: caught_up() is called while this loop waits, and must never see one
+                # group's new commits with the other's old end
+                self.ends, self.committed, self.produced = ends, committed, ends["routing"]
                 self.w.check_alive()
                 now = time.monotonic()
                 if not self.series or now - self.series[-1][0] >= 0.5:
                     self.series.append((now, self.w.rss_mb(), self.consumed))
                 await asyncio.sleep(0.1)
         finally:
-            await asyncio.gather(*(reader.stop() for reader in readers.values()), return_exceptions=True)
+            await asyncio.gather(*(reader.stop() for reader in (*readers.values(), *tails.values())), return_exceptions=True)
 
     def caught_up(self, n: int) -> bool:
         """Every one of the `n` population changes and every newcomer handled and committed."""
         return self.committed["detection"] >= n and self.committed["routing"] >= self.ends["routing"]
+
+
+async def end_offset(consumer, tps: list) -> int:
+    """The end offsets of the partitions `tps`, summed, read from their last records. The embedded
+    broker (Tansu) answers ListOffsets(latest) with the last record batch's base offset + 1, short by
+    k - 1 after a batch of k records (a run's newcomers looked routed when the first of each batch
+    was, and the latency phase found no referral topic); so each partition is read from there."""
+    listed = await consumer.end_offsets(tps)
+    wanted = {tp: end for tp, end in listed.items() if end > 0}
+    if not wanted:
+        return 0
+    if set(consumer.assignment()) != set(tps):
+        consumer.assign(list(tps))
+    for tp, end in wanted.items():
+        consumer.seek(tp, end - 1)
+    ends: dict = {}
+    deadline = time.monotonic() + 30
+    while len(ends) < len(wanted):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no record at the listed end of {sorted(set(wanted) - set(ends))}")
+        for tp, msgs in (await consumer.getmany(*(set(wanted) - set(ends)), timeout_ms=200)).items():
+            if msgs:
+                ends[tp] = msgs[-1].offset + 1
+    return sum(ends.values())
 
 
 async def until(condition, timeout: float, what: str, sampler: RssSampler | None = None, done=lambda: 0, poll: float = 0.02,
@@ -276,6 +308,8 @@ async def latency(servers: list[str], records: list, rate: float, in_topic: str,
     samples: list[float] = []
     try:
         watched = out_topics(await subscriber.topics())
+        if not watched:
+            raise RuntimeError(f"none of the topics the latency is timed on exists ({in_topic} was never routed on): nothing to time")
         tps = [TopicPartition(t, p) for t in watched for p in sorted(subscriber.partitions_for_topic(t) or [0])]
         subscriber.assign(tps)
         await subscriber.seek_to_end(*tps)
@@ -339,7 +373,8 @@ async def run(args) -> dict:
         await preload(servers, topics.POPULATION_CHANGES, records)
         log(args, f"pre-loaded {len(records)} records twice on {broker.url}")
 
-        out["baseline_events_per_s"] = round(await bare_pipe(servers, len(records), args.partitions), 1)
+        rate, bare_cpu = await bare_pipe(servers, len(records), args.partitions)
+        out["baseline_events_per_s"] = round(rate, 1)
         log(args, f"(a) bare aiokafka pipe: {out['baseline_events_per_s']:.0f} events/s")
         out["baseline_latency"] = await bare_latency(servers, load, args.rate, settings, args.partitions, args.subscriber_fetch_wait_ms)
         bl = out["baseline_latency"]
@@ -358,12 +393,21 @@ async def run(args) -> dict:
             # when detection took its first batch: the app's start may return after that (its extra
             # services start last), and what was processed before must count in the time
             first = pipeline.newcomers.first_at
+            cpu_first, threads_first = time.process_time(), thread_cpu_s()  # a few ms after `first`: what detection did in them is not counted
             out["start_to_first_event_s"] = round(first - started, 2)
             done = await until(lambda: progress.caught_up(len(records)), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
                                report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
                                                     file=sys.stderr, flush=True))
+            hub_cpu, threads_done = time.process_time() - cpu_first, thread_cpu_s()
             out["hub_events_per_s"] = round(len(records) / (done - first), 1)
             out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
+            # CPU time of this process per event (every thread): steadier than events/s on a shared
+            # machine, and the bound of a GIL-bound worker; the bare pipe's over the hub's
+            out["cpu_us_per_event"] = {"bare": round(bare_cpu / len(records) * 1e6, 1), "hub": round(hub_cpu / len(records) * 1e6, 1),
+                                       "ratio": round(bare_cpu / hub_cpu, 3)}
+            # by thread (the event loop is MainThread; the databases' threads take the GIL from it)
+            out["hub_cpu_us_per_event_by_thread"] = {name: round((threads_done[name] - threads_first.get(name, 0.0)) / len(records) * 1e6, 1)
+                                                     for name in sorted(threads_done)}  # in clock ticks (10 ms): 0 on a tiny run
             out["newcomer_events"] = progress.produced
             out["referrals"] = pipeline.routing.published
             out["dead_letters"] = pipeline.newcomers.dead_letters + sum(pipeline.routing.dead_letters.values())
@@ -403,9 +447,9 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
                 follower.result()
             out["hub_events_per_s"] = round(len(records) / (done - first), 1)
             out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
-            out["newcomer_events"] = progress.produced
+            out["newcomer_events"], out["dead_letters"] = progress.produced, progress.dead_letters
             log(args, f"(b) hub pipeline, {args.workers} worker process(es): {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
-                      f"{out['newcomer_events']} newcomer events")
+                      f"{out['newcomer_events']} newcomer events, {progress.routed} routed, {out['dead_letters']} dead letters")
             out["latency"] = await hub_latency(args, servers, load, progress, len(records) + len(load))
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
@@ -438,7 +482,7 @@ def log(args, text: str) -> None:
 
 
 def render(r: dict) -> str:
-    lat, rss, bl = r["latency"], r["rss_mb"], r["baseline_latency"]
+    lat, rss, bl, cpu = r["latency"], r["rss_mb"], r["baseline_latency"], r.get("cpu_us_per_event")
     floor = (f"  (a) bare two hops at {bl['offered_events_per_s']:.0f}/s: p50 {bl['p50_ms']} ms  p95 {bl['p95_ms']} ms  p99 {bl['p99_ms']} ms  "
              f"(the broker's floor for (b)'s latency)")
     if r.get("workers"):
@@ -457,6 +501,8 @@ def render(r: dict) -> str:
         f"Integration hub pipeline benchmark ({r['events']} events, {r['record_bytes_mean']} bytes each, {r['partitions']} partition(s); {r['machine']})",
         f"  (a) bare aiokafka pipe:   {r['baseline_events_per_s']:>9.0f} events/s",
         f"  (b) hub pipeline:         {r['hub_events_per_s']:>9.0f} events/s   ratio (b)/(a) {r['ratio']:.2f}  (target >= 0.5)",
+        f"  CPU per event:            (a) {cpu['bare']} µs, (b) {cpu['hub']} µs   ratio (a)/(b) {cpu['ratio']:.2f}  (this process, every thread)",
+        f"  (b) by thread:            " + ", ".join(f"{name} {us} µs" for name, us in r.get("hub_cpu_us_per_event_by_thread", {}).items()),
         floor,
         f"  latency at {lat['offered_events_per_s']:.0f}/s:      p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  (target p99 <= 50 ms; "
         f"{lat['seen']} referrals)",

@@ -24,6 +24,11 @@ def test_pipeline_benchmark_reports_every_figure():
     assert figures["latency"]["seen"] > 0
     assert figures["baseline_latency"]["seen"] == 200 and figures["baseline_latency"]["p99_ms"] > 0  # every record through the bare hops
     assert {"hub_peak", "process_peak", "growth_per_100k_events"} <= set(figures["rss_mb"])
+    cpu = figures["cpu_us_per_event"]
+    assert cpu["bare"] > 0 and cpu["hub"] > 0 and cpu["ratio"] == pytest.approx(cpu["bare"] / cpu["hub"], rel=0.05)
+    if sys.platform == "linux":  # by thread, from /proc: the event loop and the databases' threads
+        by_thread = figures["hub_cpu_us_per_event_by_thread"]
+        assert {"MainThread", "person-states", "referral-ledger"} <= set(by_thread) and by_thread["MainThread"] > 0
 
 
 @pytest.mark.integration
@@ -50,4 +55,6 @@ def test_pipeline_benchmark_with_worker_processes_reports_every_figure(pg_admin_
     assert r.returncode == 0, r.stderr[-2000:]
     figures = json.loads(r.stdout.strip().splitlines()[-1])
     assert figures["workers"] == 2 and figures["hub_events_per_s"] > 0 and figures["latency"]["seen"] > 0
+    # the newcomers counted from the topic's real end (the embedded broker lists a batch's base offset + 1)
+    assert figures["newcomer_events"] > 0 and figures["dead_letters"] == 0
     assert figures["rss_mb"]["worker_peak"] > 0
