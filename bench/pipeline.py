@@ -6,8 +6,8 @@ One run: start the embedded broker, pre-load N PopulationChange records (Avro, w
     metrics and idempotency on), then end-to-end latency at a steady offered load; the same load
     also goes first through two bare aiokafka stages (two hops like the hub's, each acknowledging
     and committing its batches): the latency floor of this broker and machine.
-The hub runs with its defaults; HUB_KAFKA_* settings of the environment apply to it
-(e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS=10). The hub's events/s count from the moment detection took
+The hub runs with its defaults; HUB_KAFKA_* settings and HUB_GC_THRESHOLD of the environment apply
+to it (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). The hub's events/s count from the moment detection took
 its first batch.
 Run with `make bench` or `.venv/bin/python bench/pipeline.py --help`.
 """
@@ -355,9 +355,11 @@ async def run(args) -> dict:
     out: dict = {"events": args.events, "partitions": args.partitions, "workers": args.workers, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    # the hub's defaults, with any HUB_KAFKA_* setting of the environment (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS)
-    settings = dataclasses.replace(Settings.from_env({k: v for k, v in os.environ.items() if k.startswith("HUB_KAFKA_")}), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
+    # the hub's defaults, with any HUB_KAFKA_* setting of the environment (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS) and HUB_GC_THRESHOLD
+    tuned = {k: v for k, v in os.environ.items() if k.startswith("HUB_KAFKA_") or k == "HUB_GC_THRESHOLD"}
+    settings = dataclasses.replace(Settings.from_env(tuned), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
                                    app_id=f"bench-{uuid.uuid4().hex[:8]}")
+    out["gc_threshold"] = settings.gc_threshold
     t = time.monotonic()
     records = with_garbage(population_changes(args.events, settings.person_key_secret), args.garbage_every)
     load = population_changes(int(args.rate * args.latency_seconds), settings.person_key_secret, seed=7, day=dt.date(2026, 11, 17))

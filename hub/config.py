@@ -74,6 +74,7 @@ class Settings:
     fetch_max_wait_ms: int = 100  # HUB_KAFKA_FETCH_MAX_WAIT_MS: how long the broker may hold a fetch with nothing new (faust: 1500)
     max_fetch_bytes: int = 64 * 1024  # HUB_KAFKA_MAX_FETCH_BYTES: bytes fetched per partition at a time (a larger record still comes whole)
     producer_linger_ms: int = 0  # HUB_KAFKA_PRODUCER_LINGER_MS: how long the worker's producer waits to gather records into one request (faust: 0)
+    gc_threshold: int = 10_000  # HUB_GC_THRESHOLD: the worker's gen0 collection threshold after it freezes its start-up objects (hub.streams.gc_tuning); 0: Python's own
     rebalance_timeout: float = 6.0
     heartbeat_interval: float = 1.0
     metrics_port: int = 9108  # HUB_METRICS_PORT; 0 picks a free port
@@ -120,6 +121,7 @@ class Settings:
             max_fetch_bytes=_env_int(env, "HUB_KAFKA_MAX_FETCH_BYTES", 64 * 1024),
             fetch_max_wait_ms=_env_int(env, "HUB_KAFKA_FETCH_MAX_WAIT_MS", 100),
             producer_linger_ms=_env_int(env, "HUB_KAFKA_PRODUCER_LINGER_MS", 0),
+            gc_threshold=_env_int(env, "HUB_GC_THRESHOLD", 10_000),
             rebalance_timeout=_env_float(env, "HUB_KAFKA_REBALANCE_TIMEOUT", 6.0),
             heartbeat_interval=_env_float(env, "HUB_KAFKA_HEARTBEAT_INTERVAL", 1.0),
             metrics_port=_env_int(env, "HUB_METRICS_PORT", 9108),

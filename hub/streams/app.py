@@ -30,6 +30,7 @@ from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, ka
 from hub.config import Settings
 from hub.schemas.codec import Codec, CodecError, default_codec
 from hub.streams import topics as names
+from hub.streams.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,12 @@ class _App(faust.App):
     publisher_check = None  # async (stream, value) -> value, raising Skip for a refused record
     batch_consumers: tuple | list = ()  # HubApp sets a list per app (HubApp.batch_consumer): they join their groups when the app starts
 
+    hub_gc_threshold = 0  # HubApp sets HUB_GC_THRESHOLD
+
     async def on_start(self) -> None:
         await super().on_start()
+        # everything built so far lives as long as the worker: frozen out of the collector's walks
+        tune_gc(self.hub_gc_threshold)
         # the batch consumers' group joins (seconds each) go on while faust's consumer joins its
         # group; their processing starts with the app's extra services, after the producer
         for service in self.batch_consumers:
@@ -183,6 +188,7 @@ class HubApp:
             recovery_consistency_check=False,
         )
         self.app.hub_fetch_max_wait_ms = settings.fetch_max_wait_ms  # hub.adapters.faust_consumer
+        self.app.hub_gc_threshold = settings.gc_threshold  # hub.streams.gc_tuning, when the app starts
         # no table is declared after the app starts (the hub declares none: detection's states are in the
         # database): no 1 s pause before table recovery (hub.adapters.faust_consumer)
         self.app.hub_tables_declared_first = True

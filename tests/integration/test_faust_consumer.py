@@ -92,3 +92,23 @@ def test_commits_from_a_fresh_group_and_a_restart_resumes_after_them(fresh_kafka
     asyncio.run(publish_all(fresh_kafka_url, [(topic, b"k", b"%d" % i, None) for i in range(30, 40)]))
     assert asyncio.run(run(10)) == list(range(30, 40))
     assert _committed(fresh_kafka_url, app_id, topic) == 40
+
+
+def test_a_starting_app_sets_the_configured_gc_threshold(fresh_kafka_url):
+    import gc
+
+    before = gc.get_threshold()
+
+    async def scenario(threshold):
+        hub = HubApp(Settings(app_id=f"gc-{threshold}", gc_threshold=threshold), fresh_kafka_url)
+        newcomer_agents.register(hub, states=MemoryPersonStates())
+        async with running(hub):
+            return gc.get_threshold()[0]
+
+    try:
+        gc.set_threshold(700, *before[1:])
+        assert asyncio.run(scenario(0)) == 700  # 0: Python's own
+        assert asyncio.run(scenario(4_321)) == 4_321
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*before)
