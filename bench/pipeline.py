@@ -7,8 +7,9 @@ One run: start the embedded broker, pre-load N PopulationChange records (Avro, w
     also goes first through two bare aiokafka stages (two hops like the hub's, each acknowledging
     and committing its batches): the latency floor of this broker and machine.
 The hub runs with its defaults; HUB_KAFKA_* settings and HUB_GC_THRESHOLD of the environment apply
-to it (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). The hub's events/s count from the moment detection took
-its first batch.
+to it (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). Its
+topics are provisioned first, as `hub topics --create` does before a deployment's workers start
+(`--lazy-topics`: not). The hub's events/s count from the moment detection took its first batch.
 Run with `make bench` or `.venv/bin/python bench/pipeline.py --help`.
 """
 
@@ -166,6 +167,18 @@ async def bare_latency(servers: list[str], records: list, rate: float, settings,
         for task in stages:
             task.cancel()
         await asyncio.gather(*stages, return_exceptions=True)
+
+
+def provision(url: str, app_id: str, partitions: int) -> int:
+    """Every topic of the hub, as `hub topics --create` makes them (deploy/compose runs it once before
+    the workers): the per-recipient topics exist before their first record. Returns how many."""
+    from hub.adapters.kafka_admin import create_topic_specs
+    from hub.deploy.topics import hub_topics
+    from hub.routing.reference import default_reference
+
+    specs = hub_topics(default_reference(), app_id=app_id, partitions=partitions, replicas=1)
+    create_topic_specs(url, specs)
+    return len(specs)
 
 
 async def hub_latency(args, servers: list[str], load: list, progress, expected_consumed: int) -> dict:
@@ -382,6 +395,11 @@ async def run(args) -> dict:
         bl = out["baseline_latency"]
         log(args, f"(a) bare two-hop latency at {bl['offered_events_per_s']:.0f} events/s offered: p50 {bl['p50_ms']} ms, p95 {bl['p95_ms']} ms, p99 {bl['p99_ms']} ms")
 
+        if not args.lazy_topics:
+            t = time.monotonic()
+            out["provisioned_topics"] = await asyncio.get_running_loop().run_in_executor(None, provision, broker.url, settings.app_id, args.partitions)
+            log(args, f"provisioned {out['provisioned_topics']} topics as `hub topics --create` does before a deployment's workers start, "
+                      f"in {time.monotonic() - t:.1f} s")
         if args.workers:
             await _run_workers(args, out, broker, servers, settings, records, load)
             return out
@@ -525,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="fetch wait of the latency run's subscriber (a recipient's consumer): how long the broker may hold its "
                              "fetch when nothing is new; the embedded broker holds it that long even when a record arrives (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up when the hub has not routed everything after this many seconds")
+    parser.add_argument("--lazy-topics", action="store_true",
+                        help="do not provision the hub's topics before (b): each per-recipient topic is then made by the hub before its first record, "
+                             "as on a deployment without `hub topics --create` (the embedded demo)")
     parser.add_argument("--workers", type=int, default=0,
                         help="run (b) as this many `hub worker` processes with a PostgreSQL ledger (HUB_BENCH_PG_ADMIN_URL, default the local "
                              "server) instead of in this process; use with --partitions >= workers (default: in-process)")

@@ -20,9 +20,11 @@ def bootstrap_of(url: str) -> str:
 
 
 def ensure_topics(
-    url: str, names: list[str] | tuple[str, ...], partitions: int, replication: int = 1, compacted: tuple[str, ...] = (), **security
+    url: str, names: list[str] | tuple[str, ...], partitions: int, replication: int = 1, compacted: tuple[str, ...] = (),
+    seen: set[str] | None = None, **security
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created.
+    """Create the topics that do not exist yet; returns the names created. `seen`: see
+    `create_topic_specs`.
 
     `security`: kafka-python TLS/SASL options (hub.adapters.kafka_security.kafka_client_options).
     """
@@ -32,15 +34,18 @@ def ensure_topics(
         TopicSpec(n, partitions, replication, INTERNAL if n in compacted else EVENT_LOG, {"cleanup.policy": "compact"} if n in compacted else {})
         for n in names
     ]
-    return create_topic_specs(url, specs, **security)
+    return create_topic_specs(url, specs, seen=seen, **security)
 
 
-def create_topic_specs(url: str, specs, batch: int = 100, **security) -> list[str]:
+def create_topic_specs(url: str, specs, batch: int = 100, seen: set[str] | None = None, **security) -> list[str]:
     """Create the missing topics of `specs` (hub.deploy.topics.TopicSpec) with their partitions,
-    replicas and configs; existing topics are left alone. Returns the names created."""
+    replicas and configs; existing topics are left alone. Returns the names created; `seen`, when
+    given, receives the name of every topic that was on the broker before."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_of(url), client_id="hub-admin", request_timeout_ms=30000, **security)
     try:
         existing = set(admin.list_topics())
+        if seen is not None:
+            seen.update(existing)
         missing = [s for s in specs if s.name not in existing]
         created, failed = [], []
         for start in range(0, len(missing), batch):

@@ -238,12 +238,17 @@ class HubApp:
         return self.app.batch_consumers
 
     def ensure_topics(self) -> list[str]:
-        """Create the hub's fixed topics (and any declared so far) with the configured partitions."""
+        """Create the hub's fixed topics (and any declared so far) with the configured partitions, and
+        remember every topic already on the broker: the per-recipient topics a deployment made
+        (`hub topics --create`, Strimzi's KafkaTopic resources) then need no admin round trip
+        before their first record (`ensure_exists`)."""
         from hub.adapters.kafka_admin import ensure_topics
 
         declared = sorted(self._topics)
-        created = ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, **kafka_client_options(self.settings))
+        on_broker: set[str] = set()
+        created = ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, seen=on_broker, **kafka_client_options(self.settings))
         self._existing.update(declared)
+        self._existing.update(on_broker)
         return created
 
     async def ensure_exists(self, topic: str) -> None:

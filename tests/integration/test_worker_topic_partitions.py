@@ -45,3 +45,27 @@ def test_the_worker_processes_an_input_topic_with_other_partitions(fresh_kafka_u
         assert worker.alive()
     finally:
         worker.stop()
+
+
+def test_a_provisioned_recipient_topic_needs_no_admin_call_on_its_first_record(fresh_kafka_url, monkeypatch):
+    """What `hub topics --create` made is known from the worker's start: the first referral to a
+    provisioned recipient goes straight to the producer, with no admin client built for it."""
+    from hub import config
+    from hub.adapters import kafka_admin
+    from hub.streams.app import HubApp
+
+    provisioned, unknown = "hub.referrals.municipality.049.v1", "hub.referrals.municipality.091.v1"
+    ensure_topics(fresh_kafka_url, [provisioned], 1)
+    hub = HubApp(config.Settings(app_id=f"provisioned-{uuid.uuid4().hex[:6]}"), fresh_kafka_url)
+    hub.ensure_topics()
+    calls = []
+    real = kafka_admin.ensure_topics
+    monkeypatch.setattr(kafka_admin, "ensure_topics", lambda url, names, *a, **kw: calls.append(list(names)) or real(url, names, *a, **kw))
+
+    async def first_records():
+        await hub.ensure_exists(provisioned)
+        await hub.ensure_exists(unknown)  # not provisioned: made now, as before
+        await hub.ensure_exists(unknown)
+
+    asyncio.run(first_records())
+    assert calls == [[unknown]]
