@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -85,6 +86,27 @@ def current_revisions(url: str) -> set[str]:
             return set(MigrationContext.configure(conn).get_current_heads())
     finally:
         engine.dispose()
+
+
+class DatabaseCalls:
+    """Where a stream runs its synchronous database calls: in order, one at a time, and awaited.
+
+    SQLite (a local file): on the event loop itself. Its calls are CPU under the GIL, not waits; on
+    a worker thread each statement handed the GIL back and forth with the loop, and a routing
+    batch's ledger transaction took 15-18 ms of wall time for ~3.6 ms of work (the latency at
+    1,000 events/s: p50 135 -> 63 ms inline; bench/RESULTS.md, session 11).
+    A server database (PostgreSQL): on one worker thread of its own, so that the network round
+    trips do not stall the event loop. `engine=None` (a store with no database): inline."""
+
+    def __init__(self, engine: sa.Engine | None, thread_name: str) -> None:
+        self.inline = engine is None or engine.dialect.name == "sqlite"
+        self._executor = None if self.inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)`'s result, wherever it runs."""
+        if self.inline:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
 
 async def with_database_retry(apply, what: str):

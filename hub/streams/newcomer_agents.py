@@ -11,11 +11,10 @@ import logging
 import time
 
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hub import metrics
-from hub.adapters.database import create_engine, with_database_retry
+from hub.adapters.database import DatabaseCalls, create_engine, with_database_retry
 from hub.adapters.person_states import PersonStates, SqlPersonStates
 from hub.domain import population_change
 from hub.newcomers.detection import newcomer_record, person_keys, step
@@ -67,12 +66,13 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
     if states is None:
         states = SqlPersonStates(create_engine(database_url or hub.settings.resolved_database_url()))
     seen = NewcomerObserved(states=states)
-    # the states are synchronous SQL: one worker thread, one call at a time, off the event loop; while
-    # the database is unreachable the batch waits and retries (nothing is dead-lettered for it)
-    db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="person-states")
+    # the states are synchronous SQL, one call at a time: on the event loop for SQLite, on a thread of
+    # their own for PostgreSQL (`DatabaseCalls`); while the database is unreachable the batch waits
+    # and retries (nothing is dead-lettered for it)
+    db = DatabaseCalls(getattr(states, "engine", None), "person-states")
 
     async def in_db(what: str, fn, *args):
-        return await with_database_retry(lambda: asyncio.get_running_loop().run_in_executor(db, fn, *args), f"newcomer detection: {what}")
+        return await with_database_retry(lambda: db.run(fn, *args), f"newcomer detection: {what}")
 
     topic = topics.POPULATION_CHANGES
     # the labelled series this stream counts, looked up once (labels() per record was ~5 % of a worker)

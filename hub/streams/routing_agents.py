@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from hub import metrics
-from hub.adapters.database import create_engine
+from hub.adapters.database import DatabaseCalls, create_engine
 from hub.adapters.referral_ledger import ReferralLedger, refresh_gauges
 from hub.domain.clock import FutureDate, check_not_future
 from hub.routing.engine import route
@@ -72,18 +72,18 @@ def register(
     # recounted by a timer (at most once per `changed_gauge_interval`), not once per event
     changed: set[str] = set()
 
-    # The ledger is synchronous SQL: it runs on one worker thread, one call at a time, so that its
-    # commits do not stall the event loop (and detection with it). Each agent awaits its call
-    # before it takes the next event: the order per key, and "recorded as published only after
-    # the broker acked", are those of the sequential code.
-    db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-ledger")
+    # The ledger is synchronous SQL, one call at a time: on the event loop for SQLite, on a thread of
+    # its own for PostgreSQL (`DatabaseCalls`). Each agent awaits its call before it takes the next
+    # event: the order per key, and "recorded as published only after the broker acked", are those
+    # of the sequential code.
+    db = DatabaseCalls(ledger.engine, "referral-ledger")
     # The gauges' recount reads every referral of the authorities it counts: it grows with the ledger
     # (~1.4 ms per 1,000 referrals on SQLite), so it has its own thread; on the ledger's thread it held
     # up every routing batch behind it (latency p50 0.3 s after a 1M-event run; bench/RESULTS.md, session 8)
     gauges_db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-gauges")
 
     async def in_db(fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(db, fn, *args)
+        return await db.run(fn, *args)
 
     async def recount(authorities: set[str] | None = None) -> None:
         await asyncio.get_running_loop().run_in_executor(gauges_db, refresh_gauges, ledger, today(clock()), authorities)

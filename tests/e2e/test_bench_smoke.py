@@ -28,9 +28,9 @@ def test_pipeline_benchmark_reports_every_figure():
     assert {"hub_peak", "process_peak", "growth_per_100k_events"} <= set(figures["rss_mb"])
     cpu = figures["cpu_us_per_event"]
     assert cpu["bare"] > 0 and cpu["hub"] > 0 and cpu["ratio"] == pytest.approx(cpu["bare"] / cpu["hub"], rel=0.05)
-    if sys.platform == "linux":  # by thread, from /proc: the event loop and the databases' threads
+    if sys.platform == "linux":  # by thread, from /proc: the event loop, which runs the SQLite calls too (no database threads)
         by_thread = figures["hub_cpu_us_per_event_by_thread"]
-        assert {"MainThread", "person-states", "referral-ledger"} <= set(by_thread) and by_thread["MainThread"] > 0
+        assert by_thread["MainThread"] > 0 and not {"person-states", "referral-ledger"} & set(by_thread)
 
 
 @pytest.mark.integration
