@@ -12,8 +12,11 @@ The contract is the one the hub's agents keep (docs/reliability.md), made simple
   waiting for a batch to fill) and handed to `handle(records)`, which returns when every record of
   the batch is done: its outputs acknowledged by the broker, its state written, a bad record
   dead-lettered (and that acknowledged);
-- then the batch's offsets are committed (the next offset of each partition). A crash before the
-  commit reads the batch again: outputs carry derived event ids and are deduplicated downstream;
+- then the batch's offsets are committed (the next offset of each partition), in the background:
+  the next batch is fetched and handled while the broker records the commit (a round trip of
+  2-4 ms per batch on the latency path, bench/RESULTS.md, session 11). Commits go out in batch
+  order, one at a time; a rebalance and a stop wait for the last one. A crash before a commit
+  reads its batch again: outputs carry derived event ids and are deduplicated downstream;
 - a `handle` that raises (a broker or database outage it did not ride out, a bug) commits
   nothing: the worker logs it, counts it (`hub_consumer_rereads_total`), seeks the batch's
   partitions back to its first offsets and reads it again after a pause; the worker lives on;
@@ -55,7 +58,8 @@ class BatchConsumer(Service):
         self.max_records = max_records
         self.stop_timeout = stop_timeout
         self._options = consumer_options
-        self._busy = asyncio.Lock()  # held while a batch is handled and committed
+        self._busy = asyncio.Lock()  # held while a batch is handled and its commit started
+        self._committing: asyncio.Future | None = None  # the last batch's commit, in the background
         self._task: asyncio.Task | None = None
         self._stopping = False
         self.consumer: AIOKafkaConsumer | None = None
@@ -100,6 +104,10 @@ class BatchConsumer(Service):
                 log.warning("%s: the batch in processing did not finish within %.0f s at stop; it will be read again", self.name, self.stop_timeout)
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
+        if self._committing is not None:  # the last batch's commit goes out before the consumer closes
+            done, _ = await asyncio.wait({self._committing}, timeout=self.stop_timeout)
+            if not done:
+                log.warning("%s: the last commit did not finish within %.0f s at stop; its batch will be read again", self.name, self.stop_timeout)
         await self.close()
 
     async def _run(self) -> None:
@@ -119,7 +127,7 @@ class BatchConsumer(Service):
                 await asyncio.sleep(RETRY_PAUSE)  # outside the lock: a rebalance need not wait for it
 
     async def _handle(self, fetched: dict) -> bool:
-        """Handle and commit one fetched batch; False when it failed (sought back, to be read again)."""
+        """Handle one fetched batch and start its commit; False when it failed (sought back, to be read again)."""
         async with self._busy:
             owned = self.consumer.assignment()  # a rebalance may have run between the fetch and here
             records = [r for tp, rs in fetched.items() if tp in owned for r in rs]
@@ -130,7 +138,8 @@ class BatchConsumer(Service):
             except Exception as exc:  # noqa: BLE001 - nothing committed; the batch is read again
                 self._read_again(fetched, owned, exc)
                 return False
-            await self._commit({tp: rs[-1].offset + 1 for tp, rs in fetched.items() if tp in owned})
+            previous = self._committing
+            self._committing = asyncio.ensure_future(self._commit_after(previous, {tp: rs[-1].offset + 1 for tp, rs in fetched.items() if tp in owned}))
             return True
 
     def _read_again(self, fetched: dict, owned: set, exc: Exception) -> None:
@@ -141,6 +150,20 @@ class BatchConsumer(Service):
             if tp in owned:
                 metrics.consumer_rereads.labels(tp.topic).inc()
                 self.consumer.seek(tp, rs[0].offset)
+
+    async def _commit_after(self, previous: asyncio.Future | None, offsets: dict[TopicPartition, int]) -> None:
+        """Commit `offsets` once the previous batch's commit is done: commits reach the broker in order."""
+        if previous is not None:
+            await asyncio.wait({previous})  # its own outcome is logged by it
+        try:
+            await self._commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - nobody awaits this task's result: a later commit covers it
+            log.warning("%s: commit failed (%s); a later commit covers it, a crash before then reads the batch again", self.name, type(exc).__name__)
+
+    async def committed(self) -> None:
+        """Return when the offsets of every handled batch have been committed (or refused: see `_commit`)."""
+        if self._committing is not None:
+            await asyncio.wait({self._committing})
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
@@ -153,9 +176,9 @@ class BatchConsumer(Service):
             log.warning("%s: commit failed (%s); a later commit covers it, a crash before then reads the batch again", self.name, type(exc).__name__)
 
     async def finish_batch(self) -> None:
-        """Return when no batch is in processing (the one that was has been committed)."""
+        """Return when no batch is in processing and every handled batch is committed."""
         async with self._busy:
-            pass
+            await self.committed()
 
     async def lag(self) -> dict[str, int]:
         """Records behind per topic for the partitions this member owns: end offset minus the
