@@ -7,7 +7,7 @@ One run: start the embedded broker, pre-load N PopulationChange records (Avro, w
     also goes first through two bare aiokafka stages (two hops like the hub's, each acknowledging
     and committing its batches): the latency floor of this broker and machine.
 The hub runs with its defaults; HUB_KAFKA_* settings and HUB_GC_THRESHOLD of the environment apply
-to it (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). Its
+to it (e.g. HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). Its
 topics are provisioned first, as `hub topics --create` does before a deployment's workers start
 (`--lazy-topics`: not). The hub's events/s count from the moment detection took its first batch.
 Run with `make bench` or `.venv/bin/python bench/pipeline.py --help`.
@@ -119,7 +119,8 @@ async def bare_latency(servers: list[str], records: list, rate: float, settings,
     """(a) latency: the floor of two hops on this broker and machine. Two bare aiokafka stages in this
     process, shaped like the hub's (in -> decode, encode -> mid -> decode, encode -> out), each
     sending a fetched batch, waiting for its acknowledgements and committing its offsets; with the
-    hub's fetch wait and producer linger (HUB_KAFKA_*). Same offered load and subscriber as (b)."""
+    hub pipeline's fetch wait and producer linger (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS, HUB_KAFKA_PRODUCER_LINGER_MS). Same
+    offered load and subscriber as (b)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     codec = default_codec()
@@ -127,7 +128,7 @@ async def bare_latency(servers: list[str], records: list, rate: float, settings,
     ready = [asyncio.Event(), asyncio.Event()]
 
     async def stage(group: str, src: str, dst: str, positioned: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms)
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=group, enable_auto_commit=False, fetch_max_wait_ms=settings.pipeline_fetch_max_wait_ms)
         producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=settings.producer_linger_ms)
         await consumer.start()
         await producer.start()

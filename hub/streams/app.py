@@ -214,7 +214,7 @@ class HubApp:
         """Read `topic` in batches of up to `max_records` with plain aiokafka (`hub.adapters.batch_consumer`):
         `handle(records)` returns when the batch is done, then its offsets are committed. The consumer
         starts and stops with the app, in its own group `batch_group(name)`, with the worker
-        consumer's settings (HUB_KAFKA_*)."""
+        consumer's settings (HUB_KAFKA_*), but the pipeline's fetch wait (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS)."""
         s = self.settings
         self.topic(topic)  # declared like an agent's: `ensure_topics` creates it with HUB_TOPIC_PARTITIONS
         options = dict(
@@ -223,7 +223,7 @@ class HubApp:
             session_timeout_ms=int(s.session_timeout * 1000),
             rebalance_timeout_ms=int(s.rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            fetch_max_wait_ms=s.pipeline_fetch_max_wait_ms,
             max_partition_fetch_bytes=s.max_fetch_bytes,
             **kafka_client_options(s),
         )

@@ -23,23 +23,33 @@ def test_the_worker_producer_lingers_as_configured():
     assert HubApp(settings, "kafka://127.0.0.1:1").app.conf.producer_linger == 0.005
 
 
-@pytest.mark.parametrize("wait_ms", [100, 250])
-def test_the_worker_consumer_fetches_with_the_configured_wait(fresh_kafka_url, wait_ms):
+@pytest.mark.parametrize("wait_ms, pipeline_wait_ms", [(100, 20), (250, 5)])
+def test_the_worker_consumer_fetches_with_the_configured_wait(fresh_kafka_url, wait_ms, pipeline_wait_ms):
     assert Settings.from_env({}).fetch_max_wait_ms == 100
-    assert Settings.from_env({"HUB_KAFKA_FETCH_MAX_WAIT_MS": str(wait_ms)}).fetch_max_wait_ms == wait_ms
+    assert Settings.from_env({}).pipeline_fetch_max_wait_ms == 20
+    env = {"HUB_KAFKA_FETCH_MAX_WAIT_MS": str(wait_ms), "HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS": str(pipeline_wait_ms)}
+    assert (Settings.from_env(env).fetch_max_wait_ms, Settings.from_env(env).pipeline_fetch_max_wait_ms) == (wait_ms, pipeline_wait_ms)
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"fetch-wait-{wait_ms}", fetch_max_wait_ms=wait_ms), fresh_kafka_url)
-        newcomer_agents.register(hub, states=MemoryPersonStates())  # a worker consumer exists only with an agent
+        hub = HubApp(Settings(app_id=f"fetch-wait-{wait_ms}", fetch_max_wait_ms=wait_ms, pipeline_fetch_max_wait_ms=pipeline_wait_ms), fresh_kafka_url)
+        newcomer_agents.register(hub, states=MemoryPersonStates())  # detection's batch consumer
+        hub.app.agent(hub.topic("fetch-wait.other.v1"), name="other")(_drain)  # a worker consumer exists only with an agent
         async with running(hub):
             consumer = hub.app.consumer._thread._consumer
             for _ in range(100):
                 if getattr(consumer, "_fetcher", None) is not None:
                     break
                 await asyncio.sleep(0.05)
-            return consumer._fetch_max_wait_ms, consumer._fetcher._fetch_max_wait_ms
+            (detection,) = hub.batch_consumers
+            return consumer._fetch_max_wait_ms, consumer._fetcher._fetch_max_wait_ms, detection.consumer._fetcher._fetch_max_wait_ms
 
-    assert asyncio.run(scenario()) == (wait_ms, wait_ms)
+    # faust's consumer (every other stream) waits HUB_KAFKA_FETCH_MAX_WAIT_MS; the pipeline's batch consumers (the latency path) theirs
+    assert asyncio.run(scenario()) == (wait_ms, wait_ms, pipeline_wait_ms)
+
+
+async def _drain(stream):
+    async for _ in stream:
+        pass
 
 
 def _committed(url: str, group: str, topic: str) -> int | None:
