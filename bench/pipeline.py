@@ -434,7 +434,7 @@ async def run(args) -> dict:
             # machine, and the bound of a GIL-bound worker; the bare pipe's over the hub's
             out["cpu_us_per_event"] = {"bare": round(bare_cpu / len(records) * 1e6, 1), "hub": round(hub_cpu / len(records) * 1e6, 1),
                                        "ratio": round(bare_cpu / hub_cpu, 3)}
-            # by thread (the event loop is MainThread; the databases' threads take the GIL from it)
+            # by thread (the event loop is MainThread, with the SQLite calls; PostgreSQL and the gauges have threads of their own)
             out["hub_cpu_us_per_event_by_thread"] = {name: round((threads_done[name] - threads_first.get(name, 0.0)) / len(records) * 1e6, 1)
                                                      for name in sorted(threads_done)}  # in clock ticks (10 ms): 0 on a tiny run
             out["newcomer_events"] = progress.produced

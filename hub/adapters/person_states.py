@@ -30,7 +30,7 @@ class PersonStateRow(Base):
 
 
 class PersonStates(Protocol):
-    """The port detection uses (one call at a time, from one worker thread)."""
+    """The port detection uses (one call at a time: on the event loop for SQLite, on one worker thread for PostgreSQL; `hub.adapters.database.DatabaseCalls`)."""
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         """The stored state of each key that has one."""
