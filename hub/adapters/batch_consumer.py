@@ -155,10 +155,7 @@ class BatchConsumer(Service):
         """Commit `offsets` once the previous batch's commit is done: commits reach the broker in order."""
         if previous is not None:
             await asyncio.wait({previous})  # its own outcome is logged by it
-        try:
-            await self._commit(offsets)
-        except Exception as exc:  # noqa: BLE001 - nobody awaits this task's result: a later commit covers it
-            log.warning("%s: commit failed (%s); a later commit covers it, a crash before then reads the batch again", self.name, type(exc).__name__)
+        await self._commit(offsets)
 
     async def committed(self) -> None:
         """Return when the offsets of every handled batch have been committed (or refused: see `_commit`)."""
@@ -172,7 +169,7 @@ class BatchConsumer(Service):
             # the group moved on (this member was too slow, or lost its partitions): the records are
             # read again by their owner and deduplicated there
             log.warning("%s: commit refused (%s); the batch will be read again by the partitions' owner", self.name, type(exc).__name__)
-        except KafkaError as exc:
+        except Exception as exc:  # noqa: BLE001 - a broker error, or any other: nobody awaits a background commit's result
             log.warning("%s: commit failed (%s); a later commit covers it, a crash before then reads the batch again", self.name, type(exc).__name__)
 
     async def finish_batch(self) -> None:
