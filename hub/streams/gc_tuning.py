@@ -11,8 +11,9 @@ once the app is built:
 - gen0's threshold goes from 700 to `threshold` (HUB_GC_THRESHOLD, default 10,000): cyclic garbage
   is still collected, in fewer passes. Older generations keep their thresholds.
 
-Measured in `bench/pipeline.py` (bench/RESULTS.md, session 10): the hub's CPU per event -6 to -10 %,
-and the p99 latency at 1,000 events/s from ~190 to ~105 ms (the full collections had been its tail).
+Measured in `bench/pipeline.py` (bench/RESULTS.md, session 10, means of three pairs): the hub's CPU
+per event -7.5 %, and the p99 latency at 1,000 events/s from ~160 to ~105 ms (the full collections
+had been its tail).
 `threshold` 0 leaves the collector as Python sets it.
 """
 

@@ -78,12 +78,11 @@ def register(
     # of the sequential code.
     db = DatabaseCalls(ledger.engine, "referral-ledger")
     # The gauges' recount reads every referral of the authorities it counts: it grows with the ledger
-    # (~1.4 ms per 1,000 referrals on SQLite), so it has its own thread; on the ledger's thread it held
+    # (~1.4 ms per 1,000 referrals on SQLite), so it has its own thread; when it shared the ledger's thread it held
     # up every routing batch behind it (latency p50 0.3 s after a 1M-event run; bench/RESULTS.md, session 8)
     gauges_db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-gauges")
 
-    async def in_db(fn, *args):
-        return await db.run(fn, *args)
+    in_db = db.run
 
     async def recount(authorities: set[str] | None = None) -> None:
         await asyncio.get_running_loop().run_in_executor(gauges_db, refresh_gauges, ledger, today(clock()), authorities)
