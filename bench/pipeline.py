@@ -119,7 +119,7 @@ async def bare_latency(servers: list[str], records: list, rate: float, settings,
     """(a) latency: the floor of two hops on this broker and machine. Two bare aiokafka stages in this
     process, shaped like the hub's (in -> decode, encode -> mid -> decode, encode -> out), each
     sending a fetched batch, waiting for its acknowledgements and committing its offsets; with the
-    hub pipeline's fetch wait and producer linger (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS, HUB_KAFKA_PRODUCER_LINGER_MS). Same
+    hub pipeline's fetch wait while records flow and producer linger (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS, HUB_KAFKA_PRODUCER_LINGER_MS). Same
     offered load and subscriber as (b)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 

@@ -72,8 +72,9 @@ class Settings:
     producer_timeout: float = 60.0  # HUB_KAFKA_PRODUCER_TIMEOUT: seconds before an unacknowledged record fails
     max_poll_records: int = 500  # HUB_KAFKA_MAX_POLL_RECORDS: records per poll, shared by every topic the worker reads
     fetch_max_wait_ms: int = 100  # HUB_KAFKA_FETCH_MAX_WAIT_MS: how long the broker may hold a fetch with nothing new (faust: 1500)
-    # HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS: the same for the pipeline's batch consumers (newcomer detection, routing), the latency path
-    pipeline_fetch_max_wait_ms: int = 20
+    # HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS: the fetch wait of the pipeline's batch consumers (newcomer detection, routing; the latency
+    # path) while records flow; after a quiet second they wait fetch_max_wait_ms (hub.adapters.batch_consumer, `_pace`)
+    pipeline_fetch_max_wait_ms: int = 5
     max_fetch_bytes: int = 64 * 1024  # HUB_KAFKA_MAX_FETCH_BYTES: bytes fetched per partition at a time (a larger record still comes whole)
     producer_linger_ms: int = 0  # HUB_KAFKA_PRODUCER_LINGER_MS: how long the worker's producer waits to gather records into one request (faust: 0)
     gc_threshold: int = 10_000  # HUB_GC_THRESHOLD: the worker's gen0 collection threshold after it freezes its start-up objects (hub.streams.gc_tuning); 0: Python's own
@@ -122,7 +123,7 @@ class Settings:
             max_poll_records=_env_int(env, "HUB_KAFKA_MAX_POLL_RECORDS", 500),
             max_fetch_bytes=_env_int(env, "HUB_KAFKA_MAX_FETCH_BYTES", 64 * 1024),
             fetch_max_wait_ms=_env_int(env, "HUB_KAFKA_FETCH_MAX_WAIT_MS", 100),
-            pipeline_fetch_max_wait_ms=_env_int(env, "HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS", 20),
+            pipeline_fetch_max_wait_ms=_env_int(env, "HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS", 5),
             producer_linger_ms=_env_int(env, "HUB_KAFKA_PRODUCER_LINGER_MS", 0),
             gc_threshold=_env_int(env, "HUB_GC_THRESHOLD", 10_000),
             rebalance_timeout=_env_float(env, "HUB_KAFKA_REBALANCE_TIMEOUT", 6.0),

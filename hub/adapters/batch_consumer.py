@@ -23,6 +23,9 @@ The contract is the one the hub's agents keep (docs/reliability.md), made simple
 - a rebalance waits for the batch in processing (`on_partitions_revoked`), so a partition moves to
   another worker between batches, with its offsets committed; records of a partition revoked
   between the fetch and the processing are left to the new owner;
+- while records flow, fetches wait `busy_fetch_wait_ms` at most; after a quiet second, the
+  consumer's own (longer) wait again (`_pace`: on the embedded broker each hop pays up to half the
+  wait in latency, and an idle worker polls less);
 - the consumer group is `<app id>.<name>`: faust's group uses faust's own partition assignor, which
   a plain aiokafka member cannot join. A fresh group starts at the earliest offset.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -43,13 +47,15 @@ from hub import metrics
 log = logging.getLogger(__name__)
 
 RETRY_PAUSE = 1.0  # seconds before a batch whose handling failed is read again
+IDLE_AFTER = 1.0  # seconds without a record after which a consumer with a busy fetch wait goes back to its idle wait
 
 
 class BatchConsumer(Service):
     """One topic, one consumer group, batches handed to `handle` and committed after it returns."""
 
     def __init__(self, *, name: str, topics: Sequence[str], group_id: str, handle: Callable[[list[ConsumerRecord]], Awaitable[None]],
-                 consumer_options: dict[str, Any], max_records: int = 200, stop_timeout: float = 30.0, **kwargs: Any) -> None:
+                 consumer_options: dict[str, Any], max_records: int = 200, stop_timeout: float = 30.0, busy_fetch_wait_ms: int | None = None,
+                 idle_after: float = IDLE_AFTER, clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.name = name
         self.topics = tuple(topics)
@@ -58,6 +64,12 @@ class BatchConsumer(Service):
         self.max_records = max_records
         self.stop_timeout = stop_timeout
         self._options = consumer_options
+        # the fetch wait: `consumer_options`' fetch_max_wait_ms while the topic is quiet, `busy_fetch_wait_ms` while records flow (`_pace`)
+        self.idle_fetch_wait_ms = consumer_options.get("fetch_max_wait_ms", 500)  # aiokafka's default
+        self.busy_fetch_wait_ms = busy_fetch_wait_ms
+        self.idle_after = idle_after
+        self._clock = clock
+        self._last_records = float("-inf")  # clock() of the last fetch that returned records
         self._busy = asyncio.Lock()  # held while a batch is handled and its commit started
         self._committing: asyncio.Future | None = None  # the last batch's commit, in the background
         self._task: asyncio.Task | None = None
@@ -121,10 +133,37 @@ class BatchConsumer(Service):
                 log.warning("%s: fetch failed (%s); retrying", self.name, type(exc).__name__)
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
+            self._pace(bool(fetched))
             if not fetched:
                 continue
             if not await self._handle(fetched):
                 await asyncio.sleep(RETRY_PAUSE)  # outside the lock: a rebalance need not wait for it
+
+    def _pace(self, got_records: bool) -> None:
+        """The fetch wait for the next fetches: short while records flow, long once the topic has been
+        quiet for `idle_after` seconds.
+
+        Why: the embedded broker holds a fetch that found nothing for about half its wait, and a record
+        that arrives meanwhile does not end it, so each hop of the pipeline pays up to half the wait in
+        latency; a short wait costs an idle worker and broker a few % of a core each in empty fetches
+        (bench/RESULTS.md, sessions 11 and 12). Apache Kafka answers a waiting fetch as soon as a record
+        arrives: there the busy wait only makes the fetches of a busy topic a little more frequent.
+        aiokafka reads the wait from its fetcher for each fetch request it builds (pinned 0.14.0)."""
+        if self.busy_fetch_wait_ms is None:
+            return
+        now = self._clock()
+        if got_records:
+            self._last_records = now
+        wait = self.busy_fetch_wait_ms if now - self._last_records < self.idle_after else self.idle_fetch_wait_ms
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        if fetcher is not None and fetcher._fetch_max_wait_ms != wait:
+            fetcher._fetch_max_wait_ms = wait
+
+    @property
+    def fetch_wait_ms(self) -> int | None:
+        """The wait of the consumer's next fetch request (None before it started)."""
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        return None if fetcher is None else fetcher._fetch_max_wait_ms
 
     async def _handle(self, fetched: dict) -> bool:
         """Handle one fetched batch and start its commit; False when it failed (sought back, to be read again)."""

@@ -214,7 +214,8 @@ class HubApp:
         """Read `topic` in batches of up to `max_records` with plain aiokafka (`hub.adapters.batch_consumer`):
         `handle(records)` returns when the batch is done, then its offsets are committed. The consumer
         starts and stops with the app, in its own group `batch_group(name)`, with the worker
-        consumer's settings (HUB_KAFKA_*), but the pipeline's fetch wait (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS)."""
+        consumer's settings (HUB_KAFKA_*); while records flow it fetches with the pipeline's short wait
+        (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS), after a quiet second with the worker's (HUB_KAFKA_FETCH_MAX_WAIT_MS)."""
         s = self.settings
         self.topic(topic)  # declared like an agent's: `ensure_topics` creates it with HUB_TOPIC_PARTITIONS
         options = dict(
@@ -223,12 +224,12 @@ class HubApp:
             session_timeout_ms=int(s.session_timeout * 1000),
             rebalance_timeout_ms=int(s.rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
-            fetch_max_wait_ms=s.pipeline_fetch_max_wait_ms,
+            fetch_max_wait_ms=s.fetch_max_wait_ms,  # while the topic is quiet; HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS while records flow
             max_partition_fetch_bytes=s.max_fetch_bytes,
             **kafka_client_options(s),
         )
         service = BatchConsumer(name=name, topics=[topic], group_id=self.batch_group(name), handle=handle, consumer_options=options,
-                                max_records=max_records)
+                                max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms)
         self.app.service(service)  # processing starts after the app's producer and consumer, stops before them
         self.app.batch_consumers.append(service)
         return service

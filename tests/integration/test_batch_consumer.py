@@ -110,3 +110,31 @@ def test_a_partition_moves_to_a_second_worker_only_between_batches(fresh_kafka_u
     asyncio.run(scenario())
     assert len(handled) == n and max(handled.values()) == 1, [k for k, v in handled.items() if v > 1][:5]
     assert by_worker["second"] > 0  # the second worker did take a partition over
+
+
+def test_the_fetch_wait_is_short_while_records_flow_and_long_when_the_topic_is_quiet(fresh_kafka_url):
+    ensure_topics(fresh_kafka_url, [TOPIC], 1)
+    hub = HubApp(Settings(app_id="batch-wait-it", fetch_max_wait_ms=100, pipeline_fetch_max_wait_ms=5), fresh_kafka_url)
+    seen: list[bytes] = []
+
+    async def handle(records):
+        seen.extend(r.value for r in records)
+
+    consumer = hub.batch_consumer("wait", TOPIC, handle, max_records=20)
+    consumer.idle_after = 2.0
+    waits = []
+
+    async def scenario():
+        async with running(hub):
+            await wait_for(lambda: consumer.fetch_wait_ms is not None, 30, "the consumer's fetcher")
+            waits.append(consumer.fetch_wait_ms)  # nothing to read yet
+            await produce(fresh_kafka_url, TOPIC, [(b"k", f"v{i}".encode()) for i in range(10)])
+            await wait_for(lambda: len(seen) == 10, 30, "the records")
+            waits.append(consumer.fetch_wait_ms)  # records flowed within the last idle_after seconds
+            await wait_for(lambda: consumer.fetch_wait_ms == 100, 30, "the long wait after a quiet spell")
+            await produce(fresh_kafka_url, TOPIC, [(b"k", b"again")])
+            await wait_for(lambda: len(seen) == 11, 30, "the next record")
+            waits.append(consumer.fetch_wait_ms)
+
+    asyncio.run(scenario())
+    assert waits == [100, 5, 5]
