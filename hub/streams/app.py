@@ -24,7 +24,7 @@ from faust.exceptions import Skip
 
 from hub import metrics
 from hub.domain import publishers as identity
-from hub.adapters.batch_consumer import BatchConsumer
+from hub.adapters.batch_consumer import BatchConsumer, stream_producer
 from hub.adapters.kafka_producer import KeyPartitioner
 from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
@@ -229,10 +229,21 @@ class HubApp:
             **kafka_client_options(s),
         )
         service = BatchConsumer(name=name, topics=[topic], group_id=self.batch_group(name), handle=handle, consumer_options=options,
-                                max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms)
+                                max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms, new_producer=lambda: self._new_producer(name))
         self.app.service(service)  # processing starts after the app's producer and consumer, stops before them
         self.app.batch_consumers.append(service)
         return service
+
+    def _new_producer(self, name: str):
+        """A plain aiokafka producer with the settings of the app's own (faust's): acks=all, no
+        idempotence (the embedded broker refuses it; consumers dedupe by event id), the hub's linger,
+        timeout, partitioner and TLS/SASL."""
+        from aiokafka import AIOKafkaProducer
+
+        s = self.settings
+        return AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.kafka_url), client_id=f"{s.app_id}-{name}", acks="all",
+                                enable_idempotence=False, linger_ms=s.producer_linger_ms, request_timeout_ms=int(s.producer_timeout * 1000),
+                                partitioner=KeyPartitioner(), **kafka_client_options(s))
 
     @property
     def batch_consumers(self) -> list[BatchConsumer]:
@@ -282,9 +293,13 @@ class HubApp:
         if isinstance(key, str):
             key = key.encode()
         await self.ensure_exists(topic)
+        headers = self.signed(cloudevent_headers(name, record), value)
+        producer = stream_producer.get()
+        if producer is not None:  # in a batch consumer's handler: its own producer (hub.adapters.batch_consumer)
+            return await producer.send(topic, value, key=key, headers=headers)
         # straight to the app's producer (the aiokafka producer faust started): faust's Topic.send
         # adds a FutureMessage, callbacks and sensors per record the hub does not use (session 6)
-        return await self.app.producer.send(topic, key, value, None, None, self.signed(cloudevent_headers(name, record), value))
+        return await self.app.producer.send(topic, key, value, None, None, headers)
 
     def signed(self, headers: list[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
         """`headers` with the hub's signature when it has a key of its own (id = HUB_APP_ID), else as given."""

@@ -12,7 +12,8 @@ from hub.adapters.kafka_admin import ensure_topics
 from hub.config import Settings
 from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for
-from tests.kafka_helpers import bootstrap, produce
+from hub.adapters.batch_consumer import stream_producer
+from tests.kafka_helpers import bootstrap, decoded, produce, read_topic
 
 pytestmark = pytest.mark.integration
 TOPIC = "test.batch-consumer.v1"
@@ -138,3 +139,59 @@ def test_the_fetch_wait_is_short_while_records_flow_and_long_when_the_topic_is_q
 
     asyncio.run(scenario())
     assert waits == [100, 5, 5]
+
+
+def test_a_handler_publishes_through_its_consumers_own_producer_and_an_agent_through_the_apps(fresh_kafka_url):
+    out = "test.batch-consumer.out.v1"
+    ensure_topics(fresh_kafka_url, [TOPIC, out], 1)
+    hub = HubApp(Settings(app_id="batch-producer-it"), fresh_kafka_url)
+    used = []
+
+    async def handle(records):
+        used.append(stream_producer.get())
+        sends = [await hub.publish(out, "DeadLetter", _record(r.value)) for r in records]
+        await asyncio.gather(*sends)
+
+    consumer = hub.batch_consumer("producer", TOPIC, handle, max_records=20)
+    make = consumer._new_producer
+    consumer._new_producer = lambda: _CountingSends(make())
+
+    @hub.app.timer(interval=0.2)
+    async def outside():  # faust's side of the worker: no stream producer there
+        used.append(("agent", stream_producer.get()))
+
+    async def scenario():
+        async with running(hub):
+            await produce(fresh_kafka_url, TOPIC, [(b"k", f"v{i}".encode()) for i in range(5)])
+            records = await read_topic(fresh_kafka_url, out, min_count=5)
+            return consumer.producer, records
+
+    own, records = asyncio.run(scenario())
+    assert isinstance(own, _CountingSends) and own.sent == 5  # the hub's publish went through it
+    assert {p for p in used if not isinstance(p, tuple)} == {own}  # every batch through the consumer's producer
+    assert ("agent", None) in used
+    assert sorted(r["original_value"] for r in decoded(records)) == [f"v{i}".encode() for i in range(5)]
+    assert consumer.producer is None  # stopped with the consumer
+
+
+def _record(value: bytes) -> dict:
+    from hub.streams.app import dead_letter_record
+
+    return dead_letter_record(value, "internal_error", "test", original_topic=TOPIC)
+
+
+class _CountingSends:
+    """The consumer's aiokafka producer, counting what is sent through it."""
+
+    def __init__(self, producer) -> None:
+        self.producer, self.sent = producer, 0
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def send(self, *args, **kwargs):
+        self.sent += 1
+        return await self.producer.send(*args, **kwargs)
