@@ -235,15 +235,16 @@ class HubApp:
         return service
 
     def _new_producer(self, name: str):
-        """A plain aiokafka producer with the settings of the app's own (faust's): acks=all, no
-        idempotence (the embedded broker refuses it; consumers dedupe by event id), the hub's linger,
-        timeout, partitioner and TLS/SASL."""
+        """A plain aiokafka producer configured like the app's own (faust's, above): its acks, linger,
+        request timeout and partitioner, no idempotence (the embedded broker refuses it; consumers
+        dedupe by event id), the hub's TLS/SASL."""
         from aiokafka import AIOKafkaProducer
 
-        s = self.settings
-        return AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.kafka_url), client_id=f"{s.app_id}-{name}", acks="all",
-                                enable_idempotence=False, linger_ms=s.producer_linger_ms, request_timeout_ms=int(s.producer_timeout * 1000),
-                                partitioner=KeyPartitioner(), **kafka_client_options(s))
+        conf = self.app.conf
+        return AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.kafka_url), client_id=f"{self.settings.app_id}-{name}",
+                                acks=conf.producer_acks, enable_idempotence=False, linger_ms=int(conf.producer_linger * 1000),
+                                request_timeout_ms=int(conf.producer_request_timeout * 1000), partitioner=conf.producer_partitioner,
+                                **kafka_client_options(self.settings))
 
     @property
     def batch_consumers(self) -> list[BatchConsumer]:

@@ -23,6 +23,19 @@ def test_the_worker_producer_lingers_as_configured():
     assert HubApp(settings, "kafka://127.0.0.1:1").app.conf.producer_linger == 0.005
 
 
+def test_a_batch_consumers_producer_is_configured_like_the_apps():
+    settings = Settings.from_env({"HUB_KAFKA_PRODUCER_LINGER_MS": "5", "HUB_KAFKA_PRODUCER_TIMEOUT": "30"})
+    hub = HubApp(settings, "kafka://127.0.0.1:1")
+
+    async def made():
+        return hub._new_producer("detection")  # not started: nothing connects
+
+    producer = asyncio.run(made())
+    assert (producer._sender._acks, producer._request_timeout_ms, producer._partitioner) == (-1, 30_000, hub.app.conf.producer_partitioner)
+    assert producer._message_accumulator._linger_time == 0.005
+    assert producer.client._client_id == f"{settings.app_id}-detection"
+
+
 @pytest.mark.parametrize("wait_ms, pipeline_wait_ms", [(100, 20), (250, 5)])
 def test_the_worker_consumer_fetches_with_the_configured_wait(fresh_kafka_url, wait_ms, pipeline_wait_ms):
     assert Settings.from_env({}).fetch_max_wait_ms == 100
