@@ -8,10 +8,14 @@ from hub.config import Settings
 
 
 def _settings() -> Settings:
+    from hub.adapters import sealing
+
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
+        sealing.configure(settings.data_keys)  # personal data at rest (HUB_DATA_KEYS)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    return settings
 
 
 def _configure_logging(level: str) -> None:

@@ -83,6 +83,9 @@ class Settings:
     metrics_port: int = 9108  # HUB_METRICS_PORT; 0 picks a free port
     metrics_addr: str = "127.0.0.1"  # HUB_METRICS_ADDR; 0.0.0.0 to let a Prometheus on another host scrape
     person_key_secret: str = "embedded-demo-secret-change-me"
+    # HUB_DATA_KEYS: Fernet keys (comma-separated, the first encrypts) for personal data kept at rest
+    # (hub.adapters.sealing); empty -> the demo key
+    data_keys: tuple[str, ...] = field(default=(), repr=False)
     log_level: str = "INFO"
     clock_skew: float = 300.0  # HUB_CLOCK_SKEW: seconds an input's occurred_at may be ahead of our clock before it is future_date
     newcomer_window_days: int = 3 * 365  # HUB_NEWCOMER_WINDOW_DAYS: arrivals older than this are not newcomers
@@ -131,6 +134,7 @@ class Settings:
             metrics_port=_env_int(env, "HUB_METRICS_PORT", 9108),
             metrics_addr=env.get("HUB_METRICS_ADDR") or "127.0.0.1",
             person_key_secret=env.get("HUB_PERSON_KEY_SECRET") or "embedded-demo-secret-change-me",
+            data_keys=tuple(k.strip() for k in (env.get("HUB_DATA_KEYS") or "").split(",") if k.strip()),
             log_level=(env.get("HUB_LOG_LEVEL") or "INFO").upper(),
             clock_skew=_env_float(env, "HUB_CLOCK_SKEW", 300.0),
             newcomer_window_days=_env_int(env, "HUB_NEWCOMER_WINDOW_DAYS", 3 * 365),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hub.adapters import sealing
 from hub.adapters.database import upgrade
 from hub.config import Settings
 from hub.adapters.database import create_engine, session_factory
@@ -25,6 +26,7 @@ class Pipeline:
 
 
 def build(settings: Settings, kafka_url: str) -> Pipeline:
+    sealing.configure(settings.data_keys)  # personal data at rest (HUB_DATA_KEYS)
     database_url = settings.resolved_database_url()
     upgrade(database_url)
     hub = HubApp(settings, kafka_url)
