@@ -17,9 +17,18 @@ The contract is the one the hub's agents keep (docs/reliability.md), made simple
   2-4 ms per batch on the latency path, bench/RESULTS.md, session 11). Commits go out in batch
   order, one at a time; a rebalance and a stop wait for the last one. A crash before a commit
   reads its batch again: outputs carry derived event ids and are deduplicated downstream;
-- a `handle` that raises (a broker or database outage it did not ride out, a bug) commits
-  nothing: the worker logs it, counts it (`hub_consumer_rereads_total`), seeks the batch's
-  partitions back to its first offsets and reads it again after a pause; the worker lives on;
+- a `handle` that raises an outage (`is_outage`: the database or the broker unreachable, a
+  timeout) commits nothing: the worker logs it, counts it (`hub_consumer_rereads_total`), seeks
+  the batch's partitions back to its first offsets and reads it again after a pause that doubles
+  with each failure in a row (1 s up to 30 s); the worker lives on;
+- a `handle` that raises anything else failed because of a record (a value the database refuses,
+  an output too large for the producer, a bug that one record triggers): the batch is narrowed
+  down (`_narrow`: its halves handled in order, a failing half halved again) until the failing
+  record is alone; that record goes to `isolate` (the hub dead-letters it, reason `unprocessable`
+  or `internal_error`, and waits for the dead letter to exist) and every other record of the batch
+  is handled, in offset order, before the batch is committed. An outage met while narrowing reads
+  the whole batch again as above (what was handled is handled again: outputs carry derived event
+  ids, dead letters of this batch are not sent twice, `dead_lettered`);
 - a rebalance waits for the batch in processing (`on_partitions_revoked`), so a partition moves to
   another worker between batches, with its offsets committed; records of a partition revoked
   between the fetch and the processing are left to the new owner;
@@ -43,20 +52,81 @@ import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+import sqlalchemy as sa
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
+from aiokafka.errors import (CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError, MessageSizeTooLargeError,
+                             RecordTooLargeError)
+from faust.exceptions import ProducerSendError
 from mode import Service
 
 from hub import metrics
 
 log = logging.getLogger(__name__)
 
-RETRY_PAUSE = 1.0  # seconds before a batch whose handling failed is read again
+RETRY_PAUSE = 1.0  # seconds before a batch whose handling failed is read again; doubled with each failure in a row
+MAX_RETRY_PAUSE = 30.0
 IDLE_AFTER = 1.0  # seconds without a record after which a consumer with a busy fetch wait goes back to its idle wait
 
 # The producer of the batch consumer whose `handle` is running, None anywhere else (faust's agents):
 # HubApp.publish sends through it. Set in the consumer's own task, so it is seen only there.
 stream_producer: contextvars.ContextVar = contextvars.ContextVar("stream_producer", default=None)
+# (topic, partition, offset) -> the dead letter's future, for the records dead-lettered while the
+# batch in processing is handled (narrowing handles a record more than once): HubApp.dead_letter_message
+# sends a record's dead letter once per batch. None outside a batch consumer's handling.
+dead_lettered: contextvars.ContextVar = contextvars.ContextVar("dead_lettered", default=None)
+
+
+class Outage(Exception):
+    """Raised by a handler for a failure of the outside world it found itself (a send the broker did
+    not acknowledge): the batch is read again whole, nothing is dead-lettered for it."""
+
+
+# the record made the call fail: a value the database refuses (too long, a NUL, a constraint), an
+# output or dead letter too large for the producer or the broker, a value the code cannot convert
+RECORD_ERRORS = (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.StatementError, MessageSizeTooLargeError, RecordTooLargeError,
+                 UnicodeError, ValueError, OverflowError)
+# the outside world failed: unreachable, timed out, a lost connection; or the database's schema is
+# not the one the code expects (a migration not run: `hub db upgrade` fixes it, no record does)
+_OUTAGE_ERRORS = (Outage, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError,
+                  sa.exc.ProgrammingError, OSError, TimeoutError)
+
+
+def unwrapped(exc: BaseException) -> BaseException:
+    """The client's own error behind faust's wrapper of a failed send (`ProducerSendError`)."""
+    while isinstance(exc, ProducerSendError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether a send failed because the record is larger than the producer or the broker accepts."""
+    return isinstance(unwrapped(exc), (MessageSizeTooLargeError, RecordTooLargeError))
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` is an outage (the database or the broker unreachable, a timeout, a lost
+    connection): the same work succeeds later, unchanged, so it is retried whole and nothing is
+    dead-lettered. Every other error is the failure of a record (or of the code on one record)."""
+    exc = unwrapped(exc)
+    if isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError)):
+        return False
+    if isinstance(exc, KafkaError):  # the broker's errors other than a record's size: unreachable, no leader, not allowed yet
+        return True
+    if getattr(exc, "connection_invalidated", False):  # any database error that lost the connection
+        return True
+    return isinstance(exc, _OUTAGE_ERRORS)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The dead-letter reason for a record whose handling failed with `exc` (not an outage):
+    `unprocessable` for a value the database, the producer or a conversion refused,
+    `internal_error` for anything else (a bug the record triggers)."""
+    return "unprocessable" if isinstance(unwrapped(exc), RECORD_ERRORS) else "internal_error"
+
+
+def retry_pause(failures: int) -> float:
+    """Seconds to wait after the `failures`-th failure in a row: 1, 2, 4, ... up to 30."""
+    return min(RETRY_PAUSE * 2 ** max(0, failures - 1), MAX_RETRY_PAUSE)
 
 
 class BatchConsumer(Service):
@@ -65,12 +135,15 @@ class BatchConsumer(Service):
     def __init__(self, *, name: str, topics: Sequence[str], group_id: str, handle: Callable[[list[ConsumerRecord]], Awaitable[None]],
                  consumer_options: dict[str, Any], max_records: int = 200, stop_timeout: float = 30.0, busy_fetch_wait_ms: int | None = None,
                  idle_after: float = IDLE_AFTER, clock: Callable[[], float] = time.monotonic, new_producer: Callable[[], Any] | None = None,
-                 **kwargs: Any) -> None:
+                 isolate: Callable[[ConsumerRecord, Exception], Awaitable[None]] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.name = name
         self.topics = tuple(topics)
         self.group_id = group_id
         self.handle = handle
+        # dead-letters a record whose handling fails alone and returns once the dead letter exists;
+        # None: every failed batch is read again whole (as an outage)
+        self.isolate = isolate
         self.max_records = max_records
         self.stop_timeout = stop_timeout
         self._options = consumer_options
@@ -88,6 +161,8 @@ class BatchConsumer(Service):
         self._stopping = False
         self.consumer: AIOKafkaConsumer | None = None
         self.retries = 0  # batches read again after a failure (tests)
+        self.failures = 0  # failed tries of the batch in processing in a row (the pause before the next)
+        self.isolated = 0  # records dead-lettered because their handling failed alone (tests)
 
     @property
     def label(self) -> str:  # mode's name in logs
@@ -157,7 +232,7 @@ class BatchConsumer(Service):
             if not fetched:
                 continue
             if not await self._handle(fetched):
-                await asyncio.sleep(RETRY_PAUSE)  # outside the lock: a rebalance need not wait for it
+                await asyncio.sleep(retry_pause(self.failures))  # outside the lock: a rebalance need not wait for it
 
     def _pace(self, got_records: bool) -> None:
         """The fetch wait for the next fetches: short while records flow, long once the topic has been
@@ -192,19 +267,53 @@ class BatchConsumer(Service):
             records = [r for tp, rs in fetched.items() if tp in owned for r in rs]
             if not records:
                 return True
+            memo = dead_lettered.set({})
             try:
                 await self.handle(records)
-            except Exception as exc:  # noqa: BLE001 - nothing committed; the batch is read again
-                self._read_again(fetched, owned, exc)
-                return False
+            except Exception as exc:  # noqa: BLE001 - an outage: nothing committed, the batch is read again; else narrowed down
+                try:
+                    if self.isolate is None or is_outage(exc):
+                        raise
+                    await self._narrow(records, exc)
+                except Exception as failed:  # noqa: BLE001
+                    self._read_again(fetched, owned, failed)
+                    return False
+            finally:
+                dead_lettered.reset(memo)
+            self.failures = 0
             previous = self._committing
             self._committing = asyncio.ensure_future(self._commit_after(previous, {tp: rs[-1].offset + 1 for tp, rs in fetched.items() if tp in owned}))
             return True
 
+    async def _narrow(self, records: list, exc: Exception) -> None:
+        """`records` failed together with `exc`, not an outage: handle its halves in order, halve a
+        failing half again, and hand a record that fails alone to `isolate`. Returns when every
+        record is handled or isolated; raises an outage (the caller reads the batch again)."""
+        log.warning("%s: a batch of %d records failed with %s (not an outage); narrowing it down to the failing record",
+                    self.name, len(records), type(exc).__name__)
+        if len(records) == 1:
+            await self._isolate(records[0], exc)
+            return
+        middle = len(records) // 2
+        for part in (records[:middle], records[middle:]):
+            try:
+                await self.handle(part)
+            except Exception as failed:  # noqa: BLE001 - narrowed further, or an outage raised
+                if is_outage(failed):
+                    raise
+                await self._narrow(part, failed)
+
+    async def _isolate(self, record: ConsumerRecord, exc: Exception) -> None:
+        log.error("%s: %s[%s]@%s failed alone with %s; dead-lettering it, the rest of its batch goes on", self.name,
+                  record.topic, record.partition, record.offset, type(exc).__name__)
+        await self.isolate(record, exc)
+        self.isolated += 1
+
     def _read_again(self, fetched: dict, owned: set, exc: Exception) -> None:
         self.retries += 1
-        log.error("%s: a batch of %d records failed with %s; nothing committed, reading it again", self.name,
-                  sum(len(rs) for rs in fetched.values()), type(exc).__name__)
+        self.failures += 1
+        log.error("%s: a batch of %d records failed with %s; nothing committed, reading it again in %.0f s", self.name,
+                  sum(len(rs) for rs in fetched.values()), type(exc).__name__, retry_pause(self.failures))
         for tp, rs in fetched.items():
             if tp in owned:
                 metrics.consumer_rereads.labels(tp.topic).inc()

@@ -24,7 +24,8 @@ from faust.exceptions import Skip
 
 from hub import metrics
 from hub.domain import publishers as identity
-from hub.adapters.batch_consumer import BatchConsumer, stream_producer
+from hub.adapters.batch_consumer import BatchConsumer, dead_lettered, failure_reason, is_outage, retry_pause, stream_producer, too_large
+from hub.adapters.database import with_database_retry
 from hub.adapters.kafka_producer import KeyPartitioner
 from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
@@ -35,6 +36,8 @@ from hub.streams.gc_tuning import tune_gc
 log = logging.getLogger(__name__)
 
 CE_TYPE_PREFIX = "fi.integrationhub."
+
+KEPT_KEY_BYTES = 1024  # a longer original key stays in the database only, not on the pointing dead-letter record
 
 # topics other organisations' systems write to: their records must be signed when identity is configured
 INPUT_TOPICS = (names.POPULATION_CHANGES, names.ASSESSMENTS, names.CONSENTS, names.REFERRAL_STATUS)
@@ -196,6 +199,8 @@ class HubApp:
             self.app.publisher_check = self._check_publisher
         self._topics: dict[str, faust.TopicT] = {}
         self._existing: set[str] = set()  # topics known to exist on the broker (created or found by ensure_topics)
+        self.dead_letter_store = None  # hub.adapters.dead_letter_store.DeadLetterStore, made on first use (or set by a test)
+        self._dead_letter_calls = None
         self.app.batch_consumers = []  # streams read without faust's agents (hub.adapters.batch_consumer)
         for name in names.FIXED_TOPICS:
             self.topic(name)
@@ -229,10 +234,21 @@ class HubApp:
             **kafka_client_options(s),
         )
         service = BatchConsumer(name=name, topics=[topic], group_id=self.batch_group(name), handle=handle, consumer_options=options,
-                                max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms, new_producer=lambda: self._new_producer(name))
+                                max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms, new_producer=lambda: self._new_producer(name),
+                                isolate=lambda record, exc: self.isolate(name, record, exc))
         self.app.service(service)  # processing starts after the app's producer and consumer, stops before them
         self.app.batch_consumers.append(service)
         return service
+
+    async def isolate(self, name: str, record, exc: Exception) -> None:
+        """A batch consumer's record whose handling failed alone (`BatchConsumer._narrow`): dead-lettered
+        (`unprocessable` or `internal_error`, the error's type named, never its text) and counted;
+        returns once the dead letter exists (an outage raises: the batch is read again)."""
+        sent = await self.dead_letter_message(record, failure_reason(exc),
+                                              f"{name} failed with {type(exc).__name__} on this record alone; the rest of its batch was "
+                                              "processed; the record is kept for replay after a fix")
+        await sent
+        metrics.events_consumed.labels(record.topic, "dead_letter").inc()
 
     def _new_producer(self, name: str):
         """A plain aiokafka producer configured like the app's own (faust's, above): its acks, linger,
@@ -323,46 +339,146 @@ class HubApp:
         offset: int | None = None,
         original_key: bytes | None = None,
         location: str | None = None,
-    ) -> Any:
-        """Send a record that could not be processed to the dead-letter topic, bytes unchanged."""
+    ) -> asyncio.Future:
+        """Send a record that could not be processed to the dead-letter topic, bytes unchanged.
+
+        Returns a future done once the dead letter exists: acknowledged by the broker, or, when the
+        record is too large for the producer or the broker, kept whole in the database
+        (`hub.adapters.dead_letter_store`) with a record on the topic pointing at it. Only then is it
+        counted in `hub_dead_letters_total`; a failure to keep it (an outage) is the future's error."""
         record = dead_letter_record(
             original_value, reason, message, original_topic=original_topic, partition=partition, offset=offset, original_key=original_key, location=location
         )
         log.warning("dead letter: reason=%s topic=%s location=%s: %s", reason, original_topic, location, message)
-        metrics.dead_letters.labels(reason).inc()
-        return await self.publish(names.DEAD_LETTERS, "DeadLetter", record, key=original_key)
+        try:
+            sent = await self.publish(names.DEAD_LETTERS, "DeadLetter", record, key=original_key)
+        except Exception as exc:  # noqa: BLE001 - only a size is handled here
+            if not too_large(exc):
+                raise
+            sent = None  # refused by the producer before sending
+        return asyncio.ensure_future(self._dead_letter_kept(sent, record))
+
+    async def _dead_letter_kept(self, sent, record: dict) -> Any:
+        result = None
+        if sent is not None:
+            try:
+                result = await sent
+            except Exception as exc:  # noqa: BLE001 - only a size is handled here
+                if not too_large(exc):
+                    raise
+                sent = None  # refused by the broker
+        if sent is None:
+            result = await self._keep_in_database(record)
+        metrics.dead_letters.labels(record["reason"]).inc()
+        return result
+
+    async def _keep_in_database(self, record: dict) -> Any:
+        """Keep a dead letter too large for the topic whole in the database, and send a record that
+        points at it (empty original; the key too when it is long), acknowledged."""
+        from hub.adapters.dead_letter_store import pointer
+
+        store, calls = self._dead_letter_store()
+        row_id = await with_database_retry(lambda: calls.run(store.add, record), "keeping a dead letter too large for its topic")
+        size = len(record["original_value"])
+        key = record["original_key"]
+        log.warning("dead letter of %s bytes (reason=%s) too large for the dead-letter topic: kept whole in the database as dead letter %s",
+                    size, record["reason"], row_id)
+        short = dict(record, original_value=b"", location=pointer(row_id),
+                     original_key=key if key is None or len(key) <= KEPT_KEY_BYTES else None,
+                     message=f"{record['message']} [the original ({size} bytes) is too large for the dead-letter topic and is kept "
+                             f"whole in the hub database: hub dead-letters show {row_id}]")
+        return await (await self.publish(names.DEAD_LETTERS, "DeadLetter", short, key=short["original_key"]))
+
+    def _dead_letter_store(self):
+        """The dead-letter store on the hub database (HUB_DATABASE_URL) and where its calls run, made on first use."""
+        if self.dead_letter_store is None:
+            from hub.adapters.database import create_engine
+            from hub.adapters.dead_letter_store import DeadLetterStore
+
+            self.dead_letter_store = DeadLetterStore(create_engine(self.settings.resolved_database_url()))
+        if self._dead_letter_calls is None:
+            from hub.adapters.database import DatabaseCalls
+
+            self._dead_letter_calls = DatabaseCalls(self.dead_letter_store.engine, "dead-letters")
+        return self.dead_letter_store, self._dead_letter_calls
 
     async def dead_letter_message(self, msg, reason: str, message: str) -> Any:
-        """`dead_letter` for a consumed message: its bytes, key, topic, partition and offset."""
-        return await self.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+        """`dead_letter` for a consumed message: its bytes, key, topic, partition and offset. In a batch
+        consumer's handling a record is dead-lettered once however often its batch is narrowed down
+        (`hub.adapters.batch_consumer.dead_lettered`): the first dead letter's future is returned again."""
+        memo = dead_lettered.get()
+        where = (msg.topic, msg.partition, msg.offset)
+        if memo is not None and where in memo:
+            return memo[where]
+        sent = await self.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset,
                                       original_key=msg.key)
+        if memo is not None:
+            memo[where] = sent
+        return sent
 
     async def handle_safely(self, event, handler, what: str, sends: list | None = None) -> Any:
-        """Run `handler(event)`; an unexpected error dead-letters the record instead of killing the agent.
-        `event`: a faust event, or a consumed record itself (`hub.adapters.batch_consumer`); the
-        dead letter's send future is added to `sends` when given (acknowledged before a commit).
+        """Run `handler(event)` for one record of a faust agent; the agent goes on whatever happens.
 
-        The message names the error type only (exception texts may quote personal data).
-        """
-        try:
-            return await handler(event)
-        except Exception as exc:  # noqa: BLE001 - a worker must survive any single record
-            await self.internal_error(event, what, exc, sends)
-            return None
+        An outage (`hub.adapters.batch_consumer.is_outage`: the database or the broker unreachable)
+        is waited out: the handler is run again after a pause (1 s doubling to 30 s), nothing is
+        dropped. Any other error is the record's own: the record is dead-lettered (`internal_error`),
+        its dead letter awaited until it exists (added to `sends` instead when given). The message
+        names the error type only (exception texts may quote personal data)."""
+        failures = 0
+        while True:
+            try:
+                return await handler(event)
+            except Exception as exc:  # noqa: BLE001 - a worker must survive any single record
+                if not is_outage(exc):
+                    await self.internal_error(event, what, exc, sends)
+                    return None
+                failures += 1
+                msg = consumed_record(event)
+                log.warning("%s: %s on %s[%s]@%s, an outage; trying again in %.0f s", what, type(exc).__name__, msg.topic, msg.partition,
+                            msg.offset, retry_pause(failures))
+                await asyncio.sleep(retry_pause(failures))
 
     async def internal_error(self, event, what: str, exc: Exception, sends: list | None = None) -> None:
-        """`handle_safely`'s side of an unexpected error: the record goes to dead letters (reason
-        `internal_error`, the error's type named, never its text), its send future to `sends`."""
+        """`handle_safely`'s side of an error that is not an outage (an outage is raised again, for the
+        caller to retry): the record goes to dead letters (reason `unprocessable` for a value the
+        database or the producer refused, else `internal_error`; the error's type named, never its
+        text). Its send future goes to `sends` when given; else it is awaited, and sent again after
+        a pause while the broker is unreachable."""
+        if is_outage(exc):
+            raise exc
         msg = consumed_record(event)
         log.error("%s failed with %s on %s[%s]@%s; record sent to dead letters", what, type(exc).__name__, msg.topic, msg.partition, msg.offset)
-        sent = await self.dead_letter_message(msg, "internal_error", f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix")
-        if sends is not None:
-            sends.append(sent)
+        await self.dead_letter_acked(msg, failure_reason(exc), f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix", sends)
+
+    async def dead_letter_acked(self, msg, reason: str, message: str, sends: list | None = None) -> None:
+        """`dead_letter_message`, then: with `sends`, its future added there; without, awaited until
+        the dead letter exists, sent again after a pause (1 s doubling to 30 s) while that fails
+        with an outage (a faust agent acknowledges its record when it takes the next one)."""
+        failures = 0
+        while True:
+            sent = await self.dead_letter_message(msg, reason, message)
+            if sends is not None:
+                sends.append(sent)
+                return
+            try:
+                await sent
+                return
+            except Exception as exc:  # noqa: BLE001 - an outage is waited out; anything else is a bug to see
+                if not is_outage(exc):
+                    raise
+                failures += 1
+                log.warning("dead letter of %s[%s]@%s not kept (%s); trying again in %.0f s", msg.topic, msg.partition, msg.offset,
+                            type(exc).__name__, retry_pause(failures))
+                await asyncio.sleep(retry_pause(failures))
 
     async def _check_publisher(self, stream, value):
         """faust's side of `refuse`: a refused record is skipped (and acknowledged) before any agent decodes it."""
         event = stream.current_event
-        if event is not None and await self.refuse(event.message) is not None:
+        if event is None:
+            return value
+        refused = await self.refuse(event.message)
+        if refused is not None:
+            await refused  # the dead letter exists before the record is skipped (acknowledged)
             raise Skip()
         return value
 

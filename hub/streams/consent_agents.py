@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from hub import metrics
+from hub.adapters.batch_consumer import is_outage
 from hub.adapters.database import create_engine, session_factory, with_database_retry
 from hub.consent import legal_bases as legal_basis_file
 from hub.consent import records
@@ -68,7 +69,7 @@ def register(
             await outbox_relay.flush_or_log()
 
     async def reject(event, topic: str, reason: str, message: str) -> None:
-        await hub.dead_letter_message(event.message, reason, message)
+        await hub.dead_letter_acked(event.message, reason, message)  # exists (acknowledged or kept) before the agent takes the next record
         metrics.events_consumed.labels(topic=topic, outcome="dead_letter").inc()
 
     async def decode(event, topic: str, name: str, convert):
@@ -84,21 +85,26 @@ def register(
     def consume(topic: str, schema: str, convert, handle, outcome) -> None:
         """An agent: decode (or dead-letter), apply in one transaction, count, relay."""
 
+        async def apply(event) -> None:
+            item = await decode(event, topic, schema, convert)
+            if item is None:
+                return
+            try:
+                result = await with_database_retry(lambda: handle(item, event), f"consent: applying a {schema}")
+            except Exception as exc:  # noqa: BLE001 - a record this code cannot apply must not stop the agent
+                if is_outage(exc):  # waited out by handle_safely, nothing dead-lettered
+                    raise
+                # the traceback may quote SQL parameters: scrub identity codes before logging it
+                log.error("consent: applying a %s failed; dead-lettered: %s", schema, hetu.scrub(traceback.format_exc()))
+                await reject(event, topic, "processing_error", f"applying the {schema} failed ({type(exc).__name__}); see the worker log, fix, and replay it")
+                return
+            metrics.events_consumed.labels(topic=topic, outcome="duplicate" if result.duplicate else outcome(item, result)).inc()
+            await after(result)
+
         @hub.app.agent(hub.topic(topic), name=f"consent-{schema}")
         async def agent(stream):
             async for event in stream.events():
-                item = await decode(event, topic, schema, convert)
-                if item is None:
-                    continue
-                try:
-                    result = await with_database_retry(lambda: handle(item, event), f"consent: applying a {schema}")
-                except Exception as exc:  # noqa: BLE001 - a record this code cannot apply must not stop the agent
-                    # the traceback may quote SQL parameters: scrub identity codes before logging it
-                    log.error("consent: applying a %s failed; dead-lettered: %s", schema, hetu.scrub(traceback.format_exc()))
-                    await reject(event, topic, "processing_error", f"applying the {schema} failed ({type(exc).__name__}); see the worker log, fix, and replay it")
-                    continue
-                metrics.events_consumed.labels(topic=topic, outcome="duplicate" if result.duplicate else outcome(item, result)).inc()
-                await after(result)
+                await hub.handle_safely(event, apply, f"consent: a {schema}")
 
     consume(topics.ASSESSMENTS, "AssessmentCompleted", records.assessment_from_avro,
             lambda a, event: registry.handle_assessment(a, bytes(event.message.value)),

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from hub import metrics
+from hub.adapters.batch_consumer import Outage, failure_reason, is_outage
 from hub.adapters.database import DatabaseCalls, create_engine, with_database_retry
 from hub.adapters.person_states import PersonStates, SqlPersonStates
 from hub.domain import population_change
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 CONSUMER_NAME = "newcomer-detection"  # the batch consumer; its group is `<app id>.newcomer-detection`
 
 
-class DeadLetterNotAcknowledged(Exception):
+class DeadLetterNotAcknowledged(Outage):
     """A dead letter the broker did not acknowledge: the batch is read again."""
 
 
@@ -133,18 +134,22 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
             batch.states[done.key] = done.state
             batch.steps.append((msg, done, started))
         results = await asyncio.gather(*(sent for _, _, sent in batch.sends), return_exceptions=True)
-        failed: dict[str, int] = {}  # person key -> the first step whose newcomer was not acknowledged
+        failed: dict[str, tuple[int, BaseException]] = {}  # person key -> the first step whose newcomer was refused, and why
         for (index, key, _), result in zip(batch.sends, results):
-            if isinstance(result, BaseException) and key not in failed:
-                failed[key] = index
+            if isinstance(result, BaseException):
+                if is_outage(result):  # not acknowledged (a timeout, the broker unreachable): nothing written, the batch is read again
+                    raise result
+                if key not in failed:
+                    failed[key] = (index, result)
         changes: dict[str, str | None] = {}
         written = []
         for index, (msg, done, started) in enumerate(batch.steps):
-            if failed and any(k in failed and index >= failed[k] for k in (done.key, done.old_key)):
-                # as one at a time: a change whose newcomer was not acknowledged is dead-lettered
-                # (kept for replay) and its state is not written; so are the person's later changes
-                # of this batch, which were detected against that unwritten state
-                await _unacknowledged(msg, dead)
+            refused = next((failed[k][1] for k in (done.key, done.old_key) if k in failed and index >= failed[k][0]), None) if failed else None
+            if refused is not None:
+                # as one at a time: a change whose newcomer the producer or the broker refused (too
+                # large) is dead-lettered (kept for replay) and its state is not written; so are the
+                # person's later changes of this batch, which were detected against that unwritten state
+                await _unacknowledged(msg, refused, dead)
                 continue
             changes[done.key] = done.state
             if done.old_key is not None and done.old_key != done.key:
@@ -153,7 +158,7 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
         await in_db("writing the persons' states", states.write, changes)  # before the batch's offsets are committed
         if any(isinstance(r, BaseException) for r in await asyncio.gather(*dead, return_exceptions=True)):
             # a record not processed and not kept: the batch is read again (nothing committed)
-            raise DeadLetterNotAcknowledged("a dead letter of this batch was not acknowledged by the broker")
+            raise DeadLetterNotAcknowledged("a dead letter of this batch was not acknowledged by the broker or kept in the database")
         finished = time.monotonic()
         found = 0
         for done, started in written:
@@ -173,11 +178,11 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
 
     hub.batch_consumer(CONSUMER_NAME, topic, detect_batch, batch_size)
 
-    async def _unacknowledged(msg, dead: list) -> None:
-        log.error("newcomer detection: a newcomer of %s[%s]@%s was not acknowledged by the broker; record sent to dead letters",
-                  msg.topic, msg.partition, msg.offset)
-        dead.append(await hub.dead_letter_message(msg, "internal_error",
-                                                  "newcomer detection could not publish the newcomer (not acknowledged); the record is kept for replay"))
+    async def _unacknowledged(msg, exc: BaseException, dead: list) -> None:
+        log.error("newcomer detection: a newcomer of %s[%s]@%s was refused (%s); record sent to dead letters",
+                  msg.topic, msg.partition, msg.offset, type(exc).__name__)
+        dead.append(await hub.dead_letter_message(msg, failure_reason(exc),
+                                                  f"newcomer detection could not publish the newcomer ({type(exc).__name__}); the record is kept for replay"))
         _count_dead_letter()
 
     def _count_dead_letter() -> None:

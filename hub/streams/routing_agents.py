@@ -96,10 +96,9 @@ def register(
             return None
 
     async def reject(event, topic: str, reason: str, message: str, sends: list | None = None) -> None:
-        """Dead-letter a faust event or a consumed record; its send future goes to `sends` when given."""
-        sent = await hub.dead_letter_message(consumed_record(event), reason, message)
-        if sends is not None:
-            sends.append(sent)
+        """Dead-letter a faust event or a consumed record; its send future goes to `sends` when given,
+        else it is awaited until the dead letter exists."""
+        await hub.dead_letter_acked(consumed_record(event), reason, message, sends)
         metrics.events_consumed.labels(topic, "dead_letter").inc()
         seen.dead_letters[reason] += 1
         seen.consumed[(topic, "dead_letter")] += 1
@@ -168,27 +167,31 @@ def register(
         consumed(newcomers_topic, "duplicate", duplicates)
         consumed(newcomers_topic, "routed", len(routed) - duplicates)
 
+    async def apply_status(event) -> None:
+        record = await decode(event, status_topic, "ReferralStatus")
+        if record is None:
+            return
+        now = clock()
+        try:
+            check_not_future(record.get("occurred_at"), now, skew=skew)
+        except FutureDate as exc:
+            await reject(event, status_topic, exc.reason, f"ReferralStatus: {exc.message}")
+            return
+        outcome = await in_db(ledger.apply_status, record, now)
+        if not outcome.accepted:
+            await reject(event, status_topic, outcome.code, outcome.message)
+            return
+        consumed(status_topic, outcome.code)
+        if outcome.code == "applied":
+            changed.add(record["authority"])
+            if outcome.state == "completed" and outcome.purpose == "initial_assessment" and outcome.referral_created_at is not None:
+                metrics.referral_to_assessment.observe(_seconds_between(outcome.referral_created_at, record.get("occurred_at") or now))
+
     @hub.app.agent(hub.topic(status_topic), name="routing-referral-status")
     async def statuses(stream):
         async for event in stream.events():
-            record = await decode(event, status_topic, "ReferralStatus")
-            if record is None:
-                continue
-            now = clock()
-            try:
-                check_not_future(record.get("occurred_at"), now, skew=skew)
-            except FutureDate as exc:
-                await reject(event, status_topic, exc.reason, f"ReferralStatus: {exc.message}")
-                continue
-            outcome = await in_db(ledger.apply_status, record, now)
-            if not outcome.accepted:
-                await reject(event, status_topic, outcome.code, outcome.message)
-                continue
-            consumed(status_topic, outcome.code)
-            if outcome.code == "applied":
-                changed.add(record["authority"])
-                if outcome.state == "completed" and outcome.purpose == "initial_assessment" and outcome.referral_created_at is not None:
-                    metrics.referral_to_assessment.observe(_seconds_between(outcome.referral_created_at, record.get("occurred_at") or now))
+            # an outage is waited out; a status the ledger cannot take (a value the database refuses) is dead-lettered
+            await hub.handle_safely(event, apply_status, "routing: applying a referral status")
 
     hub.batch_consumer(CONSUMER_NAME, newcomers_topic, route_batch, batch_size)
 

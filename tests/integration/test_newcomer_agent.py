@@ -136,11 +136,13 @@ def test_states_are_in_the_database_and_an_identity_correction_finds_the_old_one
     assert [(r["change"], r["person_id"], r["municipality_code"]) for r in out if r["person_key"] == new_key] == [("moved", new, "049")]
 
 
-def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_changes_of_the_batch(fresh_kafka_url, tmp_path):
-    """In a batch, one person's newcomer is not acknowledged (here: its send fails, as after
-    HUB_KAFKA_PRODUCER_TIMEOUT): that change and the person's later changes of the batch go to dead
-    letters with their bytes (`internal_error`, for replay) and the person's state is not written;
-    the other persons of the batch are written and their newcomers published."""
+def test_a_newcomer_the_broker_refuses_dead_letters_that_persons_changes_of_the_batch(fresh_kafka_url, tmp_path):
+    """In a batch, one person's newcomer is refused for its own sake (here: too large for the
+    producer): that change and the person's later changes of the batch go to dead letters with their
+    bytes (`unprocessable`, for replay) and the person's state is not written; the other persons of
+    the batch are written and their newcomers published."""
+    from aiokafka.errors import MessageSizeTooLargeError
+
     settings = Settings(app_id="newcomer-unacked-it", person_key_secret=SECRET)
     ok1, bad, ok2 = (hetu.make(dt.date(1970 + i, 2, 3), 950 + i) for i in range(3))
     bad_key = hetu.person_key(bad, SECRET)
@@ -156,7 +158,7 @@ def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_ch
         async def failing_publish(topic, name, record, key=None):
             if topic == topics.NEWCOMERS and key == bad_key:
                 failed = asyncio.get_running_loop().create_future()
-                failed.set_exception(TimeoutError("not acknowledged"))
+                failed.set_exception(MessageSizeTooLargeError("too large"))
                 return failed
             return await publish(topic, name, record, key)
 
@@ -170,15 +172,56 @@ def test_a_newcomer_the_broker_does_not_acknowledge_dead_letters_that_persons_ch
 
     seen = asyncio.run(scenario())
     states = stored_states(url, [bad_key, hetu.person_key(ok1, SECRET), hetu.person_key(ok2, SECRET)])
-    assert set(states) == {hetu.person_key(ok1, SECRET), hetu.person_key(ok2, SECRET)}  # not the unacknowledged person's
+    assert set(states) == {hetu.person_key(ok1, SECRET), hetu.person_key(ok2, SECRET)}  # not the refused person's
     assert sum(seen.newcomers.values()) == 2 and seen.dead_letters == 2
     dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=2)))
-    assert [d["reason"] for d in dead] == ["internal_error", "internal_error"]
+    assert [d["reason"] for d in dead] == ["unprocessable", "unprocessable"]
     from hub.schemas.codec import default_codec
 
     assert [str(default_codec().decode(d["original_value"]).record["event_id"]) for d in dead] == [records[1]["event_id"], records[2]["event_id"]]
     out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=2)))
     assert sorted(r["person_id"] for r in out) == sorted([ok1, ok2])
+
+
+def test_a_newcomer_the_broker_does_not_acknowledge_reads_the_batch_again_and_nothing_is_dead_lettered(fresh_kafka_url, tmp_path):
+    """A newcomer not acknowledged in time (HUB_KAFKA_PRODUCER_TIMEOUT: an outage, not the record's
+    fault): nothing of the batch is written, the batch is read again and then every newcomer is
+    published; no dead letter."""
+    settings = Settings(app_id="newcomer-timeout-it", person_key_secret=SECRET)
+    persons = [hetu.make(dt.date(1975 + i, 2, 3), 970 + i) for i in range(3)]
+    late_key = hetu.person_key(persons[1], SECRET)
+    records = [change(p) for p in persons]
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+    database.upgrade(url)
+    timeouts = []
+
+    async def scenario():
+        hub = HubApp(settings, fresh_kafka_url)
+        seen = newcomer_agents.register(hub, database_url=url, batch_size=100)
+        consumer = hub.batch_consumers[-1]
+        publish = hub.publish
+
+        async def once_late(topic, name, record, key=None):
+            if topic == topics.NEWCOMERS and key == late_key and not timeouts:
+                timeouts.append(key)
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(TimeoutError("not acknowledged"))
+                return failed
+            return await publish(topic, name, record, key)
+
+        hub.publish = once_late
+        await produce(fresh_kafka_url, topics.POPULATION_CHANGES,
+                      [(hetu.person_key(r["person_id"], SECRET).encode(), hub.codec.encode("PopulationChange", r)) for r in records])
+        async with running(hub):
+            await wait_for(lambda: sum(seen.newcomers.values()) >= 3, 60, "every newcomer after the batch was read again")
+            return seen, consumer.retries
+
+    seen, retries = asyncio.run(scenario())
+    assert timeouts and retries == 1 and seen.dead_letters == 0
+    assert set(stored_states(url, [hetu.person_key(p, SECRET) for p in persons])) == {hetu.person_key(p, SECRET) for p in persons}
+    out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=3)))
+    assert {r["person_id"] for r in out} == set(persons)
+    assert asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, timeout=2)) == []
 
 
 def test_a_bug_on_one_change_dead_letters_that_change_and_the_batch_goes_on(fresh_kafka_url, tmp_path, monkeypatch):

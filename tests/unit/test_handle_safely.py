@@ -13,6 +13,9 @@ def test_unexpected_error_is_dead_lettered_with_the_type_only():
 
     async def capture(value, reason, message, **kw):
         letters.append((value, reason, message, kw))
+        kept = asyncio.get_running_loop().create_future()  # the dead letter exists
+        kept.set_result(None)
+        return kept
 
     hub.dead_letter = capture
     event = SimpleNamespace(message=SimpleNamespace(value=b"\x00raw", topic="hub.newcomers.v1", partition=0, offset=7, key=b"k"))

@@ -1,0 +1,177 @@
+"""One record that fails for its own reasons never stalls a stream (real broker, real PostgreSQL).
+
+A routing batch with poison newcomers in the middle (values the database refuses: 70 nationalities
+for a VARCHAR(200), a NUL character, a 200-character person key; each passes today's decoding and
+RoutingInput, so only the ledger's write fails): the batch is narrowed down, each poison record is
+dead-lettered (`unprocessable`) with its bytes and the newcomers before and after it are referred.
+A ~1 MB invalid record: its dead letter is too large for the topic, so it is kept whole in the
+database and the record on the topic points at it; later records flow. A referral status with a NUL
+in its id (a faust agent) is dead-lettered and the next status applies. The dead-letter metric
+equals the dead letters on the topic.
+"""
+
+import asyncio
+import datetime as dt
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+
+from hub import metrics
+from hub.adapters import database
+from hub.adapters.dead_letter_store import DeadLetterStore, row_id_of
+from hub.adapters.referral_ledger import ReferralLedger
+from hub.config import Settings
+from hub.streams import topics
+from hub.streams.app import HubApp, envelope
+from hub.streams.routing_agents import register
+from hub.streams.runner import running, wait_for
+from tests.kafka_helpers import bootstrap, decoded, read_topic
+
+pytestmark = pytest.mark.integration
+
+COUNTRIES = ("AF AL DZ AD AO AR AM AU AT AZ BS BH BD BB BY BE BZ BJ BT BO BA BW BR BN BG BF BI KH CM CA CV CF TD CL CN CO KM CG CR HR "
+             "CU CY CZ DK DJ DM DO EC EG SV GQ ER EE SZ ET FJ FR GA GM GE DE GH GR GD GT GN GW GY HT HN HU IS IN ID IR IQ IE").split()
+
+
+def newcomer(person_key: str, **fields) -> dict:
+    rec = envelope("hub:newcomer-detection", occurred_at=dt.datetime(2025, 6, 15, 9, tzinfo=dt.timezone.utc))
+    rec.update(person_key=person_key, municipality_code="092", nationalities=["SY"])
+    rec.update(fields)
+    return rec
+
+
+async def send_all(url: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
+    """Publish in order, allowing records of a few MB (the hub's producers stay at their limits)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        for key, value in items:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+def dead_letter_count(reason: str) -> float:
+    return metrics.dead_letters.labels(reason)._value.get()
+
+
+@pytest.fixture
+def db_url(own_database_url):
+    database.upgrade(own_database_url)
+    return own_database_url
+
+
+def test_poison_newcomers_in_a_routing_batch_are_dead_lettered_and_the_others_referred(fresh_kafka_url, db_url):
+    uid = uuid.uuid4().hex[:8]
+    goods = [f"pk-good{i}-{uid}" for i in range(4)]
+    poisons = [
+        newcomer(f"pk-nationalities-{uid}", nationalities=COUNTRIES[:70]),  # 209 characters for a VARCHAR(200)
+        newcomer(f"pk-nul\x00-{uid}"),  # PostgreSQL text cannot hold a NUL
+        newcomer("p" * 200),  # person_key is a VARCHAR(128)
+    ]
+    settings = Settings(app_id=f"poison-routing-{uid}", database_url=db_url)
+    engine = database.create_engine(db_url)
+    before = dead_letter_count("unprocessable")
+
+    async def scenario():
+        hub = HubApp(settings, fresh_kafka_url)
+        seen = register(hub, ledger=ReferralLedger(engine), batch_size=100)
+        consumer = hub.batch_consumers[-1]
+        records = [newcomer(goods[0]), poisons[0], newcomer(goods[1]), poisons[1], newcomer(goods[2]), poisons[2], newcomer(goods[3])]
+        values = [hub.codec.encode("Newcomer", r) for r in records]
+        await send_all(fresh_kafka_url, topics.NEWCOMERS, [(r["person_key"].encode(), v) for r, v in zip(records, values)])
+        async with running(hub):
+            await wait_for(lambda: seen.consumed[(topics.NEWCOMERS, "routed")] == 4 and consumer.isolated == 3, 90,
+                           "the four good newcomers routed, the three poison ones isolated")
+            await consumer.committed()
+        return values, seen, consumer
+
+    values, seen, consumer = asyncio.run(scenario())
+    try:
+        referred = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.referral_topic("municipality:092"), min_count=4)))
+        assert sorted(r["person_key"] for r in referred) == sorted(goods)  # before and after each poison record
+        dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=3)))
+        assert [d["reason"] for d in dead] == ["unprocessable"] * 3
+        assert sorted(d["original_value"] for d in dead) == sorted([values[1], values[3], values[5]])  # the original bytes, unchanged
+        assert all("DataError" in d["message"] and "\x00" not in d["message"] for d in dead)  # the error's type, never its text
+        assert consumer.retries == 0  # narrowed down, not read again
+        assert dead_letter_count("unprocessable") - before == len(dead)  # counts the dead letters that exist
+    finally:
+        engine.dispose()
+
+
+def test_a_megabyte_invalid_record_is_kept_in_the_database_and_later_records_flow(fresh_kafka_url, db_url):
+    uid = uuid.uuid4().hex[:8]
+    settings = Settings(app_id=f"poison-large-{uid}", database_url=db_url)
+    engine = database.create_engine(db_url)
+    big = b"\x07" + bytes(range(256)) * 4096  # ~1 MB, not Avro: dead letter `wrong_magic`
+    before = dead_letter_count("wrong_magic")
+
+    async def scenario():
+        hub = HubApp(settings, fresh_kafka_url)
+        seen = register(hub, ledger=ReferralLedger(engine), batch_size=100)
+        after = newcomer(f"pk-after-{uid}")
+        await send_all(fresh_kafka_url, topics.NEWCOMERS, [(b"big-key", big), (after["person_key"].encode(), hub.codec.encode("Newcomer", after))])
+        async with running(hub):
+            await wait_for(lambda: seen.consumed[(topics.NEWCOMERS, "routed")] == 1, 90, "the newcomer after the large record routed")
+        return seen
+
+    seen = asyncio.run(scenario())
+    try:
+        assert seen.dead_letters["wrong_magic"] == 1
+        (dead,) = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=1)))
+        assert dead["reason"] == "wrong_magic" and dead["original_value"] == b"" and dead["original_offset"] == 0
+        row_id = row_id_of(dead["location"])
+        assert row_id is not None and f"hub dead-letters show {row_id}" in dead["message"]
+        kept = DeadLetterStore(engine).get(row_id)
+        assert kept["original_value"] == big and kept["original_key"] == b"big-key" and kept["reason"] == "wrong_magic"
+        assert kept["original_topic"] == topics.NEWCOMERS and kept["original_offset"] == 0 and str(dead["event_id"]) == kept["event_id"]
+        with engine.connect() as conn:  # sealed at rest
+            raw = conn.execute(sa.text("SELECT original_value FROM dead_letters WHERE id = :id"), {"id": row_id}).scalar_one()
+        assert bytes(range(256)) * 4 not in bytes(raw)
+        assert dead_letter_count("wrong_magic") - before == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_status_with_a_nul_and_a_megabyte_status_are_dead_lettered_and_the_next_status_applies(fresh_kafka_url, db_url):
+    """The referral-status stream is a faust agent: a status whose id PostgreSQL refuses (NUL) and an
+    invalid ~1 MB record are dead-lettered (the large one kept in the database), the agent goes on."""
+    uid = uuid.uuid4().hex[:8]
+    settings = Settings(app_id=f"poison-status-{uid}", database_url=db_url)
+    engine = database.create_engine(db_url)
+    ledger = ReferralLedger(engine)
+    big = b"\x07" + b"x" * (1024 * 1024)
+    before = dead_letter_count("unprocessable") + dead_letter_count("wrong_magic")
+
+    def status(referral_id: str, state: str) -> dict:
+        rec = envelope("municipality:092")
+        rec.update(referral_id=referral_id, authority="municipality:092", status=state, reason=None)
+        return rec
+
+    async def scenario():
+        hub = HubApp(settings, fresh_kafka_url)
+        seen = register(hub, ledger=ledger, batch_size=100)
+        pk = f"pk-status-{uid}"
+        async with running(hub):
+            await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer(pk), key=pk)
+            (referral,) = decoded(await read_topic(fresh_kafka_url, topics.referral_topic("municipality:092"), min_count=1))
+            rid = referral["referral_id"]
+            items = [(b"nul", hub.codec.encode("ReferralStatus", status(rid + "\x00", "accepted"))), (b"big", big),
+                     (rid.encode(), hub.codec.encode("ReferralStatus", status(rid, "accepted")))]
+            await send_all(fresh_kafka_url, topics.REFERRAL_STATUS, items)
+            await wait_for(lambda: seen.consumed[(topics.REFERRAL_STATUS, "applied")] == 1, 90, "the status after the poison ones applied")
+        return rid, items
+
+    rid, items = asyncio.run(scenario())
+    try:
+        assert ledger.state(rid) == "accepted"
+        dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=2)))
+        assert [(d["reason"], d["original_offset"]) for d in dead] == [("unprocessable", 0), ("wrong_magic", 1)]
+        assert dead[0]["original_value"] == items[0][1] and "DataError" in dead[0]["message"]
+        assert dead[1]["original_value"] == b"" and DeadLetterStore(engine).get(row_id_of(dead[1]["location"]))["original_value"] == big
+        assert dead_letter_count("unprocessable") + dead_letter_count("wrong_magic") - before == len(dead)
+    finally:
+        engine.dispose()
