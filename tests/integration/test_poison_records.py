@@ -11,7 +11,12 @@ equals the dead letters on the topic.
 """
 
 import asyncio
+import base64
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -131,6 +136,11 @@ def test_a_megabyte_invalid_record_is_kept_in_the_database_and_later_records_flo
         with engine.connect() as conn:  # sealed at rest
             raw = conn.execute(sa.text("SELECT original_value FROM dead_letters WHERE id = :id"), {"id": row_id}).scalar_one()
         assert bytes(range(256)) * 4 not in bytes(raw)
+        shown = subprocess.run([sys.executable, "-m", "hub.cli", "dead-letters", "show", str(row_id)], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "HUB_DATABASE_URL": db_url}, stdin=subprocess.DEVNULL)
+        assert shown.returncode == 0, shown.stderr
+        printed = json.loads(shown.stdout)
+        assert base64.b64decode(printed["original_value_base64"]) == big and printed["reason"] == "wrong_magic" and printed["id"] == row_id
         assert dead_letter_count("wrong_magic") - before == 1
     finally:
         engine.dispose()
