@@ -48,6 +48,11 @@ class DeadLetterRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+def _text(value: str | None) -> str | None:
+    """Text PostgreSQL can store: a NUL (which a message may quote from a record) written as `\\x00`."""
+    return None if value is None else value.replace("\x00", "\\x00")
+
+
 class DeadLetterStore:
     """The `dead_letters` table (migration 0010). Synchronous: callers run it where their stream runs
     its database calls (`hub.adapters.database.DatabaseCalls`)."""
@@ -64,9 +69,9 @@ class DeadLetterStore:
             "original_offset": record.get("original_offset"),
             "original_key": record.get("original_key"),
             "original_value": bytes(record.get("original_value") or b""),
-            "location": record.get("location"),
-            "reason": record["reason"],
-            "message": record["message"],
+            "location": _text(record.get("location")),
+            "reason": _text(record["reason"]),
+            "message": _text(record["message"]),
             "created_at": now or dt.datetime.now(dt.timezone.utc),
         }
         with self.engine.begin() as conn:

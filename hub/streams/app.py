@@ -476,9 +476,7 @@ class HubApp:
         event = stream.current_event
         if event is None:
             return value
-        refused = await self.refuse(event.message)
-        if refused is not None:
-            await refused  # the dead letter exists before the record is skipped (acknowledged)
+        if await self.refuse(event.message, acked=True) is not None:  # returns once the dead letter exists
             raise Skip()
         return value
 
@@ -487,12 +485,12 @@ class HubApp:
         a batch consumer skips the call for the others."""
         return self.publishers is not None and topic in self.signed_topics
 
-    async def refuse(self, msg) -> Any:
+    async def refuse(self, msg, *, acked: bool = False) -> Any:
         """The publisher check of one consumed record: on a signed topic a record that is unsigned,
         badly signed, or whose identity fields its signer may not use goes to dead letters (reason
-        `forbidden` etc.); returns that dead letter's send future, None when the record may be
-        processed. A signed record that does not decode passes: its consumer dead-letters it with the
-        codec's reason."""
+        `forbidden` etc.); returns that dead letter's send future (`acked`: a done future, returned
+        once the dead letter exists, `dead_letter_acked`), None when the record may be processed. A
+        signed record that does not decode passes: its consumer dead-letters it with the codec's reason."""
         if not self.checks_publishers(msg.topic):
             return None
         raw = msg.value if isinstance(msg.value, (bytes, bytearray)) else b""
@@ -506,6 +504,11 @@ class HubApp:
                                          identity.header(msg.headers, identity.EVENT_ID_HEADER))
             if verdict.allowed:
                 return None
-        sent = await self.dead_letter_message(msg, verdict.reason, verdict.message)
+        sends: list = []
+        await self.dead_letter_acked(msg, verdict.reason, verdict.message, None if acked else sends)
         metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
-        return sent
+        if sends:
+            return sends[0]
+        kept = asyncio.get_running_loop().create_future()
+        kept.set_result(None)
+        return kept
