@@ -185,3 +185,107 @@ def test_a_status_with_a_nul_and_a_megabyte_status_are_dead_lettered_and_the_nex
         assert dead_letter_count("unprocessable") + dead_letter_count("wrong_magic") - before == len(dead)
     finally:
         engine.dispose()
+
+
+def test_detection_dead_letters_a_change_whose_state_the_database_refuses_and_the_batch_goes_on(fresh_kafka_url, db_url):
+    """Detection's batch: the states' write fails for one person (here the real store, made to refuse
+    that person's row as PostgreSQL refuses a value it cannot hold), and a ~1 MB invalid change sits
+    in the same batch. The batch is narrowed down: that change is dead-lettered (`unprocessable`),
+    the large one kept in the database, every other person's newcomer is published and state written."""
+    from hub.adapters.person_states import SqlPersonStates
+    from hub.domain import hetu
+    from hub.streams import newcomer_agents
+
+    secret = "test-secret"
+    uid = uuid.uuid4().hex[:8]
+    persons = [hetu.make(dt.date(1981 + i, 3, 4), 910 + i) for i in range(4)]
+    refused_key = hetu.person_key(persons[2], secret)
+    engine = database.create_engine(db_url)
+
+    class RefusingStates(SqlPersonStates):
+        def write(self, changes):
+            if refused_key in changes:
+                raise sa.exc.DataError("INSERT INTO person_states ...", {}, Exception("value refused"))
+            return super().write(changes)
+
+    def change(pid):
+        rec = envelope("dvv:test", dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
+        rec.update(person_id=pid, change_type="immigration", municipality_code="091", previous_country="SY", nationalities=["SY"],
+                   mother_tongue="ar", move_date=dt.date(2025, 2, 20))
+        return rec
+
+    big = b"\x07" + b"y" * (1024 * 1024)
+
+    async def scenario():
+        hub = HubApp(Settings(app_id=f"poison-detection-{uid}", person_key_secret=secret, database_url=db_url), fresh_kafka_url)
+        seen = newcomer_agents.register(hub, states=RefusingStates(engine), batch_size=100)
+        consumer = hub.batch_consumers[-1]
+        records = [change(p) for p in persons]
+        values = [hub.codec.encode("PopulationChange", r) for r in records]
+        items = [(hetu.person_key(p, secret).encode(), v) for p, v in zip(persons, values)]
+        await send_all(fresh_kafka_url, topics.POPULATION_CHANGES, items[:2] + [(b"big", big)] + items[2:])
+        async with running(hub):
+            await wait_for(lambda: sum(seen.newcomers.values()) == 3 and consumer.isolated == 1, 90, "three newcomers, one change isolated")
+            await consumer.committed()
+        return values, consumer
+
+    values, consumer = asyncio.run(scenario())
+    try:
+        out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=3)))
+        assert {r["person_id"] for r in out} >= {persons[0], persons[1], persons[3]}  # a failed try's newcomer may repeat (same event id)
+        states = SqlPersonStates(engine).get_many([hetu.person_key(p, secret) for p in persons])
+        assert set(states) == {hetu.person_key(p, secret) for p in (persons[0], persons[1], persons[3])}
+        dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=2)))
+        assert sorted(d["reason"] for d in dead) == ["unprocessable", "wrong_magic"]  # each once, though its batch was handled several times
+        refused = next(d for d in dead if d["reason"] == "unprocessable")
+        assert refused["original_value"] == values[2] and "DataError" in refused["message"]
+        large = next(d for d in dead if d["reason"] == "wrong_magic")
+        assert large["original_value"] == b"" and DeadLetterStore(engine).get(row_id_of(large["location"]))["original_value"] == big
+        assert consumer.retries == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_database_outage_is_waited_out_and_nothing_is_dead_lettered(fresh_kafka_url, db_url, pg_admin_url):
+    """The ledger's database refuses connections (an outage, not the records' fault) while newcomers
+    arrive: nothing is dead-lettered, the batch is read again with growing pauses, and once the
+    database is back every newcomer is referred."""
+    uid = uuid.uuid4().hex[:8]
+    name = sa.engine.make_url(db_url).database
+    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    engine = database.create_engine(db_url)
+    pks = [f"pk-outage{i}-{uid}" for i in range(3)]
+
+    def connections(allowed: bool) -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}'))
+            if not allowed:
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+
+    async def scenario():
+        hub = HubApp(Settings(app_id=f"poison-outage-{uid}", database_url=db_url), fresh_kafka_url)
+        seen = register(hub, ledger=ReferralLedger(engine), batch_size=100)
+        consumer = hub.batch_consumers[-1]
+        async with running(hub):
+            connections(False)
+            try:
+                for pk in pks:
+                    await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer(pk), key=pk)
+                await wait_for(lambda: consumer.retries >= 2, 60, "the batch read again during the outage")
+                assert seen.consumed[(topics.NEWCOMERS, "routed")] == 0 and consumer.isolated == 0
+            finally:
+                connections(True)
+            await wait_for(lambda: seen.consumed[(topics.NEWCOMERS, "routed")] == 3, 90, "every newcomer after the outage")
+        return consumer
+
+    try:
+        consumer = asyncio.run(scenario())
+        assert consumer.isolated == 0
+        assert asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, timeout=2)) == []
+        referred = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.referral_topic("municipality:092"), min_count=3)))
+        assert sorted({r["person_key"] for r in referred}) == sorted(pks)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
+        admin.dispose()
