@@ -16,7 +16,9 @@ STEP_BUCKETS = (0.01, 0.1, 1, 10, 60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 *
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 events_consumed = Counter("hub_events_consumed_total", "Events consumed, by topic and outcome", ["topic", "outcome"], registry=REGISTRY)
-dead_letters = Counter("hub_dead_letters_total", "Records sent to the dead-letter topic, by reason", ["reason"], registry=REGISTRY)
+dead_letters = Counter(
+    "hub_dead_letters_total", "Dead letters that exist (acknowledged by the broker, or kept in the database when too large for the topic), by reason",
+    ["reason"], registry=REGISTRY)
 newcomers = Counter("hub_newcomers_total", "Newcomers detected, by municipality code", ["municipality"], registry=REGISTRY)
 referrals = Counter("hub_referrals_total", "Referrals made, by recipient authority and purpose", ["authority", "reason"], registry=REGISTRY)
 disclosures = Counter("hub_disclosures_total", "Disclosures of assessment data, by recipient authority", ["recipient"], registry=REGISTRY)

@@ -57,8 +57,8 @@ def decoded(messages) -> list[dict]:
     return [codec.decode(m.value).record for m in messages]
 
 
-async def produce(url: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url))
+async def produce(url: str, topic: str, items: list[tuple[bytes | None, bytes]], **producer_options) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), **producer_options)
     await producer.start()
     try:
         for key, value in items:

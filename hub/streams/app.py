@@ -421,9 +421,10 @@ class HubApp:
 
         An outage (`hub.adapters.batch_consumer.is_outage`: the database or the broker unreachable)
         is waited out: the handler is run again after a pause (1 s doubling to 30 s), nothing is
-        dropped. Any other error is the record's own: the record is dead-lettered (`internal_error`),
-        its dead letter awaited until it exists (added to `sends` instead when given). The message
-        names the error type only (exception texts may quote personal data)."""
+        dropped. Any other error is the record's own: the record is dead-lettered (`internal_error`,
+        `unprocessable` for a value the database or the producer refused), its dead letter awaited
+        until it exists (added to `sends` instead when given). The message names the error type
+        only (exception texts may quote personal data)."""
         failures = 0
         while True:
             try:
@@ -454,14 +455,13 @@ class HubApp:
         """`dead_letter_message`, then: with `sends`, its future added there; without, awaited until
         the dead letter exists, sent again after a pause (1 s doubling to 30 s) while that fails
         with an outage (a faust agent acknowledges its record when it takes the next one)."""
+        if sends is not None:
+            sends.append(await self.dead_letter_message(msg, reason, message))
+            return
         failures = 0
         while True:
-            sent = await self.dead_letter_message(msg, reason, message)
-            if sends is not None:
-                sends.append(sent)
-                return
             try:
-                await sent
+                await (await self.dead_letter_message(msg, reason, message))
                 return
             except Exception as exc:  # noqa: BLE001 - an outage is waited out; anything else is a bug to see
                 if not is_outage(exc):

@@ -136,6 +136,23 @@ def test_states_are_in_the_database_and_an_identity_correction_finds_the_old_one
     assert [(r["change"], r["person_id"], r["municipality_code"]) for r in out if r["person_key"] == new_key] == [("moved", new, "049")]
 
 
+def fail_newcomer_sends(hub, person_key: str, error, failed: list | None = None, times: int | None = None) -> None:
+    """Make the send of `person_key`'s newcomers fail with `error()` (as the producer reports it: a failed
+    future), `times` times (always when None); each failure is appended to `failed`."""
+    publish = hub.publish
+    failed = [] if failed is None else failed
+
+    async def failing_publish(topic, name, record, key=None):
+        if topic == topics.NEWCOMERS and key == person_key and (times is None or len(failed) < times):
+            failed.append(key)
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(error())
+            return future
+        return await publish(topic, name, record, key)
+
+    hub.publish = failing_publish
+
+
 def test_a_newcomer_the_broker_refuses_dead_letters_that_persons_changes_of_the_batch(fresh_kafka_url, tmp_path):
     """In a batch, one person's newcomer is refused for its own sake (here: too large for the
     producer): that change and the person's later changes of the batch go to dead letters with their
@@ -153,16 +170,7 @@ def test_a_newcomer_the_broker_refuses_dead_letters_that_persons_changes_of_the_
     async def scenario():
         hub = HubApp(settings, fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=url, batch_size=100)  # the four in one batch (published before it starts)
-        publish = hub.publish
-
-        async def failing_publish(topic, name, record, key=None):
-            if topic == topics.NEWCOMERS and key == bad_key:
-                failed = asyncio.get_running_loop().create_future()
-                failed.set_exception(MessageSizeTooLargeError("too large"))
-                return failed
-            return await publish(topic, name, record, key)
-
-        hub.publish = failing_publish
+        fail_newcomer_sends(hub, bad_key, lambda: MessageSizeTooLargeError("too large"))
         await produce(fresh_kafka_url, topics.POPULATION_CHANGES,
                       [(hetu.person_key(r["person_id"], SECRET).encode(), hub.codec.encode("PopulationChange", r)) for r in records])
         async with running(hub):
@@ -199,17 +207,7 @@ def test_a_newcomer_the_broker_does_not_acknowledge_reads_the_batch_again_and_no
         hub = HubApp(settings, fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=url, batch_size=100)
         consumer = hub.batch_consumers[-1]
-        publish = hub.publish
-
-        async def once_late(topic, name, record, key=None):
-            if topic == topics.NEWCOMERS and key == late_key and not timeouts:
-                timeouts.append(key)
-                failed = asyncio.get_running_loop().create_future()
-                failed.set_exception(TimeoutError("not acknowledged"))
-                return failed
-            return await publish(topic, name, record, key)
-
-        hub.publish = once_late
+        fail_newcomer_sends(hub, late_key, lambda: TimeoutError("not acknowledged"), failed=timeouts, times=1)
         await produce(fresh_kafka_url, topics.POPULATION_CHANGES,
                       [(hetu.person_key(r["person_id"], SECRET).encode(), hub.codec.encode("PopulationChange", r)) for r in records])
         async with running(hub):

@@ -21,7 +21,6 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaProducer
 
 from hub import metrics
 from hub.adapters import database
@@ -32,7 +31,7 @@ from hub.streams import topics
 from hub.streams.app import HubApp, envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
-from tests.kafka_helpers import bootstrap, decoded, read_topic
+from tests.kafka_helpers import decoded, produce, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +48,7 @@ def newcomer(person_key: str, **fields) -> dict:
 
 async def send_all(url: str, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
     """Publish in order, allowing records of a few MB (the hub's producers stay at their limits)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(url), max_request_size=4 * 1024 * 1024)
-    await producer.start()
-    try:
-        for key, value in items:
-            await producer.send_and_wait(topic, value=value, key=key)
-    finally:
-        await producer.stop()
+    await produce(url, topic, items, max_request_size=4 * 1024 * 1024)
 
 
 def dead_letter_count(reason: str) -> float:
