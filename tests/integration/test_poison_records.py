@@ -282,3 +282,36 @@ def test_a_database_outage_is_waited_out_and_nothing_is_dead_lettered(fresh_kafk
         with admin.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
         admin.dispose()
+
+
+def test_a_megabyte_invalid_consent_record_is_kept_in_the_database_and_the_next_consent_applies(fresh_kafka_url, db_url):
+    """The consent agents are faust agents too: an invalid ~1 MB record on hub.consents.v1 (its dead
+    letter too large for the topic) is kept in the database, and the consent after it is applied."""
+    from hub.domain import hetu
+    from hub.streams import consent_agents
+
+    uid = uuid.uuid4().hex[:8]
+    settings = Settings(app_id=f"poison-consent-{uid}", database_url=db_url, person_key_secret="test-secret")
+    engine = database.create_engine(db_url)
+    big = b"\x07" + b"z" * (1024 * 1024)
+    granted = metrics.events_consumed.labels(topic=topics.CONSENTS, outcome="granted")
+    before = granted._value.get()
+    grant = envelope("municipality:091")
+    grant.update(consent_id=f"c-{uid}", person_id=hetu.make(dt.date(1985, 5, 6), 931), action="granted", purpose="integration_plan",
+                 data_categories=["education"], recipients=["employment_authority:08"], valid_from=None, valid_until=None,
+                 evidence="form 2026-17", recorded_by="municipality:091")
+
+    async def scenario():
+        hub = HubApp(settings, fresh_kafka_url)
+        consent_agents.register(hub, database.session_factory(engine), relay=False)
+        await send_all(fresh_kafka_url, topics.CONSENTS, [(b"big", big), (b"c", hub.codec.encode("Consent", grant))])
+        async with running(hub):
+            await wait_for(lambda: granted._value.get() == before + 1, 90, "the consent after the large record applied")
+
+    try:
+        asyncio.run(scenario())
+        (dead,) = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=1)))
+        assert dead["reason"] == "wrong_magic" and dead["original_value"] == b"" and dead["original_topic"] == topics.CONSENTS
+        assert DeadLetterStore(engine).get(row_id_of(dead["location"]))["original_value"] == big
+    finally:
+        engine.dispose()
