@@ -27,9 +27,18 @@ def show(row_id: int) -> None:
     from hub.adapters.dead_letter_store import DeadLetterStore
     from hub.cli import _settings
 
+    import sqlalchemy as sa
+
+    from hub.adapters.sealing import SealingError
+
     engine = create_engine(_settings().resolved_database_url())
     try:
         row = DeadLetterStore(engine).get(row_id)
+    except sa.exc.SQLAlchemyError as exc:
+        raise click.ClickException(f"cannot read dead letters from the hub database ({type(exc).__name__}); check HUB_DATABASE_URL "
+                                   "and run `hub db upgrade`") from None
+    except SealingError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
     if row is None:

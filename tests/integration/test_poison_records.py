@@ -134,6 +134,9 @@ def test_a_megabyte_invalid_record_is_kept_in_the_database_and_later_records_flo
         assert shown.returncode == 0, shown.stderr
         printed = json.loads(shown.stdout)
         assert base64.b64decode(printed["original_value_base64"]) == big and printed["reason"] == "wrong_magic" and printed["id"] == row_id
+        missing = subprocess.run([sys.executable, "-m", "hub.cli", "dead-letters", "show", str(row_id + 1000)], capture_output=True, text=True,
+                                 timeout=120, env={**os.environ, "HUB_DATABASE_URL": db_url}, stdin=subprocess.DEVNULL)
+        assert missing.returncode == 1 and missing.stderr.startswith("Error: no dead letter") and "Traceback" not in missing.stderr
         assert dead_letter_count("wrong_magic") - before == 1
     finally:
         engine.dispose()
