@@ -60,6 +60,7 @@ from faust.exceptions import ProducerSendError
 from mode import Service
 
 from hub import metrics
+from hub.adapters.sealing import SealingError
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,10 @@ class Outage(Exception):
 RECORD_ERRORS = (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.StatementError, MessageSizeTooLargeError, RecordTooLargeError,
                  UnicodeError, ValueError, OverflowError)
 # the outside world failed: unreachable, timed out, a lost connection; or the database's schema is
-# not the one the code expects (a migration not run: `hub db upgrade` fixes it, no record does)
+# not the one the code expects (a migration not run: `hub db upgrade` fixes it, no record does), or
+# sealed data does not open under HUB_DATA_KEYS (a key removed too early: the operator puts it back)
 _OUTAGE_ERRORS = (Outage, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError,
-                  sa.exc.ProgrammingError, OSError, TimeoutError)
+                  sa.exc.ProgrammingError, SealingError, OSError, TimeoutError)
 
 
 def unwrapped(exc: BaseException) -> BaseException:

@@ -176,7 +176,15 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
         if len(written) > found:
             consumed_ok.inc(len(written) - found)
 
-    hub.batch_consumer(CONSUMER_NAME, topic, detect_batch, batch_size)
+    consumer = hub.batch_consumer(CONSUMER_NAME, topic, detect_batch, batch_size)
+    dead_letter_alone = consumer.isolate
+
+    async def isolate(record, exc) -> None:
+        """A change whose detection failed alone (the batch narrowed down to it): dead-lettered by the hub, counted here too."""
+        await dead_letter_alone(record, exc)
+        seen.dead_letters += 1
+
+    consumer.isolate = isolate
 
     async def _unacknowledged(msg, exc: BaseException, dead: list) -> None:
         log.error("newcomer detection: a newcomer of %s[%s]@%s was refused (%s); record sent to dead letters",

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from hub import metrics
+from hub.adapters.batch_consumer import failure_reason
 from hub.adapters.database import DatabaseCalls, create_engine
 from hub.adapters.referral_ledger import ReferralLedger, refresh_gauges
 from hub.domain.clock import FutureDate, check_not_future
@@ -193,7 +194,16 @@ def register(
             # an outage is waited out; a status the ledger cannot take (a value the database refuses) is dead-lettered
             await hub.handle_safely(event, apply_status, "routing: applying a referral status")
 
-    hub.batch_consumer(CONSUMER_NAME, newcomers_topic, route_batch, batch_size)
+    consumer = hub.batch_consumer(CONSUMER_NAME, newcomers_topic, route_batch, batch_size)
+    dead_letter_alone = consumer.isolate
+
+    async def isolate(record, exc) -> None:
+        """A newcomer whose routing failed alone (the batch narrowed down to it): dead-lettered by the hub, counted here too."""
+        await dead_letter_alone(record, exc)
+        seen.dead_letters[failure_reason(exc)] += 1
+        seen.consumed[(newcomers_topic, "dead_letter")] += 1
+
+    consumer.isolate = isolate
 
     @hub.app.timer(interval=changed_gauge_interval, name="routing-referral-gauges-changed")
     async def changed_gauges():

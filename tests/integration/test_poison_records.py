@@ -95,6 +95,7 @@ def test_poison_newcomers_in_a_routing_batch_are_dead_lettered_and_the_others_re
         assert sorted(d["original_value"] for d in dead) == sorted([values[1], values[3], values[5]])  # the original bytes, unchanged
         assert all("DataError" in d["message"] and "\x00" not in d["message"] for d in dead)  # the error's type, never its text
         assert consumer.retries == 0  # narrowed down, not read again
+        assert seen.dead_letters["unprocessable"] == 3
         assert dead_letter_count("unprocessable") - before == len(dead)  # counts the dead letters that exist
     finally:
         engine.dispose()

@@ -14,6 +14,7 @@ from faust.exceptions import ProducerSendError
 
 from hub.adapters import batch_consumer
 from hub.adapters.batch_consumer import BatchConsumer, Outage, failure_reason, is_outage, retry_pause
+from hub.adapters.sealing import SealingError
 from hub.config import Settings
 from hub.streams.app import HubApp
 
@@ -33,7 +34,7 @@ def wrapped(exc):
 
 @pytest.mark.parametrize("exc", [db_error(sa.exc.OperationalError), db_error(sa.exc.InterfaceError), db_error(sa.exc.ProgrammingError),
                                  KafkaConnectionError(), KafkaTimeoutError(), NotLeaderForPartitionError(), TimeoutError(),
-                                 ConnectionRefusedError(), Outage(), wrapped(KafkaConnectionError())])
+                                 ConnectionRefusedError(), Outage(), wrapped(KafkaConnectionError()), SealingError("a key was removed")])
 def test_outages(exc):
     assert is_outage(exc)
 
