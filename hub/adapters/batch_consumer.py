@@ -52,12 +52,12 @@ import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-import sqlalchemy as sa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import (CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError, MessageSizeTooLargeError,
                              RecordTooLargeError)
 from faust.exceptions import ProducerSendError
 from mode import Service
+import sqlalchemy as sa
 
 from hub import metrics
 from hub.adapters.sealing import SealingError
