@@ -280,8 +280,9 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             raise
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_loopback: bool = False) -> int:
-    """POST once and return the HTTP status, redirects included (never followed).
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_loopback: bool = False, tls: ssl.SSLContext | None = None) -> int:
+    """POST once and return the HTTP status, redirects included (never followed). `tls`: the TLS
+    context for https (default: the system's CAs, hostname checked).
 
     Raises WebhookError (TargetRefused) when the URL or an address its host resolves to is refused,
     OSError or http.client.HTTPException (incl. timeouts) when there is no answer.
@@ -292,7 +293,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_l
     port = parts.port or (443 if https else 80)
     targets = resolve_target(parts.hostname, port, allow_loopback=allow_loopback)
     if https:
-        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(parts.hostname, port, targets, timeout, ssl.create_default_context())
+        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(parts.hostname, port, targets, timeout, tls or ssl.create_default_context())
     else:
         conn = _PinnedHTTPConnection(parts.hostname, port, targets, timeout)
     headers = dict(headers)

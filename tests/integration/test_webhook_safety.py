@@ -210,3 +210,52 @@ def test_retention_removes_delivered_deliveries_only(own_database_url):
         assert store.attempts(ids[old]) == []
     finally:
         engine.dispose()
+
+
+def _self_signed(tmp_path, name: str):
+    """A certificate for DNS name `name` (its own CA) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_https_to_the_pinned_address_keeps_the_name_for_sni_host_and_the_certificate(tmp_path):
+    import ssl
+
+    from hub.adapters.webhooks import post
+
+    cert_file, key_file = _self_signed(tmp_path, "localhost")
+    receiver = Receiver()
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_file, key_file)
+    names: list[str | None] = []
+    server_tls.sni_callback = lambda sock, name, ctx: names.append(name)
+    receiver.server.socket = server_tls.wrap_socket(receiver.server.socket, server_side=True)
+    try:
+        client_tls = ssl.create_default_context(cafile=str(cert_file))
+        url = f"https://hub:pw@localhost:{receiver.port}/hook?tenant=04"
+        with pytest.raises(TargetRefused):  # the name resolves to loopback: refused without the allowance
+            post(url, b"{}", {"content-type": "application/json"}, 5, tls=client_tls)
+        assert post(url, b"{}", {"content-type": "application/json"}, 5, allow_loopback=True, tls=client_tls) == 204
+        [(headers, _)] = receiver.received
+        assert names == ["localhost"] and headers["host"] == f"localhost:{receiver.port}"
+        assert headers["authorization"] == "Basic aHViOnB3"  # hub:pw
+        # the certificate is checked against the name, not the address connected to
+        other_cert, _ = _self_signed(tmp_path, "receiver.example.fi")
+        with pytest.raises(ssl.SSLCertVerificationError):
+            post(url, b"{}", {}, 5, allow_loopback=True, tls=ssl.create_default_context(cafile=str(other_cert)))
+    finally:
+        receiver.close()
