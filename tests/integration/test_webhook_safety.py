@@ -259,3 +259,24 @@ def test_https_to_the_pinned_address_keeps_the_name_for_sni_host_and_the_certifi
             post(url, b"{}", {}, 5, allow_loopback=True, tls=ssl.create_default_context(cafile=str(other_cert)))
     finally:
         receiver.close()
+
+
+def test_migration_0014_seals_with_the_environment_keys_when_the_caller_did_not_configure_them(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
+    key = sealing.new_key()
+    monkeypatch.setenv("HUB_DATA_KEYS", key)
+    sealing.configure(())  # the process's sealer as a command that does not configure it leaves it: the demo key
+    database.upgrade(url, "0007_webhooks")
+    database.upgrade(url, "0009_person_states")
+    engine = database.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO webhook_subscriptions (recipient, url, secret, active, created_at) VALUES (:r, :u, :s, :a, :c)"),
+                         {"r": RECIPIENT, "u": "https://receiver.example.fi/hook", "s": "whsec_x", "a": True, "c": NOW})
+        assert sealing.current().is_demo  # as in a command that migrates without configuring sealing
+        database.upgrade(url)
+        with engine.connect() as conn:
+            raw = bytes(conn.execute(sa.text("SELECT secret FROM webhook_subscriptions")).scalar_one())
+        assert sealing.Sealer([key]).open_text(raw) == "whsec_x"
+    finally:
+        engine.dispose()
