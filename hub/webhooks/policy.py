@@ -20,14 +20,14 @@ MAX_DELAY = 3600.0
 SECRET_PREFIX = "whsec_"
 
 
-# Targets refused whatever the DNS says: cloud instance-metadata services (their addresses are
-# link-local or private and refused as such too) and names that only mean something inside a network.
+# Targets refused whatever the DNS says: the names of cloud instance-metadata services (GCP, AWS,
+# Tencent; their addresses, 169.254.169.254, fd00:ec2::254, 100.100.100.200, are refused as
+# link-local, private and shared too) and names that only mean something inside a network.
 METADATA_NAMES = frozenset({
-    "metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal",
-    "metadata.azure.internal", "metadata.oraclecloud.com", "metadata.tencentyun.com", "100-100-100-200.aliyun",
+    "metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal", "metadata.tencentyun.com",
 })
 INTERNAL_SUFFIXES = (".internal", ".local", ".localdomain", ".home.arpa", ".intranet", ".lan")
-LOOPBACK_NAMES = ("localhost", ".localhost")
+LOOPBACK_NAME, LOOPBACK_SUFFIX = "localhost", ".localhost"
 
 # (network, reason) in the order checked; anything else that is not globally routable is "reserved"
 _REFUSED_NETWORKS = tuple((ipaddress.ip_network(net), reason) for net, reason in (
@@ -89,7 +89,7 @@ def check_host(host: str, *, allow_loopback: bool = False) -> bool:
         if reason:
             raise TargetRefused(f"{host!r} is refused ({reason} address): webhooks go only to public addresses")
         return _unwrap(address).is_loopback
-    if name == "localhost" or name.endswith(".localhost"):
+    if name == LOOPBACK_NAME or name.endswith(LOOPBACK_SUFFIX):
         if not allow_loopback:
             raise TargetRefused(f"{host!r} is a loopback name: webhooks go only to public addresses")
         return True
