@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from hub.config import Settings
@@ -24,7 +26,38 @@ def _configure_logging(level: str) -> None:
     configure(level)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@contextlib.contextmanager
+def _errors_without_identity_codes():
+    """Click's error messages quote the values given (`'120491-900F' is not a valid integer`); an
+    identity code given to the wrong option or as a stray argument must not be echoed."""
+    try:
+        yield
+    except click.ClickException as exc:
+        from hub.logs import scrub_identity_codes
+
+        for name in ("message", "param_hint", "ui_filename", "option_name"):
+            value = getattr(exc, name, None)
+            if isinstance(value, str):
+                setattr(exc, name, scrub_identity_codes(value))
+        if getattr(exc, "possibilities", None):
+            exc.possibilities = [scrub_identity_codes(p) for p in exc.possibilities]
+        raise
+
+
+class _Hub(click.Group):
+    """The root group: every usage error of every subcommand (they are parsed and run inside this
+    group's make_context / invoke) passes through one scrub before click prints it."""
+
+    def make_context(self, *args, **kwargs):
+        with _errors_without_identity_codes():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _errors_without_identity_codes():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Hub, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="integration-hub")
 def main() -> None:
     """Integration hub: population-register changes in, newcomers referred to the responsible

@@ -108,6 +108,9 @@ class Settings:
     kafka_ssl_cafile: str | None = None  # HUB_KAFKA_SSL_CAFILE: CA bundle (PEM) that signed the brokers' certificates
     kafka_ssl_certfile: str | None = None  # HUB_KAFKA_SSL_CERTFILE: client certificate (PEM) for mutual TLS
     kafka_ssl_keyfile: str | None = None  # HUB_KAFKA_SSL_KEYFILE: its private key (PEM)
+    # HUB_WEBHOOKS_ALLOW_LOOPBACK=on: webhooks may go to loopback addresses (local receivers in tests and
+    # development only; never set in the shipped deployments). Off: only public addresses (hub.webhooks.policy)
+    webhooks_allow_loopback: bool = False
     # HUB_PUBLISHERS: who may publish what on the input topics (signed records); None -> no check
     publishers: "Publishers | None" = field(default=None, repr=False)
 
@@ -156,6 +159,7 @@ class Settings:
             kafka_ssl_certfile=env.get("HUB_KAFKA_SSL_CERTFILE") or None,
             kafka_ssl_keyfile=env.get("HUB_KAFKA_SSL_KEYFILE") or None,
             publishers=_publishers(env),
+            webhooks_allow_loopback=(env.get("HUB_WEBHOOKS_ALLOW_LOOPBACK") or "off").lower() in ("on", "1", "true", "yes"),
         )
 
     @property

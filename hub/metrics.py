@@ -7,7 +7,7 @@ reason code, kind. Never a person id or anything derived from one.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -51,4 +51,8 @@ consumer_lag = Gauge("hub_consumer_lag_messages", "Messages behind the end of th
 
 def serve(port: int, addr: str = "127.0.0.1"):
     """Serve /metrics on `port` (0 picks a free one). Returns (server, thread)."""
-    return start_http_server(port, addr=addr, registry=REGISTRY)
+    from prometheus_client import make_wsgi_app
+
+    from hub.adapters.http_server import serve_wsgi  # idle connections time out; connections are bounded
+
+    return serve_wsgi(make_wsgi_app(REGISTRY), port, addr)

@@ -20,6 +20,7 @@ def retention(days: int, run_by: str, as_json: bool) -> None:
     """
     from hub.adapters.database import create_engine, session_factory, upgrade
     from hub.adapters.retention import run_retention
+    from hub.adapters.webhooks import purge_delivered
     from hub.config import Settings
 
     url = Settings.from_env().resolved_database_url()
@@ -28,6 +29,7 @@ def retention(days: int, run_by: str, as_json: bool) -> None:
     try:
         with session_factory(engine).begin() as s:
             removed = run_retention(s, dt.timedelta(days=days), dt.datetime.now(dt.timezone.utc), run_by)
+            removed.update(purge_delivered(s, dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)))  # delivered webhook bodies
     finally:
         engine.dispose()
     if as_json:

@@ -195,7 +195,8 @@ def _webhook_store():
     from hub.adapters.database import create_engine
     from hub.adapters.webhooks import WebhookStore
 
-    return WebhookStore(create_engine(_settings().resolved_database_url()))
+    settings = _settings()
+    return WebhookStore(create_engine(settings.resolved_database_url()), allow_loopback=settings.webhooks_allow_loopback)
 
 
 @click.group("webhooks")
@@ -212,11 +213,16 @@ def webhooks_group() -> None:
 
 @webhooks_group.command("add")
 @click.option("--recipient", required=True, metavar="AUTHORITY", help="Recipient authority id, e.g. wellbeing_area:04.")
-@click.option("--url", required=True, help="Callback URL; https (http only to localhost/127.0.0.1/::1).")
+@click.option("--url", required=True, help="Callback URL: https to a public host (loopback, and http to it, only with HUB_WEBHOOKS_ALLOW_LOOPBACK=on).")
 @click.option("--secret", default=None, help="Signing secret whsec_<base64> (default: a new random one, printed once).")
 def webhooks_add(recipient: str, url: str, secret: str | None) -> None:
-    """Subscribe a recipient's callback URL; prints the subscription id and the signing secret."""
-    from hub.webhooks.policy import WebhookError
+    """Subscribe a recipient's callback URL; prints the subscription id and the signing secret.
+
+    Refused: plain http, and hosts that are loopback, link-local, private or otherwise not public
+    (in any address form), cloud metadata names and internal-only names. Each delivery resolves the
+    host again and connects only to a checked address; redirects are never followed.
+    """
+    from hub.webhooks.policy import WebhookError, redact_url
 
     try:
         sub, secret = _webhook_store().add(recipient, url, secret)
@@ -224,22 +230,26 @@ def webhooks_add(recipient: str, url: str, secret: str | None) -> None:
         raise click.BadParameter(str(exc)) from None
     except ValueError:
         raise click.BadParameter(f"{recipient!r} is not an authority id; use <kind>:<code>, e.g. wellbeing_area:04", param_hint="--recipient") from None
-    click.echo(f"subscription {sub.id}: {sub.recipient} -> {sub.url}")
+    click.echo(f"subscription {sub.id}: {sub.recipient} -> {redact_url(sub.url)}")
     click.echo(f"secret (give it to the receiver; it is not shown again): {secret}")
 
 
 @webhooks_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
 def webhooks_list(as_json: bool) -> None:
-    """Every subscription with its state and queue (pending, delivered, parked); never the secret."""
+    """Every subscription with its state and queue (pending, delivered, parked); never the secret,
+    and the URL without credentials (user:password@ and query values shown as ***)."""
     import json
+
+    from hub.webhooks.policy import redact_url
 
     store = _webhook_store()
     counts = store.counts()
     for sub in store.subscriptions():
         per = {state: n for (recipient, state), n in counts.items() if recipient == sub.recipient}
-        row = {"id": sub.id, "recipient": sub.recipient, "url": sub.url, "active": sub.active, "queue": per}
-        click.echo(json.dumps(row) if as_json else f"{sub.id} {'active' if sub.active else 'disabled'} {sub.recipient} {sub.url} {per}")
+        url = redact_url(sub.url)
+        row = {"id": sub.id, "recipient": sub.recipient, "url": url, "active": sub.active, "queue": per}
+        click.echo(json.dumps(row) if as_json else f"{sub.id} {'active' if sub.active else 'disabled'} {sub.recipient} {url} {per}")
 
 
 @webhooks_group.command("disable")
