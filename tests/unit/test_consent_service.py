@@ -42,7 +42,7 @@ def grant(cid, **kw):
 
 def assess(registry, n, **data):
     rec = {"event_id": f"00000000-0000-4000-8000-{n:012d}", "occurred_at": T0, "recorded_at": T0, "source": MUNI, "schema_version": 1,
-           "assessment_id": f"as-{n}", "person_key": "k" * 32, "person_id": PERSON, "assessor": MUNI, "plan_authority": EMPLOY, "referral_id": None,
+           "assessment_id": f"as-{n}", "person_key": hetu.person_key(PERSON, "s"), "person_id": PERSON, "assessor": MUNI, "plan_authority": EMPLOY, "referral_id": None,
            "education": "university", "work_history": None, "language_skills": [], "literacy": None, "recommended_path": None, "service_needs": []}
     rec.update(data)
     return registry.handle_assessment(records.assessment_from_avro(rec), default_codec().encode("AssessmentCompleted", rec))
@@ -72,7 +72,7 @@ def test_each_notice_goes_to_its_addressees_own_notice_topic(registry):
         *sorted([(topics.notice_topic(EMPLOY), "consent_revoked", EMPLOY), (topics.notice_topic(second), "consent_revoked", second)]),
     ]
     assert all(topic == topics.notice_topic(n["to"]) for topic, _, n in notices)  # never on another authority's topic
-    assert {key for _, key, _ in notices} == {b"k" * 32}  # keyed by the person key, as before
+    assert {key for _, key, _ in notices} == {hetu.person_key(PERSON, "s").encode()}  # keyed by the person key, as before
     assert not any(topic == "hub.notices.v1" for topic, _, _ in rows(registry, "Notice"))
 
 
