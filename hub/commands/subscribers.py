@@ -114,10 +114,16 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
     The records go back byte for byte (key, value, CloudEvents headers) with a header
     hub_replay_of=<topic>/<partition>/<offset>. The hub's processors are idempotent by event id,
     so a replay makes no duplicate referrals: it only redoes what was lost (e.g. a record that was
-    dead-lettered before a fix). Needs HUB_KAFKA_URL. Prints how many records were replayed.
+    dead-lettered before a fix). Topics the hub discloses on (hub.referrals.*, hub.plan-requests.*,
+    hub.notices.*) are refused: replay the input topic instead, or `hub resend` for referrals.
+    Needs HUB_KAFKA_URL. Prints how many records were replayed.
     """
-    from hub.adapters.replay import Range, replay
+    from hub.adapters.replay import Range, ReplayRefused, check_replayable, replay
 
+    try:
+        check_replayable(topic)
+    except ReplayRefused as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         window = Range(from_offset, from_time, to_offset, to_time)
     except ValueError as exc:

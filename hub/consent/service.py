@@ -57,24 +57,40 @@ class ConsentRegistry:
     def record_consent(self, rec: model.ConsentRecord, *, publish: bool = False) -> Outcome:
         """Append a consent event; a grant releases the held items it covers (in order), a revocation or
         expiry notifies each earlier recipient under that consent. `publish` also puts the Consent
-        event on hub.consents.v1 (the CLI's path; the agent consumed it from there already)."""
+        event on hub.consents.v1 (the CLI's path; the agent consumed it from there already).
+
+        A consent is this person's consent with this id. A second grant of it raises InvalidConsent
+        (`consent_ended` once it was revoked or expired, else `consent_id_in_use`): its scope is the
+        first grant's, and an ended consent stays ended. Events of a consent whose history retention
+        removed meet its tombstone: a grant raises `consent_ended`, an end is a duplicate."""
         now = self.clock()
         out = Outcome()
+        refusal = None
         with self._applying(CONSUMER_CONSENTS, rec.event_id, rec.person_id, out) as s:
             if s is None:
                 return out
-            store.add_consent_event(s, rec, now)
-            out.recorded.append(rec.action)
-            if publish:
-                self._enqueue(s, topics.CONSENTS, "Consent", records.consent_to_avro(rec), self._person_key(rec.person_id), now)
-            if rec.action == model.GRANTED:
-                self._release(s, rec.person_id, now, out)
+            # a refusal commits the event's mark (and the tombstone's last_seen_at) and nothing else: it is final
+            tombstone = store.touch_tombstone(s, self._person_key(rec.person_id), rec.consent_id, now)
+            known = model.current_consents(store.history(s, rec.person_id)).get(rec.consent_id) if tombstone is None else None
+            if tombstone is not None and rec.action != model.GRANTED:
+                out.duplicate = True
+            elif tombstone is not None:
+                refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, tombstone.ended_action))
+            elif rec.action == model.GRANTED and known is not None and known.ended_by is not None:
+                refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, known.ended_by.action))
+            elif rec.action == model.GRANTED and known is not None:
+                refusal = model.InvalidConsent("consent_id_in_use", f"consent {rec.consent_id} of this person is recorded already "
+                                               "(a consent's scope is its first grant's); a new or wider consent needs a new consent id")
             else:
-                self._notify_ended(s, rec, now, out)
+                self._append(s, rec, now, publish, out)
+        if refusal is not None:
+            raise refusal
         return out
 
     def handle_assessment(self, assessment: model.Assessment, encoded: bytes) -> Outcome:
-        """Disclose (plan request + audit row) or hold (held item + consent-required notice to the assessor)."""
+        """Disclose (plan request + audit row) or hold (held item + consent-required notice to the assessor).
+        An assessment whose person_key is not its person_id's key raises InvalidConsent `person_key_mismatch`."""
+        records.check_person_key(assessment.person_id, assessment.person_key, self.person_key_secret)
         now = self.clock()
         out = Outcome()
         with self._applying(CONSUMER_ASSESSMENTS, assessment.event_id, assessment.person_id, out) as s:
@@ -105,7 +121,7 @@ class ConsentRegistry:
                 expiries = model.due_expiries(hist, now)
                 ended = [
                     model.ConsentRecord(
-                        event_id=records.derived_id("expired", c.consent_id), consent_id=c.consent_id, person_id=person_id,
+                        event_id=records.derived_id("expired", self._person_key(person_id), c.consent_id), consent_id=c.consent_id, person_id=person_id,
                         action=model.EXPIRED, recorded_by=c.grant.recorded_by, recorded_at=c.grant.valid_until,
                         purpose=c.grant.purpose,
                     )
@@ -165,6 +181,16 @@ class ConsentRegistry:
                 out.duplicate = True
                 yield None
 
+    def _append(self, s: Session, rec: model.ConsentRecord, now: dt.datetime, publish: bool, out: Outcome) -> None:
+        store.add_consent_event(s, rec, now)
+        out.recorded.append(rec.action)
+        if publish:
+            self._enqueue(s, topics.CONSENTS, "Consent", records.consent_to_avro(rec), self._person_key(rec.person_id), now)
+        if rec.action == model.GRANTED:
+            self._release(s, rec.person_id, now, out)
+        else:
+            self._notify_ended(s, rec, now, out)
+
     def _person_key(self, person_id: str) -> str:
         return hetu.person_key(person_id, self.person_key_secret)
 
@@ -186,7 +212,13 @@ class ConsentRegistry:
         if not items:
             return
         hist = store.history(s, person_id)
-        pairs = [(item.id, records.assessment_from_avro(self.codec.decode(item.assessment, "AssessmentCompleted").record)) for item in items]
+        pairs = []
+        for item in items:
+            try:
+                pairs.append((item.id, records.assessment_from_avro(self.codec.decode(item.assessment, "AssessmentCompleted").record,
+                                                                   person_key_secret=self.person_key_secret)))
+            except model.InvalidConsent:
+                continue  # held before keys were checked, keyed to another person: never released
         for item_id, assessment, decision in model.releases(pairs, hist, self.legal_bases, now):
             request_id = self._disclose(s, assessment, decision, now, out)
             store.mark_released(s, item_id, request_id, now)
@@ -202,6 +234,10 @@ class ConsentRegistry:
             notice = records.ended_notice(rec, recipient, keys[recipient], now)
             self._enqueue(s, topics.notice_topic(notice["to"]), "Notice", notice, keys[recipient], now)
             out.notices.append((notice["notice_type"], recipient))
+
+
+def _ended_message(consent_id: str, action: str) -> str:
+    return f"consent {consent_id} of this person was {action} and stays so; a renewed consent needs a new consent id"
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -1,7 +1,11 @@
 """The consent registry in SQL: append-only consent history, held items, the disclosure audit.
 
-Tables are created by the Alembic revision 0002_consent. Nothing here is updated in place except
-a held item's release (released_at, request_id); consent history and disclosures are only added to.
+Tables are created by the Alembic revisions 0002_consent and 0012_consent_identity. Nothing here is
+updated in place except a held item's release (released_at, request_id) and a tombstone's
+last_seen_at; consent history and disclosures are only added to.
+
+A consent is identified by its person and its consent id together: consent ids are free text from
+the publishers, so two persons may have consents with the same id.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import hashlib
 import json
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from hub.adapters import outbox as _outbox  # noqa: F401 - registers the table disclosures.outbox_id refers to
 from hub.adapters.database import Base
@@ -29,6 +33,7 @@ class ConsentEvent(Base):
     """One entry of the append-only consent history."""
 
     __tablename__ = "consent_events"
+    __table_args__ = (sa.Index("ix_consent_events_person_consent", "person_id", "consent_id"),)
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
     consent_id: Mapped[str] = mapped_column(sa.String(128), index=True)
@@ -51,6 +56,20 @@ class ConsentEvent(Base):
             data_categories=frozenset(json.loads(self.data_categories)), recipients=frozenset(json.loads(self.recipients)),
             valid_from=_utc(self.valid_from), valid_until=_utc(self.valid_until), evidence=self.evidence,
         )
+
+
+class ConsentTombstone(Base):
+    """What stays of an ended consent once retention removed its history: enough to refuse the
+    consent's events should Kafka still hold them and a replay bring them back. No personal data
+    beyond the pseudonymous key; kept while a replay could still deliver the consent's events
+    (the retention job's replay horizon, counted from `last_seen_at`)."""
+
+    __tablename__ = "consent_tombstones"
+    person_key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    consent_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    ended_action: Mapped[str] = mapped_column(sa.String(16))  # revoked or expired
+    ended_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    last_seen_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), index=True)  # removal, or the latest event refused by it
 
 
 class HeldItem(Base):
@@ -157,7 +176,26 @@ def history(session: Session, person_id: str) -> list[ConsentRecord]:
 
 
 def consent_exists(session: Session, consent_id: str) -> ConsentEvent | None:
+    """The first event of any person's consent with this id (ids are unique per person only)."""
     return session.scalars(sa.select(ConsentEvent).where(ConsentEvent.consent_id == consent_id).order_by(ConsentEvent.id).limit(1)).first()
+
+
+def consent_events_by_person(session: Session, consent_id: str) -> dict[str, ConsentEvent]:
+    """Person id -> the first event of that person's consent `consent_id`, in the order stored."""
+    out: dict[str, ConsentEvent] = {}
+    for row in session.scalars(sa.select(ConsentEvent).where(ConsentEvent.consent_id == consent_id).order_by(ConsentEvent.id)):
+        out.setdefault(row.person_id, row)
+    return out
+
+
+def touch_tombstone(session: Session, person_key: str, consent_id: str, now: dt.datetime) -> ConsentTombstone | None:
+    """The tombstone of this person's consent, if retention left one; an event it refuses keeps it
+    `now` longer (a replayed copy stays on Kafka for the topic's whole retention again)."""
+    row = session.get(ConsentTombstone, (person_key, consent_id))
+    if row is not None:
+        row.last_seen_at = now
+        session.flush()
+    return row
 
 
 def held(session: Session, person_id: str) -> list[HeldItem]:
@@ -177,9 +215,10 @@ def disclosures(session: Session, person_id: str) -> list[Disclosure]:
 def persons_with_expiring_or_starting_consents(session: Session, now: dt.datetime) -> list[str]:
     """Persons with a grant whose valid_until has passed (may need an expiry record) or who have held
     items and a grant whose valid_from has passed (may now be released). The pure rules decide."""
-    ended = sa.select(ConsentEvent.consent_id).where(ConsentEvent.action != "granted")
+    end = aliased(ConsentEvent)
+    ended = sa.exists().where(end.person_id == ConsentEvent.person_id, end.consent_id == ConsentEvent.consent_id, end.action != "granted")
     expiring = sa.select(ConsentEvent.person_id).where(
-        ConsentEvent.action == "granted", ConsentEvent.valid_until.is_not(None), ConsentEvent.valid_until <= now, ConsentEvent.consent_id.not_in(ended)
+        ConsentEvent.action == "granted", ConsentEvent.valid_until.is_not(None), ConsentEvent.valid_until <= now, ~ended
     )
     starting = (
         sa.select(ConsentEvent.person_id)

@@ -92,6 +92,9 @@ def register(
                     continue
                 try:
                     result = await with_database_retry(lambda: handle(item, event), f"consent: applying a {schema}")
+                except InvalidConsent as exc:  # refused against the registry: consent_ended, consent_id_in_use, person_key_mismatch
+                    await reject(event, topic, exc.reason, f"{schema}: {exc}")
+                    continue
                 except Exception as exc:  # noqa: BLE001 - a record this code cannot apply must not stop the agent
                     # the traceback may quote SQL parameters: scrub identity codes before logging it
                     log.error("consent: applying a %s failed; dead-lettered: %s", schema, hetu.scrub(traceback.format_exc()))
@@ -100,7 +103,10 @@ def register(
                 metrics.events_consumed.labels(topic=topic, outcome="duplicate" if result.duplicate else outcome(item, result)).inc()
                 await after(result)
 
-    consume(topics.ASSESSMENTS, "AssessmentCompleted", records.assessment_from_avro,
+    def assessment_from_avro(rec, **kw):
+        return records.assessment_from_avro(rec, person_key_secret=settings.person_key_secret, **kw)
+
+    consume(topics.ASSESSMENTS, "AssessmentCompleted", assessment_from_avro,
             lambda a, event: registry.handle_assessment(a, bytes(event.message.value)),
             lambda a, result: "disclosed" if result.disclosed else "held")
     consume(topics.CONSENTS, "Consent", records.consent_from_avro,

@@ -86,7 +86,7 @@ def test_audit_prints_only_that_persons_disclosures(env, tmp_path):
         assert hub(env, "consent", "grant", "--person", person, "--category", "education", "--recipient", EMPLOY, "--recorded-by", MUNI,
                    "--consent-id", f"c{i}").returncode == 0
         rec = envelope(MUNI)
-        rec.update(assessment_id=f"as-{i}", person_key="k" * 32, person_id=person, assessor=MUNI, plan_authority=EMPLOY, referral_id=None,
+        rec.update(assessment_id=f"as-{i}", person_key=hetu.person_key(person, "s"), person_id=person, assessor=MUNI, plan_authority=EMPLOY, referral_id=None,
                    education="university", work_history=None, language_skills=[], literacy="literate", recommended_path=None, service_needs=[])
         registry.handle_assessment(records.assessment_from_avro(rec), default_codec().encode("AssessmentCompleted", rec))
     engine.dispose()
