@@ -295,3 +295,29 @@ def test_codec_from_json_refuses_deep_json_with_a_codec_error():
     with pytest.raises(CodecError) as err:
         codec.from_json("Consent", "[" * 1000 + "]" * 1000)
     assert err.value.reason == "out_of_bounds"
+
+
+# -- the documentation ------------------------------------------------------------------------------------
+def _describe(bound) -> str:
+    if isinstance(bound, Items):
+        if isinstance(bound.item, dict):
+            return f"≤ {bound.max_items} items, each " + ", ".join(f"`{k}` {_describe(v)}" for k, v in bound.item.items())
+        return f"≤ {bound.max_items} items, each {_describe(bound.item)}"
+    kind = {Code: "code", Text: "text", IdentityCode: "identity code"}[type(bound)]
+    return f"{kind} ≤ {bound.max_chars:,} characters"
+
+
+def test_docs_input_bounds_lists_the_table_as_it_is():
+    from pathlib import Path
+
+    from hub.streams import topics
+
+    topic = {"PopulationChange": topics.POPULATION_CHANGES, "Newcomer": topics.NEWCOMERS, "AssessmentCompleted": topics.ASSESSMENTS,
+             "Consent": topics.CONSENTS, "ReferralStatus": topics.REFERRAL_STATUS}
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "input-bounds.md").read_text(encoding="utf-8")
+    for name, spec in bounds.SCHEMAS.items():
+        row = f"| {name} (`{topic[name]}`) | {spec.max_bytes // 1024} KiB | " + "; ".join(f"`{f}` {_describe(b)}" for f, b in spec.fields.items()) + " |"
+        assert row in doc, f"docs/input-bounds.md: the row of {name} is not the table's"
+    assert f"nested at most {bounds.MAX_JSON_DEPTH} levels" in doc and f"| {bounds.MAX_ROUTE_LINE_BYTES // 1024} KiB |" in doc
+    assert f"| {bounds.MAX_DVV_CHANGE_BYTES // 1024} KiB, at most {bounds.MAX_DVV_DATA_GROUPS} data groups" in doc
+    assert f"| {bounds.MAX_JSON_BYTES // 1024 // 1024} MiB |" in doc
