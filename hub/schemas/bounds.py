@@ -50,9 +50,13 @@ class Code:
 
     max_chars: int
 
+    def ok(self, value: object) -> bool:
+        # a wrong type is the schema's or the validator's to report
+        return not isinstance(value, str) or (len(value) <= self.max_chars and value.isprintable())
+
     def check(self, value: object, path: str) -> None:
-        if not isinstance(value, str):
-            return  # a wrong type is the schema's or the validator's to report
+        if self.ok(value):
+            return
         _length(value, self.max_chars, path)
         if not value.isprintable():
             bad = next(ch for ch in value if not ch.isprintable())
@@ -65,8 +69,11 @@ class Text:
 
     max_chars: int
 
+    def ok(self, value: object) -> bool:
+        return not isinstance(value, str) or (len(value) <= self.max_chars and _TEXT_FORBIDDEN.search(value) is None)
+
     def check(self, value: object, path: str) -> None:
-        if not isinstance(value, str):
+        if self.ok(value):
             return
         _length(value, self.max_chars, path)
         bad = _TEXT_FORBIDDEN.search(value)
@@ -80,8 +87,11 @@ class IdentityCode:
 
     max_chars: int = 32
 
+    def ok(self, value: object) -> bool:
+        return not isinstance(value, str) or len(value) <= self.max_chars
+
     def check(self, value: object, path: str) -> None:
-        if isinstance(value, str):
+        if not self.ok(value):
             _length(value, self.max_chars, path)
 
 
@@ -93,8 +103,18 @@ class Items:
     max_items: int
     item: "Code | Text | IdentityCode | dict"
 
-    def check(self, value: object, path: str) -> None:
+    def ok(self, value: object) -> bool:
         if not isinstance(value, list):
+            return True
+        if len(value) > self.max_items:
+            return False
+        if isinstance(self.item, dict):
+            return all(_fields_ok(self.item, v) for v in value if isinstance(v, dict))
+        item_ok = self.item.ok
+        return all(item_ok(v) for v in value)
+
+    def check(self, value: object, path: str) -> None:
+        if self.ok(value):
             return
         if len(value) > self.max_items:
             raise OutOfBounds(path, f"{path} has {len(value)} items; at most {self.max_items} are allowed")
@@ -196,10 +216,20 @@ SCHEMAS: dict[str, RecordBounds] = {
 
 
 # -- checks ---------------------------------------------------------------------------------------
+# A record is checked on every decode of an input topic: `ok` is the fast test of each bound, and
+# only a value that fails it is looked at again (`check`) for the message.
+def _fields_ok(fields: dict, record: dict) -> bool:
+    get = record.get
+    for name, bound in fields.items():
+        if not bound.ok(get(name)):
+            return False
+    return True
+
+
 def _check_fields(fields: dict, record: dict, prefix: str) -> None:
     for name, bound in fields.items():
         value = record.get(name)
-        if value is not None:
+        if not bound.ok(value):
             bound.check(value, f"{prefix}.{name}")
 
 
@@ -207,7 +237,7 @@ def check_record(schema: str, record: dict) -> None:
     """Raise OutOfBounds when a field of `record` (an Avro record or its JSON form) is over its
     bound. A schema without declared bounds (one the hub only writes) passes."""
     spec = SCHEMAS.get(schema)
-    if spec is not None and isinstance(record, dict):
+    if spec is not None and isinstance(record, dict) and not _fields_ok(spec.fields, record):
         _check_fields(spec.fields, record, schema)
 
 
