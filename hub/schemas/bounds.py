@@ -286,7 +286,7 @@ def loads(text: str | bytes, what: str, *, max_bytes: int | None = None):
     if isinstance(text, (bytes, bytearray)):
         if max_bytes is not None and len(text) > max_bytes:
             raise OutOfBounds(what, f"{what} of {len(text)} bytes is over the bound of {max_bytes} bytes")
-        text = bytes(text).decode("utf-8")
+        text = bytes(text).decode(json.detect_encoding(text), "surrogatepass")  # as json.loads decodes bytes
     elif max_bytes is not None:
         check_text_size(text, max_bytes, what)
     check_json_depth(text, what)
