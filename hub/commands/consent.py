@@ -123,13 +123,15 @@ def consent() -> None:
 def grant(person, purpose, categories, recipients, valid_from, valid_until, evidence, recorded_by, consent_id) -> None:
     """Record a consent granted by PERSON, and release the held items it covers (in order)."""
     from hub.consent import records, store
+    from hub.schemas import bounds
 
     consent_id = consent_id or str(uuid.uuid4())
     try:
         rec = records.new_grant(consent_id=consent_id, person_id=person, recorded_by=recorded_by, purpose=purpose,
                                 data_categories=frozenset(categories), recipients=frozenset(recipients),
                                 valid_from=valid_from, valid_until=valid_until, evidence=evidence)
-    except InvalidConsent as exc:
+        bounds.check_record("Consent", records.consent_to_avro(rec))  # the same bounds as a Consent on the topic
+    except (InvalidConsent, bounds.OutOfBounds) as exc:
         raise click.UsageError(str(exc)) from None
     registry = _registry()
     with registry.sessions() as s:

@@ -112,3 +112,11 @@ def test_bad_input_is_a_usage_error_that_never_echoes_the_code(env, args, expect
     assert out.returncode == 2 and expect in out.stderr and "Traceback" not in out.stderr
     for code in ("010190-9999", "311390-931X", PERSON):
         assert code not in out.stderr
+
+
+def test_grant_over_the_consent_bounds_is_refused_before_anything_is_written(env):
+    assert hub(env, "db", "upgrade").returncode == 0
+    out = hub(env, "consent", "grant", "--person", PERSON, "--category", "education", "--recipient", EMPLOY,
+              "--evidence", "x" * 5000, "--recorded-by", MUNI, "--consent-id", "c-too-long")
+    assert out.returncode == 2 and "evidence" in out.stderr and "Traceback" not in out.stderr
+    assert "no consents recorded" in hub(env, "consent", "show", "--person", PERSON).stdout
