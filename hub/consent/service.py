@@ -60,31 +60,33 @@ class ConsentRegistry:
         event on hub.consents.v1 (the CLI's path; the agent consumed it from there already)."""
         now = self.clock()
         out = Outcome()
-        with self._applying(CONSUMER_CONSENTS, rec.event_id, rec.person_id, out) as s:
+        key = self._person_key(rec.person_id)
+        with self._applying(CONSUMER_CONSENTS, rec.event_id, key, out) as s:
             if s is None:
                 return out
-            store.add_consent_event(s, rec, now)
+            store.add_consent_event(s, rec, key, now)
             out.recorded.append(rec.action)
             if publish:
-                self._enqueue(s, topics.CONSENTS, "Consent", records.consent_to_avro(rec), self._person_key(rec.person_id), now)
+                self._enqueue(s, topics.CONSENTS, "Consent", records.consent_to_avro(rec), key, now)
             if rec.action == model.GRANTED:
-                self._release(s, rec.person_id, now, out)
+                self._release(s, key, now, out)
             else:
-                self._notify_ended(s, rec, now, out)
+                self._notify_ended(s, rec, key, now, out)
         return out
 
     def handle_assessment(self, assessment: model.Assessment, encoded: bytes) -> Outcome:
         """Disclose (plan request + audit row) or hold (held item + consent-required notice to the assessor)."""
         now = self.clock()
         out = Outcome()
-        with self._applying(CONSUMER_ASSESSMENTS, assessment.event_id, assessment.person_id, out) as s:
+        key = self._person_key(assessment.person_id)
+        with self._applying(CONSUMER_ASSESSMENTS, assessment.event_id, key, out) as s:
             if s is None:
                 return out
-            decision = model.decide(assessment, store.history(s, assessment.person_id), self.legal_bases, now)
+            decision = model.decide(assessment, store.history(s, key), self.legal_bases, now)
             if isinstance(decision, model.Disclose):
                 self._disclose(s, assessment, decision, now, out)
             else:
-                store.add_held(s, assessment=assessment, encoded=encoded, reason=decision.reason, now=now)
+                store.add_held(s, assessment=assessment, person_key=key, encoded=encoded, reason=decision.reason, now=now)
                 out.held.append(decision.reason)
                 notice = records.consent_required_notice(assessment, decision, now)
                 self._enqueue(s, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
@@ -99,9 +101,10 @@ class ConsentRegistry:
         with self.sessions() as s:
             persons = store.persons_with_expiring_or_starting_consents(s, now)
         for person_id in persons:
+            key = self._person_key(person_id)
             with self.sessions.begin() as s:
-                store.lock_person(s, person_id)
-                hist = store.history(s, person_id)
+                store.lock_person(s, key)
+                hist = store.history(s, key)
                 expiries = model.due_expiries(hist, now)
                 ended = [
                     model.ConsentRecord(
@@ -116,8 +119,8 @@ class ConsentRegistry:
                 total.recorded += o.recorded
                 total.notices += o.notices
             with self.sessions.begin() as s:
-                store.lock_person(s, person_id)
-                self._release(s, person_id, self.clock(), total)
+                store.lock_person(s, key)
+                self._release(s, key, self.clock(), total)
         return total
 
     # -- reading -------------------------------------------------------------------------------
@@ -128,9 +131,10 @@ class ConsentRegistry:
     def person_view(self, person_id: str, now: dt.datetime | None = None) -> dict:
         """Current consents (derived) and the full history of one person, for `hub consent show`."""
         now = now or self.clock()
+        key = self._person_key(person_id)
         with self.sessions() as s:
-            hist = store.history(s, person_id)
-            held = store.held(s, person_id)
+            hist = store.history(s, key)
+            held = store.held(s, key)
         current = model.current_consents(hist)
         return {
             "consents": [
@@ -151,14 +155,14 @@ class ConsentRegistry:
 
     def audit(self, person_id: str) -> list[dict]:
         with self.sessions() as s:
-            return [d.as_dict() for d in store.disclosures(s, person_id)]
+            return [d.as_dict() for d in store.disclosures(s, self._person_key(person_id))]
 
     # -- steps inside a transaction -------------------------------------------------------------
     @contextlib.contextmanager
-    def _applying(self, consumer: str, event_id: str, person_id: str, out: Outcome) -> Iterator[Session | None]:
+    def _applying(self, consumer: str, event_id: str, person_key: str, out: Outcome) -> Iterator[Session | None]:
         """One transaction for one event of one person; None (and out.duplicate) when it was applied before."""
         with self.sessions.begin() as s:
-            store.lock_person(s, person_id)
+            store.lock_person(s, person_key)
             if first_time(s, consumer, event_id):
                 yield s
             else:
@@ -177,26 +181,26 @@ class ConsentRegistry:
     def _disclose(self, s: Session, assessment: model.Assessment, decision: model.Disclose, now: dt.datetime, out: Outcome) -> str:
         plan = records.plan_request(assessment, decision, now)
         row = self._enqueue(s, topics.plan_request_topic(decision.recipient), "PlanRequest", plan, assessment.person_key, now)
-        store.add_disclosure(s, plan=plan, outbox_id=row.id, now=now)
+        store.add_disclosure(s, plan=plan, person_key=self._person_key(assessment.person_id), outbox_id=row.id, now=now)
         out.disclosed.append((decision.recipient, decision.categories, assessment.occurred_at))
         return plan["request_id"]
 
-    def _release(self, s: Session, person_id: str, now: dt.datetime, out: Outcome) -> None:
-        items = store.held(s, person_id)
+    def _release(self, s: Session, person_key: str, now: dt.datetime, out: Outcome) -> None:
+        items = store.held(s, person_key)
         if not items:
             return
-        hist = store.history(s, person_id)
+        hist = store.history(s, person_key)
         pairs = [(item.id, records.assessment_from_avro(self.codec.decode(item.assessment, "AssessmentCompleted").record)) for item in items]
         for item_id, assessment, decision in model.releases(pairs, hist, self.legal_bases, now):
             request_id = self._disclose(s, assessment, decision, now, out)
             store.mark_released(s, item_id, request_id, now)
             out.released += 1
 
-    def _notify_ended(self, s: Session, rec: model.ConsentRecord, now: dt.datetime, out: Outcome) -> None:
-        consent = model.current_consents(store.history(s, rec.person_id)).get(rec.consent_id)
+    def _notify_ended(self, s: Session, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
+        consent = model.current_consents(store.history(s, person_key)).get(rec.consent_id)
         if consent is None or consent.ended_by is None or consent.ended_by.event_id != rec.event_id:
             return  # unknown consent, or ended before: its recipients were told then
-        rows = store.disclosures(s, rec.person_id)
+        rows = store.disclosures(s, person_key)
         keys = {d.recipient: d.person_key for d in rows}
         for recipient in model.revocation_recipients(rec.consent_id, [(d.recipient, d.consent_id) for d in rows]):
             notice = records.ended_notice(rec, recipient, keys[recipient], now)

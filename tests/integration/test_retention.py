@@ -29,7 +29,7 @@ def referral(rid, state, at, seq):
 
 
 def consent_event(cid, action, at, n):
-    return ConsentEvent(event_id=f"{cid}-{n}", consent_id=cid, person_id="010101-900R", action=action, purpose="integration_plan",
+    return ConsentEvent(event_id=f"{cid}-{n}", consent_id=cid, person_id="010101-900R", person_key="k", action=action, purpose="integration_plan",
                         data_categories="[]", recipients="[]", recorded_by="municipality:091", recorded_at=at, stored_at=at)
 
 
@@ -44,7 +44,7 @@ def seed(s):
            for i, at in enumerate((OLD, NEW))]
     s.add_all(box)
     s.flush()
-    s.add_all([Disclosure(request_id=f"rq{i}", person_id="010101-900R", person_key="k", recipient="municipality:091", assessor="employment_authority:08",
+    s.add_all([Disclosure(request_id=f"rq{i}", person_key="k", recipient="municipality:091", assessor="employment_authority:08",
                           assessment_id="a", data_categories="[]", consent_id="c-active", legal_basis=None, disclosed_at=b.sent_at, outbox_id=b.id)
                for i, b in enumerate(box)])
     s.add_all([ProcessedEvent(consumer="c", event_id="old", processed_at=OLD), ProcessedEvent(consumer="c", event_id="new", processed_at=NEW)])
