@@ -12,10 +12,10 @@ import click
 EXIT_FAILED = 1
 
 
-def _settings():
+def _settings(production: bool = False):
     from hub.cli import _settings as settings
 
-    return settings()
+    return settings(production)
 
 
 def _kafka_url() -> str:
@@ -195,7 +195,7 @@ def _webhook_store():
     from hub.adapters.database import create_engine
     from hub.adapters.webhooks import WebhookStore
 
-    return WebhookStore(create_engine(_settings().resolved_database_url()))
+    return WebhookStore(create_engine(_settings(production=True).resolved_database_url()))  # secrets and bodies sealed: no demo key
 
 
 @click.group("webhooks")

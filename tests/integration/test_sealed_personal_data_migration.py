@@ -4,12 +4,16 @@ deployment's secrets every row is converted (keyed, sealed, stripped) and reads 
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
 
 from hub.adapters import database, sealing
 from hub.adapters.outbox import OutboxMessage
+from hub.config import DemoSecrets
 from hub.consent import store
 from hub.domain import hetu
 from hub.newcomers.detection import decode_state
@@ -60,8 +64,13 @@ def test_under_the_demo_secrets_the_migration_is_refused_and_changes_nothing(old
     url, engine = old_database
     monkeypatch.delenv("HUB_PERSON_KEY_SECRET", raising=False)
     monkeypatch.delenv("HUB_DATA_KEYS", raising=False)
-    with pytest.raises(RuntimeError, match="HUB_PERSON_KEY_SECRET"):
+    with pytest.raises(DemoSecrets, match="HUB_PERSON_KEY_SECRET"):
         database.upgrade(url)
+    # `hub db upgrade` says so in one line (exit 2), no traceback
+    env = {k: v for k, v in os.environ.items() if k not in ("HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS")}
+    out = subprocess.run([sys.executable, "-m", "hub.cli", "db", "upgrade"], env={**env, "HUB_DATABASE_URL": url}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "HUB_PERSON_KEY_SECRET is not set" in out.stderr and "Traceback" not in out.stderr
+    assert PERSON not in out.stderr
     assert "0013_sealed_personal_data" not in database.current_revisions(url)
     with engine.connect() as c:
         assert PERSON in c.execute(sa.text("SELECT state FROM person_states")).scalar_one()

@@ -30,14 +30,14 @@ CHUNK = 500
 def _keys():
     """(person key function, sealer) from the environment; refuses the demo values."""
     from hub.adapters.sealing import Sealer
-    from hub.config import Settings
+    from hub.config import DemoSecrets, Settings
     from hub.domain import hetu
 
     settings = Settings.from_env()
     try:
         settings.require_production_secrets()
-    except ValueError as exc:
-        raise RuntimeError(f"migration 0013 seals the personal data this database holds: {exc} (the values the worker runs with)") from None
+    except DemoSecrets as exc:
+        raise DemoSecrets(f"migration 0013 keys and seals the personal data this database holds, with the worker's values: {exc}") from None
     secret = settings.person_key_secret
     return (lambda code: hetu.person_key(code, secret)), Sealer(settings.data_keys)
 
