@@ -103,7 +103,6 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Create or upgrade the hub's tables in HUB_DATABASE_URL (SQLite under HUB_DATA_DIR by default)."""
     from hub.adapters.database import upgrade
-
     from hub.config import DemoSecrets
 
     url = _settings().resolved_database_url()

@@ -174,7 +174,8 @@ class Settings:
     def require_production_secrets(self) -> None:
         """Raise DemoSecrets unless HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS are set to values of their
         own: every command that writes person keys or personal data outside the embedded demo calls
-        this before it touches anything (hub worker, hub ingest dvv, hub consent, hub publish, ...)."""
+        this before it touches anything (hub worker, hub ingest dvv without --dry-run, hub consent,
+        hub audit, hub webhooks; the README's configuration section lists them and the exceptions)."""
         from hub.adapters.sealing import demo_key
 
         if self.person_key_secret == DEMO_PERSON_KEY_SECRET:
