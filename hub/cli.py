@@ -9,12 +9,16 @@ import click
 from hub.config import Settings
 
 
-def _settings() -> Settings:
+def _settings(production: bool = False) -> Settings:
+    """The settings from the environment. `production`: a command that writes person keys or personal
+    data outside the embedded demo; it refuses the demo secrets (exit 2, one line naming the variable)."""
     from hub.adapters import sealing
 
     try:
         settings = Settings.from_env()
         sealing.configure(settings.data_keys)  # personal data at rest (HUB_DATA_KEYS)
+        if production:
+            settings.require_production_secrets()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     return settings
@@ -101,6 +105,7 @@ def worker() -> None:
     Reads HUB_KAFKA_URL (the embedded broker when unset), HUB_DATABASE_URL, HUB_APP_ID,
     HUB_TOPIC_PARTITIONS and the HUB_KAFKA_* consumer-group timings; serves Prometheus metrics
     on http://HUB_METRICS_ADDR:HUB_METRICS_PORT/metrics (default 127.0.0.1:9108); see the README.
+    Needs HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS (exit 2 without them; `hub demo` runs on demo values).
     """
     import faust
 
@@ -108,7 +113,7 @@ def worker() -> None:
     from hub.streams.ops_agents import MetricsPortUnavailable
     from hub.streams.pipeline import build
 
-    settings = _settings()
+    settings = _settings(production=True)
     _configure_logging(settings.log_level)
     with kafka_url_for(settings) as url:
         pipeline = build(settings, url)
@@ -131,9 +136,13 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Create or upgrade the hub's tables in HUB_DATABASE_URL (SQLite under HUB_DATA_DIR by default)."""
     from hub.adapters.database import upgrade
+    from hub.config import DemoSecrets
 
     url = _settings().resolved_database_url()
-    upgrade(url, revision)
+    try:
+        upgrade(url, revision)
+    except DemoSecrets as exc:  # rows to convert (0013) under the demo secrets: nothing was changed
+        raise click.UsageError(str(exc)) from None
     click.echo(f"database at {_redact(url)} is at {revision}")
 
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.adapters.database import Base
+from hub.adapters.sealing import Sealed
 
 
 class OutboxMessage(Base):
@@ -24,8 +25,8 @@ class OutboxMessage(Base):
     key: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True)
     schema_name: Mapped[str] = mapped_column(sa.String(64))
     event_id: Mapped[str] = mapped_column(sa.String(64))
-    value: Mapped[bytes] = mapped_column(sa.LargeBinary)
-    headers: Mapped[str] = mapped_column(sa.Text)  # JSON list of [name, latin-1 text]
+    value: Mapped[bytes] = mapped_column(Sealed())  # the record (plan requests carry identity codes and assessment data): sealed
+    headers: Mapped[str] = mapped_column(sa.Text)  # JSON list of [name, latin-1 text]: CloudEvents attributes, no personal data
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     sent_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True, index=True)
 

@@ -44,17 +44,16 @@ def default_replay_horizon() -> dt.timedelta:
     return dt.timedelta(days=EVENT_LOG_RETENTION_DAYS)
 
 
-def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, run_by: str, *, person_key_secret: str,
+def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, run_by: str, *,
                   replay_horizon: dt.timedelta | None = None) -> dict[str, int]:
-    """Remove what is older than the cut-off, in one transaction with its own audit row.
-    `person_key_secret` keys the tombstones of removed consents (HUB_PERSON_KEY_SECRET)."""
+    """Remove what is older than the cut-off, in one transaction with its own audit row; an ended
+    consent leaves a tombstone under its person key."""
     from hub.adapters.idempotency import ProcessedEvent
     from hub.adapters.newcomer_facts import NewcomerFactRow
     from hub.adapters.outbox import OutboxMessage
     from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
     from hub.adapters.webhooks import purge_delivered
     from hub.consent.store import ConsentEvent, ConsentTombstone, Disclosure, HeldItem
-    from hub.domain.hetu import person_key
     from hub.routing.referrals import CLOSED
 
     if older_than <= dt.timedelta(0):
@@ -82,21 +81,20 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
     delete("held_items", sa.delete(HeldItem).where(HeldItem.released_at.is_not(None), HeldItem.released_at < cutoff))
 
     # a consent is a person's consent id: ids are free text, another person's consent may share one
-    last = (sa.select(ConsentEvent.person_id, ConsentEvent.consent_id, sa.func.max(ConsentEvent.recorded_at).label("last"))
-            .group_by(ConsentEvent.person_id, ConsentEvent.consent_id).subquery())
-    ended = (sa.select(ConsentEvent.person_id, ConsentEvent.consent_id, ConsentEvent.action, ConsentEvent.recorded_at)
-             .join(last, sa.and_(last.c.person_id == ConsentEvent.person_id, last.c.consent_id == ConsentEvent.consent_id,
+    last = (sa.select(ConsentEvent.person_key, ConsentEvent.consent_id, sa.func.max(ConsentEvent.recorded_at).label("last"))
+            .group_by(ConsentEvent.person_key, ConsentEvent.consent_id).subquery())
+    ended = (sa.select(ConsentEvent.person_key, ConsentEvent.consent_id, ConsentEvent.action, ConsentEvent.recorded_at)
+             .join(last, sa.and_(last.c.person_key == ConsentEvent.person_key, last.c.consent_id == ConsentEvent.consent_id,
                                  last.c.last == ConsentEvent.recorded_at))
              .where(ConsentEvent.action.in_(["revoked", "expired"]), ConsentEvent.recorded_at < cutoff))
     removed["consent_events"] = 0
     removed["consent_tombstones_added"] = 0
-    for person_id, consent_id, action, ended_at in session.execute(ended).all():
-        key = person_key(person_id, person_key_secret)
+    for key, consent_id, action, ended_at in session.execute(ended).all():
         if session.get(ConsentTombstone, (key, consent_id)) is None:
             session.add(ConsentTombstone(person_key=key, consent_id=consent_id, ended_action=action, ended_at=ended_at, last_seen_at=now))
             session.flush()
             removed["consent_tombstones_added"] += 1
-        delete("consent_events", sa.delete(ConsentEvent).where(ConsentEvent.person_id == person_id, ConsentEvent.consent_id == consent_id))
+        delete("consent_events", sa.delete(ConsentEvent).where(ConsentEvent.person_key == key, ConsentEvent.consent_id == consent_id))
     delete("consent_tombstones", sa.delete(ConsentTombstone).where(ConsentTombstone.last_seen_at < replayable_since))
     delete("processed_events", sa.delete(ProcessedEvent).where(ProcessedEvent.processed_at < min(cutoff, replayable_since)))
     removed.update(purge_delivered(session, cutoff))  # delivered webhook deliveries and their attempts

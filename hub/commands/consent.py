@@ -16,10 +16,10 @@ import click
 from hub.consent.model import DATA_CATEGORIES, PURPOSES, InvalidConsent
 
 
-def _settings():
+def _settings(production: bool = False):
     from hub.cli import _settings as settings
 
-    return settings()
+    return settings(production)
 
 
 def _person(ctx, param, value):
@@ -71,7 +71,7 @@ def _registry():
     from hub.consent import legal_bases
     from hub.consent.service import ConsentRegistry
 
-    settings = _settings()
+    settings = _settings(production=True)  # consents are found by person key and kept sealed: no demo secrets
     engine = create_engine(settings.resolved_database_url())
     try:
         ready = sa.inspect(engine).has_table("consent_events")

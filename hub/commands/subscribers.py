@@ -12,10 +12,10 @@ import click
 EXIT_FAILED = 1
 
 
-def _settings():
+def _settings(production: bool = False):
     from hub.cli import _settings as settings
 
-    return settings()
+    return settings(production)
 
 
 def _kafka_url() -> str:
@@ -201,7 +201,7 @@ def _webhook_store():
     from hub.adapters.database import create_engine
     from hub.adapters.webhooks import WebhookStore
 
-    settings = _settings()
+    settings = _settings(production=True)  # secrets and bodies sealed: no demo key
     return WebhookStore(create_engine(settings.resolved_database_url()), allow_loopback=settings.webhooks_allow_loopback)
 
 

@@ -78,18 +78,22 @@ def test_audit_prints_only_that_persons_disclosures(env, tmp_path):
     from hub.schemas.codec import default_codec
     from hub.streams.app import envelope
 
+    from hub.adapters import sealing
+
     assert hub(env, "db", "upgrade").returncode == 0
     url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
     engine = database.create_engine(url)
-    registry = ConsentRegistry(database.session_factory(engine), person_key_secret="s")
+    sealing.configure([env["HUB_DATA_KEYS"]])  # this process reads and writes what the commands seal
+    registry = ConsentRegistry(database.session_factory(engine), person_key_secret=env["HUB_PERSON_KEY_SECRET"])
     for i, person in enumerate((PERSON, OTHER)):
         assert hub(env, "consent", "grant", "--person", person, "--category", "education", "--recipient", EMPLOY, "--recorded-by", MUNI,
                    "--consent-id", f"c{i}").returncode == 0
         rec = envelope(MUNI)
-        rec.update(assessment_id=f"as-{i}", person_key=hetu.person_key(person, "s"), person_id=person, assessor=MUNI, plan_authority=EMPLOY, referral_id=None,
+        rec.update(assessment_id=f"as-{i}", person_key=hetu.person_key(person, env["HUB_PERSON_KEY_SECRET"]), person_id=person, assessor=MUNI, plan_authority=EMPLOY, referral_id=None,
                    education="university", work_history=None, language_skills=[], literacy="literate", recommended_path=None, service_needs=[])
         registry.handle_assessment(records.assessment_from_avro(rec), default_codec().encode("AssessmentCompleted", rec))
     engine.dispose()
+    sealing.configure(())
 
     lines = [json.loads(x) for x in hub(env, "audit", "--person", PERSON, "--json").stdout.splitlines()]
     assert [(x["recipient"], x["data_categories"], x["consent_id"], x["assessment_id"]) for x in lines] == [(EMPLOY, ["education"], "c0", "as-0")]

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from hub.adapters import database
+from hub.adapters import database, sealing
 from hub.adapters.replay import Range, replay
 from hub.adapters.retention import run_retention
 from hub.consent import model, store
@@ -21,7 +21,7 @@ from hub.consent.service import ConsentRegistry
 from hub.domain import hetu
 from hub.streams import consent_agents, topics
 from hub.streams.runner import running, wait_for
-from tests.integration.test_consent_propagation import ASSESSOR, SECRET, Collector, assessment, consent, make_hub, new_person, unique_authority
+from tests.integration.test_consent_propagation import ASSESSOR, DATA_KEY, SECRET, Collector, assessment, consent, make_hub, new_person, unique_authority
 
 pytestmark = pytest.mark.integration
 FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
@@ -29,15 +29,17 @@ FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 @pytest.fixture(scope="module")
 def sessions(database_url):
+    sealing.configure([DATA_KEY])  # the database is shared with test_consent_propagation's rows, sealed under its key
     database.upgrade(database_url)
     engine = database.create_engine(database_url)
     yield database.session_factory(engine)
     engine.dispose()
+    sealing.configure(())
 
 
 def status(sessions, pid, consent_id, now=None):
     with sessions() as s:
-        current = model.current_consents(store.history(s, pid))
+        current = model.current_consents(store.history(s, hetu.person_key(pid, SECRET)))
     return current[consent_id].status(now or dt.datetime.now(dt.timezone.utc)) if consent_id in current else None
 
 
@@ -67,7 +69,7 @@ def test_a_revocation_with_fullwidth_digits_is_dead_lettered_and_the_consent_sta
     assert pid not in letter["message"] and wide not in letter["message"]
     assert status(sessions, pid, cid) == "active"  # the operator sees the revocation failed and resends it correctly
     with sessions() as s:
-        assert s.scalar(sa.select(sa.func.count()).select_from(store.ConsentEvent).where(store.ConsentEvent.person_id == wide)) == 0
+        assert s.scalar(sa.select(sa.func.count()).select_from(store.ConsentEvent).where(store.ConsentEvent.person_key == hetu.person_key(wide, SECRET))) == 0
 
 
 def test_an_assessment_whose_person_key_is_another_persons_is_dead_lettered_and_nothing_is_disclosed(kafka_url, sessions):
@@ -98,7 +100,7 @@ def test_an_assessment_whose_person_key_is_another_persons_is_dead_lettered_and_
     assert [p["assessment_id"] for p in got.on[plan_topic]] == ["as-right"]
     assert got.where(person_key=other_key) == []
     with sessions() as s:
-        assert [d.assessment_id for d in store.disclosures(s, pid)] == ["as-right"]
+        assert [d.assessment_id for d in store.disclosures(s, hetu.person_key(pid, SECRET))] == ["as-right"]
         assert s.scalar(sa.select(sa.func.count()).select_from(store.HeldItem).where(store.HeldItem.assessment_id == "as-wrong-key")) == 0
 
 
@@ -142,7 +144,7 @@ def test_retention_then_a_replay_neither_resurrects_a_revoked_consent_nor_releas
 
             with sessions.begin() as s:  # the consent ended before the cut-off: its history goes
                 now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5)
-                removed = run_retention(s, dt.timedelta(seconds=1), now, "test", person_key_secret=SECRET)
+                removed = run_retention(s, dt.timedelta(seconds=1), now, "test")
             assert removed["consent_events"] >= 2 and status(sessions, pid, cid) is None
 
             before = replayed_duplicates()
@@ -164,17 +166,18 @@ def test_retention_then_a_replay_neither_resurrects_a_revoked_consent_nor_releas
     with sessions() as s:
         stone = s.get(store.ConsentTombstone, (key, cid))
         assert stone is not None and stone.ended_action == "revoked"
-        assert store.disclosures(s, pid) == []  # as-1's audit row went with the retention run; nothing new
+        assert store.disclosures(s, hetu.person_key(pid, SECRET)) == []  # as-1's audit row went with the retention run; nothing new
 
 
 def _held(sessions, pid):
     with sessions() as s:
-        return [h.assessment_id for h in store.held(s, pid)]
+        return [h.assessment_id for h in store.held(s, hetu.person_key(pid, SECRET))]
 
 
 def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_named(own_database_url, tmp_path):
     """Consent ids are the publishers' free text: two persons' consents may share one. `hub consent
     revoke ID` revokes nobody's until --person says whose, and then only that person's."""
+    sealing.configure([DATA_KEY])
     database.upgrade(own_database_url)
     engine = database.create_engine(own_database_url)
     registry = ConsentRegistry(database.session_factory(engine), person_key_secret=SECRET)
@@ -186,7 +189,7 @@ def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_
                                                     recorded_by=ASSESSOR, recorded_at=dt.datetime.now(dt.timezone.utc),
                                                     data_categories=frozenset({"education"}), recipients=frozenset({plan_authority})))
     env = {**os.environ, "HUB_DATABASE_URL": own_database_url, "HUB_KAFKA_URL": "", "HUB_DATA_DIR": str(tmp_path),
-           "HUB_PERSON_KEY_SECRET": SECRET, "HUB_CONSENT_LEGAL_BASES": ""}
+           "HUB_PERSON_KEY_SECRET": SECRET, "HUB_DATA_KEYS": DATA_KEY, "HUB_CONSENT_LEGAL_BASES": ""}
 
     def hub(*args):
         return subprocess.run([sys.executable, "-m", "hub.cli", "consent", *args], capture_output=True, text=True, timeout=120,
@@ -211,6 +214,6 @@ def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_
     assert "consent form-1 revoked" in named.stdout and second not in named.stdout
     now = dt.datetime.now(dt.timezone.utc)
     with registry.sessions() as s:
-        assert model.current_consents(store.history(s, second))["form-1"].status(now) == "revoked"
-        assert model.current_consents(store.history(s, first))["form-1"].status(now) == "active"
+        assert model.current_consents(store.history(s, hetu.person_key(second, SECRET)))["form-1"].status(now) == "revoked"
+        assert model.current_consents(store.history(s, hetu.person_key(first, SECRET)))["form-1"].status(now) == "active"
     engine.dispose()

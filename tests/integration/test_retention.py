@@ -32,7 +32,7 @@ def referral(rid, state, at, seq):
 
 
 def consent_event(cid, action, at, n, person=PERSON):
-    return ConsentEvent(event_id=f"{cid}-{n}-{person[-4:]}", consent_id=cid, person_id=person, action=action, purpose="integration_plan",
+    return ConsentEvent(event_id=f"{cid}-{n}-{person[-4:]}", consent_id=cid, person_id=person, person_key=hetu.person_key(person, SECRET), action=action, purpose="integration_plan",
                         data_categories="[]", recipients="[]", recorded_by="municipality:091", recorded_at=at, stored_at=at)
 
 
@@ -50,7 +50,7 @@ def seed(s):
            for i, at in enumerate((OLD, NEW))]
     s.add_all(box)
     s.flush()
-    s.add_all([Disclosure(request_id=f"rq{i}", person_id="010101-900R", person_key="k", recipient="municipality:091", assessor="employment_authority:08",
+    s.add_all([Disclosure(request_id=f"rq{i}", person_key="k", recipient="municipality:091", assessor="employment_authority:08",
                           assessment_id="a", data_categories="[]", consent_id="c-active", legal_basis=None, disclosed_at=b.sent_at, outbox_id=b.id)
                for i, b in enumerate(box)])
     s.add_all([ProcessedEvent(consumer="c", event_id="old", processed_at=OLD), ProcessedEvent(consumer="c", event_id="new", processed_at=NEW)])
@@ -65,7 +65,7 @@ def test_retention_removes_only_what_is_past_the_age_and_records_the_run(backend
     with Session.begin() as s:  # the PostgreSQL database is shared: only this test's rows are old, and only they are checked
         seed(s)
     with Session.begin() as s:
-        removed = run_retention(s, dt.timedelta(days=365), NOW, "test", person_key_secret=SECRET)
+        removed = run_retention(s, dt.timedelta(days=365), NOW, "test")
     with Session() as s:
         mine = ReferralRow.authority == "municipality:ret-test"
         assert sorted(s.scalars(sa.select(ReferralRow.referral_id).where(mine))) == ["new-closed", "old-open"]
@@ -99,7 +99,7 @@ def test_idempotency_marks_and_tombstones_stay_for_the_replay_horizon(backend, t
         s.add_all([ProcessedEvent(consumer="consent-registry", event_id=f"hz-{n}", processed_at=NOW - n * day) for n in (5, 40)])
         s.add_all([ConsentTombstone(person_key=f"hz-key-{n}", consent_id="c", ended_action="revoked", ended_at=OLD, last_seen_at=NOW - n * day) for n in (5, 40)])
     with Session.begin() as s:
-        run_retention(s, day, NOW, "test", person_key_secret=SECRET, replay_horizon=30 * day)
+        run_retention(s, day, NOW, "test", replay_horizon=30 * day)
     with Session() as s:
         assert list(s.scalars(sa.select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(["hz-5", "hz-40"])))) == ["hz-5"]
         assert list(s.scalars(sa.select(ConsentTombstone.person_key).where(ConsentTombstone.person_key.in_(["hz-key-5", "hz-key-40"])))) == ["hz-key-5"]

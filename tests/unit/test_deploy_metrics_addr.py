@@ -31,6 +31,7 @@ def test_shipped_workers_serve_metrics_beyond_loopback():
     default = Settings.from_env({})
     assert ipaddress.ip_address(default.metrics_addr).is_loopback  # the default stays local (a developer's machine)
     for env in (_k8s_worker_env(), _compose_worker_env()):
-        settings = Settings.from_env({k: v for k, v in env.items() if v is not None})
+        # HUB_PUBLISHERS names a file mounted in the container (tests/unit/test_deploy_manifests.py checks it)
+        settings = Settings.from_env({k: v for k, v in env.items() if v is not None and k != "HUB_PUBLISHERS"})
         assert settings.metrics_addr == "0.0.0.0", env.get("HUB_METRICS_ADDR")
         assert settings.webhooks_allow_loopback is False

@@ -2,7 +2,7 @@
 both columns become binary Fernet tokens; the rows already there are sealed in place.
 
 Revision ID: 0014_webhook_secrets
-Revises: 0009_person_states (and needs 0007_webhooks, whose tables it changes)
+Revises: 0013_sealed_personal_data (and needs 0007_webhooks, whose tables it changes)
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from hub.adapters import sealing
 
 revision = "0014_webhook_secrets"
-down_revision = "0009_person_states"
+down_revision = "0013_sealed_personal_data"
 branch_labels = None
 depends_on = "0007_webhooks"
 

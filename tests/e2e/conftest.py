@@ -1,0 +1,18 @@
+"""The e2e tests run the hub's production commands (`hub worker`, `hub ingest dvv`, `hub consent`, ...)
+as a deployment does: with HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS set (the commands refuse the demo
+values). A test that needs them unset, or other values, says so in the environment it passes."""
+
+import pytest
+
+TEST_PERSON_KEY_SECRET = "e2e-test-person-key-secret"
+TEST_DATA_KEY = "Xq2fN6b0c8kz1pR3tV5wY7aB9dF1hJ3lM5nP7rT9vX0="
+
+
+@pytest.fixture(autouse=True)
+def production_secrets(monkeypatch):
+    import os
+
+    if not os.environ.get("HUB_PERSON_KEY_SECRET"):
+        monkeypatch.setenv("HUB_PERSON_KEY_SECRET", TEST_PERSON_KEY_SECRET)
+    if not os.environ.get("HUB_DATA_KEYS"):
+        monkeypatch.setenv("HUB_DATA_KEYS", TEST_DATA_KEY)
