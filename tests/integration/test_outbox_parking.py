@@ -27,6 +27,7 @@ from hub.consent import records
 from hub.consent.disclosure_check import DisclosureWithdrawal
 from hub.consent.service import ConsentRegistry
 from hub.streams import consent_agents, topics
+from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for
 from tests.integration.test_consent_propagation import SECRET, Collector, assessment, consent, make_hub, new_person, unique_authority
 from tests.integration.test_webhooks import Receiver, serve
@@ -238,3 +239,31 @@ def test_the_outbox_and_withdrawal_models_match_the_migrations(database_url, tmp
 
     for url in (database_url, f"sqlite:///{tmp_path / 'hub.sqlite3'}"):
         assert migration_diff(url, {"outbox", "disclosure_withdrawals"}) == []
+
+
+def test_consents_applied_by_another_worker_count_through_the_groups_committed_offsets(kafka_url, sessions):
+    """A relay whose own worker applied none of hub.consents.v1 (other workers own its partitions)
+    relies on the consumer group's committed offsets; a group that never applied them waits."""
+    from hub.streams.outbox_relay import ConsentsApplied
+
+    pid, key = new_person()
+
+    async def scenario():
+        hub = make_hub(kafka_url, "applied-elsewhere")
+        consent_agents.register(hub, sessions, legal_bases=())
+        async with running(hub):
+            await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [unique_authority()], ["education"]), key=key)
+            await wait_for(lambda: registry(sessions).person_view(pid)["consents"], 60, "the grant applied")
+            same_group = ConsentsApplied(HubApp(hub.settings, kafka_url))  # another worker of the same app (same consumer group)
+            other_group = ConsentsApplied(make_hub(kafka_url, "never-ran"))  # an app whose agents never ran
+            try:
+                deadline = time.monotonic() + 30
+                while not await same_group.all_applied():  # faust commits every few seconds
+                    assert time.monotonic() < deadline, "the group's commits never covered the consents"
+                    await asyncio.sleep(0.5)
+                assert not await other_group.all_applied()
+            finally:
+                await same_group.on_stop()
+                await other_group.on_stop()
+
+    asyncio.run(scenario())
