@@ -71,6 +71,10 @@ def unsent_count(session: Session) -> int:
     return session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))) or 0
 
 
+def last_id(session: Session) -> int:
+    return session.scalar(sa.select(sa.func.max(OutboxMessage.id))) or 0
+
+
 # Reasons a row cannot be sent on its own account (an operator may fix the cause and retry it).
 RECORD_TOO_LARGE, INVALID_RECORD, INVALID_TOPIC, ENCODING_ERROR = "record_too_large", "invalid_record", "invalid_topic", "encoding_error"
 UNSENDABLE = (RECORD_TOO_LARGE, INVALID_RECORD, INVALID_TOPIC, ENCODING_ERROR)

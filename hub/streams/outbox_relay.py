@@ -103,7 +103,8 @@ class ConsentsApplied(Service):
             self._client = client
         return self._client
 
-    async def all_applied(self) -> bool:
+    async def end_offsets(self) -> dict[int, int]:
+        """Partition -> end offset of the consents topic now (empty when there is no such topic)."""
         from aiokafka import TopicPartition
 
         client = await self._consumer()
@@ -112,16 +113,26 @@ class ConsentsApplied(Service):
             await client.topics()  # refresh the metadata once
             partitions = client.partitions_for_topic(self.topic)
         if not partitions:
-            return True  # no consents topic: nothing received
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        ends = await client.end_offsets(tps)
-        behind = [tp for tp in tps if ends[tp] > self.local.get(tp.partition, 0)]
+            return {}
+        ends = await client.end_offsets([TopicPartition(self.topic, p) for p in sorted(partitions)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    async def applied_up_to(self, ends: dict[int, int]) -> bool:
+        """Whether every record below `ends` has been applied, here or by another worker of the group."""
+        from aiokafka import TopicPartition
+
+        behind = [TopicPartition(self.topic, p) for p, end in ends.items() if end > self.local.get(p, 0)]
         if not behind:
             return True
+        client = await self._consumer()
         starts = await client.beginning_offsets(behind)
         committed = await asyncio.gather(*(client.committed(tp) for tp in behind))
         # nothing committed: the group starts at the earliest record (auto_offset_reset=earliest)
-        return all(max(c or 0, starts[tp]) >= ends[tp] for tp, c in zip(behind, committed))
+        return all(max(c or 0, starts[tp]) >= ends[tp.partition] for tp, c in zip(behind, committed))
+
+    async def all_applied(self) -> bool:
+        """Whether every record on the topic now has been applied."""
+        return await self.applied_up_to(await self.end_offsets())
 
     async def on_stop(self) -> None:
         if self._client is not None:
@@ -142,6 +153,10 @@ class OutboxRelay:
         self.waiting = 0  # plan requests left for a later flush by the last one (consents not yet applied)
         self._gauge_at = 0.0
         self._parked_known = 0  # parked rows at the last count
+        # (last outbox row id, end offsets of hub.consents.v1) when the relay last looked: plan requests
+        # up to that row go once the consents up to those offsets are applied. Kept until then, so that
+        # steady consent traffic (ends always ahead of the group's commits) cannot hold them back forever.
+        self._consents_seen: tuple[int, dict[int, int]] | None = None
 
     async def flush(self) -> int:
         """Publish every unsent row that may go now; return how many were published. Parks a row that
@@ -149,7 +164,7 @@ class OutboxRelay:
         unsent and are retried by the next flush, in order)."""
         async with self._lock:
             total, after, parked = 0, 0, False
-            consents_applied: bool | None = None  # asked once per flush, at the first plan request
+            plans_up_to: int | None = None  # plan requests up to this row id may go; asked once per flush, at the first one
             self.waiting = 0
             try:
                 while True:
@@ -162,9 +177,9 @@ class OutboxRelay:
                     for row in rows:
                         after = row.id
                         if row.schema_name == PLAN_REQUEST:
-                            if consents_applied is None:
-                                consents_applied = await self.consents.all_applied()
-                            if not consents_applied:
+                            if plans_up_to is None:
+                                plans_up_to = await self._consents_applied()
+                            if row.id > plans_up_to:
                                 self.waiting += 1
                                 continue
                             if self._withdrawn(row):
@@ -196,6 +211,20 @@ class OutboxRelay:
                 # while rows are parked, every flush counts again (an operator's retry lowers the gauge at once)
                 if parked or self._parked_known or time.monotonic() - self._gauge_at >= GAUGE_EVERY:
                     self.refresh_gauge()
+
+    async def _consents_applied(self) -> int:
+        """The last outbox row id whose plan request may go now: every consent received when the relay
+        looked (the end offsets of hub.consents.v1 then, taken after that row was committed) is applied.
+        0 while they are not."""
+        if self._consents_seen is None:
+            with self.sessions() as s:
+                last = outbox.last_id(s)
+            self._consents_seen = (last, await self.consents.end_offsets())
+        last, ends = self._consents_seen
+        if not await self.consents.applied_up_to(ends):
+            return 0
+        self._consents_seen = None  # the next flush looks again, for the rows committed since
+        return last
 
     def destination(self, row: outbox.OutboxMessage) -> str:
         """The topic to send a row to: its own, or for a notice of an earlier version its addressee's notice topic."""

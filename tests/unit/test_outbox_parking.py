@@ -59,7 +59,10 @@ class Consents:
     def __init__(self, applied=True):
         self.applied = applied
 
-    async def all_applied(self):
+    async def end_offsets(self):
+        return {0: 1}
+
+    async def applied_up_to(self, ends):
         return self.applied
 
 
@@ -171,3 +174,33 @@ def test_plan_requests_wait_for_the_consents_while_other_rows_go_out(sessions):
     relay = OutboxRelay(hub, sessions, consents=Consents(applied=False))
     assert asyncio.run(relay.flush()) == 1 and relay.waiting == 1
     assert state(sessions, waiting) == (False, None) and state(sessions, after) == (True, None)  # waits, is not parked
+
+
+class SteadyConsents:
+    """Consents keep arriving: every look at the end finds one more record, and the agents trail by one."""
+
+    def __init__(self):
+        self.end = 10
+
+    async def end_offsets(self):
+        self.end += 1
+        return {0: self.end}
+
+    async def applied_up_to(self, ends):
+        return ends[0] <= self.end - 1  # applied: everything but the newest record
+
+
+def test_steady_consent_traffic_does_not_hold_plan_requests_back_forever(sessions, monkeypatch):
+    import fastavro.utils
+
+    from hub.consent import disclosure_check
+
+    plan = next(iter(fastavro.utils.generate_many(default_codec().parsed_schema("PlanRequest"), 1)))
+    plan.update(envelope("hub:consent"), to="municipality:091")
+    row, _ = enqueue(sessions, topics.plan_request_topic("municipality:091"), "PlanRequest", plan)
+    monkeypatch.setattr(disclosure_check.DisclosureCheck, "why_not", lambda self, plan: None)  # the consent rule has its own tests
+    consents = SteadyConsents()
+    relay = OutboxRelay(FakeHub(), sessions, consents=consents)
+    assert asyncio.run(relay.flush()) == 0  # the ends when the relay looked are not applied yet ...
+    consents.end += 1  # ... more consents arrive, and the agents catch up with the ends seen before
+    assert asyncio.run(relay.flush()) == 1 and state(sessions, row) == (True, None)
