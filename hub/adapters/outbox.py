@@ -86,6 +86,12 @@ def park(session: Session, row_id: int, reason: str, detail: str | None, now: dt
     return session.execute(q.values(parked_at=now, parked_reason=reason, parked_detail=detail)).rowcount == 1
 
 
+def drop_value(session: Session, row_id: int) -> None:
+    """Remove the personal data of a row that will never be sent (a withdrawn plan request); its
+    headers (event id, type, source, time) stay."""
+    session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.sent_at.is_(None)).values(value=b""))
+
+
 def parked(session: Session, limit: int = 1000) -> list[OutboxMessage]:
     """Parked and withdrawn rows, oldest first."""
     q = sa.select(OutboxMessage).where(OutboxMessage.parked_at.is_not(None), OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(limit)

@@ -181,6 +181,7 @@ class WebhookStore:
         with self.Session.begin() as s:
             row = s.get(WebhookDelivery, delivery_id)
             row.state, row.last_error = WITHDRAWN, reason
+            row.body = ""  # never delivered: the person's data need not stay
             record_withdrawal(s, plan, reason, CHANNEL_WEBHOOK, now)
 
     def redeliver(self, subscription_id: int | None = None, delivery_id: int | None = None, now: dt.datetime | None = None) -> int:

@@ -274,7 +274,11 @@ class OutboxRelay:
         if reason is None:
             return False
         now = dt.datetime.now(dt.timezone.utc)
-        self.check.withdraw(plan, reason, CHANNEL_KAFKA, also=lambda s: outbox.park(s, row.id, reason, "not sent: the basis of the disclosure no longer holds", now))
+        def park_and_drop(s):
+            outbox.park(s, row.id, reason, "not sent: the basis of the disclosure no longer holds", now)
+            outbox.drop_value(s, row.id)  # never sent: the person's data need not stay
+
+        self.check.withdraw(plan, reason, CHANNEL_KAFKA, also=park_and_drop)
         metrics.disclosures_withdrawn.labels(reason=reason, channel=CHANNEL_KAFKA).inc()
         log.info("outbox relay: plan request %s to %s withdrawn (%s)", plan.get("request_id"), plan.get("to"), reason)
         return True

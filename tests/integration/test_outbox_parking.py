@@ -29,18 +29,11 @@ from hub.consent.service import ConsentRegistry
 from hub.streams import consent_agents, topics
 from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for
-from tests.integration.test_consent_propagation import SECRET, Collector, assessment, consent, make_hub, new_person, unique_authority
+from tests.integration.test_consent_propagation import (  # noqa: F401 - sessions: the module's migrated PostgreSQL
+    SECRET, Collector, assessment, consent, make_hub, new_person, sessions, unique_authority)
 from tests.integration.test_webhooks import Receiver, serve
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def sessions(database_url):
-    database.upgrade(database_url)
-    engine = database.create_engine(database_url)
-    yield database.session_factory(engine)
-    engine.dispose()
 
 
 def registry(sessions):
@@ -139,7 +132,7 @@ def test_a_revocation_on_the_consents_topic_before_an_assessment_stops_its_plan_
     got = asyncio.run(scenario())
     assert got.records == []  # never on the plan-request topic
     (row,) = rows_to(sessions, plan_topic)
-    assert row.sent_at is None and row.parked_reason == "consent_revoked"
+    assert row.sent_at is None and row.parked_reason == "consent_revoked" and row.value == b""  # the person's data dropped
     (audit,) = registry(sessions).audit(pid)
     assert audit["assessment_id"] == "as-after" and [w["reason"] for w in audit["withdrawn"]] == ["consent_revoked"]
     assert audit["withdrawn"][0]["channel"] == "kafka"
@@ -225,7 +218,7 @@ def test_a_revoked_consents_plan_request_is_not_delivered_by_webhook_retries_nor
     assert [e["data"]["assessment_id"] for e in receiver.accepted] == ["as-kept"]
     for name in ("retried", "parked"):
         d = state_of(name)
-        assert (d.state, d.last_error) == (WITHDRAWN, "consent_revoked"), name
+        assert (d.state, d.last_error, d.body) == (WITHDRAWN, "consent_revoked", ""), name
     assert len(store.attempts(state_of("retried").id)) == 1 and len(store.attempts(state_of("parked").id)) == 2  # no attempt after the revocation
     with sessions() as s:
         withdrawn = {w.request_id: (w.reason, w.channel) for w in s.scalars(sa.select(DisclosureWithdrawal).where(DisclosureWithdrawal.recipient == recipient))}

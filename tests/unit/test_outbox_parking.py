@@ -9,14 +9,14 @@ import datetime as dt
 import pytest
 from aiokafka import errors as kafka_errors
 from faust.exceptions import ProducerSendError
-from sqlalchemy.pool import StaticPool
 
 from hub import metrics
-from hub.adapters import database, outbox
+from hub.adapters import outbox
 from hub.schemas.codec import default_codec
 from hub.streams import topics
 from hub.streams.app import cloudevent_headers, envelope
 from hub.streams.outbox_relay import OutboxRelay, unsendable_reason
+from tests.unit.test_outbox_relay_topics import sessions  # noqa: F401 - a fixture: SQLite in memory with every table
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 
@@ -64,14 +64,6 @@ class Consents:
 
     async def applied_up_to(self, ends):
         return self.applied
-
-
-@pytest.fixture
-def sessions():
-    engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-    database.Base.metadata.create_all(engine)
-    yield database.session_factory(engine)
-    engine.dispose()
 
 
 def notice(to, text="revoked"):
