@@ -67,8 +67,11 @@ def unsendable_reason(exc: BaseException) -> str | None:
 
 
 def _detail(exc: BaseException) -> str:
-    """The error for the operator: its class and message (a size or a topic name, no record content)."""
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
+    """The error for the operator: its class and message (a size or a topic name, not the record; an
+    identity code that an encoding error might quote is scrubbed)."""
+    from hub.domain import hetu
+
+    return hetu.scrub(f"{type(exc).__name__}: {str(exc)[:300]}")
 
 
 class ConsentsApplied(Service):
