@@ -160,6 +160,7 @@ from hub.commands.deploy import register_commands as _deploy_commands; _deploy_c
 from hub.commands.retention import register_commands as _retention_commands; _retention_commands(main)  # noqa: E402
 from hub.commands.subscribers import register_commands as _subscriber_commands; _subscriber_commands(main)  # noqa: E402
 from hub.commands.publish import register_commands as _publish_commands; _publish_commands(main)  # noqa: E402
+from hub.commands.outbox import register_commands as _outbox_commands; _outbox_commands(main)  # noqa: E402
 
 
 if __name__ == "__main__":  # pragma: no cover

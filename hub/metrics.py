@@ -46,6 +46,15 @@ consumer_rereads = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+outbox_parked = Gauge(
+    "hub_outbox_parked_messages", "Outbox rows that cannot be sent (too large, not encodable) and wait for an operator, by reason", ["reason"], registry=REGISTRY
+)
+disclosures_withdrawn = Counter(
+    "hub_disclosures_withdrawn_total",
+    "Plan requests not sent (channel kafka: the outbox relay) or not delivered (channel webhook) because their consent or legal basis no longer held, by reason",
+    ["reason", "channel"],
+    registry=REGISTRY,
+)
 consumer_lag = Gauge("hub_consumer_lag_messages", "Messages behind the end of the topic, by topic", ["topic"], registry=REGISTRY)
 
 

@@ -14,6 +14,11 @@ checked again by the policy and its host resolved, every address checked, and th
 to a checked address (never a second lookup, so DNS cannot point it elsewhere in between), with TLS
 verified against the host name. Signing secrets and the bodies (identity codes, assessment data)
 are sealed at rest (hub.adapters.sealing); delivered bodies go with `hub retention`.
+
+Before every attempt at a plan request (the first, a retry, or one queued again by `hub webhooks
+redeliver`) its consent or legal basis is checked again (hub.consent.disclosure_check): when it no
+longer holds, the delivery is withdrawn (state `withdrawn`, the reason as its last error, audited)
+and never attempted again.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from hub.webhooks import policy
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, PARKED = "pending", "delivered", "parked"
+WITHDRAWN = "withdrawn"  # a plan request whose consent or legal basis ended before it was delivered
 
 
 class WebhookSubscription(Base):
@@ -183,6 +189,16 @@ class WebhookStore:
                 row.last_error = error
                 row.next_attempt_at = now + dt.timedelta(seconds=policy.next_delay(row.attempts, rng, base=base_delay))
             return row.state
+
+    def withdraw(self, delivery_id: int, reason: str, now: dt.datetime, plan: dict) -> None:
+        """A plan request that must not be delivered any more: withdrawn with its reason, recorded for the audit."""
+        from hub.consent.disclosure_check import CHANNEL_WEBHOOK, record_withdrawal
+
+        with self.Session.begin() as s:
+            row = s.get(WebhookDelivery, delivery_id)
+            row.state, row.last_error = WITHDRAWN, reason
+            row.body = ""  # never delivered: the person's data need not stay
+            record_withdrawal(s, plan, reason, CHANNEL_WEBHOOK, now)
 
     def redeliver(self, subscription_id: int | None = None, delivery_id: int | None = None, now: dt.datetime | None = None) -> int:
         """Queue parked deliveries again (of one subscription, or one delivery); returns how many."""
@@ -325,6 +341,7 @@ class DeliveryWorker:
         sender: Callable[[str, bytes, dict, float, bool], int] = post,
         security: dict | None = None,
         allow_loopback: bool | None = None,
+        disclosure_check: Callable[[dict], str | None] | None = None,
     ):
         self.store, self.kafka_url = store, kafka_url
         self.codec = codec or default_codec()
@@ -333,6 +350,12 @@ class DeliveryWorker:
         self.allow_loopback = store.allow_loopback if allow_loopback is None else allow_loopback  # see WebhookStore
         self.security = security or {}  # TLS/SASL: hub.adapters.kafka_security.kafka_client_options
         self._consumers: dict[int, object] = {}
+        if disclosure_check is None:  # the consent store of the same database, the shipped legal bases
+            from hub.consent import legal_bases
+            from hub.consent.disclosure_check import DisclosureCheck
+
+            disclosure_check = DisclosureCheck(store.Session, legal_bases.load(), clock=clock).why_not
+        self.disclosure_check = disclosure_check  # plan request (JSON form) -> None, or why it may not be delivered now
 
     async def close(self) -> None:
         for consumer in self._consumers.values():
@@ -384,6 +407,8 @@ class DeliveryWorker:
                 head = self.store.head(sub.id)
                 if head is None or _aware(head.next_attempt_at) > self.clock():
                     break
+                if self._withdrawn(sub, head):
+                    continue
                 now = self.clock()
                 ts = int(now.timestamp())
                 body = head.body.encode()
@@ -406,6 +431,25 @@ class DeliveryWorker:
                     break  # retry later; those behind it wait, to keep the order
         self.refresh_gauges()
         return made
+
+    def _withdrawn(self, sub: Subscription, head: WebhookDelivery) -> bool:
+        """For a plan request: check its consent or legal basis now; withdraw the delivery when it no longer holds."""
+        if head.schema != "PlanRequest":
+            return False
+        import json
+
+        try:
+            plan = json.loads(head.body).get("data") or {}
+        except (ValueError, AttributeError):
+            plan = {}
+        reason = self.disclosure_check(plan) if isinstance(plan, dict) else "no_basis"
+        if reason is None:
+            return False
+        self.store.withdraw(head.id, reason, self.clock(), plan if isinstance(plan, dict) else {})
+        metrics.webhook_deliveries.labels(sub.recipient, WITHDRAWN).inc()
+        metrics.disclosures_withdrawn.labels(reason=reason, channel="webhook").inc()
+        log.info("webhooks: plan request %s to %s withdrawn before delivery (%s)", head.message_id, sub.recipient, reason)
+        return True
 
     def refresh_gauges(self) -> None:
         for (recipient, state), n in self.store.counts().items():

@@ -271,7 +271,8 @@ def webhooks_disable(subscription_id: int) -> None:
 @click.option("--subscription", "subscription_id", type=int, help="Every parked delivery of this subscription.")
 @click.option("--delivery", "delivery_id", type=int, help="This one parked delivery.")
 def webhooks_redeliver(subscription_id: int | None, delivery_id: int | None) -> None:
-    """Queue parked deliveries again (attempts start over)."""
+    """Queue parked deliveries again (attempts start over). A plan request whose consent or legal basis
+    has ended since is withdrawn at its next attempt, not delivered."""
     if subscription_id is None and delivery_id is None:
         raise click.UsageError("give --subscription ID or --delivery ID")
     n = _webhook_store().redeliver(subscription_id=subscription_id, delivery_id=delivery_id)
@@ -284,9 +285,16 @@ def webhooks_redeliver(subscription_id: int | None, delivery_id: int | None) -> 
 def webhooks_deliver(max_attempts: int, timeout: float) -> None:
     """Run the delivery worker until Ctrl-C (needs HUB_KAFKA_URL and HUB_DATABASE_URL)."""
     from hub.adapters.webhooks import DeliveryWorker
+    from hub.consent import legal_bases
+    from hub.consent.disclosure_check import DisclosureCheck
 
     url = _kafka_url()
-    worker = DeliveryWorker(_webhook_store(), url, max_attempts=max_attempts, timeout=timeout, security=_security())
+    store = _webhook_store()
+    try:  # each plan request's consent or legal basis is checked again before every attempt
+        check = DisclosureCheck(store.Session, legal_bases.load(_settings().consent_legal_bases)).why_not
+    except legal_bases.LegalBasisFileError as exc:
+        raise click.UsageError(str(exc)) from None
+    worker = DeliveryWorker(store, url, max_attempts=max_attempts, timeout=timeout, security=_security(), disclosure_check=check)
     stop = asyncio.Event()
     try:
         asyncio.run(worker.run(stop))

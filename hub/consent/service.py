@@ -170,8 +170,10 @@ class ConsentRegistry:
         }
 
     def audit(self, person_id: str) -> list[dict]:
+        from hub.consent.disclosure_check import annotate_audit  # each disclosure with its withdrawals (not sent after all)
+
         with self.sessions() as s:
-            return [d.as_dict() for d in store.disclosures(s, self._person_key(person_id))]
+            return annotate_audit(s, [d.as_dict() for d in store.disclosures(s, self._person_key(person_id))])
 
     # -- steps inside a transaction -------------------------------------------------------------
     @contextlib.contextmanager

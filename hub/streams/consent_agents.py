@@ -24,7 +24,7 @@ from hub.domain import hetu
 from hub.schemas.codec import CodecError
 from hub.streams import topics
 from hub.streams.app import HubApp
-from hub.streams.outbox_relay import OutboxRelay
+from hub.streams.outbox_relay import ConsentsApplied, OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ def register(
     if legal_bases is None:
         legal_bases = legal_basis_file.load(settings.consent_legal_bases)
     registry = ConsentRegistry(sessions, legal_bases=legal_bases, person_key_secret=settings.person_key_secret, codec=hub.codec)
-    outbox_relay = OutboxRelay(hub, sessions)
+    # the relay sends a plan request only after every consent on hub.consents.v1 is applied (this worker's agent reports its positions)
+    consents_applied = ConsentsApplied(hub)
+    outbox_relay = OutboxRelay(hub, sessions, legal_bases=registry.legal_bases, consents=consents_applied)
     metrics.consent_held.set(registry.held_count())
 
     async def after(outcome: Outcome) -> None:
@@ -81,6 +83,10 @@ def register(
             await reject(event, topic, exc.reason, f"{name}: {exc}")
         return None
 
+    def done(topic: str, event) -> None:
+        if topic == topics.CONSENTS:
+            consents_applied.applied(event.message.partition, event.message.offset)
+
     def consume(topic: str, schema: str, convert, handle, outcome) -> None:
         """An agent: decode (or dead-letter), apply in one transaction, count, relay."""
 
@@ -89,6 +95,7 @@ def register(
             async for event in stream.events():
                 item = await decode(event, topic, schema, convert)
                 if item is None:
+                    done(topic, event)
                     continue
                 try:
                     result = await with_database_retry(lambda: handle(item, event), f"consent: applying a {schema}")
@@ -99,7 +106,9 @@ def register(
                     # the traceback may quote SQL parameters: scrub identity codes before logging it
                     log.error("consent: applying a %s failed; dead-lettered: %s", schema, hetu.scrub(traceback.format_exc()))
                     await reject(event, topic, "processing_error", f"applying the {schema} failed ({type(exc).__name__}); see the worker log, fix, and replay it")
+                    done(topic, event)
                     continue
+                done(topic, event)  # before `after`: its flush may send plan requests that waited for this consent
                 metrics.events_consumed.labels(topic=topic, outcome="duplicate" if result.duplicate else outcome(item, result)).inc()
                 await after(result)
 
@@ -114,6 +123,8 @@ def register(
             lambda rec, result: rec.action)
 
     if relay:
+        hub.app.service(consents_applied)  # stops its Kafka client with the app
+        outbox_relay.refresh_gauge()
 
         @hub.app.timer(relay_interval, name="consent-outbox-relay")
         async def relay_pending():

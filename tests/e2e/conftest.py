@@ -4,8 +4,9 @@ values). A test that needs them unset, or other values, says so in the environme
 
 import pytest
 
+from tests.conftest import TEST_DATA_KEY  # the in-process sealer's key too
+
 TEST_PERSON_KEY_SECRET = "e2e-test-person-key-secret"
-TEST_DATA_KEY = "Xq2fN6b0c8kz1pR3tV5wY7aB9dF1hJ3lM5nP7rT9vX0="
 
 
 @pytest.fixture(autouse=True)

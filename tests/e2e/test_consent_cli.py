@@ -93,7 +93,6 @@ def test_audit_prints_only_that_persons_disclosures(env, tmp_path):
                    education="university", work_history=None, language_skills=[], literacy="literate", recommended_path=None, service_needs=[])
         registry.handle_assessment(records.assessment_from_avro(rec), default_codec().encode("AssessmentCompleted", rec))
     engine.dispose()
-    sealing.configure(())
 
     lines = [json.loads(x) for x in hub(env, "audit", "--person", PERSON, "--json").stdout.splitlines()]
     assert [(x["recipient"], x["data_categories"], x["consent_id"], x["assessment_id"]) for x in lines] == [(EMPLOY, ["education"], "c0", "as-0")]

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from hub.adapters import database, sealing
+from hub.adapters import database
 from hub.adapters.replay import Range, replay
 from hub.adapters.retention import run_retention
 from hub.consent import model, store
@@ -29,12 +29,10 @@ FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 @pytest.fixture(scope="module")
 def sessions(database_url):
-    sealing.configure([DATA_KEY])  # the database is shared with test_consent_propagation's rows, sealed under its key
     database.upgrade(database_url)
     engine = database.create_engine(database_url)
     yield database.session_factory(engine)
     engine.dispose()
-    sealing.configure(())
 
 
 def status(sessions, pid, consent_id, now=None):
@@ -177,7 +175,6 @@ def _held(sessions, pid):
 def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_named(own_database_url, tmp_path):
     """Consent ids are the publishers' free text: two persons' consents may share one. `hub consent
     revoke ID` revokes nobody's until --person says whose, and then only that person's."""
-    sealing.configure([DATA_KEY])
     database.upgrade(own_database_url)
     engine = database.create_engine(own_database_url)
     registry = ConsentRegistry(database.session_factory(engine), person_key_secret=SECRET)

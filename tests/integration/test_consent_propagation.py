@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub import metrics
-from hub.adapters import database, outbox, sealing
+from hub.adapters import database, outbox
 from hub.config import Settings
 from hub.consent import store
 from hub.domain import hetu
@@ -23,6 +23,7 @@ from hub.streams import consent_agents, topics
 from hub.streams.app import HubApp, envelope
 from hub.streams.outbox_relay import OutboxRelay
 from hub.streams.runner import running, wait_for
+from tests.conftest import TEST_DATA_KEY
 from tests.personal_data import clear_in_tables, digits_of
 
 pytestmark = pytest.mark.integration
@@ -32,17 +33,15 @@ SECRET = "integration-test-secret"
 _random = random.Random()  # persons differ between runs too, in case the broker outlives the session (HUB_TEST_KAFKA_URL)
 
 
-DATA_KEY = "m5ThnpZpL5w4QvQmFZ4Rjv6c2ylB2D2c0p6TqgK1d8E="  # HUB_DATA_KEYS of these tests (and of the `hub worker` they start)
+DATA_KEY = TEST_DATA_KEY  # HUB_DATA_KEYS of these tests (and of the `hub worker` they start)
 
 
 @pytest.fixture(scope="module")
 def sessions(database_url):
-    sealing.configure([DATA_KEY])
     database.upgrade(database_url)
     engine = database.create_engine(database_url)
     yield database.session_factory(engine)
     engine.dispose()
-    sealing.configure(())
 
 
 def new_person():

@@ -101,7 +101,7 @@ def test_a_redirect_is_never_followed_and_never_counts_as_delivered(database_url
             sub, _ = store.add(RECIPIENT, f"http://127.0.0.1:{redirector.port}/hook", secret=secret)
             event_id = str(uuid.uuid4())
             assert store.enqueue(sub.id, event_id, "hub.plan-requests.wellbeing_area.04.v1", "PlanRequest", body_of(event_id), NOW)
-            worker = DeliveryWorker(store, "kafka://unused:9092", max_attempts=3, base_delay=0.01)
+            worker = DeliveryWorker(store, "kafka://unused:9092", disclosure_check=lambda plan: None, max_attempts=3, base_delay=0.01)
             deliver_until_settled(worker, store, sub.id)
         finally:
             redirector.close()
@@ -132,13 +132,13 @@ def test_a_name_resolving_to_a_refused_address_is_refused_when_connecting(databa
         store = WebhookStore(engine)
         event_id = str(uuid.uuid4())
         store.enqueue(sub.id, event_id, "hub.plan-requests.wellbeing_area.04.v1", "PlanRequest", body_of(event_id), NOW)
-        deliver_until_settled(DeliveryWorker(store, "kafka://unused:9092", max_attempts=2, base_delay=0.01), store, sub.id)
+        deliver_until_settled(DeliveryWorker(store, "kafka://unused:9092", disclosure_check=lambda plan: None, max_attempts=2, base_delay=0.01), store, sub.id)
         assert receiver.received == []
         [delivery] = store.deliveries(sub.id)
         assert delivery.state == PARKED and delivery.last_error.startswith("target_refused:")
         # the same worker with the allowance on reaches it (the check is the only difference)
         store.redeliver(subscription_id=sub.id)
-        deliver_until_settled(DeliveryWorker(store, "kafka://unused:9092", base_delay=0.01, allow_loopback=True), store, sub.id)
+        deliver_until_settled(DeliveryWorker(store, "kafka://unused:9092", disclosure_check=lambda plan: None, base_delay=0.01, allow_loopback=True), store, sub.id)
         assert len(receiver.received) == 1 and store.deliveries(sub.id)[0].state == DELIVERED
     finally:
         receiver.close()

@@ -143,7 +143,9 @@ def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
             await producer.send_event(topics_for(OTHER)[0], "Referral", referral(OTHER, 1), key="k")
             await producer.send_event(topics_for(OTHER)[2], "Notice", notice(OTHER), key="k")
 
-        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=0.5)
+        # the plan request here is generated, not decided by the hub on a consent: no send-time consent
+        # check (tests/integration/test_outbox_parking.py tests that one)
+        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=0.5, disclosure_check=lambda plan: None)
 
         async def step():
             await worker.pull(timeout_ms=200)

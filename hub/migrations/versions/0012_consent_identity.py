@@ -6,14 +6,14 @@ consent whose history retention removed, the person key, consent id and end (no 
 a replay of its events cannot bring it back.
 
 Revision ID: 0012_consent_identity
-Revises: 0009_person_states
+Revises: 0011_outbox_parking
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_consent_identity"
-down_revision = "0009_person_states"
+down_revision = "0011_outbox_parking"
 branch_labels = None
 depends_on = ("0002_consent",)
 
