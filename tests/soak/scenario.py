@@ -79,8 +79,9 @@ def person_key(code: str, secret: str) -> str:
 
 
 def fullwidth(code: str) -> str:
-    """The same code with fullwidth digits (U+FF10-FF19): not the canonical form."""
-    return "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in code)
+    """The same code with its date part in fullwidth digits (U+FF10-FF19): not the canonical form
+    (the check character stays as it is, so only the digits' form is wrong)."""
+    return "".join(chr(ord(c) + 0xFEE0) for c in code[:6]) + code[6:]
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -356,7 +357,7 @@ class Builder:
         poison = []
         if "revocation-before-assessment" in self.kinds:
             race = self._persons_per_partition("adult", 2)
-            fillers = [self._person("adult") for _ in range(max(200, n_events // 20))]
+            fillers = [self._person("adult") for _ in range(max(600, n_events // 10))]
             for p in race:
                 p.consent_plan = "race"
                 s.unchecked_notice_keys.add(p.key)
