@@ -357,7 +357,7 @@ class Builder:
         poison = []
         if "revocation-before-assessment" in self.kinds:
             race = self._persons_per_partition("adult", 2)
-            fillers = [self._person("adult") for _ in range(max(600, n_events // 10))]
+            fillers = [self._person("adult") for _ in range(800)]  # seconds of work for the consent agent, whatever the size
             for p in race:
                 p.consent_plan = "race"
                 s.unchecked_notice_keys.add(p.key)
