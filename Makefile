@@ -21,9 +21,10 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
+# the full size of the soak runs (tests/soak/test_poison_soak.py runs 3,000 events / 3 kills when they are unset)
 soak: $(STAMP)
 	./scripts/ensure-postgres
-	$(BIN)/python -m pytest -q -m soak
+	HUB_SOAK_EVENTS=$${HUB_SOAK_EVENTS:-100000} HUB_SOAK_KILLS=$${HUB_SOAK_KILLS:-20} $(BIN)/python -m pytest -q -m soak
 
 clean:
 	rm -rf $(VENV) .hub-data build *.egg-info

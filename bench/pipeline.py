@@ -379,8 +379,9 @@ async def run(args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     # the hub's defaults, with any HUB_KAFKA_* setting of the environment (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS) and HUB_GC_THRESHOLD
     tuned = {k: v for k, v in os.environ.items() if k.startswith("HUB_KAFKA_") or k == "HUB_GC_THRESHOLD"}
+    # a person-key secret of the run's own: `hub worker` (--workers) refuses the demo one
     settings = dataclasses.replace(Settings.from_env(tuned), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
-                                   app_id=f"bench-{uuid.uuid4().hex[:8]}")
+                                   app_id=f"bench-{uuid.uuid4().hex[:8]}", person_key_secret=f"bench-{uuid.uuid4().hex}")
     out["gc_threshold"] = settings.gc_threshold
     t = time.monotonic()
     records = with_garbage(population_changes(args.events, settings.person_key_secret), args.garbage_every)

@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
+from hub.adapters.sealing import new_key
+
 ROOT = Path(__file__).resolve().parent.parent
 # a PostgreSQL server where the bench may create a database (SQLAlchemy or libpq URL)
 PG_ADMIN = os.environ.get("HUB_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -39,7 +41,9 @@ class Workers:
         self.url = make_url(PG_ADMIN).set(drivername="postgresql+psycopg", database=self.db).render_as_string(hide_password=False)
         self.ports = [_free_port() for _ in range(n)]
         self.env = {**os.environ, "HUB_KAFKA_URL": kafka_url, "HUB_DATABASE_URL": self.url, "HUB_APP_ID": app_id,
-                    "HUB_TOPIC_PARTITIONS": str(partitions), "HUB_PERSON_KEY_SECRET": secret, "HUB_LOG_LEVEL": "ERROR"}
+                    "HUB_TOPIC_PARTITIONS": str(partitions), "HUB_PERSON_KEY_SECRET": secret, "HUB_LOG_LEVEL": "ERROR",
+                    # `hub worker` refuses the demo data key: a fresh one per run (the bench reads no sealed column)
+                    "HUB_DATA_KEYS": os.environ.get("HUB_DATA_KEYS") or new_key()}
         subprocess.run([sys.executable, "-m", "hub.cli", "db", "upgrade"], env=self.env, cwd=ROOT, check=True, capture_output=True)
         self.logs = [open(workdir / f"worker-{i}.log", "wb") for i in range(n)]
         self.procs: list[subprocess.Popen] = []

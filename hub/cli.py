@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from hub.config import Settings
 
 
-def _settings() -> Settings:
+def _settings(production: bool = False) -> Settings:
+    """The settings from the environment. `production`: a command that writes person keys or personal
+    data outside the embedded demo; it refuses the demo secrets (exit 2, one line naming the variable)."""
     from hub.adapters import sealing
 
     try:
         settings = Settings.from_env()
         sealing.configure(settings.data_keys)  # personal data at rest (HUB_DATA_KEYS)
+        if production:
+            settings.require_production_secrets()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     return settings
@@ -24,7 +30,38 @@ def _configure_logging(level: str) -> None:
     configure(level)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@contextlib.contextmanager
+def _errors_without_identity_codes():
+    """Click's error messages quote the values given (`'120491-900F' is not a valid integer`); an
+    identity code given to the wrong option or as a stray argument must not be echoed."""
+    try:
+        yield
+    except click.ClickException as exc:
+        from hub.logs import scrub_identity_codes
+
+        for name in ("message", "param_hint", "ui_filename", "option_name"):
+            value = getattr(exc, name, None)
+            if isinstance(value, str):
+                setattr(exc, name, scrub_identity_codes(value))
+        if getattr(exc, "possibilities", None):
+            exc.possibilities = [scrub_identity_codes(p) for p in exc.possibilities]
+        raise
+
+
+class _Hub(click.Group):
+    """The root group: every usage error of every subcommand (they are parsed and run inside this
+    group's make_context / invoke) passes through one scrub before click prints it."""
+
+    def make_context(self, *args, **kwargs):
+        with _errors_without_identity_codes():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _errors_without_identity_codes():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Hub, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="integration-hub")
 def main() -> None:
     """Integration hub: population-register changes in, newcomers referred to the responsible
@@ -68,6 +105,7 @@ def worker() -> None:
     Reads HUB_KAFKA_URL (the embedded broker when unset), HUB_DATABASE_URL, HUB_APP_ID,
     HUB_TOPIC_PARTITIONS and the HUB_KAFKA_* consumer-group timings; serves Prometheus metrics
     on http://HUB_METRICS_ADDR:HUB_METRICS_PORT/metrics (default 127.0.0.1:9108); see the README.
+    Needs HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS (exit 2 without them; `hub demo` runs on demo values).
     """
     import faust
 
@@ -75,7 +113,7 @@ def worker() -> None:
     from hub.streams.ops_agents import MetricsPortUnavailable
     from hub.streams.pipeline import build
 
-    settings = _settings()
+    settings = _settings(production=True)
     _configure_logging(settings.log_level)
     with kafka_url_for(settings) as url:
         pipeline = build(settings, url)
@@ -98,9 +136,13 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Create or upgrade the hub's tables in HUB_DATABASE_URL (SQLite under HUB_DATA_DIR by default)."""
     from hub.adapters.database import upgrade
+    from hub.config import DemoSecrets
 
     url = _settings().resolved_database_url()
-    upgrade(url, revision)
+    try:
+        upgrade(url, revision)
+    except DemoSecrets as exc:  # rows to convert (0013) under the demo secrets: nothing was changed
+        raise click.UsageError(str(exc)) from None
     click.echo(f"database at {_redact(url)} is at {revision}")
 
 
@@ -119,6 +161,7 @@ from hub.commands.retention import register_commands as _retention_commands; _re
 from hub.commands.subscribers import register_commands as _subscriber_commands; _subscriber_commands(main)  # noqa: E402
 from hub.commands.publish import register_commands as _publish_commands; _publish_commands(main)  # noqa: E402
 from hub.commands.dead_letters import register_commands as _dead_letter_commands; _dead_letter_commands(main)  # noqa: E402
+from hub.commands.outbox import register_commands as _outbox_commands; _outbox_commands(main)  # noqa: E402
 
 
 if __name__ == "__main__":  # pragma: no cover

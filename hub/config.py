@@ -32,6 +32,15 @@ def _env_float(env: dict, name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number; unset it or give a number of seconds") from None
 
 
+# The embedded demo's person-key secret: under it a person key reverses to the identity code by trying
+# every code (a few million), so production commands refuse it (`Settings.require_production_secrets`).
+DEMO_PERSON_KEY_SECRET = "embedded-demo-secret-change-me"
+
+
+class DemoSecrets(ValueError):
+    """A production command found a demo secret: the message says which variable to set and how."""
+
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -82,7 +91,7 @@ class Settings:
     heartbeat_interval: float = 1.0
     metrics_port: int = 9108  # HUB_METRICS_PORT; 0 picks a free port
     metrics_addr: str = "127.0.0.1"  # HUB_METRICS_ADDR; 0.0.0.0 to let a Prometheus on another host scrape
-    person_key_secret: str = "embedded-demo-secret-change-me"
+    person_key_secret: str = DEMO_PERSON_KEY_SECRET  # HUB_PERSON_KEY_SECRET: the HMAC secret of person keys
     # HUB_DATA_KEYS: Fernet keys (comma-separated, the first encrypts) for personal data kept at rest
     # (hub.adapters.sealing); empty -> the demo key
     data_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -108,6 +117,9 @@ class Settings:
     kafka_ssl_cafile: str | None = None  # HUB_KAFKA_SSL_CAFILE: CA bundle (PEM) that signed the brokers' certificates
     kafka_ssl_certfile: str | None = None  # HUB_KAFKA_SSL_CERTFILE: client certificate (PEM) for mutual TLS
     kafka_ssl_keyfile: str | None = None  # HUB_KAFKA_SSL_KEYFILE: its private key (PEM)
+    # HUB_WEBHOOKS_ALLOW_LOOPBACK=on: webhooks may go to loopback addresses (local receivers in tests and
+    # development only; never set in the shipped deployments). Off: only public addresses (hub.webhooks.policy)
+    webhooks_allow_loopback: bool = False
     # HUB_PUBLISHERS: who may publish what on the input topics (signed records); None -> no check
     publishers: "Publishers | None" = field(default=None, repr=False)
 
@@ -133,7 +145,7 @@ class Settings:
             heartbeat_interval=_env_float(env, "HUB_KAFKA_HEARTBEAT_INTERVAL", 1.0),
             metrics_port=_env_int(env, "HUB_METRICS_PORT", 9108),
             metrics_addr=env.get("HUB_METRICS_ADDR") or "127.0.0.1",
-            person_key_secret=env.get("HUB_PERSON_KEY_SECRET") or "embedded-demo-secret-change-me",
+            person_key_secret=env.get("HUB_PERSON_KEY_SECRET") or DEMO_PERSON_KEY_SECRET,
             data_keys=tuple(k.strip() for k in (env.get("HUB_DATA_KEYS") or "").split(",") if k.strip()),
             log_level=(env.get("HUB_LOG_LEVEL") or "INFO").upper(),
             clock_skew=_env_float(env, "HUB_CLOCK_SKEW", 300.0),
@@ -156,11 +168,26 @@ class Settings:
             kafka_ssl_certfile=env.get("HUB_KAFKA_SSL_CERTFILE") or None,
             kafka_ssl_keyfile=env.get("HUB_KAFKA_SSL_KEYFILE") or None,
             publishers=_publishers(env),
+            webhooks_allow_loopback=(env.get("HUB_WEBHOOKS_ALLOW_LOOPBACK") or "off").lower() in ("on", "1", "true", "yes"),
         )
 
     @property
     def clock_skew_delta(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.clock_skew)
+
+    def require_production_secrets(self) -> None:
+        """Raise DemoSecrets unless HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS are set to values of their
+        own: every command that writes person keys or personal data outside the embedded demo calls
+        this before it touches anything (hub worker, hub ingest dvv without --dry-run, hub consent,
+        hub audit, hub webhooks; the README's configuration section lists them and the exceptions)."""
+        from hub.adapters.sealing import demo_key
+
+        if self.person_key_secret == DEMO_PERSON_KEY_SECRET:
+            raise DemoSecrets("HUB_PERSON_KEY_SECRET is not set (the demo secret would let anyone reverse person keys to identity codes); "
+                              "set it to a random secret of your own, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        if not self.data_keys or self.data_keys == (demo_key(),):
+            raise DemoSecrets("HUB_DATA_KEYS is not set (personal data at rest would be sealed under the demo key); set it to a Fernet key, "
+                              "e.g. `python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`")
 
     def signing_key(self) -> bytes | None:
         """The key the hub signs its own records with: its entry (id = app id) in the publishers file."""

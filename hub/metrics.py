@@ -7,7 +7,7 @@ reason code, kind. Never a person id or anything derived from one.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -48,9 +48,22 @@ consumer_rereads = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+outbox_parked = Gauge(
+    "hub_outbox_parked_messages", "Outbox rows that cannot be sent (too large, not encodable) and wait for an operator, by reason", ["reason"], registry=REGISTRY
+)
+disclosures_withdrawn = Counter(
+    "hub_disclosures_withdrawn_total",
+    "Plan requests not sent (channel kafka: the outbox relay) or not delivered (channel webhook) because their consent or legal basis no longer held, by reason",
+    ["reason", "channel"],
+    registry=REGISTRY,
+)
 consumer_lag = Gauge("hub_consumer_lag_messages", "Messages behind the end of the topic, by topic", ["topic"], registry=REGISTRY)
 
 
 def serve(port: int, addr: str = "127.0.0.1"):
     """Serve /metrics on `port` (0 picks a free one). Returns (server, thread)."""
-    return start_http_server(port, addr=addr, registry=REGISTRY)
+    from prometheus_client import make_wsgi_app
+
+    from hub.adapters.http_server import serve_wsgi  # idle connections time out; connections are bounded
+
+    return serve_wsgi(make_wsgi_app(REGISTRY), port, addr)

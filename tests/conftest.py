@@ -119,6 +119,31 @@ def throwaway_database(pg_admin_url: str, prefix: str):
         admin.dispose()
 
 
+# HUB_DATA_KEYS of the tests: the in-process sealer of the whole run (the shared test databases hold rows
+# sealed by many tests), and what tests pass to the commands and workers they start
+TEST_DATA_KEY = "m5ThnpZpL5w4QvQmFZ4Rjv6c2ylB2D2c0p6TqgK1d8E="
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_sealer():
+    from hub.adapters import sealing
+
+    sealing.configure([TEST_DATA_KEY])
+    yield
+    sealing.configure(())
+
+
+@pytest.fixture(autouse=True)
+def _sealer_restored(_test_sealer):
+    """The process's sealer (hub.adapters.sealing) as it was before each test: a command run in
+    process (CliRunner) or a test that configures its own keys leaves no other key behind."""
+    from hub.adapters import sealing
+
+    before = sealing.current()
+    yield
+    sealing._current = before
+
+
 def pytest_collection_modifyitems(config, items):
     """Soak runs are long by design: they get four hours instead of the suite's per-test timeout."""
     for item in items:

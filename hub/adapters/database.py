@@ -88,6 +88,14 @@ def current_revisions(url: str) -> set[str]:
         engine.dispose()
 
 
+def applied_revisions(url: str) -> set[str]:
+    """Every revision applied to the database at `url`: its current heads and all below them."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(url))
+    return {r.revision for head in current_revisions(url) for r in script.iterate_revisions(head, "base")}
+
+
 class DatabaseCalls:
     """Where a stream runs its synchronous database calls: in order, one at a time, and awaited.
 

@@ -4,6 +4,11 @@ that caused them, and published to Kafka afterwards by the relay (hub.streams.ou
 A row is marked sent only after the broker acknowledged it, so a crash between the commit and the
 publish loses nothing (the relay resends unsent rows on restart) and at worst repeats a message
 whose consumers deduplicate by event id: exactly-once *effect*, not exactly-once delivery.
+
+A row that cannot be sent for a reason of its own (too large for the producer, not encodable) is
+*parked*: kept with its reason, left out of the pending ones, listed by `hub outbox parked` and
+queued again by `hub outbox retry`. A plan request whose consent or legal basis no longer holds when
+it is due to be sent is *withdrawn*: parked with the withdrawal reason, never sent nor retried.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.adapters.database import Base
+from hub.adapters.sealing import Sealed
 
 
 class OutboxMessage(Base):
@@ -24,10 +30,13 @@ class OutboxMessage(Base):
     key: Mapped[bytes | None] = mapped_column(sa.LargeBinary, nullable=True)
     schema_name: Mapped[str] = mapped_column(sa.String(64))
     event_id: Mapped[str] = mapped_column(sa.String(64))
-    value: Mapped[bytes] = mapped_column(sa.LargeBinary)
-    headers: Mapped[str] = mapped_column(sa.Text)  # JSON list of [name, latin-1 text]
+    value: Mapped[bytes] = mapped_column(Sealed())  # the record (plan requests carry identity codes and assessment data): sealed
+    headers: Mapped[str] = mapped_column(sa.Text)  # JSON list of [name, latin-1 text]: CloudEvents attributes, no personal data
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     sent_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True, index=True)
+    parked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    parked_reason: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # UNSENDABLE or a withdrawal reason
+    parked_detail: Mapped[str | None] = mapped_column(sa.Text, nullable=True)  # the error's class and message, no record content
 
     def header_list(self) -> list[tuple[str, bytes]]:
         return [(k, v.encode("latin-1")) for k, v in json.loads(self.headers)]
@@ -47,9 +56,11 @@ def enqueue(session: Session, topic: str, schema_name: str, event_id: str, value
     return row
 
 
-def pending(session: Session, limit: int = 500) -> list[OutboxMessage]:
-    """Unsent messages, oldest first (publishing in this order keeps a notice behind the request it concerns)."""
-    return list(session.scalars(sa.select(OutboxMessage).where(OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(limit)))
+def pending(session: Session, limit: int = 500, after_id: int = 0) -> list[OutboxMessage]:
+    """Unsent, unparked messages after `after_id`, oldest first (publishing in this order keeps a notice
+    behind the request it concerns)."""
+    q = sa.select(OutboxMessage).where(OutboxMessage.sent_at.is_(None), OutboxMessage.parked_at.is_(None), OutboxMessage.id > after_id)
+    return list(session.scalars(q.order_by(OutboxMessage.id).limit(limit)))
 
 
 def mark_sent(session: Session, ids: list[int], now: dt.datetime) -> None:
@@ -59,3 +70,50 @@ def mark_sent(session: Session, ids: list[int], now: dt.datetime) -> None:
 
 def unsent_count(session: Session) -> int:
     return session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))) or 0
+
+
+def last_id(session: Session) -> int:
+    return session.scalar(sa.select(sa.func.max(OutboxMessage.id))) or 0
+
+
+# Reasons a row cannot be sent on its own account (an operator may fix the cause and retry it).
+RECORD_TOO_LARGE, INVALID_RECORD, INVALID_TOPIC, ENCODING_ERROR = "record_too_large", "invalid_record", "invalid_topic", "encoding_error"
+UNSENDABLE = (RECORD_TOO_LARGE, INVALID_RECORD, INVALID_TOPIC, ENCODING_ERROR)
+
+
+def park(session: Session, row_id: int, reason: str, detail: str | None, now: dt.datetime) -> bool:
+    """Take an unsent row out of the pending ones with its reason (an UNSENDABLE one, or a withdrawal)."""
+    q = sa.update(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.sent_at.is_(None), OutboxMessage.parked_at.is_(None))
+    return session.execute(q.values(parked_at=now, parked_reason=reason, parked_detail=detail)).rowcount == 1
+
+
+def drop_value(session: Session, row_id: int) -> None:
+    """Remove the personal data of a row that will never be sent (a withdrawn plan request); its
+    headers (event id, type, source, time) stay."""
+    session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == row_id, OutboxMessage.sent_at.is_(None)).values(value=b""))
+
+
+def parked(session: Session, limit: int = 1000) -> list[OutboxMessage]:
+    """Parked and withdrawn rows, oldest first."""
+    q = sa.select(OutboxMessage).where(OutboxMessage.parked_at.is_not(None), OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(limit)
+    return list(session.scalars(q))
+
+
+def parked_counts(session: Session) -> dict[str, int]:
+    """Reason -> rows parked for a reason of their own (UNSENDABLE; withdrawals are not counted)."""
+    q = (sa.select(OutboxMessage.parked_reason, sa.func.count()).where(OutboxMessage.parked_at.is_not(None), OutboxMessage.sent_at.is_(None),
+                                                                         OutboxMessage.parked_reason.in_(UNSENDABLE))
+         .group_by(OutboxMessage.parked_reason))
+    return {reason: n for reason, n in session.execute(q)}
+
+
+def unpark(session: Session, row_id: int) -> OutboxMessage | None:
+    """Queue a parked row again (it goes out before every later row); None when there is no such parked row.
+    Raises ValueError for a withdrawn row: its consent or legal basis ended, so it is never sent."""
+    row = session.get(OutboxMessage, row_id)
+    if row is None or row.parked_at is None or row.sent_at is not None:
+        return None
+    if row.parked_reason not in UNSENDABLE:
+        raise ValueError(f"outbox row {row_id} was withdrawn ({row.parked_reason}): it is never sent")
+    row.parked_at, row.parked_reason, row.parked_detail = None, None, None
+    return row

@@ -8,9 +8,12 @@ held in the worker's memory between batches: the worker's memory stays flat what
 the population, a worker that takes over a partition has nothing to restore, and an identity-code
 correction finds the old code's state whichever partition it was written from.
 
-The state is `hub.newcomers.detection.encode_state` text: it holds the identity code (detection
-needs it to follow a person across corrections), so the table is personal data like the consent
-registry's, readable only by the hub's database role.
+The state is `hub.newcomers.detection.encode_state` text, keyed by the pseudonymous person key: it
+holds no identity code (every change brings its own, and a correction names the old code, whose
+key finds the old state). What it does hold (birth date, nationalities, mother tongue, municipality)
+is pseudonymous personal data, readable only by the hub's database role. It is not sealed: it is
+read and written for every population change, and sealing would cost ~30 µs of the ~110 µs a change
+takes (bench/RESULTS.md); the person key protects it as long as HUB_PERSON_KEY_SECRET is secret.
 """
 
 from __future__ import annotations

@@ -6,20 +6,23 @@ import contextlib
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 
+from hub.adapters import http_server
 from hub.schemas.registry import CONTENT_TYPE, SchemaRegistry
 
 log = logging.getLogger(__name__)
 
 
-def make_server(host: str = "127.0.0.1", port: int = 8081, registry: SchemaRegistry | None = None) -> ThreadingHTTPServer:
-    """A server bound to host:port (0 picks a free port); call serve_forever() or use `serving()`."""
+def make_server(host: str = "127.0.0.1", port: int = 8081, registry: SchemaRegistry | None = None) -> http_server.BoundedHTTPServer:
+    """A server bound to host:port (0 picks a free port); call serve_forever() or use `serving()`.
+    Idle connections are closed after IDLE_TIMEOUT seconds; connections are bounded (hub.adapters.http_server)."""
     registry = registry or SchemaRegistry()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "hub-schema-registry"
+        timeout = http_server.IDLE_TIMEOUT
 
         def do_GET(self):  # noqa: N802 - http.server's naming
             status, body = registry.get(self.path)
@@ -47,7 +50,7 @@ def make_server(host: str = "127.0.0.1", port: int = 8081, registry: SchemaRegis
         def log_message(self, fmt, *args):  # access log at debug level, not on stderr
             log.debug("registry: " + fmt, *args)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return http_server.BoundedHTTPServer((host, port), Handler)
 
 
 @contextlib.contextmanager

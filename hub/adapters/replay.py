@@ -6,11 +6,17 @@ Every processor is idempotent by event id (the routing ledger's processed_events
 detector's per-person seen ids), so a replay re-does what was lost and duplicates nothing: a
 newcomer routed before makes no second referral; a referral recorded but never published is
 published now (the ledger's outbox).
+
+Only topics the hub consumes are replayed. The per-recipient topics (referrals, plan requests,
+notices) are what the hub discloses: republishing them would disclose again with no decision and no
+audit row, after a revocation too. `replay` refuses them (`ReplayRefused`, naming the topic and what
+to do instead), as the source and as the target.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 from hub.adapters.kafka_admin import bootstrap_of
@@ -18,6 +24,32 @@ from hub.adapters.kafka_admin import bootstrap_of
 REPLAY_HEADER = "hub_replay_of"
 QUIET_MS = 700
 UNBOUNDED = 2**63
+
+
+# what to do instead, per kind of disclosing topic (hub.streams.topics: hub.<kind>.<authority kind>.<code>.v1)
+_DISCLOSING = re.compile(r"^hub\.(referrals|plan-requests|notices)(\.|$)")
+_INSTEAD = {
+    "referrals": "to fill a recipient's gap use `hub resend --recipient AUTHORITY --from-seq N` (from the ledger); "
+                 "to redo routing replay hub.newcomers.v1",
+    "plan-requests": "to redo consent decisions replay hub.assessments.v1 (each plan request is then decided against the consent "
+                     "registry and audited); a plan request committed but not yet published is sent by the worker's outbox relay",
+    "notices": "to redo consent decisions replay hub.assessments.v1 or hub.consents.v1; a notice committed but not yet published is "
+               "sent by the worker's outbox relay",
+}
+
+
+class ReplayRefused(ValueError):
+    """The topic is one the hub discloses on: a replay would disclose again without a decision or an audit row."""
+
+
+def check_replayable(topic: str, role: str = "source") -> None:
+    """Raise ReplayRefused when `topic` is a per-recipient (disclosing) topic."""
+    m = _DISCLOSING.match(topic)
+    if m:
+        raise ReplayRefused(
+            f"hub replay refuses {topic} as its {role}: it carries what the hub discloses to a recipient, and a replay would "
+            f"disclose it again without a consent decision or an audit row; {_INSTEAD[m.group(1)]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -56,8 +88,13 @@ def _ms(value: dt.datetime) -> int:
 
 async def replay(kafka_url: str, topic: str, window: Range, *, partitions: list[int] | None = None, target: str | None = None,
                  security: dict | None = None) -> ReplayResult:
-    """Republish the records of `topic` in `window` onto `target` (default: the same topic)."""
+    """Republish the records of `topic` in `window` onto `target` (default: the same topic).
+    Raises ReplayRefused for a disclosing topic (source or target) before connecting."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    check_replayable(topic)
+    if target is not None:
+        check_replayable(target, "target")
 
     from hub.adapters.kafka_producer import EventProducer
 

@@ -8,17 +8,32 @@ redelivered record is not queued twice) before the offset is committed. Deliveri
 queue order; a failed one is retried with exponential backoff and jitter and blocks those behind
 it, so the receiver sees them in order; after the last attempt it is parked (never dropped) and
 the queue moves on; `hub webhooks redeliver` queues parked ones again. Every attempt is recorded.
+
+Sending: redirects are never followed (a 3xx is a failed attempt, `redirect_refused`); the URL is
+checked again by the policy and its host resolved, every address checked, and the connection made
+to a checked address (never a second lookup, so DNS cannot point it elsewhere in between), with TLS
+verified against the host name. Signing secrets and the bodies (identity codes, assessment data)
+are sealed at rest (hub.adapters.sealing); delivered bodies go with `hub retention`.
+
+Before every attempt at a plan request (the first, a retry, or one queued again by `hub webhooks
+redeliver`) its consent or legal basis is checked again (hub.consent.disclosure_check): when it no
+longer holds, the delivery is withdrawn (state `withdrawn`, the reason as its last error, audited)
+and never attempted again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import http.client
+import ipaddress
 import logging
 import random
-import urllib.error
-import urllib.request
+import socket
+import ssl
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 from typing import Callable
 
 import sqlalchemy as sa
@@ -27,6 +42,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from hub import metrics
 from hub.adapters.database import Base, session_factory
+from hub.adapters.sealing import SealedText
 from hub.schemas.codec import Codec, CodecError, default_codec
 from hub.streams import topics
 from hub.webhooks import policy
@@ -34,6 +50,7 @@ from hub.webhooks import policy
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, PARKED = "pending", "delivered", "parked"
+WITHDRAWN = "withdrawn"  # a plan request whose consent or legal basis ended before it was delivered
 
 
 class WebhookSubscription(Base):
@@ -42,7 +59,7 @@ class WebhookSubscription(Base):
     id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
     recipient: Mapped[str] = mapped_column(sa.String(64))
     url: Mapped[str] = mapped_column(sa.Text())
-    secret: Mapped[str] = mapped_column(sa.String(128))
+    secret: Mapped[str] = mapped_column(SealedText())  # the signing secret, sealed
     active: Mapped[bool] = mapped_column(sa.Boolean())
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
@@ -58,7 +75,7 @@ class WebhookDelivery(Base):
     message_id: Mapped[str] = mapped_column(sa.String(64))  # the record's event id = webhook-id
     topic: Mapped[str] = mapped_column(sa.String(255))
     schema: Mapped[str] = mapped_column(sa.String(64))
-    body: Mapped[str] = mapped_column(sa.Text())  # the CloudEvents JSON body, exactly as sent
+    body: Mapped[str] = mapped_column(SealedText())  # the CloudEvents JSON body, exactly as sent; sealed
     state: Mapped[str] = mapped_column(sa.String(16))
     attempts: Mapped[int] = mapped_column(sa.Integer())
     next_attempt_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
@@ -96,16 +113,21 @@ class Subscription:
 
 
 class WebhookStore:
-    """Subscriptions and the delivery queue behind a small interface."""
+    """Subscriptions and the delivery queue behind a small interface.
 
-    def __init__(self, engine: sa.Engine):
+    `allow_loopback` (HUB_WEBHOOKS_ALLOW_LOOPBACK; off unless set) lets subscriptions and deliveries
+    reach loopback addresses: for local receivers in tests and development only.
+    """
+
+    def __init__(self, engine: sa.Engine, *, allow_loopback: bool = False):
         self.engine = engine
         self.Session = session_factory(engine)
+        self.allow_loopback = allow_loopback
 
     # -- subscriptions -----------------------------------------------------------------------
     def add(self, recipient: str, url: str, secret: str | None = None) -> tuple[Subscription, str]:
         topics.referral_topic(recipient)  # ValueError for a malformed authority id
-        policy.check_url(url)
+        policy.check_url(url, allow_loopback=self.allow_loopback)
         secret = policy.check_secret(secret) if secret else policy.new_secret()
         with self.Session.begin() as s:
             row = WebhookSubscription(recipient=recipient, url=url, secret=secret, active=True, created_at=utcnow())
@@ -168,6 +190,16 @@ class WebhookStore:
                 row.next_attempt_at = now + dt.timedelta(seconds=policy.next_delay(row.attempts, rng, base=base_delay))
             return row.state
 
+    def withdraw(self, delivery_id: int, reason: str, now: dt.datetime, plan: dict) -> None:
+        """A plan request that must not be delivered any more: withdrawn with its reason, recorded for the audit."""
+        from hub.consent.disclosure_check import CHANNEL_WEBHOOK, record_withdrawal
+
+        with self.Session.begin() as s:
+            row = s.get(WebhookDelivery, delivery_id)
+            row.state, row.last_error = WITHDRAWN, reason
+            row.body = ""  # never delivered: the person's data need not stay
+            record_withdrawal(s, plan, reason, CHANNEL_WEBHOOK, now)
+
     def redeliver(self, subscription_id: int | None = None, delivery_id: int | None = None, now: dt.datetime | None = None) -> int:
         """Queue parked deliveries again (of one subscription, or one delivery); returns how many."""
         q = sa.update(WebhookDelivery).where(WebhookDelivery.state == PARKED)
@@ -197,14 +229,98 @@ def _sub(row: WebhookSubscription) -> Subscription:
     return Subscription(row.id, row.recipient, row.url, row.active, row.created_at)
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST and return the HTTP status; raises OSError (incl. timeouts) when there is no answer."""
-    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+def purge_delivered(session: sa.orm.Session, cutoff: dt.datetime) -> dict[str, int]:
+    """Remove deliveries delivered before `cutoff`, with their attempts (the retention job); pending
+    and parked ones stay whatever their age. Returns rows removed per table."""
+    old = sa.select(WebhookDelivery.id).where(WebhookDelivery.state == DELIVERED, WebhookDelivery.delivered_at < cutoff)
+    attempts = session.execute(sa.delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old)).execution_options(synchronize_session=False)).rowcount
+    deliveries = session.execute(sa.delete(WebhookDelivery).where(WebhookDelivery.state == DELIVERED, WebhookDelivery.delivered_at < cutoff)
+                                 .execution_options(synchronize_session=False)).rowcount
+    return {"webhook_attempts": attempts or 0, "webhook_deliveries": deliveries or 0}
+
+
+def resolve_target(host: str, port: int, *, allow_loopback: bool = False) -> list[tuple[int, tuple]]:
+    """Every address `host` resolves to, as (family, sockaddr), after checking each one: TargetRefused
+    when any is refused (a name that also points inside the network is not used at all)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    targets = []
+    for family, _type, _proto, _name, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        reason = policy.refused_address(address, allow_loopback=allow_loopback)
+        if reason:
+            raise policy.TargetRefused(f"{host!r} resolves to {address} ({reason} address): webhooks go only to public addresses")
+        if (family, sockaddr) not in targets:
+            targets.append((family, sockaddr))
+    return targets
+
+
+def _connect(targets: list[tuple[int, tuple]], timeout: float) -> socket.socket:
+    error: OSError = OSError("no address")
+    for family, sockaddr in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(sockaddr)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to addresses checked beforehand (never resolving the host again); Host names the host."""
+
+    def __init__(self, host: str, port: int, targets: list, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.targets = targets
+
+    def connect(self) -> None:
+        self.sock = _connect(self.targets, self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """As _PinnedHTTPConnection, over TLS: SNI and the certificate check use the host name."""
+
+    def __init__(self, host: str, port: int, targets: list, timeout: float, tls: ssl.SSLContext):
+        super().__init__(host, port, timeout=timeout, context=tls)
+        self.targets, self.tls = targets, tls
+
+    def connect(self) -> None:
+        sock = _connect(self.targets, self.timeout)
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_loopback: bool = False, tls: ssl.SSLContext | None = None) -> int:
+    """POST once and return the HTTP status, redirects included (never followed). `tls`: the TLS
+    context for https (default: the system's CAs, hostname checked).
+
+    Raises WebhookError (TargetRefused) when the URL or an address its host resolves to is refused,
+    OSError or http.client.HTTPException (incl. timeouts) when there is no answer.
+    """
+    policy.check_url(url, allow_loopback=allow_loopback)
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    targets = resolve_target(parts.hostname, port, allow_loopback=allow_loopback)
+    if https:
+        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(parts.hostname, port, targets, timeout, tls or ssl.create_default_context())
+    else:
+        conn = _PinnedHTTPConnection(parts.hostname, port, targets, timeout)
+    headers = dict(headers)
+    if parts.username is not None:  # credentials in the URL: HTTP Basic, as a browser would send them
+        userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["authorization"] = "Basic " + base64.b64encode(userinfo.encode()).decode()
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL checked by policy.check_url
-            return resp.status
-    except urllib.error.HTTPError as err:
-        return err.code
+        conn.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 class DeliveryWorker:
@@ -222,15 +338,24 @@ class DeliveryWorker:
         timeout: float = 10.0,
         clock: Callable[[], dt.datetime] = utcnow,
         rng: random.Random | None = None,
-        sender: Callable[[str, bytes, dict, float], int] = post,
+        sender: Callable[[str, bytes, dict, float, bool], int] = post,
         security: dict | None = None,
+        allow_loopback: bool | None = None,
+        disclosure_check: Callable[[dict], str | None] | None = None,
     ):
         self.store, self.kafka_url = store, kafka_url
         self.codec = codec or default_codec()
         self.topics_for, self.max_attempts, self.base_delay, self.timeout = topics_for, max_attempts, base_delay, timeout
         self.clock, self.rng, self.sender = clock, rng, sender
+        self.allow_loopback = store.allow_loopback if allow_loopback is None else allow_loopback  # see WebhookStore
         self.security = security or {}  # TLS/SASL: hub.adapters.kafka_security.kafka_client_options
         self._consumers: dict[int, object] = {}
+        if disclosure_check is None:  # the consent store of the same database, the shipped legal bases
+            from hub.consent import legal_bases
+            from hub.consent.disclosure_check import DisclosureCheck
+
+            disclosure_check = DisclosureCheck(store.Session, legal_bases.load(), clock=clock).why_not
+        self.disclosure_check = disclosure_check  # plan request (JSON form) -> None, or why it may not be delivered now
 
     async def close(self) -> None:
         for consumer in self._consumers.values():
@@ -282,16 +407,22 @@ class DeliveryWorker:
                 head = self.store.head(sub.id)
                 if head is None or _aware(head.next_attempt_at) > self.clock():
                     break
+                if self._withdrawn(sub, head):
+                    continue
                 now = self.clock()
                 ts = int(now.timestamp())
                 body = head.body.encode()
                 hdrs = policy.headers(self.store.secret(sub.id), head.message_id, ts, body)
                 status, error = None, None
                 try:
-                    status = await asyncio.to_thread(self.sender, sub.url, body, hdrs, self.timeout)
-                    if not 200 <= status < 300:
+                    status = await asyncio.to_thread(self.sender, sub.url, body, hdrs, self.timeout, self.allow_loopback)
+                    if 300 <= status < 400:  # never followed: it could lead anywhere, and nothing was delivered
+                        error = f"redirect_refused: HTTP {status} (redirects are not followed; the subscription's URL must accept the POST itself)"
+                    elif not 200 <= status < 300:
                         error = f"HTTP {status}"
-                except OSError as exc:
+                except policy.WebhookError as exc:
+                    error = f"{policy.TargetRefused.reason}: {exc}"
+                except (OSError, http.client.HTTPException) as exc:
                     error = f"no answer: {type(exc).__name__}"
                 made += 1
                 state = self.store.record_attempt(head.id, self.clock(), status, error, self.max_attempts, self.rng, self.base_delay)
@@ -300,6 +431,25 @@ class DeliveryWorker:
                     break  # retry later; those behind it wait, to keep the order
         self.refresh_gauges()
         return made
+
+    def _withdrawn(self, sub: Subscription, head: WebhookDelivery) -> bool:
+        """For a plan request: check its consent or legal basis now; withdraw the delivery when it no longer holds."""
+        if head.schema != "PlanRequest":
+            return False
+        import json
+
+        try:
+            plan = json.loads(head.body).get("data") or {}
+        except (ValueError, AttributeError):
+            plan = {}
+        reason = self.disclosure_check(plan) if isinstance(plan, dict) else "no_basis"
+        if reason is None:
+            return False
+        self.store.withdraw(head.id, reason, self.clock(), plan if isinstance(plan, dict) else {})
+        metrics.webhook_deliveries.labels(sub.recipient, WITHDRAWN).inc()
+        metrics.disclosures_withdrawn.labels(reason=reason, channel="webhook").inc()
+        log.info("webhooks: plan request %s to %s withdrawn before delivery (%s)", head.message_id, sub.recipient, reason)
+        return True
 
     def refresh_gauges(self) -> None:
         for (recipient, state), n in self.store.counts().items():

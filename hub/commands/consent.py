@@ -16,10 +16,10 @@ import click
 from hub.consent.model import DATA_CATEGORIES, PURPOSES, InvalidConsent
 
 
-def _settings():
+def _settings(production: bool = False):
     from hub.cli import _settings as settings
 
-    return settings()
+    return settings(production)
 
 
 def _person(ctx, param, value):
@@ -71,7 +71,7 @@ def _registry():
     from hub.consent import legal_bases
     from hub.consent.service import ConsentRegistry
 
-    settings = _settings()
+    settings = _settings(production=True)  # consents are found by person key and kept sealed: no demo secrets
     engine = create_engine(settings.resolved_database_url())
     try:
         ready = sa.inspect(engine).has_table("consent_events")
@@ -123,35 +123,57 @@ def consent() -> None:
 def grant(person, purpose, categories, recipients, valid_from, valid_until, evidence, recorded_by, consent_id) -> None:
     """Record a consent granted by PERSON, and release the held items it covers (in order)."""
     from hub.consent import records, store
+    from hub.schemas import bounds
 
     consent_id = consent_id or str(uuid.uuid4())
     try:
         rec = records.new_grant(consent_id=consent_id, person_id=person, recorded_by=recorded_by, purpose=purpose,
                                 data_categories=frozenset(categories), recipients=frozenset(recipients),
                                 valid_from=valid_from, valid_until=valid_until, evidence=evidence)
-    except InvalidConsent as exc:
+        bounds.check_record("Consent", records.consent_to_avro(rec))  # the same bounds as a Consent on the topic
+    except (InvalidConsent, bounds.OutOfBounds) as exc:
         raise click.UsageError(str(exc)) from None
     registry = _registry()
     with registry.sessions() as s:
         if store.consent_exists(s, consent_id) is not None:
             raise click.UsageError(f"consent id {consent_id} is already in the registry; a new consent needs a new id")
-    click.echo(_report("granted", consent_id, registry.record_consent(rec, publish=True)))
+    try:
+        outcome = registry.record_consent(rec, publish=True)
+    except InvalidConsent as exc:  # the id was taken between the check and the write
+        raise click.UsageError(str(exc)) from None
+    click.echo(_report("granted", consent_id, outcome))
 
 
 @consent.command("revoke")
 @click.argument("consent_id")
+@click.option("--person", callback=_person, metavar="HETU",
+              help="The data subject's henkilötunnus: whose consent CONSENT_ID is. Needed when persons share the id (consent ids are the publishers' free text).")
 @click.option("--recorded-by", required=True, callback=_authority, metavar="AUTHORITY", help="Authority id recording the revocation.")
 @click.option("--evidence", help="Reference to the evidence of the revocation.")
-def revoke(consent_id, recorded_by, evidence) -> None:
+def revoke(consent_id, person, recorded_by, evidence) -> None:
     """Record that CONSENT_ID was revoked: nothing more is disclosed under it, and each earlier
-    recipient of data under it gets a revocation notice."""
+    recipient of data under it gets a revocation notice.
+
+    A consent is a person's consent id. When several persons have a consent with this id, the
+    command revokes nothing until --person says whose.
+    """
     from hub.consent import model, store
+    from hub.domain.hetu import scrub
 
     registry = _registry()
+    consent_id_shown = scrub(consent_id)  # free text: never echo an identity code typed in its place
     with registry.sessions() as s:
-        first = store.consent_exists(s, consent_id)
-    if first is None:
-        raise click.ClickException(f"no consent {consent_id} in the registry; `hub consent show --person HETU` lists a person's consents")
+        holders = store.consent_events_by_person(s, consent_id)
+    if not holders:
+        raise click.ClickException(f"no consent {consent_id_shown} in the registry; `hub consent show --person HETU` lists a person's consents")
+    if person is None and len(holders) > 1:
+        raise click.UsageError(
+            f"consent id {consent_id_shown} is held by {len(holders)} persons (consent ids come from the publishers and may repeat); "
+            "nothing was revoked. Say whose: `hub consent revoke " + consent_id_shown + " --person HETU --recorded-by ...` "
+            "(`hub consent show --person HETU` lists that person's consents)")
+    if person is not None and person not in holders:
+        raise click.ClickException(f"this person has no consent {consent_id_shown}; `hub consent show --person HETU` lists the person's consents")
+    first = holders[person] if person is not None else next(iter(holders.values()))
     rec = model.ConsentRecord(event_id=str(uuid.uuid4()), consent_id=consent_id, person_id=first.person_id, action=model.REVOKED,
                               recorded_by=recorded_by, recorded_at=dt.datetime.now(dt.timezone.utc), purpose=first.purpose, evidence=evidence)
     click.echo(_report("revoked", consent_id, registry.record_consent(rec, publish=True)))

@@ -36,6 +36,9 @@ def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.date
     --poll reads from HUB_DVV_URL instead of files, page by page, and stores the record key in
     the database (HUB_DATABASE_URL) after the broker acknowledged each page.
 
+    Needs HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS (exit 2 without them), except with --dry-run,
+    whose person keys are computed under the demo secret when it is unset.
+
     Exit status: 0 all published; 3 some records went to dead letters; 1 the run stopped
     (broker, database or DVV unavailable, or DVV sent a malformed page; the cursor stays at the
     last acknowledged page); 2 usage error.
@@ -48,7 +51,7 @@ def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.date
         raise click.UsageError("give one or more FILE arguments (saved muutokset responses), or --poll")
     if (since or max_pages) and not poll:
         raise click.UsageError("--since and --max-pages go with --poll")
-    settings = _settings()
+    settings = _settings(production=not dry_run)  # a dry run writes nothing: the demo secret is fine for trying a file
     _configure_logging("ERROR" if dry_run or quiet else settings.log_level)
     progress = None if quiet else (lambda msg: click.echo(f"ingest dvv: {msg}", err=True))
     try:

@@ -21,14 +21,23 @@ def route_line(line: str, rules, reference, trace: bool = False) -> dict:
     """The output object for one input line (design §4). Never raises for bad input."""
     from hub.routing.engine import route
     from hub.routing.model import InputError, RoutingInput
+    from hub.schemas import bounds
 
     try:
-        obj = json.loads(line)
+        obj = bounds.loads(line, "the line", max_bytes=bounds.MAX_ROUTE_LINE_BYTES)
+    except bounds.OutOfBounds as exc:
+        return {"event_id": None, "error": {"code": exc.reason, "message": f"{exc.message}; give one Newcomer per line"}}
     except ValueError as exc:
         return {"event_id": None, "error": {"code": "invalid_json", "message": f"the line is not JSON ({type(exc).__name__} at character {getattr(exc, 'pos', '?')}); give one JSON object per line"}}
     event_id = obj.get("event_id") if isinstance(obj, dict) else None
     if event_id is not None and not isinstance(event_id, (str, int)):
         event_id = None
+    try:
+        bounds.check_record("Newcomer", obj)
+    except bounds.OutOfBounds as exc:
+        if exc.field == "Newcomer.event_id":
+            event_id = None  # not echoed: it is the value over its bound
+        return {"event_id": event_id, "error": {"code": exc.reason, "message": exc.message}}
     try:
         newcomer = RoutingInput.from_record(obj)
         decisions = route(newcomer, rules, reference)
@@ -53,7 +62,9 @@ def route_command(rules_file: str | None, trace: bool) -> None:
     Each output line is {"event_id": ..., "decisions": [{"authority", "purpose", "reasons", "rule",
     "rules_version", "due"}, ...]} in input order, or {"event_id": ..., "error": {"code", "message"}}
     for a line that cannot be decided (invalid_json, invalid_input, invalid_field, invalid_date, invalid_person_id,
-    missing_municipality, unknown_municipality); processing goes on. Blank lines are skipped.
+    missing_municipality, unknown_municipality, out_of_bounds: over a bound of hub/schemas/bounds.py,
+    e.g. a line over 64 KiB or nested deeper than 32 levels, or more than 20 nationalities);
+    processing goes on. Blank lines are skipped.
     Needs no broker and no database. Ages and time limits are evaluated on the day of occurred_at
     (Finnish time). The identity code is never printed.
     """

@@ -12,10 +12,10 @@ import click
 EXIT_FAILED = 1
 
 
-def _settings():
+def _settings(production: bool = False):
     from hub.cli import _settings as settings
 
-    return settings()
+    return settings(production)
 
 
 def _kafka_url() -> str:
@@ -114,10 +114,16 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
     The records go back byte for byte (key, value, CloudEvents headers) with a header
     hub_replay_of=<topic>/<partition>/<offset>. The hub's processors are idempotent by event id,
     so a replay makes no duplicate referrals: it only redoes what was lost (e.g. a record that was
-    dead-lettered before a fix). Needs HUB_KAFKA_URL. Prints how many records were replayed.
+    dead-lettered before a fix). Topics the hub discloses on (hub.referrals.*, hub.plan-requests.*,
+    hub.notices.*) are refused: replay the input topic instead, or `hub resend` for referrals.
+    Needs HUB_KAFKA_URL. Prints how many records were replayed.
     """
-    from hub.adapters.replay import Range, replay
+    from hub.adapters.replay import Range, ReplayRefused, check_replayable, replay
 
+    try:
+        check_replayable(topic)
+    except ReplayRefused as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         window = Range(from_offset, from_time, to_offset, to_time)
     except ValueError as exc:
@@ -195,7 +201,8 @@ def _webhook_store():
     from hub.adapters.database import create_engine
     from hub.adapters.webhooks import WebhookStore
 
-    return WebhookStore(create_engine(_settings().resolved_database_url()))
+    settings = _settings(production=True)  # secrets and bodies sealed: no demo key
+    return WebhookStore(create_engine(settings.resolved_database_url()), allow_loopback=settings.webhooks_allow_loopback)
 
 
 @click.group("webhooks")
@@ -212,11 +219,16 @@ def webhooks_group() -> None:
 
 @webhooks_group.command("add")
 @click.option("--recipient", required=True, metavar="AUTHORITY", help="Recipient authority id, e.g. wellbeing_area:04.")
-@click.option("--url", required=True, help="Callback URL; https (http only to localhost/127.0.0.1/::1).")
+@click.option("--url", required=True, help="Callback URL: https to a public host (loopback, and http to it, only with HUB_WEBHOOKS_ALLOW_LOOPBACK=on).")
 @click.option("--secret", default=None, help="Signing secret whsec_<base64> (default: a new random one, printed once).")
 def webhooks_add(recipient: str, url: str, secret: str | None) -> None:
-    """Subscribe a recipient's callback URL; prints the subscription id and the signing secret."""
-    from hub.webhooks.policy import WebhookError
+    """Subscribe a recipient's callback URL; prints the subscription id and the signing secret.
+
+    Refused: plain http, and hosts that are loopback, link-local, private or otherwise not public
+    (in any address form), cloud metadata names and internal-only names. Each delivery resolves the
+    host again and connects only to a checked address; redirects are never followed.
+    """
+    from hub.webhooks.policy import WebhookError, redact_url
 
     try:
         sub, secret = _webhook_store().add(recipient, url, secret)
@@ -224,22 +236,26 @@ def webhooks_add(recipient: str, url: str, secret: str | None) -> None:
         raise click.BadParameter(str(exc)) from None
     except ValueError:
         raise click.BadParameter(f"{recipient!r} is not an authority id; use <kind>:<code>, e.g. wellbeing_area:04", param_hint="--recipient") from None
-    click.echo(f"subscription {sub.id}: {sub.recipient} -> {sub.url}")
+    click.echo(f"subscription {sub.id}: {sub.recipient} -> {redact_url(sub.url)}")
     click.echo(f"secret (give it to the receiver; it is not shown again): {secret}")
 
 
 @webhooks_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
 def webhooks_list(as_json: bool) -> None:
-    """Every subscription with its state and queue (pending, delivered, parked); never the secret."""
+    """Every subscription with its state and queue (pending, delivered, parked); never the secret,
+    and the URL without credentials (user:password@ and query values shown as ***)."""
     import json
+
+    from hub.webhooks.policy import redact_url
 
     store = _webhook_store()
     counts = store.counts()
     for sub in store.subscriptions():
         per = {state: n for (recipient, state), n in counts.items() if recipient == sub.recipient}
-        row = {"id": sub.id, "recipient": sub.recipient, "url": sub.url, "active": sub.active, "queue": per}
-        click.echo(json.dumps(row) if as_json else f"{sub.id} {'active' if sub.active else 'disabled'} {sub.recipient} {sub.url} {per}")
+        url = redact_url(sub.url)
+        row = {"id": sub.id, "recipient": sub.recipient, "url": url, "active": sub.active, "queue": per}
+        click.echo(json.dumps(row) if as_json else f"{sub.id} {'active' if sub.active else 'disabled'} {sub.recipient} {url} {per}")
 
 
 @webhooks_group.command("disable")
@@ -255,7 +271,8 @@ def webhooks_disable(subscription_id: int) -> None:
 @click.option("--subscription", "subscription_id", type=int, help="Every parked delivery of this subscription.")
 @click.option("--delivery", "delivery_id", type=int, help="This one parked delivery.")
 def webhooks_redeliver(subscription_id: int | None, delivery_id: int | None) -> None:
-    """Queue parked deliveries again (attempts start over)."""
+    """Queue parked deliveries again (attempts start over). A plan request whose consent or legal basis
+    has ended since is withdrawn at its next attempt, not delivered."""
     if subscription_id is None and delivery_id is None:
         raise click.UsageError("give --subscription ID or --delivery ID")
     n = _webhook_store().redeliver(subscription_id=subscription_id, delivery_id=delivery_id)
@@ -268,9 +285,16 @@ def webhooks_redeliver(subscription_id: int | None, delivery_id: int | None) -> 
 def webhooks_deliver(max_attempts: int, timeout: float) -> None:
     """Run the delivery worker until Ctrl-C (needs HUB_KAFKA_URL and HUB_DATABASE_URL)."""
     from hub.adapters.webhooks import DeliveryWorker
+    from hub.consent import legal_bases
+    from hub.consent.disclosure_check import DisclosureCheck
 
     url = _kafka_url()
-    worker = DeliveryWorker(_webhook_store(), url, max_attempts=max_attempts, timeout=timeout, security=_security())
+    store = _webhook_store()
+    try:  # each plan request's consent or legal basis is checked again before every attempt
+        check = DisclosureCheck(store.Session, legal_bases.load(_settings().consent_legal_bases)).why_not
+    except legal_bases.LegalBasisFileError as exc:
+        raise click.UsageError(str(exc)) from None
+    worker = DeliveryWorker(store, url, max_attempts=max_attempts, timeout=timeout, security=_security(), disclosure_check=check)
     stop = asyncio.Event()
     try:
         asyncio.run(worker.run(stop))

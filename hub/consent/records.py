@@ -7,6 +7,7 @@ re-run of the same input gives the same ids and downstream deduplication by even
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import uuid
 
 from hub.consent.model import (
@@ -98,9 +99,22 @@ def assessment_data(rec: dict) -> dict:
     return {c: rec.get(c) for c in DATA_CATEGORIES if rec.get(c) not in (None, "", [])}
 
 
-def assessment_from_avro(rec: dict, now: dt.datetime | None = None, skew: dt.timedelta = DEFAULT_CLOCK_SKEW) -> Assessment:
+def check_person_key(person_id: str, person_key: str, secret: str) -> None:
+    """InvalidConsent `person_key_mismatch` unless `person_key` is the key of `person_id` under the
+    hub's secret: a record keyed to one person must not carry another person's code and data."""
+    if not isinstance(person_key, str) or not hmac.compare_digest(hetu.person_key(person_id, secret).encode(), person_key.encode()):
+        raise InvalidConsent(
+            "person_key_mismatch",
+            "person_key is not the key of person_id under this hub's HUB_PERSON_KEY_SECRET: the record names one person and is "
+            "keyed to another; publish it with the person_key the hub gave this person (the referral's person_key)",
+        )
+
+
+def assessment_from_avro(rec: dict, now: dt.datetime | None = None, skew: dt.timedelta = DEFAULT_CLOCK_SKEW,
+                         person_key_secret: str | None = None) -> Assessment:
     """An AssessmentCompleted event as the consent rules need it. Raises InvalidConsent; with `now`,
-    also for an occurred_at after it."""
+    also for an occurred_at after it; with `person_key_secret`, also for a person_key that is not
+    the key of its person_id (`person_key_mismatch`)."""
     _not_future(rec, now, skew)
     check_authority(rec["assessor"], "assessor")
     check_authority(rec["plan_authority"], "plan_authority")
@@ -108,10 +122,13 @@ def assessment_from_avro(rec: dict, now: dt.datetime | None = None, skew: dt.tim
         raise InvalidConsent("invalid_assessment", "assessment_id is empty")
     if not rec.get("person_key"):
         raise InvalidConsent("invalid_assessment", "person_key is empty")
+    person_id = _person(rec["person_id"])
+    if person_key_secret is not None:
+        check_person_key(person_id, rec["person_key"], person_key_secret)
     return Assessment(
         event_id=str(rec["event_id"]),
         assessment_id=rec["assessment_id"],
-        person_id=_person(rec["person_id"]),
+        person_id=person_id,
         person_key=rec["person_key"],
         assessor=rec["assessor"],
         plan_authority=rec["plan_authority"],
@@ -183,7 +200,8 @@ def ended_notice(ended: ConsentRecord, recipient: str, person_key: str, now: dt.
         f"Consent {ended.consent_id} was {ended.action}: no more data is sent under it. Data you received under it "
         f"may no longer be used for the integration plan on the basis of that consent; review and erase as your rules require."
     )
-    return _notice(kind, recipient, person_key, now, message, derived_id(kind, ended.consent_id, recipient), consent_id=ended.consent_id)
+    # the person key is part of the id: another person's consent may have the same consent id
+    return _notice(kind, recipient, person_key, now, message, derived_id(kind, person_key, ended.consent_id, recipient), consent_id=ended.consent_id)
 
 
 def _notice(kind, to, person_key, now, message, event_id, consent_id=None, assessment_id=None) -> dict:

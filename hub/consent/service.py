@@ -57,34 +57,52 @@ class ConsentRegistry:
     def record_consent(self, rec: model.ConsentRecord, *, publish: bool = False) -> Outcome:
         """Append a consent event; a grant releases the held items it covers (in order), a revocation or
         expiry notifies each earlier recipient under that consent. `publish` also puts the Consent
-        event on hub.consents.v1 (the CLI's path; the agent consumed it from there already)."""
+        event on hub.consents.v1 (the CLI's path; the agent consumed it from there already).
+
+        A consent is this person's consent with this id. A second grant of it raises InvalidConsent
+        (`consent_ended` once it was revoked or expired, else `consent_id_in_use`): its scope is the
+        first grant's, and an ended consent stays ended. Events of a consent whose history retention
+        removed meet its tombstone: a grant raises `consent_ended`, an end is a duplicate."""
         now = self.clock()
         out = Outcome()
-        with self._applying(CONSUMER_CONSENTS, rec.event_id, rec.person_id, out) as s:
+        refusal = None
+        key = self._person_key(rec.person_id)
+        with self._applying(CONSUMER_CONSENTS, rec.event_id, key, out) as s:
             if s is None:
                 return out
-            store.add_consent_event(s, rec, now)
-            out.recorded.append(rec.action)
-            if publish:
-                self._enqueue(s, topics.CONSENTS, "Consent", records.consent_to_avro(rec), self._person_key(rec.person_id), now)
-            if rec.action == model.GRANTED:
-                self._release(s, rec.person_id, now, out)
+            # a refusal commits the event's mark (and the tombstone's last_seen_at) and nothing else: it is final
+            tombstone = store.touch_tombstone(s, key, rec.consent_id, now)
+            known = model.current_consents(store.history(s, key)).get(rec.consent_id) if tombstone is None else None
+            if tombstone is not None and rec.action != model.GRANTED:
+                out.duplicate = True
+            elif tombstone is not None:
+                refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, tombstone.ended_action))
+            elif rec.action == model.GRANTED and known is not None and known.ended_by is not None:
+                refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, known.ended_by.action))
+            elif rec.action == model.GRANTED and known is not None:
+                refusal = model.InvalidConsent("consent_id_in_use", f"consent {rec.consent_id} of this person is recorded already "
+                                               "(a consent's scope is its first grant's); a new or wider consent needs a new consent id")
             else:
-                self._notify_ended(s, rec, now, out)
+                self._append(s, rec, key, now, publish, out)
+        if refusal is not None:
+            raise refusal
         return out
 
     def handle_assessment(self, assessment: model.Assessment, encoded: bytes) -> Outcome:
-        """Disclose (plan request + audit row) or hold (held item + consent-required notice to the assessor)."""
+        """Disclose (plan request + audit row) or hold (held item + consent-required notice to the assessor).
+        An assessment whose person_key is not its person_id's key raises InvalidConsent `person_key_mismatch`."""
+        records.check_person_key(assessment.person_id, assessment.person_key, self.person_key_secret)
         now = self.clock()
         out = Outcome()
-        with self._applying(CONSUMER_ASSESSMENTS, assessment.event_id, assessment.person_id, out) as s:
+        key = self._person_key(assessment.person_id)
+        with self._applying(CONSUMER_ASSESSMENTS, assessment.event_id, key, out) as s:
             if s is None:
                 return out
-            decision = model.decide(assessment, store.history(s, assessment.person_id), self.legal_bases, now)
+            decision = model.decide(assessment, store.history(s, key), self.legal_bases, now)
             if isinstance(decision, model.Disclose):
                 self._disclose(s, assessment, decision, now, out)
             else:
-                store.add_held(s, assessment=assessment, encoded=encoded, reason=decision.reason, now=now)
+                store.add_held(s, assessment=assessment, person_key=key, encoded=encoded, reason=decision.reason, now=now)
                 out.held.append(decision.reason)
                 notice = records.consent_required_notice(assessment, decision, now)
                 self._enqueue(s, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
@@ -99,13 +117,14 @@ class ConsentRegistry:
         with self.sessions() as s:
             persons = store.persons_with_expiring_or_starting_consents(s, now)
         for person_id in persons:
+            key = self._person_key(person_id)
             with self.sessions.begin() as s:
-                store.lock_person(s, person_id)
-                hist = store.history(s, person_id)
+                store.lock_person(s, key)
+                hist = store.history(s, key)
                 expiries = model.due_expiries(hist, now)
                 ended = [
                     model.ConsentRecord(
-                        event_id=records.derived_id("expired", c.consent_id), consent_id=c.consent_id, person_id=person_id,
+                        event_id=records.derived_id("expired", key, c.consent_id), consent_id=c.consent_id, person_id=person_id,
                         action=model.EXPIRED, recorded_by=c.grant.recorded_by, recorded_at=c.grant.valid_until,
                         purpose=c.grant.purpose,
                     )
@@ -116,8 +135,8 @@ class ConsentRegistry:
                 total.recorded += o.recorded
                 total.notices += o.notices
             with self.sessions.begin() as s:
-                store.lock_person(s, person_id)
-                self._release(s, person_id, self.clock(), total)
+                store.lock_person(s, key)
+                self._release(s, key, self.clock(), total)
         return total
 
     # -- reading -------------------------------------------------------------------------------
@@ -128,9 +147,10 @@ class ConsentRegistry:
     def person_view(self, person_id: str, now: dt.datetime | None = None) -> dict:
         """Current consents (derived) and the full history of one person, for `hub consent show`."""
         now = now or self.clock()
+        key = self._person_key(person_id)
         with self.sessions() as s:
-            hist = store.history(s, person_id)
-            held = store.held(s, person_id)
+            hist = store.history(s, key)
+            held = store.held(s, key)
         current = model.current_consents(hist)
         return {
             "consents": [
@@ -150,20 +170,32 @@ class ConsentRegistry:
         }
 
     def audit(self, person_id: str) -> list[dict]:
+        from hub.consent.disclosure_check import annotate_audit  # each disclosure with its withdrawals (not sent after all)
+
         with self.sessions() as s:
-            return [d.as_dict() for d in store.disclosures(s, person_id)]
+            return annotate_audit(s, [d.as_dict() for d in store.disclosures(s, self._person_key(person_id))])
 
     # -- steps inside a transaction -------------------------------------------------------------
     @contextlib.contextmanager
-    def _applying(self, consumer: str, event_id: str, person_id: str, out: Outcome) -> Iterator[Session | None]:
+    def _applying(self, consumer: str, event_id: str, person_key: str, out: Outcome) -> Iterator[Session | None]:
         """One transaction for one event of one person; None (and out.duplicate) when it was applied before."""
         with self.sessions.begin() as s:
-            store.lock_person(s, person_id)
+            store.lock_person(s, person_key)
             if first_time(s, consumer, event_id):
                 yield s
             else:
                 out.duplicate = True
                 yield None
+
+    def _append(self, s: Session, rec: model.ConsentRecord, key: str, now: dt.datetime, publish: bool, out: Outcome) -> None:
+        store.add_consent_event(s, rec, key, now)
+        out.recorded.append(rec.action)
+        if publish:
+            self._enqueue(s, topics.CONSENTS, "Consent", records.consent_to_avro(rec), key, now)
+        if rec.action == model.GRANTED:
+            self._release(s, key, now, out)
+        else:
+            self._notify_ended(s, rec, key, now, out)
 
     def _person_key(self, person_id: str) -> str:
         return hetu.person_key(person_id, self.person_key_secret)
@@ -177,31 +209,41 @@ class ConsentRegistry:
     def _disclose(self, s: Session, assessment: model.Assessment, decision: model.Disclose, now: dt.datetime, out: Outcome) -> str:
         plan = records.plan_request(assessment, decision, now)
         row = self._enqueue(s, topics.plan_request_topic(decision.recipient), "PlanRequest", plan, assessment.person_key, now)
-        store.add_disclosure(s, plan=plan, outbox_id=row.id, now=now)
+        store.add_disclosure(s, plan=plan, person_key=self._person_key(assessment.person_id), outbox_id=row.id, now=now)
         out.disclosed.append((decision.recipient, decision.categories, assessment.occurred_at))
         return plan["request_id"]
 
-    def _release(self, s: Session, person_id: str, now: dt.datetime, out: Outcome) -> None:
-        items = store.held(s, person_id)
+    def _release(self, s: Session, person_key: str, now: dt.datetime, out: Outcome) -> None:
+        items = store.held(s, person_key)
         if not items:
             return
-        hist = store.history(s, person_id)
-        pairs = [(item.id, records.assessment_from_avro(self.codec.decode(item.assessment, "AssessmentCompleted").record)) for item in items]
+        hist = store.history(s, person_key)
+        pairs = []
+        for item in items:
+            try:
+                pairs.append((item.id, records.assessment_from_avro(self.codec.decode(item.assessment, "AssessmentCompleted", check_bounds=False).record,
+                                                                   person_key_secret=self.person_key_secret)))
+            except model.InvalidConsent:
+                continue  # held before keys were checked, keyed to another person: never released
         for item_id, assessment, decision in model.releases(pairs, hist, self.legal_bases, now):
             request_id = self._disclose(s, assessment, decision, now, out)
             store.mark_released(s, item_id, request_id, now)
             out.released += 1
 
-    def _notify_ended(self, s: Session, rec: model.ConsentRecord, now: dt.datetime, out: Outcome) -> None:
-        consent = model.current_consents(store.history(s, rec.person_id)).get(rec.consent_id)
+    def _notify_ended(self, s: Session, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
+        consent = model.current_consents(store.history(s, person_key)).get(rec.consent_id)
         if consent is None or consent.ended_by is None or consent.ended_by.event_id != rec.event_id:
             return  # unknown consent, or ended before: its recipients were told then
-        rows = store.disclosures(s, rec.person_id)
+        rows = store.disclosures(s, person_key)
         keys = {d.recipient: d.person_key for d in rows}
         for recipient in model.revocation_recipients(rec.consent_id, [(d.recipient, d.consent_id) for d in rows]):
             notice = records.ended_notice(rec, recipient, keys[recipient], now)
             self._enqueue(s, topics.notice_topic(notice["to"]), "Notice", notice, keys[recipient], now)
             out.notices.append((notice["notice_type"], recipient))
+
+
+def _ended_message(consent_id: str, action: str) -> str:
+    return f"consent {consent_id} of this person was {action} and stays so; a renewed consent needs a new consent id"
 
 
 def _iso(value: dt.datetime | None) -> str | None:

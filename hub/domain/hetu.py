@@ -14,7 +14,10 @@ import re
 
 CHECK_CHARS = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 CENTURIES = {"+": 1800, **dict.fromkeys("-YXWVU", 1900), **dict.fromkeys("ABCDEF", 2000)}
-_SHAPE = re.compile(r"^(\d{2})(\d{2})(\d{2})([-+A-FU-Y])(\d{3})([0-9A-Y])$")
+# ASCII classes only, matched whole (`fullmatch`): `\d` would also take fullwidth or Arabic-Indic
+# digits and `$` a trailing newline, and each such spelling of one code would get another person key.
+_SHAPE = re.compile(r"([0-9]{2})([0-9]{2})([0-9]{2})([-+A-FU-Y])([0-9]{3})([0-9A-Y])", re.ASCII)
+LENGTH = 11
 # anything that looks like an identity code, for scrubbing text (logs, messages). No word
 # boundaries on purpose: in the repr of Avro bytes a code follows its length prefix directly
 # (b"\x16120491-900F"), and a missed code is worse than a scrubbed look-alike.
@@ -38,8 +41,13 @@ def validate(value: object, *, allow_test_codes: bool = True) -> str:
     """Return the code when valid; raise InvalidHetu naming what is wrong (never the code)."""
     if not isinstance(value, str):
         raise InvalidHetu("invalid_person_id", f"identity code must be text, got {type(value).__name__}")
-    m = _SHAPE.match(value)
+    m = _SHAPE.fullmatch(value) if len(value) == LENGTH else None
     if not m:
+        if not value.isascii():
+            raise InvalidHetu("invalid_person_id", "identity code has characters other than ASCII digits, letters, '-' and '+' "
+                                                   "(fullwidth or other non-ASCII digits?); send it in the canonical form DDMMYYCZZZQ")
+        if value != value.strip():
+            raise InvalidHetu("invalid_person_id", "identity code has white space or a line break around it; send it in the canonical form DDMMYYCZZZQ")
         raise InvalidHetu("invalid_person_id", f"identity code has the wrong shape (length {len(value)}; expected DDMMYYCZZZQ)")
     dd, mm, yy, sign, serial, check = m.groups()
     try:
@@ -65,7 +73,7 @@ def is_valid(value: object) -> bool:
 
 def birth_date(value: str) -> dt.date:
     """Birth date of a valid code."""
-    m = _SHAPE.match(validate(value))
+    m = _SHAPE.fullmatch(validate(value))
     dd, mm, yy, sign = m.group(1), m.group(2), m.group(3), m.group(4)
     return dt.date(CENTURIES[sign] + int(yy), int(mm), int(dd))
 
@@ -83,6 +91,7 @@ def person_key(value: str, secret: str) -> str:
     """Pseudonymous person key: HMAC-SHA256 of the code under the configured secret (hex, 32 chars).
 
     Used as the Kafka key so that the identity code itself is never a key, a label or a log field.
+    `value` must be a code `validate` accepted: only the canonical spelling of a code has one key.
     """
     return hmac.new(secret.encode(), value.encode(), hashlib.sha256).hexdigest()[:32]
 

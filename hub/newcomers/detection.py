@@ -77,7 +77,8 @@ class Change:
 
 @dataclass(frozen=True)
 class PersonState:
-    """What the hub remembers of one person (one row of `person_states`, keyed by person key)."""
+    """What the hub remembers of one person (one row of `person_states`, keyed by person key; the
+    stored form leaves `person_id` out: `encode_state`)."""
 
     person_id: str
     municipality_code: str | None = None
@@ -120,6 +121,7 @@ class PersonState:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(PersonState))
+_STORED_FIELDS = tuple(name for name in _STATE_FIELDS if name != "person_id")  # encode_state: never the identity code
 _FIELD_NAMES = frozenset(_STATE_FIELDS)
 # field -> its default: encode_state leaves these out, the dataclass puts them back when read
 _DEFAULT_VALUES = {f.name: f.default for f in fields(PersonState) if f.default is not MISSING}
@@ -275,20 +277,22 @@ def step(record: dict, lookup: Callable[[str], str | dict | None], secret: str, 
     record's `person_keys`, when the caller has them already."""
     change = Change.from_record(record)
     key, old_key = keys or person_keys(record, secret)
-    state = decode_state(lookup(key))
-    if old_key:  # identity-code correction: follow the person to the new code
-        state = merge_identity(decode_state(lookup(old_key)), state, change.person_id)
+    state = decode_state(lookup(key), change.person_id)
+    if old_key:  # identity-code correction: the old code's state, found by the old code's key, joins the new one
+        state = merge_identity(decode_state(lookup(old_key), change.person_id), state, change.person_id)
     state, found = detect(state, change, window_days)
     return Step(key, encode_state(state), old_key, found)
 
 
 def encode_state(state: PersonState) -> str:
-    """The stored form of a person's state (a row of `person_states`): compact JSON without the fields
-    at their defaults, ~150 bytes instead of a dict of 15 entries. Field order and values are those of
-    `state.to_json()` minus its defaults, built without the intermediate dict."""
+    """The stored form of a person's state (a row of `person_states`, keyed by the person key): compact
+    JSON without the identity code and without the fields at their defaults, ~150 bytes instead of a
+    dict of 15 entries. Field order and values are those of `state.to_json()` minus `person_id` and
+    its defaults, built without the intermediate dict. The identity code is not kept: every change
+    carries it, and `decode_state` takes it from there."""
     d = state.__dict__
     out = {}
-    for name in _STATE_FIELDS:
+    for name in _STORED_FIELDS:
         v = d[name]
         if name in _DEFAULT_VALUES:
             default = _DEFAULT_VALUES[name]
@@ -302,11 +306,15 @@ def encode_state(state: PersonState) -> str:
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode_state(value: str | dict | None) -> PersonState | None:
-    """A stored state: `encode_state` text, or the dict form `PersonState.to_json` gives."""
+def decode_state(value: str | dict | None, person_id: str | None = None) -> PersonState | None:
+    """A stored state: `encode_state` text, or the dict form `PersonState.to_json` gives, as the state
+    of `person_id` (the identity code of the change being applied: the stored form has none)."""
     if not value:
         return None
-    return PersonState.from_json(json.loads(value) if isinstance(value, str) else value)
+    d = json.loads(value) if isinstance(value, str) else dict(value)
+    if person_id is not None:
+        d["person_id"] = person_id
+    return PersonState.from_json(d)
 
 
 def newcomer_record(ev: NewcomerEvent, person_key: str, recorded_at: dt.datetime, source: str = "hub:newcomer-detection") -> dict:

@@ -20,6 +20,8 @@ from typing import Any
 
 import fastavro
 
+from hub.schemas import bounds
+
 SCHEMA_DIR = Path(__file__).resolve().parent
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -29,7 +31,9 @@ class CodecError(ValueError):
     """A record could not be encoded or decoded. `reason` is a stable code for dead letters.
 
     Reasons: undecodable (not Avro of the named schema), wrong_magic, unknown_schema_id,
-    unexpected_schema, invalid_record (does not match the schema), invalid_json.
+    unexpected_schema, invalid_record (does not match the schema), invalid_json, out_of_bounds
+    (an input record over a bound of hub/schemas/bounds.py: its size, a field's length, a list's
+    items or a character).
     The message never quotes field values, so it cannot leak an identity code.
     """
 
@@ -102,8 +106,9 @@ class Codec:
             raise CodecError("invalid_record", f"{name} does not match its schema: {_describe(exc)}") from None
         return buf.getvalue()
 
-    def decode(self, data: bytes, expect: str | tuple[str, ...] | None = None) -> Event:
-        """Decode wire-format bytes. Raises CodecError for garbage, wrong magic, unknown id."""
+    def decode(self, data: bytes, expect: str | tuple[str, ...] | None = None, *, check_bounds: bool = True) -> Event:
+        """Decode wire-format bytes. Raises CodecError for garbage, wrong magic, unknown id, and
+        (unless `check_bounds` is false) for an input record over its declared bounds."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise CodecError("undecodable", f"expected bytes, got {type(data).__name__}")
         data = bytes(data)
@@ -119,6 +124,11 @@ class Codec:
             allowed = (expect,) if isinstance(expect, str) else expect
             if name not in allowed:
                 raise CodecError("unexpected_schema", f"got a {name} where {' or '.join(allowed)} was expected")
+        if check_bounds:
+            try:
+                bounds.check_size(name, len(data))
+            except bounds.OutOfBounds as exc:
+                raise CodecError(exc.reason, exc.message) from None
         buf = io.BytesIO(data)
         buf.seek(_HEADER.size)
         try:
@@ -127,6 +137,8 @@ class Codec:
             raise CodecError("undecodable", f"body is not a valid {name} record ({type(exc).__name__})") from None
         if buf.tell() != len(data):
             raise CodecError("undecodable", f"{len(data) - buf.tell()} trailing bytes after a {name} record")
+        if check_bounds:
+            _check_bounds(name, record)
         return Event(name, record, schema_id)
 
     # -- JSON form ---------------------------------------------------------------------------
@@ -139,11 +151,14 @@ class Codec:
     def to_json(self, name: str, record: dict) -> str:
         return json.dumps(self.to_jsonable(name, record), ensure_ascii=False, separators=(",", ":"))
 
-    def from_jsonable(self, name: str, obj: Any) -> dict:
-        """The Avro record for a JSON-form object. Raises CodecError(invalid_json)."""
+    def from_jsonable(self, name: str, obj: Any, *, check_bounds: bool = True) -> dict:
+        """The Avro record for a JSON-form object. Raises CodecError(invalid_json), or (unless
+        `check_bounds` is false) CodecError(out_of_bounds) for an input record over its bounds."""
         schema = self.parsed_schema(name)
         if not isinstance(obj, dict):
             raise CodecError("invalid_json", f"a {name} must be a JSON object, got {type(obj).__name__}")
+        if check_bounds:
+            _check_bounds(name, obj)
         try:
             return _from_json(schema, obj, name)
         except CodecError:
@@ -151,12 +166,21 @@ class Codec:
         except (ValueError, TypeError, KeyError) as exc:
             raise CodecError("invalid_json", f"{name}: {_describe(exc)}") from None
 
-    def from_json(self, name: str, text: str | bytes) -> dict:
+    def from_json(self, name: str, text: str | bytes, *, check_bounds: bool = True) -> dict:
         try:
-            obj = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+            obj = bounds.loads(text, f"the {name} JSON", max_bytes=bounds.MAX_JSON_BYTES)
+        except bounds.OutOfBounds as exc:
+            raise CodecError(exc.reason, exc.message) from None
+        except ValueError as exc:  # UnicodeDecodeError too
             raise CodecError("invalid_json", f"not JSON ({type(exc).__name__} at position {getattr(exc, 'pos', '?')})") from None
-        return self.from_jsonable(name, obj)
+        return self.from_jsonable(name, obj, check_bounds=check_bounds)
+
+
+def _check_bounds(name: str, record: dict) -> None:
+    try:
+        bounds.check_record(name, record)
+    except bounds.OutOfBounds as exc:
+        raise CodecError(exc.reason, exc.message) from None
 
 
 def _describe(exc: Exception) -> str:

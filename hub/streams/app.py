@@ -402,6 +402,12 @@ class HubApp:
             self._dead_letter_calls = DatabaseCalls(self.dead_letter_store.engine, "dead-letters")
         return self.dead_letter_store, self._dead_letter_calls
 
+    def dead_lettered_already(self, msg) -> bool:
+        """Whether `msg` was dead-lettered before in the batch being handled (a narrowed-down batch is
+        handled again in parts): its dead letter is not sent, nor counted, twice."""
+        memo = dead_lettered.get()
+        return memo is not None and (msg.topic, msg.partition, msg.offset) in memo
+
     async def dead_letter_message(self, msg, reason: str, message: str) -> Any:
         """`dead_letter` for a consumed message: its bytes, key, topic, partition and offset. In a batch
         consumer's handling a record is dead-lettered once however often its batch is narrowed down
@@ -505,8 +511,10 @@ class HubApp:
             if verdict.allowed:
                 return None
         sends: list = []
+        first = not self.dead_lettered_already(msg)
         await self.dead_letter_acked(msg, verdict.reason, verdict.message, None if acked else sends)
-        metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
+        if first:
+            metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
         if sends:
             return sends[0]
         kept = asyncio.get_running_loop().create_future()

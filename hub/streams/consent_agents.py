@@ -25,7 +25,7 @@ from hub.domain import hetu
 from hub.schemas.codec import CodecError
 from hub.streams import topics
 from hub.streams.app import HubApp
-from hub.streams.outbox_relay import OutboxRelay
+from hub.streams.outbox_relay import ConsentsApplied, OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ def register(
     if legal_bases is None:
         legal_bases = legal_basis_file.load(settings.consent_legal_bases)
     registry = ConsentRegistry(sessions, legal_bases=legal_bases, person_key_secret=settings.person_key_secret, codec=hub.codec)
-    outbox_relay = OutboxRelay(hub, sessions)
+    # the relay sends a plan request only after every consent on hub.consents.v1 is applied (this worker's agent reports its positions)
+    consents_applied = ConsentsApplied(hub)
+    outbox_relay = OutboxRelay(hub, sessions, legal_bases=registry.legal_bases, consents=consents_applied)
     metrics.consent_held.set(registry.held_count())
 
     async def after(outcome: Outcome) -> None:
@@ -82,6 +84,10 @@ def register(
             await reject(event, topic, exc.reason, f"{name}: {exc}")
         return None
 
+    def done(topic: str, event) -> None:
+        if topic == topics.CONSENTS:
+            consents_applied.applied(event.message.partition, event.message.offset)
+
     def consume(topic: str, schema: str, convert, handle, outcome) -> None:
         """An agent: decode (or dead-letter), apply in one transaction, count, relay."""
 
@@ -91,6 +97,9 @@ def register(
                 return
             try:
                 result = await with_database_retry(lambda: handle(item, event), f"consent: applying a {schema}")
+            except InvalidConsent as exc:  # refused against the registry: consent_ended, consent_id_in_use, person_key_mismatch
+                await reject(event, topic, exc.reason, f"{schema}: {exc}")
+                return
             except Exception as exc:  # noqa: BLE001 - a record this code cannot apply must not stop the agent
                 if is_outage(exc):  # waited out by handle_safely, nothing dead-lettered
                     raise
@@ -98,6 +107,7 @@ def register(
                 log.error("consent: applying a %s failed; dead-lettered: %s", schema, hetu.scrub(traceback.format_exc()))
                 await reject(event, topic, "processing_error", f"applying the {schema} failed ({type(exc).__name__}); see the worker log, fix, and replay it")
                 return
+            done(topic, event)  # before `after`: its flush may send plan requests that waited for this consent
             metrics.events_consumed.labels(topic=topic, outcome="duplicate" if result.duplicate else outcome(item, result)).inc()
             await after(result)
 
@@ -105,8 +115,12 @@ def register(
         async def agent(stream):
             async for event in stream.events():
                 await hub.handle_safely(event, apply, f"consent: a {schema}")
+                done(topic, event)  # applied or dead-lettered: the relay may count it as applied
 
-    consume(topics.ASSESSMENTS, "AssessmentCompleted", records.assessment_from_avro,
+    def assessment_from_avro(rec, **kw):
+        return records.assessment_from_avro(rec, person_key_secret=settings.person_key_secret, **kw)
+
+    consume(topics.ASSESSMENTS, "AssessmentCompleted", assessment_from_avro,
             lambda a, event: registry.handle_assessment(a, bytes(event.message.value)),
             lambda a, result: "disclosed" if result.disclosed else "held")
     consume(topics.CONSENTS, "Consent", records.consent_from_avro,
@@ -114,6 +128,8 @@ def register(
             lambda rec, result: rec.action)
 
     if relay:
+        hub.app.service(consents_applied)  # stops its Kafka client with the app
+        outbox_relay.refresh_gauge()
 
         @hub.app.timer(relay_interval, name="consent-outbox-relay")
         async def relay_pending():

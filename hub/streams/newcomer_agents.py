@@ -95,18 +95,20 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
         for msg in records:
             started = time.monotonic()
             try:
+                first = not hub.dead_lettered_already(msg)  # a narrowed-down batch is handled again: count each record once
                 if hub.checks_publishers(msg.topic):
                     refused = await hub.refuse(msg)
                     if refused is not None:
                         dead.append(refused)
-                        seen.dead_letters += 1
+                        seen.dead_letters += first
                         continue
                 record, keys, rejected = check(msg, now)
                 if rejected is None:
                     checked.append((msg, record, keys, started))
                 else:
                     dead.append(await hub.dead_letter_message(msg, *rejected))
-                    _count_dead_letter()
+                    if first:
+                        _count_dead_letter()
             except Exception as exc:  # noqa: BLE001 - as hub.handle_safely: a worker must survive any single record
                 await hub.internal_error(msg, "newcomer detection", exc, dead)
             finally:
@@ -189,9 +191,11 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
     async def _unacknowledged(msg, exc: BaseException, dead: list) -> None:
         log.error("newcomer detection: a newcomer of %s[%s]@%s was refused (%s); record sent to dead letters",
                   msg.topic, msg.partition, msg.offset, type(exc).__name__)
+        first = not hub.dead_lettered_already(msg)
         dead.append(await hub.dead_letter_message(msg, failure_reason(exc),
                                                   f"newcomer detection could not publish the newcomer ({type(exc).__name__}); the record is kept for replay"))
-        _count_dead_letter()
+        if first:
+            _count_dead_letter()
 
     def _count_dead_letter() -> None:
         metrics.events_consumed.labels(topic, "dead_letter").inc()

@@ -99,10 +99,13 @@ def register(
     async def reject(event, topic: str, reason: str, message: str, sends: list | None = None) -> None:
         """Dead-letter a faust event or a consumed record; its send future goes to `sends` when given,
         else it is awaited until the dead letter exists."""
-        await hub.dead_letter_acked(consumed_record(event), reason, message, sends)
-        metrics.events_consumed.labels(topic, "dead_letter").inc()
-        seen.dead_letters[reason] += 1
-        seen.consumed[(topic, "dead_letter")] += 1
+        msg = consumed_record(event)
+        first = not hub.dead_lettered_already(msg)  # a narrowed-down batch is handled again: count each record once
+        await hub.dead_letter_acked(msg, reason, message, sends)
+        if first:
+            metrics.events_consumed.labels(topic, "dead_letter").inc()
+            seen.dead_letters[reason] += 1
+            seen.consumed[(topic, "dead_letter")] += 1
 
     def consumed(topic: str, outcome: str, n: int = 1) -> None:
         if n:

@@ -1,4 +1,4 @@
-"""Pure rules of webhook delivery: which callback URLs are allowed, when to retry, how to sign
+"""Pure rules of webhook delivery: which callback URLs and addresses are allowed, when to retry, how to sign
 (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature = v1,<base64 HMAC-SHA256 of
 "<id>.<timestamp>.<body>">), and the CloudEvents JSON body (structured mode)."""
 
@@ -12,7 +12,7 @@ import ipaddress
 import json
 import random
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 MAX_ATTEMPTS = 8
 BASE_DELAY = 1.0  # seconds before the 2nd attempt; doubles each time
@@ -20,27 +20,152 @@ MAX_DELAY = 3600.0
 SECRET_PREFIX = "whsec_"
 
 
+# Targets refused whatever the DNS says: the names of cloud instance-metadata services (GCP, AWS,
+# Tencent; their addresses, 169.254.169.254, fd00:ec2::254, 100.100.100.200, are refused as
+# link-local, private and shared too) and names that only mean something inside a network.
+METADATA_NAMES = frozenset({
+    "metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal", "metadata.tencentyun.com",
+})
+INTERNAL_SUFFIXES = (".internal", ".local", ".localdomain", ".home.arpa", ".intranet", ".lan")
+LOOPBACK_NAME, LOOPBACK_SUFFIX = "localhost", ".localhost"
+
+# (network, reason) in the order checked; anything else that is not globally routable is "reserved"
+_REFUSED_NETWORKS = tuple((ipaddress.ip_network(net), reason) for net, reason in (
+    ("0.0.0.0/8", "unspecified"), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"),
+    ("10.0.0.0/8", "private"), ("172.16.0.0/12", "private"), ("192.168.0.0/16", "private"),
+    ("100.64.0.0/10", "shared (carrier-grade NAT)"), ("192.0.0.0/24", "reserved"), ("198.18.0.0/15", "reserved"),
+    ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified"), ("::1/128", "loopback"), ("fe80::/10", "link-local"), ("fec0::/10", "site-local"),
+    ("fc00::/7", "private (unique local)"), ("ff00::/8", "multicast"), ("64:ff9b:1::/48", "private (local NAT64)"),
+    ("2001::/32", "reserved (Teredo)"), ("100::/64", "reserved"),
+))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
 class WebhookError(ValueError):
     """A subscription that cannot be accepted; the message says what to do."""
 
 
-def check_url(url: str) -> str:
-    """The URL if allowed: https, or http only to a loopback address (local tests and sidecars)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise WebhookError(f"{url!r} is not an http(s) URL; give e.g. https://receiver.example.fi/hub-events")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise WebhookError(f"{url!r} is plain http: webhook URLs must be https (http is allowed only to localhost/127.0.0.1/::1)")
+class TargetRefused(WebhookError):
+    """A callback URL or the address it resolves to is one the hub never sends to (reason: `target_refused`)."""
+
+    reason = "target_refused"
+
+
+def check_url(url: str, *, allow_loopback: bool = False) -> str:
+    """The URL if allowed, else WebhookError (TargetRefused for a refused host).
+
+    https to a public host. Never: link-local, private, shared, reserved, multicast or unspecified
+    addresses (in any form the resolver accepts: ::ffff:127.0.0.1, 2130706433, 0177.0.0.1, ...),
+    cloud metadata names, internal-only names. Loopback (127.0.0.0/8, ::1, localhost) only with
+    `allow_loopback` (HUB_WEBHOOKS_ALLOW_LOOPBACK: local tests and development), and then plain
+    http too. A host name is resolved and its every address checked again at each delivery
+    (hub.adapters.webhooks.resolve_target), so a name cannot point somewhere refused later.
+    """
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - ValueError for a port that is not a number
+    except ValueError:
+        raise WebhookError(f"{shown!r} is not a valid URL; give e.g. https://receiver.example.fi/hub-events") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise WebhookError(f"{shown!r} is not an http(s) URL; give e.g. https://receiver.example.fi/hub-events")
+    loopback = check_host(host, allow_loopback=allow_loopback)
+    if parts.scheme == "http" and not loopback:
+        raise WebhookError(f"{shown!r} is plain http: webhook URLs must be https"
+                           + (" (http is allowed only to a loopback address)" if allow_loopback else ""))
     return url
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
+def check_host(host: str, *, allow_loopback: bool = False) -> bool:
+    """Whether `host` (a name or an address literal) is loopback (allowed only with `allow_loopback`);
+    TargetRefused when it is never allowed. Pure: a name is judged by its form, not resolved."""
+    name = host.strip().rstrip(".").lower()
+    address = ip_literal(name)
+    if address is not None:
+        reason = refused_address(address, allow_loopback=allow_loopback)
+        if reason:
+            raise TargetRefused(f"{host!r} is refused ({reason} address): webhooks go only to public addresses")
+        return _unwrap(address).is_loopback
+    if name == LOOPBACK_NAME or name.endswith(LOOPBACK_SUFFIX):
+        if not allow_loopback:
+            raise TargetRefused(f"{host!r} is a loopback name: webhooks go only to public addresses")
         return True
+    if name in METADATA_NAMES:
+        raise TargetRefused(f"{host!r} is a cloud metadata service: webhooks go only to public addresses")
+    if "." not in name or name.endswith(INTERNAL_SUFFIXES):
+        raise TargetRefused(f"{host!r} is an internal-only name: give the receiver's public DNS name")
+    return False
+
+
+def refused_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_loopback: bool = False) -> str | None:
+    """Why the hub never connects to `address` ("loopback", "link-local", "private", ...), or None."""
+    address = _unwrap(address)
+    if allow_loopback and address.is_loopback:
+        return None
+    for network, reason in _REFUSED_NETWORKS:
+        if address.version == network.version and address in network:
+            return reason
+    if not address.is_global:
+        return "reserved"
+    return None
+
+
+def _unwrap(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4), else itself."""
+    if address.version == 6:
+        address = ipaddress.IPv6Address(int(address))  # without a scope id (fe80::1%eth0)
+        if address.ipv4_mapped:
+            return address.ipv4_mapped
+        if address.sixtofour:
+            return address.sixtofour
+        if address in _NAT64 or (address in _V4_COMPATIBLE and int(address) > 1):
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host literal means to the resolver, including the legacy IPv4 forms
+    inet_aton accepts (2130706433, 0x7f.1, 0177.0.0.1, 127.1); None for a name."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
+        pass
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    values = []
+    for part in parts:
+        try:
+            if part[:2] in ("0x", "0X"):
+                values.append(int(part[2:], 16))
+            elif len(part) > 1 and part.startswith("0"):
+                values.append(int(part, 8))
+            else:
+                values.append(int(part, 10) if part.isascii() and part.isdigit() else -1)
+        except ValueError:
+            return None
+    if any(v < 0 for v in values) or any(v > 255 for v in values[:-1]) or values[-1] >= 256 ** (5 - len(values)):
+        return None
+    number = values[-1]
+    for i, v in enumerate(values[:-1]):
+        number |= v << (8 * (3 - i))
+    return ipaddress.IPv4Address(number)
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials: user:password@ and query values become ***, the fragment goes."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{pair.split('=', 1)[0]}=***" if pair else pair for pair in parts.query.split("&")) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def new_secret() -> str:

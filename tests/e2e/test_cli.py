@@ -32,6 +32,35 @@ def test_wrong_flag_is_a_usage_error_not_a_traceback():
     assert "No such option" in out.stderr and "Traceback" not in out.stderr
 
 
+NO_SECRETS = {"HUB_PERSON_KEY_SECRET": "", "HUB_DATA_KEYS": ""}
+DVV_PAGE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "dvv", "page1.json")
+
+
+@pytest.mark.parametrize("args", [["worker"], ["ingest", "dvv", DVV_PAGE], ["ingest", "dvv", "--poll"], ["consent", "show", "--person", "010190-900P"],
+                                  ["audit", "--person", "010190-900P"], ["webhooks", "list"]])
+def test_production_commands_refuse_the_demo_person_key_secret(args, tmp_path):
+    """Under the demo secret a person key reverses to the identity code in seconds: a production
+    command stops before it touches anything, with one line naming the variable and how to make one."""
+    out = run(*args, env={**NO_SECRETS, "HUB_DATA_DIR": str(tmp_path), "HUB_KAFKA_URL": "kafka://127.0.0.1:1", "HUB_DATABASE_URL": ""}, timeout=60)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "HUB_PERSON_KEY_SECRET is not set" in out.stderr and "secrets.token_urlsafe" in out.stderr
+    assert "Traceback" not in out.stderr and "010190" not in out.stderr
+    assert not (tmp_path / "hub.sqlite3").exists()  # nothing touched
+
+
+def test_production_commands_refuse_the_demo_data_key(tmp_path):
+    out = run("worker", env={"HUB_PERSON_KEY_SECRET": "a-secret-of-our-own", "HUB_DATA_KEYS": "", "HUB_DATA_DIR": str(tmp_path),
+                             "HUB_KAFKA_URL": "kafka://127.0.0.1:1"}, timeout=60)
+    assert out.returncode == 2 and "HUB_DATA_KEYS is not set" in out.stderr and "Fernet.generate_key" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_dry_run_of_ingest_writes_nothing_and_runs_on_the_demo_secret(tmp_path):
+    out = run("ingest", "dvv", "--dry-run", "--quiet", DVV_PAGE, env={**NO_SECRETS, "HUB_DATA_DIR": str(tmp_path)}, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("\n") > 0 and "Traceback" not in out.stderr
+
+
 def _tansu_children_of(pid: int):
     """Broker processes whose parent is `pid` (other sessions' brokers on the machine don't count)."""
     out = subprocess.run(["pgrep", "-P", str(pid), "-f", "tansu"], capture_output=True, text=True)
@@ -41,7 +70,8 @@ def _tansu_children_of(pid: int):
 @pytest.mark.integration
 def test_demo_runs_on_embedded_defaults_and_leaves_no_process(tmp_path):
     env = {"HUB_DATA_DIR": str(tmp_path), "HUB_METRICS_PORT": "0"}
-    env_clear = {k: "" for k in ("HUB_KAFKA_URL", "HUB_DATABASE_URL")}
+    # the demo runs on the demo secrets: neither HUB_PERSON_KEY_SECRET nor HUB_DATA_KEYS set
+    env_clear = {k: "" for k in ("HUB_KAFKA_URL", "HUB_DATABASE_URL", "HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS")}
     proc = subprocess.Popen([*HUB, "demo", "--changes", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                             env={**os.environ, **env_clear, **env})
     seen_broker = set()

@@ -78,15 +78,18 @@ def test_audit_prints_only_that_persons_disclosures(env, tmp_path):
     from hub.schemas.codec import default_codec
     from hub.streams.app import envelope
 
+    from hub.adapters import sealing
+
     assert hub(env, "db", "upgrade").returncode == 0
     url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
     engine = database.create_engine(url)
-    registry = ConsentRegistry(database.session_factory(engine), person_key_secret="s")
+    sealing.configure([env["HUB_DATA_KEYS"]])  # this process reads and writes what the commands seal
+    registry = ConsentRegistry(database.session_factory(engine), person_key_secret=env["HUB_PERSON_KEY_SECRET"])
     for i, person in enumerate((PERSON, OTHER)):
         assert hub(env, "consent", "grant", "--person", person, "--category", "education", "--recipient", EMPLOY, "--recorded-by", MUNI,
                    "--consent-id", f"c{i}").returncode == 0
         rec = envelope(MUNI)
-        rec.update(assessment_id=f"as-{i}", person_key="k" * 32, person_id=person, assessor=MUNI, plan_authority=EMPLOY, referral_id=None,
+        rec.update(assessment_id=f"as-{i}", person_key=hetu.person_key(person, env["HUB_PERSON_KEY_SECRET"]), person_id=person, assessor=MUNI, plan_authority=EMPLOY, referral_id=None,
                    education="university", work_history=None, language_skills=[], literacy="literate", recommended_path=None, service_needs=[])
         registry.handle_assessment(records.assessment_from_avro(rec), default_codec().encode("AssessmentCompleted", rec))
     engine.dispose()
@@ -112,3 +115,11 @@ def test_bad_input_is_a_usage_error_that_never_echoes_the_code(env, args, expect
     assert out.returncode == 2 and expect in out.stderr and "Traceback" not in out.stderr
     for code in ("010190-9999", "311390-931X", PERSON):
         assert code not in out.stderr
+
+
+def test_grant_over_the_consent_bounds_is_refused_before_anything_is_written(env):
+    assert hub(env, "db", "upgrade").returncode == 0
+    out = hub(env, "consent", "grant", "--person", PERSON, "--category", "education", "--recipient", EMPLOY,
+              "--evidence", "x" * 5000, "--recorded-by", MUNI, "--consent-id", "c-too-long")
+    assert out.returncode == 2 and "evidence" in out.stderr and "Traceback" not in out.stderr
+    assert "no consents recorded" in hub(env, "consent", "show", "--person", PERSON).stdout

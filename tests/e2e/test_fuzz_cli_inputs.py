@@ -33,9 +33,12 @@ from tests.avro_strategies import draw_many
 
 ROOT = Path(__file__).resolve().parents[2]
 HUB = [sys.executable, "-m", "hub.cli"]
-ROUTE_CODES = {"invalid_json", "invalid_input", "invalid_field", "invalid_date", "invalid_person_id", "missing_municipality", "unknown_municipality"}
+ROUTE_CODES = {"invalid_json", "invalid_input", "invalid_field", "invalid_date", "invalid_person_id", "missing_municipality", "unknown_municipality",
+               "out_of_bounds"}
 SIZES = [pytest.param(400, id="short-400"), pytest.param(10_000, id="soak-10k", marks=pytest.mark.soak)]
 SECRET = "fuzz-cli-secret"
+NUMERIC_COUNTRIES = [line.split(",")[0] for line in (ROOT / "hub/adapters/dvv/countries_iso3166.csv").read_text(encoding="utf-8").splitlines()[2:]
+                     if line[:3].isdigit() and ",XX," not in line]
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
@@ -79,6 +82,10 @@ def test_hub_route_answers_every_line_in_order_and_never_stops(n, tmp_path):
             lines.append(json.dumps(rec).encode())
             expect.append(("good", rec["event_id"]))
             continue
+        if r == 5 and i % 12 == 5:  # nested deeper than any parser recursion goes (hub/schemas/bounds.py)
+            lines.append((i % 5 + 1) * 1000 * b"[" + (i % 5 + 1) * 1000 * b"]")
+            expect.append(("deep", None))
+            continue
         if r == 1 and texts:
             lines.append(rng.choice(texts).encode("utf-8", "surrogatepass"))
         elif r == 2 and values:
@@ -108,6 +115,8 @@ def test_hub_route_answers_every_line_in_order_and_never_stops(n, tmp_path):
             assert answer["error"]["message"]
         if kind == "good":
             assert answer.get("event_id") == event_id and answer.get("decisions"), "a good newcomer among bad lines was not routed"
+        if kind == "deep":
+            assert answer["error"]["code"] == "out_of_bounds", answer
     stdout = out.stdout.decode()
     for g in good:
         if g.get("person_id"):
@@ -141,15 +150,19 @@ def _bad_changes(n: int, now: dt.datetime, rng: random.Random) -> list[tuple[obj
             allowed = {"future_date"}
         elif kind == 4:
             c["henkilotunnus"] = "1" * 100_000
-            allowed = {"invalid_person_id", "malformed_record"}
+            allowed = {"invalid_person_id", "malformed_record", "out_of_bounds"}
         elif kind == 5:
             c["tietoryhmat"][0]["kuntakoodi"] = "0" * 100_000
-            allowed = {"unknown_municipality", "malformed_record"}
+            allowed = {"unknown_municipality", "malformed_record", "out_of_bounds"}
         elif kind == 6:
             field, value = rng.choice(["muutospv", "tietoryhmat", "henkilotunnus"]), rng.choice(junk)
             # a change without data groups carries nothing to publish and is skipped by design, like one with only unknown groups
             c[field] = value if (field, value) != ("tietoryhmat", []) else "x"
             allowed = structural
+        elif i % 16 == 7:  # more nationalities than the hub's bounds allow (hub/schemas/bounds.py)
+            c["tietoryhmat"].append({"tietoryhma": "KANSALAISUUS", "muutosattribuutti": "LISATTY",
+                                     "henkilonKansalaisuudet": [{"kansalaisuuskoodi": n, "voimassaolo": "AKTIIVI"} for n in NUMERIC_COUNTRIES[:70]]})
+            allowed = {"out_of_bounds"}
         else:
             c = rng.choice(junk)
             allowed = structural

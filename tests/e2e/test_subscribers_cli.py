@@ -9,7 +9,10 @@ import time
 import urllib.error
 import urllib.request
 
+from tests.e2e.conftest import TEST_DATA_KEY, TEST_PERSON_KEY_SECRET
+
 HUB = [sys.executable, "-m", "hub.cli"]
+SECRETS = {"HUB_PERSON_KEY_SECRET": TEST_PERSON_KEY_SECRET, "HUB_DATA_KEYS": TEST_DATA_KEY}  # `hub webhooks` refuses the demo values
 
 
 def run(*args, env=None, timeout=60):
@@ -83,7 +86,7 @@ def test_replay_and_resend_usage_errors_exit_2_without_traceback():
 
 
 def test_webhooks_add_list_disable_redeliver_on_sqlite(tmp_path):
-    env = {"HUB_DATA_DIR": str(tmp_path)}
+    env = {"HUB_DATA_DIR": str(tmp_path), **SECRETS}
     assert run("db", "upgrade", env=env).returncode == 0
     refused = run("webhooks", "add", "--recipient", "wellbeing_area:04", "--url", "http://receiver.example.fi/hook", env=env)
     assert refused.returncode == 2 and "https" in refused.stderr and "Traceback" not in refused.stderr
@@ -105,7 +108,7 @@ def test_webhooks_add_list_disable_redeliver_on_sqlite(tmp_path):
 def test_replay_resend_and_webhook_delivery_use_the_kafka_security_settings(tmp_path):
     """The subscribers' commands talk to the broker with the same TLS/SASL settings as the worker:
     an incomplete SASL configuration is a usage error naming the variables, before any connection."""
-    env = {"HUB_KAFKA_URL": "kafka://127.0.0.1:1", "HUB_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "HUB_DATA_DIR": str(tmp_path)}
+    env = {"HUB_KAFKA_URL": "kafka://127.0.0.1:1", "HUB_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "HUB_DATA_DIR": str(tmp_path), **SECRETS}
     for args in (
         ("replay", "--topic", "hub.newcomers.v1", "--from-offset", "0"),
         ("resend", "--recipient", "municipality:091", "--from-seq", "1"),

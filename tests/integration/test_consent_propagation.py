@@ -23,12 +23,17 @@ from hub.streams import consent_agents, topics
 from hub.streams.app import HubApp, envelope
 from hub.streams.outbox_relay import OutboxRelay
 from hub.streams.runner import running, wait_for
+from tests.conftest import TEST_DATA_KEY
+from tests.personal_data import clear_in_tables, digits_of
 
 pytestmark = pytest.mark.integration
 
 ASSESSOR = "municipality:091"
 SECRET = "integration-test-secret"
 _random = random.Random()  # persons differ between runs too, in case the broker outlives the session (HUB_TEST_KAFKA_URL)
+
+
+DATA_KEY = TEST_DATA_KEY  # HUB_DATA_KEYS of these tests (and of the `hub worker` they start)
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +136,14 @@ def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_
         assert p["work_history"] is None and p["literacy"] is None and p["recommended_path"] is None and p["service_needs"] == []
         assert p["language_skills"][0]["cefr_level"] == "A2"
     with sessions() as s:
-        audit = store.disclosures(s, pid)
+        audit = store.disclosures(s, key)
         assert [(d.recipient, d.consent_id) for d in audit] == [(plan_authority, f"c-{key[:8]}")] * 2
-        assert all(h.released_at is not None for h in s.scalars(sa.select(store.HeldItem).where(store.HeldItem.person_id == pid)))
+        assert all(h.released_at is not None for h in s.scalars(sa.select(store.HeldItem).where(store.HeldItem.person_key == key)))
+        assert store.history(s, key)[0].person_id == pid  # the identity code is kept, sealed
+        # the raw rows hold neither the identity code (nor its digits) nor the assessment's data in clear
+        clear = clear_in_tables(s.get_bind(), ["consent_events", "held_items", "disclosures", "outbox"],
+                                [pid, digits_of(pid), "6 years construction", "literate in Latin script", "vocational upper secondary"])
+        assert clear == []
 
 
 def test_revocation_notifies_each_earlier_recipient_and_stops_disclosure(kafka_url, sessions):
@@ -174,7 +184,7 @@ def test_revocation_notifies_each_earlier_recipient_and_stops_disclosure(kafka_u
     assert all(n["to"] == ASSESSOR and n["notice_type"] == "consent_required" for n in to_assessor)
     assert got.where(assessment_id="as-3", to=first) == []  # no disclosure after the revocation
     with sessions() as s:
-        assert [d.assessment_id for d in store.disclosures(s, pid)] == ["as-1", "as-2"]
+        assert [d.assessment_id for d in store.disclosures(s, key)] == ["as-1", "as-2"]
 
 
 class CrashAfterPublish(OutboxRelay):
@@ -228,7 +238,7 @@ def test_worker_dies_between_commit_and_publish_and_the_plan_request_arrives_onc
         assert len(on_the_wire) == 2  # at-least-once on the wire: published, not marked, published again ...
     assert len(set(on_the_wire)) == 1  # ... one request id, so a consumer deduplicating by it sees one request
     with sessions() as s:
-        assert len(store.disclosures(s, pid)) == 1
+        assert len(store.disclosures(s, key)) == 1
 
 
 def test_bad_records_are_dead_lettered_with_a_reason_and_processing_goes_on(kafka_url, sessions):
@@ -269,7 +279,7 @@ def test_hub_worker_killed_after_the_commit_and_restarted_sends_the_plan_request
     plan_authority = unique_authority()
     plan_topic = topics.plan_request_topic(plan_authority)
     env = {**os.environ, "HUB_KAFKA_URL": kafka_url, "HUB_DATABASE_URL": database_url, "HUB_APP_ID": f"consent-worker-{uuid.uuid4().hex[:6]}",
-           "HUB_PERSON_KEY_SECRET": SECRET, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING", "HUB_CONSENT_LEGAL_BASES": "", "HUB_METRICS_PORT": "0"}
+           "HUB_PERSON_KEY_SECRET": SECRET, "HUB_DATA_KEYS": DATA_KEY, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING", "HUB_CONSENT_LEGAL_BASES": "", "HUB_METRICS_PORT": "0"}
 
     def start_worker(**extra):
         log = open(tmp_path / f"worker-{len(list(tmp_path.glob('worker-*')))}.log", "w")
@@ -312,4 +322,4 @@ def test_hub_worker_killed_after_the_commit_and_restarted_sends_the_plan_request
     got = asyncio.run(scenario())
     assert [r["assessment_id"] for r in got.records] == ["as-1"]
     with sessions() as s:
-        assert len(store.disclosures(s, pid)) == 1
+        assert len(store.disclosures(s, key)) == 1

@@ -64,28 +64,33 @@ GOOD_EVERY = 25  # a good record after every 25 malformed ones, on each topic
 SECRET = "fuzz-test-secret"
 
 CODEC_KINDS = ("truncated", "unknown_schema_id", "other_schema", "wrong_magic", "garbage", "wrong_encoding")
-SEMANTIC_KINDS = ("invalid_person_id", "unknown_municipality", "future_date", "huge_string")
+SEMANTIC_KINDS = ("invalid_person_id", "unknown_municipality", "future_date", "huge_string", "over_bounds")
 # what each kind of damage must be reported as, per topic (None: the kind does not apply to the schema)
 SEMANTIC_REASONS = {
     (topics.POPULATION_CHANGES, "invalid_person_id"): {"invalid_person_id"},
     (topics.POPULATION_CHANGES, "unknown_municipality"): {"unknown_municipality"},
     (topics.POPULATION_CHANGES, "future_date"): {"future_date"},
-    (topics.POPULATION_CHANGES, "huge_string"): {"invalid_person_id"},
+    (topics.POPULATION_CHANGES, "huge_string"): {"invalid_person_id", "out_of_bounds"},
+    (topics.POPULATION_CHANGES, "over_bounds"): {"out_of_bounds"},
     (topics.NEWCOMERS, "invalid_person_id"): {"invalid_person_id"},
     (topics.NEWCOMERS, "unknown_municipality"): {"unknown_municipality"},
     (topics.NEWCOMERS, "future_date"): {"future_date", "invalid_date"},
-    (topics.NEWCOMERS, "huge_string"): {"unknown_municipality", "invalid_field"},
+    (topics.NEWCOMERS, "huge_string"): {"unknown_municipality", "invalid_field", "out_of_bounds"},
+    (topics.NEWCOMERS, "over_bounds"): {"out_of_bounds"},
     (topics.ASSESSMENTS, "invalid_person_id"): {"invalid_person_id"},
     (topics.ASSESSMENTS, "unknown_municipality"): {"unknown_authority", "unknown_municipality", "invalid_authority"},
     (topics.ASSESSMENTS, "future_date"): {"future_date"},
-    (topics.ASSESSMENTS, "huge_string"): {"invalid_person_id"},
+    (topics.ASSESSMENTS, "huge_string"): {"invalid_person_id", "out_of_bounds"},
+    (topics.ASSESSMENTS, "over_bounds"): {"out_of_bounds"},
     (topics.CONSENTS, "invalid_person_id"): {"invalid_person_id"},
     (topics.CONSENTS, "unknown_municipality"): {"unknown_authority", "unknown_municipality", "invalid_authority"},
     (topics.CONSENTS, "future_date"): {"future_date"},
-    (topics.CONSENTS, "huge_string"): {"invalid_person_id"},
+    (topics.CONSENTS, "huge_string"): {"invalid_person_id", "out_of_bounds"},
+    (topics.CONSENTS, "over_bounds"): {"out_of_bounds"},
     (topics.REFERRAL_STATUS, "unknown_municipality"): {"forbidden", "unknown_referral", "unknown_authority", "unknown_municipality"},
     (topics.REFERRAL_STATUS, "future_date"): {"future_date"},
-    (topics.REFERRAL_STATUS, "huge_string"): {"unknown_referral", "invalid_field"},
+    (topics.REFERRAL_STATUS, "huge_string"): {"unknown_referral", "invalid_field", "out_of_bounds"},
+    (topics.REFERRAL_STATUS, "over_bounds"): {"out_of_bounds"},
 }
 # what the fuzzing finds: damage the hub does not dead-letter (or not with the original bytes)
 KNOWN_GAPS: dict = {}  # all nine gaps the fuzzing found are closed; a new one goes here as a strict xfail, with its reason
@@ -170,6 +175,12 @@ def _semantic(topic: str, kind: str, base: dict, now: dt.datetime) -> dict:
             rec["referral_id"] = "r" * 200_000
         else:
             rec["person_id"] = "1" * 200_000
+    elif kind == "over_bounds":  # hub/schemas/bounds.py: a list over its count, a NUL in an identifier
+        if topic in (topics.POPULATION_CHANGES, topics.NEWCOMERS):
+            rec["nationalities"] = ["FI", "SE", "EE", "NO", "DK"] * 14  # 70: more than newcomers.nationalities VARCHAR(200) holds
+        else:
+            field = {topics.ASSESSMENTS: "assessment_id", topics.CONSENTS: "consent_id", topics.REFERRAL_STATUS: "referral_id"}[topic]
+            rec[field] = f"{rec[field]}\x00"
     elif kind == "unknown_municipality":
         if topic in (topics.POPULATION_CHANGES, topics.NEWCOMERS):
             rec["municipality_code"] = "999"

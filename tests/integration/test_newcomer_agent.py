@@ -14,7 +14,8 @@ from hub.streams import newcomer_agents, topics
 from hub.streams.app import HubApp, envelope
 from hub.streams.runner import running, wait_for
 from tests.kafka_helpers import decoded, produce, read_topic
-from tests.personal_data import identity_code_in
+from hub.newcomers.detection import decode_state
+from tests.personal_data import clear_in_tables, digits_of, identity_code_in
 
 pytestmark = pytest.mark.integration
 SECRET = "test-secret"
@@ -128,9 +129,15 @@ def test_states_are_in_the_database_and_an_identity_correction_finds_the_old_one
     changes = asyncio.run(read_topic(fresh_kafka_url, topics.POPULATION_CHANGES, min_count=len(people) + 1))
     assert len({m.partition for m in changes}) == 3, "the changes are spread over the three partitions"
     states = stored_states(states_url, keys + [new_key])
-    assert set(states) == set(keys[1:]) | {new_key}  # the old code's row went with the correction
-    assert all(old not in states[k] and people[i + 1] in states[k] for i, k in enumerate(keys[1:]))
-    assert new in states[new_key]
+    assert set(states) == set(keys[1:]) | {new_key}  # the old code's row went with the correction, found by the old code's key
+    merged = decode_state(states[new_key], new)
+    assert merged.newcomer and merged.municipality_code == "049" and merged.arrival_date == dt.date(2025, 2, 20)
+    # the rows are keyed by the person key and hold no identity code: neither the code nor its digits
+    engine = database.create_engine(states_url)
+    try:
+        assert clear_in_tables(engine, ["person_states"], [p for p in people + [new]] + [digits_of(p) for p in people + [new]]) == []
+    finally:
+        engine.dispose()
     assert sum(seen.newcomers.values()) == len(people) and seen.moved == 1  # the corrected person is the same newcomer, moved
     out = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=len(people) + 1)))
     assert [(r["change"], r["person_id"], r["municipality_code"]) for r in out if r["person_key"] == new_key] == [("moved", new, "049")]

@@ -1,9 +1,10 @@
 """One record that fails for its own reasons never stalls a stream (real broker, real PostgreSQL).
 
-A routing batch with poison newcomers in the middle (values the database refuses: 70 nationalities
-for a VARCHAR(200), a NUL character, a 200-character person key; each passes today's decoding and
-RoutingInput, so only the ledger's write fails): the batch is narrowed down, each poison record is
-dead-lettered (`unprocessable`) with its bytes and the newcomers before and after it are referred.
+A routing batch with poison newcomers in the middle: values over the declared input bounds (70
+nationalities for a VARCHAR(200), a NUL character, a 200-character person key) are dead-lettered
+`out_of_bounds` as they are decoded; a newcomer whose ledger write the database refuses anyway
+(DataError: defence in depth behind the bounds) makes the batch narrow down to it, and it is
+dead-lettered `unprocessable`. Each with its bytes; the newcomers before and after are referred.
 A ~1 MB invalid record: its dead letter is too large for the topic, so it is kept whole in the
 database and the record on the topic points at it; later records flow. A referral status with a NUL
 in its id (a faust agent) is dead-lettered and the next status applies. The dead-letter metric
@@ -31,6 +32,7 @@ from hub.streams import topics
 from hub.streams.app import HubApp, envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
+from tests.conftest import TEST_DATA_KEY
 from tests.kafka_helpers import decoded, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -64,25 +66,33 @@ def db_url(own_database_url):
 def test_poison_newcomers_in_a_routing_batch_are_dead_lettered_and_the_others_referred(fresh_kafka_url, db_url):
     uid = uuid.uuid4().hex[:8]
     goods = [f"pk-good{i}-{uid}" for i in range(4)]
+    refused = f"pk-refused-{uid}"
     poisons = [
         newcomer(f"pk-nationalities-{uid}", nationalities=COUNTRIES[:70]),  # 209 characters for a VARCHAR(200)
         newcomer(f"pk-nul\x00-{uid}"),  # PostgreSQL text cannot hold a NUL
         newcomer("p" * 200),  # person_key is a VARCHAR(128)
+        newcomer(refused),  # within the bounds; the database refuses its row all the same
     ]
     settings = Settings(app_id=f"poison-routing-{uid}", database_url=db_url)
     engine = database.create_engine(db_url)
-    before = dead_letter_count("unprocessable")
+    before = dead_letter_count("unprocessable") + dead_letter_count("out_of_bounds")
+
+    class RefusingLedger(ReferralLedger):
+        def record_many(self, items, now):
+            if any(n.person_key == refused for n, _ in items):
+                raise sa.exc.DataError("INSERT INTO referrals ...", {}, Exception("value refused"))
+            return super().record_many(items, now)
 
     async def scenario():
         hub = HubApp(settings, fresh_kafka_url)
-        seen = register(hub, ledger=ReferralLedger(engine), batch_size=100)
+        seen = register(hub, ledger=RefusingLedger(engine), batch_size=100)
         consumer = hub.batch_consumers[-1]
-        records = [newcomer(goods[0]), poisons[0], newcomer(goods[1]), poisons[1], newcomer(goods[2]), poisons[2], newcomer(goods[3])]
+        records = [newcomer(goods[0]), poisons[0], newcomer(goods[1]), poisons[1], newcomer(goods[2]), poisons[2], poisons[3], newcomer(goods[3])]
         values = [hub.codec.encode("Newcomer", r) for r in records]
         await send_all(fresh_kafka_url, topics.NEWCOMERS, [(r["person_key"].encode(), v) for r, v in zip(records, values)])
         async with running(hub):
-            await wait_for(lambda: seen.consumed[(topics.NEWCOMERS, "routed")] == 4 and consumer.isolated == 3, 90,
-                           "the four good newcomers routed, the three poison ones isolated")
+            await wait_for(lambda: seen.consumed[(topics.NEWCOMERS, "routed")] == 4 and consumer.isolated == 1, 90,
+                           "the four good newcomers routed, the refused one isolated")
             await consumer.committed()
         return values, seen, consumer
 
@@ -90,13 +100,15 @@ def test_poison_newcomers_in_a_routing_batch_are_dead_lettered_and_the_others_re
     try:
         referred = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.referral_topic("municipality:092"), min_count=4)))
         assert sorted(r["person_key"] for r in referred) == sorted(goods)  # before and after each poison record
-        dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=3)))
-        assert [d["reason"] for d in dead] == ["unprocessable"] * 3
-        assert sorted(d["original_value"] for d in dead) == sorted([values[1], values[3], values[5]])  # the original bytes, unchanged
-        assert all("DataError" in d["message"] and "\x00" not in d["message"] for d in dead)  # the error's type, never its text
+        dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=4)))
+        by_value = {d["original_value"]: d for d in dead}
+        assert sorted(by_value) == sorted([values[1], values[3], values[5], values[6]])  # the original bytes, unchanged
+        assert [by_value[values[i]]["reason"] for i in (1, 3, 5, 6)] == ["out_of_bounds"] * 3 + ["unprocessable"]
+        assert "DataError" in by_value[values[6]]["message"]  # the error's type, never its text
+        assert all("\x00" not in d["message"] for d in dead)
         assert consumer.retries == 0  # narrowed down, not read again
-        assert seen.dead_letters["unprocessable"] == 3
-        assert dead_letter_count("unprocessable") - before == len(dead)  # counts the dead letters that exist
+        assert seen.dead_letters["unprocessable"] == 1 and seen.dead_letters["out_of_bounds"] == 3
+        assert dead_letter_count("unprocessable") + dead_letter_count("out_of_bounds") - before == len(dead)  # counts the dead letters that exist
     finally:
         engine.dispose()
 
@@ -131,12 +143,12 @@ def test_a_megabyte_invalid_record_is_kept_in_the_database_and_later_records_flo
             raw = conn.execute(sa.text("SELECT original_value FROM dead_letters WHERE id = :id"), {"id": row_id}).scalar_one()
         assert bytes(range(256)) * 4 not in bytes(raw)
         shown = subprocess.run([sys.executable, "-m", "hub.cli", "dead-letters", "show", str(row_id)], capture_output=True, text=True, timeout=120,
-                               env={**os.environ, "HUB_DATABASE_URL": db_url}, stdin=subprocess.DEVNULL)
+                               env={**os.environ, "HUB_DATABASE_URL": db_url, "HUB_DATA_KEYS": TEST_DATA_KEY}, stdin=subprocess.DEVNULL)
         assert shown.returncode == 0, shown.stderr
         printed = json.loads(shown.stdout)
         assert base64.b64decode(printed["original_value_base64"]) == big and printed["reason"] == "wrong_magic" and printed["id"] == row_id
         missing = subprocess.run([sys.executable, "-m", "hub.cli", "dead-letters", "show", str(row_id + 1000)], capture_output=True, text=True,
-                                 timeout=120, env={**os.environ, "HUB_DATABASE_URL": db_url}, stdin=subprocess.DEVNULL)
+                                 timeout=120, env={**os.environ, "HUB_DATABASE_URL": db_url, "HUB_DATA_KEYS": TEST_DATA_KEY}, stdin=subprocess.DEVNULL)
         assert missing.returncode == 1 and missing.stderr.startswith("Error: no dead letter") and "Traceback" not in missing.stderr
         assert dead_letter_count("wrong_magic") - before == 1
     finally:
@@ -144,14 +156,23 @@ def test_a_megabyte_invalid_record_is_kept_in_the_database_and_later_records_flo
 
 
 def test_a_status_with_a_nul_and_a_megabyte_status_are_dead_lettered_and_the_next_status_applies(fresh_kafka_url, db_url):
-    """The referral-status stream is a faust agent: a status whose id PostgreSQL refuses (NUL) and an
-    invalid ~1 MB record are dead-lettered (the large one kept in the database), the agent goes on."""
+    """The referral-status stream is a faust agent: a status with a NUL in its id (out of bounds), one
+    whose write the database refuses and an invalid ~1 MB record are dead-lettered (the large one kept
+    in the database), the agent goes on."""
     uid = uuid.uuid4().hex[:8]
     settings = Settings(app_id=f"poison-status-{uid}", database_url=db_url)
     engine = database.create_engine(db_url)
-    ledger = ReferralLedger(engine)
+
+    class RefusingLedger(ReferralLedger):  # a status within the bounds whose write the database refuses all the same
+        def apply_status(self, record, now):
+            if record["referral_id"].endswith("-refused"):
+                raise sa.exc.DataError("UPDATE referrals ...", {}, Exception("value refused"))
+            return super().apply_status(record, now)
+
+    ledger = RefusingLedger(engine)
     big = b"\x07" + b"x" * (1024 * 1024)
-    before = dead_letter_count("unprocessable") + dead_letter_count("wrong_magic")
+    reasons = ("out_of_bounds", "unprocessable", "wrong_magic")
+    before = sum(dead_letter_count(r) for r in reasons)
 
     def status(referral_id: str, state: str) -> dict:
         rec = envelope("municipality:092")
@@ -166,7 +187,8 @@ def test_a_status_with_a_nul_and_a_megabyte_status_are_dead_lettered_and_the_nex
             await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer(pk), key=pk)
             (referral,) = decoded(await read_topic(fresh_kafka_url, topics.referral_topic("municipality:092"), min_count=1))
             rid = referral["referral_id"]
-            items = [(b"nul", hub.codec.encode("ReferralStatus", status(rid + "\x00", "accepted"))), (b"big", big),
+            items = [(b"nul", hub.codec.encode("ReferralStatus", status(rid + "\x00", "accepted"))),
+                     (b"refused", hub.codec.encode("ReferralStatus", status(rid + "-refused", "accepted"))), (b"big", big),
                      (rid.encode(), hub.codec.encode("ReferralStatus", status(rid, "accepted")))]
             await send_all(fresh_kafka_url, topics.REFERRAL_STATUS, items)
             await wait_for(lambda: seen.consumed[(topics.REFERRAL_STATUS, "applied")] == 1, 90, "the status after the poison ones applied")
@@ -175,11 +197,12 @@ def test_a_status_with_a_nul_and_a_megabyte_status_are_dead_lettered_and_the_nex
     rid, items = asyncio.run(scenario())
     try:
         assert ledger.state(rid) == "accepted"
-        dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=2)))
-        assert [(d["reason"], d["original_offset"]) for d in dead] == [("unprocessable", 0), ("wrong_magic", 1)]
-        assert dead[0]["original_value"] == items[0][1] and "DataError" in dead[0]["message"]
-        assert dead[1]["original_value"] == b"" and DeadLetterStore(engine).get(row_id_of(dead[1]["location"]))["original_value"] == big
-        assert dead_letter_count("unprocessable") + dead_letter_count("wrong_magic") - before == len(dead)
+        dead = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.DEAD_LETTERS, min_count=3)))
+        assert [(d["reason"], d["original_offset"]) for d in dead] == [("out_of_bounds", 0), ("unprocessable", 1), ("wrong_magic", 2)]
+        assert dead[0]["original_value"] == items[0][1] and "\x00" not in dead[0]["message"]
+        assert dead[1]["original_value"] == items[1][1] and "DataError" in dead[1]["message"]
+        assert dead[2]["original_value"] == b"" and DeadLetterStore(engine).get(row_id_of(dead[2]["location"]))["original_value"] == big
+        assert sum(dead_letter_count(r) for r in reasons) - before == len(dead)
     finally:
         engine.dispose()
 

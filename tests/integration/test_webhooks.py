@@ -123,7 +123,7 @@ def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
 
     ensure_topics(kafka_url, topics_for(RECIPIENT) + topics_for(OTHER), 1)
     engine = database.create_engine(database_url)
-    store = WebhookStore(engine)
+    store = WebhookStore(engine, allow_loopback=True)  # the receiver is on 127.0.0.1 (HUB_WEBHOOKS_ALLOW_LOOPBACK)
     with pytest.raises(ValueError, match="https"):
         store.add(RECIPIENT, "http://receiver.example.fi/hook")
     sub, secret = store.add(RECIPIENT, "http://127.0.0.1:1/placeholder")
@@ -143,7 +143,9 @@ def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
             await producer.send_event(topics_for(OTHER)[0], "Referral", referral(OTHER, 1), key="k")
             await producer.send_event(topics_for(OTHER)[2], "Notice", notice(OTHER), key="k")
 
-        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=0.5)
+        # the plan request here is generated, not decided by the hub on a consent: no send-time consent
+        # check (tests/integration/test_outbox_parking.py tests that one)
+        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=0.5, disclosure_check=lambda plan: None)
 
         async def step():
             await worker.pull(timeout_ms=200)
@@ -196,7 +198,7 @@ def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
     assert receiver.requests == 4 + 4 + 2 + 1  # every attempt reached it: 4 for the first, 1 each for the next 4, 2 + redelivery for the last
 
 
-def test_the_webhook_models_match_migration_0007(database_url):
+def test_the_webhook_models_match_the_migrations(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 

@@ -26,7 +26,7 @@ CODEC = default_codec()
 NAMES = ["PopulationChange", "Newcomer", "ReferralStatus", "AssessmentCompleted", "Consent"]
 NOW = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
 RULES, REFERENCE = default_rules(), default_reference()
-ROUTE_CODES = {"invalid_json", "invalid_input", "invalid_field", "invalid_date", "missing_municipality", "unknown_municipality"}
+ROUTE_CODES = {"invalid_json", "invalid_input", "invalid_field", "invalid_date", "missing_municipality", "unknown_municipality", "out_of_bounds"}
 
 
 def codec_target(data: bytes) -> None:

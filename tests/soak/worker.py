@@ -15,7 +15,8 @@ from pathlib import Path
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker"):
-        self.env = {**os.environ, "HUB_METRICS_PORT": "0", **env}
+        # `hub worker` refuses the demo data key; every worker of a test shares this one (one database)
+        self.env = {**os.environ, "HUB_METRICS_PORT": "0", "HUB_DATA_KEYS": "c29hay10ZXN0LWRhdGEta2V5LW5vdC1hLXNlY3JldC0=", **env}
         self.log_dir = Path(log_dir)
         self.name = name
         self.proc: subprocess.Popen | None = None

@@ -29,3 +29,20 @@ def test_per_recipient_topic_names():
         topics.referral_topic("mayor:091")
     with pytest.raises(ValueError):
         topics.notice_topic("mayor:091")
+
+
+def test_production_secrets_are_required_and_the_demo_values_refused():
+    import pytest
+
+    from hub.adapters.sealing import demo_key, new_key
+    from hub.config import DEMO_PERSON_KEY_SECRET, DemoSecrets, Settings
+
+    with pytest.raises(DemoSecrets, match="HUB_PERSON_KEY_SECRET"):
+        Settings.from_env({}).require_production_secrets()
+    with pytest.raises(DemoSecrets, match="HUB_PERSON_KEY_SECRET"):
+        Settings.from_env({"HUB_PERSON_KEY_SECRET": DEMO_PERSON_KEY_SECRET, "HUB_DATA_KEYS": new_key()}).require_production_secrets()
+    with pytest.raises(DemoSecrets, match="HUB_DATA_KEYS"):
+        Settings.from_env({"HUB_PERSON_KEY_SECRET": "ours"}).require_production_secrets()
+    with pytest.raises(DemoSecrets, match="HUB_DATA_KEYS"):
+        Settings.from_env({"HUB_PERSON_KEY_SECRET": "ours", "HUB_DATA_KEYS": demo_key()}).require_production_secrets()
+    Settings.from_env({"HUB_PERSON_KEY_SECRET": "ours", "HUB_DATA_KEYS": f"{new_key()},{demo_key()}"}).require_production_secrets()

@@ -118,7 +118,7 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
         elif kind == "assess":
             _, p, r, cats = op
             avro = {"event_id": f"00000000-0000-4000-8000-{n:012d}", "occurred_at": clock["now"], "recorded_at": clock["now"], "source": RECIPIENTS[1],
-                    "schema_version": 1, "assessment_id": f"a{n}", "person_key": "k" * 32, "person_id": PERSONS[p], "assessor": RECIPIENTS[1],
+                    "schema_version": 1, "assessment_id": f"a{n}", "person_key": hetu.person_key(PERSONS[p], "s"), "person_id": PERSONS[p], "assessor": RECIPIENTS[1],
                     "plan_authority": RECIPIENTS[r], "referral_id": None, "education": None, "work_history": None, "language_skills": [],
                     "literacy": None, "recommended_path": None, "service_needs": []}
             avro.update({c: DATA[c] for c in cats})

@@ -17,6 +17,7 @@ from hub.streams import topics
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 PERSON = hetu.make(dt.date(1990, 5, 17), 941)
+KEY = hetu.person_key(PERSON, "s")  # the registry's secret below
 EMPLOY, MUNI = "employment_authority:08", "municipality:091"
 LAW = model.LegalBasis("681/2023 § 99 (test)", "integration_plan", frozenset({"employment_authority"}), frozenset({"language_skills"}))
 
@@ -42,7 +43,7 @@ def grant(cid, **kw):
 
 def assess(registry, n, **data):
     rec = {"event_id": f"00000000-0000-4000-8000-{n:012d}", "occurred_at": T0, "recorded_at": T0, "source": MUNI, "schema_version": 1,
-           "assessment_id": f"as-{n}", "person_key": "k" * 32, "person_id": PERSON, "assessor": MUNI, "plan_authority": EMPLOY, "referral_id": None,
+           "assessment_id": f"as-{n}", "person_key": KEY, "person_id": PERSON, "assessor": MUNI, "plan_authority": EMPLOY, "referral_id": None,
            "education": "university", "work_history": None, "language_skills": [], "literacy": None, "recommended_path": None, "service_needs": []}
     rec.update(data)
     return registry.handle_assessment(records.assessment_from_avro(rec), default_codec().encode("AssessmentCompleted", rec))
@@ -72,7 +73,7 @@ def test_each_notice_goes_to_its_addressees_own_notice_topic(registry):
         *sorted([(topics.notice_topic(EMPLOY), "consent_revoked", EMPLOY), (topics.notice_topic(second), "consent_revoked", second)]),
     ]
     assert all(topic == topics.notice_topic(n["to"]) for topic, _, n in notices)  # never on another authority's topic
-    assert {key for _, key, _ in notices} == {b"k" * 32}  # keyed by the person key, as before
+    assert {key for _, key, _ in notices} == {KEY.encode()}  # keyed by the person key, as before
     assert not any(topic == "hub.notices.v1" for topic, _, _ in rows(registry, "Notice"))
 
 
@@ -122,5 +123,44 @@ def test_redelivered_events_change_nothing(registry):
     assert registry.record_consent(grant("c1")).duplicate
     assert assess(registry, 1).disclosed and assess(registry, 1).duplicate
     with registry.sessions() as s:
-        assert len(store.disclosures(s, PERSON)) == 1 and outbox.unsent_count(s) == 1
-        assert json.loads(store.disclosures(s, PERSON)[0].data_categories) == ["education"]
+        assert len(store.disclosures(s, KEY)) == 1 and outbox.unsent_count(s) == 1
+        assert json.loads(store.disclosures(s, KEY)[0].data_categories) == ["education"]
+
+
+OTHER = hetu.make(dt.date(1985, 9, 9), 942)
+
+
+def test_two_persons_consents_with_one_id_are_two_consents(registry, clock):
+    """Consent ids are the publishers' free text: another person's consent with the same id is ended,
+    expired, notified about and refused on its own."""
+    registry.record_consent(grant("shared", valid_until=T0 + dt.timedelta(days=10)))
+    registry.record_consent(grant("shared", event_id="g-shared-other", person_id=OTHER, valid_until=T0 + dt.timedelta(days=10)))
+    assess(registry, 1)
+    other = {"person_id": OTHER, "person_key": hetu.person_key(OTHER, "s"), "event_id": "00000000-0000-4000-8000-000000000099"}
+    assess(registry, 2, **other)
+    registry.record_consent(grant("shared", event_id="r-shared", action="revoked"))
+    clock["now"] = T0 + dt.timedelta(days=11)
+    out = registry.sweep()  # the first person's revoked consent does not hide the other person's expiry
+    assert out.recorded == ["expired"] and out.notices == [("consent_expired", EMPLOY)]
+    with registry.sessions() as s:
+        statuses = {pid: model.current_consents(store.history(s, hetu.person_key(pid, "s")))["shared"].status(clock["now"]) for pid in (PERSON, OTHER)}
+        notices = [m for m in s.scalars(sa.select(outbox.OutboxMessage)) if m.schema_name == "Notice" and m.topic == topics.notice_topic(EMPLOY)]
+    assert statuses == {PERSON: "revoked", OTHER: "expired"}
+    assert len({n.event_id for n in notices}) == len(notices) == 2  # one notice per person, not one per consent id
+    with pytest.raises(model.InvalidConsent) as refused:
+        registry.record_consent(grant("shared", event_id="g-again", person_id=OTHER))
+    assert refused.value.reason == "consent_ended" and OTHER not in str(refused.value)
+    registry.record_consent(grant("fresh", event_id="g-fresh", person_id=OTHER))
+    with pytest.raises(model.InvalidConsent) as in_use:
+        registry.record_consent(grant("fresh", event_id="g-fresh-2", person_id=OTHER, data_categories=frozenset({"literacy"})))
+    assert in_use.value.reason == "consent_id_in_use"
+
+
+def test_an_assessment_keyed_to_another_person_is_refused_and_changes_nothing(registry):
+    registry.record_consent(grant("c1"))
+    with pytest.raises(model.InvalidConsent) as refused:
+        assess(registry, 1, person_key=hetu.person_key(OTHER, "s"))
+    assert refused.value.reason == "person_key_mismatch" and PERSON not in str(refused.value)
+    with registry.sessions() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(outbox.OutboxMessage).where(outbox.OutboxMessage.schema_name == "PlanRequest")) == 0
+        assert store.held(s, KEY) == []

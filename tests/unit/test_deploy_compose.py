@@ -159,3 +159,28 @@ def test_dockerignore_sends_only_the_package():
     for sources in copied:
         for source in sources.split():
             assert (ROOT / source).exists(), f"COPY {source}: missing"
+
+
+def test_publisher_identity_is_on_and_the_secrets_come_from_a_file_outside_the_repository():
+    """Every hub service checks publishers (HUB_PUBLISHERS, a mounted file naming its keys'
+    variables) and takes HUB_PERSON_KEY_SECRET, HUB_DATA_KEYS and the publishers' keys from
+    hub-secrets.env, which is not in the repository: no default secret in the compose file."""
+    import subprocess
+
+    from hub.adapters.publisher_keys import parse
+
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert not re.search(r"\$\{HUB_[A-Z0-9_]*(SECRET|KEY)[A-Z0-9_]*:-", text), "a default secret in the compose file"
+    for name in HUB_SERVICES:
+        service = SERVICES[name]
+        env = service["environment"]
+        mounts = {target: source for n, source, target in _mounts() if n == name}
+        data = yaml.safe_load(mounts[env["HUB_PUBLISHERS"]].read_text(encoding="utf-8"))
+        key_vars = {v for entry in data["publishers"] for v in ([entry["key_env"]] if isinstance(entry["key_env"], str) else entry["key_env"])}
+        assert parse(data, {v: "k" * 32 for v in key_vars}).get(env["HUB_APP_ID"]) is not None, f"{name}: the hub's own entry"
+        secrets = key_vars | {"HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS"}
+        assert not secrets & set(env), f"{name}: {secrets & set(env)} set in the compose file"
+        env_files = service["env_file"] if isinstance(service["env_file"], list) else [service["env_file"]]
+        assert env_files == ["hub-secrets.env"], name
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(COMPOSE_DIR / "hub-secrets.env")], cwd=ROOT)
+    assert ignored.returncode == 0, "hub-secrets.env must be ignored by git"

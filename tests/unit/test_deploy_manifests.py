@@ -128,14 +128,40 @@ def test_worker_deployment_runs_non_root_with_probes_resources_and_secret_refere
     assert container["livenessProbe"]["httpGet"]["port"] in ports
     env = {e["name"]: e for e in container["env"]}
     assert set(env) <= ENV_NAMES, f"unknown settings: {set(env) - ENV_NAMES}"
-    for secret in ("HUB_DATABASE_URL", "HUB_KAFKA_SASL_PASSWORD", "HUB_PERSON_KEY_SECRET"):
+    for secret in ("HUB_DATABASE_URL", "HUB_KAFKA_SASL_PASSWORD", "HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS"):
         assert "secretKeyRef" in env[secret]["valueFrom"], secret
     assert int(env["HUB_METRICS_PORT"]["value"]) == ports["metrics"]
     # the worker's settings are the ones the generated topics and users were made with
     assert env["HUB_APP_ID"]["value"] == k8s.APP_ID == env["HUB_KAFKA_SASL_USERNAME"]["value"]
     assert int(env["HUB_TOPIC_PARTITIONS"]["value"]) == k8s.PARTITIONS
-    settings = Settings.from_env({k: v["value"] for k, v in env.items() if "value" in v})
+    settings = Settings.from_env({k: v["value"] for k, v in env.items() if "value" in v and k != "HUB_PUBLISHERS"})
     assert settings.kafka_security_protocol == "SASL_SSL" and settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+
+
+SECRET_NAMES = re.compile(r"SECRET|KEY|PASSWORD|DATABASE_URL")
+
+
+def test_publisher_identity_is_on_and_every_secret_comes_from_a_secret():
+    """HUB_PUBLISHERS names the publishers file of a mounted ConfigMap (no key in it); the keys it
+    names, HUB_PERSON_KEY_SECRET, HUB_DATA_KEYS and every other credential come from Secrets."""
+    from hub.adapters.publisher_keys import parse
+
+    spec = _worker()["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    path = Path(env["HUB_PUBLISHERS"]["value"])
+    (mount,) = [m for m in container["volumeMounts"] if path.parent == Path(m["mountPath"])]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    (config_map,) = [d for _, d in BASE_DOCS if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]]
+    data = yaml.safe_load(config_map["data"][path.name])
+    key_vars = {v for entry in data["publishers"] for v in ([entry["key_env"]] if isinstance(entry["key_env"], str) else entry["key_env"])}
+    publishers = parse(data, {v: "k" * 32 for v in key_vars})
+    assert publishers.get(k8s.APP_ID) is not None, "the hub signs what it publishes: its own entry"
+    assert not key_vars & set(env), "the publishers' keys come from the Secret, not from a value in the manifest"
+    assert [ref["secretRef"]["name"] for ref in container["envFrom"]] == ["hub-publisher-keys"]
+    for name, e in env.items():
+        if SECRET_NAMES.search(name):
+            assert "value" not in e and "secretKeyRef" in e["valueFrom"], f"{name} must come from a Secret"
 
 
 def test_the_worker_connects_the_way_the_cluster_listens():

@@ -59,3 +59,37 @@ def test_person_key_is_keyed_and_stable():
 
 def test_scrub():
     assert hetu.scrub("person 131052-308T moved") == "person <henkilötunnus> moved"
+
+
+# Only the canonical spelling is a code: every other spelling of the same code would get another
+# person key (the same person twice, or a revocation that applies to nobody).
+CANONICAL = "010190-900P"
+FULLWIDTH = CANONICAL.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+ARABIC_INDIC = CANONICAL.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+DEVANAGARI = CANONICAL.translate(str.maketrans("0123456789", "०१२३४५६७८९"))
+
+
+def test_the_canonical_form_is_accepted():
+    assert hetu.validate(CANONICAL) == CANONICAL
+    assert hetu.birth_date(CANONICAL) == dt.date(1990, 1, 1)
+
+
+@pytest.mark.parametrize("spelling", [
+    CANONICAL + "\n", CANONICAL + "\r\n", "\n" + CANONICAL, " " + CANONICAL, CANONICAL + " ", CANONICAL + "\t", CANONICAL + "\u00a0",
+    CANONICAL + "\u2028", CANONICAL + "\x00", "\u200b" + CANONICAL, FULLWIDTH, ARABIC_INDIC, DEVANAGARI,
+    CANONICAL[:3] + "０" + CANONICAL[4:], CANONICAL.replace("-", "\u2010"), CANONICAL.replace("-", "－"), CANONICAL.lower(),
+], ids=["newline", "crlf", "leading-newline", "leading-space", "trailing-space", "tab", "nbsp", "line-separator", "nul",
+        "zero-width-space", "fullwidth", "arabic-indic", "devanagari", "one-fullwidth-digit", "unicode-hyphen", "fullwidth-hyphen", "lowercase"])
+def test_other_spellings_of_a_code_are_refused_without_echoing_it(spelling):
+    with pytest.raises(hetu.InvalidHetu) as err:
+        hetu.validate(spelling)
+    assert err.value.reason == "invalid_person_id"
+    assert CANONICAL not in str(err.value) and spelling.strip() not in str(err.value)
+    assert not hetu.is_valid(spelling)
+
+
+def test_a_non_ascii_spelling_is_told_apart_in_the_message():
+    with pytest.raises(hetu.InvalidHetu, match="ASCII"):
+        hetu.validate(FULLWIDTH)
+    with pytest.raises(hetu.InvalidHetu, match="white space or a line break"):
+        hetu.validate(CANONICAL + "\n")

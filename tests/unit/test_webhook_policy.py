@@ -1,4 +1,4 @@
-"""Webhook rules: https only (loopback excepted), backoff with jitter, Standard Webhooks signatures."""
+"""Webhook rules: https only (loopback only with the allowance), backoff with jitter, Standard Webhooks signatures."""
 
 import datetime as dt
 import json
@@ -10,13 +10,15 @@ from standardwebhooks.webhooks import Webhook
 from hub.webhooks.policy import WebhookError, check_secret, check_url, cloudevent_body, headers, new_secret, next_delay
 
 
-def test_https_required_except_loopback():
+def test_https_required_loopback_only_with_the_allowance():
     assert check_url("https://receiver.example.fi/hook")
     for ok in ("http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:9/x"):
-        assert check_url(ok)
+        assert check_url(ok, allow_loopback=True)
+        with pytest.raises(WebhookError):
+            check_url(ok)
     for bad in ("http://receiver.example.fi/hook", "http://10.0.0.1/x", "ftp://x/y", "receiver.example.fi", "https://"):
         with pytest.raises(WebhookError):
-            check_url(bad)
+            check_url(bad, allow_loopback=True)
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():

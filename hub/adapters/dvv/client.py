@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 from hub.adapters.dvv.page import MalformedPage, Page, parse_key, parse_page
+from hub.schemas import bounds
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,10 @@ class DvvClient:
     def _json(self, method: str, path: str, payload: dict | None = None) -> tuple[object, bytes, str]:
         body, url = self.request(method, path, payload)
         try:
-            return json.loads(body), body, url
-        except (ValueError, UnicodeDecodeError) as exc:
+            return bounds.loads(body, "the response"), body, url
+        except bounds.OutOfBounds as exc:
+            raise MalformedPage(f"{method} {path}", exc.message, raw=body.decode("utf-8", "replace"), reason=exc.reason) from None
+        except ValueError as exc:  # UnicodeDecodeError too
             raise MalformedPage(f"{method} {path}", f"response is not JSON ({type(exc).__name__})", raw=body.decode("utf-8", "replace")) from None
 
     # -- endpoints --------------------------------------------------------------------------------

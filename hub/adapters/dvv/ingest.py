@@ -27,6 +27,7 @@ from hub.adapters.dvv.page import MalformedPage, Page
 from hub.domain.clock import DEFAULT_CLOCK_SKEW
 from hub.domain.population_change import validate
 from hub.domain import hetu
+from hub.schemas import bounds
 from hub.schemas.codec import Codec, default_codec
 from hub.streams import topics
 from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
@@ -100,8 +101,15 @@ def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: f
         location = page.location(change)
         original = change.text.encode("utf-8")
         try:
+            if len(original) > bounds.MAX_DVV_CHANGE_BYTES:
+                raise bounds.OutOfBounds("muutos", f"the change of {len(original)} bytes is over the bound of {bounds.MAX_DVV_CHANGE_BYTES} bytes")
             mapped = map_muutos(change.obj, secret=secret, recorded_at=now, batch_ref=batch_ref)
+            for event in mapped.events:  # the bounds the worker's decoder checks too: refused here, with DVV's original record
+                bounds.check_record("PopulationChange", event)
             problems = [p for event in mapped.events for p in validate(event, now=now, municipalities=municipalities, skew=skew)]
+        except bounds.OutOfBounds as exc:
+            bad.append(BadRecord(original, location, exc.reason, f"{exc.message}; check the change with DVV"))
+            continue
         except MalformedMuutos as exc:
             bad.append(BadRecord(original, location, exc.reason, f"{hetu.scrub(str(exc))}; fix the record or ask DVV"))
             continue
@@ -119,7 +127,7 @@ def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: f
 
 def bad_page(error: MalformedPage) -> BadRecord:
     raw = error.raw if isinstance(error.raw, bytes) else error.raw.encode("utf-8")
-    return BadRecord(raw, error.location, "malformed_page", f"{error.detail}; the page was not processed")
+    return BadRecord(raw, error.location, error.reason, f"{error.detail}; the page was not processed")
 
 
 # -- sinks ----------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from hub.adapters.dvv import codes
 from hub.domain import hetu
+from hub.schemas import bounds
 
 SOURCE = "dvv:muutosrajapinta"
 NAMESPACE = uuid.UUID("6f1c3a52-8d0e-5b7e-9a43-2f5d1c0b7e91")
@@ -335,7 +336,8 @@ def _event_for(g: dict, i: int, person_id: str, p: _Person, on: dt.date, has_kot
 
 
 def map_muutos(muutos: object, *, secret: str, recorded_at: dt.datetime, batch_ref: str | None = None, source: str = SOURCE) -> MappedMuutos:
-    """Map one muutos. Raises MalformedMuutos when it does not have the documented shape.
+    """Map one muutos. Raises MalformedMuutos when it does not have the documented shape, and
+    bounds.OutOfBounds when it has more data groups than hub/schemas/bounds.py allows.
 
     `secret` is the person-key secret (the event id is derived from the pseudonymous key).
     Values are not validated here (see hub/domain/population_change.py): a wrong code is carried as it came.
@@ -350,6 +352,8 @@ def map_muutos(muutos: object, *, secret: str, recorded_at: dt.datetime, batch_r
     groups = muutos.get("tietoryhmat")
     if not isinstance(groups, list):
         raise MalformedMuutos("tietoryhmat must be a list of data groups")
+    if len(groups) > bounds.MAX_DVV_DATA_GROUPS:  # each group may make an event
+        raise bounds.OutOfBounds("tietoryhmat", f"tietoryhmat has {len(groups)} data groups; at most {bounds.MAX_DVV_DATA_GROUPS} are allowed")
     for i, g in enumerate(groups):
         if not isinstance(g, dict) or not isinstance(g.get("tietoryhma"), str) or not g["tietoryhma"]:
             raise MalformedMuutos(f"tietoryhmat[{i}] must be an object with a 'tietoryhma' name")

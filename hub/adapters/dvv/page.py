@@ -9,18 +9,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from hub.schemas import bounds
+
 _DECODER = json.JSONDecoder()
 _WS = " \t\r\n"
 
 
 class MalformedPage(ValueError):
-    """A response is not a `muutokset` page. The message names the location and what is wrong."""
+    """A response is not a `muutokset` page. The message names the location and what is wrong;
+    `reason` is the dead-letter reason: malformed_page, or out_of_bounds (hub/schemas/bounds.py)."""
 
-    def __init__(self, location: str, message: str, raw: str = ""):
+    def __init__(self, location: str, message: str, raw: str = "", reason: str = "malformed_page"):
         super().__init__(f"{location}: {message}")
         self.location = location
         self.detail = message
         self.raw = raw  # the text of the page as received, for the dead letter
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ def _parse_page(text: str, origin: str, first_line: int) -> Page:
     pos = _skip(text, 0)
     if pos >= len(text) or text[pos] != "{":
         raise MalformedPage(loc, "a muutokset response must be a JSON object ({...})")
+    try:  # before parsing: Python's parser fails with RecursionError on ~1,000 nested brackets
+        bounds.check_json_depth(text, "the response")
+    except bounds.OutOfBounds as exc:
+        raise MalformedPage(loc, exc.message, reason=exc.reason) from None
     try:
         whole, end = _DECODER.raw_decode(text, pos)
     except json.JSONDecodeError as exc:

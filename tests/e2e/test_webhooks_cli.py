@@ -1,0 +1,64 @@
+"""`hub webhooks` as an operator runs it: no credential of a callback URL and no secret is ever
+printed after `add`; loopback receivers only with HUB_WEBHOOKS_ALLOW_LOOPBACK=on; `hub retention`
+removes delivered deliveries."""
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+HUB = [sys.executable, "-m", "hub.cli"]
+URL = "https://hub-user:pa55-word@receiver.example.fi/hook?token=tok-9f8e7d&tenant=04"
+
+
+def run(*args, env):
+    # none of the caller's HUB_* settings but the production secrets (tests/e2e/conftest.py)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") or k in ("HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS")}
+    environ.update(env)
+    return subprocess.run([*HUB, *args], capture_output=True, text=True, timeout=60, env=environ)
+
+
+def test_webhooks_list_and_add_never_print_credentials(tmp_path):
+    env = {"HUB_DATA_DIR": str(tmp_path)}
+    assert run("db", "upgrade", env=env).returncode == 0
+    added = run("webhooks", "add", "--recipient", "wellbeing_area:04", "--url", URL, env=env)
+    assert added.returncode == 0, added.stderr
+    secret = added.stdout.split("whsec_", 1)[1].strip()
+    listed = run("webhooks", "list", env=env).stdout + run("webhooks", "list", "--json", env=env).stdout
+    for shown in (listed, added.stdout + added.stderr):
+        assert "pa55-word" not in shown and "hub-user" not in shown and "tok-9f8e7d" not in shown
+    assert secret not in listed
+    assert json.loads(listed.splitlines()[-1])["url"] == "https://***@receiver.example.fi/hook?token=***&tenant=***"
+    # nor in the database file: the secret is sealed
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("hub.sqlite3*"))  # with the WAL, if any
+    assert secret.encode() not in raw and secret.removeprefix("whsec_").encode() not in raw
+
+
+def test_loopback_receivers_only_with_the_allowance(tmp_path):
+    env = {"HUB_DATA_DIR": str(tmp_path)}
+    assert run("db", "upgrade", env=env).returncode == 0
+    for url in ("http://127.0.0.1:8080/hook", "https://169.254.169.254/latest", "https://metadata.google.internal/", "https://[::ffff:127.0.0.1]/"):
+        refused = run("webhooks", "add", "--recipient", "wellbeing_area:04", "--url", url, env=env)
+        assert refused.returncode == 2 and "public" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    allowed = run("webhooks", "add", "--recipient", "wellbeing_area:04", "--url", "http://127.0.0.1:8080/hook", env={**env, "HUB_WEBHOOKS_ALLOW_LOOPBACK": "on"})
+    assert allowed.returncode == 0, allowed.stderr
+    refused = run("webhooks", "add", "--recipient", "wellbeing_area:04", "--url", "https://10.0.0.5/hook", env={**env, "HUB_WEBHOOKS_ALLOW_LOOPBACK": "on"})
+    assert refused.returncode == 2 and "private" in refused.stderr
+
+
+def test_retention_removes_delivered_webhook_deliveries(tmp_path):
+    env = {"HUB_DATA_DIR": str(tmp_path)}
+    assert run("db", "upgrade", env=env).returncode == 0
+    assert run("webhooks", "add", "--recipient", "wellbeing_area:04", "--url", "https://receiver.example.fi/hook", env=env).returncode == 0
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=400)).isoformat(" ")
+    with sqlite3.connect(tmp_path / "hub.sqlite3") as db:  # one delivered long ago, one parked long ago
+        for message_id, state, delivered in (("e-old", "delivered", old), ("e-parked", "parked", None)):
+            db.execute("INSERT INTO webhook_deliveries (subscription_id, message_id, topic, schema, body, state, attempts, next_attempt_at, created_at, delivered_at) "
+                       "VALUES (1, ?, 't', 'PlanRequest', x'00', ?, 1, ?, ?, ?)", (message_id, state, old, old, delivered))
+    out = run("retention", "--older-than", "365", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["webhook_deliveries"] == 1
+    with sqlite3.connect(tmp_path / "hub.sqlite3") as db:
+        assert [r[0] for r in db.execute("SELECT message_id FROM webhook_deliveries")] == ["e-parked"]
