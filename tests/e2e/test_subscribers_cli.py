@@ -16,7 +16,8 @@ SECRETS = {"HUB_PERSON_KEY_SECRET": TEST_PERSON_KEY_SECRET, "HUB_DATA_KEYS": TES
 
 
 def run(*args, env=None, timeout=60):
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    # none of the caller's HUB_* settings but the production secrets (tests/e2e/conftest.py)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") or k in ("HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS")}
     environ.update(env or {})
     return subprocess.run([*HUB, *args], capture_output=True, text=True, timeout=timeout, env=environ)
 
