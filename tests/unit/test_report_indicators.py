@@ -206,3 +206,15 @@ def test_a_person_whose_mother_tongue_the_register_does_not_give_is_in_the_cohor
     assert ind.newcomers == 4 and ind.chain["newcomers"] == 4
     assert dict(ind.by_mother_tongue) == {"unknown": 3, "ar": 1}
     assert dict(ind.by_mother_tongue_group) == {"unknown": 3, "foreign language": 1}
+
+
+def test_the_picture_states_the_municipality_and_the_period_and_refuses_a_format_before_drawing(tmp_path):
+    from hub.reporting import plot
+
+    ind = compute("091", FROM, TO, AS_OF, [NewcomerFact("p", at(2))], [], [], [])
+    assert plot.title(ind) == "Municipality 091 Helsinki: newcomers registered 2025-03-01 – 2025-03-31 (states as of 2025-06-01)"
+    pytest.importorskip("matplotlib")
+    with pytest.raises(plot.PlotUnavailable, match=r"cannot write .*x\.txt: matplotlib writes .*\.png"):
+        plot.plot(ind, tmp_path / "x.txt")
+    assert not (tmp_path / "x.txt").exists()
+    assert plot.plot(ind, tmp_path / "x.svg").read_text().startswith("<?xml")
