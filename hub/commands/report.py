@@ -104,12 +104,19 @@ def report_command(municipality: str, date_from: str, date_to: str, fmt: str, pl
     """The integration programme's indicators of one municipality for a period, from the ledger.
 
     The cohort is the newcomers whose registration in the municipality (the population-register
-    change that made them newcomers) falls on a day from --from to --to. For them: counts by
-    mother tongue group (Finnish, Swedish, Sámi, foreign language, unknown), mother tongue and
-    nationality; reached (an outreach referral the municipality reported accepted or contacted);
-    referred, per authority; initial assessments started and done; integration plans requested;
-    median and 90th-percentile days between the steps; their referrals still open, and overdue.
-    Reads HUB_DATABASE_URL (run `hub db upgrade` first). Only aggregate counts are printed.
+    change that made them newcomers) falls on a day from --from to --to, also those whose mother
+    tongue the register does not give (counted as unknown). For them: counts by mother tongue
+    group (Finnish, Swedish, Sámi, foreign language, unknown), mother tongue and nationality; the
+    service chain of the act 681/2023 (referred -> reached -> initial assessment done -> integration
+    plan requested), each person counted at the furthest step on record and at every step before
+    it, so no step exceeds the one before; a line under a step says how many are there only
+    through a later step (e.g. plans requested without a recorded assessment); then each step as
+    recorded: referred per authority, reached (an outreach referral the municipality reported
+    accepted or contacted), initial assessments started and done (a `completed` status, or the
+    assessment itself received by the consent registry), integration plans requested (the
+    disclosure audit); median and 90th-percentile days between the steps; their referrals still
+    open, and overdue. Reads HUB_DATABASE_URL (run `hub db upgrade` first). Only aggregate counts
+    are printed.
     """
     from hub.routing.model import FINLAND
     from hub.routing.reference import UnknownMunicipality, default_reference
