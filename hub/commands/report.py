@@ -9,7 +9,7 @@ import json
 
 import click
 
-from hub.reporting.indicators import STEPS, Indicators
+from hub.reporting.indicators import CHAIN, STEPS, Indicators
 
 
 def _date(value: str, option: str) -> dt.date:
@@ -28,6 +28,8 @@ def _rows(ind: Indicators) -> list[tuple[str, str, object]]:
     rows += [("funnel", "referred", ind.referred), ("funnel", "reached", ind.reached)]
     rows += [("funnel", "assessments_started", ind.assessments_started), ("funnel", "assessments_done", ind.assessments_done)]
     rows += [("funnel", "plans_requested", ind.plans_requested)]
+    rows += [("chain", key, ind.chain.get(key, 0)) for key, _, _ in CHAIN]
+    rows += [("chain_only_from_a_later_step", key, ind.inferred[key]) for key, _, _ in CHAIN]
     rows += [("referrals_by_authority", k, v) for k, v in sorted(ind.referrals_by_authority.items())]
     for key, _title in STEPS:
         d = ind.steps[key]
@@ -44,6 +46,11 @@ def render_table(ind: Indicators) -> str:
     def pct(n: int) -> str:
         return f"{100 * n / ind.newcomers:5.1f} %" if ind.newcomers else "    -  "
 
+    chain = []
+    for key, label, why in CHAIN[1:]:
+        chain.append(f"  {label:<30}{ind.chain.get(key, 0):>6}  {pct(ind.chain.get(key, 0))}")
+        if ind.inferred[key]:
+            chain.append(f"    {why}: {ind.inferred[key]}")
     lines = [
         f"Integration programme indicators: municipality {ind.municipality}, newcomers registered {ind.period_from} .. {ind.period_to} (states as of {ind.as_of})",
         "",
@@ -55,6 +62,10 @@ def render_table(ind: Indicators) -> str:
         "  by nationality (a person with two counts twice):",
         *(f"    {k:<28}{v:>6}" for k, v in sorted(ind.by_nationality.items(), key=lambda kv: (-kv[1], kv[0]))),
         "",
+        "service chain (681/2023), persons at the step or further:",
+        *chain,
+        "",
+        "each step as recorded (persons with the step itself on record):",
         f"referred                        {ind.referred:>6}  {pct(ind.referred)}",
         "  referrals by authority:",
         *(f"    {k:<28}{v:>6}" for k, v in sorted(ind.referrals_by_authority.items())),
@@ -93,12 +104,19 @@ def report_command(municipality: str, date_from: str, date_to: str, fmt: str, pl
     """The integration programme's indicators of one municipality for a period, from the ledger.
 
     The cohort is the newcomers whose registration in the municipality (the population-register
-    change that made them newcomers) falls on a day from --from to --to. For them: counts by
-    mother tongue group (Finnish, Swedish, Sámi, foreign language, unknown), mother tongue and
-    nationality; reached (an outreach referral the municipality reported accepted or contacted);
-    referred, per authority; initial assessments started and done; integration plans requested;
-    median and 90th-percentile days between the steps; their referrals still open, and overdue.
-    Reads HUB_DATABASE_URL (run `hub db upgrade` first). Only aggregate counts are printed.
+    change that made them newcomers) falls on a day from --from to --to, also those whose mother
+    tongue the register does not give (counted as unknown). For them: counts by mother tongue
+    group (Finnish, Swedish, Sámi, foreign language, unknown), mother tongue and nationality; the
+    service chain of the act 681/2023 (referred -> reached -> initial assessment done -> integration
+    plan requested), each person counted at the furthest step on record and at every step before
+    it, so no step exceeds the one before; a line under a step says how many are there only
+    through a later step (e.g. plans requested without a recorded assessment); then each step as
+    recorded: referred per authority, reached (an outreach referral the municipality reported
+    accepted or contacted), initial assessments started and done (a `completed` status, or the
+    assessment itself received by the consent registry), integration plans requested (the
+    disclosure audit); median and 90th-percentile days between the steps; their referrals still
+    open, and overdue. Reads HUB_DATABASE_URL (run `hub db upgrade` first). Only aggregate counts
+    are printed.
     """
     from hub.routing.model import FINLAND
     from hub.routing.reference import UnknownMunicipality, default_reference

@@ -1,10 +1,21 @@
 """The monitoring indicators of a municipal integration programme, computed from plain rows. Pure.
 
 The cohort is the newcomers of one municipality registered (the register change that made them
-newcomers happened) in the period. For them: by mother tongue (and its group) and nationality;
-reached (an outreach referral the recipient reported accepted or contacted, or later); referred
-per authority; initial assessments started and completed; integration plans requested; the days
-between the steps (median, 90th percentile); their referrals still open, and overdue, today.
+newcomers happened) in the period, whatever the register says of their mother tongue (an unknown
+one counts as "unknown"). For them: by mother tongue (and its group) and nationality; the service
+chain (`CHAIN`); reached (an outreach referral the recipient reported accepted or contacted, or
+later); referred per authority; initial assessments started and completed; integration plans
+requested; the days between the steps (median, 90th percentile); their referrals still open, and
+overdue, today.
+
+The service chain of the act 681/2023 follows each person of the cohort by person key through
+the steps referred -> reached -> initial assessment done -> integration plan requested. The hub
+refers a newcomer at registration (the outreach referral of § 10 and, when the register's facts
+name the assessor, the initial-assessment referral of § 14), so in its records the referral comes
+before contact. A person is counted at a step when that step or a later one is recorded for them:
+a step never holds more persons than the one before it, and `Indicators.inferred` says how many
+a step holds only because a later step was recorded (e.g. a plan requested from an assessment the
+assessor never reported on its referral).
 """
 
 from __future__ import annotations
@@ -27,7 +38,8 @@ CLOSED_STATES = frozenset({"declined", "completed", "superseded"})
 
 # Statistics Finland's language grouping: the domestic languages, and foreign-language speakers
 DOMESTIC_GROUPS = {"fi": "Finnish", "sv": "Swedish", "se": "Sámi", "smn": "Sámi", "sms": "Sámi"}
-UNKNOWN_LANGUAGES = {None, "", "99", "xx", "und"}
+# what registers and publishers write for a mother tongue they do not know (DVV: 99)
+UNKNOWN_LANGUAGES = {None, "", "99", "xx", "und", "unknown"}
 
 STEPS = (
     ("registration_to_referral", "registration -> first referral"),
@@ -35,6 +47,17 @@ STEPS = (
     ("referral_to_assessment", "initial-assessment referral -> assessment completed"),
     ("assessment_to_plan_request", "assessment completed -> plan requested"),
 )
+
+# The service chain: (key, label, why a person counted at the step may have only a later step on record).
+CHAIN = (
+    ("newcomers", "newcomers", ""),
+    ("referred", "referred to an authority", "later steps without a referral to the municipality's authorities (referred elsewhere or outside the hub)"),
+    ("reached", "reached", "assessed or plan requested without a recorded contact (contact not reported to the hub)"),
+    ("assessed", "initial assessment done", "plans requested without a recorded assessment (assessment reported outside the hub)"),
+    ("plan_requested", "integration plan requested", ""),
+)
+# a recipient reporting one of these on any of the person's referrals has been in contact with the person
+CONTACT_STATES = REACHED_STATES
 
 
 @dataclass(frozen=True)
@@ -71,7 +94,7 @@ class StepFact:
     """A person's assessment or plan-request step (see hub.reporting.ledger_query.assessment_and_plan_steps)."""
 
     person_key: str
-    step: str  # "assessment_started", "assessment_completed", "plan_requested"
+    step: str  # "assessment_started", "assessment_completed", "assessment_received", "plan_requested"
     at: dt.datetime
 
 
@@ -98,6 +121,8 @@ class Indicators:
     assessments_started: int = 0
     assessments_done: int = 0
     plans_requested: int = 0
+    chain: dict[str, int] = field(default_factory=dict)  # CHAIN step -> persons at that step or further
+    recorded: dict[str, int] = field(default_factory=dict)  # CHAIN step -> persons with the step itself recorded
     steps: dict[str, Duration] = field(default_factory=dict)
     open_by_authority: Counter = field(default_factory=Counter)
     overdue_by_authority: Counter = field(default_factory=Counter)
@@ -110,14 +135,14 @@ class Indicators:
     def overdue_referrals(self) -> int:
         return sum(self.overdue_by_authority.values())
 
+    @property
+    def inferred(self) -> dict[str, int]:
+        """CHAIN step -> persons counted there only because a later step is recorded for them."""
+        return {key: self.chain.get(key, 0) - self.recorded.get(key, 0) for key, _, _ in CHAIN}
+
     def funnel(self) -> list[tuple[str, int]]:
-        return [
-            ("newcomers", self.newcomers),
-            ("referred", self.referred),
-            ("reached", self.reached),
-            ("assessed", self.assessments_done),
-            ("plan requested", self.plans_requested),
-        ]
+        """The service chain as (short name, persons), each step at most the one before it."""
+        return [(key.replace("_", " "), self.chain.get(key, 0)) for key, _, _ in CHAIN]
 
     def as_dict(self) -> dict:
         return {
@@ -135,6 +160,10 @@ class Indicators:
             "assessments_started": self.assessments_started,
             "assessments_done": self.assessments_done,
             "plans_requested": self.plans_requested,
+            "chain": [
+                {"step": key, "persons": self.chain.get(key, 0), "recorded": self.recorded.get(key, 0), "only_from_a_later_step": self.inferred[key]}
+                for key, _, _ in CHAIN
+            ],
             "step_days": {name: {"n": d.n, "median": d.median_days, "p90": d.p90_days} for name, d in self.steps.items()},
             "open_referrals": self.open_referrals,
             "overdue_referrals": self.overdue_referrals,
@@ -165,8 +194,12 @@ def mother_tongue_group(code: str | None) -> str:
     return DOMESTIC_GROUPS.get(code, "foreign language")
 
 
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
 def _days(start: dt.datetime, end: dt.datetime) -> float:
-    start, end = (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc) for t in (start, end))
+    start, end = _aware(start), _aware(end)
     return max(0.0, (end - start).total_seconds() / 86400.0)
 
 
@@ -191,20 +224,24 @@ def compute(
     cohort = {n.person_key: n for n in newcomers if in_period(n.registered_at, period_from, period_to)}
     out.newcomers = len(cohort)
     for n in cohort.values():
-        out.by_mother_tongue[(n.mother_tongue or "unknown").lower()] += 1
-        out.by_mother_tongue_group[mother_tongue_group(n.mother_tongue)] += 1
+        group = mother_tongue_group(n.mother_tongue)
+        out.by_mother_tongue["unknown" if group == "unknown" else n.mother_tongue.lower()] += 1
+        out.by_mother_tongue_group[group] += 1
         for nationality in n.nationalities or ("unknown",):
             out.by_nationality[nationality] += 1
 
     mine = [r for r in referrals if r.person_key in cohort]
     history: dict[str, list[StatusFact]] = {}
-    for st in sorted(statuses, key=lambda s: s.occurred_at if s.occurred_at.tzinfo else s.occurred_at.replace(tzinfo=dt.timezone.utc)):
+    for st in sorted(statuses, key=lambda s: _aware(s.occurred_at)):
         history.setdefault(st.referral_id, []).append(st)
 
     first_referral: dict[str, dt.datetime] = {}
     first_assessment_referral: dict[str, dt.datetime] = {}
     reached: dict[str, float] = {}  # person -> days from outreach referral to reached (nan: no history)
+    contacted: set[str] = set()  # persons a recipient reported contact with, on any referral
     for r in mine:
+        if r.state in CONTACT_STATES or any(s.state in CONTACT_STATES for s in history.get(r.referral_id, ())):
+            contacted.add(r.person_key)
         out.referrals_by_authority[r.authority] += 1
         if r.state not in CLOSED_STATES:
             out.open_by_authority[r.authority] += 1
@@ -228,18 +265,31 @@ def compute(
     for st in steps:
         if st.person_key in cohort:
             seen = by_person.setdefault(st.person_key, {})
-            if st.step not in seen or st.at < seen[st.step]:
+            if st.step not in seen or _aware(st.at) < _aware(seen[st.step]):
                 seen[st.step] = st.at
-    out.assessments_started = sum(1 for s in by_person.values() if "assessment_started" in s or "assessment_completed" in s)
-    out.assessments_done = sum(1 for s in by_person.values() if "assessment_completed" in s)
-    out.plans_requested = sum(1 for s in by_person.values() if "plan_requested" in s)
-    plan_days = [_days(s["assessment_completed"], s["plan_requested"]) for s in by_person.values() if "assessment_completed" in s and "plan_requested" in s]
+    assessed: dict[str, dt.datetime] = {}  # person -> when the assessment was first known done (status or the assessment itself)
+    for p, seen in by_person.items():
+        times = [seen[k] for k in ("assessment_completed", "assessment_received") if k in seen]
+        if times:
+            assessed[p] = min(times, key=_aware)
+    out.assessments_started = sum(1 for p, s in by_person.items() if "assessment_started" in s or p in assessed)
+    out.assessments_done = len(assessed)
+    planned = {p for p, s in by_person.items() if "plan_requested" in s}
+    out.plans_requested = len(planned)
+    plan_days = [_days(assessed[p], by_person[p]["plan_requested"]) for p in planned if p in assessed]
+
+    recorded = {"newcomers": set(cohort), "referred": set(first_referral), "reached": contacted | set(reached), "assessed": set(assessed), "plan_requested": planned}
+    later: set[str] = set()
+    for key, _, _ in reversed(CHAIN):  # a person at a step has passed every step before it
+        later |= recorded[key]
+        out.chain[key] = len(later)
+        out.recorded[key] = len(recorded[key])
 
     out.steps = {
         "registration_to_referral": duration([_days(cohort[p].registered_at, at) for p, at in first_referral.items()]),
         "referral_to_reached": duration([d for d in reached.values() if not math.isnan(d)]),
         "referral_to_assessment": duration(
-            [_days(first_assessment_referral[p], s["assessment_completed"]) for p, s in by_person.items() if "assessment_completed" in s and p in first_assessment_referral]
+            [_days(first_assessment_referral[p], at) for p, at in assessed.items() if p in first_assessment_referral]
         ),
         "assessment_to_plan_request": duration(plan_days),
     }

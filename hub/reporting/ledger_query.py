@@ -2,6 +2,8 @@
 
 `assessment_and_plan_steps()` is the one place that says when a person's initial assessment was
 started or completed and when an integration plan was requested; the indicators read only it.
+Every source is joined to the cohort by the hub's person key (the key the referrals, the newcomer
+facts, the held items and the disclosure audit are all written under).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 from hub.adapters.database import in_chunks
 from hub.adapters.newcomer_facts import NewcomerFactRow
 from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
-from hub.consent.store import Disclosure
+from hub.consent.store import Disclosure, HeldItem
 from hub.reporting.indicators import INITIAL_ASSESSMENT, NewcomerFact, ReferralFact, StatusFact, StepFact
 
 
@@ -63,9 +65,12 @@ def assessment_and_plan_steps(s: Session, person_keys: Sequence[str], authoritie
     """When each person's initial assessment was started / completed and an integration plan requested.
 
     From the referral ledger: the recipient's ReferralStatus `assessment_started` and `completed`
-    on an `initial_assessment` referral (hub.referral-status.v1). From the consent registry's
-    audit table: each plan request disclosed to the plan-making authority (`plan_requested`, at
-    the disclosure time); a request held for consent counts when it is released.
+    on an `initial_assessment` referral (hub.referral-status.v1). From the consent registry: the
+    completed assessment itself (hub.assessments.v1), which the registry either held for consent
+    or disclosed at once (`assessment_received`, at the earliest held or disclosure time: an
+    assessor that publishes the assessment but never reports `completed` on the referral still
+    counts); and from its audit table each plan request disclosed to the plan-making authority
+    (`plan_requested`, at the disclosure time); a request held for consent counts when released.
     """
     authorities = sorted(set(authorities))
     names = {"assessment_started": "assessment_started", "completed": "assessment_completed"}
@@ -83,7 +88,10 @@ def assessment_and_plan_steps(s: Session, person_keys: Sequence[str], authoritie
         )
         out += [StepFact(person_key, names[state], at) for person_key, state, at in s.execute(q)]
         plans = sa.select(Disclosure.person_key, sa.func.min(Disclosure.disclosed_at)).where(Disclosure.person_key.in_(keys)).group_by(Disclosure.person_key)
-        out += [StepFact(person_key, "plan_requested", at) for person_key, at in s.execute(plans)]
+        for person_key, at in s.execute(plans):  # a disclosed plan request carries its completed assessment
+            out += [StepFact(person_key, "plan_requested", at), StepFact(person_key, "assessment_received", at)]
+        held = sa.select(HeldItem.person_key, sa.func.min(HeldItem.held_at)).where(HeldItem.person_key.in_(keys)).group_by(HeldItem.person_key)
+        out += [StepFact(person_key, "assessment_received", at) for person_key, at in s.execute(held)]
     return out
 
 

@@ -210,10 +210,16 @@ def _municipality(obj: dict, name: str) -> str | None:
     return value
 
 
+# DVV's own language codes: 98 Finnish sign language (kept), 99 unknown (the same as null)
+_DVV_LANGUAGES = {"98": "98", "99": None}
+
+
 def _language(obj: dict, name: str) -> str | None:
     value = _text(obj, name)
+    if value is not None and value in _DVV_LANGUAGES:
+        return _DVV_LANGUAGES[value]
     if value is not None and not _LANGUAGE.match(value.lower()):
-        raise InputError("invalid_field", f"{name} must be an ISO 639 language code such as fi, sv, ar or null")
+        raise InputError("invalid_field", f"{name} must be an ISO 639 language code such as fi, sv, ar, DVV's 98 or 99, or null")
     return None if value is None else value.lower()
 
 

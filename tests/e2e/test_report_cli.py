@@ -149,3 +149,55 @@ def test_plot_writes_a_png(ledger_url, tmp_path):
 def test_help():
     r = subprocess.run([*HUB, "report", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--municipality" in r.stdout and "--plot" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def chain_url(tmp_path_factory):
+    """Tampere, May 2025: a newcomer whose mother tongue DVV gives as 99; a job seeker whose
+    assessor published the assessment (disclosed: plan requested) but reported no status; one
+    whose assessment is held for consent."""
+    from types import SimpleNamespace
+
+    from hub.adapters import outbox
+    from hub.consent import store
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('chain') / 'hub.sqlite3'}"
+    database.upgrade(url)
+    engine = database.create_engine(url)
+    ledger = ReferralLedger(engine)
+    may = lambda d: dt.datetime(2025, 5, d, 9, tzinfo=UTC)  # noqa: E731
+    for key, day, fields in (("pk-99", 2, {"mother_tongue": "99"}), ("pk-plan", 3, {"mother_tongue": "ar", "labour_force_status": "unemployed_job_seeker"}),
+                             ("pk-held", 4, {"mother_tongue": "fa", "labour_force_status": "unemployed_job_seeker"})):
+        n = newcomer(key, may(day), municipality_code="837", **fields)
+        ledger.record(n, route(n, default_rules(), default_reference()), may(day))
+    with ledger.Session.begin() as s:
+        for key, day in (("pk-plan", 12), ("pk-held", 14)):
+            a = SimpleNamespace(event_id=str(uuid.uuid4()), assessment_id=f"A-{key}", assessor="employment_authority:06", plan_authority="municipality:837")
+            store.add_held(s, assessment=a, person_key=key, encoded=b"\0", reason="no_consent", now=may(day))
+        row = outbox.enqueue(s, "hub.plan-requests.municipality-837.v1", "PlanRequest", str(uuid.uuid4()), b"\0", "pk-plan", [], may(16))
+        store.add_disclosure(s, plan={"request_id": str(uuid.uuid4()), "to": "municipality:837", "assessor": "employment_authority:06", "assessment_id": "A-pk-plan",
+                                      "data_categories": ["education"], "consent_id": "c-1", "legal_basis": None}, person_key="pk-plan", outbox_id=row.id, now=may(16))
+    engine.dispose()
+    return url
+
+
+def test_the_chain_adds_up_in_json_csv_and_table(chain_url):
+    args = ["report", "--municipality", "837", "--from", "2025-05-01", "--to", "2025-05-31", "--today", "2025-06-01"]
+    r = hub([*args, "--format", "json"], chain_url)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["newcomers"] == 3 and out["by_mother_tongue"] == {"ar": 1, "fa": 1, "unknown": 1}  # 99 is in the cohort
+    assert (out["assessments_done"], out["plans_requested"]) == (2, 1)
+    chain = [(c["step"], c["persons"]) for c in out["chain"]]
+    assert chain == [("newcomers", 3), ("referred", 3), ("reached", 2), ("assessed", 2), ("plan_requested", 1)]
+    assert all(c["persons"] == c["recorded"] + c["only_from_a_later_step"] for c in out["chain"])
+    c = hub([*args, "--format", "csv"], chain_url)
+    assert c.returncode == 0, c.stderr
+    rows = {(row["section"], row["item"]): row["value"] for row in csv.DictReader(io.StringIO(c.stdout))}
+    assert [rows[("chain", step)] for step, _ in chain] == ["3", "3", "2", "2", "1"]
+    assert rows[("chain_only_from_a_later_step", "reached")] == "2" and rows[("funnel", "assessments_done")] == "2"
+    table = hub(args, chain_url)
+    assert table.returncode == 0, table.stderr
+    assert re.search(r"^  initial assessment done\s+2\s+66\.7 %$", table.stdout, re.M)
+    assert "assessed or plan requested without a recorded contact (contact not reported to the hub): 2" in table.stdout
+    assert "pk-" not in r.stdout + c.stdout + table.stdout

@@ -82,3 +82,41 @@ def test_query_reads_the_municipalitys_cohort_and_the_assessment_hook(ledger):
     # the person who moved away: counted as Vantaa's newcomer; the superseded Vantaa referral is closed
     assert ind.open_by_authority["municipality:092"] == 2
     assert ind.referrals_by_authority["municipality:092"] == 3
+
+
+def test_assessments_the_consent_registry_received_count_and_unknown_mother_tongues_are_in_the_cohort(ledger):
+    """Two assessors publish their assessments but report no `completed` on the referral: one is
+    disclosed (plan requested), one held for consent. Both are done; the plan never exceeds them.
+    A newcomer whose mother tongue DVV gives as 99 is routed and counted as 'unknown'."""
+    from types import SimpleNamespace
+
+    from hub.adapters import outbox
+    from hub.consent import store
+
+    muni = "092"
+    pk_plan, pk_held, pk_99 = (f"pk-{uuid.uuid4().hex}" for _ in range(3))
+    period = (dt.date(2031, 1, 1), dt.date(2031, 1, 31))  # this test's own period (the PostgreSQL database is shared)
+    at = lambda d: dt.datetime(2031, 1, d, 9, tzinfo=UTC)  # noqa: E731
+    for pk, day in ((pk_plan, 2), (pk_held, 3)):
+        routed(ledger, newcomer(pk, occurred_at=at(day).isoformat(), labour_force_status="unemployed_job_seeker", mother_tongue="ar"), at(day))
+    routed(ledger, newcomer(pk_99, occurred_at=at(4).isoformat(), mother_tongue="99"), at(4))
+    with ledger.Session.begin() as s:
+        for pk, day in ((pk_plan, 12), (pk_held, 14)):
+            a = SimpleNamespace(event_id=str(uuid.uuid4()), assessment_id=f"A-{pk[-6:]}", assessor="employment_authority:09", plan_authority="municipality:092")
+            store.add_held(s, assessment=a, person_key=pk, encoded=b"\0", reason="no_consent", now=at(day))
+        row = outbox.enqueue(s, "hub.plan-requests.municipality-092.v1", "PlanRequest", str(uuid.uuid4()), b"\0", pk_plan, [], at(15))
+        plan = {"request_id": str(uuid.uuid4()), "to": "municipality:092", "assessor": "employment_authority:09", "assessment_id": f"A-{pk_plan[-6:]}",
+                "data_categories": ["education"], "consent_id": "c-1", "legal_basis": None}
+        store.add_disclosure(s, plan=plan, person_key=pk_plan, outbox_id=row.id, now=at(15))
+
+    authorities = {r.authority for r in default_reference().authorities(muni).roles.values() if r.authority}
+    rows = ledger_query.load(ledger.engine, muni, *period, authorities)
+    found = sorted((s.person_key, s.step, s.at.replace(tzinfo=s.at.tzinfo or UTC)) for s in rows.steps)
+    assert found == sorted([(pk_plan, "assessment_received", at(12)), (pk_plan, "assessment_received", at(15)), (pk_plan, "plan_requested", at(15)),
+                            (pk_held, "assessment_received", at(14))])
+    ind = compute(muni, *period, dt.date(2031, 2, 1), rows.newcomers, rows.referrals, rows.statuses, rows.steps)
+    assert ind.newcomers == 3 and ind.by_mother_tongue == {"ar": 2, "unknown": 1}
+    assert (ind.assessments_done, ind.plans_requested) == (2, 1)
+    assert ind.funnel() == [("newcomers", 3), ("referred", 3), ("reached", 2), ("assessed", 2), ("plan requested", 1)]
+    assert ind.inferred["assessed"] == 0 and ind.inferred["reached"] == 2  # no recipient reported contact
+    assert ind.steps["assessment_to_plan_request"].median_days == 3.0  # from the held assessment to its release

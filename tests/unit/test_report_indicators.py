@@ -1,9 +1,17 @@
 """The programme indicators from plain rows: cohort by period, funnel, medians and 90th percentiles."""
 
+import csv
 import datetime as dt
+import io
 import math
+import random
+import re
 
+import pytest
+
+from hub.commands.report import render_csv, render_table
 from hub.reporting.indicators import (
+    CHAIN,
     NewcomerFact,
     ReferralFact,
     StatusFact,
@@ -13,6 +21,10 @@ from hub.reporting.indicators import (
     mother_tongue_group,
     percentile,
 )
+from hub.routing.engine import route
+from hub.routing.model import RoutingInput
+from hub.routing.reference import default_reference
+from hub.routing.rules import default_rules
 
 UTC = dt.timezone.utc
 FROM, TO, AS_OF = dt.date(2025, 3, 1), dt.date(2025, 3, 31), dt.date(2025, 6, 1)
@@ -110,3 +122,99 @@ def test_naive_timestamps_are_utc():
     naive = dt.datetime(2025, 3, 10, 12)
     ind = compute("091", FROM, TO, AS_OF, [NewcomerFact("p", naive)], [ReferralFact("r", "p", "municipality:091", "outreach", "sent", naive + dt.timedelta(days=2))], [], [])
     assert ind.newcomers == 1 and ind.steps["registration_to_referral"].median_days == 2.0
+
+
+def chain_numbers(ind):
+    return [ind.chain[key] for key, _, _ in CHAIN]
+
+
+def test_plans_from_disclosures_without_an_assessment_status_do_not_exceed_the_assessments():
+    """The issue's case: plans requested come from the disclosure audit, no assessor reported the
+    assessment on a referral. The chain counts them as assessed and says why."""
+    newcomers = [NewcomerFact(f"p{i}", at(i + 1), "ar") for i in range(7)]
+    referrals = [ReferralFact(f"o{i}", f"p{i}", "municipality:091", "outreach", "sent", at(i + 2)) for i in range(7)]
+    steps = [StepFact(f"p{i}", "plan_requested", at(20 + i)) for i in range(3)]
+    ind = compute("091", FROM, TO, AS_OF, newcomers, referrals, [], steps)
+    assert (ind.assessments_done, ind.plans_requested) == (0, 3)  # as recorded, step by step
+    assert ind.funnel() == [("newcomers", 7), ("referred", 7), ("reached", 3), ("assessed", 3), ("plan requested", 3)]
+    assert ind.inferred == {"newcomers": 0, "referred": 0, "reached": 3, "assessed": 3, "plan_requested": 0}
+    table = render_table(ind)
+    assert "plans requested without a recorded assessment (assessment reported outside the hub): 3" in table
+    assert "assessed or plan requested without a recorded contact (contact not reported to the hub): 3" in table
+    assert re.search(r"^  initial assessment done\s+3\s+42\.9 %$", table, re.M)
+    chain = {c["step"]: c for c in ind.as_dict()["chain"]}
+    assert chain["assessed"] == {"step": "assessed", "persons": 3, "recorded": 0, "only_from_a_later_step": 3}
+    rows = {(r["section"], r["item"]): r["value"] for r in csv.DictReader(io.StringIO(render_csv(ind)))}
+    assert rows[("chain", "assessed")] == "3" and rows[("chain_only_from_a_later_step", "assessed")] == "3"
+    assert rows[("funnel", "plans_requested")] == "3"  # the existing rows keep their meaning
+
+
+def test_an_assessment_the_hub_received_counts_as_done():
+    """An assessor that publishes the assessment (held for consent or disclosed) but reports no
+    `completed` status: the assessment is done, and the days to the plan request are known."""
+    newcomers = [NewcomerFact("p", at(1)), NewcomerFact("q", at(2))]
+    referrals = [ReferralFact("a", "p", "employment_authority:08", "initial_assessment", "contacted", at(2)),
+                 ReferralFact("b", "q", "employment_authority:08", "initial_assessment", "sent", at(3))]
+    steps = [StepFact("p", "assessment_received", at(12)), StepFact("p", "plan_requested", at(15)),
+             StepFact("q", "assessment_received", at(20))]  # q's plan request is held for consent
+    ind = compute("091", FROM, TO, AS_OF, newcomers, referrals, [], steps)
+    assert (ind.assessments_started, ind.assessments_done, ind.plans_requested) == (2, 2, 1)
+    assert ind.funnel() == [("newcomers", 2), ("referred", 2), ("reached", 2), ("assessed", 2), ("plan requested", 1)]
+    assert ind.recorded["reached"] == 1  # p's recipient reported contact; q is reached through the assessment
+    assert ind.steps["referral_to_assessment"].median_days == 13.5
+    assert ind.steps["assessment_to_plan_request"].median_days == 3.0
+
+
+def test_contact_on_any_referral_is_reached_in_the_chain():
+    newcomers = [NewcomerFact("p", at(1))]
+    referrals = [ReferralFact("o", "p", "municipality:091", "outreach", "sent", at(2)),
+                 ReferralFact("a", "p", "employment_authority:08", "initial_assessment", "superseded", at(2))]
+    statuses = [StatusFact("a", "contacted", at(5)), StatusFact("a", "superseded", at(9))]
+    ind = compute("091", FROM, TO, AS_OF, newcomers, referrals, statuses, [])
+    assert ind.reached == 0  # the outreach indicator: the municipality reported nothing
+    assert ind.chain["reached"] == 1 and ind.inferred["reached"] == 0
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_no_step_of_the_chain_exceeds_the_one_before(seed):
+    rnd = random.Random(seed)
+    people = [f"p{i}" for i in range(12)]
+    newcomers = [NewcomerFact(p, at(rnd.randint(1, 28), rnd.choice([2, 3]))) for p in people]
+    referrals, statuses, steps = [], [], []
+    for i, p in enumerate(people):
+        if rnd.random() < 0.7:
+            referrals.append(ReferralFact(f"r{i}", p, "municipality:091", rnd.choice(["outreach", "initial_assessment"]), rnd.choice(["sent", "contacted", "unreachable", "completed"]), at(3)))
+        steps += [StepFact(p, s, at(rnd.randint(1, 28), 4)) for s in ("assessment_started", "assessment_completed", "assessment_received", "plan_requested") if rnd.random() < 0.3]
+        if rnd.random() < 0.3:
+            statuses.append(StatusFact(f"r{i}", "accepted", at(10)))
+    ind = compute("091", FROM, TO, AS_OF, newcomers, referrals, statuses, steps)
+    numbers = chain_numbers(ind)
+    assert numbers[0] == ind.newcomers
+    assert all(later <= earlier for earlier, later in zip(numbers, numbers[1:]))
+    for key, _, _ in CHAIN:  # a step is what is recorded there plus what a later step implies
+        assert ind.chain[key] == ind.recorded[key] + ind.inferred[key] and ind.inferred[key] >= 0
+    assert ind.chain["plan_requested"] == ind.plans_requested and ind.chain["assessed"] >= ind.assessments_done
+
+
+def test_a_person_whose_mother_tongue_the_register_does_not_give_is_in_the_cohort():
+    # DVV writes 99 for an unknown mother tongue; routing takes it as unknown instead of refusing the newcomer
+    n = RoutingInput.from_record({"event_id": "e", "occurred_at": "2025-03-05T09:00:00Z", "person_key": "k99", "municipality_code": "091", "mother_tongue": "99"})
+    assert n.mother_tongue is None and route(n, default_rules(), default_reference())
+    assert RoutingInput.from_record({"event_id": "e", "mother_tongue": "98"}).mother_tongue == "98"  # Finnish sign language
+    newcomers = [NewcomerFact("k99", at(5), n.mother_tongue), NewcomerFact("raw99", at(6), "99"), NewcomerFact("word", at(7), "unknown"), NewcomerFact("ar", at(8), "ar")]
+    ind = compute("091", FROM, TO, AS_OF, newcomers, [], [], [])
+    assert ind.newcomers == 4 and ind.chain["newcomers"] == 4
+    assert dict(ind.by_mother_tongue) == {"unknown": 3, "ar": 1}
+    assert dict(ind.by_mother_tongue_group) == {"unknown": 3, "foreign language": 1}
+
+
+def test_the_picture_states_the_municipality_and_the_period_and_refuses_a_format_before_drawing(tmp_path):
+    from hub.reporting import plot
+
+    ind = compute("091", FROM, TO, AS_OF, [NewcomerFact("p", at(2))], [], [], [])
+    assert plot.title(ind) == "Municipality 091 Helsinki: newcomers registered 2025-03-01 – 2025-03-31 (states as of 2025-06-01)"
+    pytest.importorskip("matplotlib")
+    with pytest.raises(plot.PlotUnavailable, match=r"cannot write .*x\.txt: matplotlib writes .*\.png"):
+        plot.plot(ind, tmp_path / "x.txt")
+    assert not (tmp_path / "x.txt").exists()
+    assert plot.plot(ind, tmp_path / "x.svg").read_text().startswith("<?xml")
