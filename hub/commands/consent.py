@@ -71,7 +71,10 @@ def _registry():
     from hub.consent import legal_bases
     from hub.consent.service import ConsentRegistry
 
+    from hub.cli import _wait_for
+
     settings = _settings(production=True)  # consents are found by person key and kept sealed: no demo secrets
+    _wait_for(settings, database_url=settings.resolved_database_url())
     engine = create_engine(settings.resolved_database_url())
     try:
         ready = sa.inspect(engine).has_table("consent_events")

@@ -30,7 +30,7 @@ def publish_command(topic: str, publisher_id: str, name: str | None, record_key:
     The key comes from the publishers file (HUB_PUBLISHERS) and the variable it names. The record is
     checked first as the hub will check it: a record in another authority's name is refused here.
     """
-    from hub.cli import _settings
+    from hub.cli import _settings, _wait_for
     from hub.domain.publishers import authorize, sign_headers
     from hub.schemas.codec import CodecError, default_codec
     from hub.streams.app import cloudevent_headers
@@ -61,6 +61,7 @@ def publish_command(topic: str, publisher_id: str, name: str | None, record_key:
         return
     if not settings.kafka_url:
         raise click.UsageError("set HUB_KAFKA_URL to the hub's broker")
+    _wait_for(settings, kafka_url=settings.kafka_url)
     from hub.adapters.kafka_producer import EventProducer
     from hub.adapters.kafka_security import kafka_client_options
 

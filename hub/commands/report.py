@@ -143,10 +143,14 @@ def _compute(code: str, start: dt.date, end: dt.date, as_of: dt.date, authoritie
     from hub.reporting import ledger_query
     from hub.reporting.indicators import compute
 
+    from hub.cli import _wait_for
+
     try:
-        url = Settings.from_env().resolved_database_url()
+        settings = Settings.from_env()
+        url = settings.resolved_database_url()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    _wait_for(settings, database_url=url)
     engine = create_engine(url)
     try:
         rows = ledger_query.load(engine, code, start, end, authorities)

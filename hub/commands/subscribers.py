@@ -23,7 +23,15 @@ def _kafka_url() -> str:
     if not settings.kafka_url:
         raise click.UsageError("set HUB_KAFKA_URL to the broker that holds the topic (the embedded broker starts empty, so there is nothing to replay or resend)")
     url = settings.kafka_url
-    return url if "://" in url else f"kafka://{url}"
+    url = url if "://" in url else f"kafka://{url}"
+    _wait_for(settings, kafka_url=url)
+    return url
+
+
+def _wait_for(settings, **services) -> None:
+    from hub.cli import _wait_for as wait_for
+
+    wait_for(settings, **services)
 
 
 def _security() -> dict:
@@ -164,7 +172,9 @@ def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
     if to_seq is not None and to_seq < from_seq:
         raise click.UsageError(f"--to-seq {to_seq} is before --from-seq {from_seq}")
     url, security = _kafka_url(), _security()
-    engine = create_engine(_settings().resolved_database_url())
+    settings = _settings()
+    _wait_for(settings, database_url=settings.resolved_database_url())
+    engine = create_engine(settings.resolved_database_url())
     try:
         sent = asyncio.run(resend(ReferralLedger(engine), url, recipient, from_seq, to_seq, security=security))
     except Exception as exc:  # noqa: BLE001 - broker or database unavailable: a message, not a traceback
@@ -202,6 +212,7 @@ def _webhook_store():
     from hub.adapters.webhooks import WebhookStore
 
     settings = _settings(production=True)  # secrets and bodies sealed: no demo key
+    _wait_for(settings, database_url=settings.resolved_database_url())
     return WebhookStore(create_engine(settings.resolved_database_url()), allow_loopback=settings.webhooks_allow_loopback)
 
 
