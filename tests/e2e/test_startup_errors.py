@@ -77,3 +77,14 @@ def test_a_database_that_is_down_is_waited_for_then_refused_without_its_password
 def test_a_bad_startup_timeout_is_a_usage_error(tmp_path):
     out = run("worker", env={"HUB_STARTUP_TIMEOUT": "soon", "HUB_DATA_DIR": str(tmp_path)})
     assert out.returncode == 2 and "HUB_STARTUP_TIMEOUT='soon' is not a number" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("name", ["x.txt", "report"])
+def test_report_refuses_a_plot_format_it_cannot_write_before_reading_the_ledger(tmp_path, name):
+    pytest.importorskip("matplotlib")
+    env, _ = _down(tmp_path, HUB_STARTUP_TIMEOUT="30")  # reading the ledger would wait 30 s for the database
+    out = run("report", "--municipality", "091", "--from", "2025-01-01", "--to", "2025-12-31", "--plot", str(tmp_path / name), env=env, timeout=20)
+    assert out.returncode == 2
+    line = one_error(out)
+    assert f"--plot {tmp_path / name}" in line and ".png" in line and "hub: waiting" not in out.stderr
+    assert not (tmp_path / name).exists()
