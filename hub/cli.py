@@ -45,6 +45,13 @@ def _wait_for(settings: Settings, *, kafka_url: str | None = None, database_url:
     def progress(msg: str) -> None:
         click.echo(f"hub: {msg}", err=True)
 
+    if kafka_url:  # a TLS/SASL setting that cannot work is a usage error, not a broker to wait for
+        from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
+
+        try:
+            kafka_client_options(settings)
+        except KafkaSecurityError as exc:
+            raise Refused(str(exc)) from None
     try:
         if kafka_url:
             wait_for_broker(settings, kafka_url if "://" in kafka_url else f"kafka://{kafka_url}", progress)

@@ -109,6 +109,12 @@ def _timestamp(ctx, param, value):
         raise click.BadParameter("give an RFC 3339 time with offset, e.g. 2026-11-16T08:00:00Z, or a date YYYY-MM-DD (midnight UTC)") from None
 
 
+def _iso(value) -> str:
+    import datetime as dt
+
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 @click.command("replay")
 @click.option("--topic", required=True, help="Topic to reprocess, e.g. hub.newcomers.v1.")
 @click.option("--from-offset", type=click.IntRange(min=0), help="First offset (inclusive, in each partition).")
@@ -124,7 +130,8 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
     so a replay makes no duplicate referrals: it only redoes what was lost (e.g. a record that was
     dead-lettered before a fix). Topics the hub discloses on (hub.referrals.*, hub.plan-requests.*,
     hub.notices.*) are refused: replay the input topic instead, or `hub resend` for referrals.
-    Needs HUB_KAFKA_URL. Prints how many records were replayed.
+    Needs HUB_KAFKA_URL. Prints how many records were replayed, or "nothing to replay" (exit 0) when
+    no record is in the range, e.g. a --from-time after the newest record.
     """
     from hub.adapters.replay import Range, ReplayRefused, check_replayable, replay
 
@@ -144,7 +151,11 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
     except Exception as exc:  # broker unreachable and the like: a message, not a traceback
         click.echo(f"replay failed: {type(exc).__name__}: {exc}; check HUB_KAFKA_URL and that the broker is up", err=True)
         sys.exit(EXIT_FAILED)
-    ranges = ", ".join(f"partition {p}: offsets {a}-{b}" for p, (a, b) in sorted(result.ranges.items())) or "nothing in the range"
+    if not result.republished:
+        start = f"from {_iso(from_time)}" if from_time is not None else f"from offset {from_offset}"
+        click.echo(f"nothing to replay: {topic} has no record {start} on" + (" in the range given" if to_offset is not None or to_time else ""))
+        return
+    ranges = ", ".join(f"partition {p}: offsets {a}-{b}" for p, (a, b) in sorted(result.ranges.items()))
     click.echo(f"replayed {result.republished} record(s) of {topic} ({ranges})")
 
 
