@@ -153,7 +153,7 @@ def worker() -> None:
 
     from hub.adapters.broker import kafka_url_for
     from hub.routing.rules import RulesError, load_rules
-    from hub.streams.ops_agents import MetricsPortUnavailable
+    from hub.streams.ops_agents import MetricsEndpoint, MetricsPortUnavailable
     from hub.streams.pipeline import build
 
     settings = _settings(production=True)
@@ -163,6 +163,13 @@ def worker() -> None:
         except RulesError as exc:
             raise Refused(f"HUB_ROUTING_RULES: {exc}; fix the file or unset HUB_ROUTING_RULES for the shipped rules") from None
     _configure_logging(settings.log_level)
+    if settings.metrics_port:  # a taken /metrics port is found before waiting for the services
+        probe = MetricsEndpoint(settings.metrics_addr, settings.metrics_port)
+        try:
+            probe.start()
+        except MetricsPortUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        probe.stop()
     _wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url())
     with kafka_url_for(settings) as url:
         pipeline = build(settings, url)
