@@ -162,7 +162,6 @@ def worker() -> None:
             load_rules(settings.routing_rules)
         except RulesError as exc:
             raise Refused(f"HUB_ROUTING_RULES: {exc}; fix the file or unset HUB_ROUTING_RULES for the shipped rules") from None
-    _configure_logging(settings.log_level)
     if settings.metrics_port:  # a taken /metrics port is found before waiting for the services
         probe = MetricsEndpoint(settings.metrics_addr, settings.metrics_port)
         try:
@@ -170,6 +169,7 @@ def worker() -> None:
         except MetricsPortUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         probe.stop()
+    _configure_logging(settings.log_level)
     _wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url())
     with kafka_url_for(settings) as url:
         pipeline = build(settings, url)

@@ -46,7 +46,7 @@ def test_worker_with_a_bad_routing_rules_file_says_so_in_one_line(tmp_path, cont
 
 def _down(tmp_path, **extra):
     port = closed_port()
-    return {"HUB_STARTUP_TIMEOUT": "2", "HUB_DATA_DIR": str(tmp_path), "HUB_KAFKA_URL": f"kafka://127.0.0.1:{port}",
+    return {"HUB_STARTUP_TIMEOUT": "2", "HUB_DATA_DIR": str(tmp_path), "HUB_METRICS_PORT": "0", "HUB_KAFKA_URL": f"kafka://127.0.0.1:{port}",
             "HUB_DATABASE_URL": f"postgresql+psycopg://hub:{PASSWORD}@127.0.0.1:{port}/hub", **extra}, port
 
 
