@@ -24,6 +24,43 @@ def _settings(production: bool = False) -> Settings:
     return settings
 
 
+EXIT_UNAVAILABLE = 1  # a broker or database the command needs did not answer within HUB_STARTUP_TIMEOUT
+EXIT_USAGE = 2  # a bad option, file or setting
+
+
+class Refused(click.ClickException):
+    """One line on stderr (`Error: ...`) and the given exit status: what failed and what to do."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _wait_for(settings: Settings, *, kafka_url: str | None = None, database_url: str | None = None) -> None:
+    """Wait for the services a command needs (HUB_STARTUP_TIMEOUT seconds each, progress on stderr);
+    one that stays down is refused with one line and EXIT_UNAVAILABLE. The one shared start-up check
+    of every command that needs the broker or the database."""
+    from hub.adapters.health import ServiceUnavailable, wait_for_broker, wait_for_database
+
+    def progress(msg: str) -> None:
+        click.echo(f"hub: {msg}", err=True)
+
+    if kafka_url:  # a TLS/SASL setting that cannot work is a usage error, not a broker to wait for
+        from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
+
+        try:
+            kafka_client_options(settings)
+        except KafkaSecurityError as exc:
+            raise Refused(str(exc)) from None
+    try:
+        if kafka_url:
+            wait_for_broker(settings, kafka_url if "://" in kafka_url else f"kafka://{kafka_url}", progress)
+        if database_url:
+            wait_for_database(settings, database_url, progress)
+    except ServiceUnavailable as exc:
+        raise Refused(str(exc), EXIT_UNAVAILABLE) from None
+
+
 def _configure_logging(level: str) -> None:
     from hub.logs import configure
 
@@ -106,15 +143,34 @@ def worker() -> None:
     HUB_TOPIC_PARTITIONS and the HUB_KAFKA_* consumer-group timings; serves Prometheus metrics
     on http://HUB_METRICS_ADDR:HUB_METRICS_PORT/metrics (default 127.0.0.1:9108); see the README.
     Needs HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS (exit 2 without them; `hub demo` runs on demo values).
+
+    A broker or database that is down at start is waited for up to HUB_STARTUP_TIMEOUT seconds
+    (default 60, progress on stderr). Exit status: 1 a service did not answer in that time; 2 a bad
+    setting or file (HUB_ROUTING_RULES, the secrets); each with one line saying
+    what to do.
     """
     import faust
 
     from hub.adapters.broker import kafka_url_for
-    from hub.streams.ops_agents import MetricsPortUnavailable
+    from hub.routing.rules import RulesError, load_rules
+    from hub.streams.ops_agents import MetricsEndpoint, MetricsPortUnavailable
     from hub.streams.pipeline import build
 
     settings = _settings(production=True)
+    if settings.routing_rules:  # checked before anything starts, as `hub route --rules` checks it
+        try:
+            load_rules(settings.routing_rules)
+        except RulesError as exc:
+            raise Refused(f"HUB_ROUTING_RULES: {exc}; fix the file or unset HUB_ROUTING_RULES for the shipped rules") from None
+    if settings.metrics_port:  # a taken /metrics port is found before waiting for the services
+        probe = MetricsEndpoint(settings.metrics_addr, settings.metrics_port)
+        try:
+            probe.start()
+        except MetricsPortUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        probe.stop()
     _configure_logging(settings.log_level)
+    _wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url())
     with kafka_url_for(settings) as url:
         pipeline = build(settings, url)
         hub = pipeline.hub

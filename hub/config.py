@@ -78,6 +78,7 @@ class Settings:
     app_id: str = "integration-hub"
     topic_partitions: int = 1
     session_timeout: float = 6.0
+    startup_timeout: float = 60.0  # HUB_STARTUP_TIMEOUT: seconds a command waits for a broker or database that is down at start
     producer_timeout: float = 60.0  # HUB_KAFKA_PRODUCER_TIMEOUT: seconds before an unacknowledged record fails
     max_poll_records: int = 500  # HUB_KAFKA_MAX_POLL_RECORDS: records per poll, shared by every topic the worker reads
     fetch_max_wait_ms: int = 100  # HUB_KAFKA_FETCH_MAX_WAIT_MS: how long the broker may hold a fetch with nothing new (faust: 1500)
@@ -134,6 +135,7 @@ class Settings:
             app_id=env.get("HUB_APP_ID") or "integration-hub",
             topic_partitions=_env_int(env, "HUB_TOPIC_PARTITIONS", 1),
             session_timeout=_env_float(env, "HUB_KAFKA_SESSION_TIMEOUT", 6.0),
+            startup_timeout=_env_float(env, "HUB_STARTUP_TIMEOUT", 60.0),
             producer_timeout=_env_float(env, "HUB_KAFKA_PRODUCER_TIMEOUT", 60.0),
             max_poll_records=_env_int(env, "HUB_KAFKA_MAX_POLL_RECORDS", 500),
             max_fetch_bytes=_env_int(env, "HUB_KAFKA_MAX_FETCH_BYTES", 64 * 1024),

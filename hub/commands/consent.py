@@ -71,7 +71,10 @@ def _registry():
     from hub.consent import legal_bases
     from hub.consent.service import ConsentRegistry
 
+    from hub.cli import _wait_for
+
     settings = _settings(production=True)  # consents are found by person key and kept sealed: no demo secrets
+    _wait_for(settings, database_url=settings.resolved_database_url())
     engine = create_engine(settings.resolved_database_url())
     try:
         ready = sa.inspect(engine).has_table("consent_events")
@@ -155,7 +158,8 @@ def revoke(consent_id, person, recorded_by, evidence) -> None:
     recipient of data under it gets a revocation notice.
 
     A consent is a person's consent id. When several persons have a consent with this id, the
-    command revokes nothing until --person says whose.
+    command revokes nothing until --person says whose. A consent already revoked or expired is
+    left as it is: exit 1 and one line saying when it ended.
     """
     from hub.consent import model, store
     from hub.domain.hetu import scrub
@@ -176,7 +180,13 @@ def revoke(consent_id, person, recorded_by, evidence) -> None:
     first = holders[person] if person is not None else next(iter(holders.values()))
     rec = model.ConsentRecord(event_id=str(uuid.uuid4()), consent_id=consent_id, person_id=first.person_id, action=model.REVOKED,
                               recorded_by=recorded_by, recorded_at=dt.datetime.now(dt.timezone.utc), purpose=first.purpose, evidence=evidence)
-    click.echo(_report("revoked", consent_id, registry.record_consent(rec, publish=True)))
+    outcome = registry.record_consent(rec, publish=True)
+    if outcome.already_ended is not None:
+        ended = outcome.already_ended
+        raise click.ClickException(f"consent {consent_id_shown} of this person was already {ended.action} "
+                                   f"({ended.recorded_at.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, by {ended.recorded_by}); nothing was recorded "
+                                   "and nobody is notified again")
+    click.echo(_report("revoked", consent_id, outcome))
 
 
 @consent.command("show")

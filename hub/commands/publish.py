@@ -19,28 +19,44 @@ SCHEMA_OF_TOPIC = {
 
 @click.command("publish")
 @click.option("--topic", required=True, help="Input topic, e.g. hub.assessments.v1.")
-@click.option("--as", "publisher_id", required=True, help="Your publisher id in HUB_PUBLISHERS, e.g. municipality:091.")
+@click.option("--as", "publisher_id", default=None, help="Your publisher id in HUB_PUBLISHERS, e.g. municipality:091 (required unless --unsigned).")
 @click.option("--schema", "name", default=None, help="Avro schema name (default: the topic's).")
 @click.option("--key", "record_key", default=None, help="Kafka key (default: the record's person_key or referral_id).")
 @click.option("--dry-run", is_flag=True, help="Print the headers and the record's JSON form instead of sending.")
+@click.option("--unsigned", is_flag=True,
+              help="Send without a signature, for a deployment that runs without publisher identity (HUB_PUBLISHERS unset, e.g. a test deployment).")
 @click.argument("file", type=click.File("rb"))
-def publish_command(topic: str, publisher_id: str, name: str | None, record_key: str | None, dry_run: bool, file) -> None:
+def publish_command(topic: str, publisher_id: str | None, name: str | None, record_key: str | None, dry_run: bool, unsigned: bool, file) -> None:
     """Sign FILE (one record in the JSON form of its Avro schema) as --as and publish it on --topic.
 
     The key comes from the publishers file (HUB_PUBLISHERS) and the variable it names. The record is
     checked first as the hub will check it: a record in another authority's name is refused here.
+    A deployment without publisher identity (its hub runs without HUB_PUBLISHERS) takes records
+    unsigned: send them with --unsigned (refused when HUB_PUBLISHERS is set, where the hub would
+    dead-letter an unsigned record). Exit status: 0 sent; 1 the record is refused or the broker did
+    not answer; 2 a usage error.
     """
-    from hub.cli import _settings
+    from hub.cli import Refused, _settings, _wait_for
     from hub.domain.publishers import authorize, sign_headers
     from hub.schemas.codec import CodecError, default_codec
     from hub.streams.app import cloudevent_headers
 
     settings = _settings()
-    if settings.publishers is None:
-        raise click.UsageError("set HUB_PUBLISHERS to a publishers file holding your id and the variable of your key")
-    publisher = settings.publishers.get(publisher_id)
-    if publisher is None:
-        raise click.UsageError(f"--as {publisher_id}: not in the publishers file")
+    publisher = None
+    if unsigned:
+        if settings.publishers is not None:
+            raise Refused("--unsigned: this deployment checks publisher identity (HUB_PUBLISHERS is set) and would dead-letter an "
+                          "unsigned record; sign it with --as YOUR_ID instead")
+    elif settings.publishers is None:
+        raise Refused("HUB_PUBLISHERS is not set, so there is no key to sign with. On a deployment without publisher identity "
+                      "(its hub runs without HUB_PUBLISHERS) send the record with --unsigned; otherwise set HUB_PUBLISHERS to the "
+                      "publishers file holding your id and the variable of your key, and give --as YOUR_ID")
+    elif publisher_id is None:
+        raise Refused("--as YOUR_ID is required to sign: your publisher id in the publishers file (HUB_PUBLISHERS)")
+    else:
+        publisher = settings.publishers.get(publisher_id)
+        if publisher is None:
+            raise Refused(f"--as {publisher_id}: not in the publishers file (HUB_PUBLISHERS)")
     name = name or SCHEMA_OF_TOPIC.get(topic)
     if name is None:
         raise click.UsageError(f"--topic {topic} is not an input topic; give --schema")
@@ -50,10 +66,12 @@ def publish_command(topic: str, publisher_id: str, name: str | None, record_key:
         value = codec.encode(name, record)
     except CodecError as exc:
         raise click.ClickException(f"{file.name}: not a valid {name}: {exc.detail}") from None
-    verdict = authorize(publisher, name, record)
-    if not verdict.allowed:
-        raise click.ClickException(f"{file.name}: {verdict.message}")
-    headers = sign_headers(cloudevent_headers(name, record), value, publisher.id, publisher.keys[0])
+    headers = cloudevent_headers(name, record)
+    if publisher is not None:
+        verdict = authorize(publisher, name, record)
+        if not verdict.allowed:
+            raise click.ClickException(f"{file.name}: {verdict.message}")
+        headers = sign_headers(headers, value, publisher.id, publisher.keys[0])
     key = record_key or record.get("person_key") or record.get("referral_id")
     if dry_run:
         click.echo(json.dumps({"topic": topic, "key": key, "headers": {k: v.decode() for k, v in headers},
@@ -61,6 +79,7 @@ def publish_command(topic: str, publisher_id: str, name: str | None, record_key:
         return
     if not settings.kafka_url:
         raise click.UsageError("set HUB_KAFKA_URL to the hub's broker")
+    _wait_for(settings, kafka_url=settings.kafka_url)
     from hub.adapters.kafka_producer import EventProducer
     from hub.adapters.kafka_security import kafka_client_options
 

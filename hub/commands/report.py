@@ -19,6 +19,27 @@ def _date(value: str, option: str) -> dt.date:
         raise click.BadParameter(f"{value!r} is not a date; give it as YYYY-MM-DD, e.g. 2025-01-31", param_hint=option) from None
 
 
+def _plot_file(ctx, param, value):
+    """--plot FILE: refused at once (exit 2, one line) when matplotlib is missing or cannot write FILE's
+    format, before the ledger is read."""
+    if value is None:
+        return None
+    from pathlib import Path
+
+    from hub.cli import Refused
+
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise Refused("--plot needs matplotlib: pip install 'integration-hub[report]' (or pip install matplotlib)") from None
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(value).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise Refused(f"--plot {value}: {'.' + suffix if suffix else 'a name without a suffix'} is not a picture format matplotlib "
+                      f"can write; end the name in one of {', '.join('.' + f for f in sorted(formats))} (e.g. report.png)")
+    return value
+
+
 def _rows(ind: Indicators) -> list[tuple[str, str, object]]:
     """(section, item, value) rows: the CSV form, and the order of the table."""
     rows: list[tuple[str, str, object]] = [("newcomers", "total", ind.newcomers)]
@@ -97,8 +118,9 @@ def render_csv(ind: Indicators) -> str:
 @click.option("--from", "date_from", required=True, metavar="DATE", help="First day of the period (YYYY-MM-DD, Finnish time).")
 @click.option("--to", "date_to", required=True, metavar="DATE", help="Last day of the period, inclusive (YYYY-MM-DD).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True, help="Output format.")
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE.png",
-              help="Also draw the funnel and the step durations into this PNG file (needs matplotlib: the `report` extra).")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE.png", callback=_plot_file,
+              help="Also draw the funnel and the step durations into this file; its suffix gives the format (.png, .svg, .pdf, ...; "
+                   "needs matplotlib: the `report` extra).")
 @click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="Day against which due dates count as overdue (default: today in Finland).")
 def report_command(municipality: str, date_from: str, date_to: str, fmt: str, plot_file: str | None, today) -> None:
     """The integration programme's indicators of one municipality for a period, from the ledger.
@@ -161,10 +183,14 @@ def _compute(code: str, start: dt.date, end: dt.date, as_of: dt.date, authoritie
     from hub.reporting import ledger_query
     from hub.reporting.indicators import compute
 
+    from hub.cli import _wait_for
+
     try:
-        url = Settings.from_env().resolved_database_url()
+        settings = Settings.from_env()
+        url = settings.resolved_database_url()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    _wait_for(settings, database_url=url)
     engine = create_engine(url)
     try:
         rows = ledger_query.load(engine, code, start, end, authorities)

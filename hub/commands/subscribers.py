@@ -23,7 +23,15 @@ def _kafka_url() -> str:
     if not settings.kafka_url:
         raise click.UsageError("set HUB_KAFKA_URL to the broker that holds the topic (the embedded broker starts empty, so there is nothing to replay or resend)")
     url = settings.kafka_url
-    return url if "://" in url else f"kafka://{url}"
+    url = url if "://" in url else f"kafka://{url}"
+    _wait_for(settings, kafka_url=url)
+    return url
+
+
+def _wait_for(settings, **services) -> None:
+    from hub.cli import _wait_for as wait_for
+
+    wait_for(settings, **services)
 
 
 def _security() -> dict:
@@ -101,6 +109,12 @@ def _timestamp(ctx, param, value):
         raise click.BadParameter("give an RFC 3339 time with offset, e.g. 2026-11-16T08:00:00Z, or a date YYYY-MM-DD (midnight UTC)") from None
 
 
+def _iso(value) -> str:
+    import datetime as dt
+
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 @click.command("replay")
 @click.option("--topic", required=True, help="Topic to reprocess, e.g. hub.newcomers.v1.")
 @click.option("--from-offset", type=click.IntRange(min=0), help="First offset (inclusive, in each partition).")
@@ -116,7 +130,8 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
     so a replay makes no duplicate referrals: it only redoes what was lost (e.g. a record that was
     dead-lettered before a fix). Topics the hub discloses on (hub.referrals.*, hub.plan-requests.*,
     hub.notices.*) are refused: replay the input topic instead, or `hub resend` for referrals.
-    Needs HUB_KAFKA_URL. Prints how many records were replayed.
+    Needs HUB_KAFKA_URL. Prints how many records were replayed, or "nothing to replay" (exit 0) when
+    no record is in the range, e.g. a --from-time after the newest record.
     """
     from hub.adapters.replay import Range, ReplayRefused, check_replayable, replay
 
@@ -136,7 +151,11 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
     except Exception as exc:  # broker unreachable and the like: a message, not a traceback
         click.echo(f"replay failed: {type(exc).__name__}: {exc}; check HUB_KAFKA_URL and that the broker is up", err=True)
         sys.exit(EXIT_FAILED)
-    ranges = ", ".join(f"partition {p}: offsets {a}-{b}" for p, (a, b) in sorted(result.ranges.items())) or "nothing in the range"
+    if not result.republished:
+        start = f"from {_iso(from_time)}" if from_time is not None else f"from offset {from_offset}"
+        click.echo(f"nothing to replay: {topic} has no record {start} on" + (" in the range given" if to_offset is not None or to_time else ""))
+        return
+    ranges = ", ".join(f"partition {p}: offsets {a}-{b}" for p, (a, b) in sorted(result.ranges.items()))
     click.echo(f"replayed {result.republished} record(s) of {topic} ({ranges})")
 
 
@@ -164,7 +183,9 @@ def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
     if to_seq is not None and to_seq < from_seq:
         raise click.UsageError(f"--to-seq {to_seq} is before --from-seq {from_seq}")
     url, security = _kafka_url(), _security()
-    engine = create_engine(_settings().resolved_database_url())
+    settings = _settings()
+    _wait_for(settings, database_url=settings.resolved_database_url())
+    engine = create_engine(settings.resolved_database_url())
     try:
         sent = asyncio.run(resend(ReferralLedger(engine), url, recipient, from_seq, to_seq, security=security))
     except Exception as exc:  # noqa: BLE001 - broker or database unavailable: a message, not a traceback
@@ -202,6 +223,7 @@ def _webhook_store():
     from hub.adapters.webhooks import WebhookStore
 
     settings = _settings(production=True)  # secrets and bodies sealed: no demo key
+    _wait_for(settings, database_url=settings.resolved_database_url())
     return WebhookStore(create_engine(settings.resolved_database_url()), allow_loopback=settings.webhooks_allow_loopback)
 
 

@@ -24,6 +24,7 @@ from hub.streams import topics
 
 CONSUMER_CONSENTS = "consent-registry"
 CONSUMER_ASSESSMENTS = "consent-assessments"
+HUB = "integration-hub"  # the default HUB_APP_ID: recorded_by of what the registry records itself (an expiry found by the sweep)
 
 
 def utcnow() -> dt.datetime:
@@ -40,14 +41,16 @@ class Outcome:
     released: int = 0
     notices: list[tuple[str, str]] = field(default_factory=list)  # notice type, recipient
     recorded: list[str] = field(default_factory=list)  # consent event actions recorded
+    already_ended: model.ConsentRecord | None = None  # an end of a consent that had ended: the record that ended it
 
 
 class ConsentRegistry:
     """The consent registry's use cases over a database (session factory) and the codec."""
 
     def __init__(self, sessions: sessionmaker, *, legal_bases: Sequence[model.LegalBasis] = (), person_key_secret: str,
-                 codec: Codec | None = None, clock: Callable[[], dt.datetime] = utcnow):
+                 codec: Codec | None = None, clock: Callable[[], dt.datetime] = utcnow, recorded_by: str = HUB):
         self.sessions = sessions
+        self.recorded_by = recorded_by  # the hub's app id: who the records the registry makes itself (expiries) are recorded by
         self.legal_bases = tuple(legal_bases)
         self.person_key_secret = person_key_secret
         self.codec = codec or default_codec()
@@ -61,8 +64,10 @@ class ConsentRegistry:
 
         A consent is this person's consent with this id. A second grant of it raises InvalidConsent
         (`consent_ended` once it was revoked or expired, else `consent_id_in_use`): its scope is the
-        first grant's, and an ended consent stays ended. Events of a consent whose history retention
-        removed meet its tombstone: a grant raises `consent_ended`, an end is a duplicate."""
+        first grant's, and an ended consent stays ended. A second end (revocation or expiry) of an ended
+        consent appends nothing: it is a duplicate with `already_ended` set to the record that ended it.
+        Events of a consent whose history retention removed meet its tombstone: a grant raises
+        `consent_ended`, an end is a duplicate."""
         now = self.clock()
         out = Outcome()
         refusal = None
@@ -79,6 +84,8 @@ class ConsentRegistry:
                 refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, tombstone.ended_action))
             elif rec.action == model.GRANTED and known is not None and known.ended_by is not None:
                 refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, known.ended_by.action))
+            elif rec.action != model.GRANTED and known is not None and known.ended_by is not None:
+                out.duplicate, out.already_ended = True, known.ended_by  # its recipients were told when it ended
             elif rec.action == model.GRANTED and known is not None:
                 refusal = model.InvalidConsent("consent_id_in_use", f"consent {rec.consent_id} of this person is recorded already "
                                                "(a consent's scope is its first grant's); a new or wider consent needs a new consent id")
@@ -125,7 +132,7 @@ class ConsentRegistry:
                 ended = [
                     model.ConsentRecord(
                         event_id=records.derived_id("expired", key, c.consent_id), consent_id=c.consent_id, person_id=person_id,
-                        action=model.EXPIRED, recorded_by=c.grant.recorded_by, recorded_at=c.grant.valid_until,
+                        action=model.EXPIRED, recorded_by=self.recorded_by, recorded_at=c.grant.valid_until,
                         purpose=c.grant.purpose,
                     )
                     for c in expiries
@@ -233,7 +240,7 @@ class ConsentRegistry:
     def _notify_ended(self, s: Session, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
         consent = model.current_consents(store.history(s, person_key)).get(rec.consent_id)
         if consent is None or consent.ended_by is None or consent.ended_by.event_id != rec.event_id:
-            return  # unknown consent, or ended before: its recipients were told then
+            return  # an end of a consent this person never had: nobody received anything under it
         rows = store.disclosures(s, person_key)
         keys = {d.recipient: d.person_key for d in rows}
         for recipient in model.revocation_recipients(rec.consent_id, [(d.recipient, d.consent_id) for d in rows]):

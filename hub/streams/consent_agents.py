@@ -54,7 +54,8 @@ def register(
         sessions = session_factory(create_engine(settings.resolved_database_url()))
     if legal_bases is None:
         legal_bases = legal_basis_file.load(settings.consent_legal_bases)
-    registry = ConsentRegistry(sessions, legal_bases=legal_bases, person_key_secret=settings.person_key_secret, codec=hub.codec)
+    registry = ConsentRegistry(sessions, legal_bases=legal_bases, person_key_secret=settings.person_key_secret, codec=hub.codec,
+                               recorded_by=settings.app_id)
     # the relay sends a plan request only after every consent on hub.consents.v1 is applied (this worker's agent reports its positions)
     consents_applied = ConsentsApplied(hub)
     outbox_relay = OutboxRelay(hub, sessions, legal_bases=registry.legal_bases, consents=consents_applied)

@@ -123,3 +123,16 @@ def test_grant_over_the_consent_bounds_is_refused_before_anything_is_written(env
               "--evidence", "x" * 5000, "--recorded-by", MUNI, "--consent-id", "c-too-long")
     assert out.returncode == 2 and "evidence" in out.stderr and "Traceback" not in out.stderr
     assert "no consents recorded" in hub(env, "consent", "show", "--person", PERSON).stdout
+
+
+def test_revoking_a_revoked_consent_says_so_and_records_nothing(env):
+    assert hub(env, "db", "upgrade").returncode == 0
+    assert hub(env, "consent", "grant", "--person", PERSON, "--category", "education", "--recipient", EMPLOY, "--recorded-by", MUNI,
+               "--consent-id", "c-twice").returncode == 0
+    assert hub(env, "consent", "revoke", "c-twice", "--recorded-by", MUNI).returncode == 0
+    again = hub(env, "consent", "revoke", "c-twice", "--recorded-by", EMPLOY)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    [line] = again.stderr.strip().splitlines()
+    assert "consent c-twice of this person was already revoked" in line and f"by {MUNI}" in line and "nothing was recorded" in line
+    history = json.loads(hub(env, "consent", "show", "--person", PERSON, "--json").stdout)["history"]
+    assert [h["action"] for h in history] == ["granted", "revoked"]

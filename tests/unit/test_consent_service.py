@@ -118,6 +118,31 @@ def test_a_second_revocation_or_an_expiry_after_it_notifies_nobody_again(registr
     assert first.notices == [("consent_revoked", EMPLOY)] and again.notices == []
 
 
+def test_an_end_of_an_ended_consent_appends_nothing_and_says_what_ended_it(registry):
+    registry.record_consent(grant("c1"))
+    registry.record_consent(model.ConsentRecord(event_id="r1", consent_id="c1", person_id=PERSON, action="revoked", recorded_by=MUNI, recorded_at=T0))
+    again = registry.record_consent(model.ConsentRecord(event_id="r2", consent_id="c1", person_id=PERSON, action="revoked", recorded_by=MUNI,
+                                                        recorded_at=T0), publish=True)
+    assert again.duplicate and again.recorded == [] and again.already_ended.event_id == "r1"
+    assert [h["action"] for h in registry.person_view(PERSON)["history"]] == ["granted", "revoked"]
+    assert [c["action"] for c in sent(registry, "Consent")] == []  # nothing queued for hub.consents.v1 either
+
+
+def test_an_expiry_found_by_the_sweep_is_recorded_by_the_hub_not_by_the_grants_recorder(clock):
+    engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    database.Base.metadata.create_all(engine)
+    registry = ConsentRegistry(database.session_factory(engine), person_key_secret="s", clock=lambda: clock["now"], recorded_by="hub-test-app")
+    registry.record_consent(grant("c1", valid_until=T0 + dt.timedelta(days=1)))
+    clock["now"] = T0 + dt.timedelta(days=2)
+    assert registry.sweep().recorded == ["expired"]
+    history = registry.person_view(PERSON)["history"]
+    assert [(h["action"], h["recorded_by"]) for h in history] == [("granted", MUNI), ("expired", "hub-test-app")]
+    [event] = sent(registry, "Consent")
+    assert event["recorded_by"] == "hub-test-app" and event["source"] == "hub-test-app"
+    assert records.consent_from_avro(event).recorded_by == "hub-test-app"  # the worker's own agent reads it back from hub.consents.v1
+    engine.dispose()
+
+
 def test_redelivered_events_change_nothing(registry):
     assert registry.record_consent(grant("c1")).recorded == ["granted"]
     assert registry.record_consent(grant("c1")).duplicate
