@@ -107,19 +107,31 @@ def upgrade(url: str, revision: str = "head") -> None:
     none (its writers are serialised by the file lock)."""
     from alembic import command
 
+    _migrate(url, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Undo the migrations above `revision` (under the same lock as `upgrade`). A migration that
+    cannot be undone raises RuntimeError and nothing is changed (one transaction)."""
+    from alembic import command
+
+    _migrate(url, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _migrate(url: str, run: Callable[[Any], None]) -> None:
     cfg = alembic_config(url)
     engine = create_engine(url)
     try:
         if engine.dialect.name != "postgresql":
             engine.dispose()
-            command.upgrade(cfg, revision)
+            run(cfg)
             return
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             conn.commit()
             try:
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+                run(cfg)
                 conn.commit()
             finally:
                 conn.rollback()
@@ -127,6 +139,13 @@ def upgrade(url: str, revision: str = "head") -> None:
                 conn.commit()
     finally:
         engine.dispose()
+
+
+def head_revision(url: str = "sqlite://") -> str:
+    """The history's single head."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
 def current_revisions(url: str) -> set[str]:
