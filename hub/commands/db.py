@@ -45,7 +45,8 @@ def _reachable(url: str) -> None:
         with engine.connect():
             pass
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(getattr(exc, "orig", exc)).strip() else type(exc).__name__
+        lines = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
         raise _Failed(f"database {_redact(url)} did not answer ({reason}); start it or fix HUB_DATABASE_URL",
                       EXIT_UNAVAILABLE) from None
     finally:
@@ -80,6 +81,7 @@ def db_group() -> None:
 
     The history is linear: `head` is its newest revision. `hub worker` upgrades to head at start
     (under a lock on PostgreSQL); `hub db upgrade` does it as a step of its own.
+
     Exit status: 0 done; 1 the database did not answer; 2 an unknown or unreachable revision, or
     the demo secrets where a migration converts rows; 3 a migration refused (the line says at
     which revision the database is left).
