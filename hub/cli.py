@@ -182,32 +182,6 @@ def worker() -> None:
         faust.Worker(hub.app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
 
 
-@main.group()
-def db() -> None:
-    """Database schema management (Alembic migrations)."""
-
-
-@db.command("upgrade")
-@click.option("--revision", default="heads", show_default=True, help="Target revision.")
-def db_upgrade(revision: str) -> None:
-    """Create or upgrade the hub's tables in HUB_DATABASE_URL (SQLite under HUB_DATA_DIR by default)."""
-    from hub.adapters.database import upgrade
-    from hub.config import DemoSecrets
-
-    url = _settings().resolved_database_url()
-    try:
-        upgrade(url, revision)
-    except DemoSecrets as exc:  # rows to convert (0013) under the demo secrets: nothing was changed
-        raise click.UsageError(str(exc)) from None
-    click.echo(f"database at {_redact(url)} is at {revision}")
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 from hub.commands.ingest import register_commands as _register_ingest; _register_ingest(main)  # noqa: E402
 from hub.commands.routing import register_commands as _routing_commands; _routing_commands(main)  # noqa: E402
 from hub.commands.consent import register_commands as _consent; _consent(main)  # noqa: E402,E702
@@ -218,6 +192,7 @@ from hub.commands.subscribers import register_commands as _subscriber_commands; 
 from hub.commands.publish import register_commands as _publish_commands; _publish_commands(main)  # noqa: E402
 from hub.commands.dead_letters import register_commands as _dead_letter_commands; _dead_letter_commands(main)  # noqa: E402
 from hub.commands.outbox import register_commands as _outbox_commands; _outbox_commands(main)  # noqa: E402
+from hub.commands.db import register_commands as _db_commands; _db_commands(main)  # noqa: E402
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -70,11 +70,82 @@ def alembic_config(url: str):
     return cfg
 
 
-def upgrade(url: str, revision: str = "heads") -> None:
-    """Run the Alembic migrations up to `revision` (all heads by default)."""
+# Every module that declares tables on `Base`: the migrations' environment imports them all, so that
+# `alembic check` / autogenerate compare the whole schema (tests/integration/test_migrations.py
+# checks that this list names every module with a table).
+MODEL_MODULES = (
+    "hub.adapters.idempotency",
+    "hub.adapters.referral_ledger",
+    "hub.adapters.newcomer_facts",
+    "hub.adapters.dvv.cursor",
+    "hub.adapters.webhooks",
+    "hub.adapters.retention",
+    "hub.adapters.person_states",
+    "hub.adapters.dead_letter_store",
+    "hub.adapters.outbox",
+    "hub.consent.store",
+    "hub.consent.disclosure_check",
+)
+# Key of the PostgreSQL advisory lock that serialises migrations (workers starting together).
+MIGRATION_LOCK_KEY = 0x6875625F6462  # "hub_db"
+
+
+def import_models() -> sa.MetaData:
+    """Import every model module; `Base.metadata` then holds every table of the hub."""
+    import importlib
+
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    return Base.metadata
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Run the Alembic migrations up to `revision` (the single head by default).
+
+    On PostgreSQL under a session advisory lock (MIGRATION_LOCK_KEY): workers that start together
+    run the migrations one after the other, and the later ones find the schema at head. SQLite needs
+    none (its writers are serialised by the file lock)."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    _migrate(url, lambda cfg: command.upgrade(cfg, revision))
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Undo the migrations above `revision` (under the same lock as `upgrade`). A migration that
+    cannot be undone raises RuntimeError and nothing is changed (one transaction)."""
+    from alembic import command
+
+    _migrate(url, lambda cfg: command.downgrade(cfg, revision))
+
+
+def _migrate(url: str, run: Callable[[Any], None]) -> None:
+    cfg = alembic_config(url)
+    engine = create_engine(url)
+    try:
+        if engine.dialect.name != "postgresql":
+            engine.dispose()
+            run(cfg)
+            return
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+            try:
+                cfg.attributes["connection"] = conn
+                run(cfg)
+                conn.commit()
+            finally:
+                conn.rollback()
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def head_revision(url: str = "sqlite://") -> str:
+    """The history's single head."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
 def current_revisions(url: str) -> set[str]:

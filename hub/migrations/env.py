@@ -2,10 +2,10 @@
 
 from alembic import context
 
-from hub.adapters.database import Base, create_engine
+from hub.adapters.database import create_engine, import_models
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = import_models()  # every table the models declare (autogenerate, `alembic check`)
 
 
 def run_migrations_online() -> None:

@@ -1,6 +1,7 @@
 """The composition root of the stream processors: one place that builds the whole pipeline.
 
-`build()` runs the database migrations, makes the faust app and registers every agent with its
+`build()` upgrades the database to the migrations' head (under a PostgreSQL advisory lock, so that
+workers starting together do not race; `hub db upgrade` beforehand is optional), makes the faust app and registers every agent with its
 real dependencies; the worker, the demo, the tests and the benchmarks all start from here.
 """
 

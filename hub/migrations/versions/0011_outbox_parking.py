@@ -3,16 +3,19 @@ consent or legal basis no longer holds at the moment of sending); withdrawals of
 kept for the disclosure audit.
 
 Revision ID: 0011_outbox_parking
-Revises: 0010_dead_letters (depends on 0002_consent, which creates the outbox)
+Revises: 0010_dead_letters, 0002_consent (which creates the outbox)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_outbox_parking"
-down_revision = "0010_dead_letters"
+# 0002_consent is a parent, not only a dependency (`depends_on`): Alembic cannot merge a revision
+# that a dependency has taken out of the version table, and 0015_linear merges every branch.
+# The version table holds the same rows either way.
+down_revision = ("0010_dead_letters", "0002_consent")
 branch_labels = None
-depends_on = ("0002_consent",)
+depends_on = None
 
 TS = sa.DateTime(timezone=True)
 

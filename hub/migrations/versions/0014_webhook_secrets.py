@@ -2,7 +2,7 @@
 both columns become binary Fernet tokens; the rows already there are sealed in place.
 
 Revision ID: 0014_webhook_secrets
-Revises: 0013_sealed_personal_data (and needs 0007_webhooks, whose tables it changes)
+Revises: 0013_sealed_personal_data, 0007_webhooks (whose tables it changes)
 """
 
 import sqlalchemy as sa
@@ -11,9 +11,11 @@ from alembic import op
 from hub.adapters import sealing
 
 revision = "0014_webhook_secrets"
-down_revision = "0013_sealed_personal_data"
+# 0007_webhooks is a parent rather than a `depends_on` (see 0011_outbox_parking): the version table
+# holds the same rows either way.
+down_revision = ("0013_sealed_personal_data", "0007_webhooks")
 branch_labels = None
-depends_on = "0007_webhooks"
+depends_on = None
 
 BATCH = 500
 # (table, column, its type in clear, nullable)
