@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.adapters import outbox
 from hub.adapters.idempotency import first_time
 from hub.consent import model, records, store
+from hub.consent.disclosure_check import annotate_audit  # each disclosure with its withdrawals (not sent after all)
 from hub.domain import hetu
 from hub.schemas.codec import Codec, default_codec
 from hub.streams import topics
@@ -177,8 +178,6 @@ class ConsentRegistry:
         }
 
     def audit(self, person_id: str) -> list[dict]:
-        from hub.consent.disclosure_check import annotate_audit  # each disclosure with its withdrawals (not sent after all)
-
         with self.sessions() as s:
             return annotate_audit(s, [d.as_dict() for d in store.disclosures(s, self._person_key(person_id))])
 
