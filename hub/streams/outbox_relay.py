@@ -80,11 +80,17 @@ class ConsentsApplied(Service):
     another worker's (the group's committed offsets). Registered as a service of the app, which
     closes its Kafka client on stop."""
 
-    def __init__(self, hub: HubApp, topic: str = topics.CONSENTS, **kwargs):
+    def __init__(self, hub: HubApp, topic: str = topics.CONSENTS, *, committed_every: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.hub = hub
         self.topic = topic
         self.local: dict[int, int] = {}  # partition -> the next offset after the last record this worker applied
+        # the group's committed offsets are asked at most once per `committed_every` seconds: the relay
+        # flushes after every consent and assessment, and two broker round trips each slowed the consent
+        # agents of a busy worker to a standstill
+        self.committed_every = committed_every
+        self._committed: dict[int, int] = {}  # partition -> applied below this offset by the group (max of committed and start)
+        self._committed_at = float("-inf")
         self._client = None
 
     def applied(self, partition: int, offset: int) -> None:
@@ -124,14 +130,18 @@ class ConsentsApplied(Service):
         """Whether every record below `ends` has been applied, here or by another worker of the group."""
         from aiokafka import TopicPartition
 
-        behind = [TopicPartition(self.topic, p) for p, end in ends.items() if end > self.local.get(p, 0)]
+        behind = [p for p, end in ends.items() if end > self.local.get(p, 0)]
         if not behind:
             return True
-        client = await self._consumer()
-        starts = await client.beginning_offsets(behind)
-        committed = await asyncio.gather(*(client.committed(tp) for tp in behind))
-        # nothing committed: the group starts at the earliest record (auto_offset_reset=earliest)
-        return all(max(c or 0, starts[tp]) >= ends[tp.partition] for tp, c in zip(behind, committed))
+        if any(self._committed.get(p, 0) < ends[p] for p in behind) and time.monotonic() - self._committed_at >= self.committed_every:
+            self._committed_at = time.monotonic()
+            client = await self._consumer()
+            partitions = [TopicPartition(self.topic, p) for p in sorted(ends)]
+            starts = await client.beginning_offsets(partitions)
+            committed = await asyncio.gather(*(client.committed(tp) for tp in partitions))
+            # nothing committed: the group starts at the earliest record (auto_offset_reset=earliest)
+            self._committed = {tp.partition: max(c or 0, starts[tp]) for tp, c in zip(partitions, committed)}
+        return all(self._committed.get(p, 0) >= ends[p] for p in behind)
 
     async def all_applied(self) -> bool:
         """Whether every record on the topic now has been applied."""
