@@ -1,6 +1,7 @@
 """`hub db upgrade|current|history|downgrade`: the database schema (Alembic migrations, hub/migrations).
 
-Exit status of every `hub db` command: 0 done; 1 the database did not answer; 2 a bad option (an
+Exit status of every `hub db` command: 0 done; 1 the database did not answer within
+HUB_STARTUP_TIMEOUT (waited for with progress on stderr, as every command does); 2 a bad option (an
 unknown revision, a target the history cannot reach from where the database is) or the demo secrets
 where a migration converts rows; 3 a migration refused (a downgrade that cannot be undone; the line says
 where the database is left).  Each failure is one line on stderr saying what to do.
@@ -34,23 +35,12 @@ def _redact(url: str) -> str:
 
 
 def _reachable(url: str) -> None:
-    """Refuse (exit 1) when the database does not answer: before any migration runs, so that a
-    migration's own database error is never mistaken for an outage."""
-    import sqlalchemy as sa
+    """Wait for the database as every command does (HUB_STARTUP_TIMEOUT, progress on stderr), then
+    refuse (exit 1) when it does not answer: before any migration runs, so that a migration's own
+    database error is never mistaken for an outage."""
+    from hub.cli import _settings, _wait_for
 
-    from hub.adapters.database import create_engine
-
-    engine = create_engine(url)
-    try:
-        with engine.connect():
-            pass
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        lines = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()
-        reason = lines[0] if lines else type(exc).__name__
-        raise _Failed(f"database {_redact(url)} did not answer ({reason}); start it or fix HUB_DATABASE_URL",
-                      EXIT_UNAVAILABLE) from None
-    finally:
-        engine.dispose()
+    _wait_for(_settings(), database_url=url)
 
 
 def _run(what: str, url: str, fn) -> None:
