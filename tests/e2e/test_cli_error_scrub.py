@@ -2,23 +2,13 @@
 stray argument, a command name, an option name or a file name, click's message shows a placeholder."""
 
 import datetime as dt
-import os
-import subprocess
-import sys
 
 import pytest
 
 from hub.domain import hetu
+from tests.e2e.test_subscribers_cli import run  # no HUB_* of the caller but the production secrets
 
-HUB = [sys.executable, "-m", "hub.cli"]
 CODE = hetu.make(dt.date(1991, 4, 12), 900)
-
-
-def run(*args, env):
-    # none of the caller's HUB_* settings but the production secrets (tests/e2e/conftest.py)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") or k in ("HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS")}
-    environ.update(env)
-    return subprocess.run([*HUB, *args], capture_output=True, text=True, timeout=60, env=environ)
 
 
 @pytest.mark.parametrize("args", [

@@ -4,20 +4,11 @@ removes delivered deliveries."""
 
 import datetime as dt
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 
-HUB = [sys.executable, "-m", "hub.cli"]
+from tests.e2e.test_subscribers_cli import run  # no HUB_* of the caller but the production secrets
+
 URL = "https://hub-user:pa55-word@receiver.example.fi/hook?token=tok-9f8e7d&tenant=04"
-
-
-def run(*args, env):
-    # none of the caller's HUB_* settings but the production secrets (tests/e2e/conftest.py)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") or k in ("HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS")}
-    environ.update(env)
-    return subprocess.run([*HUB, *args], capture_output=True, text=True, timeout=60, env=environ)
 
 
 def test_webhooks_list_and_add_never_print_credentials(tmp_path):
