@@ -11,10 +11,13 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/hub
 WORKDIR /src
+# every runtime package at the version and hash of requirements.lock (`make lock` writes it from
+# pyproject.toml; psycopg[binary], fastavro: wheels, no compiler), then the hub without resolving again
+COPY requirements.lock ./
+RUN /opt/hub/bin/pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY hub ./hub
-# every runtime dependency is pinned in pyproject.toml (psycopg[binary], fastavro: wheels, no compiler)
-RUN /opt/hub/bin/pip install .
+RUN /opt/hub/bin/pip install --no-deps .
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="integration-hub" \

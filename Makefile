@@ -4,12 +4,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit test-integration soak bench clean
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-$(STAMP): pyproject.toml
+.PHONY: demo test test-unit test-integration lock soak bench clean
+
+# The environment the tests pass with: every package at the version (and hash) of
+# requirements-dev.lock, then the hub itself without resolving anything again. Re-runs when the
+# lock or pyproject.toml changes.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
+	$(PIP) install --require-hashes -r requirements-dev.lock
+	$(PIP) install --no-deps -e .
 	touch $(STAMP)
+
+# Regenerate both lock files from pyproject.toml's pins: requirements.lock (the runtime, what the
+# Dockerfile installs) and requirements-dev.lock (extras dev + embedded, what $(STAMP) installs).
+# Both resolve for every platform from CPython 3.11 on (markers kept) and carry every wheel's hash.
+# The versions already locked are kept unless pyproject.toml asks for others; to take the newest
+# releases of the transitive dependencies too: `make lock LOCK_FLAGS=--upgrade`.
+# uv (pinned) runs from its own virtualenv under build/, never from .venv.
+UV_VERSION := 0.13.9
+LOCK_TOOLS := build/lock-tools
+LOCK_FLAGS ?=
+UV_COMPILE = $(LOCK_TOOLS)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' $(LOCK_FLAGS) pyproject.toml
+lock:
+	test -x $(LOCK_TOOLS)/bin/python || $(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip --quiet --disable-pip-version-check install uv==$(UV_VERSION)
+	$(UV_COMPILE) -o requirements.lock
+	$(UV_COMPILE) --extra dev --extra embedded -o requirements-dev.lock
 
 demo: $(STAMP)
 	$(BIN)/hub demo
