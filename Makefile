@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: demo test test-unit test-integration lock soak bench clean
+.PHONY: demo test test-unit test-integration lint lock soak bench clean
 
 # The environment the tests pass with: every package at the version (and hash) of
 # requirements-dev.lock, then the hub itself without resolving anything again. Re-runs when the
@@ -34,10 +34,15 @@ lock:
 	$(UV_COMPILE) -o requirements.lock
 	$(UV_COMPILE) --extra dev --extra embedded -o requirements-dev.lock
 
+# ruff, configured in pyproject.toml ([tool.ruff]); `$(BIN)/ruff check --fix hub tests bench scripts`
+# applies the fixes it can make safely
+lint: $(STAMP)
+	$(BIN)/ruff check hub tests bench scripts
+
 demo: $(STAMP)
 	$(BIN)/hub demo
 
-test: $(STAMP)
+test: lint
 	@if [ -z "$$HUB_TEST_DATABASE_URL" ]; then ./scripts/ensure-postgres; fi
 	$(BIN)/python -m pytest -q
 
