@@ -327,7 +327,7 @@ async def latency(servers: list[str], records: list, rate: float, in_topic: str,
         tps = [TopicPartition(t, p) for t in watched for p in sorted(subscriber.partitions_for_topic(t) or [0])]
         # only the partitions that have records: with the hub's topics provisioned, the referral topics
         # of every recipient exist, and a subscriber in this process fetching from all of them (~1,000
-        # partitions) took the hub's CPU (p50 65 -> 118 ms). Those are the topics the throughput run
+        # partitions) took the hub's CPU and raised its latency. Those are the topics the throughput run
         # routed to, as the topics that existed were when the hub made them before their first record
         if routed_only and tps:
             tps = [tp for tp, end in (await subscriber.end_offsets(tps)).items() if end > 0]

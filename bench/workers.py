@@ -1,4 +1,4 @@
-"""The hub as `hub worker` processes (design §8: one worker per core, more partitions), for
+"""The hub as `hub worker` processes (one worker per core, more partitions), for
 `bench/pipeline.py --workers N`: start N workers on the broker and a throwaway PostgreSQL
 database, follow their progress through their /metrics, stop them. No figures of its own."""
 

@@ -1,4 +1,5 @@
-"""Settings from the environment, read in one place (the composition root reads them)."""
+"""Settings from the environment, declared once in `SETTINGS`: `Settings.from_env()` reads them and
+`reference()` renders docs/configuration.md from the same table (`python -m hub.config`)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,10 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from hub.domain.publishers import Publishers
-
-
-def _env_int(env: dict, name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer; unset it or give a whole number") from None
-
-
-def _env_float(env: dict, name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number; unset it or give a number of seconds") from None
 
 
 # The embedded demo's person-key secret: under it a person key reverses to the identity code by trying
@@ -44,134 +25,328 @@ class DemoSecrets(ValueError):
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
+# A reader turns a variable's non-empty value into the setting; an unset or empty variable is the default.
+Reader = Callable[[str, str, dict], Any]  # (raw value, variable name, whole environment) -> value
 
-def _env_choice(env: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = (env.get(name) or default).strip().upper()
-    if raw not in choices:
-        raise ValueError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+
+def _text(raw: str, name: str, env: dict) -> str:
     return raw
 
 
-def _publishers(env: dict):
+def _upper(raw: str, name: str, env: dict) -> str:
+    return raw.upper()
+
+
+def _integer(raw: str, name: str, env: dict) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer; unset it or give a whole number") from None
+
+
+def _number(raw: str, name: str, env: dict) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number; unset it or give a number of seconds") from None
+
+
+def _path(raw: str, name: str, env: dict) -> Path:
+    return Path(raw)
+
+
+def _comma_list(raw: str, name: str, env: dict) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _unless_off(raw: str, name: str, env: dict) -> bool:
+    """A switch that is on unless set to off (off, 0, false, no)."""
+    return raw.lower() not in ("off", "0", "false", "no")
+
+
+def _only_if_on(raw: str, name: str, env: dict) -> bool:
+    """A switch that is off unless set to on (on, 1, true, yes)."""
+    return raw.lower() in ("on", "1", "true", "yes")
+
+
+def _one_of(choices: tuple[str, ...]) -> Reader:
+    def read(raw: str, name: str, env: dict) -> str:
+        value = raw.strip().upper()
+        if value not in choices:
+            raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return read
+
+
+def _publishers(raw: str, name: str, env: dict) -> "Publishers":
     """The identity configuration: the file named by HUB_PUBLISHERS with the keys it names from env."""
-    path = env.get("HUB_PUBLISHERS")
-    if not path:
-        return None
     from hub.adapters.publisher_keys import load
 
-    return load(path, env)
+    return load(raw, env)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: how it is read, its default, and what the reference says about it."""
+
+    env: str
+    field: str | None  # the attribute of `Settings`; None: read by one command's option (`needed_by` names it)
+    read: Reader
+    default: Any
+    group: str  # the heading it appears under in the reference
+    help: str
+    default_doc: str | None = None  # the default as the reference shows it, when the value alone says too little
+    needed_by: str = ""  # who reads it, and what production needs
+    secret: bool = False  # never printed (not in `repr(settings)`)
+
+    def value(self, env: dict) -> Any:
+        raw = env.get(self.env)
+        return self.default if raw is None or raw == "" else self.read(raw, self.env, env)
+
+    def shown_default(self) -> str:
+        if self.default_doc is not None:
+            return self.default_doc
+        if self.default is None or self.default == ():
+            return "unset"
+        if isinstance(self.default, bool):
+            return "`on`" if self.default else "`off`"
+        return f"`{self.default}`"
+
+
+BROKER, SECRETS, CONSUMER, METRICS, DVV, CONSENT, WEBHOOKS, IDENTITY = (
+    "Broker and database", "Secrets", "Consumer and producer tuning", "Metrics",
+    "DVV change data (`hub ingest dvv --poll`)", "Consent registry and retention", "Webhooks",
+    "Publisher identity",
+)
+GROUPS = (BROKER, SECRETS, IDENTITY, CONSUMER, METRICS, DVV, CONSENT, WEBHOOKS)
+
+_PRODUCTION = ("`hub worker`, `hub ingest dvv` (also `--poll`; not `--dry-run`), `hub consent ...`, `hub audit`, "
+               "`hub webhooks ...` refuse to start without a value of their own (exit 2, one line naming the variable)")
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("HUB_KAFKA_URL", "kafka_url", _text, None, BROKER, default_doc="unset: start the embedded broker",
+            help="Kafka bootstrap, e.g. `kafka://kafka-1:9092`; several brokers separated by `;` (`kafka://k1:9092;kafka://k2:9092`).",
+            needed_by="every command that talks to Kafka; `hub replay`, `hub resend` and `hub webhooks deliver` need it "
+                      "(the embedded broker starts empty)"),
+    Setting("HUB_KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", _one_of(SECURITY_PROTOCOLS), "PLAINTEXT", BROKER,
+            help="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (`hub.adapters.kafka_security` turns the Kafka "
+                 "TLS/SASL settings into the clients' options).",
+            needed_by="the worker, `hub ingest`, `hub topics --create`, `hub healthcheck`; `SASL_SSL` on the Strimzi cluster"),
+    Setting("HUB_KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism", _one_of(SASL_MECHANISMS), "SCRAM-SHA-512", BROKER,
+            help="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (with `SASL_*`)."),
+    Setting("HUB_KAFKA_SASL_USERNAME", "kafka_sasl_username", _text, None, BROKER,
+            help="The hub's Kafka user (required with `SASL_*`; on Strimzi the KafkaUser, = `HUB_APP_ID`)."),
+    Setting("HUB_KAFKA_SASL_PASSWORD", "kafka_sasl_password", _text, None, BROKER, secret=True,
+            help="Its password (never printed)."),
+    Setting("HUB_KAFKA_SSL_CAFILE", "kafka_ssl_cafile", _text, None, BROKER, default_doc="unset: the system CAs",
+            help="PEM bundle of the CA that signed the brokers' certificates (`SSL`, `SASL_SSL`)."),
+    Setting("HUB_KAFKA_SSL_CERTFILE", "kafka_ssl_certfile", _text, None, BROKER,
+            help="Client certificate (PEM) for mutual TLS (with `HUB_KAFKA_SSL_KEYFILE`: both or neither)."),
+    Setting("HUB_KAFKA_SSL_KEYFILE", "kafka_ssl_keyfile", _text, None, BROKER,
+            help="Its private key (PEM)."),
+    Setting("HUB_DATABASE_URL", "database_url", _text, None, BROKER,
+            default_doc="`sqlite:///<HUB_DATA_DIR>/hub.sqlite3`",
+            help="SQLAlchemy URL, e.g. `postgresql+psycopg://hub@db/hub`.",
+            needed_by="PostgreSQL in production: several workers share it (advisory locks serialise migrations and "
+                      "each person's consent transactions)"),
+    Setting("HUB_DATA_DIR", "data_dir", _path, Path(".hub-data"), BROKER,
+            help="Where the embedded defaults keep their files (the SQLite database)."),
+    Setting("HUB_APP_ID", "app_id", _text, "integration-hub", BROKER,
+            help="The faust app id = consumer group id and prefix of faust's internal topics; the batch consumers' "
+                 "groups are `<app id>.newcomer-detection` and `<app id>.routing-newcomers`. The hub's own entry in "
+                 "`HUB_PUBLISHERS` and its Kafka user have this id.",
+            needed_by="every worker of one deployment has the same"),
+    Setting("HUB_TOPIC_PARTITIONS", "topic_partitions", _integer, 1, BROKER,
+            help="Partitions of the topics the hub creates (12 in `deploy/k8s`). Choose it above the most workers "
+                 "you expect: partitions can be added later but not removed, and adding them moves persons to "
+                 "other partitions."),
+    Setting("HUB_STARTUP_TIMEOUT", "startup_timeout", _number, 60.0, BROKER,
+            help="Seconds a command waits for a broker or database that is down when it starts, with a progress "
+                 "line on stderr per attempt; then one line naming the service that did not answer (its URL without "
+                 "the password) and exit 1. A bad setting or file is exit 2 and one line, before anything starts.",
+            needed_by="`hub worker`, `hub ingest dvv`, `hub consent ...`, `hub audit`, `hub report`, `hub replay`, "
+                      "`hub resend`, `hub webhooks ...`, `hub publish`, `hub db ...`"),
+    Setting("HUB_LOG_LEVEL", "log_level", _upper, "INFO", BROKER, help="Log level."),
+    Setting("HUB_PERSON_KEY_SECRET", "person_key_secret", _text, DEMO_PERSON_KEY_SECRET, SECRETS, secret=True,
+            default_doc="a demo value (`hub demo` only)",
+            help="Key of the pseudonymous person key (HMAC-SHA256 of the identity code). Under the demo value a key "
+                 "reverses to the identity code in seconds. Make one with "
+                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`. `hub ingest dvv --dry-run` writes "
+                 "nothing and runs on the demo value (its printed keys are then demo keys); `hub publish`, "
+                 "`hub replay`, `hub resend`, `hub retention` and `hub report` compute no person key and need "
+                 "neither secret.",
+            needed_by=_PRODUCTION),
+    Setting("HUB_DATA_KEYS", "data_keys", _comma_list, (), SECRETS, secret=True,
+            default_doc="the demo key (`hub demo` only)",
+            help="Fernet keys, comma-separated, sealing the personal data the database keeps "
+                 "(`hub/adapters/sealing.py`): the consent history's identity codes, held assessments, outgoing "
+                 "records in the outbox, webhook secrets and queued bodies, stored dead letters. The first key seals, "
+                 "every key opens: rotate by putting a new key first and keeping the old one until its rows are "
+                 "gone. Make one with "
+                 "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`. "
+                 "`hub db upgrade` (migration 0013) converts an older database with the worker's two values and "
+                 "refuses under the demo values.",
+            needed_by=_PRODUCTION),
+    Setting("HUB_PUBLISHERS", "publishers", _publishers, None, IDENTITY, secret=True,
+            default_doc="unset: no publisher check, nothing signed",
+            help="YAML file of the publishers allowed on the input topics, the environment variables holding their "
+                 "HMAC keys and what each may publish as (docs/integrating.md, \"Who may publish\"); the keys "
+                 "themselves only in the environment. A file that cannot be read, names an unset variable or a "
+                 "short key stops the process at start.",
+            needed_by="set in the shipped compose and Kubernetes deployments (`deploy/compose/publishers.yaml`, "
+                      "ConfigMap `hub-publishers`); `hub publish` signs with it"),
+    Setting("HUB_KAFKA_SESSION_TIMEOUT", "session_timeout", _number, 6.0, CONSUMER,
+            help="Consumer-group session timeout, seconds. A worker joining a group waits out the session timeout, "
+                 "so faust's 60 s would delay a new worker's first event by most of a minute; 6 s is the lowest "
+                 "Apache Kafka accepts by default (`group.min.session.timeout.ms`), so the same value works on a "
+                 "real cluster. Raise it there if workers run long batches."),
+    Setting("HUB_KAFKA_REBALANCE_TIMEOUT", "rebalance_timeout", _number, 6.0, CONSUMER,
+            help="Rebalance timeout, seconds (faust's default: 60)."),
+    Setting("HUB_KAFKA_HEARTBEAT_INTERVAL", "heartbeat_interval", _number, 1.0, CONSUMER,
+            help="Heartbeat interval, seconds (faust's default: 3)."),
+    Setting("HUB_KAFKA_PRODUCER_TIMEOUT", "producer_timeout", _number, 60.0, CONSUMER,
+            help="Seconds before a record the broker has not acknowledged fails (the outbox relay retries it; an "
+                 "agent dead-letters its input as `internal_error`) instead of faust's 20-minute default."),
+    Setting("HUB_KAFKA_MAX_POLL_RECORDS", "max_poll_records", _integer, 500, CONSUMER,
+            help="Records per poll, shared by every topic a worker reads."),
+    Setting("HUB_KAFKA_MAX_FETCH_BYTES", "max_fetch_bytes", _integer, 64 * 1024, CONSUMER,
+            help="Bytes fetched per partition at a time (a larger record still comes whole): small fetches let "
+                 "routing take its newcomers while detection works through a backlog."),
+    Setting("HUB_KAFKA_FETCH_MAX_WAIT_MS", "fetch_max_wait_ms", _integer, 100, CONSUMER,
+            help="How long the broker may hold a fetch of the worker's faust consumer when nothing is new (faust "
+                 "fixes 1,500 ms, which at low load adds up per hop); also the wait of the two batch consumers once "
+                 "their topic has been quiet for a second."),
+    Setting("HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS", "pipeline_fetch_max_wait_ms", _integer, 5, CONSUMER,
+            help="The fetch wait of newcomer detection's and routing's batch consumers (the latency path) while "
+                 "records flow: after a fetch that brought records they use this wait until a second passes "
+                 "without one, then `HUB_KAFKA_FETCH_MAX_WAIT_MS` again (`hub/adapters/batch_consumer.py`). The "
+                 "embedded broker holds a fetch for about half its wait even when a record arrives, so each busy "
+                 "hop pays up to half this wait; Apache Kafka answers a waiting fetch as soon as a record arrives."),
+    Setting("HUB_KAFKA_PRODUCER_LINGER_MS", "producer_linger_ms", _integer, 0, CONSUMER,
+            help="How long the worker's producer waits to gather records into one produce request. Newcomer "
+                 "detection and routing send a whole batch's records at once, so those share a request without "
+                 "waiting; a larger value batches the one-at-a-time agents (consents, assessments) at the cost of "
+                 "latency."),
+    Setting("HUB_GC_THRESHOLD", "gc_threshold", _integer, 10_000, CONSUMER,
+            help="When the worker starts it freezes the objects it has built (`gc.freeze()`: no collection walks "
+                 "them again) and sets the garbage collector's first-generation threshold to this (Python's is "
+                 "700), so that full collections over the faust app and SQLAlchemy's tables stop adding to the "
+                 "latency tail (`hub/streams/gc_tuning.py`). `0` leaves the collector as Python sets it."),
+    Setting("HUB_CLOCK_SKEW", "clock_skew", _number, 300.0, CONSUMER,
+            help="Seconds an input record's `occurred_at` may be ahead of the worker's clock; later ones are "
+                 "dead-lettered as `future_date` (every input topic and `hub ingest dvv`)."),
+    Setting("HUB_NEWCOMER_WINDOW_DAYS", "newcomer_window_days", _integer, 3 * 365, CONSUMER,
+            help="Arrivals older than this many days are not newcomers (the act's assessment and first plan are "
+                 "tied to the first three years)."),
+    Setting("HUB_ROUTING_RULES", "routing_rules", _text, None, CONSUMER,
+            default_doc="unset: the shipped `hub/routing/data/rules.yaml`",
+            help="A deployment's own routing rules file; a file that does not load is exit 2 before anything "
+                 "starts."),
+    Setting("HUB_OUTBOX_RELAY", "outbox_relay", _unless_off, True, CONSUMER,
+            help="`off`: this worker commits plan requests and notices to the outbox but does not publish them "
+                 "(another worker's relay does; the tests use it to kill a worker between commit and publish)."),
+    Setting("HUB_METRICS_PORT", "metrics_port", _integer, 9108, METRICS,
+            help="Port of `/metrics`; `0` picks a free port (logged at start). A port in use stops the worker with "
+                 "a message naming this setting."),
+    Setting("HUB_METRICS_ADDR", "metrics_addr", _text, "127.0.0.1", METRICS,
+            help="Address `/metrics` binds to; `0.0.0.0` (or the pod IP) lets a Prometheus on another host scrape.",
+            needed_by="`0.0.0.0` in the shipped compose file and Kubernetes manifests (the liveness probe and "
+                      "Prometheus connect to the pod's IP)"),
+    Setting("HUB_DVV_URL", "dvv_url", _text, None, DVV,
+            help="Base URL ending in `/api/v1`, e.g. your security server's "
+                 "`…/r1/FI/GOV/0245437-2/VTJmutpa/VTJmutpa/api/v1`."),
+    Setting("HUB_DVV_XROAD_CLIENT", "dvv_xroad_client", _text, None, DVV,
+            help="`X-Road-Client` header: `instance/memberClass/memberCode/subsystem`, e.g. "
+                 "`FI/MUN/0201256-6/integration-hub`."),
+    Setting("HUB_DVV_USERNAME", "dvv_username", _text, None, DVV,
+            help="DVV's muutosrajapinta user, sent as HTTP Basic."),
+    Setting("HUB_DVV_PASSWORD", "dvv_password", _text, None, DVV, secret=True,
+            help="Its password (never printed)."),
+    Setting("HUB_DVV_MUNICIPALITIES", "dvv_municipalities", _comma_list, (), DVV,
+            help="Comma-separated municipality codes sent as `kuntakoodit` in the request. **Unverified**: no "
+                 "public client shows the field for a municipality restriction; check DVV's OpenAPI first (by "
+                 "default DVV applies the restriction bound to your permit)."),
+    Setting("HUB_DVV_TIMEOUT", "dvv_timeout", _number, 30.0, DVV, help="Seconds per request."),
+    Setting("HUB_DVV_RETRIES", "dvv_retries", _integer, 5, DVV,
+            help="Attempts per request on 429, 5xx and connection errors, with exponential backoff (0.5 s "
+                 "doubling, at most 30 s, jittered; `Retry-After` honoured)."),
+    Setting("HUB_CONSENT_LEGAL_BASES", "consent_legal_bases", _path, None, CONSENT,
+            default_doc="the shipped `hub/consent/legal_bases.yaml` (empty: no legal basis)",
+            help="YAML list of legal bases that allow a disclosure without consent: `name` (statute and section), "
+                 "`purpose`, `recipient_kinds`, `data_categories`."),
+    Setting("HUB_REPLAY_HORIZON_DAYS", None, _integer, None, CONSENT,
+            default_doc="the event logs' retention (`EVENT_LOG_RETENTION_DAYS` in `hub/deploy/topics.py`)",
+            help="Days a topic can still deliver an event again: `hub retention` keeps idempotency marks and ended "
+                 "consents' tombstones this long, so a replay cannot bring a revoked consent back. Set it to the "
+                 "longest `retention.ms` of the topics the hub consumes (docs/consent.md).",
+            needed_by="`hub retention` (its option `--replay-horizon`)"),
+    Setting("HUB_WEBHOOKS_ALLOW_LOOPBACK", "webhooks_allow_loopback", _only_if_on, False, WEBHOOKS,
+            help="`on` lets webhook subscriptions and deliveries reach loopback addresses (127.0.0.0/8, ::1, "
+                 "`localhost`), plain http included: for local receivers in tests and development only. Off: only "
+                 "https to public addresses (`hub/webhooks/policy.py`).",
+            needed_by="never set in the shipped deployments"),
+)
+
+_BY_FIELD = {s.field: s for s in SETTINGS if s.field}
+
+
+def _default(name: str) -> Any:
+    return _BY_FIELD[name].default
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of the hub. `Settings.from_env()` is the only reader of os.environ.
+    """Every setting of the hub, one attribute per entry of `SETTINGS` (where the defaults and the meaning
+    are written). `Settings.from_env()` is the only reader of os.environ."""
 
-    Consumer-group timings: faust's defaults (session timeout 60 s, rebalance 60 s, heartbeat 3 s)
-    make a worker wait out the session timeout when it joins, which on the embedded broker delayed
-    the first event by 32 s. The defaults below (6 s / 6 s / 1 s) brought it to about 4.5 s and are
-    within the limits a real Apache Kafka cluster accepts (group.min.session.timeout.ms is 6 s).
-    """
-
-    kafka_url: str | None = None  # HUB_KAFKA_URL; None -> start the embedded broker
-    database_url: str | None = None  # HUB_DATABASE_URL; None -> SQLite under data_dir
-    data_dir: Path = field(default_factory=lambda: Path(".hub-data"))
-    app_id: str = "integration-hub"
-    topic_partitions: int = 1
-    session_timeout: float = 6.0
-    startup_timeout: float = 60.0  # HUB_STARTUP_TIMEOUT: seconds a command waits for a broker or database that is down at start
-    producer_timeout: float = 60.0  # HUB_KAFKA_PRODUCER_TIMEOUT: seconds before an unacknowledged record fails
-    max_poll_records: int = 500  # HUB_KAFKA_MAX_POLL_RECORDS: records per poll, shared by every topic the worker reads
-    fetch_max_wait_ms: int = 100  # HUB_KAFKA_FETCH_MAX_WAIT_MS: how long the broker may hold a fetch with nothing new (faust: 1500)
-    # HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS: the fetch wait of the pipeline's batch consumers (newcomer detection, routing; the latency
-    # path) while records flow; after a quiet second they wait fetch_max_wait_ms (hub.adapters.batch_consumer, `_pace`)
-    pipeline_fetch_max_wait_ms: int = 5
-    max_fetch_bytes: int = 64 * 1024  # HUB_KAFKA_MAX_FETCH_BYTES: bytes fetched per partition at a time (a larger record still comes whole)
-    producer_linger_ms: int = 0  # HUB_KAFKA_PRODUCER_LINGER_MS: how long the worker's producer waits to gather records into one request (faust: 0)
-    gc_threshold: int = 10_000  # HUB_GC_THRESHOLD: the worker's gen0 collection threshold after it freezes its start-up objects (hub.streams.gc_tuning); 0: Python's own
-    rebalance_timeout: float = 6.0
-    heartbeat_interval: float = 1.0
-    metrics_port: int = 9108  # HUB_METRICS_PORT; 0 picks a free port
-    metrics_addr: str = "127.0.0.1"  # HUB_METRICS_ADDR; 0.0.0.0 to let a Prometheus on another host scrape
-    person_key_secret: str = DEMO_PERSON_KEY_SECRET  # HUB_PERSON_KEY_SECRET: the HMAC secret of person keys
-    # HUB_DATA_KEYS: Fernet keys (comma-separated, the first encrypts) for personal data kept at rest
-    # (hub.adapters.sealing); empty -> the demo key
-    data_keys: tuple[str, ...] = field(default=(), repr=False)
-    log_level: str = "INFO"
-    clock_skew: float = 300.0  # HUB_CLOCK_SKEW: seconds an input's occurred_at may be ahead of our clock before it is future_date
-    newcomer_window_days: int = 3 * 365  # HUB_NEWCOMER_WINDOW_DAYS: arrivals older than this are not newcomers
-    routing_rules: str | None = None  # HUB_ROUTING_RULES: a deployment's own rules file (default: the shipped one)
-    # DVV VTJ-muutosrajapinta (hub ingest dvv --poll)
-    dvv_url: str | None = None  # HUB_DVV_URL, base URL ending in /api/v1
-    dvv_xroad_client: str | None = None  # HUB_DVV_XROAD_CLIENT, e.g. FI/MUN/0201256-6/integration-hub
-    dvv_username: str | None = None  # HUB_DVV_USERNAME (HTTP Basic)
-    dvv_password: str | None = field(default=None, repr=False)  # HUB_DVV_PASSWORD; never printed
-    dvv_municipalities: tuple[str, ...] = ()  # HUB_DVV_MUNICIPALITIES, comma-separated codes
-    dvv_timeout: float = 30.0  # HUB_DVV_TIMEOUT, seconds per request
-    dvv_retries: int = 5  # HUB_DVV_RETRIES, attempts per request on 429/5xx/connection errors
-    consent_legal_bases: Path | None = None  # HUB_CONSENT_LEGAL_BASES; None -> the shipped (empty) file
-    outbox_relay: bool = True  # HUB_OUTBOX_RELAY=off: this worker commits to the outbox but does not publish it
-    # Kafka TLS/SASL (hub.adapters.kafka_security turns these into faust / kafka-python settings)
-    kafka_security_protocol: str = "PLAINTEXT"  # HUB_KAFKA_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
-    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # HUB_KAFKA_SASL_MECHANISM: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
-    kafka_sasl_username: str | None = None  # HUB_KAFKA_SASL_USERNAME
-    kafka_sasl_password: str | None = field(default=None, repr=False)  # HUB_KAFKA_SASL_PASSWORD; never printed
-    kafka_ssl_cafile: str | None = None  # HUB_KAFKA_SSL_CAFILE: CA bundle (PEM) that signed the brokers' certificates
-    kafka_ssl_certfile: str | None = None  # HUB_KAFKA_SSL_CERTFILE: client certificate (PEM) for mutual TLS
-    kafka_ssl_keyfile: str | None = None  # HUB_KAFKA_SSL_KEYFILE: its private key (PEM)
-    # HUB_WEBHOOKS_ALLOW_LOOPBACK=on: webhooks may go to loopback addresses (local receivers in tests and
-    # development only; never set in the shipped deployments). Off: only public addresses (hub.webhooks.policy)
-    webhooks_allow_loopback: bool = False
-    # HUB_PUBLISHERS: who may publish what on the input topics (signed records); None -> no check
-    publishers: "Publishers | None" = field(default=None, repr=False)
+    kafka_url: str | None = _default("kafka_url")  # None -> start the embedded broker
+    kafka_security_protocol: str = _default("kafka_security_protocol")
+    kafka_sasl_mechanism: str = _default("kafka_sasl_mechanism")
+    kafka_sasl_username: str | None = _default("kafka_sasl_username")
+    kafka_sasl_password: str | None = field(default=_default("kafka_sasl_password"), repr=False)
+    kafka_ssl_cafile: str | None = _default("kafka_ssl_cafile")
+    kafka_ssl_certfile: str | None = _default("kafka_ssl_certfile")
+    kafka_ssl_keyfile: str | None = _default("kafka_ssl_keyfile")
+    database_url: str | None = _default("database_url")  # None -> SQLite under data_dir
+    data_dir: Path = _default("data_dir")
+    app_id: str = _default("app_id")
+    topic_partitions: int = _default("topic_partitions")
+    startup_timeout: float = _default("startup_timeout")
+    log_level: str = _default("log_level")
+    person_key_secret: str = field(default=_default("person_key_secret"), repr=False)
+    data_keys: tuple[str, ...] = field(default=_default("data_keys"), repr=False)  # empty -> the demo key
+    publishers: "Publishers | None" = field(default=_default("publishers"), repr=False)  # None -> no check
+    session_timeout: float = _default("session_timeout")
+    rebalance_timeout: float = _default("rebalance_timeout")
+    heartbeat_interval: float = _default("heartbeat_interval")
+    producer_timeout: float = _default("producer_timeout")
+    max_poll_records: int = _default("max_poll_records")
+    max_fetch_bytes: int = _default("max_fetch_bytes")
+    fetch_max_wait_ms: int = _default("fetch_max_wait_ms")
+    pipeline_fetch_max_wait_ms: int = _default("pipeline_fetch_max_wait_ms")
+    producer_linger_ms: int = _default("producer_linger_ms")
+    gc_threshold: int = _default("gc_threshold")
+    clock_skew: float = _default("clock_skew")
+    newcomer_window_days: int = _default("newcomer_window_days")
+    routing_rules: str | None = _default("routing_rules")  # None -> the shipped rules
+    outbox_relay: bool = _default("outbox_relay")
+    metrics_port: int = _default("metrics_port")
+    metrics_addr: str = _default("metrics_addr")
+    dvv_url: str | None = _default("dvv_url")
+    dvv_xroad_client: str | None = _default("dvv_xroad_client")
+    dvv_username: str | None = _default("dvv_username")
+    dvv_password: str | None = field(default=_default("dvv_password"), repr=False)
+    dvv_municipalities: tuple[str, ...] = _default("dvv_municipalities")
+    dvv_timeout: float = _default("dvv_timeout")
+    dvv_retries: int = _default("dvv_retries")
+    consent_legal_bases: Path | None = _default("consent_legal_bases")  # None -> the shipped (empty) file
+    webhooks_allow_loopback: bool = _default("webhooks_allow_loopback")
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        data_dir = Path(env.get("HUB_DATA_DIR") or ".hub-data")
-        return cls(
-            kafka_url=env.get("HUB_KAFKA_URL") or None,
-            database_url=env.get("HUB_DATABASE_URL") or None,
-            data_dir=data_dir,
-            app_id=env.get("HUB_APP_ID") or "integration-hub",
-            topic_partitions=_env_int(env, "HUB_TOPIC_PARTITIONS", 1),
-            session_timeout=_env_float(env, "HUB_KAFKA_SESSION_TIMEOUT", 6.0),
-            startup_timeout=_env_float(env, "HUB_STARTUP_TIMEOUT", 60.0),
-            producer_timeout=_env_float(env, "HUB_KAFKA_PRODUCER_TIMEOUT", 60.0),
-            max_poll_records=_env_int(env, "HUB_KAFKA_MAX_POLL_RECORDS", 500),
-            max_fetch_bytes=_env_int(env, "HUB_KAFKA_MAX_FETCH_BYTES", 64 * 1024),
-            fetch_max_wait_ms=_env_int(env, "HUB_KAFKA_FETCH_MAX_WAIT_MS", 100),
-            pipeline_fetch_max_wait_ms=_env_int(env, "HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS", 5),
-            producer_linger_ms=_env_int(env, "HUB_KAFKA_PRODUCER_LINGER_MS", 0),
-            gc_threshold=_env_int(env, "HUB_GC_THRESHOLD", 10_000),
-            rebalance_timeout=_env_float(env, "HUB_KAFKA_REBALANCE_TIMEOUT", 6.0),
-            heartbeat_interval=_env_float(env, "HUB_KAFKA_HEARTBEAT_INTERVAL", 1.0),
-            metrics_port=_env_int(env, "HUB_METRICS_PORT", 9108),
-            metrics_addr=env.get("HUB_METRICS_ADDR") or "127.0.0.1",
-            person_key_secret=env.get("HUB_PERSON_KEY_SECRET") or DEMO_PERSON_KEY_SECRET,
-            data_keys=tuple(k.strip() for k in (env.get("HUB_DATA_KEYS") or "").split(",") if k.strip()),
-            log_level=(env.get("HUB_LOG_LEVEL") or "INFO").upper(),
-            clock_skew=_env_float(env, "HUB_CLOCK_SKEW", 300.0),
-            newcomer_window_days=_env_int(env, "HUB_NEWCOMER_WINDOW_DAYS", 3 * 365),
-            routing_rules=env.get("HUB_ROUTING_RULES") or None,
-            dvv_url=env.get("HUB_DVV_URL") or None,
-            dvv_xroad_client=env.get("HUB_DVV_XROAD_CLIENT") or None,
-            dvv_username=env.get("HUB_DVV_USERNAME") or None,
-            dvv_password=env.get("HUB_DVV_PASSWORD") or None,
-            dvv_municipalities=tuple(c.strip() for c in (env.get("HUB_DVV_MUNICIPALITIES") or "").split(",") if c.strip()),
-            dvv_timeout=_env_float(env, "HUB_DVV_TIMEOUT", 30.0),
-            dvv_retries=_env_int(env, "HUB_DVV_RETRIES", 5),
-            consent_legal_bases=Path(env["HUB_CONSENT_LEGAL_BASES"]) if env.get("HUB_CONSENT_LEGAL_BASES") else None,
-            outbox_relay=(env.get("HUB_OUTBOX_RELAY") or "on").lower() not in ("off", "0", "false", "no"),
-            kafka_security_protocol=_env_choice(env, "HUB_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", SECURITY_PROTOCOLS),
-            kafka_sasl_mechanism=_env_choice(env, "HUB_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", SASL_MECHANISMS),
-            kafka_sasl_username=env.get("HUB_KAFKA_SASL_USERNAME") or None,
-            kafka_sasl_password=env.get("HUB_KAFKA_SASL_PASSWORD") or None,
-            kafka_ssl_cafile=env.get("HUB_KAFKA_SSL_CAFILE") or None,
-            kafka_ssl_certfile=env.get("HUB_KAFKA_SSL_CERTFILE") or None,
-            kafka_ssl_keyfile=env.get("HUB_KAFKA_SSL_KEYFILE") or None,
-            publishers=_publishers(env),
-            webhooks_allow_loopback=(env.get("HUB_WEBHOOKS_ALLOW_LOOPBACK") or "off").lower() in ("on", "1", "true", "yes"),
-        )
+        return cls(**{s.field: s.value(env) for s in SETTINGS if s.field})
 
     @property
     def clock_skew_delta(self) -> dt.timedelta:
@@ -180,8 +355,7 @@ class Settings:
     def require_production_secrets(self) -> None:
         """Raise DemoSecrets unless HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS are set to values of their
         own: every command that writes person keys or personal data outside the embedded demo calls
-        this before it touches anything (hub worker, hub ingest dvv without --dry-run, hub consent,
-        hub audit, hub webhooks; the README's configuration section lists them and the exceptions)."""
+        this before it touches anything (the commands `needed_by` of the two settings names)."""
         from hub.adapters.sealing import demo_key
 
         if self.person_key_secret == DEMO_PERSON_KEY_SECRET:
@@ -207,3 +381,37 @@ class Settings:
         from dataclasses import replace
 
         return replace(self, kafka_url=url)
+
+
+REFERENCE_COMMAND = "python -m hub.config > docs/configuration.md"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def reference() -> str:
+    """docs/configuration.md: every setting of `SETTINGS`, grouped, as Markdown."""
+    lines = [
+        "# Configuration reference",
+        "",
+        f"<!-- Generated from `SETTINGS` in hub/config.py by `{REFERENCE_COMMAND}`; do not edit by hand"
+        " (tests/unit/test_config_reference.py compares the two). -->",
+        "",
+        "The hub reads its settings from `HUB_*` environment variables only (`hub.config.Settings.from_env`). An unset",
+        "or empty variable takes the default. A value that does not parse (a word where a number belongs, a",
+        "protocol not in the list) stops the command with exit 2 and one line naming the variable, before anything",
+        "starts. Secrets are never printed. How to run the hub with these settings: [operating.md](operating.md).",
+        "",
+    ]
+    for group in GROUPS:
+        lines += [f"## {group}", "", "| variable | default | meaning | who needs it |", "|---|---|---|---|"]
+        for s in SETTINGS:
+            if s.group == group:
+                lines.append(f"| `{s.env}` | {_cell(s.shown_default())} | {_cell(s.help)} | {_cell(s.needed_by)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the hub, defined once (design §6).
+"""Every Prometheus metric of the hub, defined once.
 
 Names follow the Prometheus conventions (`hub_<thing>_<unit>`, counters end in `_total`,
 durations in `_seconds`). Labels are bounded: topic, outcome, municipality code, authority id,

@@ -171,9 +171,8 @@ class DatabaseCalls:
     """Where a stream runs its synchronous database calls: in order, one at a time, and awaited.
 
     SQLite (a local file): on the event loop itself. Its calls are CPU under the GIL, not waits; on
-    a worker thread each statement handed the GIL back and forth with the loop, and a routing
-    batch's ledger transaction took 15-18 ms of wall time for ~3.6 ms of work (the latency at
-    1,000 events/s: p50 135 -> 63 ms inline; bench/RESULTS.md, session 11).
+    a worker thread each statement hands the GIL back and forth with the loop, so a transaction takes
+    several times its own work in wall time.
     A server database (PostgreSQL): on one worker thread of its own, so that the network round
     trips do not stall the event loop. `engine=None` (a store with no database): inline."""
 

@@ -12,8 +12,8 @@ The state is `hub.newcomers.detection.encode_state` text, keyed by the pseudonym
 holds no identity code (every change brings its own, and a correction names the old code, whose
 key finds the old state). What it does hold (birth date, nationalities, mother tongue, municipality)
 is pseudonymous personal data, readable only by the hub's database role. It is not sealed: it is
-read and written for every population change, and sealing would cost ~30 µs of the ~110 µs a change
-takes (bench/RESULTS.md); the person key protects it as long as HUB_PERSON_KEY_SECRET is secret.
+read and written for every population change, and sealing would add a large share of what a change
+costs; the person key protects it as long as HUB_PERSON_KEY_SECRET is secret.
 """
 
 from __future__ import annotations

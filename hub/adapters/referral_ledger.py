@@ -233,7 +233,7 @@ _REFERRALS = ReferralRow.__table__
 _PROCESSED = ProcessedEvent.__table__
 _SEQUENCES = ReferralSequenceRow.__table__
 # the statements of the routing path, built once (expanding IN lists): building them per batch, and
-# running them through an ORM session, was about a fifth of the ledger thread's time (session 9)
+# running them through an ORM session, was a large share of the ledger thread's time
 _SEEN = sa.select(_PROCESSED.c.event_id).where(_PROCESSED.c.consumer == ROUTING_CONSUMER, _PROCESSED.c.event_id.in_(sa.bindparam("ids", expanding=True)))
 _EXISTING = sa.select(_REFERRALS.c.referral_id).where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True)))
 _LOCK_SEQUENCES = (sa.select(_SEQUENCES.c.authority, _SEQUENCES.c.last_sequence).where(_SEQUENCES.c.authority.in_(sa.bindparam("authorities", expanding=True)))
@@ -244,9 +244,9 @@ _UPDATE_SEQUENCE = _SEQUENCES.update().where(_SEQUENCES.c.authority == sa.bindpa
 
 class _Batch:
     """One transaction of `record_many`, in Core statements on a connection: a few round trips per
-    batch rather than about ten ORM round trips per newcomer (py-spy: the ORM was 40 % of the
-    worker's time). Inserts name the tables, not the mapped classes: the ORM's bulk insert path cost
-    ~5 % of a worker (session 6)."""
+    batch rather than about ten ORM round trips per newcomer (the ORM's per-object work dominated the
+    worker's time). Inserts name the tables, not the mapped classes: the ORM's bulk insert path costs
+    more than the insert itself."""
 
     def __init__(self, s: sa.Connection, codec: Codec, now: dt.datetime):
         self.s, self.codec, self.now = s, codec, now

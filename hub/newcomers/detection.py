@@ -97,7 +97,7 @@ class PersonState:
     seen: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
-        # field by field: dataclasses.asdict deep-copies recursively and was 20 % of detection's time
+        # field by field: dataclasses.asdict deep-copies recursively, a large share of detection's time
         d = {name: getattr(self, name) for name in _STATE_FIELDS}
         for k in ("arrival_date", "birth_date"):
             d[k] = d[k].isoformat() if d[k] else None

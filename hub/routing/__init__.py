@@ -1,2 +1,2 @@
-"""Routing of newcomers to the responsible authorities (design §4): reference data, rules as data,
+"""Routing of newcomers to the responsible authorities: reference data, rules as data,
 the pure `route()` and the referral lifecycle."""

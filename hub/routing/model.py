@@ -1,6 +1,6 @@
 """Plain types of the routing: what the rules look at (RoutingInput) and what they decide (Decision).
 
-`RoutingInput.from_record` accepts both the JSON form of a Newcomer (strings for dates, design §4)
+`RoutingInput.from_record` accepts both the JSON form of a Newcomer (strings for dates, as `hub.schemas.codec` writes it)
 and the decoded Avro record (date/datetime objects). Any field may be missing or null: unknown.
 """
 
@@ -132,7 +132,7 @@ class Decision:
     trace: tuple[str, ...] = field(default=(), compare=False)
 
     def as_dict(self) -> dict:
-        """The JSON form of design §4."""
+        """The JSON form (as `hub route` prints a decision)."""
         return {
             "authority": self.authority,
             "purpose": self.purpose,

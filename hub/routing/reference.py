@@ -1,6 +1,6 @@
 """Reference data of the routing: municipalities 2025 and who is responsible for what in each.
 
-Authority ids are `<kind>:<code>` (design §2, contract): `municipality:091`, `wellbeing_area:05`,
+Authority ids are `<kind>:<code>` (the form every topic and record uses): `municipality:091`, `wellbeing_area:05`,
 `employment_authority:08`. The data (Statistics Finland 2025 classifications, see data/README.md)
 is read once per process by `default_reference()`.
 """

@@ -1,4 +1,4 @@
-"""Topic names of the hub (design §1), in one place."""
+"""Topic names of the hub, in one place."""
 
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ class DvvClient:
         if hetulista:
             payload["hetulista"] = list(hetulista)
         if self.config.municipalities:
-            # unverified field name (not in public code): see the README, DVV change data
+            # unverified field name (not in public code): see docs/domain.md, population-register changes from DVV
             payload["kuntakoodit"] = list(self.config.municipalities)
         body, url = self.request("POST", "muutokset", payload)
         page = parse_page(body, origin=f"POST muutokset after record key {int(key)}")

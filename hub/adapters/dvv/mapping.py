@@ -1,7 +1,7 @@
 """Pure mapping of one DVV change (`muutos`: `muutospv`, `henkilotunnus`, `tietoryhmat`) into
 PopulationChange records (dicts in the shape of hub/schemas/population_change.avsc).
 
-Decisions (see the README section "DVV change data" for the reasons):
+Decisions (docs/domain.md, "Population-register changes from DVV", gives the reasons):
 - One event per *mapped* data group (tietoryhmä) of the muutos. Each event also carries the
   person's other attributes known from the same muutos (home municipality, move date, previous
   municipality/country, mother tongue, nationalities, birth date, contact language, guardian in
