@@ -10,16 +10,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from hub import metrics
-from hub.adapters.batch_consumer import failure_reason
 from hub.adapters.database import create_engine
 from hub.adapters.person_states import PersonStates, SqlPersonStates
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS
-from hub.schemas.codec import CodecError
 from hub.services.detection import Detection
-from hub.services.ports import Consumed
 from hub.streams import topics
 from hub.streams.app import HubApp, utcnow
-from hub.streams.service_ports import FAILURES, BatchDeadLetters, DatabaseStates, HubPublisher
+from hub.streams.service_ports import FAILURES, BatchDeadLetters, DatabaseStates, HubPublisher, count_isolated
 
 CONSUMER_NAME = "newcomer-detection"  # the batch consumer; its group is `<app id>.newcomer-detection`
 
@@ -35,7 +32,7 @@ class NewcomerObserved:
     dead_letters: int = 0
     first_at: float | None = None  # time.monotonic() when the first batch reached detection
 
-    def dead_lettered(self, reason: str | None = None) -> None:
+    def dead_lettered(self, reason: str | None) -> None:
         self.dead_letters += 1
 
 
@@ -57,29 +54,12 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
     async def detect_batch(records) -> None:
         started = time.monotonic()
         seen.first_at = seen.first_at or started
-        dead = BatchDeadLetters(hub, topic, seen.dead_lettered)
-        changes = []
-        for msg in records:
-            seen.consumed += 1  # a narrowed-down batch is handled again: counted again
-            refused = await dead.refused(msg)
-            if refused is not None:
-                seen.dead_letters += refused
-                continue
-            try:
-                changes.append(Consumed(msg, hub.codec.decode(msg.value, "PopulationChange").record))
-            except CodecError as exc:
-                await dead.send(msg, exc.reason, exc.detail)
+        dead = BatchDeadLetters(hub, topic, seen.dead_lettered, counts_refusals=True)
+        seen.consumed += len(records)  # a narrowed-down batch is handled again: counted again
+        changes = [change for msg in records if (change := await dead.decoded(msg, "PopulationChange")) is not None]
         count(await detection.detect(changes, dead), started)
 
-    consumer = hub.batch_consumer(CONSUMER_NAME, topic, detect_batch, batch_size)
-    dead_letter_alone = consumer.isolate
-
-    async def isolate(record, exc) -> None:
-        """A change whose detection failed alone (the batch narrowed down to it): dead-lettered by the hub, counted here too."""
-        await dead_letter_alone(record, exc)
-        seen.dead_lettered(failure_reason(exc))
-
-    consumer.isolate = isolate
+    count_isolated(hub.batch_consumer(CONSUMER_NAME, topic, detect_batch, batch_size), seen.dead_lettered)
     return seen
 
 

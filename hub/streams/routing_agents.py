@@ -15,18 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from hub import metrics
-from hub.adapters.batch_consumer import failure_reason
 from hub.adapters.database import create_engine
 from hub.adapters.referral_ledger import ReferralLedger, refresh_gauges
 from hub.routing.model import FINLAND
 from hub.routing.reference import Reference
 from hub.routing.rules import Rules
-from hub.schemas.codec import CodecError
-from hub.services.ports import Consumed
 from hub.services.routing import Routed, Routing, StatusApplied
 from hub.streams import topics
 from hub.streams.app import HubApp, utcnow
-from hub.streams.service_ports import BatchDeadLetters, DatabaseLedger, HubPublisher
+from hub.streams.service_ports import BatchDeadLetters, DatabaseLedger, HubPublisher, count_isolated
 
 log = logging.getLogger(__name__)
 
@@ -104,43 +101,22 @@ def register(
 
     async def route_batch(records) -> None:
         dead = BatchDeadLetters(hub, newcomers_topic, seen.dead_lettered(newcomers_topic))
-        newcomers = [item for msg in records if (item := await _decoded(hub, msg, "Newcomer", dead)) is not None]
+        newcomers = [item for msg in records if (item := await dead.decoded(msg, "Newcomer")) is not None]
         seen.routed(newcomers_topic, await routing.route_batch(newcomers, dead))
 
     async def apply_statuses(records) -> None:
         dead = BatchDeadLetters(hub, status_topic, seen.dead_lettered(status_topic))
         for msg in records:
-            status = await _decoded(hub, msg, "ReferralStatus", dead)
+            status = await dead.decoded(msg, "ReferralStatus")
             if status is not None:
                 seen.applied(status_topic, await routing.apply_status(status, dead))
         await dead.kept()
 
-    for name, topic, handle in ((CONSUMER_NAME, newcomers_topic, route_batch), (STATUS_CONSUMER_NAME, status_topic, apply_statuses)):
-        _count_isolated(hub.batch_consumer(name, topic, handle, batch_size), seen.dead_lettered(topic))
+    # the newcomers' consumer is declared last: `hub.batch_consumers[-1]` (tests, tools) is routing's newcomers
+    for name, topic, handle in ((STATUS_CONSUMER_NAME, status_topic, apply_statuses), (CONSUMER_NAME, newcomers_topic, route_batch)):
+        count_isolated(hub.batch_consumer(name, topic, handle, batch_size), seen.dead_lettered(topic))
     _gauge_timers(hub, seen, ledger, clock, gauge_interval, changed_gauge_interval)
     return seen
-
-
-async def _decoded(hub: HubApp, msg, schema: str, dead: BatchDeadLetters) -> Consumed | None:
-    """The record decoded, or None when the publisher check refused it or it does not decode (dead-lettered)."""
-    if await dead.refused(msg) is not None:
-        return None
-    try:
-        return Consumed(msg, hub.codec.decode(msg.value, schema).record)
-    except CodecError as exc:
-        await dead.send(msg, exc.reason, exc.detail)
-        return None
-
-
-def _count_isolated(consumer, counted: Callable[[str], None]) -> None:
-    """A record whose handling failed alone (the batch narrowed down to it) is dead-lettered by the hub; counted here too."""
-    dead_letter_alone = consumer.isolate
-
-    async def isolate(record, exc) -> None:
-        await dead_letter_alone(record, exc)
-        counted(failure_reason(exc))
-
-    consumer.isolate = isolate
 
 
 def _gauge_timers(hub: HubApp, seen: RoutingObserved, ledger: ReferralLedger, clock, interval: float, changed_interval: float) -> None:

@@ -9,7 +9,8 @@ from typing import Any, Callable, Iterable, Mapping
 from hub import metrics
 from hub.adapters.batch_consumer import Outage, failure_reason, is_outage
 from hub.adapters.database import DatabaseCalls, with_database_retry
-from hub.services.ports import Failures
+from hub.schemas.codec import CodecError
+from hub.services.ports import Consumed, Failures
 from hub.streams.app import HubApp
 
 FAILURES = Failures(is_outage=is_outage, reason=failure_reason)
@@ -32,25 +33,38 @@ class HubPublisher:
 class BatchDeadLetters:
     """The dead letters of one batch of a batch consumer: sent at once, awaited together before the
     batch is committed. Each record is counted once (`counted(reason)` and `hub_events_consumed_total`),
-    however often the batch consumer's narrowing handles it."""
+    however often the batch consumer's narrowing handles it; a record the publisher check refuses
+    is counted by the hub, and by `counted(None)` too when `counts_refusals`."""
 
-    def __init__(self, hub: HubApp, topic: str, counted: Callable[[str], None] | None = None) -> None:
+    def __init__(self, hub: HubApp, topic: str, counted: Callable[[str | None], None] | None = None, *, counts_refusals: bool = False) -> None:
         self.hub = hub
         self.counted = counted
+        self.counts_refusals = counts_refusals
         self.consumed_dead_letter = metrics.events_consumed.labels(topic, "dead_letter")
         self.sends: list = []
 
-    async def refused(self, msg) -> bool | None:
-        """The publisher check of one record (`HubApp.refuse`): None when it may be processed, else
-        whether this is the first time this batch refuses it (the hub counts the metric)."""
+    async def refused(self, msg) -> bool:
+        """The publisher check of one record (`HubApp.refuse`): whether it was refused (dead-lettered)."""
         if not self.hub.checks_publishers(msg.topic):
-            return None
+            return False
         first = not self.hub.dead_lettered_already(msg)
         sent = await self.hub.refuse(msg)
         if sent is None:
-            return None
+            return False
         self.sends.append(sent)
-        return first
+        if first and self.counts_refusals and self.counted is not None:
+            self.counted(None)
+        return True
+
+    async def decoded(self, msg, schema: str) -> Consumed | None:
+        """The record decoded, or None when the publisher check refused it or it does not decode (dead-lettered)."""
+        if await self.refused(msg):
+            return None
+        try:
+            return Consumed(msg, self.hub.codec.decode(msg.value, schema).record)
+        except CodecError as exc:
+            await self.send(msg, exc.reason, exc.detail)
+            return None
 
     async def send(self, source, reason: str, message: str) -> None:
         first = not self.hub.dead_lettered_already(source)
@@ -64,6 +78,18 @@ class BatchDeadLetters:
         if any(isinstance(r, BaseException) for r in await asyncio.gather(*self.sends, return_exceptions=True)):
             # a record not processed and not kept: nothing of the batch is committed
             raise DeadLetterNotAcknowledged("a dead letter of this batch was not acknowledged by the broker or kept in the database")
+
+
+def count_isolated(consumer, counted: Callable[[str], None]) -> None:
+    """A record whose handling failed alone (the batch consumer narrowed its batch down to it) is
+    dead-lettered by the hub (`consumer.isolate`), and counted by `counted(reason)` too."""
+    dead_letter_alone = consumer.isolate
+
+    async def isolate(record, exc) -> None:
+        await dead_letter_alone(record, exc)
+        counted(failure_reason(exc))
+
+    consumer.isolate = isolate
 
 
 class DatabaseStates:
