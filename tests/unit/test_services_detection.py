@@ -69,9 +69,8 @@ def test_a_change_seen_again_finds_no_newcomer_and_the_derived_event_id_repeats(
     (newcomer,) = [rec for _, _, rec, _ in publisher.sent]
     again = detect(detection, batch(first), FakeDeadLetters(journal))
     assert [s.found for s in again] == [[]] and len(publisher.sent) == 1
-    fresh = Detection(MemoryStates([]), FakePublisher([]), FAILURES, person_key_secret=SECRET, clock=Clock(), skew=dt.timedelta(minutes=5))
     repeat = FakePublisher([])
-    fresh.publisher = repeat
+    fresh = Detection(MemoryStates([]), repeat, FAILURES, person_key_secret=SECRET, clock=Clock(), skew=dt.timedelta(minutes=5))
     detect(fresh, batch(first), FakeDeadLetters([]))  # a crash before the state was written: detected again
     assert repeat.sent[0][2]["event_id"] == newcomer["event_id"]
 
