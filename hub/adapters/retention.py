@@ -8,7 +8,7 @@ What goes, each only when older than the cut-off (`now - older_than`):
 - consents (a person's consent id) whose last event (revoked or expired) is before it, with their
   whole history; each leaves a tombstone (person key, consent id, how and when it ended; no
   identity code), so that a replay of its events, while Kafka may still hold them, cannot bring it
-  back (hub.consent.service refuses them);
+  back (hub.services.consent refuses them);
 - idempotency marks (processed events) older than it *and* older than the replay horizon;
 - tombstones not seen for longer than the replay horizon.
 The replay horizon is how long a topic can still deliver an event to the hub again: the event

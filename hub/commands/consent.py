@@ -1,6 +1,6 @@
 """`hub consent grant|revoke|show` and `hub audit`: the consent registry from the command line.
 
-They write through the same use cases as the stream processors (hub.consent.service). What a
+They write through the same use cases as the stream processors (hub.services.consent). What a
 command causes to be sent (the Consent event on hub.consents.v1, released plan requests, revocation
 notices) is committed to the outbox with the consent record; a running `hub worker` publishes it.
 """
@@ -69,7 +69,7 @@ def _registry():
 
     from hub.adapters.database import create_engine, session_factory
     from hub.consent import legal_bases
-    from hub.consent.service import ConsentRegistry
+    from hub.services.consent import ConsentRegistry
 
     from hub.cli import _wait_for
 

@@ -1,6 +1,6 @@
 """The send-time consent check: may a plan request decided earlier still go out now?
 
-A plan request is decided when its assessment is handled (hub.consent.service) and sent later: by
+A plan request is decided when its assessment is handled (hub.services.consent) and sent later: by
 the outbox relay (hub.streams.outbox_relay), and by webhook delivery (hub.adapters.webhooks: every
 attempt, retries and `hub webhooks redeliver` included). A revocation or expiry the hub has
 received in between must stop it: each of them asks `DisclosureCheck.why_not` just before sending.

@@ -20,7 +20,7 @@ from hub.adapters.database import create_engine, session_factory, with_database_
 from hub.consent import legal_bases as legal_basis_file
 from hub.consent import records
 from hub.consent.model import InvalidConsent, LegalBasis
-from hub.consent.service import ConsentRegistry, Outcome
+from hub.services.consent import ConsentRegistry, Outcome
 from hub.domain import hetu
 from hub.schemas.codec import CodecError
 from hub.streams import topics

@@ -74,7 +74,7 @@ def test_audit_prints_only_that_persons_disclosures(env, tmp_path):
     """Disclosures made by the registry's use case (as the agent does), then read by `hub audit`."""
     from hub.adapters import database
     from hub.consent import records
-    from hub.consent.service import ConsentRegistry
+    from hub.services.consent import ConsentRegistry
     from hub.schemas.codec import default_codec
     from hub.streams.app import envelope
 

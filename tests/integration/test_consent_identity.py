@@ -17,7 +17,7 @@ from hub.adapters import database
 from hub.adapters.replay import Range, replay
 from hub.adapters.retention import run_retention
 from hub.consent import model, store
-from hub.consent.service import ConsentRegistry
+from hub.services.consent import ConsentRegistry
 from hub.domain import hetu
 from hub.streams import consent_agents, topics
 from hub.streams.runner import running, wait_for

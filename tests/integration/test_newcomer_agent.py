@@ -238,14 +238,16 @@ def test_a_bug_on_one_change_dead_letters_that_change_and_the_batch_goes_on(fres
     records = [change(ok1), change(bad), change(ok2)]
     url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
     database.upgrade(url)
-    real_step = newcomer_agents.step
+    from hub.services import detection as detection_service
+
+    real_step = detection_service.step
 
     def buggy_step(record, *args, **kwargs):
         if record["person_id"] == bad:
             raise KeyError("a bug")
         return real_step(record, *args, **kwargs)
 
-    monkeypatch.setattr(newcomer_agents, "step", buggy_step)
+    monkeypatch.setattr(detection_service, "step", buggy_step)
 
     async def scenario():
         hub = HubApp(settings, fresh_kafka_url)

@@ -26,7 +26,7 @@ from hub.adapters.kafka_producer import EventProducer
 from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, WITHDRAWN, DeliveryWorker, WebhookStore, recipient_topics
 from hub.consent import records
 from hub.consent.disclosure_check import DisclosureWithdrawal
-from hub.consent.service import ConsentRegistry
+from hub.services.consent import ConsentRegistry
 from hub.streams import consent_agents, topics
 from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for

@@ -10,7 +10,7 @@ from sqlalchemy.pool import StaticPool
 
 from hub.adapters import database, outbox
 from hub.consent import model, records, store
-from hub.consent.service import ConsentRegistry
+from hub.services.consent import ConsentRegistry
 from hub.domain import hetu
 from hub.schemas.codec import default_codec
 from hub.streams import topics

@@ -1,0 +1,131 @@
+"""The ports of the use cases (`hub.services.ports`) on the hub's app and database: what the stream
+entrypoints hand to the services."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Iterable, Mapping
+
+from hub import metrics
+from hub.adapters.batch_consumer import Outage, failure_reason, is_outage
+from hub.adapters.database import DatabaseCalls, with_database_retry
+from hub.schemas.codec import CodecError
+from hub.services.ports import Consumed, Failures
+from hub.streams.app import HubApp
+
+FAILURES = Failures(is_outage=is_outage, reason=failure_reason)
+
+
+class DeadLetterNotAcknowledged(Outage):
+    """A dead letter the broker did not acknowledge: the batch is read again."""
+
+
+class HubPublisher:
+    """Publishes through the hub's app (codec, CloudEvents headers, signature)."""
+
+    def __init__(self, hub: HubApp) -> None:
+        self.hub = hub
+
+    async def publish(self, topic: str, name: str, record: dict, key: str) -> Any:
+        return await self.hub.publish(topic, name, record, key=key)
+
+
+class BatchDeadLetters:
+    """The dead letters of one batch of a batch consumer: sent at once, awaited together before the
+    batch is committed. Each record is counted once (`counted(reason)` and `hub_events_consumed_total`),
+    however often the batch consumer's narrowing handles it; a record the publisher check refuses
+    is counted by the hub, and by `counted(None)` too when `counts_refusals`."""
+
+    def __init__(self, hub: HubApp, topic: str, counted: Callable[[str | None], None] | None = None, *, counts_refusals: bool = False) -> None:
+        self.hub = hub
+        self.counted = counted
+        self.counts_refusals = counts_refusals
+        self.consumed_dead_letter = metrics.events_consumed.labels(topic, "dead_letter")
+        self.sends: list = []
+
+    async def refused(self, msg) -> bool:
+        """The publisher check of one record (`HubApp.refuse`): whether it was refused (dead-lettered)."""
+        if not self.hub.checks_publishers(msg.topic):
+            return False
+        first = not self.hub.dead_lettered_already(msg)
+        sent = await self.hub.refuse(msg)
+        if sent is None:
+            return False
+        self.sends.append(sent)
+        if first and self.counts_refusals and self.counted is not None:
+            self.counted(None)
+        return True
+
+    async def decoded(self, msg, schema: str) -> Consumed | None:
+        """The record decoded, or None when the publisher check refused it or it does not decode (dead-lettered)."""
+        if await self.refused(msg):
+            return None
+        try:
+            return Consumed(msg, self.hub.codec.decode(msg.value, schema).record)
+        except CodecError as exc:
+            await self.send(msg, exc.reason, exc.detail)
+            return None
+
+    async def send(self, source, reason: str, message: str) -> None:
+        first = not self.hub.dead_lettered_already(source)
+        await self.hub.dead_letter_acked(source, reason, message, self.sends)
+        if first:
+            self.consumed_dead_letter.inc()
+            if self.counted is not None:
+                self.counted(reason)
+
+    async def kept(self) -> None:
+        if any(isinstance(r, BaseException) for r in await asyncio.gather(*self.sends, return_exceptions=True)):
+            # a record not processed and not kept: nothing of the batch is committed
+            raise DeadLetterNotAcknowledged("a dead letter of this batch was not acknowledged by the broker or kept in the database")
+
+
+def count_isolated(consumer, counted: Callable[[str], None]) -> None:
+    """A record whose handling failed alone (the batch consumer narrowed its batch down to it) is
+    dead-lettered by the hub (`consumer.isolate`), and counted by `counted(reason)` too."""
+    dead_letter_alone = consumer.isolate
+
+    async def isolate(record, exc) -> None:
+        await dead_letter_alone(record, exc)
+        counted(failure_reason(exc))
+
+    consumer.isolate = isolate
+
+
+class DatabaseStates:
+    """Newcomer detection's person states (`hub.adapters.person_states`, synchronous SQL) awaited
+    through `DatabaseCalls`; while the database is unreachable a call waits and retries (nothing
+    is dead-lettered for it)."""
+
+    def __init__(self, states, what: str) -> None:
+        self.states = states
+        self.what = what
+        self.calls = DatabaseCalls(getattr(states, "engine", None), "person-states")
+
+    async def _run(self, doing: str, fn, *args):
+        return await with_database_retry(lambda: self.calls.run(fn, *args), f"{self.what}: {doing}")
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        return await self._run("reading the persons' states", self.states.get_many, keys)
+
+    async def write(self, changes: Mapping[str, str | None]) -> None:
+        await self._run("writing the persons' states", self.states.write, changes)
+
+
+class DatabaseLedger:
+    """The referral ledger (synchronous SQL) awaited through `DatabaseCalls`: each call is awaited
+    before the next, so the order per key and "published only after the broker acknowledged" are
+    those of sequential code. An unreachable database raises (the batch is read again)."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+        self.calls = DatabaseCalls(ledger.engine, "referral-ledger")
+
+    async def record_many(self, items: list, now) -> list:
+        return await self.calls.run(self.ledger.record_many, items, now)
+
+    async def mark_published(self, referral_ids: list[str], now) -> None:
+        await self.calls.run(self.ledger.mark_published, referral_ids, now)
+
+    async def apply_status(self, status: dict, now) -> Any:
+        return await self.calls.run(self.ledger.apply_status, status, now)
