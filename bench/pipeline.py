@@ -42,7 +42,7 @@ from hub.adapters.dvv.synthetic import MUNICIPALITIES  # noqa: E402
 from hub.adapters.kafka_admin import ensure_topics  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.schemas.codec import CodecError, default_codec  # noqa: E402
-from hub.streams import topics  # noqa: E402
+from hub.schemas import topics  # noqa: E402
 
 BASELINE_IN = "bench.baseline.in.v1"
 BASELINE_DEAD = "bench.baseline.dead-letters.v1"

@@ -13,13 +13,8 @@ import uuid
 
 import click
 
+from hub.commands.context import load_settings, wait_for
 from hub.consent.model import DATA_CATEGORIES, PURPOSES, InvalidConsent
-
-
-def _settings(production: bool = False):
-    from hub.cli import _settings as settings
-
-    return settings(production)
 
 
 def _person(ctx, param, value):
@@ -71,10 +66,8 @@ def _registry():
     from hub.consent import legal_bases
     from hub.consent.service import ConsentRegistry
 
-    from hub.cli import _wait_for
-
-    settings = _settings(production=True)  # consents are found by person key and kept sealed: no demo secrets
-    _wait_for(settings, database_url=settings.resolved_database_url())
+    settings = load_settings(production=True)  # consents are found by person key and kept sealed: no demo secrets
+    wait_for(settings, database_url=settings.resolved_database_url())
     engine = create_engine(settings.resolved_database_url())
     try:
         ready = sa.inspect(engine).has_table("consent_events")

@@ -20,6 +20,7 @@ from typing import Any
 
 import fastavro
 
+from hub.domain.clock import iso_utc
 from hub.schemas import bounds
 
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -206,9 +207,7 @@ _PLAIN = frozenset({str, int, float, bool})  # values the JSON form carries as t
 def _leaf_to_json(value):
     """The JSON form of a leaf value (not a record, array or map), by its Python type."""
     if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_utc(value, "milliseconds")
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

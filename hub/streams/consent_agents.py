@@ -23,7 +23,7 @@ from hub.consent.model import InvalidConsent, LegalBasis
 from hub.consent.service import ConsentRegistry, Outcome
 from hub.domain import hetu
 from hub.schemas.codec import CodecError
-from hub.streams import topics
+from hub.schemas import topics
 from hub.streams.app import HubApp
 from hub.streams.outbox_relay import ConsentsApplied, OutboxRelay
 

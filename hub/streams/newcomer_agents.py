@@ -20,8 +20,9 @@ from hub.adapters.person_states import PersonStates, SqlPersonStates
 from hub.domain import population_change
 from hub.newcomers.detection import newcomer_record, person_keys, step
 from hub.schemas.codec import CodecError
-from hub.streams import topics
-from hub.streams.app import HubApp, utcnow
+from hub.schemas import topics
+from hub.streams.app import HubApp
+from hub.domain.clock import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,9 @@ from hub.routing.model import FINLAND, InputError, RoutingInput
 from hub.routing.reference import Reference, default_reference
 from hub.routing.rules import Rules, default_rules
 from hub.schemas.codec import CodecError
-from hub.streams import topics
-from hub.streams.app import HubApp, consumed_record, utcnow
+from hub.schemas import topics
+from hub.streams.app import HubApp, consumed_record
+from hub.domain.clock import utcnow
 
 log = logging.getLogger(__name__)
 

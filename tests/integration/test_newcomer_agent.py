@@ -11,7 +11,8 @@ from hub.adapters.person_states import SqlPersonStates
 from hub.config import Settings
 from hub.domain import hetu
 from hub.streams import newcomer_agents, topics
-from hub.streams.app import HubApp, envelope
+from hub.streams.app import HubApp
+from hub.schemas.envelope import envelope
 from hub.streams.runner import running, wait_for
 from tests.kafka_helpers import decoded, produce, read_topic
 from hub.newcomers.detection import decode_state

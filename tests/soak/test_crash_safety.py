@@ -54,8 +54,8 @@ from hub.routing.referrals import referral_id
 from hub.routing.rules import default_rules
 from hub.schemas.codec import default_codec
 from hub.simulation import ALL_CATEGORIES
-from hub.streams import topics
-from hub.streams.app import cloudevent_headers, envelope
+from hub.schemas import topics
+from hub.schemas.envelope import cloudevent_headers, envelope
 from tests.kafka_helpers import bootstrap, publish_all
 from tests.soak.worker import WorkerProcess
 

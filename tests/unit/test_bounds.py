@@ -310,7 +310,7 @@ def _describe(bound) -> str:
 def test_docs_input_bounds_lists_the_table_as_it_is():
     from pathlib import Path
 
-    from hub.streams import topics
+    from hub.schemas import topics
 
     topic = {"PopulationChange": topics.POPULATION_CHANGES, "Newcomer": topics.NEWCOMERS, "AssessmentCompleted": topics.ASSESSMENTS,
              "Consent": topics.CONSENTS, "ReferralStatus": topics.REFERRAL_STATUS}
