@@ -227,14 +227,6 @@ def audit(person, as_json) -> None:
         click.echo("no disclosures of this person's data")
 
 
-def register_worker(hub) -> None:
-    """Add the consent agents, relay and sweep to the worker's app (needs `hub db upgrade` first)."""
-    from hub.streams import consent_agents
-
-    registry = _registry()
-    consent_agents.register(hub, registry.sessions, legal_bases=registry.legal_bases, relay=hub.settings.outbox_relay)
-
-
 def register_commands(main: click.Group) -> None:
     main.add_command(consent)
     main.add_command(audit)
