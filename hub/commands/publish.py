@@ -65,7 +65,7 @@ def publish_command(topic: str, publisher_id: str | None, name: str | None, reco
         record = codec.from_json(name, file.read())
         value = codec.encode(name, record)
     except CodecError as exc:
-        raise click.ClickException(f"{file.name}: not a valid {name}: {exc.detail}") from None
+        raise click.ClickException(f"{file.name}: not a valid {name}: {exc.message}") from None
     headers = cloudevent_headers(name, record)
     if publisher is not None:
         verdict = authorize(publisher, name, record)

@@ -21,6 +21,7 @@ from typing import Any
 import fastavro
 
 from hub.domain.clock import iso_utc
+from hub.domain.errors import Rejected
 from hub.schemas import bounds
 
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -28,7 +29,7 @@ MAGIC = 0
 _HEADER = struct.Struct(">bI")
 
 
-class CodecError(ValueError):
+class CodecError(Rejected):
     """A record could not be encoded or decoded. `reason` is a stable code for dead letters.
 
     Reasons: undecodable (not Avro of the named schema), wrong_magic, unknown_schema_id,
@@ -38,10 +39,8 @@ class CodecError(ValueError):
     The message never quotes field values, so it cannot leak an identity code.
     """
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.detail = message
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,7 +135,7 @@ class Inputs:
                 newcomer = RoutingInput.from_record(decoded)
                 decisions = route(newcomer, rules, reference)
             except InputError as exc:
-                self.unroutable[exc.code] += 1
+                self.unroutable[exc.reason] += 1
                 continue
             self.routed.add(event_id)
             self.referrals.update(referral_id(newcomer.person_key, d) for d in decisions)

@@ -127,7 +127,7 @@ def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: f
 
 def bad_page(error: MalformedPage) -> BadRecord:
     raw = error.raw if isinstance(error.raw, bytes) else error.raw.encode("utf-8")
-    return BadRecord(raw, error.location, error.reason, f"{error.detail}; the page was not processed")
+    return BadRecord(raw, error.location, error.reason, f"{error.message}; the page was not processed")
 
 
 # -- sinks ----------------------------------------------------------------------------------------
