@@ -18,7 +18,7 @@ def _load_rules(path: str | None):
 
 
 def route_line(line: str, rules, reference, trace: bool = False) -> dict:
-    """The output object for one input line (design §4). Never raises for bad input."""
+    """The output object for one input line. Never raises for bad input."""
     from hub.routing.engine import route
     from hub.routing.model import InputError, RoutingInput
     from hub.schemas import bounds

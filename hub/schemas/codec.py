@@ -218,9 +218,9 @@ def _leaf_to_json(value):
 
 def _json_converter(schema):
     """A function from a value of `schema` that is neither None nor a plain str/int/float/bool (those
-    the JSON form carries as they are) to its JSON form. Built once per schema: walking the schema for
-    every value was a quarter of the referral ledger's time (the stored payload of each referral;
-    session 9). A union takes its first non-null branch; a leaf goes by its Python type."""
+    the JSON form carries as they are) to its JSON form. Built once per schema, so that a value is not
+    walked against its schema again (the referral ledger stores the JSON form of every referral).
+    A union takes its first non-null branch; a leaf goes by its Python type."""
     if isinstance(schema, list):  # union
         branches = [b for b in schema if b != "null"]
         return _json_converter(branches[0]) if branches else (lambda value: value)
