@@ -62,4 +62,3 @@ def create_topic_specs(url: str, specs, batch: int = 100, seen: set[str] | None 
         return created
     finally:
         admin.close()
-

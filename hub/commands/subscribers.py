@@ -312,6 +312,3 @@ def webhooks_deliver(max_attempts: int, timeout: float) -> None:
 def register_commands(main: click.Group) -> None:
     for command in (registry_command, schemas_group, replay_command, resend_command, asyncapi_command, webhooks_group):
         main.add_command(command)
-
-
-
