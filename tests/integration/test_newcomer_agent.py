@@ -10,7 +10,8 @@ from hub.adapters import database
 from hub.adapters.person_states import SqlPersonStates
 from hub.config import Settings
 from hub.domain import hetu
-from hub.streams import newcomer_agents, topics
+from hub.schemas import topics
+from hub.streams import newcomer_agents
 from hub.streams.app import HubApp
 from hub.schemas.envelope import envelope
 from hub.streams.runner import running, wait_for
