@@ -9,8 +9,9 @@ import json
 import uuid
 
 from hub.domain.clock import iso_utc, utcnow
+from hub.schemas.topics import NAMESPACE
 
-CE_TYPE_PREFIX = "fi.integrationhub."  # ce_type is `<prefix><Name>.v1`
+CE_TYPE_PREFIX = f"{NAMESPACE}."  # ce_type is `<prefix><Name>.v1`, the Avro record's full name and its version
 CE_SPECVERSION = "1.0"
 
 
