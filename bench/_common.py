@@ -11,7 +11,7 @@ from hub.adapters.dvv.ingest import process_page
 from hub.adapters.dvv.page import parse_page
 from hub.adapters.dvv.synthetic import generate_pages
 from hub.schemas.codec import default_codec
-from hub.streams.app import cloudevent_headers
+from hub.schemas.envelope import cloudevent_headers
 
 
 def population_changes(n: int, secret: str, seed: int = 2025, day: dt.date = dt.date(2026, 11, 16)) -> list[tuple[bytes, bytes, list]]:

@@ -37,12 +37,12 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from _common import RssSampler, peak_rss_mb, population_changes, rss_mb, thread_cpu_s  # noqa: E402
 
 from hub.adapters.broker import EmbeddedBroker  # noqa: E402
-from hub.adapters.dvv.ingest import bootstrap_servers  # noqa: E402
+from hub.adapters.kafka_security import bootstrap_servers  # noqa: E402
 from hub.adapters.dvv.synthetic import MUNICIPALITIES  # noqa: E402
 from hub.adapters.kafka_admin import ensure_topics  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.schemas.codec import CodecError, default_codec  # noqa: E402
-from hub.streams import topics  # noqa: E402
+from hub.schemas import topics  # noqa: E402
 
 BASELINE_IN = "bench.baseline.in.v1"
 BASELINE_DEAD = "bench.baseline.dead-letters.v1"

@@ -6,65 +6,7 @@ import contextlib
 
 import click
 
-from hub.config import Settings
-
-
-def _settings(production: bool = False) -> Settings:
-    """The settings from the environment. `production`: a command that writes person keys or personal
-    data outside the embedded demo; it refuses the demo secrets (exit 2, one line naming the variable)."""
-    from hub.adapters import sealing
-
-    try:
-        settings = Settings.from_env()
-        sealing.configure(settings.data_keys)  # personal data at rest (HUB_DATA_KEYS)
-        if production:
-            settings.require_production_secrets()
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    return settings
-
-
-EXIT_UNAVAILABLE = 1  # a broker or database the command needs did not answer within HUB_STARTUP_TIMEOUT
-EXIT_USAGE = 2  # a bad option, file or setting
-
-
-class Refused(click.ClickException):
-    """One line on stderr (`Error: ...`) and the given exit status: what failed and what to do."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def _wait_for(settings: Settings, *, kafka_url: str | None = None, database_url: str | None = None) -> None:
-    """Wait for the services a command needs (HUB_STARTUP_TIMEOUT seconds each, progress on stderr);
-    one that stays down is refused with one line and EXIT_UNAVAILABLE. The one shared start-up check
-    of every command that needs the broker or the database."""
-    from hub.adapters.health import ServiceUnavailable, wait_for_broker, wait_for_database
-
-    def progress(msg: str) -> None:
-        click.echo(f"hub: {msg}", err=True)
-
-    if kafka_url:  # a TLS/SASL setting that cannot work is a usage error, not a broker to wait for
-        from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
-
-        try:
-            kafka_client_options(settings)
-        except KafkaSecurityError as exc:
-            raise Refused(str(exc)) from None
-    try:
-        if kafka_url:
-            wait_for_broker(settings, kafka_url if "://" in kafka_url else f"kafka://{kafka_url}", progress)
-        if database_url:
-            wait_for_database(settings, database_url, progress)
-    except ServiceUnavailable as exc:
-        raise Refused(str(exc), EXIT_UNAVAILABLE) from None
-
-
-def _configure_logging(level: str) -> None:
-    from hub.logs import configure
-
-    configure(level)
+from hub.commands.context import Refused, configure_logging, load_settings, wait_for
 
 
 @contextlib.contextmanager
@@ -127,8 +69,8 @@ def demo(quiet: bool, changes: int, keep_running: bool) -> None:
     """
     from hub.demo import run_demo
 
-    settings = _settings()
-    _configure_logging("ERROR" if quiet else settings.log_level)
+    settings = load_settings()
+    configure_logging("ERROR" if quiet else settings.log_level)
     progress = (lambda msg: None) if quiet else (lambda msg: click.echo(f"demo: {msg}", err=True))
     summary = run_demo(settings, progress, changes=changes, keep_running=keep_running)
     if not keep_running:
@@ -156,7 +98,7 @@ def worker() -> None:
     from hub.streams.ops_agents import MetricsEndpoint, MetricsPortUnavailable
     from hub.streams.pipeline import build
 
-    settings = _settings(production=True)
+    settings = load_settings(production=True)
     if settings.routing_rules:  # checked before anything starts, as `hub route --rules` checks it
         try:
             load_rules(settings.routing_rules)
@@ -169,8 +111,8 @@ def worker() -> None:
         except MetricsPortUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         probe.stop()
-    _configure_logging(settings.log_level)
-    _wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url())
+    configure_logging(settings.log_level)
+    wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url())
     with kafka_url_for(settings) as url:
         pipeline = build(settings, url)
         hub = pipeline.hub

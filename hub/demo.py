@@ -18,9 +18,9 @@ from hub.adapters.dvv.sample import sample_files
 from hub.adapters.dvv.synthetic import generate_pages
 from hub import simulation
 from hub.config import Settings
-from hub.streams import topics
+from hub.schemas import topics
 from hub.streams.pipeline import Pipeline, build
-from hub.streams.app import utcnow
+from hub.domain.clock import utcnow
 from hub.streams.runner import running, wait_for
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,10 @@ import datetime as dt
 import hashlib
 import uuid
 
-from hub.streams import topics
-from hub.streams.app import HubApp, envelope, utcnow
+from hub.schemas import topics
+from hub.streams.app import HubApp
+from hub.domain.clock import utcnow
+from hub.schemas.envelope import envelope
 
 NAMESPACE = uuid.UUID("0b7f3a52-5a3f-4b0e-8f33-2f6f1c0e2d90")
 

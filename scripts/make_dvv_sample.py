@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from hub.domain.clock import iso_utc
 from hub.domain.hetu import make
 
 OUT = Path("hub/adapters/dvv/sample")
@@ -27,7 +28,7 @@ def d(text: str) -> dict:
 def when() -> str:
     _t[0] += 1
     t = dt.datetime(2026, 11, 16, 5, 0, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=11 * _t[0], milliseconds=137 * _t[0])
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(t, "milliseconds")
 
 
 def change(person: str, *groups) -> dict:

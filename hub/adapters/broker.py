@@ -14,6 +14,8 @@ import subprocess
 import time
 from typing import Iterator
 
+from hub.adapters.kafka_security import faust_url
+
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started."""
@@ -122,8 +124,7 @@ class EmbeddedBroker:
 def kafka_url_for(settings) -> Iterator[str]:
     """Yield the Kafka URL to use: HUB_KAFKA_URL when set, else a freshly started embedded broker."""
     if settings.kafka_url:
-        url = settings.kafka_url
-        yield url if "://" in url else f"kafka://{url}"
+        yield faust_url(settings.kafka_url)
         return
     with EmbeddedBroker() as broker:
         yield broker.url

@@ -61,7 +61,7 @@ class DeadLetterStore:
         self.engine = engine
 
     def add(self, record: dict, now: dt.datetime | None = None) -> int:
-        """Keep a DeadLetter record (`hub.streams.app.dead_letter_record`) whole; returns its row id."""
+        """Keep a DeadLetter record (`hub.schemas.envelope.dead_letter_record`) whole; returns its row id."""
         row = {
             "event_id": str(record["event_id"]),
             "original_topic": record.get("original_topic"),

@@ -22,24 +22,23 @@ def check_broker(settings: Settings, kafka_url: str, timeout: float) -> Check:
     """The bootstrap servers answer a metadata request with the configured TLS/SASL."""
     from kafka.admin import KafkaAdminClient
 
-    from hub.adapters.kafka_admin import bootstrap_of
-    from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
+    from hub.adapters.kafka_security import KafkaSecurityError, bootstrap_servers, kafka_client_options
 
     ms = max(1000, int(timeout * 1000))
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_of(kafka_url), client_id="hub-healthcheck", request_timeout_ms=ms,
+            bootstrap_servers=bootstrap_servers(kafka_url), client_id="hub-healthcheck", request_timeout_ms=ms,
             bootstrap_timeout_ms=ms, **kafka_client_options(settings),
         )
     except KafkaSecurityError as exc:
         return Check("kafka", False, str(exc))
     except Exception as exc:  # noqa: BLE001 - any failure to connect is "unreachable"
-        return Check("kafka", False, f"{bootstrap_of(kafka_url)} unreachable: {type(exc).__name__}")
+        return Check("kafka", False, f"{','.join(bootstrap_servers(kafka_url))} unreachable: {type(exc).__name__}")
     try:
         brokers = admin.describe_cluster().get("brokers", [])
         return Check("kafka", True, f"{len(brokers)} broker(s)")
     except Exception as exc:  # noqa: BLE001
-        return Check("kafka", False, f"{bootstrap_of(kafka_url)} did not answer: {type(exc).__name__}")
+        return Check("kafka", False, f"{','.join(bootstrap_servers(kafka_url))} did not answer: {type(exc).__name__}")
     finally:
         admin.close()
 
@@ -110,10 +109,10 @@ def wait_until(probe: Callable[[float], Check], what: str, where: str, timeout: 
 
 def wait_for_broker(settings: Settings, kafka_url: str, progress: Callable[[str], None] | None = None) -> Check:
     """Wait up to HUB_STARTUP_TIMEOUT for the broker at `kafka_url` (with the TLS/SASL settings)."""
-    from hub.adapters.kafka_admin import bootstrap_of
+    from hub.adapters.kafka_security import bootstrap_servers
 
     with _quiet_clients():
-        return wait_until(lambda t: check_broker(settings, kafka_url, t), "the broker", bootstrap_of(kafka_url), settings.startup_timeout,
+        return wait_until(lambda t: check_broker(settings, kafka_url, t), "the broker", ",".join(bootstrap_servers(kafka_url)), settings.startup_timeout,
                           "start it, or check HUB_KAFKA_URL and its TLS/SASL settings (HUB_STARTUP_TIMEOUT sets how long to wait)",
                           progress)
 

@@ -11,12 +11,9 @@ import logging
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
+from hub.adapters.kafka_security import bootstrap_servers
+
 log = logging.getLogger(__name__)
-
-
-def bootstrap_of(url: str) -> str:
-    """host:port list from a faust-style URL (kafka://a:9092;b:9092 or a:9092,b:9092)."""
-    return ",".join(part.split("://", 1)[-1] for part in url.replace(";", ",").split(","))
 
 
 def ensure_topics(
@@ -28,20 +25,20 @@ def ensure_topics(
 
     `security`: kafka-python TLS/SASL options (hub.adapters.kafka_security.kafka_client_options).
     """
-    from hub.deploy.topics import EVENT_LOG, INTERNAL, TopicSpec
+    from hub.deploy.topics import EVENT_LOG, INTERNAL, KafkaTopic
 
     specs = [
-        TopicSpec(n, partitions, replication, INTERNAL if n in compacted else EVENT_LOG, {"cleanup.policy": "compact"} if n in compacted else {})
+        KafkaTopic(n, partitions, replication, INTERNAL if n in compacted else EVENT_LOG, {"cleanup.policy": "compact"} if n in compacted else {})
         for n in names
     ]
     return create_topic_specs(url, specs, seen=seen, **security)
 
 
 def create_topic_specs(url: str, specs, batch: int = 100, seen: set[str] | None = None, **security) -> list[str]:
-    """Create the missing topics of `specs` (hub.deploy.topics.TopicSpec) with their partitions,
+    """Create the missing topics of `specs` (hub.deploy.topics.KafkaTopic) with their partitions,
     replicas and configs; existing topics are left alone. Returns the names created; `seen`, when
     given, receives the name of every topic that was on the broker before."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_of(url), client_id="hub-admin", request_timeout_ms=30000, **security)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(url), client_id="hub-admin", request_timeout_ms=30000, **security)
     try:
         existing = set(admin.list_topics())
         if seen is not None:
@@ -63,19 +60,5 @@ def create_topic_specs(url: str, specs, batch: int = 100, seen: set[str] | None 
         if created:
             log.info("created topics %s", ", ".join(created))
         return created
-    finally:
-        admin.close()
-
-
-def partition_counts(url: str, names: list[str] | tuple[str, ...], **security) -> dict[str, int]:
-    """The partition count of each of `names` that exists on the broker (missing topics are left out)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_of(url), client_id="hub-admin", request_timeout_ms=30000, **security)
-    try:
-        existing = set(admin.list_topics())
-        wanted = [n for n in names if n in existing]
-        if not wanted:
-            return {}
-        described = admin.describe_topics(wanted)
-        return {(t.get("topic") or t.get("name")): len(t["partitions"]) for t in described if not t.get("error_code")}
     finally:
         admin.close()

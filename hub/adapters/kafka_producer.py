@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
 
-from hub.adapters.kafka_admin import bootstrap_of
+from hub.adapters.kafka_security import bootstrap_servers
 from hub.schemas.codec import Codec, default_codec
 
 
@@ -22,7 +22,7 @@ class EventProducer:
     async def __aenter__(self) -> "EventProducer":
         from aiokafka import AIOKafkaProducer
 
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(self.kafka_url), acks="all", enable_idempotence=False, linger_ms=5, **self.security)
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.kafka_url), acks="all", enable_idempotence=False, linger_ms=5, **self.security)
         await self._producer.start()
         return self
 
@@ -37,7 +37,7 @@ class EventProducer:
 
     async def send_event(self, topic: str, name: str, record: dict, key: str | bytes | None = None) -> None:
         """Encode through the codec and send with the CloudEvents headers (as HubApp.publish)."""
-        from hub.streams.app import cloudevent_headers
+        from hub.schemas.envelope import cloudevent_headers
 
         value = self.codec.encode(name, record)
         await self.send_raw(topic, key.encode() if isinstance(key, str) else key, value, cloudevent_headers(name, record))

@@ -76,5 +76,11 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
 
 
 def bootstrap_servers(kafka_url: str) -> list[str]:
-    """`kafka://h1:9092;kafka://h2:9092` (faust's form) -> ["h1:9092", "h2:9092"]."""
-    return [part.split("://", 1)[-1] for part in re.split(r"[;,]", kafka_url) if part.strip()]
+    """The one parser of HUB_KAFKA_URL: `kafka://h1:9092;kafka://h2:9092` (faust's form) or
+    `h1:9092,h2:9092` -> ["h1:9092", "h2:9092"], what kafka-python and aiokafka clients take."""
+    return [part.strip().split("://", 1)[-1] for part in re.split(r"[;,]", kafka_url) if part.strip()]
+
+
+def faust_url(kafka_url: str) -> str:
+    """HUB_KAFKA_URL in faust's form: a bare `host:port` gets the `kafka://` scheme."""
+    return kafka_url if "://" in kafka_url else f"kafka://{kafka_url}"

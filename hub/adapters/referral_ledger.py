@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from hub.adapters.database import Base, session_factory
 from hub.adapters.idempotency import ProcessedEvent, first_time
 from hub.adapters.newcomer_facts import record_newcomers
+from hub.domain.errors import Rejected
 from hub.routing.model import Decision, RoutingInput
 from hub.routing.referrals import CLOSED, SENT, TransitionError, referral_id, referral_record, transition
 from hub.schemas.codec import Codec, default_codec
@@ -105,10 +106,12 @@ class OpenReferral:
     person_key: str | None = None
 
 
-class _Rejected(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.outcome = StatusOutcome(code, message)
+class _Rejected(Rejected):
+    """A status report the ledger refuses: raised inside the transaction, so nothing is recorded."""
+
+    @property
+    def outcome(self) -> StatusOutcome:
+        return StatusOutcome(self.reason, self.message)
 
 
 class ReferralLedger:
@@ -166,7 +169,7 @@ class ReferralLedger:
         try:
             new_state = transition(row.state, status["status"], status.get("reason"))
         except TransitionError as exc:
-            raise _Rejected(exc.code, str(exc)) from None
+            raise _Rejected(exc.reason, exc.message) from None
         row.state, row.updated_at = new_state, now
         s.add(
             ReferralEventRow(

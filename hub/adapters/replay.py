@@ -19,14 +19,14 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from hub.adapters.kafka_admin import bootstrap_of
+from hub.adapters.kafka_security import bootstrap_servers
 
 REPLAY_HEADER = "hub_replay_of"
 QUIET_MS = 700
 UNBOUNDED = 2**63
 
 
-# what to do instead, per kind of disclosing topic (hub.streams.topics: hub.<kind>.<authority kind>.<code>.v1)
+# what to do instead, per kind of disclosing topic (hub.schemas.topics: hub.<kind>.<authority kind>.<code>.v1)
 _DISCLOSING = re.compile(r"^hub\.(referrals|plan-requests|notices)(\.|$)")
 _INSTEAD = {
     "referrals": "to fill a recipient's gap use `hub resend --recipient AUTHORITY --from-seq N` (from the ledger); "
@@ -108,7 +108,7 @@ async def replay(kafka_url: str, topic: str, window: Range, *, partitions: list[
     from hub.adapters.kafka_producer import EventProducer
 
     result = ReplayResult(topic, target or topic)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(kafka_url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(kafka_url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                                 **(security or {}))
     await consumer.start()
     try:

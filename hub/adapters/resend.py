@@ -12,7 +12,7 @@ from typing import Callable
 
 from hub.adapters.kafka_producer import EventProducer
 from hub.adapters.referral_ledger import ReferralLedger
-from hub.streams.topics import referral_topic
+from hub.schemas.topics import referral_topic
 
 
 async def resend(

@@ -43,8 +43,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hub import metrics
 from hub.adapters.database import Base, session_factory
 from hub.adapters.sealing import SealedText
+from hub.domain.clock import utcnow
 from hub.schemas.codec import Codec, CodecError, default_codec
-from hub.streams import topics
+from hub.schemas.envelope import cloudevent_body
+from hub.schemas import topics
 from hub.webhooks import policy
 
 log = logging.getLogger(__name__)
@@ -92,10 +94,6 @@ class WebhookAttempt(Base):
     attempted_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     status_code: Mapped[int | None] = mapped_column(sa.Integer(), nullable=True)
     error: Mapped[str | None] = mapped_column(sa.Text(), nullable=True)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def recipient_topics(recipient: str) -> list[str]:
@@ -365,11 +363,11 @@ class DeliveryWorker:
     async def _consumer(self, sub: Subscription):
         from aiokafka import AIOKafkaConsumer
 
-        from hub.adapters.kafka_admin import bootstrap_of
+        from hub.adapters.kafka_security import bootstrap_servers
 
         consumer = self._consumers.get(sub.id)
         if consumer is None:
-            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_of(self.kafka_url), group_id=f"hub-webhooks-{sub.id}",
+            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_servers(self.kafka_url), group_id=f"hub-webhooks-{sub.id}",
                                         enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=5000,
                                         **self.security)
             await consumer.start()
@@ -392,7 +390,7 @@ class DeliveryWorker:
                 except CodecError as exc:  # the hub wrote it, so this is a bug; skip it loudly, never stop the queue
                     log.error("webhooks: %s[%s]@%s is not decodable (%s); not delivered", m.topic, m.partition, m.offset, exc.reason)
                     continue
-                body = policy.cloudevent_body(event.name, event.record, self.codec.to_jsonable(event.name, event.record))
+                body = cloudevent_body(event.name, event.record, self.codec.to_jsonable(event.name, event.record))
                 if self.store.enqueue(sub.id, str(event.record["event_id"]), m.topic, event.name, body, self.clock()):
                     queued += 1
             if records:

@@ -13,13 +13,8 @@ import uuid
 
 import click
 
+from hub.commands.context import load_settings, wait_for
 from hub.consent.model import DATA_CATEGORIES, PURPOSES, InvalidConsent
-
-
-def _settings(production: bool = False):
-    from hub.cli import _settings as settings
-
-    return settings(production)
 
 
 def _person(ctx, param, value):
@@ -71,10 +66,8 @@ def _registry():
     from hub.consent import legal_bases
     from hub.services.consent import ConsentRegistry
 
-    from hub.cli import _wait_for
-
-    settings = _settings(production=True)  # consents are found by person key and kept sealed: no demo secrets
-    _wait_for(settings, database_url=settings.resolved_database_url())
+    settings = load_settings(production=True)  # consents are found by person key and kept sealed: no demo secrets
+    wait_for(settings, database_url=settings.resolved_database_url())
     engine = create_engine(settings.resolved_database_url())
     try:
         ready = sa.inspect(engine).has_table("consent_events")
@@ -232,14 +225,6 @@ def audit(person, as_json) -> None:
                        f"assessment {r['assessment_id']} by {r['assessor']}  request {r['request_id']}")
     if not rows and not as_json:
         click.echo("no disclosures of this person's data")
-
-
-def register_worker(hub) -> None:
-    """Add the consent agents, relay and sweep to the worker's app (needs `hub db upgrade` first)."""
-    from hub.streams import consent_agents
-
-    registry = _registry()
-    consent_agents.register(hub, registry.sessions, legal_bases=registry.legal_bases, relay=hub.settings.outbox_relay)
 
 
 def register_commands(main: click.Group) -> None:

@@ -11,21 +11,13 @@ from __future__ import annotations
 
 import click
 
-EXIT_UNAVAILABLE = 1
-EXIT_USAGE = 2
+from hub.commands.context import EXIT_USAGE, Refused, load_settings, wait_for
+
 EXIT_REFUSED = 3
 
 
-class _Failed(click.ClickException):
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 def _url() -> str:
-    from hub.cli import _settings
-
-    return _settings().resolved_database_url()
+    return load_settings().resolved_database_url()
 
 
 def _redact(url: str) -> str:
@@ -38,9 +30,7 @@ def _reachable(url: str) -> None:
     """Wait for the database as every command does (HUB_STARTUP_TIMEOUT, progress on stderr), then
     refuse (exit 1) when it does not answer: before any migration runs, so that a migration's own
     database error is never mistaken for an outage."""
-    from hub.cli import _settings, _wait_for
-
-    _wait_for(_settings(), database_url=url)
+    wait_for(load_settings(), database_url=url)
 
 
 def _run(what: str, url: str, fn) -> None:
@@ -52,17 +42,17 @@ def _run(what: str, url: str, fn) -> None:
     try:
         fn()
     except DemoSecrets as exc:  # rows to convert (0013) under the demo secrets: nothing was changed
-        raise _Failed(str(exc), EXIT_USAGE) from None
+        raise Refused(str(exc), EXIT_USAGE) from None
     except CommandError as exc:  # unknown revision, or a target not reachable from the current one
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else "bad revision"
-        raise _Failed(f"{what}: {message}; `hub db history` lists the revisions, `hub db current` where the database is",
+        raise Refused(f"{what}: {message}; `hub db history` lists the revisions, `hub db current` where the database is",
                       EXIT_USAGE) from None
     except RuntimeError as exc:  # a migration that refuses to run (e.g. 0013 is not undone)
         from hub.adapters.database import current_revisions
 
         # PostgreSQL undoes the whole run (transactional DDL); SQLite keeps the steps done before it
         now = ", ".join(sorted(current_revisions(url))) or "base"
-        raise _Failed(f"{what} refused: {exc}; the database is at {now}", EXIT_REFUSED) from None
+        raise Refused(f"{what} refused: {exc}; the database is at {now}", EXIT_REFUSED) from None
 
 
 @click.group("db")

@@ -9,6 +9,8 @@ import json
 
 import click
 
+from hub.commands.context import load_settings
+
 
 @click.group("dead-letters")
 def dead_letters() -> None:
@@ -25,13 +27,11 @@ def show(row_id: int) -> None:
     HUB_DATABASE_URL; the original is opened with HUB_DATA_KEYS."""
     from hub.adapters.database import create_engine
     from hub.adapters.dead_letter_store import DeadLetterStore
-    from hub.cli import _settings
-
     import sqlalchemy as sa
 
     from hub.adapters.sealing import SealingError
 
-    engine = create_engine(_settings().resolved_database_url())
+    engine = create_engine(load_settings().resolved_database_url())
     try:
         row = DeadLetterStore(engine).get(row_id)
     except sa.exc.SQLAlchemyError as exc:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
+from hub.commands.context import load_settings
+
 FORMATS = ("list", "json", "kafka-topics-sh", "strimzi")
 ACL_FORMATS = ("list", "json", "kafka-acls-sh", "strimzi")
 
 
 def _app_id(app_id: str | None) -> str:
-    from hub.cli import _settings
-
-    return app_id or _settings().app_id
+    return app_id or load_settings().app_id
 
 
 @click.command()
@@ -32,12 +32,11 @@ def topics(fmt: str, partitions: int | None, replicas: int, app_id: str | None, 
     the 2025 reference data (`hub.referrals.<kind>.<code>.v1`, `hub.plan-requests.<kind>.<code>.v1`,
     `hub.notices.<kind>.<code>.v1`).
     """
-    from hub.cli import _settings
     from hub.deploy import render
     from hub.deploy.topics import hub_topics
     from hub.routing.reference import default_reference
 
-    settings = _settings()
+    settings = load_settings()
     specs = hub_topics(default_reference(), app_id=_app_id(app_id), partitions=partitions or settings.topic_partitions, replicas=replicas)
     if create:
         from hub.adapters.kafka_admin import create_topic_specs
@@ -86,9 +85,7 @@ def healthcheck(timeout: float, skip_database: bool) -> None:
     (HUB_DATABASE_URL) answer. Exit 0 when both do, 1 otherwise (the container HEALTHCHECK and
     the Kubernetes readiness probe run this). Needs HUB_KAFKA_URL: it never starts a broker."""
     from hub.adapters.health import check_broker, check_database
-    from hub.cli import _settings
-
-    settings = _settings()
+    settings = load_settings()
     if not settings.kafka_url:
         raise click.UsageError("HUB_KAFKA_URL is not set: the health check needs the broker's address")
     checks = [check_broker(settings, settings.kafka_url, timeout)]

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from hub.commands.context import configure_logging, load_settings, wait_for
+
 EXIT_DEAD_LETTERS = 3  # some records went to dead letters (the rest was published)
 EXIT_FAILED = 1  # the run stopped: broker, database or DVV unavailable, or a malformed page from DVV
 
@@ -43,19 +45,17 @@ def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.date
     (broker, database or DVV unavailable, or DVV sent a malformed page; the cursor stays at the
     last acknowledged page); 2 usage error.
     """
-    from hub.cli import _configure_logging, _settings, _wait_for
-
     if poll and files:
         raise click.UsageError("give FILE arguments or --poll, not both")
     if not poll and not files:
         raise click.UsageError("give one or more FILE arguments (saved muutokset responses), or --poll")
     if (since or max_pages) and not poll:
         raise click.UsageError("--since and --max-pages go with --poll")
-    settings = _settings(production=not dry_run)  # a dry run writes nothing: the demo secret is fine for trying a file
-    _configure_logging("ERROR" if dry_run or quiet else settings.log_level)
+    settings = load_settings(production=not dry_run)  # a dry run writes nothing: the demo secret is fine for trying a file
+    configure_logging("ERROR" if dry_run or quiet else settings.log_level)
     progress = None if quiet else (lambda msg: click.echo(f"ingest dvv: {msg}", err=True))
     if not dry_run:  # the broker, and with --poll the database (its cursor), waited for before anything is read
-        _wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url() if poll else None)
+        wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url() if poll else None)
     try:
         report = asyncio.run(_run(settings, files, dry_run, poll, since.date() if since else None, max_pages, progress))
     except _Failed as exc:

@@ -6,12 +6,12 @@ import json
 
 import click
 
+from hub.commands.context import load_settings
+
 
 def _sessions():
     from hub.adapters.database import create_engine, session_factory
-    from hub.cli import _settings
-
-    return session_factory(create_engine(_settings().resolved_database_url()))
+    return session_factory(create_engine(load_settings().resolved_database_url()))
 
 
 @click.group("outbox")

@@ -7,7 +7,8 @@ import json
 
 import click
 
-from hub.streams import topics as names
+from hub.commands.context import Refused, load_settings, wait_for
+from hub.schemas import topics as names
 
 SCHEMA_OF_TOPIC = {
     names.POPULATION_CHANGES: "PopulationChange",
@@ -36,12 +37,11 @@ def publish_command(topic: str, publisher_id: str | None, name: str | None, reco
     dead-letter an unsigned record). Exit status: 0 sent; 1 the record is refused or the broker did
     not answer; 2 a usage error.
     """
-    from hub.cli import Refused, _settings, _wait_for
     from hub.domain.publishers import authorize, sign_headers
     from hub.schemas.codec import CodecError, default_codec
-    from hub.streams.app import cloudevent_headers
+    from hub.schemas.envelope import cloudevent_headers
 
-    settings = _settings()
+    settings = load_settings()
     publisher = None
     if unsigned:
         if settings.publishers is not None:
@@ -65,7 +65,7 @@ def publish_command(topic: str, publisher_id: str | None, name: str | None, reco
         record = codec.from_json(name, file.read())
         value = codec.encode(name, record)
     except CodecError as exc:
-        raise click.ClickException(f"{file.name}: not a valid {name}: {exc.detail}") from None
+        raise click.ClickException(f"{file.name}: not a valid {name}: {exc.message}") from None
     headers = cloudevent_headers(name, record)
     if publisher is not None:
         verdict = authorize(publisher, name, record)
@@ -79,7 +79,7 @@ def publish_command(topic: str, publisher_id: str | None, name: str | None, reco
         return
     if not settings.kafka_url:
         raise click.UsageError("set HUB_KAFKA_URL to the hub's broker")
-    _wait_for(settings, kafka_url=settings.kafka_url)
+    wait_for(settings, kafka_url=settings.kafka_url)
     from hub.adapters.kafka_producer import EventProducer
     from hub.adapters.kafka_security import kafka_client_options
 

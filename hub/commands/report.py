@@ -9,6 +9,7 @@ import json
 
 import click
 
+from hub.commands.context import Refused, wait_for
 from hub.reporting.indicators import CHAIN, STEPS, Indicators
 
 
@@ -25,8 +26,6 @@ def _plot_file(ctx, param, value):
     if value is None:
         return None
     from pathlib import Path
-
-    from hub.cli import Refused
 
     try:
         from matplotlib.backend_bases import FigureCanvasBase
@@ -183,14 +182,12 @@ def _compute(code: str, start: dt.date, end: dt.date, as_of: dt.date, authoritie
     from hub.reporting import ledger_query
     from hub.reporting.indicators import compute
 
-    from hub.cli import _wait_for
-
     try:
         settings = Settings.from_env()
         url = settings.resolved_database_url()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    _wait_for(settings, database_url=url)
+    wait_for(settings, database_url=url)
     engine = create_engine(url)
     try:
         rows = ledger_query.load(engine, code, start, end, authorities)

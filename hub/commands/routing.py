@@ -42,7 +42,7 @@ def route_line(line: str, rules, reference, trace: bool = False) -> dict:
         newcomer = RoutingInput.from_record(obj)
         decisions = route(newcomer, rules, reference)
     except InputError as exc:
-        return {"event_id": event_id, "error": {"code": exc.code, "message": exc.message}}
+        return {"event_id": event_id, "error": {"code": exc.reason, "message": exc.message}}
     except OverflowError:  # a date or time at the edge of the calendar (e.g. 9999-12-31T23:59Z) cannot be moved to Finnish time
         return {"event_id": event_id, "error": {"code": "invalid_date", "message": "a date or time is outside the range the rules can evaluate; check occurred_at and the dates"}}
     except Exception as exc:  # noqa: BLE001 - one line must never stop the others; the type only (texts may quote data)

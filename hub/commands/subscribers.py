@@ -9,29 +9,20 @@ import sys
 
 import click
 
+from hub.adapters.kafka_security import faust_url
+from hub.commands.context import load_settings, wait_for
+from hub.domain.clock import iso_utc
+
 EXIT_FAILED = 1
 
 
-def _settings(production: bool = False):
-    from hub.cli import _settings as settings
-
-    return settings(production)
-
-
 def _kafka_url() -> str:
-    settings = _settings()
+    settings = load_settings()
     if not settings.kafka_url:
         raise click.UsageError("set HUB_KAFKA_URL to the broker that holds the topic (the embedded broker starts empty, so there is nothing to replay or resend)")
-    url = settings.kafka_url
-    url = url if "://" in url else f"kafka://{url}"
-    _wait_for(settings, kafka_url=url)
+    url = faust_url(settings.kafka_url)
+    wait_for(settings, kafka_url=url)
     return url
-
-
-def _wait_for(settings, **services) -> None:
-    from hub.cli import _wait_for as wait_for
-
-    wait_for(settings, **services)
 
 
 def _security() -> dict:
@@ -39,7 +30,7 @@ def _security() -> dict:
     from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
 
     try:
-        return kafka_client_options(_settings())
+        return kafka_client_options(load_settings())
     except KafkaSecurityError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -109,12 +100,6 @@ def _timestamp(ctx, param, value):
         raise click.BadParameter("give an RFC 3339 time with offset, e.g. 2026-11-16T08:00:00Z, or a date YYYY-MM-DD (midnight UTC)") from None
 
 
-def _iso(value) -> str:
-    import datetime as dt
-
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 @click.command("replay")
 @click.option("--topic", required=True, help="Topic to reprocess, e.g. hub.newcomers.v1.")
 @click.option("--from-offset", type=click.IntRange(min=0), help="First offset (inclusive, in each partition).")
@@ -152,7 +137,7 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
         click.echo(f"replay failed: {type(exc).__name__}: {exc}; check HUB_KAFKA_URL and that the broker is up", err=True)
         sys.exit(EXIT_FAILED)
     if not result.republished:
-        start = f"from {_iso(from_time)}" if from_time is not None else f"from offset {from_offset}"
+        start = f"from {iso_utc(from_time)}" if from_time is not None else f"from offset {from_offset}"
         click.echo(f"nothing to replay: {topic} has no record {start} on" + (" in the range given" if to_offset is not None or to_time else ""))
         return
     ranges = ", ".join(f"partition {p}: offsets {a}-{b}" for p, (a, b) in sorted(result.ranges.items()))
@@ -174,7 +159,7 @@ def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
     from hub.adapters.database import create_engine
     from hub.adapters.referral_ledger import ReferralLedger
     from hub.adapters.resend import resend
-    from hub.streams.topics import referral_topic
+    from hub.schemas.topics import referral_topic
 
     try:
         referral_topic(recipient)
@@ -183,8 +168,8 @@ def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
     if to_seq is not None and to_seq < from_seq:
         raise click.UsageError(f"--to-seq {to_seq} is before --from-seq {from_seq}")
     url, security = _kafka_url(), _security()
-    settings = _settings()
-    _wait_for(settings, database_url=settings.resolved_database_url())
+    settings = load_settings()
+    wait_for(settings, database_url=settings.resolved_database_url())
     engine = create_engine(settings.resolved_database_url())
     try:
         sent = asyncio.run(resend(ReferralLedger(engine), url, recipient, from_seq, to_seq, security=security))
@@ -222,8 +207,8 @@ def _webhook_store():
     from hub.adapters.database import create_engine
     from hub.adapters.webhooks import WebhookStore
 
-    settings = _settings(production=True)  # secrets and bodies sealed: no demo key
-    _wait_for(settings, database_url=settings.resolved_database_url())
+    settings = load_settings(production=True)  # secrets and bodies sealed: no demo key
+    wait_for(settings, database_url=settings.resolved_database_url())
     return WebhookStore(create_engine(settings.resolved_database_url()), allow_loopback=settings.webhooks_allow_loopback)
 
 
@@ -313,7 +298,7 @@ def webhooks_deliver(max_attempts: int, timeout: float) -> None:
     url = _kafka_url()
     store = _webhook_store()
     try:  # each plan request's consent or legal basis is checked again before every attempt
-        check = DisclosureCheck(store.Session, legal_bases.load(_settings().consent_legal_bases)).why_not
+        check = DisclosureCheck(store.Session, legal_bases.load(load_settings().consent_legal_bases)).why_not
     except legal_bases.LegalBasisFileError as exc:
         raise click.UsageError(str(exc)) from None
     worker = DeliveryWorker(store, url, max_attempts=max_attempts, timeout=timeout, security=_security(), disclosure_check=check)
@@ -327,6 +312,3 @@ def webhooks_deliver(max_attempts: int, timeout: float) -> None:
 def register_commands(main: click.Group) -> None:
     for command in (registry_command, schemas_group, replay_command, resend_command, asyncapi_command, webhooks_group):
         main.add_command(command)
-
-
-

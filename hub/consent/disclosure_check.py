@@ -22,13 +22,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from hub.adapters.database import Base
 from hub.consent import store
 from hub.consent.model import PURPOSE_INTEGRATION_PLAN, ConsentRecord, LegalBasis, current_consents
+from hub.domain.clock import iso_utc, utcnow
 
 PLAN_REQUEST = "PlanRequest"
 CHANNEL_KAFKA, CHANNEL_WEBHOOK = "kafka", "webhook"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def why_not_send(plan: dict, history: Iterable[ConsentRecord], legal_bases: Sequence[LegalBasis], now: dt.datetime) -> str | None:
@@ -89,7 +86,7 @@ def withdrawals(session: Session, request_ids: Iterable[str]) -> dict[str, list[
     out: dict[str, list[dict]] = {}
     q = sa.select(DisclosureWithdrawal).where(DisclosureWithdrawal.request_id.in_(ids)).order_by(DisclosureWithdrawal.id)
     for w in session.scalars(q):
-        at = store._utc(w.withdrawn_at).isoformat().replace("+00:00", "Z")
+        at = iso_utc(w.withdrawn_at)
         out.setdefault(w.request_id, []).append({"reason": w.reason, "channel": w.channel, "withdrawn_at": at})
     return out
 

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Container, Iterable, Sequence
 
+from hub.domain.errors import Rejected
+
 PURPOSE_INTEGRATION_PLAN = "integration_plan"
 PURPOSES = (PURPOSE_INTEGRATION_PLAN,)
 
@@ -25,12 +27,8 @@ ACTIONS = (GRANTED, REVOKED, EXPIRED)
 AUTHORITY_ID = re.compile(r"^(municipality|wellbeing_area|employment_authority):[0-9A-Za-z]{1,8}$")
 
 
-class InvalidConsent(ValueError):
+class InvalidConsent(Rejected):
     """A consent or assessment that cannot be used. `reason` is a stable code; no personal data in the message."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 def authority_kind(authority_id: str) -> str:

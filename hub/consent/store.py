@@ -25,6 +25,7 @@ from hub.adapters import outbox as _outbox  # noqa: F401 - registers the table d
 from hub.adapters.database import Base
 from hub.adapters.sealing import Sealed, SealedText
 from hub.consent.model import ConsentRecord
+from hub.domain.clock import iso_utc
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -113,7 +114,7 @@ class Disclosure(Base):
 
     def as_dict(self) -> dict:
         return {
-            "disclosed_at": _utc(self.disclosed_at).isoformat().replace("+00:00", "Z"),
+            "disclosed_at": iso_utc(self.disclosed_at),
             "recipient": self.recipient,
             "data_categories": json.loads(self.data_categories),
             "consent_id": self.consent_id,

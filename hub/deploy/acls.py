@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from hub.deploy.topics import recipients
 from hub.routing.reference import Reference
-from hub.streams import topics as names
+from hub.schemas import topics as names
 
 OPS = "hub-ops"
 LITERAL = "literal"

@@ -10,7 +10,7 @@ import shlex
 import yaml
 
 from hub.deploy.acls import Acl
-from hub.deploy.topics import TopicSpec
+from hub.deploy.topics import KafkaTopic
 
 STRIMZI_API = "kafka.strimzi.io/v1"
 CLUSTER = "hub"  # the Strimzi Kafka resource (deploy/k8s/base/kafka.yaml)
@@ -25,15 +25,15 @@ def k8s_name(name: str) -> str:
     return out
 
 
-def topics_list(topics: list[TopicSpec]) -> str:
+def topics_list(topics: list[KafkaTopic]) -> str:
     return "".join(f"{t.name}\t{t.partitions}\t{','.join(f'{k}={v}' for k, v in sorted(t.configs.items()))}\n" for t in topics)
 
 
-def topics_json(topics: list[TopicSpec]) -> str:
+def topics_json(topics: list[KafkaTopic]) -> str:
     return json.dumps([t.as_dict() for t in topics], indent=2) + "\n"
 
 
-def topics_script(topics: list[TopicSpec], bootstrap: str = "${BOOTSTRAP:-kafka:9092}") -> str:
+def topics_script(topics: list[KafkaTopic], bootstrap: str = "${BOOTSTRAP:-kafka:9092}") -> str:
     """Idempotent kafka-topics.sh commands (the compose init step runs this shape)."""
     lines = ["#!/bin/sh", "set -e"]
     for t in topics:
@@ -43,7 +43,7 @@ def topics_script(topics: list[TopicSpec], bootstrap: str = "${BOOTSTRAP:-kafka:
     return "\n".join(lines) + "\n"
 
 
-def kafka_topic(t: TopicSpec, cluster: str = CLUSTER) -> dict:
+def kafka_topic(t: KafkaTopic, cluster: str = CLUSTER) -> dict:
     labels = {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "integration-hub"}
     return {
         "apiVersion": STRIMZI_API,
@@ -73,7 +73,7 @@ def yaml_documents(docs: list[dict], command: str) -> str:
     return GENERATED.format(command=command) + yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True, width=200)
 
 
-def strimzi_topics(topics: list[TopicSpec], cluster: str = CLUSTER) -> str:
+def strimzi_topics(topics: list[KafkaTopic], cluster: str = CLUSTER) -> str:
     return yaml_documents([kafka_topic(t, cluster) for t in topics], "topics --format strimzi")
 
 

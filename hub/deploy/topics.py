@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hub.routing.reference import Reference
-from hub.streams import topics as names
+from hub.schemas import topics as names
 
 DAY_MS = 24 * 60 * 60 * 1000
 EVENT_LOG_RETENTION_DAYS = 30  # long enough to replay a month and outlast a recipient's outage
@@ -26,7 +26,10 @@ INTERNAL = "faust internal"
 
 
 @dataclass(frozen=True)
-class TopicSpec:
+class KafkaTopic:
+    """One Kafka topic as a deployment creates it (a `kafka-topics --create`, a Strimzi KafkaTopic);
+    what flows on it is `hub.schemas.topics.TopicSpec`."""
+
     name: str
     partitions: int
     replicas: int
@@ -66,13 +69,13 @@ def _configs(kind: str, replicas: int) -> dict[str, str]:
     return configs
 
 
-def hub_topics(reference: Reference, *, app_id: str = "integration-hub", partitions: int = 12, replicas: int = 3) -> list[TopicSpec]:
+def hub_topics(reference: Reference, *, app_id: str = "integration-hub", partitions: int = 12, replicas: int = 3) -> list[KafkaTopic]:
     """All topics, fixed ones first, then faust's, then three per recipient (sorted by name)."""
     if partitions < 1 or replicas < 1:
         raise ValueError("partitions and replicas must be at least 1")
 
-    def spec(name: str, kind: str, count: int, recipient: str | None = None) -> TopicSpec:
-        return TopicSpec(name, count, replicas, kind, _configs(kind, replicas), recipient)
+    def spec(name: str, kind: str, count: int, recipient: str | None = None) -> KafkaTopic:
+        return KafkaTopic(name, count, replicas, kind, _configs(kind, replicas), recipient)
 
     fixed = [spec(name, DEAD_LETTER if name == names.DEAD_LETTERS else EVENT_LOG, partitions) for name in names.FIXED_TOPICS]
     internal = [spec(leader_topic(app_id), INTERNAL, 1)]

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import re
 
+from hub.domain.errors import Rejected
+
 CHECK_CHARS = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 CENTURIES = {"+": 1800, **dict.fromkeys("-YXWVU", 1900), **dict.fromkeys("ABCDEF", 2000)}
 # ASCII classes only, matched whole (`fullmatch`): `\d` would also take fullwidth or Arabic-Indic
@@ -24,12 +26,8 @@ LENGTH = 11
 PATTERN = re.compile(r"\d{6}[-+A-FU-Y]\d{3}[0-9A-Y]")
 
 
-class InvalidHetu(ValueError):
+class InvalidHetu(Rejected):
     """The value is not a valid henkilötunnus. `reason` is a stable code; the message has no code."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 def check_char(digits: str) -> str:

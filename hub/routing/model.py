@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from hub.domain import hetu
+from hub.domain.errors import Rejected
 
 FINLAND = ZoneInfo("Europe/Helsinki")
 
@@ -26,13 +27,8 @@ _MUNICIPALITY_CODE = re.compile(r"^\d{3}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 
-class InputError(ValueError):
-    """A newcomer that cannot be routed. `code` is stable (output and dead letters); no personal data."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class InputError(Rejected):
+    """A newcomer that cannot be routed. `reason` is stable (output and dead letters); no personal data."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from hub.domain.errors import Rejected
 from hub.routing.model import Decision, RoutingInput
 from hub.routing.reference import MUNICIPALITY
 
@@ -26,12 +27,8 @@ CLOSED = frozenset({"declined", "completed", "superseded"})
 _RANK = {SENT: 0, "accepted": 1, "contacted": 2, "unreachable": 2, "assessment_started": 3, "completed": 4}
 
 
-class TransitionError(ValueError):
-    """A status that cannot follow the referral's current state. `code` goes to dead letters."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+class TransitionError(Rejected):
+    """A status that cannot follow the referral's current state. `reason` goes to dead letters."""
 
 
 def referral_id(person_key: str, decision: Decision) -> str:

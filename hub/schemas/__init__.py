@@ -1,4 +1,5 @@
-"""Avro schemas of every hub event (*.avsc) and the codec that reads and writes them."""
+"""The hub's wire contract: its topics (`topics`), the envelope and CloudEvents form of every event
+(`envelope`), the Avro schemas (*.avsc) and the codec that reads and writes them."""
 
 from hub.schemas.codec import Codec, CodecError, Event, default_codec
 

@@ -1,11 +1,11 @@
-"""The AsyncAPI 3.0 document of the hub's topics, generated from the catalog and the Avro schemas
+"""The AsyncAPI 3.0 document of the hub's topics, generated from the topic table (`hub.schemas.topics`) and the Avro schemas
 (`hub asyncapi`; committed as docs/asyncapi.yaml, a test keeps the two equal)."""
 
 from __future__ import annotations
 
 import yaml
 
-from hub.schemas import catalog
+from hub.schemas import topics
 from hub.schemas.codec import Codec, default_codec
 
 AVRO_FORMAT = "application/vnd.apache.avro;version=1.9.0"
@@ -27,7 +27,7 @@ CE_HEADERS = {
 KINDS = ["municipality", "wellbeing_area", "employment_authority"]
 
 
-def _channel_id(spec: catalog.TopicSpec) -> str:
+def _channel_id(spec: topics.TopicSpec) -> str:
     name = spec.schema
     return name[0].lower() + name[1:]
 
@@ -42,7 +42,7 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
     channels: dict = {}
     operations: dict = {}
     messages: dict = {}
-    for spec in catalog.TOPICS:
+    for spec in topics.TOPICS:
         cid = _channel_id(spec)
         name = spec.schema
         raw = codec.raw_schema(name)

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from itertools import accumulate
 
+from hub.domain.errors import Rejected
+
 REASON = "out_of_bounds"
 
 KIB = 1024
@@ -28,15 +30,12 @@ MAX_DVV_DATA_GROUPS = 100  # data groups (tietoryhmät) of one DVV change; each 
 MAX_JSON_BYTES = 1024 * KIB  # a JSON document given to the codec (`hub publish FILE`)
 
 
-class OutOfBounds(ValueError):
+class OutOfBounds(Rejected):
     """A value over its declared bound. `field` names where; the message never quotes the value."""
 
-    reason = REASON
-
     def __init__(self, field: str, message: str):
-        super().__init__(message)
+        super().__init__(REASON, message)
         self.field = field
-        self.message = message
 
 
 # -- the kinds of bound ---------------------------------------------------------------------------

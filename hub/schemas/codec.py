@@ -20,6 +20,8 @@ from typing import Any
 
 import fastavro
 
+from hub.domain.clock import iso_utc
+from hub.domain.errors import Rejected
 from hub.schemas import bounds
 
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -27,7 +29,7 @@ MAGIC = 0
 _HEADER = struct.Struct(">bI")
 
 
-class CodecError(ValueError):
+class CodecError(Rejected):
     """A record could not be encoded or decoded. `reason` is a stable code for dead letters.
 
     Reasons: undecodable (not Avro of the named schema), wrong_magic, unknown_schema_id,
@@ -37,10 +39,8 @@ class CodecError(ValueError):
     The message never quotes field values, so it cannot leak an identity code.
     """
 
-    def __init__(self, reason: str, message: str):
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.detail = message
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +206,7 @@ _PLAIN = frozenset({str, int, float, bool})  # values the JSON form carries as t
 def _leaf_to_json(value):
     """The JSON form of a leaf value (not a record, array or map), by its Python type."""
     if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_utc(value, "milliseconds")
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
@@ -220,8 +218,8 @@ def _leaf_to_json(value):
 
 def _json_converter(schema):
     """A function from a value of `schema` that is neither None nor a plain str/int/float/bool (those
-    the JSON form carries as they are) to its JSON form. Built once per schema: walking the schema for
-    every value was a large share of the referral ledger's time (the stored payload of each referral).
+    the JSON form carries as they are) to its JSON form. Built once per schema, so that a value is not
+    walked against its schema again (the referral ledger stores the JSON form of every referral).
     A union takes its first non-null branch; a leaf goes by its Python type."""
     if isinstance(schema, list):  # union
         branches = [b for b in schema if b != "null"]

@@ -16,7 +16,7 @@ import json
 import re
 from urllib.parse import unquote, urlsplit
 
-from hub.schemas import catalog
+from hub.schemas import topics
 from hub.schemas.codec import SCHEMA_DIR, Codec, default_codec
 from hub.schemas.compatibility import load_history, load_modes, mode_of
 
@@ -28,11 +28,11 @@ SCHEMA_NOT_FOUND = 40403
 
 
 class SchemaRegistry:
-    """Read-only registry over the codec's schemas and the catalog's subjects."""
+    """Read-only registry over the codec's schemas and the topic table's subjects."""
 
     def __init__(self, codec: Codec | None = None):
         self.codec = codec or default_codec()
-        self.subjects = catalog.subjects()
+        self.subjects = topics.subjects()
         history = load_history(SCHEMA_DIR)
         self.version = {name: max(1, len(history.get(name, ()))) for name in self.codec.names}
         self.modes = load_modes(SCHEMA_DIR)

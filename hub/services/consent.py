@@ -20,16 +20,13 @@ from hub.adapters.idempotency import first_time
 from hub.consent import model, records, store
 from hub.consent.disclosure_check import annotate_audit  # each disclosure with its withdrawals (not sent after all)
 from hub.domain import hetu
+from hub.domain.clock import iso_utc, utcnow
 from hub.schemas.codec import Codec, default_codec
-from hub.streams import topics
+from hub.schemas import topics
 
 CONSUMER_CONSENTS = "consent-registry"
 CONSUMER_ASSESSMENTS = "consent-assessments"
 HUB = "integration-hub"  # the default HUB_APP_ID: recorded_by of what the registry records itself (an expiry found by the sweep)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclass
@@ -207,7 +204,7 @@ class ConsentRegistry:
         return hetu.person_key(person_id, self.person_key_secret)
 
     def _enqueue(self, s: Session, topic: str, name: str, record: dict, key: str | None, now: dt.datetime) -> outbox.OutboxMessage:
-        from hub.streams.app import cloudevent_headers
+        from hub.schemas.envelope import cloudevent_headers
 
         value = self.codec.encode(name, record)
         return outbox.enqueue(s, topic, name, record["event_id"], value, key, cloudevent_headers(name, record), now)
@@ -253,4 +250,4 @@ def _ended_message(consent_id: str, action: str) -> str:
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+    return iso_utc(value) if value else None

@@ -20,7 +20,7 @@ from typing import Sequence
 from hub.domain import population_change
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, Step, newcomer_record, person_keys, step
 from hub.services.ports import Clock, Consumed, DeadLetters, Failures, PersonStates, Publisher
-from hub.streams import topics
+from hub.schemas import topics
 
 log = logging.getLogger(__name__)
 

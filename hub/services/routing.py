@@ -20,7 +20,7 @@ from hub.routing.model import InputError, RoutingInput
 from hub.routing.reference import Reference, default_reference
 from hub.routing.rules import Rules, default_rules
 from hub.services.ports import Clock, Consumed, DeadLetters, Ledger, Publisher
-from hub.streams import topics
+from hub.schemas import topics
 
 
 @dataclass

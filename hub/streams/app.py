@@ -12,9 +12,7 @@ publishes with its own key.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-import uuid
 from typing import Any
 
 import faust
@@ -30,80 +28,20 @@ from hub.adapters.kafka_producer import KeyPartitioner
 from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
 from hub.schemas.codec import Codec, CodecError, default_codec
-from hub.streams import topics as names
+from hub.schemas import topics as names
+from hub.schemas.envelope import cloudevent_headers, dead_letter_record
+from hub.schemas.topics import INPUT_TOPICS
 from hub.streams.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
 
-CE_TYPE_PREFIX = "fi.integrationhub."
-
 KEPT_KEY_BYTES = 1024  # a longer original key stays in the database only, not on the pointing dead-letter record
-
-# topics other organisations' systems write to: their records must be signed when identity is configured
-INPUT_TOPICS = (names.POPULATION_CHANGES, names.ASSESSMENTS, names.CONSENTS, names.REFERRAL_STATUS)
 
 
 def consumed_record(event):
     """The consumed Kafka record of a faust event, or the record itself (batch consumers,
     `hub.adapters.batch_consumer`, hand out records)."""
     return getattr(event, "message", event)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def envelope(source: str, occurred_at: dt.datetime | None = None, event_id: str | None = None) -> dict:
-    """The common envelope fields of every event."""
-    now = utcnow()
-    return {
-        "event_id": event_id or str(uuid.uuid4()),
-        "occurred_at": occurred_at or now,
-        "recorded_at": now,
-        "source": source,
-        "schema_version": 1,
-    }
-
-
-def cloudevent_headers(name: str, record: dict) -> list[tuple[str, bytes]]:
-    """CloudEvents Kafka binary-mode attributes for an encoded hub event."""
-    occurred = record.get("occurred_at") or utcnow()
-    return [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", str(record["event_id"]).encode()),
-        ("ce_type", f"{CE_TYPE_PREFIX}{name}.v1".encode()),
-        ("ce_source", str(record.get("source") or "hub").encode()),
-        ("ce_time", occurred.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z").encode()),
-        ("content-type", b"application/avro"),
-    ]
-
-
-def dead_letter_record(
-    original_value: bytes,
-    reason: str,
-    message: str,
-    *,
-    original_topic: str | None = None,
-    partition: int | None = None,
-    offset: int | None = None,
-    original_key: bytes | None = None,
-    location: str | None = None,
-    event_id: str | None = None,
-    source: str = "hub",
-) -> dict:
-    """The DeadLetter record for a record that could not be processed (bytes unchanged)."""
-    record = envelope(source, event_id=event_id)
-    record.update(
-        original_topic=original_topic,
-        original_partition=partition,
-        original_offset=offset,
-        original_key=original_key,
-        original_value=bytes(original_value or b""),
-        location=location,
-        reason=reason,
-        message=message,
-    )
-    return record
 
 
 class _App(faust.App):

@@ -1,6 +1,6 @@
 """Consent-gated propagation: thin agents on hub.assessments.v1 and hub.consents.v1, the outbox
 relay, and the periodic sweep (expiries; consents that became valid). The decisions are in
-hub.consent.model, the transactions in hub.consent.service.
+hub.consent.model, the transactions in hub.services.consent.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hub.consent.model import InvalidConsent, LegalBasis
 from hub.services.consent import ConsentRegistry, Outcome
 from hub.domain import hetu
 from hub.schemas.codec import CodecError
-from hub.streams import topics
+from hub.schemas import topics
 from hub.streams.app import HubApp
 from hub.streams.outbox_relay import ConsentsApplied, OutboxRelay
 

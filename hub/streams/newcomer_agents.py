@@ -14,8 +14,9 @@ from hub.adapters.database import create_engine
 from hub.adapters.person_states import PersonStates, SqlPersonStates
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS
 from hub.services.detection import Detection
-from hub.streams import topics
-from hub.streams.app import HubApp, utcnow
+from hub.schemas import topics
+from hub.domain.clock import utcnow
+from hub.streams.app import HubApp
 from hub.streams.service_ports import FAILURES, BatchDeadLetters, DatabaseStates, HubPublisher, count_isolated
 
 CONSUMER_NAME = "newcomer-detection"  # the batch consumer; its group is `<app id>.newcomer-detection`

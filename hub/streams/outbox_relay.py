@@ -37,7 +37,7 @@ from hub.adapters import outbox
 from hub.consent.disclosure_check import CHANNEL_KAFKA, PLAN_REQUEST, DisclosureCheck
 from hub.consent.model import LegalBasis
 from hub.schemas.codec import CodecError
-from hub.streams import topics
+from hub.schemas import topics
 from hub.streams.app import HubApp
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,9 @@ from hub.routing.model import FINLAND
 from hub.routing.reference import Reference
 from hub.routing.rules import Rules
 from hub.services.routing import Routed, Routing, StatusApplied
-from hub.streams import topics
-from hub.streams.app import HubApp, utcnow
+from hub.schemas import topics
+from hub.domain.clock import utcnow
+from hub.streams.app import HubApp
 from hub.streams.service_ports import BatchDeadLetters, DatabaseLedger, HubPublisher, count_isolated
 
 log = logging.getLogger(__name__)

@@ -1,15 +1,13 @@
 """Pure rules of webhook delivery: which callback URLs and addresses are allowed, when to retry, how to sign
 (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature = v1,<base64 HMAC-SHA256 of
-"<id>.<timestamp>.<body>">), and the CloudEvents JSON body (structured mode)."""
+"<id>.<timestamp>.<body>">). The CloudEvents JSON body is `hub.schemas.envelope.cloudevent_body`."""
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import ipaddress
-import json
 import random
 import secrets
 from urllib.parse import urlsplit, urlunsplit
@@ -202,19 +200,3 @@ def next_delay(attempts: int, rng: random.Random | None = None, base: float = BA
     between half and the whole step (so receivers coming back are not hit by everyone at once)."""
     step = min(cap, base * 2 ** max(0, attempts - 1))
     return step * (0.5 + 0.5 * (rng or random).random())
-
-
-def cloudevent_body(name: str, event: dict, jsonable: dict) -> bytes:
-    """A hub record as a CloudEvents JSON (structured mode) body; `jsonable` is the codec's JSON form."""
-    occurred = event.get("occurred_at")
-    time = occurred.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if isinstance(occurred, dt.datetime) else None
-    body = {
-        "specversion": "1.0",
-        "id": str(event["event_id"]),
-        "type": f"fi.integrationhub.{name}.v1",
-        "source": str(event.get("source") or "hub"),
-        "time": time,
-        "datacontenttype": "application/json",
-        "data": jsonable,
-    }
-    return json.dumps({k: v for k, v in body.items() if v is not None}, ensure_ascii=False, separators=(",", ":")).encode()

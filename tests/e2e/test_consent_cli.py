@@ -76,7 +76,7 @@ def test_audit_prints_only_that_persons_disclosures(env, tmp_path):
     from hub.consent import records
     from hub.services.consent import ConsentRegistry
     from hub.schemas.codec import default_codec
-    from hub.streams.app import envelope
+    from hub.schemas.envelope import envelope
 
     from hub.adapters import sealing
 

@@ -28,7 +28,7 @@ from hub.adapters.dvv.synthetic import generate_pages
 from hub.domain.population_change import REASONS as DVV_REASONS
 from hub.domain import hetu
 from hub.schemas.codec import CodecError, default_codec
-from hub.streams import topics
+from hub.schemas import topics
 from tests.avro_strategies import draw_many
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from hub.schemas.codec import default_codec
-from hub.streams.app import envelope
+from hub.schemas.envelope import envelope
 from tests.kafka_helpers import read_topic, run
 
 HUB = [sys.executable, "-m", "hub.cli"]

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from hub.adapters.replay import ReplayRefused, check_replayable
-from hub.streams import topics
+from hub.schemas import topics
 from tests.kafka_helpers import produce, read_topic
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from hub.adapters import aiokafka_metadata
-from hub.adapters.kafka_admin import bootstrap_of, ensure_topics
+from hub.adapters.kafka_admin import ensure_topics
+from hub.adapters.kafka_security import bootstrap_servers
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +23,7 @@ def test_a_topic_sent_to_before_a_new_topic_stays_in_the_producers_metadata(kafk
     ensure_topics(kafka_url, [old], 1)
 
     async def scenario():
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_of(kafka_url), acks="all", enable_idempotence=False, request_timeout_ms=15000)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(kafka_url), acks="all", enable_idempotence=False, request_timeout_ms=15000)
         await producer.start()
         try:
             await producer.client.force_metadata_update()  # no topic tracked yet: metadata of every topic

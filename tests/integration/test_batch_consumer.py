@@ -176,7 +176,7 @@ def test_a_handler_publishes_through_its_consumers_own_producer_and_an_agent_thr
 
 
 def _record(value: bytes) -> dict:
-    from hub.streams.app import dead_letter_record
+    from hub.schemas.envelope import dead_letter_record
 
     return dead_letter_record(value, "internal_error", "test", original_topic=TOPIC)
 

@@ -12,10 +12,11 @@ from hub.adapters import database
 from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.schemas.codec import default_codec
-from hub.streams.app import HubApp, envelope
+from hub.streams.app import HubApp
+from hub.schemas.envelope import envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
-from hub.streams.topics import DEAD_LETTERS, referral_topic
+from hub.schemas.topics import DEAD_LETTERS, referral_topic
 from tests.e2e.test_fuzz_cli_inputs import _dead_letters_at as dead_letters_at
 from tests.integration.test_routing_flow import newcomer
 

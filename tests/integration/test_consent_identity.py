@@ -19,7 +19,8 @@ from hub.adapters.retention import run_retention
 from hub.consent import model, store
 from hub.services.consent import ConsentRegistry
 from hub.domain import hetu
-from hub.streams import consent_agents, topics
+from hub.schemas import topics
+from hub.streams import consent_agents
 from hub.streams.runner import running, wait_for
 from tests.integration.test_consent_propagation import ASSESSOR, DATA_KEY, SECRET, Collector, assessment, consent, make_hub, new_person, unique_authority
 

@@ -19,8 +19,10 @@ from hub.config import Settings
 from hub.consent import store
 from hub.domain import hetu
 from hub.routing.reference import known_authority_ids
-from hub.streams import consent_agents, topics
-from hub.streams.app import HubApp, envelope
+from hub.schemas import topics
+from hub.streams import consent_agents
+from hub.streams.app import HubApp
+from hub.schemas.envelope import envelope
 from hub.streams.outbox_relay import OutboxRelay
 from hub.streams.runner import running, wait_for
 from tests.conftest import TEST_DATA_KEY

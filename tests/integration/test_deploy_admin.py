@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from hub.adapters.kafka_admin import create_topic_specs
 from hub.cli import main
-from hub.deploy.topics import EVENT_LOG, INTERNAL, TopicSpec
+from hub.deploy.topics import EVENT_LOG, INTERNAL, KafkaTopic
 
 pytestmark = pytest.mark.integration
 
@@ -45,17 +45,17 @@ def test_healthcheck_without_a_broker_address_is_a_usage_error():
 def test_create_topic_specs_creates_the_missing_ones_once(kafka_url):
     run = uuid.uuid4().hex[:8]
     specs = [
-        TopicSpec(f"test-deploy-{run}.events", 3, 1, EVENT_LOG, {"cleanup.policy": "delete", "retention.ms": "86400000"}),
-        TopicSpec(f"test-deploy-{run}-compacted", 3, 1, INTERNAL, {"cleanup.policy": "compact"}),
+        KafkaTopic(f"test-deploy-{run}.events", 3, 1, EVENT_LOG, {"cleanup.policy": "delete", "retention.ms": "86400000"}),
+        KafkaTopic(f"test-deploy-{run}-compacted", 3, 1, INTERNAL, {"cleanup.policy": "compact"}),
     ]
     assert sorted(create_topic_specs(kafka_url, specs)) == sorted(s.name for s in specs)
     assert create_topic_specs(kafka_url, specs) == []  # idempotent: the init step may run again
 
     from kafka.admin import KafkaAdminClient
 
-    from hub.adapters.kafka_admin import bootstrap_of
+    from hub.adapters.kafka_security import bootstrap_servers
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_of(kafka_url))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(kafka_url))
     try:
         described = {t.get("topic") or t.get("name"): t for t in admin.describe_topics([s.name for s in specs])}
     finally:

@@ -11,7 +11,7 @@ from hub.adapters.dvv.cursor import CursorStore
 from hub.adapters.dvv.ingest import HubAppSink, ingest_files
 from hub.adapters.dvv.sample import sample_files
 from hub.config import Settings
-from hub.streams import topics
+from hub.schemas import topics
 from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for
 

@@ -9,7 +9,7 @@ import pytest
 from hub.adapters.dvv.ingest import KafkaSink
 from hub.domain import hetu
 from hub.domain.publishers import Publisher, Publishers, authenticate
-from hub.streams.app import envelope
+from hub.schemas.envelope import envelope
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration

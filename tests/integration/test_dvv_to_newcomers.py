@@ -10,7 +10,8 @@ from hub.adapters.dvv.client import ClientConfig, DvvClient
 from hub.adapters.dvv.cursor import CursorStore
 from hub.adapters.dvv.ingest import KafkaSink, ingest
 from hub.config import Settings
-from hub.streams import newcomer_agents, topics
+from hub.schemas import topics
+from hub.streams import newcomer_agents
 from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for
 from tests.integration.test_dvv_ingest_pipeline import StopsAfter, pages_with_a_bad_change

@@ -42,8 +42,8 @@ from hub.consent.store import Disclosure
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, Change, detect, newcomer_record
 from hub.schemas.codec import default_codec
 from hub.simulation import ALL_CATEGORIES
-from hub.streams import topics
-from hub.streams.app import cloudevent_headers, envelope
+from hub.schemas import topics
+from hub.schemas.envelope import cloudevent_headers, envelope
 from tests.avro_strategies import draw_many, for_schema
 from tests.kafka_helpers import bootstrap, publish_all
 from tests.soak.worker import WorkerProcess

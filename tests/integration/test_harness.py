@@ -6,7 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from hub.config import Settings
-from hub.streams.app import HubApp, envelope
+from hub.streams.app import HubApp
+from hub.schemas.envelope import envelope
 from hub.streams.runner import running, wait_for
 
 pytestmark = pytest.mark.integration

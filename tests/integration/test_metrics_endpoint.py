@@ -15,8 +15,8 @@ from hub.adapters.database import create_engine
 from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.domain import hetu
-from hub.streams import topics
-from hub.streams.app import envelope
+from hub.schemas import topics
+from hub.schemas.envelope import envelope
 from hub.streams.pipeline import build
 from hub.streams.runner import running, wait_for
 from tests.personal_data import identity_code_in

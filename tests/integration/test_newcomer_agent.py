@@ -10,8 +10,10 @@ from hub.adapters import database
 from hub.adapters.person_states import SqlPersonStates
 from hub.config import Settings
 from hub.domain import hetu
-from hub.streams import newcomer_agents, topics
-from hub.streams.app import HubApp, envelope
+from hub.schemas import topics
+from hub.streams import newcomer_agents
+from hub.streams.app import HubApp
+from hub.schemas.envelope import envelope
 from hub.streams.runner import running, wait_for
 from tests.kafka_helpers import decoded, produce, read_topic
 from hub.newcomers.detection import decode_state

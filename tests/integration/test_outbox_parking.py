@@ -27,7 +27,8 @@ from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, WITHDRAWN, Deliver
 from hub.consent import records
 from hub.consent.disclosure_check import DisclosureWithdrawal
 from hub.services.consent import ConsentRegistry
-from hub.streams import consent_agents, topics
+from hub.schemas import topics
+from hub.streams import consent_agents
 from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for
 from tests.integration.test_consent_propagation import (  # noqa: F401 - sessions: the module's migrated PostgreSQL

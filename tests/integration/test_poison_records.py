@@ -28,8 +28,9 @@ from hub.adapters import database
 from hub.adapters.dead_letter_store import DeadLetterStore, row_id_of
 from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
-from hub.streams import topics
-from hub.streams.app import HubApp, envelope
+from hub.schemas import topics
+from hub.streams.app import HubApp
+from hub.schemas.envelope import envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
 from tests.conftest import TEST_DATA_KEY

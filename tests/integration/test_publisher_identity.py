@@ -14,8 +14,10 @@ from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.domain import hetu
 from hub.domain.publishers import Publisher, Publishers, sign_headers
-from hub.streams import consent_agents, routing_agents, topics
-from hub.streams.app import HubApp, cloudevent_headers, envelope
+from hub.schemas import topics
+from hub.streams import consent_agents, routing_agents
+from hub.streams.app import HubApp
+from hub.schemas.envelope import cloudevent_headers, envelope
 from hub.streams.runner import running, wait_for
 from tests.personal_data import identity_code_in
 

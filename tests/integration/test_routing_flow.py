@@ -16,10 +16,11 @@ from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.domain.hetu import make
 from hub.schemas.codec import default_codec
-from hub.streams.app import HubApp, envelope
+from hub.streams.app import HubApp
+from hub.schemas.envelope import envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
-from hub.streams.topics import referral_topic
+from hub.schemas.topics import referral_topic
 
 pytestmark = pytest.mark.integration
 

@@ -21,6 +21,7 @@ from hub.adapters import database, sealing
 from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, DeliveryWorker, WebhookStore, purge_delivered, resolve_target
 from hub.domain import hetu
 from hub.webhooks import policy
+from hub.schemas.envelope import cloudevent_body
 from hub.webhooks.policy import TargetRefused
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,7 @@ class Receiver:
 
 
 def body_of(event_id: str) -> bytes:
-    return policy.cloudevent_body("PlanRequest", {"event_id": event_id, "source": "hub:consent"}, {"person_id": CODE, "to": RECIPIENT})
+    return cloudevent_body("PlanRequest", {"event_id": event_id, "source": "hub:consent"}, {"person_id": CODE, "to": RECIPIENT})
 
 
 def deliver_until_settled(worker: DeliveryWorker, store: WebhookStore, sub_id: int) -> None:

@@ -23,8 +23,8 @@ from hub.adapters.kafka_admin import ensure_topics
 from hub.adapters.kafka_producer import EventProducer
 from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, DeliveryWorker, WebhookStore, recipient_topics
 from hub.schemas.codec import default_codec
-from hub.streams.app import envelope
-from hub.streams.topics import notice_topic, plan_request_topic, referral_topic
+from hub.schemas.envelope import envelope
+from hub.schemas.topics import notice_topic, plan_request_topic, referral_topic
 
 pytestmark = pytest.mark.integration
 

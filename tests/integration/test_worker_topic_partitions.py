@@ -15,7 +15,7 @@ from hub.adapters.dvv.page import parse_page
 from hub.adapters.dvv.synthetic import generate_pages
 from hub.adapters.kafka_admin import ensure_topics
 from hub.schemas.codec import default_codec
-from hub.streams import topics
+from hub.schemas import topics
 from tests.kafka_helpers import produce, read_topic
 from tests.soak.worker import WorkerProcess
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from aiokafka.partitioner import murmur2
 
 from tests.soak import wire
-from hub.streams import topics  # topic names only
+from hub.schemas import topics  # topic names only
 
 CHECK_CHARS = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 # municipality -> (its wellbeing area, its employment authority): the 2025 classifications, as

@@ -54,8 +54,8 @@ from hub.routing.referrals import referral_id
 from hub.routing.rules import default_rules
 from hub.schemas.codec import default_codec
 from hub.simulation import ALL_CATEGORIES
-from hub.streams import topics
-from hub.streams.app import cloudevent_headers, envelope
+from hub.schemas import topics
+from hub.schemas.envelope import cloudevent_headers, envelope
 from tests.kafka_helpers import bootstrap, publish_all
 from tests.soak.worker import WorkerProcess
 
@@ -135,7 +135,7 @@ class Inputs:
                 newcomer = RoutingInput.from_record(decoded)
                 decisions = route(newcomer, rules, reference)
             except InputError as exc:
-                self.unroutable[exc.code] += 1
+                self.unroutable[exc.reason] += 1
                 continue
             self.routed.add(event_id)
             self.referrals.update(referral_id(newcomer.person_key, d) for d in decisions)

@@ -51,7 +51,7 @@ from cryptography.fernet import Fernet
 
 from hub.adapters import database
 from hub.adapters.kafka_admin import ensure_topics
-from hub.streams import topics
+from hub.schemas import topics
 from tests.conftest import throwaway_database
 from tests.kafka_helpers import bootstrap
 from tests.soak import scenario as S

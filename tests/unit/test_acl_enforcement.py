@@ -26,7 +26,7 @@ from hub.deploy import acls as A
 from hub.deploy import render
 from hub.deploy.topics import hub_topics, recipients
 from hub.routing.reference import default_reference
-from hub.streams import topics as names
+from hub.schemas import topics as names
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = default_reference()

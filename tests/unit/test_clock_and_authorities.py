@@ -106,5 +106,5 @@ def test_routing_validates_the_identity_code_even_when_the_birth_date_is_given()
     bad = PERSON[:-1] + ("A" if PERSON[-1] != "A" else "B")
     with pytest.raises(InputError) as info:
         RoutingInput.from_record({"person_id": bad, "birth_date": "1990-05-17", "municipality_code": "091"})
-    assert info.value.code == "invalid_person_id" and bad not in info.value.message
+    assert info.value.reason == "invalid_person_id" and bad not in info.value.message
     assert RoutingInput.from_record({"person_id": PERSON, "municipality_code": "091"}).birth_date == hetu.birth_date(PERSON)

@@ -8,7 +8,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
 
 from hub.schemas.codec import default_codec
-from hub.streams.app import cloudevent_headers, envelope
+from hub.schemas.envelope import cloudevent_headers, envelope
 
 
 @pytest.mark.parametrize("name", default_codec().names)

@@ -107,7 +107,7 @@ def test_codec_can_be_built_from_a_directory(tmp_path):
 
 
 def _status():
-    from hub.streams.app import envelope
+    from hub.schemas.envelope import envelope
 
     rec = envelope("wellbeing_area:05")
     rec.update(referral_id="r-1", authority="wellbeing_area:05", status="accepted", reason=None)

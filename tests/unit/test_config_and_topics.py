@@ -1,7 +1,7 @@
 import pytest
 
 from hub.config import Settings
-from hub.streams import topics
+from hub.schemas import topics
 
 
 def test_defaults_use_embedded_broker_and_sqlite(tmp_path):

@@ -13,7 +13,7 @@ from hub.consent import model, records, store
 from hub.services.consent import ConsentRegistry
 from hub.domain import hetu
 from hub.schemas.codec import default_codec
-from hub.streams import topics
+from hub.schemas import topics
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 PERSON = hetu.make(dt.date(1990, 5, 17), 941)

@@ -17,7 +17,7 @@ from hub.deploy import render
 from hub.deploy.topics import DEAD_LETTER, EVENT_LOG, INTERNAL, hub_topics, recipients
 from hub.routing.reference import default_reference
 from hub.streams import newcomer_agents
-from hub.streams import topics as names
+from hub.schemas import topics as names
 from hub.streams.app import HubApp
 
 REF = default_reference()

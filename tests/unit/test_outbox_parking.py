@@ -13,8 +13,8 @@ from faust.exceptions import ProducerSendError
 from hub import metrics
 from hub.adapters import outbox
 from hub.schemas.codec import default_codec
-from hub.streams import topics
-from hub.streams.app import cloudevent_headers, envelope
+from hub.schemas import topics
+from hub.schemas.envelope import cloudevent_headers, envelope
 from hub.streams.outbox_relay import OutboxRelay, unsendable_reason
 from tests.unit.test_outbox_relay_topics import sessions  # noqa: F401 - a fixture: SQLite in memory with every table
 

@@ -10,8 +10,8 @@ from sqlalchemy.pool import StaticPool
 
 from hub.adapters import database, outbox
 from hub.schemas.codec import default_codec
-from hub.streams import topics
-from hub.streams.app import cloudevent_headers, envelope
+from hub.schemas import topics
+from hub.schemas.envelope import cloudevent_headers, envelope
 from hub.streams.outbox_relay import LEGACY_NOTICES, OutboxRelay
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)

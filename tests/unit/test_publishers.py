@@ -193,7 +193,8 @@ def test_an_unreadable_file_names_the_setting(tmp_path):
 # --- the hub's own records ---------------------------------------------------------------------
 
 def test_the_hub_signs_what_it_publishes_only_when_it_has_a_key_of_its_own():
-    from hub.streams.app import HubApp, cloudevent_headers, envelope
+    from hub.streams.app import HubApp
+    from hub.schemas.envelope import cloudevent_headers, envelope
 
     record = envelope("municipality:091")
     headers = cloudevent_headers("ReferralStatus", record)
@@ -216,7 +217,7 @@ def test_hub_publish_signs_a_record_and_refuses_another_authoritys_name(tmp_path
 
     from hub.cli import main
     from hub.schemas.codec import default_codec
-    from hub.streams.app import envelope
+    from hub.schemas.envelope import envelope
 
     (tmp_path / "publishers.yaml").write_text(FILE)
     env = {"HUB_PUBLISHERS": str(tmp_path / "publishers.yaml"), **ENV}

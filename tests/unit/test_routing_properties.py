@@ -37,7 +37,7 @@ def test_route_decides_or_refuses_and_decisions_are_well_formed(record):
     try:
         decisions = route(RoutingInput.from_record(record), default_rules(), REF)
     except InputError as exc:
-        assert exc.code in ("invalid_field", "invalid_date", "missing_municipality", "unknown_municipality")
+        assert exc.reason in ("invalid_field", "invalid_date", "missing_municipality", "unknown_municipality")
         return
     own = f"municipality:{record['municipality_code']}"
     assert (own, "outreach") in {(d.authority, d.purpose) for d in decisions}

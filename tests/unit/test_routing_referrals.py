@@ -80,7 +80,7 @@ def test_allowed_transitions(current, status, expected):
 def test_rejected_transitions(current, status, reason, code):
     with pytest.raises(TransitionError) as info:
         transition(current, status, reason)
-    assert info.value.code == code
+    assert info.value.reason == code
 
 
 def test_declined_with_reason_closes():

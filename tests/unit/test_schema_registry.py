@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from hub.schemas.catalog import spec_for_topic, subjects
+from hub.schemas.topics import spec_for_topic, subjects
 from hub.schemas.codec import default_codec
 from hub.schemas.registry import SchemaRegistry
-from hub.streams import topics
+from hub.schemas import topics
 
 
 @pytest.fixture(scope="module")

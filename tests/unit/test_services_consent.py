@@ -3,7 +3,7 @@ SQLite, the real store being simpler than a fake of it: a consent that covers th
 discloses (plan request in the outbox, keyed by the person key, on the recipient's own topic),
 none holds the assessment and tells the assessor, a redelivered assessment changes nothing."""
 
-from hub.streams import topics
+from hub.schemas import topics
 from tests.unit.test_consent_service import EMPLOY, KEY, MUNI, PERSON, T0, assess, clock, grant, registry, rows  # noqa: F401 - fixtures
 
 

@@ -14,7 +14,7 @@ from hub.schemas.codec import default_codec
 from hub.services import detection as detection_module
 from hub.services.detection import Detection
 from hub.services.ports import Consumed
-from hub.streams.app import envelope
+from hub.schemas.envelope import envelope
 from tests.fakes import FAILURES, Clock, FakeDeadLetters, FakePublisher, MemoryStates, Outage, TooLarge
 
 SECRET = "s"

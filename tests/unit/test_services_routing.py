@@ -11,7 +11,7 @@ from hub.domain import hetu
 from hub.schemas.codec import default_codec
 from hub.services.ports import Consumed
 from hub.services.routing import Routing
-from hub.streams.app import envelope
+from hub.schemas.envelope import envelope
 from tests.fakes import T0, Clock, FakeDeadLetters, FakePublisher, JournalLedger, Outage
 
 codec = default_codec()

@@ -7,7 +7,8 @@ import random
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from hub.webhooks.policy import WebhookError, check_secret, check_url, cloudevent_body, headers, new_secret, next_delay
+from hub.schemas.envelope import cloudevent_body
+from hub.webhooks.policy import WebhookError, check_secret, check_url, headers, new_secret, next_delay
 
 
 def test_https_required_loopback_only_with_the_allowance():

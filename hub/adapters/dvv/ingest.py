@@ -29,7 +29,7 @@ from hub.domain.population_change import validate
 from hub.domain import hetu
 from hub.schemas import bounds
 from hub.schemas.codec import Codec, default_codec
-from hub.streams import topics
+from hub.schemas import topics
 from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
 from hub.adapters.kafka_security import bootstrap_servers  # noqa: F401 - also imported from here by benches and tests
 
@@ -127,7 +127,7 @@ def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: f
 
 def bad_page(error: MalformedPage) -> BadRecord:
     raw = error.raw if isinstance(error.raw, bytes) else error.raw.encode("utf-8")
-    return BadRecord(raw, error.location, error.reason, f"{error.detail}; the page was not processed")
+    return BadRecord(raw, error.location, error.reason, f"{error.message}; the page was not processed")
 
 
 # -- sinks ----------------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class Sink(Protocol):
 
 
 def _dead_letter_record(bad: BadRecord) -> dict:
-    from hub.streams.app import dead_letter_record
+    from hub.schemas.envelope import dead_letter_record
 
     return dead_letter_record(bad.original, bad.reason, bad.message, location=bad.location, event_id=bad.event_id, source="hub:ingest-dvv")
 
@@ -200,7 +200,7 @@ class KafkaSink:
         await self.stop()
 
     async def _send(self, topic: str, name: str, record: dict, key: bytes | None) -> None:
-        from hub.streams.app import cloudevent_headers
+        from hub.schemas.envelope import cloudevent_headers
 
         value = self.codec.encode(name, record)
         headers = cloudevent_headers(name, record)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from hub.adapters.dvv import codes
 from hub.domain import hetu
+from hub.domain.errors import Rejected
 from hub.schemas import bounds
 
 SOURCE = "dvv:muutosrajapinta"
@@ -95,10 +96,11 @@ def group_label(name: object) -> str:
     return name if isinstance(name, str) and _GROUP_NAME.match(name) else "invalid_name"
 
 
-class MalformedMuutos(ValueError):
+class MalformedMuutos(Rejected):
     """The muutos does not have the documented shape. The message names the field, never a value."""
 
-    reason = "malformed_record"
+    def __init__(self, message: str):
+        super().__init__("malformed_record", message)
 
 
 @dataclass(frozen=True)

@@ -9,22 +9,24 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from hub.domain.errors import Rejected
 from hub.schemas import bounds
 
 _DECODER = json.JSONDecoder()
 _WS = " \t\r\n"
 
 
-class MalformedPage(ValueError):
+class MalformedPage(Rejected):
     """A response is not a `muutokset` page. The message names the location and what is wrong;
     `reason` is the dead-letter reason: malformed_page, or out_of_bounds (hub/schemas/bounds.py)."""
 
     def __init__(self, location: str, message: str, raw: str = "", reason: str = "malformed_page"):
-        super().__init__(f"{location}: {message}")
+        super().__init__(reason, message)
         self.location = location
-        self.detail = message
         self.raw = raw  # the text of the page as received, for the dead letter
-        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import random
 
+from hub.domain.clock import iso_utc
 from hub.domain.hetu import make
 
 # (municipality code, weight): big cities receive most arrivals
@@ -55,7 +56,7 @@ def generate_pages(changes: int = 3000, seed: int = 2025, day: dt.date = dt.date
         return day - dt.timedelta(days=rng.randint(lo * 365, hi * 365))
 
     for i in range(changes):
-        when = (start + dt.timedelta(seconds=i * 50400 // max(changes, 1))).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        when = iso_utc(start + dt.timedelta(seconds=i * 50400 // max(changes, 1)), "milliseconds")
         moved_on = day - dt.timedelta(days=rng.randint(1, 20))
         municipality = _pick(rng, MUNICIPALITIES)[0]
         r = rng.random()

@@ -1,0 +1,65 @@
+"""What every `hub` command shares: the settings from the environment, logging, the start-up wait
+for the broker and the database, and the one-line refusal with its exit status."""
+
+from __future__ import annotations
+
+import click
+
+from hub.config import Settings
+
+EXIT_UNAVAILABLE = 1  # a broker or database the command needs did not answer within HUB_STARTUP_TIMEOUT
+EXIT_USAGE = 2  # a bad option, file or setting
+
+
+class Refused(click.ClickException):
+    """One line on stderr (`Error: ...`) and the given exit status: what failed and what to do."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def load_settings(production: bool = False) -> Settings:
+    """The settings from the environment. `production`: a command that writes person keys or personal
+    data outside the embedded demo; it refuses the demo secrets (exit 2, one line naming the variable)."""
+    from hub.adapters import sealing
+
+    try:
+        settings = Settings.from_env()
+        sealing.configure(settings.data_keys)  # personal data at rest (HUB_DATA_KEYS)
+        if production:
+            settings.require_production_secrets()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return settings
+
+
+def wait_for(settings: Settings, *, kafka_url: str | None = None, database_url: str | None = None) -> None:
+    """Wait for the services a command needs (HUB_STARTUP_TIMEOUT seconds each, progress on stderr);
+    one that stays down is refused with one line and EXIT_UNAVAILABLE. The one shared start-up check
+    of every command that needs the broker or the database."""
+    from hub.adapters.health import ServiceUnavailable, wait_for_broker, wait_for_database
+
+    def progress(msg: str) -> None:
+        click.echo(f"hub: {msg}", err=True)
+
+    if kafka_url:  # a TLS/SASL setting that cannot work is a usage error, not a broker to wait for
+        from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
+
+        try:
+            kafka_client_options(settings)
+        except KafkaSecurityError as exc:
+            raise Refused(str(exc)) from None
+    try:
+        if kafka_url:
+            wait_for_broker(settings, kafka_url, progress)
+        if database_url:
+            wait_for_database(settings, database_url, progress)
+    except ServiceUnavailable as exc:
+        raise Refused(str(exc), EXIT_UNAVAILABLE) from None
+
+
+def configure_logging(level: str) -> None:
+    from hub.logs import configure
+
+    configure(level)
