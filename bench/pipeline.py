@@ -532,7 +532,7 @@ def render(r: dict) -> str:
         f"  (a) bare aiokafka pipe:   {r['baseline_events_per_s']:>9.0f} events/s",
         f"  (b) hub pipeline:         {r['hub_events_per_s']:>9.0f} events/s   ratio (b)/(a) {r['ratio']:.2f}  (target >= 0.5)",
         f"  CPU per event:            (a) {cpu['bare']} µs, (b) {cpu['hub']} µs   ratio (a)/(b) {cpu['ratio']:.2f}  (this process, every thread)",
-        f"  (b) by thread:            " + ", ".join(f"{name} {us} µs" for name, us in r.get("hub_cpu_us_per_event_by_thread", {}).items()),
+        "  (b) by thread:            " + ", ".join(f"{name} {us} µs" for name, us in r.get("hub_cpu_us_per_event_by_thread", {}).items()),
         floor,
         f"  latency at {lat['offered_events_per_s']:.0f}/s:      p50 {lat['p50_ms']} ms  p95 {lat['p95_ms']} ms  p99 {lat['p99_ms']} ms  (target p99 <= 50 ms; "
         f"{lat['seen']} referrals)",

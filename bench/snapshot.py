@@ -101,7 +101,7 @@ def detect_all(values: list[bytes], states, secret: str, window: int, batch: int
         stored = states.get_many({k for _, keys in records for k in keys if k})
         written: dict = {}
         for record, keys in records:
-            done = step(record, lambda k: written[k] if k in written else stored.get(k), secret, window, keys=keys)
+            done = step(record, lambda k, written=written, stored=stored: written[k] if k in written else stored.get(k), secret, window, keys=keys)
             for ev in done.found:
                 codec.encode("Newcomer", newcomer_record(ev, done.key, record["recorded_at"]))
             found_total += len(done.found)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from hub import metrics
 from hub.adapters import database
-from hub.adapters.referral_ledger import ReferralLedger, refresh_gauges
+from hub.adapters.referral_ledger import refresh_gauges
 from hub.routing.engine import route
 from hub.routing.model import RoutingInput
 from hub.routing.reference import default_reference
@@ -17,15 +17,6 @@ from hub.routing.rules import default_rules
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime(2025, 6, 15, 12, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("database_url")
-    database.upgrade(url)
-    engine = database.create_engine(url)
-    yield ReferralLedger(engine)
-    engine.dispose()
 
 
 def newcomer(person_key, event_id=None, **fields):

@@ -13,7 +13,6 @@ from hub.routing.engine import route
 from hub.routing.model import RoutingInput
 from hub.routing.reference import default_reference
 from hub.routing.rules import default_rules
-from tests.integration.test_referral_ledger import ledger  # noqa: F401 - the same SQLite and PostgreSQL ledgers
 
 pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc

@@ -290,7 +290,7 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
             for i, share in enumerate(thresholds):
                 await asyncio.sleep(rng.uniform(0.5, 4.0))  # at least a little life after each (re)start
                 target = int(share * inputs.expected_marks)
-                if not await wait(lambda: marks() >= target, STALL_TIMEOUT, f"progress to {share:.0%} of the expected marks before kill {i + 1}"):
+                if not await wait(lambda target=target: marks() >= target, STALL_TIMEOUT, f"progress to {share:.0%} of the expected marks before kill {i + 1}"):
                     counts["stalled"] = (f"no progress to {share:.0%} of the expected marks within {STALL_TIMEOUT:.0f} s after restart {worker.starts - 1} "
                                          f"(before kill {i + 1}; marks {marks()} of {inputs.expected_marks})")
                     break

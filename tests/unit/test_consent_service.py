@@ -22,19 +22,6 @@ EMPLOY, MUNI = "employment_authority:08", "municipality:091"
 LAW = model.LegalBasis("681/2023 § 99 (test)", "integration_plan", frozenset({"employment_authority"}), frozenset({"language_skills"}))
 
 
-@pytest.fixture
-def clock():
-    return {"now": T0}
-
-
-@pytest.fixture
-def registry(clock):
-    engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-    database.Base.metadata.create_all(engine)
-    yield ConsentRegistry(database.session_factory(engine), person_key_secret="s", clock=lambda: clock["now"])
-    engine.dispose()
-
-
 def grant(cid, **kw):
     base = dict(event_id=f"g-{cid}", consent_id=cid, person_id=PERSON, action="granted", recorded_by=MUNI, recorded_at=T0,
                 data_categories=frozenset({"education"}), recipients=frozenset({EMPLOY}))

@@ -4,7 +4,7 @@ discloses (plan request in the outbox, keyed by the person key, on the recipient
 none holds the assessment and tells the assessor, a redelivered assessment changes nothing."""
 
 from hub.schemas import topics
-from tests.unit.test_consent_service import EMPLOY, KEY, MUNI, PERSON, T0, assess, clock, grant, registry, rows  # noqa: F401 - fixtures
+from tests.unit.test_consent_service import EMPLOY, KEY, MUNI, PERSON, T0, assess, grant, rows
 
 
 def test_a_consent_covering_the_recipient_discloses_a_plan_request_on_its_own_topic(registry):

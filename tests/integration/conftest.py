@@ -1,0 +1,15 @@
+"""Fixtures shared by the integration tests."""
+
+import pytest
+
+from hub.adapters import database
+from hub.adapters.referral_ledger import ReferralLedger
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'hub.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("database_url")
+    database.upgrade(url)
+    engine = database.create_engine(url)
+    yield ReferralLedger(engine)
+    engine.dispose()
