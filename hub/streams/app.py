@@ -1,12 +1,15 @@
-"""The faust app of the hub: built once from Settings, with its topics and the publish helpers.
+"""The hub's faust app (lifecycle, timers, services) and HubApp: topics declared once, the batch
+consumers that read them, and the helpers to publish, sign and dead-letter events.
 
 Values on every topic are raw bytes in the Confluent wire format, written and read only through
-`hub.schemas.codec`: agents decode themselves so that a record that fails to decode goes to the
-dead-letter topic with its original bytes instead of being dropped inside faust.
+`hub.schemas.codec`: consumers decode themselves so that a record that fails to decode goes to the
+dead-letter topic with its original bytes.
 
-With an identity configuration (`HUB_PUBLISHERS`) every record on an input topic passes the
-publisher check (`hub.domain.publishers`) before any agent sees it, and the hub signs what it
-publishes with its own key.
+Every stream is read by a batch consumer (`hub.adapters.batch_consumer`) and everything is sent
+through producers the hub makes itself (`hub.adapters.kafka_producer.new_producer`): one per batch
+consumer, one for the timers and the relay. faust starts neither its consumer nor its producer
+(`_Boot`). With an identity configuration (`HUB_PUBLISHERS`) consumers pass every record of an input
+topic through the publisher check (`refuse`) first, and the hub signs what it publishes with its own key.
 """
 
 from __future__ import annotations
@@ -18,15 +21,13 @@ import uuid
 from typing import Any
 
 import faust
-from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
-from hub.adapters import faust_consumer  # noqa: F401 - the worker consumer's fetch wait is a setting
-from faust.exceptions import Skip
+from faust.app import BootStrategy
 
 from hub import metrics
 from hub.domain import publishers as identity
 from hub.adapters.batch_consumer import BatchConsumer, dead_lettered, failure_reason, is_outage, retry_pause, stream_producer, too_large
 from hub.adapters.database import with_database_retry
-from hub.adapters.kafka_producer import KeyPartitioner
+from hub.adapters.kafka_producer import new_producer
 from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
 from hub.schemas.codec import Codec, CodecError, default_codec
@@ -106,20 +107,38 @@ def dead_letter_record(
     return record
 
 
+class _Boot(BootStrategy):
+    """What faust starts with the app: its sensors, agents manager, timers and services, never its
+    producer (the hub publishes through its own), and its consumer only while a faust agent is
+    declared (the hub declares none: its streams are read by batch consumers). Without agents
+    faust's consumer would still start and join the group `<app id>` with nothing subscribed."""
+
+    enable_kafka_producer = False
+
+    @property
+    def enable_kafka_consumer(self) -> bool:  # read when the app starts, after every agent is declared
+        return bool(self.app.agents)
+
+
 class _App(faust.App):
-    """faust.App whose streams first run the hub's publisher check (when one is set)."""
+    """faust.App that starts the hub's producer and connects its batch consumers when it starts."""
 
-    publisher_check = None  # async (stream, value) -> value, raising Skip for a refused record
+    BootStrategy = _Boot
     batch_consumers: tuple | list = ()  # HubApp sets a list per app (HubApp.batch_consumer): they join their groups when the app starts
-
+    hub_new_producer = None  # HubApp sets what makes the producer of timers and the relay: made and started here
+    hub_producer = None  # that producer while the app runs; stopped after every service and timer
     hub_gc_threshold = 0  # HubApp sets HUB_GC_THRESHOLD
 
     async def on_start(self) -> None:
         await super().on_start()
         # everything built so far lives as long as the worker: frozen out of the collector's walks
         tune_gc(self.hub_gc_threshold)
-        # the batch consumers' group joins (seconds each) go on while faust's consumer joins its
-        # group; their processing starts with the app's extra services, after the producer
+        if self.hub_new_producer is not None and self.hub_producer is None:
+            producer = self.hub_new_producer()  # an aiokafka client is made inside the running loop
+            await producer.start()
+            self.hub_producer = producer
+        # the batch consumers' group joins (seconds each) go on in the background; their processing
+        # starts with the app's extra services
         for service in self.batch_consumers:
             await service.connect()
 
@@ -129,16 +148,15 @@ class _App(faust.App):
             if not service.processing:  # the app stopped before its extra services started: only joined
                 await service.close()
 
-    def stream(self, channel, beacon=None, **kwargs):
-        s = super().stream(channel, beacon=beacon, **kwargs)
-        check = self.publisher_check
-        if check is not None:
-            s.add_processor(lambda value: check(s, value))
-        return s
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        producer, self.hub_producer = self.hub_producer, None
+        if producer is not None:  # after the services and timers that publish through it
+            await producer.stop()
 
 
 class HubApp:
-    """One faust.App with the hub's topics declared once, and helpers to publish events.
+    """One faust.App with the hub's topics declared once, its batch consumers, and helpers to publish events.
 
     `signed_topics`: the topics whose records must be signed when `settings.publishers` is set
     (the input topics; tests name their own)."""
@@ -155,55 +173,21 @@ class HubApp:
             broker=kafka_url,
             broker_credentials=faust_credentials(settings),
             store="memory://",
-            # faust's own data directory (table stores; it makes `<datadir>/v1/tables` at start):
-            # under HUB_DATA_DIR instead of faust's `<app id>-data` in the working directory
+            # faust's own data directory (it makes it at start): under HUB_DATA_DIR instead of faust's
+            # `<app id>-data` in the working directory
             datadir=str(self._faust_datadir(settings)),
             web_enabled=False,
-            topic_partitions=settings.topic_partitions,
-            topic_replication_factor=1,
-            broker_session_timeout=settings.session_timeout,
-            broker_rebalance_timeout=settings.rebalance_timeout,
-            broker_heartbeat_interval=settings.heartbeat_interval,
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-            # a record the broker has not acknowledged after this long fails (the caller retries or
-            # dead-letters it) instead of waiting faust's default 20 minutes, e.g. for a partition
-            # leader the producer's metadata lost
-            producer_request_timeout=settings.producer_timeout,
-            # no linger by default: the batch consumers send a whole batch's records before they yield,
-            # so those go in one produce request anyway; 5 ms (the default until session 8) added ~10 ms
-            # to the median latency and no throughput (bench/RESULTS.md, session 8)
-            producer_linger=settings.producer_linger_ms / 1000.0,
-            producer_partitioner=KeyPartitioner(),  # no murmur2 for one-partition topics
-            # Fairness between topics: aiokafka hands out a partition's fetched records until they
-            # are used up before it looks at another partition, so with its default fetch (1 MB per
-            # partition, ~5,000 population changes) routing waited seconds for its newcomers while
-            # detection worked through a backlog. Smaller fetches and polls take turns more often.
-            broker_max_poll_records=settings.max_poll_records,
-            consumer_max_fetch_size=settings.max_fetch_bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            table_cleanup_interval=60.0,
-            # The check guards a persistent local store (RocksDB) against a changelog topic that was
-            # recreated. The hub's store is in memory: its persisted offset is this process's own last
-            # acknowledged changelog write, and in a rebalance the broker's high watermark was seen one
-            # behind it (4974 > 4973 in a crash soak), which crashed the worker (ConsistencyError).
-            recovery_consistency_check=False,
         )
-        self.app.hub_fetch_max_wait_ms = settings.fetch_max_wait_ms  # hub.adapters.faust_consumer
         self.app.hub_gc_threshold = settings.gc_threshold  # hub.streams.gc_tuning, when the app starts
-        # no table is declared after the app starts (the hub declares none: detection's states are in the
-        # database): no 1 s pause before table recovery (hub.adapters.faust_consumer)
-        self.app.hub_tables_declared_first = True
-        if self.publishers is not None:
-            self.app.publisher_check = self._check_publisher
-        self._topics: dict[str, faust.TopicT] = {}
+        # the producer of the timers and the relay (a batch consumer's handler publishes through its own)
+        self.app.hub_new_producer = lambda: new_producer(settings, kafka_url, f"{settings.app_id}-hub")
+        self._topics: dict[str, faust.TopicT] = {}  # declared for faust agents (tests); created by ensure_topics
+        self._declared: set[str] = set()  # every topic the hub reads or always writes: ensure_topics creates them
         self._existing: set[str] = set()  # topics known to exist on the broker (created or found by ensure_topics)
         self.dead_letter_store = None  # hub.adapters.dead_letter_store.DeadLetterStore, made on first use (or set by a test)
         self._dead_letter_calls = None
-        self.app.batch_consumers = []  # streams read without faust's agents (hub.adapters.batch_consumer)
-        for name in names.FIXED_TOPICS:
-            self.topic(name)
+        self.app.batch_consumers = []  # every stream the hub reads (hub.adapters.batch_consumer)
+        self._declared.update(names.FIXED_TOPICS)
 
     @staticmethod
     def _faust_datadir(settings: Settings):
@@ -218,11 +202,12 @@ class HubApp:
     def batch_consumer(self, name: str, topic: str, handle, max_records: int) -> BatchConsumer:
         """Read `topic` in batches of up to `max_records` with plain aiokafka (`hub.adapters.batch_consumer`):
         `handle(records)` returns when the batch is done, then its offsets are committed. The consumer
-        starts and stops with the app, in its own group `batch_group(name)`, with the worker
-        consumer's settings (HUB_KAFKA_*); while records flow it fetches with the pipeline's short wait
-        (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS), after a quiet second with the worker's (HUB_KAFKA_FETCH_MAX_WAIT_MS)."""
+        starts and stops with the app, in its own group `batch_group(name)`, with the group timings of
+        HUB_KAFKA_*; while records flow it fetches with the pipeline's short wait
+        (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS), after a quiet second with the worker's (HUB_KAFKA_FETCH_MAX_WAIT_MS).
+        What `handle` publishes goes through the consumer's own producer."""
         s = self.settings
-        self.topic(topic)  # declared like an agent's: `ensure_topics` creates it with HUB_TOPIC_PARTITIONS
+        self._declared.add(topic)  # `ensure_topics` creates it with HUB_TOPIC_PARTITIONS
         options = dict(
             bootstrap_servers=bootstrap_servers(self.kafka_url),
             client_id=f"{s.app_id}-{name}",
@@ -234,7 +219,7 @@ class HubApp:
             **kafka_client_options(s),
         )
         service = BatchConsumer(name=name, topics=[topic], group_id=self.batch_group(name), handle=handle, consumer_options=options,
-                                max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms, new_producer=lambda: self._new_producer(name),
+                                max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms, new_producer=lambda: new_producer(s, self.kafka_url, f"{s.app_id}-{name}"),
                                 isolate=lambda record, exc: self.isolate(name, record, exc))
         self.app.service(service)  # processing starts after the app's producer and consumer, stops before them
         self.app.batch_consumers.append(service)
@@ -250,18 +235,6 @@ class HubApp:
         await sent
         metrics.events_consumed.labels(record.topic, "dead_letter").inc()
 
-    def _new_producer(self, name: str):
-        """A plain aiokafka producer configured like the app's own (faust's, above): its acks, linger,
-        request timeout and partitioner, no idempotence (the embedded broker refuses it; consumers
-        dedupe by event id), the hub's TLS/SASL."""
-        from aiokafka import AIOKafkaProducer
-
-        conf = self.app.conf
-        return AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.kafka_url), client_id=f"{self.settings.app_id}-{name}",
-                                acks=conf.producer_acks, enable_idempotence=False, linger_ms=int(conf.producer_linger * 1000),
-                                request_timeout_ms=int(conf.producer_request_timeout * 1000), partitioner=conf.producer_partitioner,
-                                **kafka_client_options(self.settings))
-
     @property
     def batch_consumers(self) -> list[BatchConsumer]:
         return self.app.batch_consumers
@@ -273,7 +246,7 @@ class HubApp:
         before their first record (`ensure_exists`)."""
         from hub.adapters.kafka_admin import ensure_topics
 
-        declared = sorted(self._topics)
+        declared = sorted(self._declared | set(self._topics))
         on_broker: set[str] = set()
         created = ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, seen=on_broker, **kafka_client_options(self.settings))
         self._existing.update(declared)
@@ -298,35 +271,40 @@ class HubApp:
         self._existing.add(topic)
 
     def topic(self, name: str) -> faust.TopicT:
-        """The faust topic for a name (declared once, cached)."""
+        """The faust topic for a name, for a faust agent (declared once, cached). The hub's own streams
+        use batch consumers; an agent makes the app start faust's consumer (`_Boot`)."""
         t = self._topics.get(name)
         if t is None:
             t = self._topics[name] = self.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
         return t
 
+    @property
+    def producer(self):
+        """The producer of the timers and the relay while the app runs (`hub.adapters.kafka_producer.new_producer`), else None."""
+        return self.app.hub_producer
+
+    def producer_here(self):
+        """The producer to send through here: in a batch consumer's handler its own, else the hub's."""
+        producer = stream_producer.get() or self.app.hub_producer
+        if producer is None:
+            raise RuntimeError("the hub's producer runs only while its app does (hub.streams.runner.running, hub worker)")
+        return producer
+
     async def publish(self, topic: str, name: str, record: dict, key: str | bytes | None = None) -> Any:
-        """Encode through the codec, add CloudEvents headers, and send. Returns the send future."""
+        """Encode through the codec, add CloudEvents headers (signed when the hub has a key), and send.
+        Returns the future of the broker's acknowledgement."""
         value = self.codec.encode(name, record)
         if isinstance(key, str):
             key = key.encode()
         await self.ensure_exists(topic)
         headers = self.signed(cloudevent_headers(name, record), value)
-        producer = stream_producer.get()
-        if producer is not None:  # in a batch consumer's handler: its own producer (hub.adapters.batch_consumer)
-            return await producer.send(topic, value, key=key, headers=headers)
-        # straight to the app's producer (the aiokafka producer faust started): faust's Topic.send
-        # adds a FutureMessage, callbacks and sensors per record the hub does not use (session 6)
-        return await self.app.producer.send(topic, key, value, None, None, headers)
+        return await self.producer_here().send(topic, value, key, headers=headers)
 
     def signed(self, headers: list[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
         """`headers` with the hub's signature when it has a key of its own (id = HUB_APP_ID), else as given."""
         if self.signing_key is None:
             return headers
         return identity.sign_headers(headers, value, self.settings.app_id, self.signing_key)
-
-    async def publish_acked(self, topic: str, name: str, record: dict, key: str | bytes | None = None) -> Any:
-        """Publish and wait until the broker acknowledged the record (before state moves on)."""
-        return await (await self.publish(topic, name, record, key))
 
     async def dead_letter(
         self,
@@ -422,45 +400,10 @@ class HubApp:
             memo[where] = sent
         return sent
 
-    async def handle_safely(self, event, handler, what: str, sends: list | None = None) -> Any:
-        """Run `handler(event)` for one record of a faust agent; the agent goes on whatever happens.
-
-        An outage (`hub.adapters.batch_consumer.is_outage`: the database or the broker unreachable)
-        is waited out: the handler is run again after a pause (1 s doubling to 30 s), nothing is
-        dropped. Any other error is the record's own: the record is dead-lettered (`internal_error`,
-        `unprocessable` for a value the database or the producer refused), its dead letter awaited
-        until it exists (added to `sends` instead when given). The message names the error type
-        only (exception texts may quote personal data)."""
-        failures = 0
-        while True:
-            try:
-                return await handler(event)
-            except Exception as exc:  # noqa: BLE001 - a worker must survive any single record
-                if not is_outage(exc):
-                    await self.internal_error(event, what, exc, sends)
-                    return None
-                failures += 1
-                msg = consumed_record(event)
-                log.warning("%s: %s on %s[%s]@%s, an outage; trying again in %.0f s", what, type(exc).__name__, msg.topic, msg.partition,
-                            msg.offset, retry_pause(failures))
-                await asyncio.sleep(retry_pause(failures))
-
-    async def internal_error(self, event, what: str, exc: Exception, sends: list | None = None) -> None:
-        """`handle_safely`'s side of an error that is not an outage (an outage is raised again, for the
-        caller to retry): the record goes to dead letters (reason `unprocessable` for a value the
-        database or the producer refused, else `internal_error`; the error's type named, never its
-        text). Its send future goes to `sends` when given; else it is awaited, and sent again after
-        a pause while the broker is unreachable."""
-        if is_outage(exc):
-            raise exc
-        msg = consumed_record(event)
-        log.error("%s failed with %s on %s[%s]@%s; record sent to dead letters", what, type(exc).__name__, msg.topic, msg.partition, msg.offset)
-        await self.dead_letter_acked(msg, failure_reason(exc), f"{what} failed with {type(exc).__name__}; the record is kept for replay after a fix", sends)
-
     async def dead_letter_acked(self, msg, reason: str, message: str, sends: list | None = None) -> None:
         """`dead_letter_message`, then: with `sends`, its future added there; without, awaited until
         the dead letter exists, sent again after a pause (1 s doubling to 30 s) while that fails
-        with an outage (a faust agent acknowledges its record when it takes the next one)."""
+        with an outage."""
         if sends is not None:
             sends.append(await self.dead_letter_message(msg, reason, message))
             return
@@ -477,26 +420,17 @@ class HubApp:
                             type(exc).__name__, retry_pause(failures))
                 await asyncio.sleep(retry_pause(failures))
 
-    async def _check_publisher(self, stream, value):
-        """faust's side of `refuse`: a refused record is skipped (and acknowledged) before any agent decodes it."""
-        event = stream.current_event
-        if event is None:
-            return value
-        if await self.refuse(event.message, acked=True) is not None:  # returns once the dead letter exists
-            raise Skip()
-        return value
-
     def checks_publishers(self, topic: str) -> bool:
         """Whether records of `topic` go through `refuse` (a signed topic with publishers configured);
         a batch consumer skips the call for the others."""
         return self.publishers is not None and topic in self.signed_topics
 
-    async def refuse(self, msg, *, acked: bool = False) -> Any:
+    async def refuse(self, msg) -> Any:
         """The publisher check of one consumed record: on a signed topic a record that is unsigned,
         badly signed, or whose identity fields its signer may not use goes to dead letters (reason
-        `forbidden` etc.); returns that dead letter's send future (`acked`: a done future, returned
-        once the dead letter exists, `dead_letter_acked`), None when the record may be processed. A
-        signed record that does not decode passes: its consumer dead-letters it with the codec's reason."""
+        `forbidden` etc.); returns that dead letter's send future, None when the record may be
+        processed. A signed record that does not decode passes: its consumer dead-letters it with
+        the codec's reason."""
         if not self.checks_publishers(msg.topic):
             return None
         raw = msg.value if isinstance(msg.value, (bytes, bytearray)) else b""
@@ -512,11 +446,7 @@ class HubApp:
                 return None
         sends: list = []
         first = not self.dead_lettered_already(msg)
-        await self.dead_letter_acked(msg, verdict.reason, verdict.message, None if acked else sends)
+        await self.dead_letter_acked(msg, verdict.reason, verdict.message, sends)
         if first:
             metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
-        if sends:
-            return sends[0]
-        kept = asyncio.get_running_loop().create_future()
-        kept.set_result(None)
-        return kept
+        return sends[0]
