@@ -21,7 +21,7 @@ class FakeProducer:
     def __init__(self):
         self.sent = []
 
-    async def send_and_wait(self, topic, key, value, **kw):
+    async def send_and_wait(self, topic, value, key, **kw):
         self.sent.append((topic, key, value))
 
 
@@ -32,9 +32,11 @@ class FakeHub:
         self.codec = default_codec()
         self.declared = []
         self.producer = FakeProducer()
-        self.app = self
 
-    async def maybe_start_producer(self):
+    def batch_group(self, name):
+        return f"test.{name}"
+
+    def producer_here(self):
         return self.producer
 
     async def ensure_exists(self, name):
