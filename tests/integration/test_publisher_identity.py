@@ -39,10 +39,10 @@ class Collector:
     def __init__(self, hub: HubApp, *topic_names: str):
         self.records: list[dict] = []
         for name in topic_names:
-            @hub.app.agent(hub.topic(name), name=f"collect-{name}")
-            async def collect(stream):
-                async for value in stream:
-                    self.records.append(hub.codec.decode(value).record)
+            async def collect(batch):
+                self.records.extend(hub.codec.decode(msg.value).record for msg in batch)
+
+            hub.batch_consumer(f"collect-{name}", name, collect, 500)
 
     def where(self, **match):
         return [r for r in self.records if all(r.get(k) == v for k, v in match.items())]
@@ -54,7 +54,7 @@ async def send_as(hub: HubApp, topic: str, name: str, record: dict, key: str, si
     headers = cloudevent_headers(name, record)
     if signer is not None:
         headers = sign_headers(headers, value, signer, KEYS[key_of or signer])
-    await (await hub.topic(topic).send(key=key.encode(), value=value, headers=headers))
+    await hub.producer.send_and_wait(topic, value, key.encode(), headers=headers)
     return value
 
 
