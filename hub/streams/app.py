@@ -177,6 +177,11 @@ class HubApp:
             # `<app id>-data` in the working directory
             datadir=str(self._faust_datadir(settings)),
             web_enabled=False,
+            # faust's consumer starts only for a faust agent (`_Boot`): then it joins its group with the
+            # batch consumers' timings (HUB_KAFKA_SESSION_TIMEOUT etc.) instead of faust's minute
+            broker_session_timeout=settings.session_timeout,
+            broker_rebalance_timeout=settings.rebalance_timeout,
+            broker_heartbeat_interval=settings.heartbeat_interval,
         )
         self.app.hub_gc_threshold = settings.gc_threshold  # hub.streams.gc_tuning, when the app starts
         # the producer of the timers and the relay (a batch consumer's handler publishes through its own)
