@@ -24,21 +24,19 @@ import faust
 from faust.app import BootStrategy
 
 from hub import metrics
-from hub.domain import publishers as identity
-from hub.adapters.batch_consumer import BatchConsumer, dead_lettered, failure_reason, is_outage, retry_pause, stream_producer, too_large
-from hub.adapters.database import with_database_retry
+from hub.adapters.batch_consumer import BatchConsumer, failure_reason
+from hub.adapters.kafka.publisher import Publisher
+from hub.adapters.kafka.publisher_check import PublisherCheck
 from hub.adapters.kafka_producer import new_producer
 from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
-from hub.schemas.codec import Codec, CodecError, default_codec
+from hub.schemas.codec import Codec, default_codec
 from hub.streams import topics as names
 from hub.streams.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
 
 CE_TYPE_PREFIX = "fi.integrationhub."
-
-KEPT_KEY_BYTES = 1024  # a longer original key stays in the database only, not on the pointing dead-letter record
 
 # topics other organisations' systems write to: their records must be signed when identity is configured
 INPUT_TOPICS = (names.POPULATION_CHANGES, names.ASSESSMENTS, names.CONSENTS, names.REFERRAL_STATUS)
@@ -156,7 +154,9 @@ class _App(faust.App):
 
 
 class HubApp:
-    """One faust.App with the hub's topics declared once, its batch consumers, and helpers to publish events.
+    """The hub's faust app with its batch consumers, its publisher (`hub.adapters.kafka.publisher`:
+    publish, sign, dead-letter, make topics) and its publisher check
+    (`hub.adapters.kafka.publisher_check`); the methods below hand on to those two.
 
     `signed_topics`: the topics whose records must be signed when `settings.publishers` is set
     (the input topics; tests name their own)."""
@@ -165,9 +165,6 @@ class HubApp:
         self.settings = settings
         self.codec = codec or default_codec()
         self.kafka_url = kafka_url
-        self.publishers = settings.publishers
-        self.signing_key = settings.signing_key()
-        self.signed_topics = frozenset(signed_topics)
         self.app = _App(
             settings.app_id,
             broker=kafka_url,
@@ -186,13 +183,10 @@ class HubApp:
         self.app.hub_gc_threshold = settings.gc_threshold  # hub.streams.gc_tuning, when the app starts
         # the producer of the timers and the relay (a batch consumer's handler publishes through its own)
         self.app.hub_new_producer = lambda: new_producer(settings, kafka_url, f"{settings.app_id}-hub")
+        self.publisher = Publisher(settings, kafka_url, self.codec, lambda: self.app.hub_producer)
+        self.publisher_check = PublisherCheck(settings.publishers, frozenset(signed_topics), self.codec, self.publisher)
         self._topics: dict[str, faust.TopicT] = {}  # declared for faust agents (tests); created by ensure_topics
-        self._declared: set[str] = set()  # every topic the hub reads or always writes: ensure_topics creates them
-        self._existing: set[str] = set()  # topics known to exist on the broker (created or found by ensure_topics)
-        self.dead_letter_store = None  # hub.adapters.dead_letter_store.DeadLetterStore, made on first use (or set by a test)
-        self._dead_letter_calls = None
         self.app.batch_consumers = []  # every stream the hub reads (hub.adapters.batch_consumer)
-        self._declared.update(names.FIXED_TOPICS)
 
     @staticmethod
     def _faust_datadir(settings: Settings):
@@ -212,7 +206,7 @@ class HubApp:
         (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS), after a quiet second with the worker's (HUB_KAFKA_FETCH_MAX_WAIT_MS).
         What `handle` publishes goes through the consumer's own producer."""
         s = self.settings
-        self._declared.add(topic)  # `ensure_topics` creates it with HUB_TOPIC_PARTITIONS
+        self.publisher.declared.add(topic)  # `ensure_topics` creates it with HUB_TOPIC_PARTITIONS
         options = dict(
             bootstrap_servers=bootstrap_servers(self.kafka_url),
             client_id=f"{s.app_id}-{name}",
@@ -245,35 +239,10 @@ class HubApp:
         return self.app.batch_consumers
 
     def ensure_topics(self) -> list[str]:
-        """Create the hub's fixed topics (and any declared so far) with the configured partitions, and
-        remember every topic already on the broker: the per-recipient topics a deployment made
-        (`hub topics --create`, Strimzi's KafkaTopic resources) then need no admin round trip
-        before their first record (`ensure_exists`)."""
-        from hub.adapters.kafka_admin import ensure_topics
-
-        declared = sorted(self._declared | set(self._topics))
-        on_broker: set[str] = set()
-        created = ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, seen=on_broker, **kafka_client_options(self.settings))
-        self._existing.update(declared)
-        self._existing.update(on_broker)
-        return created
+        return self.publisher.ensure_topics()
 
     async def ensure_exists(self, topic: str) -> None:
-        """Create a per-recipient topic (referrals, plan requests, notices) before its first record,
-        with HUB_TOPIC_PARTITIONS partitions, instead of leaving it to the broker's auto-creation on
-        produce (other partition counts; on the embedded broker a produce that auto-created several
-        topics was seen to stall). Where the hub may not create topics (ACLs on Strimzi, where the
-        KafkaTopic resources make them), the failure is logged once and the send goes ahead."""
-        if topic in self._existing:
-            return
-        from hub.adapters.kafka_admin import ensure_topics
-
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: ensure_topics(self.kafka_url, [topic], self.settings.topic_partitions, **kafka_client_options(self.settings)))
-        except Exception as exc:  # noqa: BLE001 - not allowed or not reachable: the produce says more
-            log.warning("could not make sure topic %s exists (%s); sending anyway", topic, type(exc).__name__)
-        self._existing.add(topic)
+        await self.publisher.ensure_exists(topic)
 
     def topic(self, name: str) -> faust.TopicT:
         """The faust topic for a name, for a faust agent (declared once, cached). The hub's own streams
@@ -281,6 +250,7 @@ class HubApp:
         t = self._topics.get(name)
         if t is None:
             t = self._topics[name] = self.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+            self.publisher.declared.add(name)
         return t
 
     @property
@@ -289,169 +259,36 @@ class HubApp:
         return self.app.hub_producer
 
     def producer_here(self):
-        """The producer to send through here: in a batch consumer's handler its own, else the hub's."""
-        producer = stream_producer.get() or self.app.hub_producer
-        if producer is None:
-            raise RuntimeError("the hub's producer runs only while its app does (hub.streams.runner.running, hub worker)")
-        return producer
+        return self.publisher.producer_here()
 
     async def publish(self, topic: str, name: str, record: dict, key: str | bytes | None = None) -> Any:
-        """Encode through the codec, add CloudEvents headers (signed when the hub has a key), and send.
-        Returns the future of the broker's acknowledgement."""
-        value = self.codec.encode(name, record)
-        if isinstance(key, str):
-            key = key.encode()
-        await self.ensure_exists(topic)
-        headers = self.signed(cloudevent_headers(name, record), value)
-        return await self.producer_here().send(topic, value, key, headers=headers)
+        return await self.publisher.publish(topic, name, record, key)
 
     def signed(self, headers: list[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
-        """`headers` with the hub's signature when it has a key of its own (id = HUB_APP_ID), else as given."""
-        if self.signing_key is None:
-            return headers
-        return identity.sign_headers(headers, value, self.settings.app_id, self.signing_key)
+        return self.publisher.signed(headers, value)
 
-    async def dead_letter(
-        self,
-        original_value: bytes,
-        reason: str,
-        message: str,
-        *,
-        original_topic: str | None = None,
-        partition: int | None = None,
-        offset: int | None = None,
-        original_key: bytes | None = None,
-        location: str | None = None,
-    ) -> asyncio.Future:
-        """Send a record that could not be processed to the dead-letter topic, bytes unchanged.
-
-        Returns a future done once the dead letter exists: acknowledged by the broker, or, when the
-        record is too large for the producer or the broker, kept whole in the database
-        (`hub.adapters.dead_letter_store`) with a record on the topic pointing at it. Only then is it
-        counted in `hub_dead_letters_total`; a failure to keep it (an outage) is the future's error."""
-        record = dead_letter_record(
-            original_value, reason, message, original_topic=original_topic, partition=partition, offset=offset, original_key=original_key, location=location
-        )
-        log.warning("dead letter: reason=%s topic=%s location=%s: %s", reason, original_topic, location, message)
-        try:
-            sent = await self.publish(names.DEAD_LETTERS, "DeadLetter", record, key=original_key)
-        except Exception as exc:  # noqa: BLE001 - only a size is handled here
-            if not too_large(exc):
-                raise
-            sent = None  # refused by the producer before sending
-        return asyncio.ensure_future(self._dead_letter_kept(sent, record))
-
-    async def _dead_letter_kept(self, sent, record: dict) -> Any:
-        result = None
-        if sent is not None:
-            try:
-                result = await sent
-            except Exception as exc:  # noqa: BLE001 - only a size is handled here
-                if not too_large(exc):
-                    raise
-                sent = None  # refused by the broker
-        if sent is None:
-            result = await self._keep_in_database(record)
-        metrics.dead_letters.labels(record["reason"]).inc()
-        return result
-
-    async def _keep_in_database(self, record: dict) -> Any:
-        """Keep a dead letter too large for the topic whole in the database, and send a record that
-        points at it (empty original; the key too when it is long), acknowledged."""
-        from hub.adapters.dead_letter_store import pointer
-
-        store, calls = self._dead_letter_store()
-        row_id = await with_database_retry(lambda: calls.run(store.add, record), "keeping a dead letter too large for its topic")
-        size = len(record["original_value"])
-        key = record["original_key"]
-        log.warning("dead letter of %s bytes (reason=%s) too large for the dead-letter topic: kept whole in the database as dead letter %s",
-                    size, record["reason"], row_id)
-        short = dict(record, original_value=b"", location=pointer(row_id),
-                     original_key=key if key is None or len(key) <= KEPT_KEY_BYTES else None,
-                     message=f"{record['message']} [the original ({size} bytes) is too large for the dead-letter topic and is kept "
-                             f"whole in the hub database: hub dead-letters show {row_id}]")
-        return await (await self.publish(names.DEAD_LETTERS, "DeadLetter", short, key=short["original_key"]))
-
-    def _dead_letter_store(self):
-        """The dead-letter store on the hub database (HUB_DATABASE_URL) and where its calls run, made on first use."""
-        if self.dead_letter_store is None:
-            from hub.adapters.database import create_engine
-            from hub.adapters.dead_letter_store import DeadLetterStore
-
-            self.dead_letter_store = DeadLetterStore(create_engine(self.settings.resolved_database_url()))
-        if self._dead_letter_calls is None:
-            from hub.adapters.database import DatabaseCalls
-
-            self._dead_letter_calls = DatabaseCalls(self.dead_letter_store.engine, "dead-letters")
-        return self.dead_letter_store, self._dead_letter_calls
+    async def dead_letter(self, original_value: bytes, reason: str, message: str, **where) -> asyncio.Future:
+        return await self.publisher.dead_letter(original_value, reason, message, **where)
 
     def dead_lettered_already(self, msg) -> bool:
-        """Whether `msg` was dead-lettered before in the batch being handled (a narrowed-down batch is
-        handled again in parts): its dead letter is not sent, nor counted, twice."""
-        memo = dead_lettered.get()
-        return memo is not None and (msg.topic, msg.partition, msg.offset) in memo
+        return self.publisher.dead_lettered_already(msg)
 
     async def dead_letter_message(self, msg, reason: str, message: str) -> Any:
-        """`dead_letter` for a consumed message: its bytes, key, topic, partition and offset. In a batch
-        consumer's handling a record is dead-lettered once however often its batch is narrowed down
-        (`hub.adapters.batch_consumer.dead_lettered`): the first dead letter's future is returned again."""
-        memo = dead_lettered.get()
-        where = (msg.topic, msg.partition, msg.offset)
-        if memo is not None and where in memo:
-            return memo[where]
-        sent = await self.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                                      original_key=msg.key)
-        if memo is not None:
-            memo[where] = sent
-        return sent
+        return await self.publisher.dead_letter_message(msg, reason, message)
 
     async def dead_letter_acked(self, msg, reason: str, message: str, sends: list | None = None) -> None:
-        """`dead_letter_message`, then: with `sends`, its future added there; without, awaited until
-        the dead letter exists, sent again after a pause (1 s doubling to 30 s) while that fails
-        with an outage."""
-        if sends is not None:
-            sends.append(await self.dead_letter_message(msg, reason, message))
-            return
-        failures = 0
-        while True:
-            try:
-                await (await self.dead_letter_message(msg, reason, message))
-                return
-            except Exception as exc:  # noqa: BLE001 - an outage is waited out; anything else is a bug to see
-                if not is_outage(exc):
-                    raise
-                failures += 1
-                log.warning("dead letter of %s[%s]@%s not kept (%s); trying again in %.0f s", msg.topic, msg.partition, msg.offset,
-                            type(exc).__name__, retry_pause(failures))
-                await asyncio.sleep(retry_pause(failures))
+        await self.publisher.dead_letter_acked(msg, reason, message, sends)
+
+    @property
+    def dead_letter_store(self):
+        return self.publisher.dead_letter_store
+
+    @dead_letter_store.setter
+    def dead_letter_store(self, store) -> None:
+        self.publisher.dead_letter_store = store
 
     def checks_publishers(self, topic: str) -> bool:
-        """Whether records of `topic` go through `refuse` (a signed topic with publishers configured);
-        a batch consumer skips the call for the others."""
-        return self.publishers is not None and topic in self.signed_topics
+        return self.publisher_check.checks_publishers(topic)
 
     async def refuse(self, msg) -> Any:
-        """The publisher check of one consumed record: on a signed topic a record that is unsigned,
-        badly signed, or whose identity fields its signer may not use goes to dead letters (reason
-        `forbidden` etc.); returns that dead letter's send future, None when the record may be
-        processed. A signed record that does not decode passes: its consumer dead-letters it with
-        the codec's reason."""
-        if not self.checks_publishers(msg.topic):
-            return None
-        raw = msg.value if isinstance(msg.value, (bytes, bytearray)) else b""
-        verdict = identity.authenticate(msg.headers, raw, self.publishers)
-        if verdict.allowed:
-            try:
-                decoded = self.codec.decode(raw)
-            except CodecError:
-                return None
-            verdict = identity.authorize(self.publishers.by_id[verdict.publisher], decoded.name, decoded.record,
-                                         identity.header(msg.headers, identity.EVENT_ID_HEADER))
-            if verdict.allowed:
-                return None
-        sends: list = []
-        first = not self.dead_lettered_already(msg)
-        await self.dead_letter_acked(msg, verdict.reason, verdict.message, sends)
-        if first:
-            metrics.events_consumed.labels(msg.topic, "dead_letter").inc()
-        return sends[0]
+        return await self.publisher_check.refuse(msg)

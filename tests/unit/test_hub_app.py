@@ -50,7 +50,7 @@ def test_a_record_failing_alone_is_dead_lettered_with_the_type_only():
         kept.set_result(None)
         return kept
 
-    hub.dead_letter = capture
+    hub.publisher.dead_letter = capture
     record = SimpleNamespace(value=b"\x00raw", topic="hub.newcomers.v1", partition=0, offset=7, key=b"k")
     asyncio.run(hub.isolate("routing", record, KeyError("131052-308T")))
     ((value, reason, message, kw),) = letters
