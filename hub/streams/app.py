@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 import faust
 from faust.app import BootStrategy
@@ -198,15 +198,16 @@ class HubApp:
         """The consumer group of the batch consumer `name` (the hub's ACLs allow `<app id>.*`)."""
         return f"{self.settings.app_id}.{name}"
 
-    def batch_consumer(self, name: str, topic: str, handle, max_records: int) -> BatchConsumer:
-        """Read `topic` in batches of up to `max_records` with plain aiokafka (`hub.adapters.batch_consumer`):
+    def batch_consumer(self, name: str, topic: str | Sequence[str], handle, max_records: int) -> BatchConsumer:
+        """Read `topic` (or several topics) in batches of up to `max_records` with plain aiokafka (`hub.adapters.batch_consumer`):
         `handle(records)` returns when the batch is done, then its offsets are committed. The consumer
         starts and stops with the app, in its own group `batch_group(name)`, with the group timings of
         HUB_KAFKA_*; while records flow it fetches with the pipeline's short wait
         (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS), after a quiet second with the worker's (HUB_KAFKA_FETCH_MAX_WAIT_MS).
         What `handle` publishes goes through the consumer's own producer."""
         s = self.settings
-        self.publisher.declared.add(topic)  # `ensure_topics` creates it with HUB_TOPIC_PARTITIONS
+        read = [topic] if isinstance(topic, str) else list(topic)
+        self.publisher.declared.update(read)  # `ensure_topics` creates them with HUB_TOPIC_PARTITIONS
         options = dict(
             bootstrap_servers=bootstrap_servers(self.kafka_url),
             client_id=f"{s.app_id}-{name}",
@@ -217,7 +218,7 @@ class HubApp:
             max_partition_fetch_bytes=s.max_fetch_bytes,
             **kafka_client_options(s),
         )
-        service = BatchConsumer(name=name, topics=[topic], group_id=self.batch_group(name), handle=handle, consumer_options=options,
+        service = BatchConsumer(name=name, topics=read, group_id=self.batch_group(name), handle=handle, consumer_options=options,
                                 max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms, new_producer=lambda: new_producer(s, self.kafka_url, f"{s.app_id}-{name}"),
                                 isolate=lambda record, exc: self.isolate(name, record, exc))
         self.app.service(service)  # processing starts after the app's producer and consumer, stops before them

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from hub import metrics
 from hub.adapters.batch_consumer import dead_lettered, is_outage, retry_pause, stream_producer, too_large
 from hub.adapters.database import with_database_retry
-from hub.adapters.kafka_admin import ensure_topics
+from hub.adapters import kafka_admin
 from hub.adapters.kafka_security import kafka_client_options
 from hub.config import Settings
 from hub.domain import publishers as identity
@@ -47,7 +47,7 @@ class Publisher:
         before their first record (`ensure_exists`)."""
         declared = sorted(self.declared)
         on_broker: set[str] = set()
-        created = ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, seen=on_broker, **kafka_client_options(self.settings))
+        created = kafka_admin.ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, seen=on_broker, **kafka_client_options(self.settings))
         self._existing.update(declared)
         self._existing.update(on_broker)
         return created
@@ -62,7 +62,7 @@ class Publisher:
             return
         try:
             await asyncio.get_running_loop().run_in_executor(
-                None, lambda: ensure_topics(self.kafka_url, [topic], self.settings.topic_partitions, **kafka_client_options(self.settings)))
+                None, lambda: kafka_admin.ensure_topics(self.kafka_url, [topic], self.settings.topic_partitions, **kafka_client_options(self.settings)))
         except Exception as exc:  # noqa: BLE001 - not allowed or not reachable: the produce says more
             log.warning("could not make sure topic %s exists (%s); sending anyway", topic, type(exc).__name__)
         self._existing.add(topic)
