@@ -1,5 +1,5 @@
-"""Consent-gated propagation: thin handlers of hub.assessments.v1 and hub.consents.v1 (read by one
-batch consumer, `hub.adapters.batch_consumer`), the outbox relay, and the periodic sweep (expiries;
+"""Consent-gated propagation: thin handlers of hub.assessments.v1 and hub.consents.v1 (each read by
+a batch consumer, `hub.adapters.batch_consumer`), the outbox relay, and the periodic sweep (expiries;
 consents that became valid). The decisions are in hub.consent.model, the transactions in
 hub.consent.service.
 """
@@ -23,10 +23,11 @@ from hub.consent.service import ConsentRegistry, Outcome
 from hub.schemas.codec import CodecError
 from hub.streams import topics
 from hub.streams.app import HubApp
-from hub.streams.outbox_relay import CONSENT_CONSUMER, ConsentsApplied, OutboxRelay
+from hub.streams.outbox_relay import CONSENTS_CONSUMER, ConsentsApplied, OutboxRelay
 
 log = logging.getLogger(__name__)
 
+ASSESSMENTS_CONSUMER = "consent-assessments"  # the batch consumer of assessments, group `<app id>.consent-assessments`
 
 
 @dataclass
@@ -47,10 +48,10 @@ def register(
     sweep_interval: float = 60.0,
     batch_size: int = 100,
 ) -> ConsentWiring:
-    """Read the consent topics with one batch consumer of the hub's app (`CONSENT_CONSUMER`). `relay=False` leaves committed
+    """Read the consent topics with batch consumers of the hub's app. `relay=False` leaves committed
     outbox rows unsent (tests use it to stand for a worker that dies between the commit and the publish).
 
-    A batch's records are handled one at a time, its consents first, each topic's in offset order: decoded (a record that does not
+    A batch's records are handled one at a time, in offset order: decoded (a record that does not
     decode, or that the registry refuses, is dead-lettered with the precise reason), applied in one
     transaction each, counted, and the outbox relayed. An outage raises: nothing of the batch is
     committed and it is read again (a record applied already is a duplicate then). Any other error
@@ -102,9 +103,9 @@ def register(
         if topic == topics.CONSENTS:
             consents_applied.applied(msg.partition, msg.offset)
 
-    def applier(topic: str, schema: str, convert, handle, outcome):
-        """The handling of one record of `topic`: the publisher check, decode (or dead-letter), apply in
-        one transaction, count, relay."""
+    def consume(name: str, topic: str, schema: str, convert, handle, outcome) -> None:
+        """A batch consumer of `topic`: per record, the publisher check, decode (or dead-letter), apply
+        in one transaction, count, relay."""
 
         async def apply(msg) -> None:
             if hub.checks_publishers(msg.topic):
@@ -124,38 +125,30 @@ def register(
             metrics.events_consumed.labels(topic=topic, outcome="duplicate" if result.duplicate else outcome(item, result)).inc()
             await after(result)
 
-        return apply
+        async def apply_batch(batch) -> None:
+            for msg in batch:
+                await apply(msg)
+                done(topic, msg)
+
+        consumer = hub.batch_consumer(name, topic, apply_batch, batch_size)
+        dead_letter_alone = consumer.isolate
+
+        async def isolate(msg, exc) -> None:
+            """A record whose handling failed alone: dead-lettered by the hub, then done for the relay."""
+            await dead_letter_alone(msg, exc)
+            done(topic, msg)
+
+        consumer.isolate = isolate
 
     def assessment_from_avro(rec, **kw):
         return records.assessment_from_avro(rec, person_key_secret=settings.person_key_secret, **kw)
 
-    # consents first: a consent and an assessment fetched together are applied in that order, so
-    # the assessment finds the consent (else it is held, and released by the consent a moment later)
-    appliers = {
-        topics.CONSENTS: applier(topics.CONSENTS, "Consent", records.consent_from_avro,
-                                 lambda rec, msg: registry.record_consent(rec),
-                                 lambda rec, result: rec.action),
-        topics.ASSESSMENTS: applier(topics.ASSESSMENTS, "AssessmentCompleted", assessment_from_avro,
-                                    lambda a, msg: registry.handle_assessment(a, bytes(msg.value)),
-                                    lambda a, result: "disclosed" if result.disclosed else "held"),
-    }
-
-    async def apply_batch(batch) -> None:
-        for topic, apply in appliers.items():
-            for msg in batch:  # a partition's records in offset order
-                if msg.topic == topic:
-                    await apply(msg)
-                    done(topic, msg)
-
-    consumer = hub.batch_consumer(CONSENT_CONSUMER, list(appliers), apply_batch, batch_size)
-    dead_letter_alone = consumer.isolate
-
-    async def isolate(msg, exc) -> None:
-        """A record whose handling failed alone: dead-lettered by the hub, then done for the relay."""
-        await dead_letter_alone(msg, exc)
-        done(msg.topic, msg)
-
-    consumer.isolate = isolate
+    consume(ASSESSMENTS_CONSUMER, topics.ASSESSMENTS, "AssessmentCompleted", assessment_from_avro,
+            lambda a, msg: registry.handle_assessment(a, bytes(msg.value)),
+            lambda a, result: "disclosed" if result.disclosed else "held")
+    consume(CONSENTS_CONSUMER, topics.CONSENTS, "Consent", records.consent_from_avro,
+            lambda rec, msg: registry.record_consent(rec),
+            lambda rec, result: rec.action)
 
     if relay:
         hub.app.service(consents_applied)  # stops its Kafka client with the app

@@ -42,7 +42,7 @@ from hub.streams.app import HubApp
 
 log = logging.getLogger(__name__)
 
-CONSENT_CONSUMER = "consent"  # the batch consumer of hub.consents.v1 and hub.assessments.v1 (hub.streams.consent_agents), group `<app id>.consent`
+CONSENTS_CONSUMER = "consent-consents"  # the batch consumer of hub.consents.v1 (hub.streams.consent_agents), group `<app id>.consent-consents`
 LEGACY_NOTICES = "hub.notices.v1"  # before notices had per-recipient topics (outbox rows committed then)
 GAUGE_EVERY = 30.0  # seconds between refreshes of hub_outbox_parked_messages when nothing was parked
 
@@ -77,7 +77,7 @@ def _detail(exc: BaseException) -> str:
 
 class ConsentsApplied(Service):
     """Whether every record on hub.consents.v1 up to its end offsets now has been applied by the batch
-    consumer of consents (`CONSENT_CONSUMER`) in this app's group: this worker's own (positions it
+    consumer of consents (`CONSENTS_CONSUMER`) in this app's group: this worker's own (positions it
     is told of, `applied`) or another worker's (the group's committed offsets). Registered as a
     service of the app, which closes its Kafka client on stop."""
 
@@ -85,7 +85,7 @@ class ConsentsApplied(Service):
         super().__init__(**kwargs)
         self.hub = hub
         self.topic = topic
-        self.group = group or hub.batch_group(CONSENT_CONSUMER)
+        self.group = group or hub.batch_group(CONSENTS_CONSUMER)
         self.local: dict[int, int] = {}  # partition -> the next offset after the last record this worker applied
         # the group's committed offsets are asked at most once per `committed_every` seconds: the relay
         # flushes after every consent and assessment, and two broker round trips each would hold up the
