@@ -8,6 +8,7 @@ Choices come from a hash of the person key, so a run is reproducible. Not used i
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import uuid
@@ -44,17 +45,17 @@ def circumstances_update(newcomer: dict, status: str, now: dt.datetime) -> dict:
 
 
 def register(hub: HubApp) -> dict:
-    """A demo agent answering each arrived newcomer with the employment register's facts.
+    """A demo consumer answering each arrived newcomer with the employment register's facts.
 
     It also remembers, for the simulated assessors, whom each person key stands for (the
     assessor knows its client; the hub's ledger deliberately does not keep identity codes).
     """
     seen = {"newcomers": 0, "updates": 0, "people": {}}
 
-    @hub.app.agent(hub.topic(topics.NEWCOMERS), name="simulated-employment-register")
-    async def employment_register(stream):
-        async for value in stream:
-            newcomer = hub.codec.decode(value, "Newcomer").record
+    async def employment_register(records) -> None:
+        sent = []
+        for msg in records:
+            newcomer = hub.codec.decode(msg.value, "Newcomer").record
             if newcomer["change"] != "arrived":
                 continue
             seen["newcomers"] += 1
@@ -65,9 +66,11 @@ def register(hub: HubApp) -> dict:
             status = labour_force_status(newcomer["person_key"], age)
             if status is None:
                 continue
-            await hub.publish(topics.NEWCOMERS, "Newcomer", circumstances_update(newcomer, status, utcnow()), key=newcomer["person_key"])
+            sent.append(await hub.publish(topics.NEWCOMERS, "Newcomer", circumstances_update(newcomer, status, utcnow()), key=newcomer["person_key"]))
             seen["updates"] += 1
+        await asyncio.gather(*sent)  # acknowledged before the batch is committed
 
+    hub.batch_consumer("simulated-employment-register", topics.NEWCOMERS, employment_register, 200)
     return seen
 
 

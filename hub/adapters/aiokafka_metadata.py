@@ -1,32 +1,53 @@
-"""A fix for aiokafka's producer metadata: keep tracking every topic the process sends to.
+"""A workaround for aiokafka's producer metadata, through its public API: a producer tracks every
+topic it sends to.
 
-`AIOKafkaClient._wait_on_metadata(topic)` returns early when the cluster metadata already knows
-the topic, without adding it to the client's tracked topics. Right after start-up the client holds
-metadata of *all* topics (it tracks none yet), so the first sends to existing topics are never
-tracked; as soon as one new topic is added, metadata refreshes ask for the tracked topics only, the
-untracked ones vanish from the cluster view, and a batch queued for them waits for a partition
-leader that never comes (for faust's default 20 minutes). Seen as stalled workers and tests on the
-embedded broker; the same code path runs against Apache Kafka.
+aiokafka (0.14.0) `AIOKafkaClient._wait_on_metadata(topic)` returns early when the cluster metadata
+already knows the topic, without adding it to the client's tracked topics. Right after start-up the
+client holds the metadata of *all* topics (it tracks none yet), so the first sends to existing
+topics are never tracked; once one new topic is added, metadata refreshes ask for the tracked topics
+only, the untracked ones vanish from the cluster view, and a batch queued for one of them waits for
+a partition leader that never comes (until the request timeout). No upstream issue was found for it
+(searched aio-libs/aiokafka's issues); `tests/integration/test_aiokafka_metadata.py` reproduces it on
+a plain producer and fails once aiokafka no longer has it, so this module can go.
 
-`apply()` wraps the method so that the topic is tracked first; idempotent.
+`TopicTrackingProducer` wraps an `AIOKafkaProducer`: before its first send to a topic it asks the
+producer's client to track it (`producer.client.add_topic`, public), waiting for that metadata
+update once per topic.
 """
 
 from __future__ import annotations
 
-
-def apply() -> None:
-    from aiokafka.client import AIOKafkaClient
-
-    original = AIOKafkaClient._wait_on_metadata
-    if getattr(original, "_hub_tracks_topics", False):
-        return
-
-    async def _wait_on_metadata(self, topic):
-        self._topics.add(topic)  # tracked from the first send on, so later refreshes keep it
-        return await original(self, topic)
-
-    _wait_on_metadata._hub_tracks_topics = True
-    AIOKafkaClient._wait_on_metadata = _wait_on_metadata
+from typing import Any
 
 
-apply()
+class TopicTrackingProducer:
+    """An `AIOKafkaProducer` whose client tracks every topic it is asked to send to (see above)."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self._tracked: set[str] = set()
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def flush(self) -> None:
+        await self.producer.flush()
+
+    async def track(self, topic: str) -> None:
+        """Have the client track `topic` (a metadata update the first time only)."""
+        if topic not in self._tracked:
+            await self.producer.client.add_topic(topic)
+            self._tracked.add(topic)
+
+    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, *, partition: int | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> Any:
+        """`AIOKafkaProducer.send`: returns the future of the broker's acknowledgement."""
+        await self.track(topic)
+        return await self.producer.send(topic, value=value, key=key, partition=partition, headers=headers)
+
+    async def send_and_wait(self, topic: str, value: bytes | None = None, key: bytes | None = None, *, partition: int | None = None,
+                            headers: list[tuple[str, bytes]] | None = None) -> Any:
+        return await (await self.send(topic, value, key, partition=partition, headers=headers))

@@ -1,21 +1,15 @@
-"""At-least-once batch consumption on plain aiokafka, started and stopped with the faust app.
+"""At-least-once batch consumption on plain aiokafka, started and stopped with the faust app: every
+stream the hub reads goes through it.
 
-Why not a faust agent: faust hands every record through its conductor, a queue per stream, an
-Event and an acknowledgement; on our machine that machinery costs more per population change than
-detection itself (bench/RESULTS.md, session 6). The hub's two hottest streams, newcomer detection
-and the routing of newcomers, read their topics here instead, a batch at a time; every other
-stream stays a faust agent.
-
-The contract is the one the hub's agents keep (docs/reliability.md), made simpler:
+The contract (docs/reliability.md):
 
 - records are read in batches (`getmany`: what has been fetched, up to `max_records`, without
   waiting for a batch to fill) and handed to `handle(records)`, which returns when every record of
   the batch is done: its outputs acknowledged by the broker, its state written, a bad record
   dead-lettered (and that acknowledged);
 - then the batch's offsets are committed (the next offset of each partition), in the background:
-  the next batch is fetched and handled while the broker records the commit (a round trip of
-  2-4 ms per batch on the latency path, bench/RESULTS.md, session 11). Commits go out in batch
-  order, one at a time; a rebalance and a stop wait for the last one. A crash before a commit
+  the next batch is fetched and handled while the broker records the commit. Commits go out in
+  batch order, one at a time; a rebalance and a stop wait for the last one. A crash before a commit
   reads its batch again: outputs carry derived event ids and are deduplicated downstream;
 - a `handle` that raises an outage (`is_outage`: the database or the broker unreachable, a
   timeout) commits nothing: the worker logs it, counts it (`hub_consumer_rereads_total`), seeks
@@ -33,14 +27,11 @@ The contract is the one the hub's agents keep (docs/reliability.md), made simple
   another worker between batches, with its offsets committed; records of a partition revoked
   between the fetch and the processing are left to the new owner;
 - while records flow, fetches wait `busy_fetch_wait_ms` at most; after a quiet second, the
-  consumer's own (longer) wait again (`_pace`: on the embedded broker each hop pays up to half the
-  wait in latency, and an idle worker polls less);
+  consumer's own (longer) wait again (`_pace`);
 - `handle` publishes through a producer of the consumer's own (`new_producer`, `stream_producer`):
-  aiokafka keeps one produce request in flight per broker and producer, so the two streams' sends
-  no longer queue behind each other and faust's per-send bookkeeping is skipped (hub CPU per event
-  -8 %, bench/RESULTS.md, session 12);
-- the consumer group is `<app id>.<name>`: faust's group uses faust's own partition assignor, which
-  a plain aiokafka member cannot join. A fresh group starts at the earliest offset.
+  aiokafka keeps one produce request in flight per broker and producer, so the streams' sends do
+  not queue behind each other;
+- the consumer group is `<app id>.<name>`, one per stream; a fresh group starts at the earliest offset.
 """
 
 from __future__ import annotations
@@ -55,7 +46,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import (CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError, MessageSizeTooLargeError,
                              RecordTooLargeError)
-from faust.exceptions import ProducerSendError
 from mode import Service
 import sqlalchemy as sa
 
@@ -68,8 +58,8 @@ RETRY_PAUSE = 1.0  # seconds before a batch whose handling failed is read again;
 MAX_RETRY_PAUSE = 30.0
 IDLE_AFTER = 1.0  # seconds without a record after which a consumer with a busy fetch wait goes back to its idle wait
 
-# The producer of the batch consumer whose `handle` is running, None anywhere else (faust's agents):
-# HubApp.publish sends through it. Set in the consumer's own task, so it is seen only there.
+# The producer of the batch consumer whose `handle` is running, None anywhere else (timers, the
+# relay): HubApp.publish sends through it. Set in the consumer's own task, so it is seen only there.
 stream_producer: contextvars.ContextVar = contextvars.ContextVar("stream_producer", default=None)
 # (topic, partition, offset) -> the dead letter's future, for the records dead-lettered while the
 # batch in processing is handled (narrowing handles a record more than once): HubApp.dead_letter_message
@@ -93,23 +83,15 @@ _OUTAGE_ERRORS = (Outage, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc
                   sa.exc.ProgrammingError, SealingError, OSError, TimeoutError)
 
 
-def unwrapped(exc: BaseException) -> BaseException:
-    """The client's own error behind faust's wrapper of a failed send (`ProducerSendError`)."""
-    while isinstance(exc, ProducerSendError) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    return exc
-
-
 def too_large(exc: BaseException) -> bool:
     """Whether a send failed because the record is larger than the producer or the broker accepts."""
-    return isinstance(unwrapped(exc), (MessageSizeTooLargeError, RecordTooLargeError))
+    return isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError))
 
 
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` is an outage (the database or the broker unreachable, a timeout, a lost
     connection): the same work succeeds later, unchanged, so it is retried whole and nothing is
     dead-lettered. Every other error is the failure of a record (or of the code on one record)."""
-    exc = unwrapped(exc)
     if isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError)):
         return False
     if isinstance(exc, KafkaError):  # the broker's errors other than a record's size: unreachable, no leader, not allowed yet
@@ -123,7 +105,7 @@ def failure_reason(exc: BaseException) -> str:
     """The dead-letter reason for a record whose handling failed with `exc` (not an outage):
     `unprocessable` for a value the database, the producer or a conversion refused,
     `internal_error` for anything else (a bug the record triggers)."""
-    return "unprocessable" if isinstance(unwrapped(exc), RECORD_ERRORS) else "internal_error"
+    return "unprocessable" if isinstance(exc, RECORD_ERRORS) else "internal_error"
 
 
 def retry_pause(failures: int) -> float:
@@ -172,8 +154,8 @@ class BatchConsumer(Service):
 
     async def connect(self) -> None:
         """Start the consumer and ask for partitions; the group join goes on in the background.
-        Called early (when the app starts, alongside faust's own consumer joining its group: a
-        join takes seconds), then again by `on_start` (a no-op by then)."""
+        Called early (when the app starts: a join takes seconds, and the app's other services
+        start meanwhile), then again by `on_start` (a no-op by then)."""
         if self.consumer is not None:
             return
         self.consumer = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -242,10 +224,10 @@ class BatchConsumer(Service):
 
         Why: the embedded broker holds a fetch that found nothing for about half its wait, and a record
         that arrives meanwhile does not end it, so each hop of the pipeline pays up to half the wait in
-        latency; a short wait costs an idle worker and broker a few % of a core each in empty fetches
-        (bench/RESULTS.md, sessions 11 and 12). Apache Kafka answers a waiting fetch as soon as a record
-        arrives: there the busy wait only makes the fetches of a busy topic a little more frequent.
-        aiokafka reads the wait from its fetcher for each fetch request it builds (pinned 0.14.0)."""
+        latency; a short wait all the time costs an idle worker and broker CPU in empty fetches. Apache
+        Kafka answers a waiting fetch as soon as a record arrives: there the busy wait only makes the
+        fetches of a busy topic a little more frequent. aiokafka reads the wait from its fetcher for
+        each fetch request it builds (pinned 0.14.0)."""
         if self.busy_fetch_wait_ms is None:
             return
         now = self._clock()

@@ -1,7 +1,7 @@
 """Topic administration with kafka-python: create the hub's topics with the configured partitions.
 
-Topics are created before the workers start, so that a table and its source topic are
-co-partitioned and nothing depends on the broker's auto-creation defaults.
+Topics are created before the workers start (and per-recipient topics before their first record),
+so that nothing depends on the broker's auto-creation defaults.
 """
 
 from __future__ import annotations

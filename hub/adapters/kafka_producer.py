@@ -1,14 +1,27 @@
-"""A plain aiokafka producer for command-line tools (replay, resend): hub events go out exactly as
-HubApp.publish sends them (codec wire format + CloudEvents headers), acks=all, no idempotence
-(the embedded broker refuses it; consumers dedupe by event id)."""
+"""The hub's aiokafka producers: the worker's (`new_producer`) and the command-line tools' (replay,
+resend: `EventProducer`). Every one acks=all, no idempotence (the embedded broker refuses it;
+consumers dedupe by event id), and tracks every topic it sends to (`hub.adapters.aiokafka_metadata`)."""
 
 from __future__ import annotations
 
 import asyncio
-from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
 
-from hub.adapters.kafka_security import bootstrap_servers
+from hub.adapters.aiokafka_metadata import TopicTrackingProducer
+from hub.adapters.kafka_security import bootstrap_servers, kafka_client_options
+from hub.config import Settings
 from hub.schemas.codec import Codec, default_codec
+
+
+def new_producer(settings: Settings, kafka_url: str, client_id: str) -> TopicTrackingProducer:
+    """A (not yet started) producer of the worker: acks=all, HUB_KAFKA_PRODUCER_LINGER_MS,
+    HUB_KAFKA_PRODUCER_TIMEOUT (a record not acknowledged by then fails: the caller retries or
+    dead-letters it), the key partitioner below, the hub's TLS/SASL."""
+    from aiokafka import AIOKafkaProducer
+
+    return TopicTrackingProducer(AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(kafka_url), client_id=client_id, acks="all", enable_idempotence=False,
+        linger_ms=settings.producer_linger_ms, request_timeout_ms=int(settings.producer_timeout * 1000), partitioner=KeyPartitioner(),
+        **kafka_client_options(settings)))
 
 
 class EventProducer:
@@ -22,7 +35,8 @@ class EventProducer:
     async def __aenter__(self) -> "EventProducer":
         from aiokafka import AIOKafkaProducer
 
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.kafka_url), acks="all", enable_idempotence=False, linger_ms=5, **self.security)
+        self._producer = TopicTrackingProducer(AIOKafkaProducer(bootstrap_servers=bootstrap_servers(self.kafka_url), acks="all",
+                                                                enable_idempotence=False, linger_ms=5, **self.security))
         await self._producer.start()
         return self
 
@@ -54,8 +68,8 @@ class EventProducer:
 
 class KeyPartitioner:
     """aiokafka's default partitioner (murmur2 of the key, as Kafka's Java client), without the hash
-    when the topic has one partition: the answer is that partition anyway. The hash is pure Python
-    in aiokafka: py-spy found it at ~6 % of a worker on the benchmark (bench/RESULTS.md, session 6)."""
+    when the topic has one partition: the answer is that partition anyway (the hash is pure Python in
+    aiokafka, a noticeable share of a busy worker's time)."""
 
     def __init__(self) -> None:
         from aiokafka.partitioner import DefaultPartitioner

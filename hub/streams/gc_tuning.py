@@ -3,7 +3,7 @@
 A worker allocates a few dozen short-lived objects per record (decoded dicts, datetimes, states),
 almost all freed by reference counting. With Python's default gen0 threshold (700) that still starts
 a collection every few hundred records, and each older-generation collection walks every object the
-worker holds: the faust app, SQLAlchemy's tables and compiled statements, the codec's schemas. So,
+worker holds: the app, SQLAlchemy's tables and compiled statements, the codec's schemas. So,
 once the app is built:
 
 - `gc.freeze()` moves every object alive then to the permanent generation, which no collection
@@ -11,10 +11,8 @@ once the app is built:
 - gen0's threshold goes from 700 to `threshold` (HUB_GC_THRESHOLD, default 10,000): cyclic garbage
   is still collected, in fewer passes. Older generations keep their thresholds.
 
-Measured in `bench/pipeline.py` (bench/RESULTS.md, session 10, means of three pairs): the hub's CPU
-per event -7.5 %, and the p99 latency at 1,000 events/s from ~160 to ~105 ms (the full collections
-had been its tail).
-`threshold` 0 leaves the collector as Python sets it.
+`bench/pipeline.py` measures the effect (CPU per event and the latency tail, which the full
+collections made). `threshold` 0 leaves the collector as Python sets it.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from mode import Service
 
@@ -60,21 +59,6 @@ class MetricsEndpoint:
             server.server_close()
 
 
-def lag_by_topic(end_offsets: Mapping, next_offsets: Mapping) -> dict[str, int]:
-    """Messages behind the end per topic: sum over partitions of end offset - next offset to process.
-
-    Keys are topic partitions (anything with `.topic`). A partition without an end offset is
-    skipped (unknown, not zero); one without a next offset counts from 0.
-    """
-    lag: dict[str, int] = {}
-    for tp, end in end_offsets.items():
-        if end is None:
-            continue
-        behind = max(0, int(end) - int(next_offsets.get(tp) or 0))
-        lag[tp.topic] = lag.get(tp.topic, 0) + behind
-    return lag
-
-
 @dataclass
 class LagObserved:
     """The last consumer lag set on the gauge (tests, demo)."""
@@ -84,26 +68,11 @@ class LagObserved:
 
 
 async def measure_consumer_lag(hub: HubApp, observed: LagObserved | None = None) -> dict[str, int]:
-    """Set hub_consumer_lag_messages{topic} for every topic this worker consumes (with faust's
-    consumer or a batch consumer).
-
-    The end offsets are asked from the broker (not the last fetch's highwater, which stalls when
-    the consumer does); the next offset per partition is the committed offset (faust's consumer
-    learns it from the broker on assignment and updates it on each commit), else the earliest
-    available offset (nothing committed yet, `auto_offset_reset=earliest`). faust's own topics
-    (table changelogs, the assignor's leader topic) are left out: they are never committed.
-    """
-    app = hub.app
-    consumer = app.consumer
-    internal = _internal_topics(app)
-    tps = [tp for tp in consumer.assignment() if tp.topic not in internal]
-    end = await consumer.highwaters(*tps) if tps else {}
-    committed = _committed_offsets(app, tps)
-    missing = [tp for tp in tps if committed.get(tp) is None]
-    if missing:
-        committed.update(await consumer.earliest_offsets(*missing))
-    lag = lag_by_topic(end, committed)
-    for batch_consumer in hub.batch_consumers:  # topics read without faust (population changes, newcomers), same measure
+    """Set hub_consumer_lag_messages{topic} for every topic this worker consumes (its batch
+    consumers, `BatchConsumer.lag`: the end offsets asked from the broker minus the group's
+    committed offsets, the earliest offsets where nothing is committed)."""
+    lag: dict[str, int] = {}
+    for batch_consumer in hub.batch_consumers:
         for topic, behind in (await batch_consumer.lag()).items():
             lag[topic] = lag.get(topic, 0) + behind
     for topic, value in lag.items():
@@ -117,29 +86,6 @@ async def measure_consumer_lag(hub: HubApp, observed: LagObserved | None = None)
         observed.by_topic = dict(lag)
         observed.updates += 1
     return lag
-
-
-def _internal_topics(app) -> set[str]:
-    """Topics faust reads for itself: table changelogs and the partition-assignor's leader topic."""
-    names = set(getattr(app.consumer, "randomly_assigned_topics", None) or ())  # the leader topic
-    for table in app.tables.values():
-        try:
-            names.add(table.changelog_topic.get_topic_name())
-        except Exception:  # noqa: BLE001 - a table without a changelog has nothing to exclude
-            continue
-    return names
-
-
-def _committed_offsets(app, tps: Iterable) -> dict:
-    # the monitor's public map has this process's commits; the consumer's map also has the
-    # offsets read from the broker at assignment (faust keeps it as `_committed_offset`)
-    from_monitor = dict(app.monitor.tp_committed_offsets or {})
-    from_consumer = getattr(app.consumer, "_committed_offset", {}) or {}
-    out = {}
-    for tp in tps:
-        known = [o for o in (from_monitor.get(tp), from_consumer.get(tp)) if o is not None]
-        out[tp] = max(known) if known else None
-    return out
 
 
 @dataclass

@@ -11,7 +11,7 @@ What stops the relay and what does not:
   record, not encodable) is parked with its reason (`hub outbox parked`, `hub outbox retry ID`,
   hub_outbox_parked_messages, alert HubOutboxParked) and the rows after it go on;
 - a plan request waits until every consent record on hub.consents.v1 (its end offsets when the
-  flush looks) has been applied by the consent agents, then its consent or legal basis is checked
+  flush looks) has been applied by the consent consumers, then its consent or legal basis is checked
   again (hub.consent.disclosure_check): no longer holding, it is withdrawn and never sent. Other
   rows do not wait for consents, so a revocation notice may pass a plan request; among plan
   requests, and among the other rows, the id order holds.
@@ -42,12 +42,13 @@ from hub.streams.app import HubApp
 
 log = logging.getLogger(__name__)
 
+CONSENTS_CONSUMER = "consent-consents"  # the batch consumer of hub.consents.v1 (hub.streams.consent_agents), group `<app id>.consent-consents`
 LEGACY_NOTICES = "hub.notices.v1"  # before notices had per-recipient topics (outbox rows committed then)
 GAUGE_EVERY = 30.0  # seconds between refreshes of hub_outbox_parked_messages when nothing was parked
 
 
 def unsendable_reason(exc: BaseException) -> str | None:
-    """The park reason when `exc` (or an error it was raised from: faust wraps aiokafka's) is the record's
+    """The park reason when `exc` (or an error it was raised from) is the record's
     own failure; None for an outage or anything unknown (the relay stops and retries)."""
     from aiokafka import errors as kafka
 
@@ -75,26 +76,27 @@ def _detail(exc: BaseException) -> str:
 
 
 class ConsentsApplied(Service):
-    """Whether every record on hub.consents.v1 up to its end offsets now has been applied by the consent
-    agents of this app's consumer group: this worker's own (positions it is told of, `applied`) or
-    another worker's (the group's committed offsets). Registered as a service of the app, which
-    closes its Kafka client on stop."""
+    """Whether every record on hub.consents.v1 up to its end offsets now has been applied by the batch
+    consumer of consents (`CONSENTS_CONSUMER`) in this app's group: this worker's own (positions it
+    is told of, `applied`) or another worker's (the group's committed offsets). Registered as a
+    service of the app, which closes its Kafka client on stop."""
 
-    def __init__(self, hub: HubApp, topic: str = topics.CONSENTS, *, committed_every: float = 1.0, **kwargs):
+    def __init__(self, hub: HubApp, topic: str = topics.CONSENTS, *, group: str | None = None, committed_every: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.hub = hub
         self.topic = topic
+        self.group = group or hub.batch_group(CONSENTS_CONSUMER)
         self.local: dict[int, int] = {}  # partition -> the next offset after the last record this worker applied
         # the group's committed offsets are asked at most once per `committed_every` seconds: the relay
-        # flushes after every consent and assessment, and two broker round trips each slowed the consent
-        # agents of a busy worker to a standstill
+        # flushes after every consent and assessment, and two broker round trips each would hold up the
+        # consent consumers of a busy worker
         self.committed_every = committed_every
         self._committed: dict[int, int] = {}  # partition -> applied below this offset by the group (max of committed and start)
         self._committed_at = float("-inf")
         self._client = None
 
     def applied(self, partition: int, offset: int) -> None:
-        """The consent agent is done with the record at `offset` (applied or dead-lettered)."""
+        """The consumer of consents is done with the record at `offset` (applied or dead-lettered)."""
         if self.local.get(partition, 0) <= offset:
             self.local[partition] = offset + 1
 
@@ -105,7 +107,7 @@ class ConsentsApplied(Service):
             from hub.adapters.kafka_security import bootstrap_servers, kafka_client_options
 
             # the group's committed offsets are read, never written: the client subscribes to nothing, so it never joins the group
-            client = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(self.hub.kafka_url), group_id=self.hub.app.conf.id,
+            client = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(self.hub.kafka_url), group_id=self.group,
                                       client_id=f"{self.hub.settings.app_id}-consents-applied", enable_auto_commit=False,
                                       **kafka_client_options(self.hub.settings))
             await client.start()
@@ -186,7 +188,7 @@ class OutboxRelay:
                         s.expunge_all()
                     if not rows:
                         return total
-                    producer = await self.hub.app.maybe_start_producer()
+                    producer = self.hub.producer_here()
                     for row in rows:
                         after = row.id
                         if row.schema_name == PLAN_REQUEST:
@@ -203,12 +205,10 @@ class OutboxRelay:
                         except (CodecError, ValueError, TypeError, KeyError) as exc:  # the row's own bytes (ValueError covers JSON and Unicode errors)
                             parked = self._park(row, outbox.ENCODING_ERROR, exc) or parked
                             continue
-                        # created with the hub's admin client, not faust's declare(): after a declare the
-                        # producer's metadata could know the topic without tracking it, drop it on the next
-                        # refresh and wait for its leader for good (seen on the embedded broker)
                         await self.hub.ensure_exists(topic)
                         try:
-                            await producer.send_and_wait(topic, row.key, row.value, partition=None, timestamp=None, headers=headers)  # `hub consent` events go to an input topic
+                            # `hub consent` events go to an input topic: signed above
+                            await producer.send_and_wait(topic, row.value, row.key, headers=headers)
                         except Exception as exc:  # noqa: BLE001 - classified: the row's own failure parks it, anything else stops the flush
                             reason = unsendable_reason(exc)
                             if reason is None:
@@ -220,7 +220,7 @@ class OutboxRelay:
                         self.published += 1
             finally:
                 if self.waiting:
-                    log.info("outbox relay: %d plan request(s) wait until the consent agents have applied hub.consents.v1", self.waiting)
+                    log.info("outbox relay: %d plan request(s) wait until the consent consumers have applied hub.consents.v1", self.waiting)
                 # while rows are parked, every flush counts again (an operator's retry lowers the gauge at once)
                 if parked or self._parked_known or time.monotonic() - self._gauge_at >= GAUGE_EVERY:
                     self.refresh_gauge()
@@ -247,7 +247,7 @@ class OutboxRelay:
 
     async def flush_or_log(self) -> int:
         """flush(), but a failure (broker unreachable, database down) is logged, not raised: the rows
-        stay unsent and the next flush retries them. For agents and timers, which must not crash."""
+        stay unsent and the next flush retries them. For consumers and timers, which must not crash."""
         try:
             return await self.flush()
         except Exception as exc:  # noqa: BLE001 - anything; the outbox keeps the rows

@@ -1,18 +1,23 @@
 """The composition root of the stream processors: one place that builds the whole pipeline.
 
 `build()` upgrades the database to the migrations' head (under a PostgreSQL advisory lock, so that
-workers starting together do not race; `hub db upgrade` beforehand is optional), makes the faust app and registers every agent with its
-real dependencies; the worker, the demo, the tests and the benchmarks all start from here.
+workers starting together do not race; `hub db upgrade` beforehand is optional), makes the one
+database engine of the worker, the hub's app, and registers every stream with its real
+dependencies on that engine; the worker, the demo, the tests and the benchmarks all start from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from hub.adapters import sealing
-from hub.adapters.database import upgrade
+from hub.adapters.database import create_engine, session_factory, upgrade
+from hub.adapters.dead_letter_store import DeadLetterStore
+from hub.adapters.person_states import SqlPersonStates
+from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
-from hub.adapters.database import create_engine, session_factory
 from hub.streams import consent_agents, newcomer_agents, ops_agents, routing_agents
 from hub.streams.app import HubApp
 
@@ -24,18 +29,21 @@ class Pipeline:
     routing: routing_agents.RoutingObserved
     consent: consent_agents.ConsentWiring
     ops: ops_agents.OpsObserved  # /metrics endpoint (bound port in ops.endpoint.port once running) and consumer lag
+    engine: sa.Engine  # the worker's one database engine: detection's states, the ledger, consents, kept dead letters
 
 
 def build(settings: Settings, kafka_url: str) -> Pipeline:
     sealing.configure(settings.data_keys)  # personal data at rest (HUB_DATA_KEYS)
     database_url = settings.resolved_database_url()
     upgrade(database_url)
+    engine = create_engine(database_url)
     hub = HubApp(settings, kafka_url)
-    newcomers = newcomer_agents.register(hub, window_days=settings.newcomer_window_days)
-    routing = routing_agents.register(hub, database_url=database_url, rules=_rules(settings))
-    consent = consent_agents.register(hub, session_factory(create_engine(database_url)), relay=settings.outbox_relay)
+    hub.dead_letter_store = DeadLetterStore(engine)
+    newcomers = newcomer_agents.register(hub, window_days=settings.newcomer_window_days, states=SqlPersonStates(engine))
+    routing = routing_agents.register(hub, ledger=ReferralLedger(engine), rules=_rules(settings))
+    consent = consent_agents.register(hub, session_factory(engine), relay=settings.outbox_relay)
     ops = ops_agents.register(hub)  # serves /metrics on HUB_METRICS_ADDR:HUB_METRICS_PORT while the app runs
-    return Pipeline(hub=hub, newcomers=newcomers, routing=routing, consent=consent, ops=ops)
+    return Pipeline(hub=hub, newcomers=newcomers, routing=routing, consent=consent, ops=ops, engine=engine)
 
 
 def _rules(settings: Settings):

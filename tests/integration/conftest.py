@@ -13,3 +13,12 @@ def ledger(request, tmp_path):
     engine = database.create_engine(url)
     yield ReferralLedger(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sessions(database_url):
+    """Sessions on the tests' PostgreSQL, migrated to the head (one per test module)."""
+    database.upgrade(database_url)
+    engine = database.create_engine(database_url)
+    yield database.session_factory(engine)
+    engine.dispose()

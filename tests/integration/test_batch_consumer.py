@@ -142,7 +142,7 @@ def test_the_fetch_wait_is_short_while_records_flow_and_long_when_the_topic_is_q
     assert waits == [100, 5, 5]
 
 
-def test_a_handler_publishes_through_its_consumers_own_producer_and_an_agent_through_the_apps(fresh_kafka_url):
+def test_a_handler_publishes_through_its_consumers_own_producer_and_a_timer_through_the_hubs(fresh_kafka_url):
     out = "test.batch-consumer.out.v1"
     ensure_topics(fresh_kafka_url, [TOPIC, out], 1)
     hub = HubApp(Settings(app_id="batch-producer-it"), fresh_kafka_url)
@@ -158,8 +158,8 @@ def test_a_handler_publishes_through_its_consumers_own_producer_and_an_agent_thr
     consumer._new_producer = lambda: _CountingSends(make())
 
     @hub.app.timer(interval=0.2)
-    async def outside():  # faust's side of the worker: no stream producer there
-        used.append(("agent", stream_producer.get()))
+    async def outside():  # a timer: no stream producer there, the hub's own
+        used.append(("timer", stream_producer.get(), hub.producer_here() is hub.producer))
 
     async def scenario():
         async with running(hub):
@@ -170,7 +170,7 @@ def test_a_handler_publishes_through_its_consumers_own_producer_and_an_agent_thr
     own, records = asyncio.run(scenario())
     assert isinstance(own, _CountingSends) and own.sent == 5  # the hub's publish went through it
     assert {p for p in used if not isinstance(p, tuple)} == {own}  # every batch through the consumer's producer
-    assert ("agent", None) in used
+    assert ("timer", None, True) in used
     assert sorted(r["original_value"] for r in decoded(records)) == [f"v{i}".encode() for i in range(5)]
     assert consumer.producer is None  # stopped with the consumer
 

@@ -28,14 +28,6 @@ pytestmark = pytest.mark.integration
 FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 
-@pytest.fixture(scope="module")
-def sessions(database_url):
-    database.upgrade(database_url)
-    engine = database.create_engine(database_url)
-    yield database.session_factory(engine)
-    engine.dispose()
-
-
 def status(sessions, pid, consent_id, now=None):
     with sessions() as s:
         current = model.current_consents(store.history(s, hetu.person_key(pid, SECRET)))

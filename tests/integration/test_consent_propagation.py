@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub import metrics
-from hub.adapters import database, outbox
+from hub.adapters import outbox
 from hub.config import Settings
 from hub.consent import store
 from hub.domain import hetu
@@ -36,14 +36,6 @@ _random = random.Random()  # persons differ between runs too, in case the broker
 
 
 DATA_KEY = TEST_DATA_KEY  # HUB_DATA_KEYS of these tests (and of the `hub worker` they start)
-
-
-@pytest.fixture(scope="module")
-def sessions(database_url):
-    database.upgrade(database_url)
-    engine = database.create_engine(database_url)
-    yield database.session_factory(engine)
-    engine.dispose()
 
 
 def new_person():
@@ -85,12 +77,12 @@ class Collector:
         self.records: list[dict] = []
         self.on: dict[str, list[dict]] = {name: [] for name in topic_names}
         for name in topic_names:
-            hub.app.agent(hub.topic(name), name=f"collect-{name}")(self._collector(hub, name))
+            hub.batch_consumer(f"collect-{name}", name, self._collector(hub, name), 500)
 
     def _collector(self, hub: HubApp, name: str):
-        async def collect(stream):
-            async for value in stream:
-                record = hub.codec.decode(value).record
+        async def collect(batch):
+            for msg in batch:
+                record = hub.codec.decode(msg.value).record
                 self.records.append(record)
                 self.on[name].append(record)
         return collect
@@ -254,7 +246,7 @@ def test_bad_records_are_dead_lettered_with_a_reason_and_processing_goes_on(kafk
         got = Collector(hub, topics.DEAD_LETTERS, topics.plan_request_topic(plan_authority))
         marker = uuid.uuid4().bytes
         async with running(hub):
-            await hub.topic(topics.ASSESSMENTS).send(key=marker, value=b"not avro")
+            await hub.producer.send_and_wait(topics.ASSESSMENTS, b"not avro", marker)
             bad = consent(bad_pid, "c-bad", "granted", [plan_authority], ["education"])
             await hub.publish(topics.CONSENTS, "Consent", bad, key=marker)
             await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)

@@ -1,4 +1,4 @@
-"""The demo's path: the synthetic day through a running faust HubApp (HubAppSink), real broker;
+"""The demo's path: the synthetic day through a running HubApp (HubAppSink), real broker;
 and the cursor table on SQLite and PostgreSQL."""
 
 import asyncio
@@ -25,15 +25,14 @@ def test_synthetic_day_through_a_running_hubapp(fresh_kafka_url):
         hub = HubApp(Settings(app_id=f"dvv-sink-{uuid.uuid4().hex[:8]}"), fresh_kafka_url)
         seen, dead = set(), []
 
-        @hub.app.agent(hub.topic(topics.POPULATION_CHANGES))
-        async def changes(stream):
-            async for value in stream:
-                seen.add(str(hub.codec.decode(value, "PopulationChange").record["event_id"]))
+        async def changes(batch):
+            seen.update(str(hub.codec.decode(msg.value, "PopulationChange").record["event_id"]) for msg in batch)
 
-        @hub.app.agent(hub.topic(topics.DEAD_LETTERS))
-        async def letters(stream):
-            async for value in stream:
-                dead.append(hub.codec.decode(value, "DeadLetter").record)
+        async def letters(batch):
+            dead.extend(hub.codec.decode(msg.value, "DeadLetter").record for msg in batch)
+
+        hub.batch_consumer("collect-changes", topics.POPULATION_CHANGES, changes, 500)
+        hub.batch_consumer("collect-dead-letters", topics.DEAD_LETTERS, letters, 500)
 
         async with running(hub):
             report = await ingest_files(SAMPLE, HubAppSink(hub), secret="s")

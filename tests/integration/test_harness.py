@@ -1,4 +1,4 @@
-"""The harness gives real components: a faust agent on the real broker, a real PostgreSQL."""
+"""The harness gives real components: batch consumers of the hub's app on the real broker, a real PostgreSQL."""
 
 import asyncio
 
@@ -13,30 +13,31 @@ from hub.streams.runner import running, wait_for
 pytestmark = pytest.mark.integration
 
 
-def test_faust_agent_consumes_and_produces_on_the_real_broker(kafka_url):
+def test_a_batch_consumer_consumes_and_produces_on_the_real_broker(kafka_url):
     async def scenario():
         hub = HubApp(Settings(app_id="harness-test"), kafka_url)
-        src, dst = hub.topic("test.harness.in"), hub.topic("test.harness.out")
         received = []
 
-        @hub.app.agent(src)
-        async def upper(stream):
-            async for event in stream.events():
-                decoded = hub.codec.decode(event.message.value)
+        async def upper(batch):
+            sent = []
+            for msg in batch:
+                decoded = hub.codec.decode(msg.value)
                 rec = dict(decoded.record, reason=(decoded.record["reason"] or "").upper())
-                await hub.publish("test.harness.out", "ReferralStatus", rec)
+                sent.append(await hub.publish("test.harness.out", "ReferralStatus", rec))
+            await asyncio.gather(*sent)
 
-        @hub.app.agent(dst)
-        async def collect(stream):
-            async for value in stream:
-                received.append(hub.codec.decode(value).record)
+        async def collect(batch):
+            received.extend(hub.codec.decode(msg.value).record for msg in batch)
+
+        hub.batch_consumer("upper", "test.harness.in", upper, 100)
+        hub.batch_consumer("collect", "test.harness.out", collect, 100)
 
         async with running(hub):
             for i in range(3):
                 rec = envelope("municipality:091")
                 rec.update(referral_id=f"r{i}", authority="municipality:091", status="declined", reason=f"moved away {i}")
                 await hub.publish("test.harness.in", "ReferralStatus", rec, key=f"r{i}")
-            await wait_for(lambda: len(received) == 3, 60, "three records through the agent")
+            await wait_for(lambda: len(received) == 3, 60, "three records through the consumers")
         assert sorted(r["reason"] for r in received) == ["MOVED AWAY 0", "MOVED AWAY 1", "MOVED AWAY 2"]
 
     asyncio.run(scenario())

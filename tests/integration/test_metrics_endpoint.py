@@ -64,7 +64,7 @@ def test_metrics_served_over_http_count_a_known_input(fresh_kafka_url, tmp_path)
                 await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", change(pid, muni), key=hetu.person_key(pid, SECRET))
             await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", change(espoo, "049", guardian_in_finland=False), key=hetu.person_key(espoo, SECRET))
             await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", change(bad_code, "091"), key=b"bad")
-            await hub.topic(topics.POPULATION_CHANGES).send(key=b"junk", value=b"\x00\x00\x00\x03\xe7not avro")
+            await hub.producer.send_and_wait(topics.POPULATION_CHANGES, b"\x00\x00\x00\x03\xe7not avro", b"junk")
             await wait_for(lambda: pipeline.newcomers.consumed >= 5, 60, "detection to take all five records")
             await wait_for(lambda: sum(n for (t, _), n in pipeline.routing.consumed.items() if t == topics.NEWCOMERS) >= 3, 60, "routing to take the three newcomers")
             # the municipality reports the minor's initial assessment done

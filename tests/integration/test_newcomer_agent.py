@@ -69,7 +69,7 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
         async with running(hub):
             for r in first + [first[0]]:
                 await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
-            await hub.topic(topics.POPULATION_CHANGES).send(key=b"x", value=b"\x00garbage")
+            await hub.producer.send_and_wait(topics.POPULATION_CHANGES, b"\x00garbage", b"x")
             bad = change(people[0])
             bad["person_id"] = people[0][:-1] + ("A" if people[0][-1] != "A" else "B")
             await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", bad, key=b"y")
@@ -113,8 +113,8 @@ def test_states_are_in_the_database_and_an_identity_correction_finds_the_old_one
     correction = change(new, "move_in", "049", previous_municipality_code="091", previous_person_id=old)
 
     async def send(hub, record, key):
-        await hub.topic(topics.POPULATION_CHANGES).send(key=key.encode(), value=hub.codec.encode("PopulationChange", record),
-                                                        partition=int(key[-4:], 16) % 3)
+        await hub.producer.send_and_wait(topics.POPULATION_CHANGES, hub.codec.encode("PopulationChange", record), key.encode(),
+                                         partition=int(key[-4:], 16) % 3)
 
     async def scenario():
         hub = HubApp(settings, fresh_kafka_url)

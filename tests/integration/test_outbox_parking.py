@@ -31,8 +31,8 @@ from hub.schemas import topics
 from hub.streams import consent_agents
 from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for
-from tests.integration.test_consent_propagation import (  # noqa: F401 - sessions: the module's migrated PostgreSQL
-    DATA_KEY, SECRET, Collector, assessment, consent, make_hub, new_person, sessions, unique_authority)
+from tests.integration.test_consent_propagation import (
+    DATA_KEY, SECRET, Collector, assessment, consent, make_hub, new_person, unique_authority)
 from tests.integration.test_webhooks import Receiver, serve
 
 pytestmark = pytest.mark.integration
@@ -251,10 +251,10 @@ def test_consents_applied_by_another_worker_count_through_the_groups_committed_o
             await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [unique_authority()], ["education"]), key=key)
             await wait_for(lambda: registry(sessions).person_view(pid)["consents"], 60, "the grant applied")
             same_group = ConsentsApplied(HubApp(hub.settings, kafka_url))  # another worker of the same app (same consumer group)
-            other_group = ConsentsApplied(make_hub(kafka_url, "never-ran"))  # an app whose agents never ran
+            other_group = ConsentsApplied(make_hub(kafka_url, "never-ran"))  # an app whose consumers never ran
             try:
                 deadline = time.monotonic() + 30
-                while not await same_group.all_applied():  # faust commits every few seconds
+                while not await same_group.all_applied():  # the batch consumer commits after each batch
                     assert time.monotonic() < deadline, "the group's commits never covered the consents"
                     await asyncio.sleep(0.5)
                 assert not await other_group.all_applied()

@@ -313,7 +313,7 @@ def test_a_database_outage_is_waited_out_and_nothing_is_dead_lettered(fresh_kafk
 
 
 def test_a_megabyte_invalid_consent_record_is_kept_in_the_database_and_the_next_consent_applies(fresh_kafka_url, db_url):
-    """The consent agents are faust agents too: an invalid ~1 MB record on hub.consents.v1 (its dead
+    """The consents are read by a batch consumer: an invalid ~1 MB record on hub.consents.v1 (its dead
     letter too large for the topic) is kept in the database, and the consent after it is applied."""
     from hub.domain import hetu
     from hub.streams import consent_agents

@@ -76,7 +76,7 @@ def test_newcomers_become_referrals_on_each_recipients_own_topic(kafka_url, data
                 names["newcomers"], "Newcomer", newcomer(pk_minor, person_id=minor, guardian_in_finland=False, turvakielto=True, arrival_date=dt.date(2025, 6, 1)), key=pk_minor
             )
             await hub.publish(names["newcomers"], "Newcomer", newcomer(f"pk-x-{uid}", municipality_code="999"), key="x")
-            await hub.topic(names["newcomers"]).send(key=b"garbage", value=b"\x07not avro at all")
+            await hub.producer.send_and_wait(names["newcomers"], b"\x07not avro at all", b"garbage")
             await wait_for(lambda: sum(n for (t, _), n in seen.consumed.items() if t == names["newcomers"]) == 5, 60, "five newcomer records processed")
             assert seen.consumed[(names["newcomers"], "routed")] == 2
             assert seen.consumed[(names["newcomers"], "duplicate")] == 1

@@ -24,3 +24,12 @@ def registry(clock):
     database.Base.metadata.create_all(engine)
     yield ConsentRegistry(database.session_factory(engine), person_key_secret="s", clock=lambda: clock["now"])
     engine.dispose()
+
+
+@pytest.fixture
+def sessions():
+    """Sessions on SQLite in memory with every table."""
+    engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    database.Base.metadata.create_all(engine)
+    yield database.session_factory(engine)
+    engine.dispose()

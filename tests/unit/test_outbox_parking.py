@@ -1,14 +1,13 @@
 """The outbox relay tells a row's own failure (parked with a reason, the rows after it go on) from an
 outage (the flush stops, nothing is parked, the next flush resumes in order); plan requests wait
 until the consents on hub.consents.v1 are applied. The producer is a fake that raises aiokafka's
-own errors the way faust's producer passes them on; the database is real (SQLite)."""
+own errors; the database is real (SQLite)."""
 
 import asyncio
 import datetime as dt
 
 import pytest
 from aiokafka import errors as kafka_errors
-from faust.exceptions import ProducerSendError
 
 from hub import metrics
 from hub.adapters import outbox
@@ -16,7 +15,6 @@ from hub.schemas.codec import default_codec
 from hub.schemas import topics
 from hub.schemas.envelope import cloudevent_headers, envelope
 from hub.streams.outbox_relay import OutboxRelay, unsendable_reason
-from tests.unit.test_outbox_relay_topics import sessions  # noqa: F401 - a fixture: SQLite in memory with every table
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 
@@ -28,7 +26,7 @@ class FakeProducer:
         self.sent = []
         self.failures = {}
 
-    async def send_and_wait(self, topic, key, value, **kw):
+    async def send_and_wait(self, topic, value, key, **kw):
         failure = self.failures.get(value)
         if isinstance(failure, list):
             failure = failure.pop(0) if failure else None
@@ -41,9 +39,8 @@ class FakeHub:
     def __init__(self):
         self.codec = default_codec()
         self.producer = FakeProducer()
-        self.app = self
 
-    async def maybe_start_producer(self):
+    def producer_here(self):
         return self.producer
 
     async def ensure_exists(self, name):
@@ -54,7 +51,7 @@ class FakeHub:
 
 
 class Consents:
-    """Stands for ConsentsApplied: whether the consent agents are done with hub.consents.v1."""
+    """Stands for ConsentsApplied: whether the consent consumers are done with hub.consents.v1."""
 
     def __init__(self, applied=True):
         self.applied = applied
@@ -86,14 +83,7 @@ def state(sessions, row_id):
 
 
 def too_large():
-    # as faust's producer passes it on: aiokafka's error wrapped in ProducerSendError
-    try:
-        raise kafka_errors.MessageSizeTooLargeError("The message is 1200000 bytes when serialized which is larger than the maximum request size")
-    except kafka_errors.KafkaError as exc:
-        try:
-            raise ProducerSendError(f"Error while sending: {exc!r}") from exc
-        except ProducerSendError as wrapped:
-            return wrapped
+    return kafka_errors.MessageSizeTooLargeError("The message is 1200000 bytes when serialized which is larger than the maximum request size")
 
 
 def test_the_rows_own_failures_are_told_from_outages():
@@ -120,7 +110,7 @@ def test_a_too_large_row_is_parked_with_its_reason_and_the_rows_after_it_go_out(
     assert state(sessions, second)[0] and state(sessions, third)[0]
     with sessions() as s:
         (row,) = outbox.parked(s)
-        assert row.id == first and row.parked_detail.startswith("ProducerSendError") and outbox.unsent_count(s) == 1
+        assert row.id == first and row.parked_detail.startswith("MessageSizeTooLargeError") and outbox.unsent_count(s) == 1
     assert metrics.REGISTRY.get_sample_value("hub_outbox_parked_messages", {"reason": "record_too_large"}) == 1
     assert asyncio.run(relay.flush()) == 0  # parked rows are not tried again ...
     # ... until an operator queues it again (`hub outbox retry`): it goes out first, the gauge drops

@@ -4,11 +4,9 @@ shared hub.notices.v1 (which no recipient could read) goes to its addressee's ow
 import asyncio
 import datetime as dt
 
-import pytest
 import sqlalchemy as sa
-from sqlalchemy.pool import StaticPool
 
-from hub.adapters import database, outbox
+from hub.adapters import outbox
 from hub.schemas.codec import default_codec
 from hub.schemas import topics
 from hub.schemas.envelope import cloudevent_headers, envelope
@@ -21,7 +19,7 @@ class FakeProducer:
     def __init__(self):
         self.sent = []
 
-    async def send_and_wait(self, topic, key, value, **kw):
+    async def send_and_wait(self, topic, value, key, **kw):
         self.sent.append((topic, key, value))
 
 
@@ -32,9 +30,11 @@ class FakeHub:
         self.codec = default_codec()
         self.declared = []
         self.producer = FakeProducer()
-        self.app = self
 
-    async def maybe_start_producer(self):
+    def batch_group(self, name):
+        return f"test.{name}"
+
+    def producer_here(self):
         return self.producer
 
     async def ensure_exists(self, name):
@@ -42,14 +42,6 @@ class FakeHub:
 
     def signed(self, headers, value):
         return headers
-
-
-@pytest.fixture
-def sessions():
-    engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
-    database.Base.metadata.create_all(engine)
-    yield database.session_factory(engine)
-    engine.dispose()
 
 
 def notice(to):

@@ -1,6 +1,5 @@
 """Telling a record's own failure from an outage, and narrowing a failed batch down to its record
-(hub.adapters.batch_consumer); a faust agent's record retried through an outage and dead-lettered
-for its own failure (HubApp.handle_safely). Pure: a stand-in consumer with the methods the batch
+(hub.adapters.batch_consumer). Pure: a stand-in consumer with the methods the batch
 path calls, handlers that fail as the database or the producer would."""
 
 import asyncio
@@ -10,13 +9,9 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError
-from faust.exceptions import ProducerSendError
 
-from hub.adapters import batch_consumer
 from hub.adapters.batch_consumer import BatchConsumer, Outage, failure_reason, is_outage, retry_pause
 from hub.adapters.sealing import SealingError
-from hub.config import Settings
-from hub.streams.app import HubApp
 
 TP = TopicPartition("hub.newcomers.v1", 0)
 
@@ -25,22 +20,15 @@ def db_error(kind):
     return kind("INSERT ...", {"person_key": "x"}, Exception("value too long"))
 
 
-def wrapped(exc):
-    try:
-        raise ProducerSendError("Error while sending") from exc
-    except ProducerSendError as outer:
-        return outer
-
-
 @pytest.mark.parametrize("exc", [db_error(sa.exc.OperationalError), db_error(sa.exc.InterfaceError), db_error(sa.exc.ProgrammingError),
                                  KafkaConnectionError(), KafkaTimeoutError(), NotLeaderForPartitionError(), TimeoutError(),
-                                 ConnectionRefusedError(), Outage(), wrapped(KafkaConnectionError()), SealingError("a key was removed")])
+                                 ConnectionRefusedError(), Outage(), SealingError("a key was removed")])
 def test_outages(exc):
     assert is_outage(exc)
 
 
 @pytest.mark.parametrize("exc, reason", [(db_error(sa.exc.DataError), "unprocessable"), (db_error(sa.exc.IntegrityError), "unprocessable"),
-                                         (MessageSizeTooLargeError(), "unprocessable"), (wrapped(MessageSizeTooLargeError()), "unprocessable"),
+                                         (MessageSizeTooLargeError(), "unprocessable"),
                                          (ValueError("bad"), "unprocessable"), (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogate"), "unprocessable"),
                                          (KeyError("a bug"), "internal_error"), (AttributeError("a bug"), "internal_error")])
 def test_a_records_own_failures(exc, reason):
@@ -150,31 +138,3 @@ def test_an_outage_met_while_narrowing_reads_the_whole_batch_again():
 
     service = asyncio.run(scenario())
     assert isolated == [] and service.consumer.sought == [0] and service.consumer.commits == []
-
-
-def test_a_faust_agents_record_waits_out_an_outage_and_is_dead_lettered_for_its_own_failure(monkeypatch):
-    monkeypatch.setattr(batch_consumer, "RETRY_PAUSE", 0.01)
-    hub = HubApp(Settings(app_id="safely-outage"), "kafka://127.0.0.1:1")
-    letters = []
-
-    async def capture(value, reason, message, **kw):
-        letters.append((reason, message))
-        kept = asyncio.get_running_loop().create_future()
-        kept.set_result(None)
-        return kept
-
-    hub.dead_letter = capture
-    event = SimpleNamespace(message=SimpleNamespace(value=b"raw", topic="hub.referral-status.v1", partition=0, offset=3, key=None))
-    failures = [db_error(sa.exc.OperationalError), KafkaConnectionError()]
-
-    async def flaky(_event):
-        if failures:
-            raise failures.pop(0)
-        return "applied"
-
-    async def poison(_event):
-        raise db_error(sa.exc.DataError)
-
-    assert asyncio.run(hub.handle_safely(event, flaky, "status")) == "applied" and letters == []
-    assert asyncio.run(hub.handle_safely(event, poison, "status")) is None
-    assert letters == [("unprocessable", "status failed with DataError; the record is kept for replay after a fix")]

@@ -30,7 +30,7 @@ from hub.domain import hetu
 from hub.schemas import bounds
 from hub.schemas.codec import Codec, default_codec
 from hub.schemas import topics
-from hub.adapters import aiokafka_metadata  # noqa: F401 - producers keep tracking every topic they send to
+from hub.adapters.aiokafka_metadata import TopicTrackingProducer
 from hub.adapters.kafka_security import bootstrap_servers  # noqa: F401 - also imported from here by benches and tests
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,8 @@ class KafkaSink:
             log.debug("creating topics: %s", type(exc).__name__)
         finally:
             await admin.close()
-        self.producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=5, **self.security)
+        self.producer = TopicTrackingProducer(AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False, linger_ms=5,
+                                                               **self.security))
         await self.producer.start()
         return self
 
@@ -223,7 +224,7 @@ class KafkaSink:
 
 
 class HubAppSink:
-    """Publishes through a running faust HubApp (the demo and the worker)."""
+    """Publishes through a running HubApp (the demo and the worker)."""
 
     def __init__(self, hub: Any):
         self.hub = hub
@@ -237,8 +238,7 @@ class HubAppSink:
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
-        await self.hub.app.producer.flush()
-        await asyncio.gather(*pending)  # faust's FutureMessage resolves on the broker's ack
+        await asyncio.gather(*pending)  # each resolves on the broker's acknowledgement
 
 
 class DryRunSink:

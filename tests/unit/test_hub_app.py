@@ -1,0 +1,58 @@
+"""The hub's faust app: what faust starts with it, where it keeps its data, and a record that fails
+alone in a batch consumer (dead-lettered with its error's type only)."""
+
+import asyncio
+from types import SimpleNamespace
+
+from hub.config import Settings
+from hub.streams.app import HubApp
+
+
+def _started_by_faust(hub: HubApp) -> list:
+    return list(hub.app.boot_strategy.server())
+
+
+def test_faust_starts_neither_its_producer_nor_its_consumer_without_agents():
+    """Every stream is a batch consumer and every send goes through the hub's producers: faust's
+    consumer would join the group `<app id>` with nothing subscribed, its producer send nothing."""
+    hub = HubApp(Settings(app_id="boot-test"), "kafka://127.0.0.1:1")
+    hub.batch_consumer("stream", "hub.test.v1", lambda records: None, 10)
+    started = _started_by_faust(hub)
+    assert hub.app.producer not in started and hub.app.consumer not in started
+    assert hub.app.agents in started  # the app's own services: agents manager, sensors
+
+
+def test_a_faust_agent_brings_faust_consumer_back():
+    hub = HubApp(Settings(app_id="boot-agent"), "kafka://127.0.0.1:1")
+
+    @hub.app.agent(hub.topic("hub.test.v1"))
+    async def collect(stream):
+        async for _ in stream:
+            pass
+
+    started = _started_by_faust(hub)
+    assert hub.app.consumer in started and hub.app.producer not in started
+
+
+def test_faust_keeps_its_data_directory_under_hub_data_dir(tmp_path):
+    """faust's default data directory is `<app id>-data` in the working directory. The hub's goes under HUB_DATA_DIR."""
+    hub = HubApp(Settings(app_id="datadir-test", data_dir=tmp_path), "kafka://127.0.0.1:1")
+    assert hub.app.conf.datadir == tmp_path / "faust" / "datadir-test"
+
+
+def test_a_record_failing_alone_is_dead_lettered_with_the_type_only():
+    hub = HubApp(Settings(app_id="isolate"), "kafka://127.0.0.1:1")
+    letters = []
+
+    async def capture(value, reason, message, **kw):
+        letters.append((value, reason, message, kw))
+        kept = asyncio.get_running_loop().create_future()  # the dead letter exists
+        kept.set_result(None)
+        return kept
+
+    hub.publisher.dead_letter = capture
+    record = SimpleNamespace(value=b"\x00raw", topic="hub.newcomers.v1", partition=0, offset=7, key=b"k")
+    asyncio.run(hub.isolate("routing", record, KeyError("131052-308T")))
+    ((value, reason, message, kw),) = letters
+    assert value == b"\x00raw" and reason == "internal_error" and kw["offset"] == 7
+    assert "KeyError" in message and "131052" not in message
