@@ -12,13 +12,3 @@ class Rejected(ValueError):
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-    # Read-only aliases of the names some classes used before they shared this shape (`code` for the
-    # reason, `detail` for the message); new code reads `reason` and `message`.
-    @property
-    def code(self) -> str:
-        return self.reason
-
-    @property
-    def detail(self) -> str:
-        return self.message

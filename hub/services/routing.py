@@ -76,7 +76,7 @@ class Routing:
                     raise InputError("missing_person_key", "the Newcomer has an empty person_key; the detector must set the pseudonymous key")
                 decisions = route(newcomer, self.rules, self.reference)
             except InputError as exc:
-                await dead_letters.send(item.source, exc.code, exc.message)
+                await dead_letters.send(item.source, exc.reason, exc.message)
                 continue
             except FutureDate as exc:
                 await dead_letters.send(item.source, exc.reason, f"Newcomer: {exc.message}")

@@ -63,7 +63,7 @@ class BatchDeadLetters:
         try:
             return Consumed(msg, self.hub.codec.decode(msg.value, schema).record)
         except CodecError as exc:
-            await self.send(msg, exc.reason, exc.detail)
+            await self.send(msg, exc.reason, exc.message)
             return None
 
     async def send(self, source, reason: str, message: str) -> None:

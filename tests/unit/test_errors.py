@@ -30,7 +30,6 @@ CASES = [
 def test_one_shape(exc, reason, message):
     assert isinstance(exc, Rejected) and isinstance(exc, ValueError)
     assert (exc.reason, exc.message) == (reason, message)
-    assert (exc.code, exc.detail) == (reason, message)  # the read-only aliases of the old names
 
 
 def test_the_text_of_codec_and_page_errors_keeps_its_prefix():

@@ -233,7 +233,7 @@ def test_aland_with_fallback_none_drops_the_role_and_says_so_in_the_trace():
 def test_unknown_or_missing_municipality_is_an_input_error(code, error):
     with pytest.raises(InputError) as info:
         decide(municipality_code=code)
-    assert info.value.code == error
+    assert info.value.reason == error
 
 
 # -- the decision as a whole ------------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_turvakielto_keeps_the_municipality_out_of_other_recipients_reasons():
 def test_bad_fields_are_input_errors_that_never_quote_the_identity_code(fields, code):
     with pytest.raises(InputError) as info:
         decide(**fields)
-    assert info.value.code == code
+    assert info.value.reason == code
     assert "010101" not in info.value.message
 
 
