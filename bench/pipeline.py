@@ -36,10 +36,10 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from _common import RssSampler, peak_rss_mb, population_changes, rss_mb, thread_cpu_s  # noqa: E402
 
-from hub.adapters.broker import EmbeddedBroker  # noqa: E402
-from hub.adapters.kafka_security import bootstrap_servers  # noqa: E402
+from hub.adapters.kafka.embedded_broker import EmbeddedBroker  # noqa: E402
+from hub.adapters.kafka.security import bootstrap_servers  # noqa: E402
 from hub.adapters.dvv.synthetic import MUNICIPALITIES  # noqa: E402
-from hub.adapters.kafka_admin import ensure_topics  # noqa: E402
+from hub.adapters.kafka.admin import ensure_topics  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.schemas.codec import CodecError, default_codec  # noqa: E402
 from hub.schemas import topics  # noqa: E402
@@ -173,7 +173,7 @@ async def bare_latency(servers: list[str], records: list, rate: float, settings,
 def provision(url: str, app_id: str, partitions: int) -> int:
     """Every topic of the hub, as `hub topics --create` makes them (deploy/compose runs it once before
     the workers): the per-recipient topics exist before their first record. Returns how many."""
-    from hub.adapters.kafka_admin import create_topic_specs
+    from hub.adapters.kafka.admin import create_topic_specs
     from hub.deploy.topics import hub_topics
     from hub.routing.reference import default_reference
 

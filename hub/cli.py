@@ -93,7 +93,7 @@ def worker() -> None:
     """
     import faust
 
-    from hub.adapters.broker import kafka_url_for
+    from hub.adapters.kafka.embedded_broker import kafka_url_for
     from hub.routing.rules import RulesError, load_rules
     from hub.streams.ops_agents import MetricsEndpoint, MetricsPortUnavailable
     from hub.streams.pipeline import build

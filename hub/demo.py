@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from hub.adapters.broker import kafka_url_for
+from hub.adapters.kafka.embedded_broker import kafka_url_for
 from hub.adapters.dvv.ingest import HubAppSink, ingest, ingest_files
 from hub.adapters.dvv.page import parse_page
 from hub.adapters.dvv.sample import sample_files

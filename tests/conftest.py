@@ -43,7 +43,7 @@ def kafka_url(docker_available):
         with KafkaContainer() as kafka:
             yield f"kafka://{kafka.get_bootstrap_server()}"
         return
-    from hub.adapters.broker import EmbeddedBroker
+    from hub.adapters.kafka.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.url
@@ -59,7 +59,7 @@ def fresh_kafka_url(kafka_url):
     if os.environ.get("HUB_TEST_KAFKA_URL"):
         yield kafka_url
         return
-    from hub.adapters.broker import EmbeddedBroker
+    from hub.adapters.kafka.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.url

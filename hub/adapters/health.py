@@ -22,7 +22,7 @@ def check_broker(settings: Settings, kafka_url: str, timeout: float) -> Check:
     """The bootstrap servers answer a metadata request with the configured TLS/SASL."""
     from kafka.admin import KafkaAdminClient
 
-    from hub.adapters.kafka_security import KafkaSecurityError, bootstrap_servers, kafka_client_options
+    from hub.adapters.kafka.security import KafkaSecurityError, bootstrap_servers, kafka_client_options
 
     ms = max(1000, int(timeout * 1000))
     try:
@@ -109,7 +109,7 @@ def wait_until(probe: Callable[[float], Check], what: str, where: str, timeout: 
 
 def wait_for_broker(settings: Settings, kafka_url: str, progress: Callable[[str], None] | None = None) -> Check:
     """Wait up to HUB_STARTUP_TIMEOUT for the broker at `kafka_url` (with the TLS/SASL settings)."""
-    from hub.adapters.kafka_security import bootstrap_servers
+    from hub.adapters.kafka.security import bootstrap_servers
 
     with _quiet_clients():
         return wait_until(lambda t: check_broker(settings, kafka_url, t), "the broker", ",".join(bootstrap_servers(kafka_url)), settings.startup_timeout,

@@ -19,7 +19,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from hub.adapters.kafka_security import bootstrap_servers
+from hub.adapters.kafka.security import bootstrap_servers
 
 REPLAY_HEADER = "hub_replay_of"
 QUIET_MS = 700
@@ -105,7 +105,7 @@ async def replay(kafka_url: str, topic: str, window: Range, *, partitions: list[
     if target is not None:
         check_replayable(target, "target")
 
-    from hub.adapters.kafka_producer import EventProducer
+    from hub.adapters.kafka.producer import EventProducer
 
     result = ReplayResult(topic, target or topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(kafka_url), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",

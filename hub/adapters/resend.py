@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from hub.adapters.kafka_producer import EventProducer
+from hub.adapters.kafka.producer import EventProducer
 from hub.adapters.referral_ledger import ReferralLedger
 from hub.schemas.topics import referral_topic
 

@@ -346,7 +346,7 @@ class DeliveryWorker:
         self.topics_for, self.max_attempts, self.base_delay, self.timeout = topics_for, max_attempts, base_delay, timeout
         self.clock, self.rng, self.sender = clock, rng, sender
         self.allow_loopback = store.allow_loopback if allow_loopback is None else allow_loopback  # see WebhookStore
-        self.security = security or {}  # TLS/SASL: hub.adapters.kafka_security.kafka_client_options
+        self.security = security or {}  # TLS/SASL: hub.adapters.kafka.security.kafka_client_options
         self._consumers: dict[int, object] = {}
         if disclosure_check is None:  # the consent store of the same database, the shipped legal bases
             from hub.consent import legal_bases
@@ -363,7 +363,7 @@ class DeliveryWorker:
     async def _consumer(self, sub: Subscription):
         from aiokafka import AIOKafkaConsumer
 
-        from hub.adapters.kafka_security import bootstrap_servers
+        from hub.adapters.kafka.security import bootstrap_servers
 
         consumer = self._consumers.get(sub.id)
         if consumer is None:

@@ -44,7 +44,7 @@ def wait_for(settings: Settings, *, kafka_url: str | None = None, database_url: 
         click.echo(f"hub: {msg}", err=True)
 
     if kafka_url:  # a TLS/SASL setting that cannot work is a usage error, not a broker to wait for
-        from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
+        from hub.adapters.kafka.security import KafkaSecurityError, kafka_client_options
 
         try:
             kafka_client_options(settings)

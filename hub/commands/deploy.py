@@ -39,8 +39,8 @@ def topics(fmt: str, partitions: int | None, replicas: int, app_id: str | None, 
     settings = load_settings()
     specs = hub_topics(default_reference(), app_id=_app_id(app_id), partitions=partitions or settings.topic_partitions, replicas=replicas)
     if create:
-        from hub.adapters.kafka_admin import create_topic_specs
-        from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
+        from hub.adapters.kafka.admin import create_topic_specs
+        from hub.adapters.kafka.security import KafkaSecurityError, kafka_client_options
 
         if not settings.kafka_url:
             raise click.UsageError("--create needs HUB_KAFKA_URL (the broker to create the topics on)")

@@ -81,7 +81,7 @@ class _Failed(Exception):
 async def _run(settings, files, dry_run, poll, since, max_pages, progress):
     from hub.adapters.dvv.client import DvvClient, DvvError, ClientConfig
     from hub.adapters.dvv.ingest import DryRunSink, KafkaSink, ingest, read_files
-    from hub.adapters.kafka_security import kafka_client_options
+    from hub.adapters.kafka.security import kafka_client_options
     from hub.adapters.dvv.page import MalformedPage
 
     cursor = None
@@ -99,7 +99,7 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress):
     try:
         if dry_run:
             return await ingest(pages, DryRunSink(sys.stdout, sys.stderr), secret=settings.person_key_secret, progress=progress, skew=settings.clock_skew_delta)
-        from hub.adapters.broker import BrokerError, kafka_url_for
+        from hub.adapters.kafka.embedded_broker import BrokerError, kafka_url_for
 
         try:
             with kafka_url_for(settings) as url:

@@ -80,8 +80,8 @@ def publish_command(topic: str, publisher_id: str | None, name: str | None, reco
     if not settings.kafka_url:
         raise click.UsageError("set HUB_KAFKA_URL to the hub's broker")
     wait_for(settings, kafka_url=settings.kafka_url)
-    from hub.adapters.kafka_producer import EventProducer
-    from hub.adapters.kafka_security import kafka_client_options
+    from hub.adapters.kafka.producer import EventProducer
+    from hub.adapters.kafka.security import kafka_client_options
 
     async def send() -> None:
         async with EventProducer(settings.kafka_url, codec, security=kafka_client_options(settings)) as producer:

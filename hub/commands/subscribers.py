@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from hub.adapters.kafka_security import faust_url
+from hub.adapters.kafka.security import faust_url
 from hub.commands.context import load_settings, wait_for
 from hub.domain.clock import iso_utc
 
@@ -27,7 +27,7 @@ def _kafka_url() -> str:
 
 def _security() -> dict:
     """TLS/SASL options for the Kafka clients of these commands (HUB_KAFKA_SECURITY_PROTOCOL and friends)."""
-    from hub.adapters.kafka_security import KafkaSecurityError, kafka_client_options
+    from hub.adapters.kafka.security import KafkaSecurityError, kafka_client_options
 
     try:
         return kafka_client_options(load_settings())

@@ -5,8 +5,8 @@ Values on every topic are raw bytes in the Confluent wire format, written and re
 `hub.schemas.codec`: consumers decode themselves so that a record that fails to decode goes to the
 dead-letter topic with its original bytes.
 
-Every stream is read by a batch consumer (`hub.adapters.batch_consumer`) and everything is sent
-through producers the hub makes itself (`hub.adapters.kafka_producer.new_producer`): one per batch
+Every stream is read by a batch consumer (`hub.adapters.kafka.consumer`) and everything is sent
+through producers the hub makes itself (`hub.adapters.kafka.producer.new_producer`): one per batch
 consumer, one for the timers and the relay. faust starts neither its consumer nor its producer
 (`_Boot`). With an identity configuration (`HUB_PUBLISHERS`) consumers pass every record of an input
 topic through the publisher check (`refuse`) first, and the hub signs what it publishes with its own key.
@@ -22,11 +22,11 @@ import faust
 from faust.app import BootStrategy
 
 from hub import metrics
-from hub.adapters.batch_consumer import BatchConsumer, failure_reason
+from hub.adapters.kafka.consumer import BatchConsumer, failure_reason
 from hub.adapters.kafka.publisher import Publisher
 from hub.adapters.kafka.publisher_check import PublisherCheck
-from hub.adapters.kafka_producer import new_producer
-from hub.adapters.kafka_security import bootstrap_servers, faust_credentials, kafka_client_options
+from hub.adapters.kafka.producer import new_producer
+from hub.adapters.kafka.security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
 from hub.schemas.codec import Codec, default_codec
 from hub.schemas.topics import INPUT_TOPICS
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def consumed_record(event):
     """The consumed Kafka record of a faust event, or the record itself (batch consumers,
-    `hub.adapters.batch_consumer`, hand out records)."""
+    `hub.adapters.kafka.consumer`, hand out records)."""
     return getattr(event, "message", event)
 
 
@@ -123,7 +123,7 @@ class HubApp:
         self.publisher = Publisher(settings, kafka_url, self.codec, lambda: self.app.hub_producer)
         self.publisher_check = PublisherCheck(settings.publishers, frozenset(signed_topics), self.codec, self.publisher)
         self._topics: dict[str, faust.TopicT] = {}  # declared for faust agents (tests); created by ensure_topics
-        self.app.batch_consumers = []  # every stream the hub reads (hub.adapters.batch_consumer)
+        self.app.batch_consumers = []  # every stream the hub reads (hub.adapters.kafka.consumer)
 
     @staticmethod
     def _faust_datadir(settings: Settings):
@@ -136,7 +136,7 @@ class HubApp:
         return f"{self.settings.app_id}.{name}"
 
     def batch_consumer(self, name: str, topic: str | Sequence[str], handle, max_records: int) -> BatchConsumer:
-        """Read `topic` (or several topics) in batches of up to `max_records` with plain aiokafka (`hub.adapters.batch_consumer`):
+        """Read `topic` (or several topics) in batches of up to `max_records` with plain aiokafka (`hub.adapters.kafka.consumer`):
         `handle(records)` returns when the batch is done, then its offsets are committed. The consumer
         starts and stops with the app, in its own group `batch_group(name)`, with the group timings of
         HUB_KAFKA_*; while records flow it fetches with the pipeline's short wait
@@ -193,7 +193,7 @@ class HubApp:
 
     @property
     def producer(self):
-        """The producer of the timers and the relay while the app runs (`hub.adapters.kafka_producer.new_producer`), else None."""
+        """The producer of the timers and the relay while the app runs (`hub.adapters.kafka.producer.new_producer`), else None."""
         return self.app.hub_producer
 
     def producer_here(self):

@@ -1,5 +1,5 @@
 """Consent-gated propagation: thin handlers of hub.assessments.v1 and hub.consents.v1 (each read by
-a batch consumer, `hub.adapters.batch_consumer`), the outbox relay, and the periodic sweep (expiries;
+a batch consumer, `hub.adapters.kafka.consumer`), the outbox relay, and the periodic sweep (expiries;
 consents that became valid). The decisions are in hub.consent.model, the transactions in
 hub.services.consent.
 """

@@ -40,7 +40,7 @@ class NewcomerObserved:
 def register(hub: HubApp, window_days: int | None = None, *, states: PersonStates | None = None, database_url: str | None = None,
              batch_size: int = 200) -> NewcomerObserved:
     """Declare newcomer detection on the hub's app: a batch consumer of the population changes
-    (`hub.adapters.batch_consumer`, batches of up to `batch_size` records, what has been fetched).
+    (`hub.adapters.kafka.consumer`, batches of up to `batch_size` records, what has been fetched).
     The persons' states live in `states` (by default the hub database; its table must exist:
     `hub db upgrade`)."""
     if states is None:

@@ -104,7 +104,7 @@ class ConsentsApplied(Service):
         if self._client is None:
             from aiokafka import AIOKafkaConsumer
 
-            from hub.adapters.kafka_security import bootstrap_servers, kafka_client_options
+            from hub.adapters.kafka.security import bootstrap_servers, kafka_client_options
 
             # the group's committed offsets are read, never written: the client subscribes to nothing, so it never joins the group
             client = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(self.hub.kafka_url), group_id=self.group,

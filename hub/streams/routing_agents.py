@@ -91,7 +91,7 @@ def register(
     changed_gauge_interval: float = 1.0,
     batch_size: int = 200,
 ) -> RoutingObserved:
-    """Declare the routing streams on the hub's app: batch consumers (`hub.adapters.batch_consumer`)
+    """Declare the routing streams on the hub's app: batch consumers (`hub.adapters.kafka.consumer`)
     of the newcomers (batches of up to `batch_size`, what has been fetched) and of the referral
     statuses (applied one at a time, in offset order). The ledger's tables must exist (`hub db upgrade`)."""
     if ledger is None:

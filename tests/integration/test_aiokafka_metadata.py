@@ -1,4 +1,4 @@
-"""aiokafka's producer forgets a topic it sent to (hub.adapters.aiokafka_metadata), on the real broker.
+"""aiokafka's producer forgets a topic it sent to (hub.adapters.kafka.aiokafka_metadata), on the real broker.
 
 A topic first sent to while the client still held all-topic metadata is not tracked; once a new
 topic is added, a refresh drops it from the producer's cluster view. The plain producer's test is
@@ -11,9 +11,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from hub.adapters.aiokafka_metadata import TopicTrackingProducer
-from hub.adapters.kafka_admin import ensure_topics
-from hub.adapters.kafka_security import bootstrap_servers
+from hub.adapters.kafka.aiokafka_metadata import TopicTrackingProducer
+from hub.adapters.kafka.admin import ensure_topics
+from hub.adapters.kafka.security import bootstrap_servers
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def _scenario(kafka_url: str, wrap) -> tuple[set, object]:
     return known - {new}, (old, partitions)
 
 
-@pytest.mark.xfail(strict=True, reason="aiokafka does not track a topic whose metadata it already held (hub.adapters.aiokafka_metadata)")
+@pytest.mark.xfail(strict=True, reason="aiokafka does not track a topic whose metadata it already held (hub.adapters.kafka.aiokafka_metadata)")
 def test_upstream_a_plain_producer_keeps_a_topic_it_sent_to_before_a_new_topic(kafka_url):
     known, (old, partitions) = _scenario(kafka_url, lambda producer: producer)
     assert old in known and partitions

@@ -1,4 +1,4 @@
-"""The batch consumer (hub.adapters.batch_consumer) on the real broker: commits after each handled
+"""The batch consumer (hub.adapters.kafka.consumer) on the real broker: commits after each handled
 batch, a failed batch read again in the same process, a restart resuming after the commit, and a
 partition moving to a second worker only between batches."""
 
@@ -9,11 +9,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from hub.adapters.kafka_admin import ensure_topics
+from hub.adapters.kafka.admin import ensure_topics
 from hub.config import Settings
 from hub.streams.app import HubApp
 from hub.streams.runner import running, wait_for
-from hub.adapters.batch_consumer import stream_producer
+from hub.adapters.kafka.consumer import stream_producer
 from tests.kafka_helpers import bootstrap, decoded, produce, read_topic
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from hub.adapters.kafka_admin import create_topic_specs
+from hub.adapters.kafka.admin import create_topic_specs
 from hub.cli import main
 from hub.deploy.topics import EVENT_LOG, INTERNAL, KafkaTopic
 
@@ -53,7 +53,7 @@ def test_create_topic_specs_creates_the_missing_ones_once(kafka_url):
 
     from kafka.admin import KafkaAdminClient
 
-    from hub.adapters.kafka_security import bootstrap_servers
+    from hub.adapters.kafka.security import bootstrap_servers
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers(kafka_url))
     try:

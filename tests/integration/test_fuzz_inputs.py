@@ -35,7 +35,7 @@ from hub.adapters import database
 from hub.adapters.dvv.ingest import process_page
 from hub.adapters.dvv.page import parse_page
 from hub.adapters.dvv.synthetic import generate_pages
-from hub.adapters.kafka_admin import ensure_topics
+from hub.adapters.kafka.admin import ensure_topics
 from hub.adapters.referral_ledger import ReferralRow
 from hub.consent import records as consent_records
 from hub.consent.store import Disclosure

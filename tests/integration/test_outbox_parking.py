@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from hub import metrics
 from hub.adapters import database, outbox
-from hub.adapters.kafka_admin import ensure_topics
-from hub.adapters.kafka_producer import EventProducer
+from hub.adapters.kafka.admin import ensure_topics
+from hub.adapters.kafka.producer import EventProducer
 from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, WITHDRAWN, DeliveryWorker, WebhookStore, recipient_topics
 from hub.consent import records
 from hub.consent.disclosure_check import DisclosureWithdrawal

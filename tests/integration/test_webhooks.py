@@ -19,8 +19,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from hub.adapters import database
-from hub.adapters.kafka_admin import ensure_topics
-from hub.adapters.kafka_producer import EventProducer
+from hub.adapters.kafka.admin import ensure_topics
+from hub.adapters.kafka.producer import EventProducer
 from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, DeliveryWorker, WebhookStore, recipient_topics
 from hub.schemas.codec import default_codec
 from hub.schemas.envelope import envelope

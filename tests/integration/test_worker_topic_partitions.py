@@ -13,7 +13,7 @@ import pytest
 from hub.adapters.dvv.ingest import process_page
 from hub.adapters.dvv.page import parse_page
 from hub.adapters.dvv.synthetic import generate_pages
-from hub.adapters.kafka_admin import ensure_topics
+from hub.adapters.kafka.admin import ensure_topics
 from hub.schemas.codec import default_codec
 from hub.schemas import topics
 from tests.kafka_helpers import produce, read_topic
@@ -51,7 +51,7 @@ def test_a_provisioned_recipient_topic_needs_no_admin_call_on_its_first_record(f
     """What `hub topics --create` made is known from the worker's start: the first referral to a
     provisioned recipient goes straight to the producer, with no admin client built for it."""
     from hub import config
-    from hub.adapters import kafka_admin
+    from hub.adapters.kafka import admin
     from hub.streams.app import HubApp
 
     provisioned, unknown = "hub.referrals.municipality.049.v1", "hub.referrals.municipality.091.v1"
@@ -59,8 +59,8 @@ def test_a_provisioned_recipient_topic_needs_no_admin_call_on_its_first_record(f
     hub = HubApp(config.Settings(app_id=f"provisioned-{uuid.uuid4().hex[:6]}"), fresh_kafka_url)
     hub.ensure_topics()
     calls = []
-    real = kafka_admin.ensure_topics
-    monkeypatch.setattr(kafka_admin, "ensure_topics", lambda url, names, *a, **kw: calls.append(list(names)) or real(url, names, *a, **kw))
+    real = admin.ensure_topics
+    monkeypatch.setattr(admin, "ensure_topics", lambda url, names, *a, **kw: calls.append(list(names)) or real(url, names, *a, **kw))
 
     async def first_records():
         await hub.ensure_exists(provisioned)

@@ -39,7 +39,7 @@ from hub.adapters.dvv.ingest import process_page
 from hub.adapters.dvv.page import parse_page
 from hub.adapters.dvv.synthetic import generate_pages
 from hub.adapters.idempotency import ProcessedEvent
-from hub.adapters.kafka_admin import ensure_topics
+from hub.adapters.kafka.admin import ensure_topics
 from hub.adapters.outbox import OutboxMessage
 from hub.adapters.referral_ledger import ROUTING_CONSUMER, ReferralRow
 from hub.consent import records as consent_records

@@ -50,7 +50,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.fernet import Fernet
 
 from hub.adapters import database
-from hub.adapters.kafka_admin import ensure_topics
+from hub.adapters.kafka.admin import ensure_topics
 from hub.schemas import topics
 from tests.conftest import throwaway_database
 from tests.kafka_helpers import bootstrap
@@ -215,7 +215,7 @@ def soak_run(pg_admin_url, tmp_path_factory):
             url = os.environ["HUB_TEST_KAFKA_URL"]
             url = url if "://" in url else f"kafka://{url}"
         else:
-            from hub.adapters.broker import EmbeddedBroker
+            from hub.adapters.kafka.embedded_broker import EmbeddedBroker
 
             url = stack.enter_context(EmbeddedBroker()).url
         db_url = stack.enter_context(throwaway_database(pg_admin_url, "hub_soak"))

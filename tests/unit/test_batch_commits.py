@@ -1,4 +1,4 @@
-"""The batch consumer's commits (hub.adapters.batch_consumer) go out in the background, in batch order.
+"""The batch consumer's commits (hub.adapters.kafka.consumer) go out in the background, in batch order.
 
 The consumer object here is a stand-in with the three methods the commit path calls (assignment,
 seek, commit), whose commits the test releases one at a time; the real broker is in
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from aiokafka import TopicPartition
 
-from hub.adapters.batch_consumer import BatchConsumer
+from hub.adapters.kafka.consumer import BatchConsumer
 
 TP = TopicPartition("hub.newcomers.v1", 0)
 

@@ -1,4 +1,4 @@
-"""The batch consumer's fetch wait (hub.adapters.batch_consumer `_pace`): short while records flow,
+"""The batch consumer's fetch wait (hub.adapters.kafka.consumer `_pace`): short while records flow,
 back to the long wait once the topic has been quiet. The consumer here is a stand-in holding the
 fetcher attribute aiokafka builds its fetch requests from; the real broker is in
 tests/integration/test_batch_consumer.py."""
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from aiokafka.consumer.fetcher import Fetcher
 
-from hub.adapters.batch_consumer import BatchConsumer
+from hub.adapters.kafka.consumer import BatchConsumer
 
 
 class Clock:

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from hub.adapters.kafka_security import bootstrap_servers, faust_url
+from hub.adapters.kafka.security import bootstrap_servers, faust_url
 from hub.domain.clock import iso_utc
 from hub.schemas import topics
 from hub.schemas.envelope import ce_type, cloudevent_headers, envelope

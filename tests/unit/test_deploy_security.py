@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from faust.types.auth import AuthProtocol, SASLMechanism
 
-from hub.adapters.kafka_security import KafkaSecurityError, faust_credentials, kafka_client_options
+from hub.adapters.kafka.security import KafkaSecurityError, faust_credentials, kafka_client_options
 from hub.cli import main
 from hub.config import Settings
 from hub.streams.app import HubApp

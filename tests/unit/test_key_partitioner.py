@@ -1,12 +1,12 @@
 """The hub's producer partitioner: Kafka's default placement by key, without hashing when a topic
-has one partition (hub.adapters.kafka_producer.KeyPartitioner)."""
+has one partition (hub.adapters.kafka.producer.KeyPartitioner)."""
 
 from unittest import mock
 
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, strategies as st
 
-from hub.adapters.kafka_producer import KeyPartitioner
+from hub.adapters.kafka.producer import KeyPartitioner
 
 
 @given(key=st.binary(min_size=1, max_size=64), partitions=st.integers(min_value=1, max_value=64))

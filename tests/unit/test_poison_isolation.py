@@ -1,5 +1,5 @@
 """Telling a record's own failure from an outage, and narrowing a failed batch down to its record
-(hub.adapters.batch_consumer). Pure: a stand-in consumer with the methods the batch
+(hub.adapters.kafka.consumer). Pure: a stand-in consumer with the methods the batch
 path calls, handlers that fail as the database or the producer would."""
 
 import asyncio
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError
 
-from hub.adapters.batch_consumer import BatchConsumer, Outage, failure_reason, is_outage, retry_pause
+from hub.adapters.kafka.consumer import BatchConsumer, Outage, failure_reason, is_outage, retry_pause
 from hub.adapters.sealing import SealingError
 
 TP = TopicPartition("hub.newcomers.v1", 0)

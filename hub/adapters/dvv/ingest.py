@@ -30,8 +30,8 @@ from hub.domain import hetu
 from hub.schemas import bounds
 from hub.schemas.codec import Codec, default_codec
 from hub.schemas import topics
-from hub.adapters.aiokafka_metadata import TopicTrackingProducer
-from hub.adapters.kafka_security import bootstrap_servers  # noqa: F401 - also imported from here by benches and tests
+from hub.adapters.kafka.aiokafka_metadata import TopicTrackingProducer
+from hub.adapters.kafka.security import bootstrap_servers  # noqa: F401 - also imported from here by benches and tests
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class KafkaSink:
         signer: tuple[str, bytes] | None = None,
     ):
         self.kafka_url = kafka_url
-        self.security = security or {}  # TLS/SASL: hub.adapters.kafka_security.kafka_client_options
+        self.security = security or {}  # TLS/SASL: hub.adapters.kafka.security.kafka_client_options
         self.signer = signer  # (publisher id, key): sign each record when HUB_PUBLISHERS gives the hub a key
         self.codec = codec or default_codec()
         self.partitions = partitions

@@ -1,1 +1,2 @@
-"""The hub's Kafka wing: publishing and the publisher check of consumed records."""
+"""The hub's Kafka wing: every module that talks to Kafka (the consumer, the producers, publishing,
+the admin client, TLS/SASL options, the error decisions, the embedded broker)."""

@@ -12,10 +12,10 @@ import logging
 from typing import Any, Callable
 
 from hub import metrics
-from hub.adapters.batch_consumer import dead_lettered, is_outage, retry_pause, stream_producer, too_large
+from hub.adapters.kafka.consumer import dead_lettered, is_outage, retry_pause, stream_producer, too_large
 from hub.adapters.database import with_database_retry
-from hub.adapters import kafka_admin
-from hub.adapters.kafka_security import kafka_client_options
+from hub.adapters.kafka import admin
+from hub.adapters.kafka.security import kafka_client_options
 from hub.config import Settings
 from hub.domain import publishers as identity
 from hub.schemas.codec import Codec
@@ -48,7 +48,7 @@ class Publisher:
         before their first record (`ensure_exists`)."""
         declared = sorted(self.declared)
         on_broker: set[str] = set()
-        created = kafka_admin.ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, seen=on_broker, **kafka_client_options(self.settings))
+        created = admin.ensure_topics(self.kafka_url, declared, self.settings.topic_partitions, seen=on_broker, **kafka_client_options(self.settings))
         self._existing.update(declared)
         self._existing.update(on_broker)
         return created
@@ -63,7 +63,7 @@ class Publisher:
             return
         try:
             await asyncio.get_running_loop().run_in_executor(
-                None, lambda: kafka_admin.ensure_topics(self.kafka_url, [topic], self.settings.topic_partitions, **kafka_client_options(self.settings)))
+                None, lambda: admin.ensure_topics(self.kafka_url, [topic], self.settings.topic_partitions, **kafka_client_options(self.settings)))
         except Exception as exc:  # noqa: BLE001 - not allowed or not reachable: the produce says more
             log.warning("could not make sure topic %s exists (%s); sending anyway", topic, type(exc).__name__)
         self._existing.add(topic)
@@ -175,7 +175,7 @@ class Publisher:
     async def dead_letter_message(self, msg, reason: str, message: str) -> Any:
         """`dead_letter` for a consumed message: its bytes, key, topic, partition and offset. In a batch
         consumer's handling a record is dead-lettered once however often its batch is narrowed down
-        (`hub.adapters.batch_consumer.dead_lettered`): the first dead letter's future is returned again."""
+        (`hub.adapters.kafka.consumer.dead_lettered`): the first dead letter's future is returned again."""
         memo = dead_lettered.get()
         where = (msg.topic, msg.partition, msg.offset)
         if memo is not None and where in memo:

@@ -1,13 +1,13 @@
 """The hub's aiokafka producers: the worker's (`new_producer`) and the command-line tools' (replay,
 resend: `EventProducer`). Every one acks=all, no idempotence (the embedded broker refuses it;
-consumers dedupe by event id), and tracks every topic it sends to (`hub.adapters.aiokafka_metadata`)."""
+consumers dedupe by event id), and tracks every topic it sends to (`hub.adapters.kafka.aiokafka_metadata`)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from hub.adapters.aiokafka_metadata import TopicTrackingProducer
-from hub.adapters.kafka_security import bootstrap_servers, kafka_client_options
+from hub.adapters.kafka.aiokafka_metadata import TopicTrackingProducer
+from hub.adapters.kafka.security import bootstrap_servers, kafka_client_options
 from hub.config import Settings
 from hub.schemas.codec import Codec, default_codec
 
@@ -27,7 +27,7 @@ def new_producer(settings: Settings, kafka_url: str, client_id: str) -> TopicTra
 class EventProducer:
     def __init__(self, kafka_url: str, codec: Codec | None = None, security: dict | None = None):
         self.kafka_url = kafka_url
-        self.security = security or {}  # TLS/SASL: hub.adapters.kafka_security.kafka_client_options
+        self.security = security or {}  # TLS/SASL: hub.adapters.kafka.security.kafka_client_options
         self.codec = codec or default_codec()
         self._producer = None
         self._pending: list[asyncio.Future] = []

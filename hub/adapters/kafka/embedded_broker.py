@@ -14,7 +14,7 @@ import subprocess
 import time
 from typing import Iterator
 
-from hub.adapters.kafka_security import faust_url
+from hub.adapters.kafka.security import faust_url
 
 
 class BrokerError(RuntimeError):

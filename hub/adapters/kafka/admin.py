@@ -11,7 +11,7 @@ import logging
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
-from hub.adapters.kafka_security import bootstrap_servers
+from hub.adapters.kafka.security import bootstrap_servers
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def ensure_topics(
     """Create the topics that do not exist yet; returns the names created. `seen`: see
     `create_topic_specs`.
 
-    `security`: kafka-python TLS/SASL options (hub.adapters.kafka_security.kafka_client_options).
+    `security`: kafka-python TLS/SASL options (hub.adapters.kafka.security.kafka_client_options).
     """
     from hub.deploy.topics import EVENT_LOG, INTERNAL, KafkaTopic
 
