@@ -81,6 +81,7 @@ class _Failed(Exception):
 async def _run(settings, files, dry_run, poll, since, max_pages, progress):
     from hub.adapters.dvv.client import DvvClient, DvvError, ClientConfig
     from hub.adapters.dvv.ingest import DryRunSink, KafkaSink, ingest, read_files
+    from hub.adapters.kafka.errors import is_kafka_error
     from hub.adapters.kafka.security import kafka_client_options
     from hub.adapters.dvv.page import MalformedPage
 
@@ -110,7 +111,7 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress):
         except BrokerError as exc:
             raise _Failed(str(exc)) from None
         except Exception as exc:
-            if type(exc).__module__.startswith(("aiokafka", "kafka")):
+            if is_kafka_error(exc):
                 raise _Failed(f"the broker did not take the events ({type(exc).__name__}); nothing after the last acknowledged page was recorded") from None
             raise
     except MalformedPage as exc:

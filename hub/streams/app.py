@@ -22,7 +22,8 @@ import faust
 from faust.app import BootStrategy
 
 from hub import metrics
-from hub.adapters.kafka.consumer import BatchConsumer, failure_reason
+from hub.adapters.kafka.consumer import BatchConsumer
+from hub.adapters.kafka.errors import failure_reason
 from hub.adapters.kafka.publisher import Publisher
 from hub.adapters.kafka.publisher_check import PublisherCheck
 from hub.adapters.kafka.producer import new_producer

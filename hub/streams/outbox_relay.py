@@ -34,6 +34,7 @@ from sqlalchemy.orm import sessionmaker
 
 from hub import metrics
 from hub.adapters import outbox
+from hub.adapters.kafka.errors import unsendable_reason
 from hub.consent.disclosure_check import CHANNEL_KAFKA, PLAN_REQUEST, DisclosureCheck
 from hub.consent.model import LegalBasis
 from hub.schemas.codec import CodecError
@@ -45,26 +46,6 @@ log = logging.getLogger(__name__)
 CONSENTS_CONSUMER = "consent-consents"  # the batch consumer of hub.consents.v1 (hub.streams.consent_agents), group `<app id>.consent-consents`
 LEGACY_NOTICES = "hub.notices.v1"  # before notices had per-recipient topics (outbox rows committed then)
 GAUGE_EVERY = 30.0  # seconds between refreshes of hub_outbox_parked_messages when nothing was parked
-
-
-def unsendable_reason(exc: BaseException) -> str | None:
-    """The park reason when `exc` (or an error it was raised from) is the record's
-    own failure; None for an outage or anything unknown (the relay stops and retries)."""
-    from aiokafka import errors as kafka
-
-    own = (
-        ((kafka.MessageSizeTooLargeError, kafka.RecordTooLargeError, kafka.RecordListTooLargeError), outbox.RECORD_TOO_LARGE),
-        ((kafka.CorruptRecordException, kafka.UnsupportedForMessageFormatError, kafka.InvalidTimestampError), outbox.INVALID_RECORD),
-        ((kafka.InvalidTopicError,), outbox.INVALID_TOPIC),
-    )
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        for classes, reason in own:
-            if isinstance(exc, classes):
-                return reason
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 def _detail(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any, Callable, Iterable, Mapping
 
 from hub import metrics
-from hub.adapters.kafka.consumer import Outage, failure_reason, is_outage
+from hub.adapters.kafka.errors import Outage, failure_reason, is_outage
 from hub.adapters.database import DatabaseCalls, with_database_retry
 from hub.schemas.codec import CodecError
 from hub.services.ports import Consumed, Failures

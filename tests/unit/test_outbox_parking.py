@@ -14,7 +14,8 @@ from hub.adapters import outbox
 from hub.schemas.codec import default_codec
 from hub.schemas import topics
 from hub.schemas.envelope import cloudevent_headers, envelope
-from hub.streams.outbox_relay import OutboxRelay, unsendable_reason
+from hub.adapters.kafka.errors import unsendable_reason
+from hub.streams.outbox_relay import OutboxRelay
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 

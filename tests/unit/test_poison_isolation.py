@@ -8,9 +8,11 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError
+from aiokafka.errors import InvalidTopicError, KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, NotLeaderForPartitionError
+from kafka import errors as kafka_python
 
-from hub.adapters.kafka.consumer import BatchConsumer, Outage, failure_reason, is_outage, retry_pause
+from hub.adapters.kafka.consumer import BatchConsumer
+from hub.adapters.kafka.errors import Outage, failure_reason, is_outage, retry_pause
 from hub.adapters.sealing import SealingError
 
 TP = TopicPartition("hub.newcomers.v1", 0)
@@ -22,13 +24,15 @@ def db_error(kind):
 
 @pytest.mark.parametrize("exc", [db_error(sa.exc.OperationalError), db_error(sa.exc.InterfaceError), db_error(sa.exc.ProgrammingError),
                                  KafkaConnectionError(), KafkaTimeoutError(), NotLeaderForPartitionError(), TimeoutError(),
-                                 ConnectionRefusedError(), Outage(), SealingError("a key was removed")])
+                                 ConnectionRefusedError(), Outage(), SealingError("a key was removed"),
+                                 kafka_python.KafkaConnectionError(), kafka_python.KafkaTimeoutError()])
 def test_outages(exc):
     assert is_outage(exc)
 
 
 @pytest.mark.parametrize("exc, reason", [(db_error(sa.exc.DataError), "unprocessable"), (db_error(sa.exc.IntegrityError), "unprocessable"),
-                                         (MessageSizeTooLargeError(), "unprocessable"),
+                                         (MessageSizeTooLargeError(), "unprocessable"), (kafka_python.MessageSizeTooLargeError(), "unprocessable"),
+                                         (InvalidTopicError(), "unprocessable"),
                                          (ValueError("bad"), "unprocessable"), (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogate"), "unprocessable"),
                                          (KeyError("a bug"), "internal_error"), (AttributeError("a bug"), "internal_error")])
 def test_a_records_own_failures(exc, reason):

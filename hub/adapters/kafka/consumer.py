@@ -11,8 +11,8 @@ The contract (docs/reliability.md):
   the next batch is fetched and handled while the broker records the commit. Commits go out in
   batch order, one at a time; a rebalance and a stop wait for the last one. A crash before a commit
   reads its batch again: outputs carry derived event ids and are deduplicated downstream;
-- a `handle` that raises an outage (`is_outage`: the database or the broker unreachable, a
-  timeout) commits nothing: the worker logs it, counts it (`hub_consumer_rereads_total`), seeks
+- a `handle` that raises an outage (`hub.adapters.kafka.errors.is_outage`: the database or the broker
+  unreachable, a timeout) commits nothing: the worker logs it, counts it (`hub_consumer_rereads_total`), seeks
   the batch's partitions back to its first offsets and reads it again after a pause that doubles
   with each failure in a row (1 s up to 30 s); the worker lives on;
 - a `handle` that raises anything else failed because of a record (a value the database refuses,
@@ -44,18 +44,14 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import (CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError, MessageSizeTooLargeError,
-                             RecordTooLargeError)
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
-import sqlalchemy as sa
 
 from hub import metrics
-from hub.adapters.sealing import SealingError
+from hub.adapters.kafka.errors import RETRY_PAUSE, is_outage, retry_pause
 
 log = logging.getLogger(__name__)
 
-RETRY_PAUSE = 1.0  # seconds before a batch whose handling failed is read again; doubled with each failure in a row
-MAX_RETRY_PAUSE = 30.0
 IDLE_AFTER = 1.0  # seconds without a record after which a consumer with a busy fetch wait goes back to its idle wait
 
 # The producer of the batch consumer whose `handle` is running, None anywhere else (timers, the
@@ -65,52 +61,6 @@ stream_producer: contextvars.ContextVar = contextvars.ContextVar("stream_produce
 # batch in processing is handled (narrowing handles a record more than once): HubApp.dead_letter_message
 # sends a record's dead letter once per batch. None outside a batch consumer's handling.
 dead_lettered: contextvars.ContextVar = contextvars.ContextVar("dead_lettered", default=None)
-
-
-class Outage(Exception):
-    """Raised by a handler for a failure of the outside world it found itself (a send the broker did
-    not acknowledge): the batch is read again whole, nothing is dead-lettered for it."""
-
-
-# the record made the call fail: a value the database refuses (too long, a NUL, a constraint), an
-# output or dead letter too large for the producer or the broker, a value the code cannot convert
-RECORD_ERRORS = (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.StatementError, MessageSizeTooLargeError, RecordTooLargeError,
-                 UnicodeError, ValueError, OverflowError)
-# the outside world failed: unreachable, timed out, a lost connection; or the database's schema is
-# not the one the code expects (a migration not run: `hub db upgrade` fixes it, no record does), or
-# sealed data does not open under HUB_DATA_KEYS (a key removed too early: the operator puts it back)
-_OUTAGE_ERRORS = (Outage, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError,
-                  sa.exc.ProgrammingError, SealingError, OSError, TimeoutError)
-
-
-def too_large(exc: BaseException) -> bool:
-    """Whether a send failed because the record is larger than the producer or the broker accepts."""
-    return isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError))
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether `exc` is an outage (the database or the broker unreachable, a timeout, a lost
-    connection): the same work succeeds later, unchanged, so it is retried whole and nothing is
-    dead-lettered. Every other error is the failure of a record (or of the code on one record)."""
-    if isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError)):
-        return False
-    if isinstance(exc, KafkaError):  # the broker's errors other than a record's size: unreachable, no leader, not allowed yet
-        return True
-    if getattr(exc, "connection_invalidated", False):  # any database error that lost the connection
-        return True
-    return isinstance(exc, _OUTAGE_ERRORS)
-
-
-def failure_reason(exc: BaseException) -> str:
-    """The dead-letter reason for a record whose handling failed with `exc` (not an outage):
-    `unprocessable` for a value the database, the producer or a conversion refused,
-    `internal_error` for anything else (a bug the record triggers)."""
-    return "unprocessable" if isinstance(exc, RECORD_ERRORS) else "internal_error"
-
-
-def retry_pause(failures: int) -> float:
-    """Seconds to wait after the `failures`-th failure in a row: 1, 2, 4, ... up to 30."""
-    return min(RETRY_PAUSE * 2 ** max(0, failures - 1), MAX_RETRY_PAUSE)
 
 
 class BatchConsumer(Service):

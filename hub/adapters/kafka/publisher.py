@@ -12,7 +12,8 @@ import logging
 from typing import Any, Callable
 
 from hub import metrics
-from hub.adapters.kafka.consumer import dead_lettered, is_outage, retry_pause, stream_producer, too_large
+from hub.adapters.kafka.consumer import dead_lettered, stream_producer
+from hub.adapters.kafka.errors import is_outage, retry_pause, too_large
 from hub.adapters.database import with_database_retry
 from hub.adapters.kafka import admin
 from hub.adapters.kafka.security import kafka_client_options
