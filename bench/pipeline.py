@@ -170,14 +170,14 @@ async def bare_latency(servers: list[str], records: list, rate: float, settings,
         await asyncio.gather(*stages, return_exceptions=True)
 
 
-def provision(url: str, app_id: str, partitions: int) -> int:
+def provision(url: str, partitions: int) -> int:
     """Every topic of the hub, as `hub topics --create` makes them (deploy/compose runs it once before
     the workers): the per-recipient topics exist before their first record. Returns how many."""
     from hub.adapters.kafka.admin import create_topic_specs
     from hub.deploy.topics import hub_topics
     from hub.routing.reference import default_reference
 
-    specs = hub_topics(default_reference(), app_id=app_id, partitions=partitions, replicas=1)
+    specs = hub_topics(default_reference(), partitions=partitions, replicas=1)
     create_topic_specs(url, specs)
     return len(specs)
 
@@ -407,7 +407,7 @@ async def run(args) -> dict:
 
         if not args.lazy_topics:
             t = time.monotonic()
-            out["provisioned_topics"] = await asyncio.get_running_loop().run_in_executor(None, provision, broker.url, settings.app_id, args.partitions)
+            out["provisioned_topics"] = await asyncio.get_running_loop().run_in_executor(None, provision, broker.url, args.partitions)
             log(args, f"provisioned {out['provisioned_topics']} topics as `hub topics --create` does before a deployment's workers start, "
                       f"in {time.monotonic() - t:.1f} s")
         if args.workers:

@@ -21,23 +21,21 @@ def _app_id(app_id: str | None) -> str:
 @click.option("--partitions", type=click.IntRange(min=1), default=None,
               help="Partitions of the person-keyed topics [default: HUB_TOPIC_PARTITIONS].")
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Replication factor (3 on a production cluster).")
-@click.option("--app-id", default=None, help="faust app id, the prefix of its internal topics [default: HUB_APP_ID].")
 @click.option("--create", is_flag=True,
               help="Create the missing topics on HUB_KAFKA_URL (with its TLS/SASL settings) instead of printing; existing ones are left alone.")
-def topics(fmt: str, partitions: int | None, replicas: int, app_id: str | None, create: bool) -> None:
+def topics(fmt: str, partitions: int | None, replicas: int, create: bool) -> None:
     """Print every Kafka topic of the hub with its partitions and configs.
 
-    The fixed event topics (retention), the dead letters (longer retention), faust's leader topic
-    (compaction) and one referral, one plan-request and one notice topic per recipient authority of
-    the 2025 reference data (`hub.referrals.<kind>.<code>.v1`, `hub.plan-requests.<kind>.<code>.v1`,
-    `hub.notices.<kind>.<code>.v1`).
+    The fixed event topics (retention), the dead letters (longer retention) and one referral, one
+    plan-request and one notice topic per recipient authority of the 2025 reference data
+    (`hub.referrals.<kind>.<code>.v1`, `hub.plan-requests.<kind>.<code>.v1`, `hub.notices.<kind>.<code>.v1`).
     """
     from hub.deploy import render
     from hub.deploy.topics import hub_topics
     from hub.routing.reference import default_reference
 
     settings = load_settings()
-    specs = hub_topics(default_reference(), app_id=_app_id(app_id), partitions=partitions or settings.topic_partitions, replicas=replicas)
+    specs = hub_topics(default_reference(), partitions=partitions or settings.topic_partitions, replicas=replicas)
     if create:
         from hub.adapters.kafka.admin import create_topic_specs
         from hub.adapters.kafka.security import KafkaSecurityError, kafka_client_options
@@ -60,7 +58,7 @@ def topics(fmt: str, partitions: int | None, replicas: int, app_id: str | None, 
 @click.option("--format", "fmt", type=click.Choice(ACL_FORMATS), default="list", show_default=True,
               help="list: principal, ALLOW, operations, resource type, pattern, name (tab-separated); json; "
                    "kafka-acls-sh: kafka-acls.sh commands; strimzi: KafkaUser resources (SCRAM-SHA-512) with these ACLs.")
-@click.option("--app-id", default=None, help="faust app id = the hub's Kafka user and consumer group [default: HUB_APP_ID].")
+@click.option("--app-id", default=None, help="the hub's app id = its Kafka user and the prefix of its consumer groups [default: HUB_APP_ID].")
 def acls(fmt: str, app_id: str | None) -> None:
     """Print the Kafka ACLs: each recipient reads only its own referral and plan-request topics.
 

@@ -5,8 +5,8 @@
   `<principal>.<anything>`, and writes only referral statuses, assessments and consents (the
   assessing authority records the person's consent);
 - the hub (`User:<app id>`) reads the topics its workers consume, writes every `hub.` topic and
-  owns faust's internal `<app id>-` topics and its consumer groups (faust's `<app id>`, and
-  `<app id>.<name>` of the streams read without faust, e.g. newcomer detection);
+  owns the consumer groups `<app id>.<name>` of its batch consumers (one per stream, e.g.
+  `<app id>.newcomer-detection`); faust reads nothing, so it has no group or internal topic;
 - operations (`User:hub-ops`) alone read the dead letters.
 
 Kafka ACLs cannot check a record's content: that a status comes from the referral's recipient is
@@ -74,9 +74,7 @@ def hub_acls(app_id: str) -> list[Acl]:
     acls = [Acl(app_id, "topic", topic, LITERAL, ("Read",)) for topic in HUB_READS]
     acls += [
         Acl(app_id, "topic", "hub.", PREFIX, ("Write", "Describe")),
-        Acl(app_id, "topic", f"{app_id}-", PREFIX, ("Read", "Write", "Describe", "Create", "DescribeConfigs")),
-        Acl(app_id, "group", app_id, LITERAL, ("Read", "Describe")),
-        # the groups of the hub's batch consumers (newcomer detection, routing of newcomers): `<app id>.<name>` (HubApp.batch_group)
+        # the groups of the hub's batch consumers, one per stream: `<app id>.<name>` (HubApp.batch_group)
         Acl(app_id, "group", f"{app_id}.", PREFIX, ("Read", "Describe")),
         Acl(app_id, "cluster", "kafka-cluster", LITERAL, ("Describe",)),
     ]

@@ -23,7 +23,7 @@ def generated_files(reference: Reference | None = None) -> dict[Path, str]:
     """Relative path -> content of every generated manifest."""
     reference = reference or default_reference()
     return {
-        TOPICS_FILE: render.strimzi_topics(hub_topics(reference, app_id=APP_ID, partitions=PARTITIONS, replicas=REPLICAS)),
+        TOPICS_FILE: render.strimzi_topics(hub_topics(reference, partitions=PARTITIONS, replicas=REPLICAS)),
         USERS_FILE: render.strimzi_users(all_acls(reference, app_id=APP_ID)),
     }
 

@@ -2,11 +2,11 @@
 authority reference data: the one list the compose init step, `hub topics` and the Strimzi
 KafkaTopic resources are made from.
 
-Partitions: topics keyed by person get `partitions` (HUB_TOPIC_PARTITIONS); the hub declares no
-faust table (newcomer detection keeps its state in the database), so there is no changelog to
-co-partition. A per-recipient topic has one partition: a recipient sees a few
+Partitions: topics keyed by person get `partitions` (HUB_TOPIC_PARTITIONS); the hub's state is in
+the database, so there is no changelog to co-partition. A per-recipient topic has one partition: a recipient sees a few
 referrals a day, in `sequence` order, and 3 x ~370 recipients (referrals, plan requests, notices)
-stays a modest partition count.
+stays a modest partition count. faust reads nothing (every stream is read by a batch consumer), so
+it has no internal topics here.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ DEAD_LETTER_RETENTION_DAYS = 90  # operators investigate and replay; longer than
 
 EVENT_LOG = "event log"
 DEAD_LETTER = "dead letters"
-INTERNAL = "faust internal"
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class KafkaTopic:
     name: str
     partitions: int
     replicas: int
-    kind: str  # EVENT_LOG, DEAD_LETTER or INTERNAL
+    kind: str  # EVENT_LOG or DEAD_LETTER
     configs: dict[str, str] = field(default_factory=dict, hash=False, compare=True)
     recipient: str | None = None  # the authority id of a per-recipient topic
 
@@ -53,24 +52,16 @@ def recipients(reference: Reference) -> list[str]:
     return sorted(found)
 
 
-def leader_topic(app_id: str) -> str:
-    """faust's leader-assignor topic (one partition)."""
-    return f"{app_id}-__assignor-__leader"
-
-
 def _configs(kind: str, replicas: int) -> dict[str, str]:
-    if kind == INTERNAL:
-        configs = {"cleanup.policy": "compact"}
-    else:
-        days = DEAD_LETTER_RETENTION_DAYS if kind == DEAD_LETTER else EVENT_LOG_RETENTION_DAYS
-        configs = {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
+    days = DEAD_LETTER_RETENTION_DAYS if kind == DEAD_LETTER else EVENT_LOG_RETENTION_DAYS
+    configs = {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
     if replicas >= 3:  # acks=all then survives one broker down without losing an acknowledged write
         configs["min.insync.replicas"] = "2"
     return configs
 
 
-def hub_topics(reference: Reference, *, app_id: str = "integration-hub", partitions: int = 12, replicas: int = 3) -> list[KafkaTopic]:
-    """All topics, fixed ones first, then faust's, then three per recipient (sorted by name)."""
+def hub_topics(reference: Reference, *, partitions: int = 12, replicas: int = 3) -> list[KafkaTopic]:
+    """All topics, fixed ones first, then three per recipient (sorted by name)."""
     if partitions < 1 or replicas < 1:
         raise ValueError("partitions and replicas must be at least 1")
 
@@ -78,8 +69,7 @@ def hub_topics(reference: Reference, *, app_id: str = "integration-hub", partiti
         return KafkaTopic(name, count, replicas, kind, _configs(kind, replicas), recipient)
 
     fixed = [spec(name, DEAD_LETTER if name == names.DEAD_LETTERS else EVENT_LOG, partitions) for name in names.FIXED_TOPICS]
-    internal = [spec(leader_topic(app_id), INTERNAL, 1)]
     per_recipient = []
     for authority in recipients(reference):
         per_recipient += [spec(name, EVENT_LOG, 1, authority) for name in names.recipient_topics(authority)]
-    return fixed + internal + sorted(per_recipient, key=lambda t: t.name)
+    return fixed + sorted(per_recipient, key=lambda t: t.name)

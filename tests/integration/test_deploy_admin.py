@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from hub.adapters.kafka.admin import create_topic_specs
 from hub.cli import main
-from hub.deploy.topics import EVENT_LOG, INTERNAL, KafkaTopic
+from hub.deploy.topics import EVENT_LOG, KafkaTopic
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def test_create_topic_specs_creates_the_missing_ones_once(kafka_url):
     run = uuid.uuid4().hex[:8]
     specs = [
         KafkaTopic(f"test-deploy-{run}.events", 3, 1, EVENT_LOG, {"cleanup.policy": "delete", "retention.ms": "86400000"}),
-        KafkaTopic(f"test-deploy-{run}-compacted", 3, 1, INTERNAL, {"cleanup.policy": "compact"}),
+        KafkaTopic(f"test-deploy-{run}-compacted", 3, 1, EVENT_LOG, {"cleanup.policy": "compact"}),
     ]
     assert sorted(create_topic_specs(kafka_url, specs)) == sorted(s.name for s in specs)
     assert create_topic_specs(kafka_url, specs) == []  # idempotent: the init step may run again

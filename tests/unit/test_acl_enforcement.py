@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REF = default_reference()
 APP = "integration-hub"
 RECIPIENTS = recipients(REF)
-TOPICS = [t.name for t in hub_topics(REF, app_id=APP)]
+TOPICS = [t.name for t in hub_topics(REF)]
 CLUSTER = "kafka-cluster"
 
 ALLOW, DENY = "ALLOW", "DENY"
@@ -229,10 +229,10 @@ def test_each_publisher_writes_only_the_topics_it_must():
         assert BROKER.topics(A.principal(authority), "Write") == must
         assert not BROKER.authorize(f"User:{A.principal(authority)}", "Create", "topic", names.referral_topic(authority))
         assert not BROKER.authorize(f"User:{A.principal(authority)}", "Describe", "cluster", CLUSTER)
-    # the hub writes every hub topic (its outputs, dead letters, and what `hub ingest` / `hub consent` publish) and its own internals
+    # the hub writes every hub topic (its outputs, dead letters, and what `hub ingest` / `hub consent` publish)
     hub_writes = BROKER.topics(APP, "Write")
     assert hub_writes == set(TOPICS)
-    assert BROKER.topics(APP, "Read") == set(A.HUB_READS) | {t for t in TOPICS if t.startswith(f"{APP}-")}
+    assert BROKER.topics(APP, "Read") == set(A.HUB_READS)
     # nobody but the hub writes the topics recipients read
     for authority in RECIPIENTS[:: max(1, len(RECIPIENTS) // 20)]:
         writers = {b.principal for b in COMMITTED if BROKER.authorize(b.principal, "Write", "topic", names.referral_topic(authority))}

@@ -23,8 +23,7 @@ def test_committed_generated_files_equal_the_generator_output():
 
 def test_the_cli_prints_the_same_resources():
     runner = CliRunner()
-    topics = runner.invoke(main, ["topics", "--format", "strimzi", "--partitions", str(k8s.PARTITIONS), "--replicas", str(k8s.REPLICAS),
-                                  "--app-id", k8s.APP_ID])
+    topics = runner.invoke(main, ["topics", "--format", "strimzi", "--partitions", str(k8s.PARTITIONS), "--replicas", str(k8s.REPLICAS)])
     users = runner.invoke(main, ["acls", "--format", "strimzi", "--app-id", k8s.APP_ID])
     assert topics.exit_code == 0 and users.exit_code == 0
     assert topics.output == (ROOT / k8s.TOPICS_FILE).read_text(encoding="utf-8"), HINT

@@ -14,7 +14,7 @@ from hub.cli import main
 from hub.config import Settings
 from hub.deploy import acls as A
 from hub.deploy import render
-from hub.deploy.topics import DEAD_LETTER, EVENT_LOG, INTERNAL, hub_topics, recipients
+from hub.deploy.topics import DEAD_LETTER, EVENT_LOG, hub_topics, recipients
 from hub.routing.reference import default_reference
 from hub.streams import newcomer_agents
 from hub.schemas import topics as names
@@ -43,7 +43,7 @@ def test_topics_cover_fixed_internal_and_three_per_recipient():
         own = (names.referral_topic(authority), names.plan_request_topic(authority), names.notice_topic(authority))
         assert names.recipient_topics(authority) == own
         assert all(by_name[t].recipient == authority and by_name[t].partitions == 1 for t in own)
-    assert len(TOPICS) == len(names.FIXED_TOPICS) + 1 + 3 * len(RECIPIENTS)
+    assert len(TOPICS) == len(names.FIXED_TOPICS) + 3 * len(RECIPIENTS)
     assert not any(t.startswith("hub.notices.") for t in names.FIXED_TOPICS)  # no shared notice topic
 
 
@@ -56,15 +56,12 @@ def test_notice_topics_are_named_like_the_other_per_recipient_topics():
             names.notice_topic(bad)
 
 
-def test_configs_compaction_for_faust_topics_retention_for_logs_longer_for_dead_letters():
+def test_configs_retention_for_logs_longer_for_dead_letters():
     by_name = {t.name: t for t in TOPICS}
     retention = lambda t: int(t.configs["retention.ms"])  # noqa: E731
     for t in TOPICS:
         assert t.configs["min.insync.replicas"] == "2" and t.replicas == 3
-        if t.kind == INTERNAL:
-            assert t.configs["cleanup.policy"] == "compact" and "retention.ms" not in t.configs
-        elif t.kind in (EVENT_LOG, DEAD_LETTER):
-            assert t.configs["cleanup.policy"] == "delete"
+        assert t.kind in (EVENT_LOG, DEAD_LETTER) and t.configs["cleanup.policy"] == "delete"
     dead = by_name[names.DEAD_LETTERS]
     assert dead.kind == DEAD_LETTER and retention(dead) > max(retention(t) for t in TOPICS if t.kind == EVENT_LOG)
     assert all(t.partitions == 1 for t in TOPICS if t.recipient)  # per recipient: one ordered stream
@@ -72,14 +69,16 @@ def test_configs_compaction_for_faust_topics_retention_for_logs_longer_for_dead_
     assert all("min.insync.replicas" not in t.configs for t in single)
 
 
-def test_no_changelog_topic_detection_state_is_in_the_database():
+def test_no_faust_topic_detection_state_is_in_the_database_and_faust_reads_nothing():
     """Newcomer detection declares no faust table (its state is in the database), so a deployment
-    has no changelog topic to create, co-partition or restore."""
+    has no changelog topic to create, co-partition or restore; and no faust agent, so faust starts
+    no consumer and needs no leader topic."""
     hub = HubApp(Settings(app_id="integration-hub", topic_partitions=12), "kafka://localhost:9092")
     newcomer_agents.register(hub, database_url="sqlite://")
     assert not list(hub.app.tables.values())
     assert not [t.name for t in TOPICS if "changelog" in t.name]
-    assert [t.name for t in TOPICS if t.kind == INTERNAL] == ["integration-hub-__assignor-__leader"]
+    assert not hub.app.agents
+    assert not [t.name for t in TOPICS if t.name.startswith("integration-hub-")]
 
 
 def _allowed_topics(user: str, operation: str) -> set[str]:
@@ -119,12 +118,12 @@ def test_only_operations_read_dead_letters_and_the_hub_gets_what_its_workers_nee
     assert readers == {A.OPS}
     hub = USERS["integration-hub"]
     assert _allowed_topics("integration-hub", "Read") >= {names.POPULATION_CHANGES, names.NEWCOMERS, names.REFERRAL_STATUS}
-    assert _allowed_topics("integration-hub", "Write") == set(TOPIC_NAMES)  # referrals, dead letters, faust's own
-    assert A.allowed(hub, "group", "integration-hub", "Read")
+    assert _allowed_topics("integration-hub", "Write") == set(TOPIC_NAMES)  # events, referrals, dead letters
+    assert not A.allowed(hub, "group", "integration-hub", "Read")  # faust's group: faust reads nothing
     detection = HubApp(Settings(app_id="integration-hub"), "kafka://localhost:9092").batch_group(newcomer_agents.CONSUMER_NAME)
     assert A.allowed(hub, "group", detection, "Read")  # newcomer detection's own group
     assert not any(A.allowed(USERS[A.principal(a)], "group", detection, "Read") for a in RECIPIENTS)
-    assert A.allowed(hub, "topic", "integration-hub-__assignor-__leader", "Create")
+    assert not A.allowed(hub, "topic", "integration-hub-__assignor-__leader", "Create")  # nor has it internal topics
     assert not A.allowed(hub, "topic", "hub.referrals.municipality.091.v1", "Read")  # the hub writes them, never reads
 
 

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    url: str, names: list[str] | tuple[str, ...], partitions: int, replication: int = 1, compacted: tuple[str, ...] = (),
+    url: str, names: list[str] | tuple[str, ...], partitions: int, replication: int = 1,
     seen: set[str] | None = None, **security
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created. `seen`: see
@@ -25,12 +25,9 @@ def ensure_topics(
 
     `security`: kafka-python TLS/SASL options (hub.adapters.kafka.security.kafka_client_options).
     """
-    from hub.deploy.topics import EVENT_LOG, INTERNAL, KafkaTopic
+    from hub.deploy.topics import EVENT_LOG, KafkaTopic
 
-    specs = [
-        KafkaTopic(n, partitions, replication, INTERNAL if n in compacted else EVENT_LOG, {"cleanup.policy": "compact"} if n in compacted else {})
-        for n in names
-    ]
+    specs = [KafkaTopic(n, partitions, replication, EVENT_LOG) for n in names]
     return create_topic_specs(url, specs, seen=seen, **security)
 
 
