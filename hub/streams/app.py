@@ -47,7 +47,9 @@ class _Boot(BootStrategy):
     """What faust starts with the app: its sensors, agents manager, timers and services, never its
     producer (the hub publishes through its own), and its consumer only while a faust agent is
     declared (the hub declares none: its streams are read by batch consumers). Without agents
-    faust's consumer would still start and join the group `<app id>` with nothing subscribed."""
+    faust's consumer would still start and join the group `<app id>` with nothing subscribed. A
+    deployment grants neither that group nor faust's leader topic (hub/deploy/acls.py, topics.py):
+    a faust agent needs them added there."""
 
     enable_kafka_producer = False
 
