@@ -130,7 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
             needed_by="every command that talks to Kafka; `hub replay`, `hub resend` and `hub webhooks deliver` need it "
                       "(the embedded broker starts empty)"),
     Setting("HUB_KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", _one_of(SECURITY_PROTOCOLS), "PLAINTEXT", BROKER,
-            help="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (`hub.adapters.kafka_security` turns the Kafka "
+            help="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (`hub.adapters.kafka.security` turns the Kafka "
                  "TLS/SASL settings into the clients' options).",
             needed_by="the worker, `hub ingest`, `hub topics --create`, `hub healthcheck`; `SASL_SSL` on the Strimzi cluster"),
     Setting("HUB_KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism", _one_of(SASL_MECHANISMS), "SCRAM-SHA-512", BROKER,
@@ -219,7 +219,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS", "pipeline_fetch_max_wait_ms", _integer, 5, CONSUMER,
             help="The fetch wait of every batch consumer while records flow: after a fetch that brought records "
                  "it uses this wait until a second passes without one, then `HUB_KAFKA_FETCH_MAX_WAIT_MS` again "
-                 "(`hub/adapters/batch_consumer.py`). The "
+                 "(`hub/adapters/kafka/consumer.py`). The "
                  "embedded broker holds a fetch for about half its wait even when a record arrives, so each busy "
                  "hop pays up to half this wait; Apache Kafka answers a waiting fetch as soon as a record arrives."),
     Setting("HUB_KAFKA_PRODUCER_LINGER_MS", "producer_linger_ms", _integer, 0, CONSUMER,
