@@ -130,7 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
             needed_by="every command that talks to Kafka; `hub replay`, `hub resend` and `hub webhooks deliver` need it "
                       "(the embedded broker starts empty)"),
     Setting("HUB_KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", _one_of(SECURITY_PROTOCOLS), "PLAINTEXT", BROKER,
-            help="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (`hub.adapters.kafka_security` turns the Kafka "
+            help="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (`hub.adapters.kafka.security` turns the Kafka "
                  "TLS/SASL settings into the clients' options).",
             needed_by="the worker, `hub ingest`, `hub topics --create`, `hub healthcheck`; `SASL_SSL` on the Strimzi cluster"),
     Setting("HUB_KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism", _one_of(SASL_MECHANISMS), "SCRAM-SHA-512", BROKER,
@@ -153,9 +153,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_DATA_DIR", "data_dir", _path, Path(".hub-data"), BROKER,
             help="Where the embedded defaults keep their files (the SQLite database)."),
     Setting("HUB_APP_ID", "app_id", _text, "integration-hub", BROKER,
-            help="The faust app id = consumer group id and prefix of faust's internal topics; the batch consumers' "
-                 "groups are `<app id>.newcomer-detection` and `<app id>.routing-newcomers`. The hub's own entry in "
-                 "`HUB_PUBLISHERS` and its Kafka user have this id.",
+            help="The faust app id and the prefix of the consumer groups: each stream's batch consumer has the "
+                 "group `<app id>.<name>` (`newcomer-detection`, `routing-newcomers`, `routing-referral-status`, "
+                 "`consent-assessments`, `consent-consents`). The hub's own entry in `HUB_PUBLISHERS` and its Kafka "
+                 "user have this id.",
             needed_by="every worker of one deployment has the same"),
     Setting("HUB_TOPIC_PARTITIONS", "topic_partitions", _integer, 1, BROKER,
             help="Partitions of the topics the hub creates (12 in `deploy/k8s`). Choose it above the most workers "
@@ -197,37 +198,35 @@ SETTINGS: tuple[Setting, ...] = (
             needed_by="set in the shipped compose and Kubernetes deployments (`deploy/compose/publishers.yaml`, "
                       "ConfigMap `hub-publishers`); `hub publish` signs with it"),
     Setting("HUB_KAFKA_SESSION_TIMEOUT", "session_timeout", _number, 6.0, CONSUMER,
-            help="Consumer-group session timeout, seconds. A worker joining a group waits out the session timeout, "
-                 "so faust's 60 s would delay a new worker's first event by most of a minute; 6 s is the lowest "
-                 "Apache Kafka accepts by default (`group.min.session.timeout.ms`), so the same value works on a "
-                 "real cluster. Raise it there if workers run long batches."),
+            help="Consumer-group session timeout of the batch consumers, seconds. A worker joining a group waits "
+                 "out the session timeout, so aiokafka's 10 s (faust's 60 s) would delay a new worker's first "
+                 "event; 6 s is the lowest Apache Kafka accepts by default (`group.min.session.timeout.ms`), so the "
+                 "same value works on a real cluster. Raise it there if workers run long batches. (Also handed to "
+                 "faust's app, whose consumer starts only for a faust agent: the hub declares none.)"),
     Setting("HUB_KAFKA_REBALANCE_TIMEOUT", "rebalance_timeout", _number, 6.0, CONSUMER,
-            help="Rebalance timeout, seconds (faust's default: 60)."),
+            help="Rebalance timeout of the batch consumers, seconds (aiokafka's default: the session timeout)."),
     Setting("HUB_KAFKA_HEARTBEAT_INTERVAL", "heartbeat_interval", _number, 1.0, CONSUMER,
-            help="Heartbeat interval, seconds (faust's default: 3)."),
+            help="Heartbeat interval of the batch consumers, seconds (aiokafka's default: 3)."),
     Setting("HUB_KAFKA_PRODUCER_TIMEOUT", "producer_timeout", _number, 60.0, CONSUMER,
-            help="Seconds before a record the broker has not acknowledged fails (the outbox relay retries it; an "
-                 "agent dead-letters its input as `internal_error`) instead of faust's 20-minute default."),
-    Setting("HUB_KAFKA_MAX_POLL_RECORDS", "max_poll_records", _integer, 500, CONSUMER,
-            help="Records per poll, shared by every topic a worker reads."),
+            help="Seconds before a send the broker has not acknowledged fails (the hub's producers' request "
+                 "timeout): a batch consumer then reads its batch again (an outage, nothing dead-lettered) and the "
+                 "outbox relay retries the row on its next flush."),
     Setting("HUB_KAFKA_MAX_FETCH_BYTES", "max_fetch_bytes", _integer, 64 * 1024, CONSUMER,
-            help="Bytes fetched per partition at a time (a larger record still comes whole): small fetches let "
-                 "routing take its newcomers while detection works through a backlog."),
+            help="Bytes each batch consumer fetches per partition at a time (a larger record still comes whole)."),
     Setting("HUB_KAFKA_FETCH_MAX_WAIT_MS", "fetch_max_wait_ms", _integer, 100, CONSUMER,
-            help="How long the broker may hold a fetch of the worker's faust consumer when nothing is new (faust "
-                 "fixes 1,500 ms, which at low load adds up per hop); also the wait of the two batch consumers once "
-                 "their topic has been quiet for a second."),
+            help="How long the broker may hold a batch consumer's fetch when nothing is new, once its topics "
+                 "have been quiet for a second (while records flow: `HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS`)."),
     Setting("HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS", "pipeline_fetch_max_wait_ms", _integer, 5, CONSUMER,
-            help="The fetch wait of newcomer detection's and routing's batch consumers (the latency path) while "
-                 "records flow: after a fetch that brought records they use this wait until a second passes "
-                 "without one, then `HUB_KAFKA_FETCH_MAX_WAIT_MS` again (`hub/adapters/batch_consumer.py`). The "
+            help="The fetch wait of every batch consumer while records flow: after a fetch that brought records "
+                 "it uses this wait until a second passes without one, then `HUB_KAFKA_FETCH_MAX_WAIT_MS` again "
+                 "(`hub/adapters/kafka/consumer.py`). The "
                  "embedded broker holds a fetch for about half its wait even when a record arrives, so each busy "
                  "hop pays up to half this wait; Apache Kafka answers a waiting fetch as soon as a record arrives."),
     Setting("HUB_KAFKA_PRODUCER_LINGER_MS", "producer_linger_ms", _integer, 0, CONSUMER,
-            help="How long the worker's producer waits to gather records into one produce request. Newcomer "
-                 "detection and routing send a whole batch's records at once, so those share a request without "
-                 "waiting; a larger value batches the one-at-a-time agents (consents, assessments) at the cost of "
-                 "latency."),
+            help="How long the hub's producers (one per batch consumer, one for the timers and the outbox relay) "
+                 "wait to gather records into one produce request. Detection and routing send a whole batch's "
+                 "records at once, so those share a request without waiting; the relay waits for each row's "
+                 "acknowledgement, so a linger only adds to its latency."),
     Setting("HUB_GC_THRESHOLD", "gc_threshold", _integer, 10_000, CONSUMER,
             help="When the worker starts it freezes the objects it has built (`gc.freeze()`: no collection walks "
                  "them again) and sets the garbage collector's first-generation threshold to this (Python's is "
@@ -321,7 +320,6 @@ class Settings:
     rebalance_timeout: float = _default("rebalance_timeout")
     heartbeat_interval: float = _default("heartbeat_interval")
     producer_timeout: float = _default("producer_timeout")
-    max_poll_records: int = _default("max_poll_records")
     max_fetch_bytes: int = _default("max_fetch_bytes")
     fetch_max_wait_ms: int = _default("fetch_max_wait_ms")
     pipeline_fetch_max_wait_ms: int = _default("pipeline_fetch_max_wait_ms")
