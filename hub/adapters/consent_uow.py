@@ -96,10 +96,13 @@ class SqlConsentUnitOfWork:
         self.audit = SqlDisclosureAudit(self.session)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         try:
-            self.session.rollback()  # nothing once committed
+            if exc_type is not None:
+                self.session.rollback()
         finally:
+            # also ends a transaction not committed; unlike rollback() it leaves the rows read in it
+            # loaded, so a reading use case may use them after the block
             self.session.close()
 
     def commit(self) -> None:

@@ -178,3 +178,9 @@ def test_an_assessment_keyed_to_another_person_is_refused_and_changes_nothing(re
     with registry.units.sessions() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(outbox.OutboxMessage).where(outbox.OutboxMessage.schema_name == "PlanRequest")) == 0
         assert store.held(s, KEY) == []
+
+
+def test_a_persons_view_lists_the_held_items_read_in_its_transaction(registry):
+    assess(registry, 1)
+    [item] = registry.person_view(PERSON)["held_items"]
+    assert item == {"assessment_id": "as-1", "recipient": EMPLOY, "reason": "no_consent", "held_at": "2026-03-01T00:00:00Z"}
