@@ -94,7 +94,7 @@ def register(
         try:
             return convert(hub.codec.decode(msg.value, name).record, now=dt.datetime.now(dt.timezone.utc), skew=settings.clock_skew_delta)
         except CodecError as exc:
-            await reject(msg, topic, exc.reason, exc.detail)
+            await reject(msg, topic, exc.reason, exc.message)
         except InvalidConsent as exc:
             await reject(msg, topic, exc.reason, f"{name}: {exc}")
         return None
