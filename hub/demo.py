@@ -130,7 +130,7 @@ async def _consents_and_assessments(pipeline: Pipeline, register_seen: dict, sum
     import sqlalchemy as sa
 
     from hub.adapters.outbox import OutboxMessage as OutboxRow
-    from hub.consent.store import ConsentEvent as ConsentEventRow, Disclosure as DisclosureRow, HeldItem as HeldItemRow
+    from hub.adapters.consent_store import ConsentEvent as ConsentEventRow, Disclosure as DisclosureRow, HeldItem as HeldItemRow
 
     hub, engine = pipeline.hub, pipeline.routing.ledger.engine
     people = register_seen["people"]

@@ -83,8 +83,8 @@ MODEL_MODULES = (
     "hub.adapters.person_states",
     "hub.adapters.dead_letter_store",
     "hub.adapters.outbox",
-    "hub.consent.store",
-    "hub.consent.disclosure_check",
+    "hub.adapters.consent_store",
+    "hub.adapters.disclosure_check",
 )
 # Key of the PostgreSQL advisory lock that serialises migrations (workers starting together).
 MIGRATION_LOCK_KEY = 0x6875625F6462  # "hub_db"

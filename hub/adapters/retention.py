@@ -54,7 +54,7 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
     from hub.adapters.outbox import OutboxMessage
     from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
     from hub.adapters.webhooks import purge_delivered
-    from hub.consent.store import ConsentEvent, ConsentTombstone, Disclosure, HeldItem
+    from hub.adapters.consent_store import ConsentEvent, ConsentTombstone, Disclosure, HeldItem
     from hub.routing.referrals import CLOSED
 
     if older_than <= dt.timedelta(0):

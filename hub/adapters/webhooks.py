@@ -16,7 +16,7 @@ verified against the host name. Signing secrets and the bodies (identity codes, 
 are sealed at rest (hub.adapters.sealing); delivered bodies go with `hub retention`.
 
 Before every attempt at a plan request (the first, a retry, or one queued again by `hub webhooks
-redeliver`) its consent or legal basis is checked again (hub.consent.disclosure_check): when it no
+redeliver`) its consent or legal basis is checked again (hub.adapters.disclosure_check): when it no
 longer holds, the delivery is withdrawn (state `withdrawn`, the reason as its last error, audited)
 and never attempted again.
 """
@@ -190,7 +190,8 @@ class WebhookStore:
 
     def withdraw(self, delivery_id: int, reason: str, now: dt.datetime, plan: dict) -> None:
         """A plan request that must not be delivered any more: withdrawn with its reason, recorded for the audit."""
-        from hub.consent.disclosure_check import CHANNEL_WEBHOOK, record_withdrawal
+        from hub.adapters.disclosure_check import record_withdrawal
+        from hub.consent.disclosure_check import CHANNEL_WEBHOOK
 
         with self.Session.begin() as s:
             row = s.get(WebhookDelivery, delivery_id)
@@ -350,7 +351,7 @@ class DeliveryWorker:
         self._consumers: dict[int, object] = {}
         if disclosure_check is None:  # the consent store of the same database, the shipped legal bases
             from hub.consent import legal_bases
-            from hub.consent.disclosure_check import DisclosureCheck
+            from hub.adapters.disclosure_check import DisclosureCheck
 
             disclosure_check = DisclosureCheck(store.Session, legal_bases.load(), clock=clock).why_not
         self.disclosure_check = disclosure_check  # plan request (JSON form) -> None, or why it may not be delivered now

@@ -62,6 +62,7 @@ def _registry():
     """The registry over HUB_DATABASE_URL; a clear error when the schema is missing."""
     import sqlalchemy as sa
 
+    from hub.adapters.consent_uow import SqlConsentUnits
     from hub.adapters.database import create_engine, session_factory
     from hub.consent import legal_bases
     from hub.services.consent import ConsentRegistry
@@ -79,7 +80,7 @@ def _registry():
         bases = legal_bases.load(settings.consent_legal_bases)
     except legal_bases.LegalBasisFileError as exc:
         raise click.UsageError(str(exc)) from None
-    return ConsentRegistry(session_factory(engine), legal_bases=bases, person_key_secret=settings.person_key_secret)
+    return ConsentRegistry(SqlConsentUnits(session_factory(engine)), legal_bases=bases, person_key_secret=settings.person_key_secret)
 
 
 def _report(action: str, consent_id: str, outcome) -> str:
@@ -118,7 +119,7 @@ def consent() -> None:
 @click.option("--consent-id", help="Id of the new consent (default: a new UUID). Never reuse one.")
 def grant(person, purpose, categories, recipients, valid_from, valid_until, evidence, recorded_by, consent_id) -> None:
     """Record a consent granted by PERSON, and release the held items it covers (in order)."""
-    from hub.consent import records, store
+    from hub.consent import records
     from hub.schemas import bounds
 
     consent_id = consent_id or str(uuid.uuid4())
@@ -130,9 +131,8 @@ def grant(person, purpose, categories, recipients, valid_from, valid_until, evid
     except (InvalidConsent, bounds.OutOfBounds) as exc:
         raise click.UsageError(str(exc)) from None
     registry = _registry()
-    with registry.sessions() as s:
-        if store.consent_exists(s, consent_id) is not None:
-            raise click.UsageError(f"consent id {consent_id} is already in the registry; a new consent needs a new id")
+    if registry.holders(consent_id):
+        raise click.UsageError(f"consent id {consent_id} is already in the registry; a new consent needs a new id")
     try:
         outcome = registry.record_consent(rec, publish=True)
     except InvalidConsent as exc:  # the id was taken between the check and the write
@@ -154,13 +154,12 @@ def revoke(consent_id, person, recorded_by, evidence) -> None:
     command revokes nothing until --person says whose. A consent already revoked or expired is
     left as it is: exit 1 and one line saying when it ended.
     """
-    from hub.consent import model, store
+    from hub.consent import model
     from hub.domain.hetu import scrub
 
     registry = _registry()
     consent_id_shown = scrub(consent_id)  # free text: never echo an identity code typed in its place
-    with registry.sessions() as s:
-        holders = store.consent_events_by_person(s, consent_id)
+    holders = registry.holders(consent_id)
     if not holders:
         raise click.ClickException(f"no consent {consent_id_shown} in the registry; `hub consent show --person HETU` lists a person's consents")
     if person is None and len(holders) > 1:

@@ -293,7 +293,7 @@ def webhooks_deliver(max_attempts: int, timeout: float) -> None:
     """Run the delivery worker until Ctrl-C (needs HUB_KAFKA_URL and HUB_DATABASE_URL)."""
     from hub.adapters.webhooks import DeliveryWorker
     from hub.consent import legal_bases
-    from hub.consent.disclosure_check import DisclosureCheck
+    from hub.adapters.disclosure_check import DisclosureCheck
 
     url = _kafka_url()
     store = _webhook_store()

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from hub.adapters.database import in_chunks
 from hub.adapters.newcomer_facts import NewcomerFactRow
 from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
-from hub.consent.store import Disclosure, HeldItem
+from hub.adapters.consent_store import Disclosure, HeldItem
 from hub.reporting.indicators import INITIAL_ASSESSMENT, NewcomerFact, ReferralFact, StatusFact, StepFact
 
 

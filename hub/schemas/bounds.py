@@ -139,7 +139,7 @@ class RecordBounds:
 
 
 # -- the table ------------------------------------------------------------------------------------
-# Sizes of database columns the values end in (hub/adapters/*.py, hub/consent/store.py):
+# Sizes of database columns the values end in (hub/adapters/*.py, hub/adapters/consent_store.py):
 EVENT_ID = Code(64)  # processed_events.event_id, referrals.newcomer_event_id, consent_events.event_id (an Avro uuid on the wire)
 PERSON_KEY = Code(128)  # person_states.person_key, newcomers.person_key, referrals.person_key
 AUTHORITY = Code(64)  # referral_events.reported_by, consent_events.recorded_by, disclosures.recipient

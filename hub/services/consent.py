@@ -3,6 +3,8 @@ handle a completed assessment, sweep for expiries and consents that became valid
 
 Everything a use case sends (plan requests, notices, consent events) goes into the outbox in the
 same transaction as the state change and the audit row; the outbox relay publishes it afterwards.
+The transaction is a unit of work (`hub.services.ports.ConsentUnitOfWork`): the hub database's
+(hub.adapters.consent_uow) in the worker and the CLI, an in-memory one in unit tests.
 The agents (hub.streams.consent_agents) and the CLI (hub.commands.consent) both call these.
 """
 
@@ -13,16 +15,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from hub.adapters import outbox
-from hub.adapters.idempotency import first_time
-from hub.consent import model, records, store
-from hub.consent.disclosure_check import annotate_audit  # each disclosure with its withdrawals (not sent after all)
+from hub.consent import model, records
 from hub.domain import hetu
 from hub.domain.clock import iso_utc, utcnow
-from hub.schemas.codec import Codec, default_codec
 from hub.schemas import topics
+from hub.schemas.codec import Codec, default_codec
+from hub.schemas.envelope import cloudevent_headers
+from hub.services.ports import ConsentUnitOfWork
 
 CONSUMER_CONSENTS = "consent-registry"
 CONSUMER_ASSESSMENTS = "consent-assessments"
@@ -43,11 +42,11 @@ class Outcome:
 
 
 class ConsentRegistry:
-    """The consent registry's use cases over a database (session factory) and the codec."""
+    """The consent registry's use cases over units of work (`units()` starts one transaction) and the codec."""
 
-    def __init__(self, sessions: sessionmaker, *, legal_bases: Sequence[model.LegalBasis] = (), person_key_secret: str,
+    def __init__(self, units: Callable[[], ConsentUnitOfWork], *, legal_bases: Sequence[model.LegalBasis] = (), person_key_secret: str,
                  codec: Codec | None = None, clock: Callable[[], dt.datetime] = utcnow, recorded_by: str = HUB):
-        self.sessions = sessions
+        self.units = units
         self.recorded_by = recorded_by  # the hub's app id: who the records the registry makes itself (expiries) are recorded by
         self.legal_bases = tuple(legal_bases)
         self.person_key_secret = person_key_secret
@@ -70,16 +69,16 @@ class ConsentRegistry:
         out = Outcome()
         refusal = None
         key = self._person_key(rec.person_id)
-        with self._applying(CONSUMER_CONSENTS, rec.event_id, key, out) as s:
-            if s is None:
+        with self._applying(CONSUMER_CONSENTS, rec.event_id, key, out) as uow:
+            if uow is None:
                 return out
             # a refusal commits the event's mark (and the tombstone's last_seen_at) and nothing else: it is final
-            tombstone = store.touch_tombstone(s, key, rec.consent_id, now)
-            known = model.current_consents(store.history(s, key)).get(rec.consent_id) if tombstone is None else None
+            tombstone = uow.consents.tombstone(key, rec.consent_id, now)
+            known = model.current_consents(uow.consents.history(key)).get(rec.consent_id) if tombstone is None else None
             if tombstone is not None and rec.action != model.GRANTED:
                 out.duplicate = True
             elif tombstone is not None:
-                refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, tombstone.ended_action))
+                refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, tombstone))
             elif rec.action == model.GRANTED and known is not None and known.ended_by is not None:
                 refusal = model.InvalidConsent("consent_ended", _ended_message(rec.consent_id, known.ended_by.action))
             elif rec.action != model.GRANTED and known is not None and known.ended_by is not None:
@@ -88,7 +87,7 @@ class ConsentRegistry:
                 refusal = model.InvalidConsent("consent_id_in_use", f"consent {rec.consent_id} of this person is recorded already "
                                                "(a consent's scope is its first grant's); a new or wider consent needs a new consent id")
             else:
-                self._append(s, rec, key, now, publish, out)
+                self._append(uow, rec, key, now, publish, out)
         if refusal is not None:
             raise refusal
         return out
@@ -100,17 +99,17 @@ class ConsentRegistry:
         now = self.clock()
         out = Outcome()
         key = self._person_key(assessment.person_id)
-        with self._applying(CONSUMER_ASSESSMENTS, assessment.event_id, key, out) as s:
-            if s is None:
+        with self._applying(CONSUMER_ASSESSMENTS, assessment.event_id, key, out) as uow:
+            if uow is None:
                 return out
-            decision = model.decide(assessment, store.history(s, key), self.legal_bases, now)
+            decision = model.decide(assessment, uow.consents.history(key), self.legal_bases, now)
             if isinstance(decision, model.Disclose):
-                self._disclose(s, assessment, decision, now, out)
+                self._disclose(uow, assessment, decision, now, out)
             else:
-                store.add_held(s, assessment=assessment, person_key=key, encoded=encoded, reason=decision.reason, now=now)
+                uow.consents.hold(assessment, key, encoded, decision.reason, now)
                 out.held.append(decision.reason)
                 notice = records.consent_required_notice(assessment, decision, now)
-                self._enqueue(s, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
+                self._enqueue(uow, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
                 out.notices.append(("consent_required", assessment.assessor))
         return out
 
@@ -119,13 +118,13 @@ class ConsentRegistry:
         release held items that a consent which has become valid now covers. Run periodically."""
         now = self.clock()
         total = Outcome()
-        with self.sessions() as s:
-            persons = store.persons_with_expiring_or_starting_consents(s, now)
+        with self.units() as uow:
+            persons = uow.consents.due(now)
         for person_id in persons:
             key = self._person_key(person_id)
-            with self.sessions.begin() as s:
-                store.lock_person(s, key)
-                hist = store.history(s, key)
+            with self.units() as uow:
+                uow.consents.lock(key)
+                hist = uow.consents.history(key)
                 expiries = model.due_expiries(hist, now)
                 ended = [
                     model.ConsentRecord(
@@ -135,27 +134,34 @@ class ConsentRegistry:
                     )
                     for c in expiries
                 ]
+                uow.commit()
             for rec in ended:
                 o = self.record_consent(rec, publish=True)
                 total.recorded += o.recorded
                 total.notices += o.notices
-            with self.sessions.begin() as s:
-                store.lock_person(s, key)
-                self._release(s, key, self.clock(), total)
+            with self.units() as uow:
+                uow.consents.lock(key)
+                self._release(uow, key, self.clock(), total)
+                uow.commit()
         return total
 
     # -- reading -------------------------------------------------------------------------------
     def held_count(self) -> int:
-        with self.sessions() as s:
-            return store.held_count(s)
+        with self.units() as uow:
+            return uow.consents.held_count()
+
+    def holders(self, consent_id: str) -> dict[str, model.ConsentRecord]:
+        """Person id -> the first event of that person's consent `consent_id` (persons may share a consent id)."""
+        with self.units() as uow:
+            return uow.consents.first_events(consent_id)
 
     def person_view(self, person_id: str, now: dt.datetime | None = None) -> dict:
         """Current consents (derived) and the full history of one person, for `hub consent show`."""
         now = now or self.clock()
         key = self._person_key(person_id)
-        with self.sessions() as s:
-            hist = store.history(s, key)
-            held = store.held(s, key)
+        with self.units() as uow:
+            hist = uow.consents.history(key)
+            held = uow.consents.held(key)
         current = model.current_consents(hist)
         return {
             "consents": [
@@ -171,56 +177,59 @@ class ConsentRegistry:
                 {"recorded_at": _iso(r.recorded_at), "action": r.action, "consent_id": r.consent_id, "recorded_by": r.recorded_by, "event_id": r.event_id}
                 for r in hist
             ],
-            "held_items": [{"assessment_id": h.assessment_id, "recipient": h.recipient, "reason": h.reason, "held_at": _iso(store._utc(h.held_at))} for h in held],
+            "held_items": [{"assessment_id": h.assessment_id, "recipient": h.recipient, "reason": h.reason, "held_at": _iso(h.held_at)} for h in held],
         }
 
     def audit(self, person_id: str) -> list[dict]:
-        with self.sessions() as s:
-            return annotate_audit(s, [d.as_dict() for d in store.disclosures(s, self._person_key(person_id))])
+        """The person's disclosures, each with `withdrawn`: the withdrawals of its plan request (empty when it went out)."""
+        with self.units() as uow:
+            rows = [d.as_dict() for d in uow.audit.of_person(self._person_key(person_id))]
+            found = uow.audit.withdrawals([r["request_id"] for r in rows])
+        return [{**r, "withdrawn": found.get(r["request_id"], [])} for r in rows]
 
     # -- steps inside a transaction -------------------------------------------------------------
     @contextlib.contextmanager
-    def _applying(self, consumer: str, event_id: str, person_key: str, out: Outcome) -> Iterator[Session | None]:
-        """One transaction for one event of one person; None (and out.duplicate) when it was applied before."""
-        with self.sessions.begin() as s:
-            store.lock_person(s, person_key)
-            if first_time(s, consumer, event_id):
-                yield s
+    def _applying(self, consumer: str, event_id: str, person_key: str, out: Outcome) -> Iterator[ConsentUnitOfWork | None]:
+        """One transaction for one event of one person, committed when the block ends without an
+        error; None (and out.duplicate) when the event was applied before."""
+        with self.units() as uow:
+            uow.consents.lock(person_key)
+            if uow.processed.first_time(consumer, event_id):
+                yield uow
             else:
                 out.duplicate = True
                 yield None
+            uow.commit()
 
-    def _append(self, s: Session, rec: model.ConsentRecord, key: str, now: dt.datetime, publish: bool, out: Outcome) -> None:
-        store.add_consent_event(s, rec, key, now)
+    def _append(self, uow: ConsentUnitOfWork, rec: model.ConsentRecord, key: str, now: dt.datetime, publish: bool, out: Outcome) -> None:
+        uow.consents.add(rec, key, now)
         out.recorded.append(rec.action)
         if publish:
-            self._enqueue(s, topics.CONSENTS, "Consent", records.consent_to_avro(rec), key, now)
+            self._enqueue(uow, topics.CONSENTS, "Consent", records.consent_to_avro(rec), key, now)
         if rec.action == model.GRANTED:
-            self._release(s, key, now, out)
+            self._release(uow, key, now, out)
         else:
-            self._notify_ended(s, rec, key, now, out)
+            self._notify_ended(uow, rec, key, now, out)
 
     def _person_key(self, person_id: str) -> str:
         return hetu.person_key(person_id, self.person_key_secret)
 
-    def _enqueue(self, s: Session, topic: str, name: str, record: dict, key: str | None, now: dt.datetime) -> outbox.OutboxMessage:
-        from hub.schemas.envelope import cloudevent_headers
-
+    def _enqueue(self, uow: ConsentUnitOfWork, topic: str, name: str, record: dict, key: str | None, now: dt.datetime) -> int:
         value = self.codec.encode(name, record)
-        return outbox.enqueue(s, topic, name, record["event_id"], value, key, cloudevent_headers(name, record), now)
+        return uow.outbox.enqueue(topic, name, str(record["event_id"]), value, key, cloudevent_headers(name, record), now)
 
-    def _disclose(self, s: Session, assessment: model.Assessment, decision: model.Disclose, now: dt.datetime, out: Outcome) -> str:
+    def _disclose(self, uow: ConsentUnitOfWork, assessment: model.Assessment, decision: model.Disclose, now: dt.datetime, out: Outcome) -> str:
         plan = records.plan_request(assessment, decision, now)
-        row = self._enqueue(s, topics.plan_request_topic(decision.recipient), "PlanRequest", plan, assessment.person_key, now)
-        store.add_disclosure(s, plan=plan, person_key=self._person_key(assessment.person_id), outbox_id=row.id, now=now)
+        outbox_id = self._enqueue(uow, topics.plan_request_topic(decision.recipient), "PlanRequest", plan, assessment.person_key, now)
+        uow.audit.add(plan, self._person_key(assessment.person_id), outbox_id, now)
         out.disclosed.append((decision.recipient, decision.categories, assessment.occurred_at))
         return plan["request_id"]
 
-    def _release(self, s: Session, person_key: str, now: dt.datetime, out: Outcome) -> None:
-        items = store.held(s, person_key)
+    def _release(self, uow: ConsentUnitOfWork, person_key: str, now: dt.datetime, out: Outcome) -> None:
+        items = uow.consents.held(person_key)
         if not items:
             return
-        hist = store.history(s, person_key)
+        hist = uow.consents.history(person_key)
         pairs = []
         for item in items:
             try:
@@ -229,19 +238,19 @@ class ConsentRegistry:
             except model.InvalidConsent:
                 continue  # held before keys were checked, keyed to another person: never released
         for item_id, assessment, decision in model.releases(pairs, hist, self.legal_bases, now):
-            request_id = self._disclose(s, assessment, decision, now, out)
-            store.mark_released(s, item_id, request_id, now)
+            request_id = self._disclose(uow, assessment, decision, now, out)
+            uow.consents.release(item_id, request_id, now)
             out.released += 1
 
-    def _notify_ended(self, s: Session, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
-        consent = model.current_consents(store.history(s, person_key)).get(rec.consent_id)
+    def _notify_ended(self, uow: ConsentUnitOfWork, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
+        consent = model.current_consents(uow.consents.history(person_key)).get(rec.consent_id)
         if consent is None or consent.ended_by is None or consent.ended_by.event_id != rec.event_id:
             return  # an end of a consent this person never had: nobody received anything under it
-        rows = store.disclosures(s, person_key)
+        rows = uow.audit.of_person(person_key)
         keys = {d.recipient: d.person_key for d in rows}
         for recipient in model.revocation_recipients(rec.consent_id, [(d.recipient, d.consent_id) for d in rows]):
             notice = records.ended_notice(rec, recipient, keys[recipient], now)
-            self._enqueue(s, topics.notice_topic(notice["to"]), "Notice", notice, keys[recipient], now)
+            self._enqueue(uow, topics.notice_topic(notice["to"]), "Notice", notice, keys[recipient], now)
             out.notices.append((notice["notice_type"], recipient))
 
 

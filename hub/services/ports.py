@@ -7,6 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
+from hub.consent.model import Assessment, ConsentRecord
+
 Clock = Callable[[], dt.datetime]
 
 
@@ -64,3 +66,104 @@ class Ledger(Protocol):
 
     async def apply_status(self, status: dict, now: dt.datetime) -> Any:
         """A `StatusOutcome`: applied, duplicate, or a dead-letter reason code."""
+
+
+# -- the consent registry ------------------------------------------------------------------------
+class HeldItem(Protocol):
+    """An assessment no consent covered yet, kept until one does."""
+
+    id: int
+    assessment_id: str
+    recipient: str
+    reason: str  # why it was held
+    held_at: dt.datetime
+    assessment: bytes  # the AssessmentCompleted record as received (wire format)
+
+
+class Disclosure(Protocol):
+    """The audit row of one plan request: who received which categories of whose data, on which basis."""
+
+    request_id: str
+    recipient: str
+    person_key: str  # the hub's own person key of the person
+    consent_id: str | None
+
+    def as_dict(self) -> dict:
+        """disclosed_at, recipient, data_categories, consent_id, legal_basis, request_id, assessor, assessment_id."""
+
+
+class ConsentHistory(Protocol):
+    """The append-only consent history by person key, the tombstones retention leaves of ended
+    consents, and the held assessments."""
+
+    def lock(self, person_key: str) -> None:
+        """Serialise this person's transactions across workers until the unit of work ends."""
+
+    def history(self, person_key: str) -> list[ConsentRecord]:
+        """The person's consent events in the order they were stored."""
+
+    def add(self, rec: ConsentRecord, person_key: str, now: dt.datetime) -> None: ...
+
+    def tombstone(self, person_key: str, consent_id: str, now: dt.datetime) -> str | None:
+        """How the consent ended (revoked, expired) when retention removed its history and left a
+        tombstone, else None. Finding one keeps it `now` longer (a replay may bring the event again)."""
+
+    def first_events(self, consent_id: str) -> dict[str, ConsentRecord]:
+        """Person id -> the first event of that person's consent `consent_id` (ids are unique per person only)."""
+
+    def due(self, now: dt.datetime) -> list[str]:
+        """Identity codes of persons with a grant whose valid_until has passed, or with held items and
+        a grant whose valid_from has passed (the pure rules decide what is due)."""
+
+    def held(self, person_key: str) -> list[HeldItem]:
+        """The person's unreleased held items, oldest first."""
+
+    def hold(self, assessment: Assessment, person_key: str, encoded: bytes, reason: str, now: dt.datetime) -> None: ...
+
+    def release(self, item_id: int, request_id: str, now: dt.datetime) -> None: ...
+
+    def held_count(self) -> int: ...
+
+
+class Outbox(Protocol):
+    """Messages written with the state change that caused them, sent to Kafka after the commit."""
+
+    def enqueue(self, topic: str, name: str, event_id: str, value: bytes, key: str | None,
+                headers: list[tuple[str, bytes]], now: dt.datetime) -> int:
+        """Add a message (schema `name`, encoded `value`); its outbox id."""
+
+
+class ProcessedEvents(Protocol):
+    """The idempotency marks: the event ids each consumer has applied."""
+
+    def first_time(self, consumer: str, event_id: str) -> bool:
+        """Mark `event_id` applied by `consumer`; False when it was applied before."""
+
+
+class DisclosureAudit(Protocol):
+    """Every disclosure (plan request) and every withdrawal of one that was not sent after all."""
+
+    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime) -> None: ...
+
+    def of_person(self, person_key: str) -> list[Disclosure]:
+        """The person's disclosures, in the order they were made."""
+
+    def withdrawals(self, request_ids: Iterable[str]) -> dict[str, list[dict]]:
+        """Request id -> its withdrawals (reason, channel, withdrawn_at)."""
+
+
+class ConsentUnitOfWork(Protocol):
+    """One transaction of the consent registry: `with units() as uow: ...; uow.commit()`. What is not
+    committed when the block ends is rolled back: state, outbox messages, marks and audit rows go
+    together or not at all."""
+
+    consents: ConsentHistory
+    outbox: Outbox
+    processed: ProcessedEvents
+    audit: DisclosureAudit
+
+    def __enter__(self) -> ConsentUnitOfWork: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def commit(self) -> None: ...

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from hub import metrics
+from hub.adapters.consent_uow import SqlConsentUnits
 from hub.adapters.database import create_engine, session_factory, with_database_retry
 from hub.consent import legal_bases as legal_basis_file
 from hub.consent import records
@@ -61,7 +62,7 @@ def register(
         sessions = session_factory(create_engine(settings.resolved_database_url()))
     if legal_bases is None:
         legal_bases = legal_basis_file.load(settings.consent_legal_bases)
-    registry = ConsentRegistry(sessions, legal_bases=legal_bases, person_key_secret=settings.person_key_secret, codec=hub.codec,
+    registry = ConsentRegistry(SqlConsentUnits(sessions), legal_bases=legal_bases, person_key_secret=settings.person_key_secret, codec=hub.codec,
                                recorded_by=settings.app_id)
     # the relay sends a plan request only after every consent on hub.consents.v1 is applied: by this
     # worker's consumer (which reports its positions) or by another member of its group (committed offsets)

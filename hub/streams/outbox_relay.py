@@ -12,7 +12,7 @@ What stops the relay and what does not:
   hub_outbox_parked_messages, alert HubOutboxParked) and the rows after it go on;
 - a plan request waits until every consent record on hub.consents.v1 (its end offsets when the
   flush looks) has been applied by the consent consumers, then its consent or legal basis is checked
-  again (hub.consent.disclosure_check): no longer holding, it is withdrawn and never sent. Other
+  again (hub.adapters.disclosure_check): no longer holding, it is withdrawn and never sent. Other
   rows do not wait for consents, so a revocation notice may pass a plan request; among plan
   requests, and among the other rows, the id order holds.
 
@@ -34,8 +34,9 @@ from sqlalchemy.orm import sessionmaker
 
 from hub import metrics
 from hub.adapters import outbox
+from hub.adapters.disclosure_check import DisclosureCheck
 from hub.adapters.kafka.errors import unsendable_reason
-from hub.consent.disclosure_check import CHANNEL_KAFKA, PLAN_REQUEST, DisclosureCheck
+from hub.consent.disclosure_check import CHANNEL_KAFKA, PLAN_REQUEST
 from hub.consent.model import LegalBasis
 from hub.schemas.codec import CodecError
 from hub.schemas import topics

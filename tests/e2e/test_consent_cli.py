@@ -74,6 +74,7 @@ def test_audit_prints_only_that_persons_disclosures(env, tmp_path):
     """Disclosures made by the registry's use case (as the agent does), then read by `hub audit`."""
     from hub.adapters import database
     from hub.consent import records
+    from hub.adapters.consent_uow import SqlConsentUnits
     from hub.services.consent import ConsentRegistry
     from hub.schemas.codec import default_codec
     from hub.schemas.envelope import envelope
@@ -84,7 +85,7 @@ def test_audit_prints_only_that_persons_disclosures(env, tmp_path):
     url = f"sqlite:///{tmp_path / 'hub.sqlite3'}"
     engine = database.create_engine(url)
     sealing.configure([env["HUB_DATA_KEYS"]])  # this process reads and writes what the commands seal
-    registry = ConsentRegistry(database.session_factory(engine), person_key_secret=env["HUB_PERSON_KEY_SECRET"])
+    registry = ConsentRegistry(SqlConsentUnits(database.session_factory(engine)), person_key_secret=env["HUB_PERSON_KEY_SECRET"])
     for i, person in enumerate((PERSON, OTHER)):
         assert hub(env, "consent", "grant", "--person", person, "--category", "education", "--recipient", EMPLOY, "--recorded-by", MUNI,
                    "--consent-id", f"c{i}").returncode == 0

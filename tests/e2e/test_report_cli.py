@@ -159,7 +159,7 @@ def chain_url(tmp_path_factory):
     from types import SimpleNamespace
 
     from hub.adapters import outbox
-    from hub.consent import store
+    from hub.adapters import consent_store as store
 
     url = f"sqlite:///{tmp_path_factory.mktemp('chain') / 'hub.sqlite3'}"
     database.upgrade(url)

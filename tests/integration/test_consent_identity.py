@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from hub.adapters import database
 from hub.adapters.replay import Range, replay
 from hub.adapters.retention import run_retention
-from hub.consent import model, store
+from hub.adapters import consent_store as store
+from hub.consent import model
+from hub.adapters.consent_uow import SqlConsentUnits
 from hub.services.consent import ConsentRegistry
 from hub.domain import hetu
 from hub.schemas import topics
@@ -170,7 +172,7 @@ def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_
     revoke ID` revokes nobody's until --person says whose, and then only that person's."""
     database.upgrade(own_database_url)
     engine = database.create_engine(own_database_url)
-    registry = ConsentRegistry(database.session_factory(engine), person_key_secret=SECRET)
+    registry = ConsentRegistry(SqlConsentUnits(database.session_factory(engine)), person_key_secret=SECRET)
     first, _ = new_person()
     second, _ = new_person()
     plan_authority = unique_authority()
@@ -189,7 +191,7 @@ def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_
     assert ambiguous.returncode == 2 and "Traceback" not in ambiguous.stderr
     assert "held by 2 persons" in ambiguous.stderr and "--person" in ambiguous.stderr and "nothing was revoked" in ambiguous.stderr
     assert first not in ambiguous.stderr + ambiguous.stdout and second not in ambiguous.stderr + ambiguous.stdout
-    with registry.sessions() as s:
+    with registry.units.sessions() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(store.ConsentEvent).where(store.ConsentEvent.action == "revoked")) == 0
 
     stranger, _ = new_person()
@@ -203,7 +205,7 @@ def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_
     assert named.returncode == 0, named.stderr
     assert "consent form-1 revoked" in named.stdout and second not in named.stdout
     now = dt.datetime.now(dt.timezone.utc)
-    with registry.sessions() as s:
+    with registry.units.sessions() as s:
         assert model.current_consents(store.history(s, hetu.person_key(second, SECRET)))["form-1"].status(now) == "revoked"
         assert model.current_consents(store.history(s, hetu.person_key(first, SECRET)))["form-1"].status(now) == "active"
     engine.dispose()

@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import hub.adapters.outbox  # noqa: F401 - registers the outbox table on Base
-import hub.consent.store  # noqa: F401 - registers the consent tables on Base
+import hub.adapters.consent_store  # noqa: F401 - registers the consent tables on Base
 from hub.adapters import database
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from hub import metrics
 from hub.adapters import outbox
 from hub.config import Settings
-from hub.consent import store
+from hub.adapters import consent_store as store
 from hub.domain import hetu
 from hub.routing.reference import known_authority_ids
 from hub.schemas import topics

@@ -38,7 +38,7 @@ from hub.adapters.dvv.synthetic import generate_pages
 from hub.adapters.kafka.admin import ensure_topics
 from hub.adapters.referral_ledger import ReferralRow
 from hub.consent import records as consent_records
-from hub.consent.store import Disclosure
+from hub.adapters.consent_store import Disclosure
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, Change, detect, newcomer_record
 from hub.schemas.codec import default_codec
 from hub.simulation import ALL_CATEGORIES

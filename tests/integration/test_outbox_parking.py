@@ -25,7 +25,8 @@ from hub.adapters.kafka.admin import ensure_topics
 from hub.adapters.kafka.producer import EventProducer
 from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, WITHDRAWN, DeliveryWorker, WebhookStore, recipient_topics
 from hub.consent import records
-from hub.consent.disclosure_check import DisclosureWithdrawal
+from hub.adapters.disclosure_check import DisclosureWithdrawal
+from hub.adapters.consent_uow import SqlConsentUnits
 from hub.services.consent import ConsentRegistry
 from hub.schemas import topics
 from hub.streams import consent_agents
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.integration
 
 
 def registry(sessions):
-    return ConsentRegistry(sessions, legal_bases=(), person_key_secret=SECRET)
+    return ConsentRegistry(SqlConsentUnits(sessions), legal_bases=(), person_key_secret=SECRET)
 
 
 def record_consent(reg, pid, consent_id, action, recipients=(), categories=("education",)):
@@ -231,7 +232,7 @@ def test_a_revoked_consents_plan_request_is_not_delivered_by_webhook_retries_nor
 def test_the_outbox_and_withdrawal_models_match_the_migrations(database_url, tmp_path):
     from tests.integration.test_consent_migration import migration_diff
 
-    import hub.consent.disclosure_check  # noqa: F401 - the withdrawals table on Base
+    import hub.adapters.disclosure_check  # noqa: F401 - the withdrawals table on Base
 
     for url in (database_url, f"sqlite:///{tmp_path / 'hub.sqlite3'}"):
         assert migration_diff(url, {"outbox", "disclosure_withdrawals"}) == []

@@ -90,7 +90,7 @@ def test_assessments_the_consent_registry_received_count_and_unknown_mother_tong
     from types import SimpleNamespace
 
     from hub.adapters import outbox
-    from hub.consent import store
+    from hub.adapters import consent_store as store
 
     muni = "092"
     pk_plan, pk_held, pk_99 = (f"pk-{uuid.uuid4().hex}" for _ in range(3))

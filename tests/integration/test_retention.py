@@ -15,7 +15,7 @@ from hub.adapters.idempotency import ProcessedEvent
 from hub.adapters.outbox import OutboxMessage
 from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
 from hub.adapters.retention import RetentionRun, run_retention
-from hub.consent.store import ConsentEvent, ConsentTombstone, Disclosure
+from hub.adapters.consent_store import ConsentEvent, ConsentTombstone, Disclosure
 from hub.domain import hetu
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hub.adapters import database, sealing
 from hub.adapters.outbox import OutboxMessage
 from hub.config import DemoSecrets
-from hub.consent import store
+from hub.adapters import consent_store as store
 from hub.domain import hetu
 from hub.newcomers.detection import decode_state
 from tests.personal_data import clear_in_tables, digits_of

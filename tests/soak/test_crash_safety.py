@@ -44,7 +44,7 @@ from hub.adapters.outbox import OutboxMessage
 from hub.adapters.referral_ledger import ROUTING_CONSUMER, ReferralRow
 from hub.consent import records as consent_records
 from hub.services.consent import CONSUMER_ASSESSMENTS, CONSUMER_CONSENTS
-from hub.consent.store import Disclosure, HeldItem
+from hub.adapters.consent_store import Disclosure, HeldItem
 from hub.domain import population_change
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, newcomer_record, step
 from hub.routing.engine import route

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy.pool import StaticPool
 
 from hub.adapters import database
+from hub.adapters.consent_uow import SqlConsentUnits
 from hub.services.consent import ConsentRegistry
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)  # the consent tests' start (tests/unit/test_consent_service.T0)
@@ -22,7 +23,7 @@ def registry(clock):
     """A consent registry on SQLite in memory with every table, on `clock`."""
     engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
     database.Base.metadata.create_all(engine)
-    yield ConsentRegistry(database.session_factory(engine), person_key_secret="s", clock=lambda: clock["now"])
+    yield ConsentRegistry(SqlConsentUnits(database.session_factory(engine)), person_key_secret="s", clock=lambda: clock["now"])
     engine.dispose()
 
 

@@ -10,8 +10,8 @@ the layers below it; the longest matching prefix places a module):
    hub.consent, hub.webhooks,          detection, consent rules, webhook policy, indicators, the
    hub.reporting, hub.deploy           deployment's topics and ACLs
 4. hub.services                        use cases over small ports
-5. hub.adapters, hub.config,           side effects: Kafka, the database and its stores (consent.store,
-   hub.metrics, hub.migrations         consent.disclosure_check, reporting.ledger_query), DVV, HTTP;
+5. hub.adapters, hub.config,           side effects: Kafka, the database and its stores (and
+   hub.metrics, hub.migrations         hub.reporting.ledger_query), DVV, HTTP;
                                        the settings (read from the environment and files)
 6. hub.streams                         the stream processors and the worker's app
 7. hub.commands                        the CLI's commands and their shared context
@@ -34,8 +34,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("hub.routing", "hub.newcomers", "hub.consent", "hub.webhooks", "hub.reporting", "hub.deploy"),
     ("hub.services",),
     ("hub.adapters", "hub.config", "hub.metrics", "hub.migrations",
-     # SQL stores that live beside their domain today
-     "hub.consent.store", "hub.consent.disclosure_check", "hub.reporting.ledger_query"),
+     # a SQL store that lives beside its domain today
+     "hub.reporting.ledger_query"),
     ("hub.streams",),
     ("hub.commands",),
     ("hub.cli", "hub.demo", "hub.simulation", "hub"),  # `hub` itself: hub/__init__.py
@@ -46,11 +46,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 KNOWN: frozenset[tuple[str, str]] = frozenset({
     # the DVV code tables (and their data files) are domain data kept under the DVV adapter
     ("hub.domain.population_change", "hub.adapters.dvv.codes"),
-    # the consent use cases (moving to hub/services/) use the outbox and idempotency tables directly
-    ("hub.services.consent", "hub.adapters.outbox"),
-    ("hub.services.consent", "hub.adapters.idempotency"),
-    ("hub.services.consent", "hub.consent.store"),
-    ("hub.services.consent", "hub.consent.disclosure_check"),
 })
 
 

@@ -139,7 +139,7 @@ def test_bounds_fit_the_database_columns_the_values_end_in():
     from hub.adapters.newcomer_facts import NewcomerFactRow
     from hub.adapters.person_states import PersonStateRow
     from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
-    from hub.consent import store
+    from hub.adapters import consent_store as store
 
     b = {name: spec.fields for name, spec in bounds.SCHEMAS.items()}
     n = b["Newcomer"]

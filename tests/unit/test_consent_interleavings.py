@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from sqlalchemy.pool import StaticPool
 
 from hub.adapters import database, outbox
-from hub.consent import model, records, store
+from hub.adapters import consent_store as store
+from hub.consent import model, records
+from hub.adapters.consent_uow import SqlConsentUnits
 from hub.services.consent import ConsentRegistry
 from hub.domain import hetu
 from hub.schemas.codec import default_codec
@@ -62,7 +64,7 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
     engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
     database.Base.metadata.create_all(engine)
     clock = {"now": T0}
-    registry = ConsentRegistry(database.session_factory(engine), person_key_secret="s", clock=lambda: clock["now"])
+    registry = ConsentRegistry(SqlConsentUnits(database.session_factory(engine)), person_key_secret="s", clock=lambda: clock["now"])
     codec = default_codec()
     history: list[model.ConsentRecord] = []
     granted_ids: list[tuple[str, str]] = []
@@ -72,7 +74,7 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
 
     def check_new_disclosures():
         nonlocal seen_disclosures
-        with registry.sessions() as s:
+        with registry.units.sessions() as s:
             rows = list(s.scalars(sa.select(store.Disclosure).order_by(store.Disclosure.id)))
         for d in rows[seen_disclosures:]:
             a = next(a for a in assessments.values() if records.request_id(a, d.recipient) == d.request_id)
@@ -83,7 +85,7 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
         seen_disclosures = len(rows)
 
     def check_held_items():
-        with registry.sessions() as s:
+        with registry.units.sessions() as s:
             held = list(s.scalars(sa.select(store.HeldItem)))
             request_ids = [d.request_id for d in s.scalars(sa.select(store.Disclosure))]
         for item in held:
@@ -146,7 +148,7 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
     registry.sweep()
     check_new_disclosures()
     check_held_items()
-    with registry.sessions() as s:
+    with registry.units.sessions() as s:
         request_ids = [d.request_id for d in s.scalars(sa.select(store.Disclosure))]
         plan_rows = [o for o in s.scalars(sa.select(outbox.OutboxMessage)) if o.schema_name == "PlanRequest"]
     assert len(request_ids) == len(set(request_ids)) == len(plan_rows), "an assessment was disclosed twice"

@@ -9,7 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from hub.adapters import database, outbox
-from hub.consent import model, records, store
+from hub.adapters import consent_store as store
+from hub.consent import model, records
+from hub.adapters.consent_uow import SqlConsentUnits
 from hub.services.consent import ConsentRegistry
 from hub.domain import hetu
 from hub.schemas.codec import default_codec
@@ -37,12 +39,12 @@ def assess(registry, n, **data):
 
 
 def sent(registry, schema):
-    with registry.sessions() as s:
+    with registry.units.sessions() as s:
         return [default_codec().decode(r.value).record for r in s.scalars(sa.select(outbox.OutboxMessage).order_by(outbox.OutboxMessage.id)) if r.schema_name == schema]
 
 
 def rows(registry, schema):
-    with registry.sessions() as s:
+    with registry.units.sessions() as s:
         return [(r.topic, r.key, default_codec().decode(r.value).record)
                 for r in s.scalars(sa.select(outbox.OutboxMessage).order_by(outbox.OutboxMessage.id)) if r.schema_name == schema]
 
@@ -118,7 +120,7 @@ def test_an_end_of_an_ended_consent_appends_nothing_and_says_what_ended_it(regis
 def test_an_expiry_found_by_the_sweep_is_recorded_by_the_hub_not_by_the_grants_recorder(clock):
     engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
     database.Base.metadata.create_all(engine)
-    registry = ConsentRegistry(database.session_factory(engine), person_key_secret="s", clock=lambda: clock["now"], recorded_by="hub-test-app")
+    registry = ConsentRegistry(SqlConsentUnits(database.session_factory(engine)), person_key_secret="s", clock=lambda: clock["now"], recorded_by="hub-test-app")
     registry.record_consent(grant("c1", valid_until=T0 + dt.timedelta(days=1)))
     clock["now"] = T0 + dt.timedelta(days=2)
     assert registry.sweep().recorded == ["expired"]
@@ -134,7 +136,7 @@ def test_redelivered_events_change_nothing(registry):
     assert registry.record_consent(grant("c1")).recorded == ["granted"]
     assert registry.record_consent(grant("c1")).duplicate
     assert assess(registry, 1).disclosed and assess(registry, 1).duplicate
-    with registry.sessions() as s:
+    with registry.units.sessions() as s:
         assert len(store.disclosures(s, KEY)) == 1 and outbox.unsent_count(s) == 1
         assert json.loads(store.disclosures(s, KEY)[0].data_categories) == ["education"]
 
@@ -154,7 +156,7 @@ def test_two_persons_consents_with_one_id_are_two_consents(registry, clock):
     clock["now"] = T0 + dt.timedelta(days=11)
     out = registry.sweep()  # the first person's revoked consent does not hide the other person's expiry
     assert out.recorded == ["expired"] and out.notices == [("consent_expired", EMPLOY)]
-    with registry.sessions() as s:
+    with registry.units.sessions() as s:
         statuses = {pid: model.current_consents(store.history(s, hetu.person_key(pid, "s")))["shared"].status(clock["now"]) for pid in (PERSON, OTHER)}
         notices = [m for m in s.scalars(sa.select(outbox.OutboxMessage)) if m.schema_name == "Notice" and m.topic == topics.notice_topic(EMPLOY)]
     assert statuses == {PERSON: "revoked", OTHER: "expired"}
@@ -173,6 +175,12 @@ def test_an_assessment_keyed_to_another_person_is_refused_and_changes_nothing(re
     with pytest.raises(model.InvalidConsent) as refused:
         assess(registry, 1, person_key=hetu.person_key(OTHER, "s"))
     assert refused.value.reason == "person_key_mismatch" and PERSON not in str(refused.value)
-    with registry.sessions() as s:
+    with registry.units.sessions() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(outbox.OutboxMessage).where(outbox.OutboxMessage.schema_name == "PlanRequest")) == 0
         assert store.held(s, KEY) == []
+
+
+def test_a_persons_view_lists_the_held_items_read_in_its_transaction(registry):
+    assess(registry, 1)
+    [item] = registry.person_view(PERSON)["held_items"]
+    assert item == {"assessment_id": "as-1", "recipient": EMPLOY, "reason": "no_consent", "held_at": "2026-03-01T00:00:00Z"}

@@ -176,7 +176,7 @@ class SteadyConsents:
 def test_steady_consent_traffic_does_not_hold_plan_requests_back_forever(sessions, monkeypatch):
     import fastavro.utils
 
-    from hub.consent import disclosure_check
+    from hub.adapters import disclosure_check
 
     plan = next(iter(fastavro.utils.generate_many(default_codec().parsed_schema("PlanRequest"), 1)))
     plan.update(envelope("hub:consent"), to="municipality:091")

@@ -182,11 +182,6 @@ def history(session: Session, person_key: str) -> list[ConsentRecord]:
     return [r.to_record() for r in rows]
 
 
-def consent_exists(session: Session, consent_id: str) -> ConsentEvent | None:
-    """The first event of any person's consent with this id (ids are unique per person only)."""
-    return session.scalars(sa.select(ConsentEvent).where(ConsentEvent.consent_id == consent_id).order_by(ConsentEvent.id).limit(1)).first()
-
-
 def consent_events_by_person(session: Session, consent_id: str) -> dict[str, ConsentEvent]:
     """Person id -> the first event of that person's consent `consent_id`, in the order stored
     (grouped here, after the identity codes are unsealed)."""
