@@ -120,7 +120,7 @@ def worker() -> None:
             pipeline.ops.endpoint.start()
         except MetricsPortUnavailable as exc:
             raise click.ClickException(str(exc)) from None
-        hub.ensure_topics()
+        hub.publisher.ensure_topics()
         faust.Worker(hub.app, loglevel=settings.log_level, quiet=True, override_logging=False).execute_from_commandline()
 
 

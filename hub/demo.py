@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from hub.adapters.kafka.embedded_broker import kafka_url_for
-from hub.adapters.dvv.ingest import HubAppSink, ingest, ingest_files
+from hub.adapters.dvv.ingest import PublisherSink, ingest, ingest_files
 from hub.adapters.dvv.page import parse_page
 from hub.adapters.dvv.sample import sample_files
 from hub.adapters.dvv.synthetic import generate_pages
@@ -82,7 +82,7 @@ async def _run(pipeline: Pipeline, settings: Settings, progress, changes: int, r
     start = loop.time()
     async with running(hub):
         progress(f"pipeline running; metrics at {pipeline.ops.endpoint.url}; feeding the synthetic day of DVV change data")
-        sink = HubAppSink(hub)
+        sink = PublisherSink(hub.publisher)
         reports = [await ingest_files(sample_files(), sink, secret=settings.person_key_secret, progress=progress)]
         if changes:
             progress(f"generating {changes} more synthetic changes")
@@ -101,7 +101,7 @@ async def _run(pipeline: Pipeline, settings: Settings, progress, changes: int, r
         progress(f"{produced()} newcomer events routed ({register_seen['updates']} labour-force updates)")
         reports = simulation.status_reports(pipeline.routing.ledger.open_referrals(), utcnow())
         for rec in reports:
-            await hub.publish(topics.REFERRAL_STATUS, "ReferralStatus", rec, key=rec["referral_id"])
+            await hub.publisher.publish(topics.REFERRAL_STATUS, "ReferralStatus", rec, key=rec["referral_id"])
             summary.statuses[rec["status"]] += 1
         statuses = lambda: sum(n for (topic, _), n in pipeline.routing.consumed.items() if topic == topics.REFERRAL_STATUS)  # noqa: E731
         await wait_for(lambda: statuses() >= len(reports), 300, "the ledger to take every referral status")
@@ -148,7 +148,7 @@ async def _consents_and_assessments(pipeline: Pipeline, register_seen: dict, sum
         person_id, municipality = people[ref.person_key]
         rec = simulation.consent_record(person_id, f"C-{ref.referral_id}", action, [f"municipality:{municipality}"], categories, utcnow(),
                                         ref.authority)
-        await hub.publish(topics.CONSENTS, "Consent", rec, key=ref.person_key)
+        await hub.publisher.publish(topics.CONSENTS, "Consent", rec, key=ref.person_key)
         summary.consents[action] += 1
 
     consents_in = lambda: count(sa.select(sa.func.count()).select_from(ConsentEventRow))  # noqa: E731
@@ -161,7 +161,7 @@ async def _consents_and_assessments(pipeline: Pipeline, register_seen: dict, sum
     for ref in started:
         person_id, municipality = people[ref.person_key]
         rec = simulation.assessment_record(ref, ref.person_key, person_id, f"municipality:{municipality}", now)
-        await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", rec, key=ref.person_key)
+        await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", rec, key=ref.person_key)
     summary.assessments = len(started)
     decided = lambda: count(sa.select(sa.func.count()).select_from(DisclosureRow)) + count(  # noqa: E731
         sa.select(sa.func.count()).select_from(HeldItemRow).where(HeldItemRow.released_at.is_(None)))

@@ -66,7 +66,7 @@ def register(hub: HubApp) -> dict:
             status = labour_force_status(newcomer["person_key"], age)
             if status is None:
                 continue
-            sent.append(await hub.publish(topics.NEWCOMERS, "Newcomer", circumstances_update(newcomer, status, utcnow()), key=newcomer["person_key"]))
+            sent.append(await hub.publisher.publish(topics.NEWCOMERS, "Newcomer", circumstances_update(newcomer, status, utcnow()), key=newcomer["person_key"]))
             seen["updates"] += 1
         await asyncio.gather(*sent)  # acknowledged before the batch is committed
 

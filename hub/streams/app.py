@@ -1,5 +1,7 @@
-"""The hub's faust app (lifecycle, timers, services) and HubApp: topics declared once, the batch
-consumers that read them, and the helpers to publish, sign and dead-letter events.
+"""The hub's faust app (lifecycle, timers, services) and HubApp: the app, the batch consumers that
+read the hub's topics, and the producer of its timers. Publishing, signing and dead-lettering are the
+publisher's (`hub.adapters.kafka.publisher`), the check of who published a record the publisher
+check's (`hub.adapters.kafka.publisher_check`); HubApp makes both and hands them out.
 
 Values on every topic are raw bytes in the Confluent wire format, written and read only through
 `hub.schemas.codec`: consumers decode themselves so that a record that fails to decode goes to the
@@ -9,14 +11,13 @@ Every stream is read by a batch consumer (`hub.adapters.kafka.consumer`) and eve
 through producers the hub makes itself (`hub.adapters.kafka.producer.new_producer`): one per batch
 consumer, one for the timers and the relay. faust starts neither its consumer nor its producer
 (`_Boot`). With an identity configuration (`HUB_PUBLISHERS`) consumers pass every record of an input
-topic through the publisher check (`refuse`) first, and the hub signs what it publishes with its own key.
+topic through the publisher check (`PublisherCheck.refuse`) first, and the hub signs what it publishes with its own key.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Sequence
+from typing import Sequence
 
 import faust
 from faust.app import BootStrategy
@@ -94,9 +95,9 @@ class _App(faust.App):
 
 
 class HubApp:
-    """The hub's faust app with its batch consumers, its publisher (`hub.adapters.kafka.publisher`:
-    publish, sign, dead-letter, make topics) and its publisher check
-    (`hub.adapters.kafka.publisher_check`); the methods below hand on to those two.
+    """The hub's faust app with its batch consumers and the producer of its timers. `publisher`
+    (`hub.adapters.kafka.publisher`: publish, sign, dead-letter, make topics) and `publisher_check`
+    (`hub.adapters.kafka.publisher_check`) are used directly by whoever publishes or checks.
 
     `signed_topics`: the topics whose records must be signed when `settings.publishers` is set
     (the input topics; tests name their own)."""
@@ -125,7 +126,6 @@ class HubApp:
         self.app.hub_new_producer = lambda: new_producer(settings, kafka_url, f"{settings.app_id}-hub")
         self.publisher = Publisher(settings, kafka_url, self.codec, lambda: self.app.hub_producer)
         self.publisher_check = PublisherCheck(settings.publishers, frozenset(signed_topics), self.codec, self.publisher)
-        self._topics: dict[str, faust.TopicT] = {}  # declared for faust agents (tests); created by ensure_topics
         self.app.batch_consumers = []  # every stream the hub reads (hub.adapters.kafka.consumer)
 
     @staticmethod
@@ -147,7 +147,7 @@ class HubApp:
         What `handle` publishes goes through the consumer's own producer."""
         s = self.settings
         read = [topic] if isinstance(topic, str) else list(topic)
-        self.publisher.declared.update(read)  # `ensure_topics` creates them with HUB_TOPIC_PARTITIONS
+        self.publisher.declared.update(read)  # `Publisher.ensure_topics` creates them with HUB_TOPIC_PARTITIONS
         options = dict(
             bootstrap_servers=bootstrap_servers(self.kafka_url),
             client_id=f"{s.app_id}-{name}",
@@ -169,9 +169,9 @@ class HubApp:
         """A batch consumer's record whose handling failed alone (`BatchConsumer._narrow`): dead-lettered
         (`unprocessable` or `internal_error`, the error's type named, never its text) and counted;
         returns once the dead letter exists (an outage raises: the batch is read again)."""
-        sent = await self.dead_letter_message(record, failure_reason(exc),
-                                              f"{name} failed with {type(exc).__name__} on this record alone; the rest of its batch was "
-                                              "processed; the record is kept for replay after a fix")
+        sent = await self.publisher.dead_letter_message(record, failure_reason(exc),
+                                                        f"{name} failed with {type(exc).__name__} on this record alone; the rest of its batch was "
+                                                        "processed; the record is kept for replay after a fix")
         await sent
         metrics.events_consumed.labels(record.topic, "dead_letter").inc()
 
@@ -179,57 +179,7 @@ class HubApp:
     def batch_consumers(self) -> list[BatchConsumer]:
         return self.app.batch_consumers
 
-    def ensure_topics(self) -> list[str]:
-        return self.publisher.ensure_topics()
-
-    async def ensure_exists(self, topic: str) -> None:
-        await self.publisher.ensure_exists(topic)
-
-    def topic(self, name: str) -> faust.TopicT:
-        """The faust topic for a name, for a faust agent (declared once, cached). The hub's own streams
-        use batch consumers; an agent makes the app start faust's consumer (`_Boot`)."""
-        t = self._topics.get(name)
-        if t is None:
-            t = self._topics[name] = self.app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-            self.publisher.declared.add(name)
-        return t
-
     @property
     def producer(self):
         """The producer of the timers and the relay while the app runs (`hub.adapters.kafka.producer.new_producer`), else None."""
         return self.app.hub_producer
-
-    def producer_here(self):
-        return self.publisher.producer_here()
-
-    async def publish(self, topic: str, name: str, record: dict, key: str | bytes | None = None) -> Any:
-        return await self.publisher.publish(topic, name, record, key)
-
-    def signed(self, headers: list[tuple[str, bytes]], value: bytes) -> list[tuple[str, bytes]]:
-        return self.publisher.signed(headers, value)
-
-    async def dead_letter(self, original_value: bytes, reason: str, message: str, **where) -> asyncio.Future:
-        return await self.publisher.dead_letter(original_value, reason, message, **where)
-
-    def dead_lettered_already(self, msg) -> bool:
-        return self.publisher.dead_lettered_already(msg)
-
-    async def dead_letter_message(self, msg, reason: str, message: str) -> Any:
-        return await self.publisher.dead_letter_message(msg, reason, message)
-
-    async def dead_letter_acked(self, msg, reason: str, message: str, sends: list | None = None) -> None:
-        await self.publisher.dead_letter_acked(msg, reason, message, sends)
-
-    @property
-    def dead_letter_store(self):
-        return self.publisher.dead_letter_store
-
-    @dead_letter_store.setter
-    def dead_letter_store(self, store) -> None:
-        self.publisher.dead_letter_store = store
-
-    def checks_publishers(self, topic: str) -> bool:
-        return self.publisher_check.checks_publishers(topic)
-
-    async def refuse(self, msg) -> Any:
-        return await self.publisher_check.refuse(msg)

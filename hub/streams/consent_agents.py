@@ -67,7 +67,7 @@ def register(
     # the relay sends a plan request only after every consent on hub.consents.v1 is applied: by this
     # worker's consumer (which reports its positions) or by another member of its group (committed offsets)
     consents_applied = ConsentsApplied(hub)
-    outbox_relay = OutboxRelay(hub, sessions, legal_bases=registry.legal_bases, consents=consents_applied)
+    outbox_relay = OutboxRelay(hub.publisher, sessions, legal_bases=registry.legal_bases, consents=consents_applied)
     metrics.consent_held.set(registry.held_count())
 
     async def after(outcome: Outcome) -> None:
@@ -82,9 +82,9 @@ def register(
 
     async def reject(msg, topic: str, reason: str, message: str) -> None:
         """Dead-letter `msg` and return once its dead letter exists (an outage raises: the batch is read again)."""
-        first = not hub.dead_lettered_already(msg)  # a narrowed-down batch is handled again: count each record once
+        first = not hub.publisher.dead_lettered_already(msg)  # a narrowed-down batch is handled again: count each record once
         sends: list = []
-        await hub.dead_letter_acked(msg, reason, message, sends)
+        await hub.publisher.dead_letter_acked(msg, reason, message, sends)
         await sends[0]
         if first:
             metrics.events_consumed.labels(topic=topic, outcome="dead_letter").inc()
@@ -109,8 +109,8 @@ def register(
         in one transaction, count, relay."""
 
         async def apply(msg) -> None:
-            if hub.checks_publishers(msg.topic):
-                refused = await hub.refuse(msg)
+            if hub.publisher_check.checks_publishers(msg.topic):
+                refused = await hub.publisher_check.refuse(msg)
                 if refused is not None:
                     await refused  # the dead letter exists before the record counts as done
                     return

@@ -17,7 +17,7 @@ from hub.services.detection import Detection
 from hub.schemas import topics
 from hub.domain.clock import utcnow
 from hub.streams.app import HubApp
-from hub.streams.service_ports import FAILURES, BatchDeadLetters, DatabaseStates, HubPublisher, count_isolated
+from hub.streams.service_ports import FAILURES, BatchDeadLetters, DatabaseStates, count_isolated
 
 CONSUMER_NAME = "newcomer-detection"  # the batch consumer; its group is `<app id>.newcomer-detection`
 
@@ -46,7 +46,7 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
     if states is None:
         states = SqlPersonStates(create_engine(database_url or hub.settings.resolved_database_url()))
     seen = NewcomerObserved(states=states)
-    detection = Detection(DatabaseStates(states, "newcomer detection"), HubPublisher(hub), FAILURES, clock=utcnow,
+    detection = Detection(DatabaseStates(states, "newcomer detection"), hub.publisher, FAILURES, clock=utcnow,
                           person_key_secret=hub.settings.person_key_secret, skew=hub.settings.clock_skew_delta,
                           window_days=window_days or DEFAULT_WINDOW_DAYS)
     topic = topics.POPULATION_CHANGES
@@ -55,7 +55,7 @@ def register(hub: HubApp, window_days: int | None = None, *, states: PersonState
     async def detect_batch(records) -> None:
         started = time.monotonic()
         seen.first_at = seen.first_at or started
-        dead = BatchDeadLetters(hub, topic, seen.dead_lettered, counts_refusals=True)
+        dead = BatchDeadLetters(hub.publisher, hub.publisher_check, topic, seen.dead_lettered, counts_refusals=True)
         seen.consumed += len(records)  # a narrowed-down batch is handled again: counted again
         changes = [change for msg in records if (change := await dead.decoded(msg, "PopulationChange")) is not None]
         count(await detection.detect(changes, dead), started)

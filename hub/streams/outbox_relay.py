@@ -36,6 +36,7 @@ from hub import metrics
 from hub.adapters import outbox
 from hub.adapters.disclosure_check import DisclosureCheck
 from hub.adapters.kafka.errors import unsendable_reason
+from hub.adapters.kafka.publisher import Publisher
 from hub.consent.disclosure_check import CHANNEL_KAFKA, PLAN_REQUEST
 from hub.consent.model import LegalBasis
 from hub.schemas.codec import CodecError
@@ -138,12 +139,15 @@ class ConsentsApplied(Service):
 
 
 class OutboxRelay:
-    def __init__(self, hub: HubApp, sessions: sessionmaker, batch: int = 500, *, legal_bases: Sequence[LegalBasis] = (),
-                 consents: ConsentsApplied | None = None, check: DisclosureCheck | None = None):
-        self.hub = hub
+    """Publishes the outbox's rows through the hub's publisher (`publisher`); plan requests only once
+    `consents` says the consents before them are applied."""
+
+    def __init__(self, publisher: Publisher, sessions: sessionmaker, batch: int = 500, *, consents: ConsentsApplied,
+                 legal_bases: Sequence[LegalBasis] = (), check: DisclosureCheck | None = None):
+        self.publisher = publisher
         self.sessions = sessions
         self.batch = batch
-        self.consents = consents or ConsentsApplied(hub)
+        self.consents = consents
         self.check = check or DisclosureCheck(sessions, legal_bases)
         self._lock = asyncio.Lock()
         self.published = 0
@@ -170,7 +174,7 @@ class OutboxRelay:
                         s.expunge_all()
                     if not rows:
                         return total
-                    producer = self.hub.producer_here()
+                    producer = self.publisher.producer_here()
                     for row in rows:
                         after = row.id
                         if row.schema_name == PLAN_REQUEST:
@@ -183,11 +187,11 @@ class OutboxRelay:
                                 continue
                         try:
                             topic = self.destination(row)
-                            headers = self.hub.signed(row.header_list(), row.value)
+                            headers = self.publisher.signed(row.header_list(), row.value)
                         except (CodecError, ValueError, TypeError, KeyError) as exc:  # the row's own bytes (ValueError covers JSON and Unicode errors)
                             parked = self._park(row, outbox.ENCODING_ERROR, exc) or parked
                             continue
-                        await self.hub.ensure_exists(topic)
+                        await self.publisher.ensure_exists(topic)
                         try:
                             # `hub consent` events go to an input topic: signed above
                             await producer.send_and_wait(topic, row.value, row.key, headers=headers)
@@ -224,7 +228,7 @@ class OutboxRelay:
     def destination(self, row: outbox.OutboxMessage) -> str:
         """The topic to send a row to: its own, or for a notice of an earlier version its addressee's notice topic."""
         if row.topic == LEGACY_NOTICES and row.schema_name == "Notice":
-            return topics.notice_topic(self.hub.codec.decode(row.value).record["to"])
+            return topics.notice_topic(self.publisher.codec.decode(row.value).record["to"])
         return row.topic
 
     async def flush_or_log(self) -> int:
@@ -261,7 +265,7 @@ class OutboxRelay:
     def _withdrawn(self, row: outbox.OutboxMessage) -> bool:
         """Check a plan request's consent or legal basis now; withdraw it (parked with the reason, audited) when it no longer holds."""
         try:
-            plan = self.hub.codec.decode(row.value, PLAN_REQUEST).record
+            plan = self.publisher.codec.decode(row.value, PLAN_REQUEST).record
         except CodecError as exc:
             self._park(row, outbox.ENCODING_ERROR, exc)
             return True

@@ -38,7 +38,7 @@ def build(settings: Settings, kafka_url: str) -> Pipeline:
     upgrade(database_url)
     engine = create_engine(database_url)
     hub = HubApp(settings, kafka_url)
-    hub.dead_letter_store = DeadLetterStore(engine)
+    hub.publisher.dead_letter_store = DeadLetterStore(engine)
     newcomers = newcomer_agents.register(hub, window_days=settings.newcomer_window_days, states=SqlPersonStates(engine))
     routing = routing_agents.register(hub, ledger=ReferralLedger(engine), rules=_rules(settings))
     consent = consent_agents.register(hub, session_factory(engine), relay=settings.outbox_relay)

@@ -24,7 +24,7 @@ from hub.services.routing import Routed, Routing, StatusApplied
 from hub.schemas import topics
 from hub.domain.clock import utcnow
 from hub.streams.app import HubApp
-from hub.streams.service_ports import BatchDeadLetters, DatabaseLedger, HubPublisher, count_isolated
+from hub.streams.service_ports import BatchDeadLetters, DatabaseLedger, count_isolated
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +97,16 @@ def register(
     if ledger is None:
         ledger = ReferralLedger(create_engine(database_url or hub.settings.resolved_database_url()))
     seen = RoutingObserved(ledger)
-    routing = Routing(DatabaseLedger(ledger), HubPublisher(hub), clock=clock, skew=hub.settings.clock_skew_delta, rules=rules,
+    routing = Routing(DatabaseLedger(ledger), hub.publisher, clock=clock, skew=hub.settings.clock_skew_delta, rules=rules,
                       reference=reference, topic_for=topic_for)
 
     async def route_batch(records) -> None:
-        dead = BatchDeadLetters(hub, newcomers_topic, seen.dead_lettered(newcomers_topic))
+        dead = BatchDeadLetters(hub.publisher, hub.publisher_check, newcomers_topic, seen.dead_lettered(newcomers_topic))
         newcomers = [item for msg in records if (item := await dead.decoded(msg, "Newcomer")) is not None]
         seen.routed(newcomers_topic, await routing.route_batch(newcomers, dead))
 
     async def apply_statuses(records) -> None:
-        dead = BatchDeadLetters(hub, status_topic, seen.dead_lettered(status_topic))
+        dead = BatchDeadLetters(hub.publisher, hub.publisher_check, status_topic, seen.dead_lettered(status_topic))
         for msg in records:
             status = await dead.decoded(msg, "ReferralStatus")
             if status is not None:

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 @contextlib.asynccontextmanager
 async def running(hub: HubApp) -> AsyncIterator[HubApp]:
     """Start the app's services (consumer, producer, agents, tables) and stop them afterwards."""
-    await asyncio.get_running_loop().run_in_executor(None, hub.ensure_topics)
+    await asyncio.get_running_loop().run_in_executor(None, hub.publisher.ensure_topics)
     await hub.app.start()
     try:
         yield hub

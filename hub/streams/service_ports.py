@@ -1,5 +1,6 @@
-"""The ports of the use cases (`hub.services.ports`) on the hub's app and database: what the stream
-entrypoints hand to the services."""
+"""The ports of the use cases (`hub.services.ports`) on the hub's publisher and database: what the
+stream entrypoints hand to the services. The publisher (`hub.adapters.kafka.publisher.Publisher`)
+is the publishing port itself."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from hub.adapters.kafka.errors import Outage, failure_reason, is_outage
 from hub.adapters.database import DatabaseCalls, with_database_retry
 from hub.schemas.codec import CodecError
 from hub.services.ports import Consumed, Failures
-from hub.streams.app import HubApp
+from hub.adapters.kafka.publisher import Publisher
+from hub.adapters.kafka.publisher_check import PublisherCheck
 
 FAILURES = Failures(is_outage=is_outage, reason=failure_reason)
 
@@ -20,35 +22,27 @@ class DeadLetterNotAcknowledged(Outage):
     """A dead letter the broker did not acknowledge: the batch is read again."""
 
 
-class HubPublisher:
-    """Publishes through the hub's app (codec, CloudEvents headers, signature)."""
-
-    def __init__(self, hub: HubApp) -> None:
-        self.hub = hub
-
-    async def publish(self, topic: str, name: str, record: dict, key: str) -> Any:
-        return await self.hub.publish(topic, name, record, key=key)
-
-
 class BatchDeadLetters:
     """The dead letters of one batch of a batch consumer: sent at once, awaited together before the
     batch is committed. Each record is counted once (`counted(reason)` and `hub_events_consumed_total`),
     however often the batch consumer's narrowing handles it; a record the publisher check refuses
     is counted by the hub, and by `counted(None)` too when `counts_refusals`."""
 
-    def __init__(self, hub: HubApp, topic: str, counted: Callable[[str | None], None] | None = None, *, counts_refusals: bool = False) -> None:
-        self.hub = hub
+    def __init__(self, publisher: Publisher, check: PublisherCheck, topic: str, counted: Callable[[str | None], None] | None = None, *,
+                 counts_refusals: bool = False) -> None:
+        self.publisher = publisher
+        self.check = check
         self.counted = counted
         self.counts_refusals = counts_refusals
         self.consumed_dead_letter = metrics.events_consumed.labels(topic, "dead_letter")
         self.sends: list = []
 
     async def refused(self, msg) -> bool:
-        """The publisher check of one record (`HubApp.refuse`): whether it was refused (dead-lettered)."""
-        if not self.hub.checks_publishers(msg.topic):
+        """The publisher check of one record (`PublisherCheck.refuse`): whether it was refused (dead-lettered)."""
+        if not self.check.checks_publishers(msg.topic):
             return False
-        first = not self.hub.dead_lettered_already(msg)
-        sent = await self.hub.refuse(msg)
+        first = not self.publisher.dead_lettered_already(msg)
+        sent = await self.check.refuse(msg)
         if sent is None:
             return False
         self.sends.append(sent)
@@ -61,14 +55,14 @@ class BatchDeadLetters:
         if await self.refused(msg):
             return None
         try:
-            return Consumed(msg, self.hub.codec.decode(msg.value, schema).record)
+            return Consumed(msg, self.publisher.codec.decode(msg.value, schema).record)
         except CodecError as exc:
             await self.send(msg, exc.reason, exc.message)
             return None
 
     async def send(self, source, reason: str, message: str) -> None:
-        first = not self.hub.dead_lettered_already(source)
-        await self.hub.dead_letter_acked(source, reason, message, self.sends)
+        first = not self.publisher.dead_lettered_already(source)
+        await self.publisher.dead_letter_acked(source, reason, message, self.sends)
         if first:
             self.consumed_dead_letter.inc()
             if self.counted is not None:

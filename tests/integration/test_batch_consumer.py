@@ -150,7 +150,7 @@ def test_a_handler_publishes_through_its_consumers_own_producer_and_a_timer_thro
 
     async def handle(records):
         used.append(stream_producer.get())
-        sends = [await hub.publish(out, "DeadLetter", _record(r.value)) for r in records]
+        sends = [await hub.publisher.publish(out, "DeadLetter", _record(r.value)) for r in records]
         await asyncio.gather(*sends)
 
     consumer = hub.batch_consumer("producer", TOPIC, handle, max_records=20)
@@ -159,7 +159,7 @@ def test_a_handler_publishes_through_its_consumers_own_producer_and_a_timer_thro
 
     @hub.app.timer(interval=0.2)
     async def outside():  # a timer: no stream producer there, the hub's own
-        used.append(("timer", stream_producer.get(), hub.producer_here() is hub.producer))
+        used.append(("timer", stream_producer.get(), hub.publisher.producer_here() is hub.producer))
 
     async def scenario():
         async with running(hub):

@@ -42,19 +42,19 @@ def test_newcomers_and_statuses_over_bounds_are_dead_lettered_and_the_good_ones_
                 newcomer(f"pk-\x00-{uid}"),  # PostgreSQL refuses NUL in text
             ]
             for rec in over:
-                await hub.publish(names["newcomers"], "Newcomer", rec, key=f"over-{uid}")
+                await hub.publisher.publish(names["newcomers"], "Newcomer", rec, key=f"over-{uid}")
             good_key = f"pk-good-{uid}"
-            await hub.publish(names["newcomers"], "Newcomer", newcomer(good_key), key=good_key)
+            await hub.publisher.publish(names["newcomers"], "Newcomer", newcomer(good_key), key=good_key)
             await wait_for(lambda: seen.consumed[(names["newcomers"], "routed")] == 1, 60, "the good newcomer after three over bounds routed")
             assert seen.consumed[(names["newcomers"], "dead_letter")] == 3 and seen.dead_letters["out_of_bounds"] == 3
 
             referral = next(r for r in ledger.open_referrals("municipality:092") if r.person_key == good_key)
             nul = envelope("municipality:092")
             nul.update(referral_id=referral.referral_id + "\x00", authority="municipality:092", status="accepted", reason=None)
-            await hub.publish(names["status"], "ReferralStatus", nul, key=referral.referral_id)
+            await hub.publisher.publish(names["status"], "ReferralStatus", nul, key=referral.referral_id)
             ok = envelope("municipality:092")
             ok.update(referral_id=referral.referral_id, authority="municipality:092", status="accepted", reason=None)
-            await hub.publish(names["status"], "ReferralStatus", ok, key=referral.referral_id)
+            await hub.publisher.publish(names["status"], "ReferralStatus", ok, key=referral.referral_id)
             await wait_for(lambda: seen.consumed[(names["status"], "applied")] == 1, 60, "the good status after one with a NUL applied")
             assert seen.dead_letters["out_of_bounds"] == 4
             assert ledger.state(referral.referral_id) == "accepted"

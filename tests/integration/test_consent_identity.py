@@ -51,9 +51,9 @@ def test_a_revocation_with_fullwidth_digits_is_dead_lettered_and_the_consent_sta
         got = Collector(hub, topics.DEAD_LETTERS)
         marker = uuid.uuid4().bytes
         async with running(hub):
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [plan_authority], ["education"]), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [plan_authority], ["education"]), key=key)
             await wait_for(lambda: status(sessions, pid, cid) == "active", 60, "the grant")
-            await hub.publish(topics.CONSENTS, "Consent", consent(wide, cid, "revoked"), key=marker)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(wide, cid, "revoked"), key=marker)
             await wait_for(lambda: got.where(original_key=marker), 60, "the revocation's dead letter")
         return got.where(original_key=marker)
 
@@ -77,11 +77,11 @@ def test_an_assessment_whose_person_key_is_another_persons_is_dead_lettered_and_
         got = Collector(hub, topics.DEAD_LETTERS, plan_topic)
         marker = uuid.uuid4().bytes
         async with running(hub):
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)
             wrong = assessment(pid, plan_authority, "as-wrong-key")
             wrong["person_key"] = other_key  # keyed to another person, carrying this person's code and data
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", wrong, key=marker)
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-right"), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", wrong, key=marker)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-right"), key=key)
             await wait_for(lambda: got.where(original_key=marker) and got.where(plan_topic, assessment_id="as-right"), 60,
                            "the dead letter and the correct assessment's plan request")
             await asyncio.sleep(1.5)  # a relay tick: nothing more arrives
@@ -127,12 +127,12 @@ def test_retention_then_a_replay_neither_resurrects_a_revoked_consent_nor_releas
         consent_agents.register(hub, sessions, legal_bases=())
         got = Collector(hub, plan_topic, topics.DEAD_LETTERS)
         async with running(hub):
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [plan_authority], ["education"]), key=key)
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [plan_authority], ["education"]), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
             await wait_for(lambda: got.where(plan_topic, assessment_id="as-1"), 60, "the first plan request")
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "revoked"), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, cid, "revoked"), key=key)
             await wait_for(lambda: status(sessions, pid, cid) == "revoked", 60, "the revocation")
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-2"), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-2"), key=key)
             await wait_for(lambda: _held(sessions, pid) == ["as-2"], 60, "the second assessment held")
 
             with sessions.begin() as s:  # the consent ended before the cut-off: its history goes
@@ -146,7 +146,7 @@ def test_retention_then_a_replay_neither_resurrects_a_revoked_consent_nor_releas
             await wait_for(lambda: replayed_duplicates() >= before + 2, 60, "the replayed grant and revocation seen as duplicates")
 
             # the same consent under a new event id, after the replayed records in the person's partition
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [plan_authority], ["education"]), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [plan_authority], ["education"]), key=key)
             await wait_for(lambda: got.where(topics.DEAD_LETTERS, original_key=key.encode()), 60, "the re-grant's dead letter")
             await asyncio.sleep(1.5)  # a relay tick: nothing more arrives
         return got

@@ -106,11 +106,11 @@ def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_
         consent_agents.register(hub, sessions, legal_bases=())
         got = Collector(hub, plan_topic, topics.notice_topic(ASSESSOR), topics.notice_topic(plan_authority))
         async with running(hub):
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-2"), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-2"), key=key)
             await wait_for(lambda: len(got.where(person_key=key, notice_type="consent_required")) == 2, 60, "two consent-required notices")
             assert got.where(to=plan_authority) == []
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education", "language_skills"]), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education", "language_skills"]), key=key)
             await wait_for(lambda: len(got.where(to=plan_authority, person_key=key)) == 2, 60, "two released plan requests")
             await asyncio.sleep(1.5)  # a relay tick: nothing more arrives
         return got
@@ -151,14 +151,14 @@ def test_revocation_notifies_each_earlier_recipient_and_stops_disclosure(kafka_u
         got = Collector(hub, topics.plan_request_topic(first), topics.plan_request_topic(second),
                         topics.notice_topic(first), topics.notice_topic(second), topics.notice_topic(ASSESSOR))
         async with running(hub):
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [first, second], ["education"]), key=key)
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, first, "as-1"), key=key)
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, second, "as-2"), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [first, second], ["education"]), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, first, "as-1"), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, second, "as-2"), key=key)
             await wait_for(lambda: len(got.where(person_key=key, assessment_id="as-1", to=first)) == 1
                            and len(got.where(person_key=key, assessment_id="as-2", to=second)) == 1, 60, "two plan requests")
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "revoked"), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, cid, "revoked"), key=key)
             await wait_for(lambda: len(got.where(person_key=key, notice_type="consent_revoked")) == 2, 60, "two revocation notices")
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, first, "as-3"), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, first, "as-3"), key=key)
             await wait_for(lambda: len(got.where(person_key=key, notice_type="consent_required", assessment_id="as-3")) == 1, 60, "a hold after revocation")
             await asyncio.sleep(1.5)
         return got
@@ -205,8 +205,8 @@ def test_worker_dies_between_commit_and_publish_and_the_plan_request_arrives_onc
         # relay=False: the worker commits the outbox row, the audit row and the processed mark, then dies
         wiring = consent_agents.register(hub, sessions, legal_bases=(), relay=False)
         async with running(hub):
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
             await wait_for(lambda: len(unsent_plan_rows()) == 1, 60, "the plan request committed to the outbox")
             if crash == "after_publish":
                 with pytest.raises(RuntimeError, match="simulated crash"):
@@ -248,9 +248,9 @@ def test_bad_records_are_dead_lettered_with_a_reason_and_processing_goes_on(kafk
         async with running(hub):
             await hub.producer.send_and_wait(topics.ASSESSMENTS, b"not avro", marker)
             bad = consent(bad_pid, "c-bad", "granted", [plan_authority], ["education"])
-            await hub.publish(topics.CONSENTS, "Consent", bad, key=marker)
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", bad, key=marker)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority), key=key)
             await wait_for(lambda: len(got.where(original_key=marker)) == 2 and got.where(to=plan_authority), 60, "two dead letters and the plan request")
         return got, marker
 
@@ -299,8 +299,8 @@ def test_hub_worker_killed_after_the_commit_and_restarted_sends_the_plan_request
         async with running(hub):
             first = start_worker(HUB_OUTBOX_RELAY="off")
             try:
-                await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)
-                await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
+                await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [plan_authority], ["education"]), key=key)
+                await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_authority, "as-1"), key=key)
                 await wait_for(lambda: len(unsent_plan_rows()) == 1, 90, "the first worker's commit to the outbox")
             finally:
                 stop(first, signal.SIGKILL)

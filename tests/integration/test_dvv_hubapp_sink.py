@@ -1,4 +1,4 @@
-"""The demo's path: the synthetic day through a running HubApp (HubAppSink), real broker;
+"""The demo's path: the synthetic day through a running HubApp's publisher (PublisherSink), real broker;
 and the cursor table on SQLite and PostgreSQL."""
 
 import asyncio
@@ -8,7 +8,7 @@ import pytest
 
 from hub.adapters import database
 from hub.adapters.dvv.cursor import CursorStore
-from hub.adapters.dvv.ingest import HubAppSink, ingest_files
+from hub.adapters.dvv.ingest import PublisherSink, ingest_files
 from hub.adapters.dvv.sample import sample_files
 from hub.config import Settings
 from hub.schemas import topics
@@ -35,7 +35,7 @@ def test_synthetic_day_through_a_running_hubapp(fresh_kafka_url):
         hub.batch_consumer("collect-dead-letters", topics.DEAD_LETTERS, letters, 500)
 
         async with running(hub):
-            report = await ingest_files(SAMPLE, HubAppSink(hub), secret="s")
+            report = await ingest_files(SAMPLE, PublisherSink(hub.publisher), secret="s")
             await wait_for(lambda: len(seen) >= report.published, 60, "the day's events back from the broker")
             await wait_for(lambda: len([d for d in dead if d["source"] == "hub:ingest-dvv"]) >= 3, 60, "the day's dead letters")
         return report, seen, dead

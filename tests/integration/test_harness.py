@@ -23,7 +23,7 @@ def test_a_batch_consumer_consumes_and_produces_on_the_real_broker(kafka_url):
             for msg in batch:
                 decoded = hub.codec.decode(msg.value)
                 rec = dict(decoded.record, reason=(decoded.record["reason"] or "").upper())
-                sent.append(await hub.publish("test.harness.out", "ReferralStatus", rec))
+                sent.append(await hub.publisher.publish("test.harness.out", "ReferralStatus", rec))
             await asyncio.gather(*sent)
 
         async def collect(batch):
@@ -36,7 +36,7 @@ def test_a_batch_consumer_consumes_and_produces_on_the_real_broker(kafka_url):
             for i in range(3):
                 rec = envelope("municipality:091")
                 rec.update(referral_id=f"r{i}", authority="municipality:091", status="declined", reason=f"moved away {i}")
-                await hub.publish("test.harness.in", "ReferralStatus", rec, key=f"r{i}")
+                await hub.publisher.publish("test.harness.in", "ReferralStatus", rec, key=f"r{i}")
             await wait_for(lambda: len(received) == 3, 60, "three records through the consumers")
         assert sorted(r["reason"] for r in received) == ["MOVED AWAY 0", "MOVED AWAY 1", "MOVED AWAY 2"]
 

@@ -61,9 +61,9 @@ def test_metrics_served_over_http_count_a_known_input(fresh_kafka_url, tmp_path)
             assert endpoint.port and endpoint.port != 0 and endpoint.addr == "127.0.0.1"
             before = scrape(endpoint.url)
             for pid, muni in ((helsinki[0], "091"), (helsinki[1], "091")):
-                await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", change(pid, muni), key=hetu.person_key(pid, SECRET))
-            await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", change(espoo, "049", guardian_in_finland=False), key=hetu.person_key(espoo, SECRET))
-            await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", change(bad_code, "091"), key=b"bad")
+                await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", change(pid, muni), key=hetu.person_key(pid, SECRET))
+            await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", change(espoo, "049", guardian_in_finland=False), key=hetu.person_key(espoo, SECRET))
+            await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", change(bad_code, "091"), key=b"bad")
             await hub.producer.send_and_wait(topics.POPULATION_CHANGES, b"\x00\x00\x00\x03\xe7not avro", b"junk")
             await wait_for(lambda: pipeline.newcomers.consumed >= 5, 60, "detection to take all five records")
             await wait_for(lambda: sum(n for (t, _), n in pipeline.routing.consumed.items() if t == topics.NEWCOMERS) >= 3, 60, "routing to take the three newcomers")
@@ -72,7 +72,7 @@ def test_metrics_served_over_http_count_a_known_input(fresh_kafka_url, tmp_path)
             for state in ("accepted", "completed"):
                 status = envelope("municipality:049")
                 status.update(referral_id=assessment.referral_id, authority="municipality:049", status=state, reason=None)
-                await hub.publish(topics.REFERRAL_STATUS, "ReferralStatus", status, key=assessment.referral_id)
+                await hub.publisher.publish(topics.REFERRAL_STATUS, "ReferralStatus", status, key=assessment.referral_id)
             await wait_for(lambda: pipeline.routing.consumed[(topics.REFERRAL_STATUS, "applied")] >= 2, 60, "both statuses applied")
             # the lag gauge: refreshed by the timer; 0 once the offsets of everything are committed
             await wait_for(lambda: pipeline.ops.lag.by_topic.get(topics.POPULATION_CHANGES) == 0 and pipeline.ops.lag.by_topic.get(topics.NEWCOMERS) == 0,

@@ -58,7 +58,7 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
         seen = newcomer_agents.register(hub, database_url=states_url)
         async with running(hub):
             for r in records:
-                await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
+                await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
             await wait_for(lambda: seen.consumed >= expect_consumed, 60, "detection to consume")
             await asyncio.sleep(1.5)  # let offsets be committed before the "crash"
 
@@ -68,11 +68,11 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
         seen = newcomer_agents.register(hub, database_url=states_url)
         async with running(hub):
             for r in first + [first[0]]:
-                await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
+                await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", r, key=hetu.person_key(r["person_id"], SECRET))
             await hub.producer.send_and_wait(topics.POPULATION_CHANGES, b"\x00garbage", b"x")
             bad = change(people[0])
             bad["person_id"] = people[0][:-1] + ("A" if people[0][-1] != "A" else "B")
-            await hub.publish(topics.POPULATION_CHANGES, "PopulationChange", bad, key=b"y")
+            await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", bad, key=b"y")
             await wait_for(lambda: seen.consumed >= 5, 60, "the first worker to consume")
             await asyncio.sleep(1.5)
 
@@ -148,7 +148,7 @@ def test_states_are_in_the_database_and_an_identity_correction_finds_the_old_one
 def fail_newcomer_sends(hub, person_key: str, error, failed: list | None = None, times: int | None = None) -> None:
     """Make the send of `person_key`'s newcomers fail with `error()` (as the producer reports it: a failed
     future), `times` times (always when None); each failure is appended to `failed`."""
-    publish = hub.publish
+    publish = hub.publisher.publish
     failed = [] if failed is None else failed
 
     async def failing_publish(topic, name, record, key=None):
@@ -159,7 +159,7 @@ def fail_newcomer_sends(hub, person_key: str, error, failed: list | None = None,
             return future
         return await publish(topic, name, record, key)
 
-    hub.publish = failing_publish
+    hub.publisher.publish = failing_publish
 
 
 def test_a_newcomer_the_broker_refuses_dead_letters_that_persons_changes_of_the_batch(fresh_kafka_url, tmp_path):

@@ -111,7 +111,7 @@ def test_a_revocation_on_the_consents_topic_before_an_assessment_stops_its_plan_
         wiring = consent_agents.register(hub, sessions, legal_bases=(), relay_interval=0.2)
         got = Collector(hub, plan_topic)
         async with running(hub):
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [plan_to], ["education"]), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, cid, "granted", [plan_to], ["education"]), key=key)
             await wait_for(lambda: registry(sessions).person_view(pid)["consents"], 60, "the grant applied")
             # the consent agent falls behind: what it takes from hub.consents.v1 now is applied only when released
             release = asyncio.Event()
@@ -122,8 +122,8 @@ def test_a_revocation_on_the_consents_topic_before_an_assessment_stops_its_plan_
                 return apply(rec, **kw)
 
             wiring.registry.record_consent = slowed
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, cid, "revoked"), key=key)  # received by the hub (on its topic) ...
-            await hub.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_to, "as-after"), key=key)  # ... before this one
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, cid, "revoked"), key=key)  # received by the hub (on its topic) ...
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, plan_to, "as-after"), key=key)  # ... before this one
             await wait_for(lambda: rows_to(sessions, plan_topic), 60, "the assessment decided on the stale consent state")
             await asyncio.sleep(3.5)  # relay ticks and the consumer group's commits
             assert got.records == [], "a plan request went out after a revocation the hub had received"
@@ -249,7 +249,7 @@ def test_consents_applied_by_another_worker_count_through_the_groups_committed_o
         hub = make_hub(kafka_url, "applied-elsewhere")
         consent_agents.register(hub, sessions, legal_bases=())
         async with running(hub):
-            await hub.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [unique_authority()], ["education"]), key=key)
+            await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [unique_authority()], ["education"]), key=key)
             await wait_for(lambda: registry(sessions).person_view(pid)["consents"], 60, "the grant applied")
             same_group = ConsentsApplied(HubApp(hub.settings, kafka_url))  # another worker of the same app (same consumer group)
             other_group = ConsentsApplied(make_hub(kafka_url, "never-ran"))  # an app whose consumers never ran

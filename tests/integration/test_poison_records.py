@@ -185,7 +185,7 @@ def test_a_status_with_a_nul_and_a_megabyte_status_are_dead_lettered_and_the_nex
         seen = register(hub, ledger=ledger, batch_size=100)
         pk = f"pk-status-{uid}"
         async with running(hub):
-            await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer(pk), key=pk)
+            await hub.publisher.publish(topics.NEWCOMERS, "Newcomer", newcomer(pk), key=pk)
             (referral,) = decoded(await read_topic(fresh_kafka_url, topics.referral_topic("municipality:092"), min_count=1))
             rid = referral["referral_id"]
             items = [(b"nul", hub.codec.encode("ReferralStatus", status(rid + "\x00", "accepted"))),
@@ -291,7 +291,7 @@ def test_a_database_outage_is_waited_out_and_nothing_is_dead_lettered(fresh_kafk
             connections(False)
             try:
                 for pk in pks:
-                    await hub.publish(topics.NEWCOMERS, "Newcomer", newcomer(pk), key=pk)
+                    await hub.publisher.publish(topics.NEWCOMERS, "Newcomer", newcomer(pk), key=pk)
                 await wait_for(lambda: consumer.retries >= 2, 60, "the batch read again during the outage")
                 assert seen.consumed[(topics.NEWCOMERS, "routed")] == 0 and consumer.isolated == 0
             finally:

@@ -141,7 +141,7 @@ def test_a_referral_status_from_a_forged_authority_is_forbidden(kafka_url, datab
             rec = envelope("hub:newcomer-detection", occurred_at=dt.datetime(2025, 6, 15, 9, tzinfo=dt.timezone.utc))
             rec.update(person_key=pk, person_id=pid, municipality_code="092", labour_force_status="unemployed_job_seeker",
                        service_needs=["health"], arrival_date=dt.date(2025, 5, 1))
-            await hub.publish(names["newcomers"], "Newcomer", rec, key=pk)  # the hub's own record, signed by the hub
+            await hub.publisher.publish(names["newcomers"], "Newcomer", rec, key=pk)  # the hub's own record, signed by the hub
             await wait_for(lambda: len(wellbeing.where(person_key=pk)) == 1, 60, "the wellbeing area's referral")
             referral_id = wellbeing.where(person_key=pk)[0]["referral_id"]
 

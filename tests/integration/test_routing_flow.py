@@ -70,12 +70,12 @@ def test_newcomers_become_referrals_on_each_recipients_own_topic(kafka_url, data
         seen = register(hub, ledger=ledger, newcomers_topic=names["newcomers"], status_topic=names["status"], topic_for=topic_for)
         async with running(hub):
             first = newcomer(pk_adult, person_id=adult, labour_force_status="unemployed_job_seeker", service_needs=["health"], arrival_date=dt.date(2025, 5, 1))
-            await hub.publish(names["newcomers"], "Newcomer", first, key=pk_adult)
-            await hub.publish(names["newcomers"], "Newcomer", first, key=pk_adult)  # delivered twice
-            await hub.publish(
+            await hub.publisher.publish(names["newcomers"], "Newcomer", first, key=pk_adult)
+            await hub.publisher.publish(names["newcomers"], "Newcomer", first, key=pk_adult)  # delivered twice
+            await hub.publisher.publish(
                 names["newcomers"], "Newcomer", newcomer(pk_minor, person_id=minor, guardian_in_finland=False, turvakielto=True, arrival_date=dt.date(2025, 6, 1)), key=pk_minor
             )
-            await hub.publish(names["newcomers"], "Newcomer", newcomer(f"pk-x-{uid}", municipality_code="999"), key="x")
+            await hub.publisher.publish(names["newcomers"], "Newcomer", newcomer(f"pk-x-{uid}", municipality_code="999"), key="x")
             await hub.producer.send_and_wait(names["newcomers"], b"\x07not avro at all", b"garbage")
             await wait_for(lambda: sum(n for (t, _), n in seen.consumed.items() if t == names["newcomers"]) == 5, 60, "five newcomer records processed")
             assert seen.consumed[(names["newcomers"], "routed")] == 2
@@ -116,11 +116,11 @@ def test_newcomers_become_referrals_on_each_recipients_own_topic(kafka_url, data
                 return rec
 
             accepted = status("wellbeing_area:04", "accepted")
-            await hub.publish(names["status"], "ReferralStatus", accepted, key=target["referral_id"])
-            await hub.publish(names["status"], "ReferralStatus", accepted, key=target["referral_id"])
-            await hub.publish(names["status"], "ReferralStatus", status("municipality:092", "declined", reason="not ours"), key=target["referral_id"])
-            await hub.publish(names["status"], "ReferralStatus", status("wellbeing_area:04", "accepted", referral_id=str(uuid.uuid4())), key="nope")
-            await hub.publish(names["status"], "ReferralStatus", status("wellbeing_area:04", "assessment_started"), key=target["referral_id"])
+            await hub.publisher.publish(names["status"], "ReferralStatus", accepted, key=target["referral_id"])
+            await hub.publisher.publish(names["status"], "ReferralStatus", accepted, key=target["referral_id"])
+            await hub.publisher.publish(names["status"], "ReferralStatus", status("municipality:092", "declined", reason="not ours"), key=target["referral_id"])
+            await hub.publisher.publish(names["status"], "ReferralStatus", status("wellbeing_area:04", "accepted", referral_id=str(uuid.uuid4())), key="nope")
+            await hub.publisher.publish(names["status"], "ReferralStatus", status("wellbeing_area:04", "assessment_started"), key=target["referral_id"])
             await wait_for(lambda: sum(n for (t, _), n in seen.consumed.items() if t == names["status"]) == 5, 60, "five status records processed")
             assert seen.consumed[(names["status"], "applied")] == 2 and seen.consumed[(names["status"], "duplicate")] == 1
             assert seen.dead_letters["forbidden"] == 1 and seen.dead_letters["unknown_referral"] == 1
@@ -130,7 +130,7 @@ def test_newcomers_become_referrals_on_each_recipients_own_topic(kafka_url, data
             # the shared wellbeing area (04) gets nothing twice, Vantaa's open referrals are superseded
             moved = dict(first, **envelope("hub:newcomer-detection", occurred_at=first["occurred_at"]))
             moved.update(change="moved", municipality_code="245", previous_municipality_code="092")
-            await hub.publish(names["newcomers"], "Newcomer", moved, key=pk_adult)
+            await hub.publisher.publish(names["newcomers"], "Newcomer", moved, key=pk_adult)
             await wait_for(lambda: seen.consumed[(names["newcomers"], "routed")] == 3, 60, "the move processed")
             assert seen.referrals["municipality:245"] == 1 and seen.referrals["employment_authority:11"] == 1
             assert seen.referrals["wellbeing_area:04"] == 2
@@ -180,7 +180,7 @@ def test_a_slow_gauge_recount_does_not_hold_up_routing(kafka_url, database_url, 
             try:
                 await wait_for(recounting.is_set, 30, "the full recount to start")
                 pk = f"pk-gauges-{uid}"
-                await hub.publish(names["newcomers"], "Newcomer", newcomer(pk, labour_force_status="unemployed_job_seeker"), key=pk)
+                await hub.publisher.publish(names["newcomers"], "Newcomer", newcomer(pk, labour_force_status="unemployed_job_seeker"), key=pk)
                 await wait_for(lambda: seen.consumed[(names["newcomers"], "routed")] == 1, 30, "the newcomer routed while the recount runs")
                 assert seen.published >= 1 and not routed.is_set()
             finally:

@@ -58,7 +58,7 @@ def routed(kafka_url, database_url):
         async with running(hub):
             for i, (pk, hetu) in enumerate(people):
                 extra = {"labour_force_status": "unemployed_job_seeker", "service_needs": ["health"]} if i == 0 else {}
-                await hub.publish(newcomers_topic, "Newcomer", newcomer(pk, hetu, contact_language="en", **extra), key=pk)
+                await hub.publisher.publish(newcomers_topic, "Newcomer", newcomer(pk, hetu, contact_language="en", **extra), key=pk)
             await wait_for(lambda: seen.consumed[(newcomers_topic, "routed")] == 5, 60, "five newcomers routed")
             out["referrals_before_replay"] = ledger.count()
             out["expected"] = sum(1 for r in ledger.open_referrals(MUNICIPALITY) if r.referral_id in _ids(ledger, people))

@@ -57,15 +57,15 @@ def test_a_provisioned_recipient_topic_needs_no_admin_call_on_its_first_record(f
     provisioned, unknown = "hub.referrals.municipality.049.v1", "hub.referrals.municipality.091.v1"
     ensure_topics(fresh_kafka_url, [provisioned], 1)
     hub = HubApp(config.Settings(app_id=f"provisioned-{uuid.uuid4().hex[:6]}"), fresh_kafka_url)
-    hub.ensure_topics()
+    hub.publisher.ensure_topics()
     calls = []
     real = admin.ensure_topics
     monkeypatch.setattr(admin, "ensure_topics", lambda url, names, *a, **kw: calls.append(list(names)) or real(url, names, *a, **kw))
 
     async def first_records():
-        await hub.ensure_exists(provisioned)
-        await hub.ensure_exists(unknown)  # not provisioned: made now, as before
-        await hub.ensure_exists(unknown)
+        await hub.publisher.ensure_exists(provisioned)
+        await hub.publisher.ensure_exists(unknown)  # not provisioned: made now, as before
+        await hub.publisher.ensure_exists(unknown)
 
     asyncio.run(first_records())
     assert calls == [[unknown]]

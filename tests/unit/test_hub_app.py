@@ -25,7 +25,7 @@ def test_faust_starts_neither_its_producer_nor_its_consumer_without_agents():
 def test_a_faust_agent_brings_faust_consumer_back():
     hub = HubApp(Settings(app_id="boot-agent"), "kafka://127.0.0.1:1")
 
-    @hub.app.agent(hub.topic("hub.test.v1"))
+    @hub.app.agent(hub.app.topic("hub.test.v1", key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"))
     async def collect(stream):
         async for _ in stream:
             pass

@@ -36,7 +36,9 @@ class FakeProducer:
         self.sent.append((topic, value))
 
 
-class FakeHub:
+class FakePublisher:
+    """What the relay uses of the hub's publisher."""
+
     def __init__(self):
         self.codec = default_codec()
         self.producer = FakeProducer()
@@ -102,11 +104,11 @@ def test_a_too_large_row_is_parked_with_its_reason_and_the_rows_after_it_go_out(
     first, v1 = enqueue(sessions, topics.notice_topic("municipality:091"), "Notice", notice("municipality:091", "x" * 2000))
     second, v2 = enqueue(sessions, topics.notice_topic("wellbeing_area:04"), "Notice", notice("wellbeing_area:04"))
     third, v3 = enqueue(sessions, topics.notice_topic("municipality:091"), "Notice", notice("municipality:091"))
-    hub = FakeHub()
-    hub.producer.failures[v1] = too_large()
-    relay = OutboxRelay(hub, sessions, consents=Consents())
+    publisher = FakePublisher()
+    publisher.producer.failures[v1] = too_large()
+    relay = OutboxRelay(publisher, sessions, consents=Consents())
     assert asyncio.run(relay.flush()) == 2
-    assert hub.producer.sent == [(topics.notice_topic("wellbeing_area:04"), v2), (topics.notice_topic("municipality:091"), v3)]
+    assert publisher.producer.sent == [(topics.notice_topic("wellbeing_area:04"), v2), (topics.notice_topic("municipality:091"), v3)]
     assert state(sessions, first) == (False, outbox.RECORD_TOO_LARGE)
     assert state(sessions, second)[0] and state(sessions, third)[0]
     with sessions() as s:
@@ -117,23 +119,23 @@ def test_a_too_large_row_is_parked_with_its_reason_and_the_rows_after_it_go_out(
     # ... until an operator queues it again (`hub outbox retry`): it goes out first, the gauge drops
     with sessions.begin() as s:
         assert outbox.unpark(s, first) is not None
-    hub.producer.failures.clear()
+    publisher.producer.failures.clear()
     assert asyncio.run(relay.flush()) == 1 and state(sessions, first) == (True, None)
     assert metrics.REGISTRY.get_sample_value("hub_outbox_parked_messages", {"reason": "record_too_large"}) == 0
 
 
 def test_an_outage_parks_nothing_and_the_next_flush_resumes_in_order(sessions):
     rows = [enqueue(sessions, topics.notice_topic(to), "Notice", notice(to)) for to in ("municipality:091", "wellbeing_area:04", "municipality:092")]
-    hub = FakeHub()
-    hub.producer.failures[rows[1][1]] = [kafka_errors.KafkaConnectionError("Unable to bootstrap from 127.0.0.1:9092")]
-    relay = OutboxRelay(hub, sessions, consents=Consents())
+    publisher = FakePublisher()
+    publisher.producer.failures[rows[1][1]] = [kafka_errors.KafkaConnectionError("Unable to bootstrap from 127.0.0.1:9092")]
+    relay = OutboxRelay(publisher, sessions, consents=Consents())
     with pytest.raises(kafka_errors.KafkaConnectionError):
         asyncio.run(relay.flush())
-    assert [v for _, v in hub.producer.sent] == [rows[0][1]]  # stopped at the failing row: the third did not overtake it
+    assert [v for _, v in publisher.producer.sent] == [rows[0][1]]  # stopped at the failing row: the third did not overtake it
     with sessions() as s:
         assert outbox.parked(s) == [] and outbox.unsent_count(s) == 2
     assert asyncio.run(relay.flush_or_log()) == 2  # the broker is back
-    assert [v for _, v in hub.producer.sent] == [v for _, v in rows]
+    assert [v for _, v in publisher.producer.sent] == [v for _, v in rows]
 
 
 def test_an_unencodable_row_is_parked_and_the_rows_after_it_go_out(sessions):
@@ -141,8 +143,8 @@ def test_an_unencodable_row_is_parked_and_the_rows_after_it_go_out(sessions):
     good, v = enqueue(sessions, topics.notice_topic("municipality:091"), "Notice", notice("municipality:091"))
     with sessions.begin() as s:
         s.get(outbox.OutboxMessage, bad).headers = "not json"
-    hub = FakeHub()
-    assert asyncio.run(OutboxRelay(hub, sessions, consents=Consents()).flush()) == 1
+    publisher = FakePublisher()
+    assert asyncio.run(OutboxRelay(publisher, sessions, consents=Consents()).flush()) == 1
     assert state(sessions, bad) == (False, outbox.ENCODING_ERROR) and state(sessions, good) == (True, None)
 
 
@@ -153,8 +155,8 @@ def test_plan_requests_wait_for_the_consents_while_other_rows_go_out(sessions):
     plan.update(envelope("hub:consent"), to="municipality:091")
     waiting, _ = enqueue(sessions, topics.plan_request_topic("municipality:091"), "PlanRequest", plan)
     after, v = enqueue(sessions, topics.notice_topic("municipality:091"), "Notice", notice("municipality:091"))
-    hub = FakeHub()
-    relay = OutboxRelay(hub, sessions, consents=Consents(applied=False))
+    publisher = FakePublisher()
+    relay = OutboxRelay(publisher, sessions, consents=Consents(applied=False))
     assert asyncio.run(relay.flush()) == 1 and relay.waiting == 1
     assert state(sessions, waiting) == (False, None) and state(sessions, after) == (True, None)  # waits, is not parked
 
@@ -183,7 +185,7 @@ def test_steady_consent_traffic_does_not_hold_plan_requests_back_forever(session
     row, _ = enqueue(sessions, topics.plan_request_topic("municipality:091"), "PlanRequest", plan)
     monkeypatch.setattr(disclosure_check.DisclosureCheck, "why_not", lambda self, plan: None)  # the consent rule has its own tests
     consents = SteadyConsents()
-    relay = OutboxRelay(FakeHub(), sessions, consents=consents)
+    relay = OutboxRelay(FakePublisher(), sessions, consents=consents)
     assert asyncio.run(relay.flush()) == 0  # the ends when the relay looked are not applied yet ...
     consents.end += 1  # ... more consents arrive, and the agents catch up with the ends seen before
     assert asyncio.run(relay.flush()) == 1 and state(sessions, row) == (True, None)

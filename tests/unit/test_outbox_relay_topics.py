@@ -23,16 +23,13 @@ class FakeProducer:
         self.sent.append((topic, key, value))
 
 
-class FakeHub:
-    """What the relay uses of a HubApp: the codec, topic declaration, the producer, signing."""
+class FakePublisher:
+    """What the relay uses of the hub's publisher: the codec, topic creation, the producer, signing."""
 
     def __init__(self):
         self.codec = default_codec()
         self.declared = []
         self.producer = FakeProducer()
-
-    def batch_group(self, name):
-        return f"test.{name}"
 
     def producer_here(self):
         return self.producer
@@ -61,15 +58,15 @@ def test_rows_go_to_their_own_topic_and_old_shared_notices_to_the_addressees(ses
     new = enqueue(sessions, topics.notice_topic("municipality:091"), "Notice", notice("municipality:091"))
     old_a = enqueue(sessions, LEGACY_NOTICES, "Notice", notice("employment_authority:08"))
     old_b = enqueue(sessions, LEGACY_NOTICES, "Notice", notice("wellbeing_area:04"))
-    hub = FakeHub()
-    relay = OutboxRelay(hub, sessions)
+    publisher = FakePublisher()
+    relay = OutboxRelay(publisher, sessions, consents=None)  # no plan request among the rows: consents are not asked
     assert asyncio.run(relay.flush()) == 3
-    assert hub.producer.sent == [
+    assert publisher.producer.sent == [
         (topics.notice_topic("municipality:091"), b"k" * 32, new),
         (topics.notice_topic("employment_authority:08"), b"k" * 32, old_a),  # in order, keyed as committed
         (topics.notice_topic("wellbeing_area:04"), b"k" * 32, old_b),
     ]
-    assert LEGACY_NOTICES not in hub.declared and all(t.startswith("hub.notices.") for t in hub.declared)
+    assert LEGACY_NOTICES not in publisher.declared and all(t.startswith("hub.notices.") for t in publisher.declared)
     with sessions() as s:
         assert outbox.unsent_count(s) == 0
         assert {r.topic for r in s.scalars(sa.select(outbox.OutboxMessage))} == {topics.notice_topic("municipality:091"), LEGACY_NOTICES}

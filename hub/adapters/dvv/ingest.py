@@ -6,7 +6,7 @@ acknowledgements; only then advance the record-key cursor.
 A change (muutos) is the unit: if any of its events fails validation, the whole muutos goes to
 dead letters once, with every problem in the message, and none of its events is published.
 
-Sinks: `KafkaSink` (aiokafka, standalone), `HubAppSink` (through a running faust HubApp),
+Sinks: `KafkaSink` (aiokafka, standalone), `PublisherSink` (through the publisher of a running HubApp),
 `DryRunSink` (JSON lines on stdout, problems on stderr). All have the same three coroutines.
 """
 
@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterable, Callable, Iterable, Protocol, TextIO
+from typing import AsyncIterable, Callable, Iterable, Protocol, TextIO
 
 from hub import metrics
 from hub.adapters.dvv.mapping import NAMESPACE, MalformedMuutos, map_muutos
@@ -31,6 +31,7 @@ from hub.schemas import bounds
 from hub.schemas.codec import Codec, default_codec
 from hub.schemas import topics
 from hub.adapters.kafka.aiokafka_metadata import TopicTrackingProducer
+from hub.adapters.kafka.publisher import Publisher
 from hub.adapters.kafka.security import bootstrap_servers  # noqa: F401 - also imported from here by benches and tests
 
 log = logging.getLogger(__name__)
@@ -223,18 +224,18 @@ class KafkaSink:
         await asyncio.gather(*pending)  # raises the first delivery error
 
 
-class HubAppSink:
-    """Publishes through a running HubApp (the demo and the worker)."""
+class PublisherSink:
+    """Publishes through the publisher of a running HubApp (`HubApp.publisher`: the demo and the worker)."""
 
-    def __init__(self, hub: Any):
-        self.hub = hub
+    def __init__(self, publisher: Publisher):
+        self.publisher = publisher
         self._pending: list = []
 
     async def change(self, record: dict, key: str) -> None:
-        self._pending.append(await self.hub.publish(topics.POPULATION_CHANGES, "PopulationChange", record, key=key))
+        self._pending.append(await self.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", record, key=key))
 
     async def dead_letter(self, bad: BadRecord) -> None:
-        self._pending.append(await self.hub.publish(topics.DEAD_LETTERS, "DeadLetter", _dead_letter_record(bad)))
+        self._pending.append(await self.publisher.publish(topics.DEAD_LETTERS, "DeadLetter", _dead_letter_record(bad)))
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
@@ -360,7 +361,7 @@ def read_files(paths: Iterable[str]) -> Iterable[Page | MalformedPage]:
 async def ingest_files(paths: Iterable, sink: Sink, *, secret: str, **kwargs) -> IngestReport:
     """Ingest saved responses (the demo's synthetic day, `hub ingest dvv FILE...`).
 
-    The demo: `await ingest_files(sample_files(), HubAppSink(hub), secret=settings.person_key_secret)`
+    The demo: `await ingest_files(sample_files(), PublisherSink(hub.publisher), secret=settings.person_key_secret)`
     inside `running(hub)` (sample_files from hub.adapters.dvv.sample).
     """
     return await ingest(list(read_files([str(p) for p in paths])), sink, secret=secret, **kwargs)

@@ -55,10 +55,10 @@ log = logging.getLogger(__name__)
 IDLE_AFTER = 1.0  # seconds without a record after which a consumer with a busy fetch wait goes back to its idle wait
 
 # The producer of the batch consumer whose `handle` is running, None anywhere else (timers, the
-# relay): HubApp.publish sends through it. Set in the consumer's own task, so it is seen only there.
+# relay): Publisher.publish sends through it. Set in the consumer's own task, so it is seen only there.
 stream_producer: contextvars.ContextVar = contextvars.ContextVar("stream_producer", default=None)
 # (topic, partition, offset) -> the dead letter's future, for the records dead-lettered while the
-# batch in processing is handled (narrowing handles a record more than once): HubApp.dead_letter_message
+# batch in processing is handled (narrowing handles a record more than once): Publisher.dead_letter_message
 # sends a record's dead letter once per batch. None outside a batch consumer's handling.
 dead_lettered: contextvars.ContextVar = contextvars.ContextVar("dead_lettered", default=None)
 

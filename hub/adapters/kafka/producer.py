@@ -50,7 +50,7 @@ class EventProducer:
                 await producer.stop()
 
     async def send_event(self, topic: str, name: str, record: dict, key: str | bytes | None = None) -> None:
-        """Encode through the codec and send with the CloudEvents headers (as HubApp.publish)."""
+        """Encode through the codec and send with the CloudEvents headers (as Publisher.publish)."""
         from hub.schemas.envelope import cloudevent_headers
 
         value = self.codec.encode(name, record)
