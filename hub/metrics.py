@@ -60,10 +60,25 @@ disclosures_withdrawn = Counter(
 consumer_lag = Gauge("hub_consumer_lag_messages", "Messages behind the end of the topic, by topic", ["topic"], registry=REGISTRY)
 
 
-def serve(port: int, addr: str = "127.0.0.1"):
-    """Serve /metrics on `port` (0 picks a free one). Returns (server, thread)."""
+def serve(port: int, addr: str = "127.0.0.1", stopped=None):
+    """Serve /metrics on `port` (0 picks a free one). Returns (server, thread).
+
+    With `stopped` (a callable returning the names of what is not running), `/health` answers 200
+    when it returns none and 503 with those names otherwise."""
     from prometheus_client import make_wsgi_app
 
     from hub.adapters.http_server import serve_wsgi  # idle connections time out; connections are bounded
 
-    return serve_wsgi(make_wsgi_app(REGISTRY), port, addr)
+    metrics_app = make_wsgi_app(REGISTRY)
+    if stopped is None:
+        return serve_wsgi(metrics_app, port, addr)
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") != "/health":
+            return metrics_app(environ, start_response)
+        names = list(stopped())
+        body = (("not running: " + ", ".join(names)) if names else "ok").encode() + b"\n"
+        start_response("503 Service Unavailable" if names else "200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+        return [body]
+
+    return serve_wsgi(app, port, addr)

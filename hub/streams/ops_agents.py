@@ -1,4 +1,4 @@
-"""Operations of a running worker: /metrics over HTTP and the consumer-lag gauge.
+"""Operations of a running worker: /metrics and /health over HTTP, and the consumer-lag gauge.
 
 `register(hub)` attaches both to the faust app, so they start and stop with it, whether the app
 runs under `hub worker` (faust.Worker) or in-process (`hub.streams.runner.running`).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 from mode import Service
 
@@ -23,10 +24,12 @@ class MetricsPortUnavailable(RuntimeError):
 
 @dataclass
 class MetricsEndpoint:
-    """The /metrics HTTP server of this process; `port` is the bound port once started."""
+    """The /metrics HTTP server of this process; `port` is the bound port once started. With
+    `stopped` (the names of what is not running), it answers `/health` too: 200, or 503 naming them."""
 
     addr: str
     requested_port: int
+    stopped: Callable[[], Iterable[str]] | None = field(default=None, repr=False)
     port: int | None = None
     _server: object = field(default=None, repr=False)
 
@@ -41,7 +44,7 @@ class MetricsEndpoint:
         if self._server is not None:
             return self.port  # type: ignore[return-value]
         try:
-            server, _thread = metrics.serve(self.requested_port, self.addr)
+            server, _thread = metrics.serve(self.requested_port, self.addr, self.stopped)
         except OSError as exc:
             raise MetricsPortUnavailable(
                 f"cannot serve /metrics on {self.addr}:{self.requested_port} ({exc.strerror or exc}); "
@@ -95,8 +98,13 @@ class OpsObserved:
 
 
 def register(hub: HubApp, lag_interval: float = 5.0) -> OpsObserved:
-    """Serve /metrics while the app runs, and refresh the consumer-lag gauge every `lag_interval` s."""
-    endpoint = MetricsEndpoint(hub.settings.metrics_addr, hub.settings.metrics_port)
+    """Serve /metrics and /health while the app runs (/health: 200 when every batch consumer is
+    processing, 503 naming those that are not), and refresh the consumer-lag gauge every `lag_interval` s."""
+
+    def stopped() -> list[str]:
+        return [consumer.name for consumer in list(hub.batch_consumers) if not consumer.alive]
+
+    endpoint = MetricsEndpoint(hub.settings.metrics_addr, hub.settings.metrics_port, stopped)
     lag = LagObserved()
 
     @hub.app.service

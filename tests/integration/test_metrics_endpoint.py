@@ -25,6 +25,11 @@ pytestmark = pytest.mark.integration
 SECRET = "metrics-test-secret"
 
 
+def health(metrics_url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(metrics_url.removesuffix("/metrics") + "/health", timeout=5) as resp:
+        return resp.status, resp.read()
+
+
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     """Every sample of /metrics as {(name, sorted labels): value}."""
     with urllib.request.urlopen(url, timeout=10) as resp:
@@ -60,6 +65,8 @@ def test_metrics_served_over_http_count_a_known_input(fresh_kafka_url, tmp_path)
             endpoint = pipeline.ops.endpoint
             assert endpoint.port and endpoint.port != 0 and endpoint.addr == "127.0.0.1"
             before = scrape(endpoint.url)
+            await wait_for(lambda: all(c.alive for c in hub.batch_consumers), 30, "every batch consumer to run")
+            assert health(endpoint.url) == (200, b"ok\n")  # every batch consumer processing
             for pid, muni in ((helsinki[0], "091"), (helsinki[1], "091")):
                 await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", change(pid, muni), key=hetu.person_key(pid, SECRET))
             await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", change(espoo, "049", guardian_in_finland=False), key=hetu.person_key(espoo, SECRET))

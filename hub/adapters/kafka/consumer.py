@@ -124,6 +124,11 @@ class BatchConsumer(Service):
         """True once `on_start` ran: from then on the service's stop closes the consumer."""
         return self._task is not None
 
+    @property
+    def alive(self) -> bool:
+        """True while its processing task runs: started, and neither stopped nor ended by an error."""
+        return self._task is not None and not self._task.done()
+
     async def on_start(self) -> None:
         await self.connect()
         if self._new_producer is not None and self.producer is None:
