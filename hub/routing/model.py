@@ -43,6 +43,9 @@ class RoutingInput:
     previous_municipality_code: str | None = None
     birth_date: dt.date | None = None
     arrival_date: dt.date | None = None
+    # the first residence permit or registered right of residence (Migri): the start of the
+    # integration period (kotoutumisaika), which time limits count from when it is known
+    integration_start: dt.date | None = None
     residence_basis: str = UNKNOWN
     labour_force_status: str = UNKNOWN
     guardian_in_finland: bool | None = None
@@ -59,6 +62,11 @@ class RoutingInput:
             return None
         when = self.occurred_at if self.occurred_at.tzinfo else self.occurred_at.replace(tzinfo=dt.timezone.utc)
         return when.astimezone(FINLAND).date()
+
+    @property
+    def period_start(self) -> dt.date | None:
+        """Where the integration period starts: the first permit or registration when known, else the arrival."""
+        return self.integration_start or self.arrival_date
 
     @property
     def language(self) -> str | None:
@@ -92,6 +100,7 @@ class RoutingInput:
             previous_municipality_code=_municipality(obj, "previous_municipality_code"),
             birth_date=birth,
             arrival_date=arrival,
+            integration_start=_date(obj, "integration_start"),
             residence_basis=_enum(obj, "residence_basis", RESIDENCE_BASES),
             labour_force_status=_enum(obj, "labour_force_status", LABOUR_FORCE_STATUSES),
             guardian_in_finland=_bool(obj, "guardian_in_finland"),
