@@ -32,6 +32,7 @@ from _common import peak_rss_mb, rss_mb  # noqa: E402
 from hub.adapters.dvv.synthetic import MUNICIPALITIES, ORIGINS  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.domain import hetu, population_change  # noqa: E402
+from hub.routing.reference import municipality_codes  # noqa: E402
 from hub.adapters import database  # noqa: E402
 from hub.adapters.person_states import MemoryPersonStates, SqlPersonStates  # noqa: E402
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, newcomer_record, person_keys, step  # noqa: E402
@@ -95,8 +96,8 @@ def detect_all(values: list[bytes], states, secret: str, window: int, batch: int
         records = []
         for value in values[i:i + batch]:
             record = codec.decode(value, "PopulationChange").record
-            if population_change.validate(record, now=now):
-                raise ValueError(f"the synthetic snapshot made an invalid record: {population_change.validate(record, now=now)[0].reason}")
+            if population_change.validate(record, now=now, municipalities=municipality_codes()):
+                raise ValueError(f"the synthetic snapshot made an invalid record: {population_change.validate(record, now=now, municipalities=municipality_codes())[0].reason}")
             records.append((record, person_keys(record, secret)))
         stored = states.get_many({k for _, keys in records for k in keys if k})
         written: dict = {}

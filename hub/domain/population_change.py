@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Collection
 
-from hub.adapters.dvv import codes
-from hub.domain import hetu
+from hub.domain import codes, hetu
 from hub.domain.clock import DEFAULT_CLOCK_SKEW, FutureDate, check_not_future
 
 REASONS = ("invalid_person_id", "unknown_municipality", "future_date", "invalid_date", "invalid_language", "invalid_country", "malformed_record")
@@ -35,14 +35,14 @@ def _safe(value: object) -> str:
     return repr(text) if isinstance(value, str) and len(text) <= 4 else f"<{len(text)} characters>" if isinstance(value, str) else f"<{type(value).__name__}>"
 
 
-def validate(record: dict, *, now: dt.datetime, municipalities: frozenset[str] | None = None,
+def validate(record: dict, *, now: dt.datetime, municipalities: Collection[str],
              skew: dt.timedelta = DEFAULT_CLOCK_SKEW) -> list[Problem]:
-    """The problems of one mapped PopulationChange (empty when it may be published).
+    """The problems of one mapped PopulationChange (empty when it may be published); `municipalities`:
+    the valid home-municipality codes (`hub.routing.reference.municipality_codes()`).
 
     Messages name the field, not the data group: the person's attributes travel on every event of
     a muutos, so the same problem found on several events reads the same and is reported once.
     """
-    municipalities = codes.municipality_codes() if municipalities is None else municipalities
     problems: list[Problem] = []
 
     for field, what in (("person_id", "the person's identity code"), ("previous_person_id", "the replaced identity code")):

@@ -183,3 +183,10 @@ def default_reference() -> Reference:
 def known_authority_ids() -> frozenset[str]:
     """The authority ids of the shipped reference data (an assessor, a consent's recipient, ...)."""
     return default_reference().authority_ids()
+
+
+@lru_cache(maxsize=1)
+def municipality_codes() -> frozenset[str]:
+    """The 2025 municipality codes of the shipped reference data (what a PopulationChange's
+    municipality codes are validated against: `hub.domain.population_change.validate`)."""
+    return frozenset(default_reference().municipalities)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Sequence
+from typing import Collection, Sequence
 
 from hub.domain import population_change
+from hub.routing.reference import municipality_codes
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, Step, newcomer_record, person_keys, step
 from hub.services.ports import Clock, Consumed, DeadLetters, Failures, PersonStates, Publisher
 from hub.schemas import topics
@@ -31,7 +32,8 @@ class Detection:
     """The use case "detect a batch of population changes" over its ports."""
 
     def __init__(self, states: PersonStates, publisher: Publisher, failures: Failures, *, person_key_secret: str, clock: Clock,
-                 skew: dt.timedelta, window_days: int = DEFAULT_WINDOW_DAYS, newcomers_topic: str = topics.NEWCOMERS) -> None:
+                 skew: dt.timedelta, window_days: int = DEFAULT_WINDOW_DAYS, newcomers_topic: str = topics.NEWCOMERS,
+                 municipalities: Collection[str] | None = None) -> None:
         self.states = states
         self.publisher = publisher
         self.failures = failures
@@ -40,6 +42,7 @@ class Detection:
         self.skew = skew
         self.window_days = window_days
         self.newcomers_topic = newcomers_topic
+        self.municipalities = municipality_codes() if municipalities is None else municipalities
 
     async def detect(self, changes: Sequence[Consumed], dead_letters: DeadLetters) -> list[Step]:
         """Detect `changes` (decoded PopulationChange records, in offset order); returns the steps
@@ -96,7 +99,7 @@ class Detection:
         checked = []
         for change in changes:
             try:
-                problems = population_change.validate(change.record, now=now, skew=self.skew)
+                problems = population_change.validate(change.record, now=now, municipalities=self.municipalities, skew=self.skew)
                 if problems:
                     detail = "; ".join(dict.fromkeys(p.message for p in problems))
                     await dead_letters.send(change.source, problems[0].reason, f"PopulationChange {change.record['event_id']}: {detail}")

@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from hub.adapters.dvv import codes
+from hub.domain import codes
 from hub.adapters.dvv.ingest import process_page
 from hub.adapters.dvv.page import parse_page
 
@@ -88,7 +88,7 @@ def _pages_with_a_change_over_bounds() -> tuple[list[str], str]:
 def _numeric_countries() -> list[tuple[str, str]]:
     import csv
 
-    with open(ROOT / "hub" / "adapters" / "dvv" / "countries_iso3166.csv", encoding="utf-8") as f:
+    with open(ROOT / "hub" / "domain" / "data" / "countries_iso3166.csv", encoding="utf-8") as f:
         rows = [r for r in csv.reader(line for line in f if not line.startswith("#"))][1:]
     return sorted({(r[0], r[1]) for r in rows})
 

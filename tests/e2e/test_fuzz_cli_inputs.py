@@ -37,7 +37,7 @@ ROUTE_CODES = {"invalid_json", "invalid_input", "invalid_field", "invalid_date",
                "out_of_bounds"}
 SIZES = [pytest.param(400, id="short-400"), pytest.param(10_000, id="soak-10k", marks=pytest.mark.soak)]
 SECRET = "fuzz-cli-secret"
-NUMERIC_COUNTRIES = [line.split(",")[0] for line in (ROOT / "hub/adapters/dvv/countries_iso3166.csv").read_text(encoding="utf-8").splitlines()[2:]
+NUMERIC_COUNTRIES = [line.split(",")[0] for line in (ROOT / "hub/domain/data/countries_iso3166.csv").read_text(encoding="utf-8").splitlines()[2:]
                      if line[:3].isdigit() and ",XX," not in line]
 
 

@@ -46,6 +46,7 @@ from hub.consent import records as consent_records
 from hub.services.consent import CONSUMER_ASSESSMENTS, CONSUMER_CONSENTS
 from hub.adapters.consent_store import Disclosure, HeldItem
 from hub.domain import population_change
+from hub.routing.reference import municipality_codes
 from hub.newcomers.detection import DEFAULT_WINDOW_DAYS, newcomer_record, step
 from hub.routing.engine import route
 from hub.routing.model import InputError, RoutingInput
@@ -112,7 +113,7 @@ class Inputs:
         self.invalid_population = 0
         for _key, value, _headers in self.population:  # what the detection agent does, without Kafka
             record = self.codec.decode(value, "PopulationChange").record
-            if population_change.validate(record, now=now):
+            if population_change.validate(record, now=now, municipalities=municipality_codes()):
                 self.invalid_population += 1
                 continue
             done = step(record, people.get, secret, DEFAULT_WINDOW_DAYS)

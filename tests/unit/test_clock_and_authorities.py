@@ -12,8 +12,10 @@ from hub.consent import model, records
 from hub.domain import hetu, population_change
 from hub.domain.clock import DEFAULT_CLOCK_SKEW, FutureDate, check_not_future
 from hub.routing.model import InputError, RoutingInput
-from hub.routing.reference import default_reference, known_authority_ids
+from hub.routing.reference import default_reference, known_authority_ids, municipality_codes
 from tests.unit.test_consent_model import EMPLOY, MUNI, PERSON, assessment, grant
+
+MUNICIPALITIES = municipality_codes()
 
 NOW = dt.datetime(2026, 11, 23, 12, tzinfo=dt.timezone.utc)
 
@@ -46,8 +48,8 @@ def test_the_skew_is_a_setting():
 
 def test_a_population_change_uses_the_same_skew():
     rec = {"person_id": PERSON, "occurred_at": NOW + dt.timedelta(minutes=10)}
-    assert [p.reason for p in population_change.validate(rec, now=NOW)] == ["future_date"]
-    assert population_change.validate(rec, now=NOW, skew=dt.timedelta(minutes=15)) == []
+    assert [p.reason for p in population_change.validate(rec, now=NOW, municipalities=MUNICIPALITIES)] == ["future_date"]
+    assert population_change.validate(rec, now=NOW, municipalities=MUNICIPALITIES, skew=dt.timedelta(minutes=15)) == []
 
 
 def test_consents_and_assessments_dated_after_now_are_future_date_but_only_when_a_clock_is_given():

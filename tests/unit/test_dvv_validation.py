@@ -8,6 +8,9 @@ from hypothesis import strategies as st
 
 from hub.domain.population_change import REASONS, validate
 from hub.domain.hetu import make
+from hub.routing.reference import municipality_codes
+
+MUNICIPALITIES = municipality_codes()
 
 NOW = dt.datetime(2026, 5, 20, 12, 0, tzinfo=dt.timezone.utc)
 PERSON = make(dt.date(1990, 3, 4), 911)
@@ -37,11 +40,11 @@ def record(**changes):
 
 
 def reasons(rec):
-    return [p.reason for p in validate(rec, now=NOW)]
+    return [p.reason for p in validate(rec, now=NOW, municipalities=MUNICIPALITIES)]
 
 
 def test_a_good_record_has_no_problems():
-    assert validate(record(), now=NOW) == []
+    assert validate(record(), now=NOW, municipalities=MUNICIPALITIES) == []
 
 
 def test_special_values_pass():
@@ -70,7 +73,7 @@ def test_special_values_pass():
     ],
 )
 def test_each_problem_has_its_reason_code(changes, reason):
-    problems = validate(record(**changes), now=NOW)
+    problems = validate(record(**changes), now=NOW, municipalities=MUNICIPALITIES)
     assert [p.reason for p in problems] == [reason]
     assert reason in REASONS
     assert PERSON not in problems[0].message and len(problems[0].message) > 20
@@ -89,5 +92,5 @@ def test_message_never_contains_the_identity_code(born, serial, pos, char):
     code = make(born, serial)
     broken = code[:pos] + char + code[pos + 1 :]
     for rec in (record(person_id=broken), record(person_id=code, previous_person_id=broken), record(person_id=broken, municipality_code=broken, mother_tongue=broken, nationalities=[broken])):
-        for problem in validate(rec, now=NOW):
+        for problem in validate(rec, now=NOW, municipalities=MUNICIPALITIES):
             assert code not in problem.message and broken not in problem.message

@@ -27,6 +27,7 @@ from hub.adapters.dvv.page import MalformedPage, Page
 from hub.domain.clock import DEFAULT_CLOCK_SKEW
 from hub.domain.population_change import validate
 from hub.domain import hetu
+from hub.routing.reference import municipality_codes
 from hub.schemas import bounds
 from hub.schemas.codec import Codec, default_codec
 from hub.schemas import topics
@@ -93,7 +94,9 @@ def kafka_key(record: dict, secret: str) -> str:
 
 def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: frozenset[str] | None = None,
                  skew: dt.timedelta = DEFAULT_CLOCK_SKEW) -> PageOutcome:
-    """Map and validate every change of a page. Pure (no I/O)."""
+    """Map and validate every change of a page (municipality codes: the shipped reference data's by
+    default). Pure (no I/O)."""
+    known = municipality_codes() if municipalities is None else municipalities
     events: list[tuple[dict, str]] = []
     bad: list[BadRecord] = []
     unknown: list[str] = []
@@ -107,7 +110,7 @@ def process_page(page: Page, *, secret: str, now: dt.datetime, municipalities: f
             mapped = map_muutos(change.obj, secret=secret, recorded_at=now, batch_ref=batch_ref)
             for event in mapped.events:  # the bounds the worker's decoder checks too: refused here, with DVV's original record
                 bounds.check_record("PopulationChange", event)
-            problems = [p for event in mapped.events for p in validate(event, now=now, municipalities=municipalities, skew=skew)]
+            problems = [p for event in mapped.events for p in validate(event, now=now, municipalities=known, skew=skew)]
         except bounds.OutOfBounds as exc:
             bad.append(BadRecord(original, location, exc.reason, f"{exc.message}; check the change with DVV"))
             continue

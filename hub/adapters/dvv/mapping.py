@@ -29,7 +29,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from hub.adapters.dvv import codes
+from hub.domain import codes
 from hub.domain import hetu
 from hub.domain.errors import Rejected
 from hub.schemas import bounds

@@ -1,9 +1,10 @@
-"""Reference code tables shipped with the DVV adapter, loaded once.
+"""Reference code tables of the population data (country and language codes), loaded once.
 
 - `countries_iso3166.csv`: ISO 3166-1 numeric -> alpha-2 (DVV sends numeric `valtiokoodi` and
   `kansalaisuuskoodi`), generated from Debian's iso-codes 4.15.0.
 - `languages_iso639_1.txt`: the ISO 639-1 codes (DVV's `kielikoodi`), same source.
-- municipality codes: from the shipped reference data (`hub/routing/data/`), valid from 2025-01-01.
+The municipality codes are the routing's reference data (`hub.routing.reference`): validation takes
+them as an argument.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import csv
 from functools import lru_cache
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+DATA = Path(__file__).resolve().parent / "data"
 
 # Codes DVV still uses for states that no longer exist (OPH maps the same ones); ISO 3166-3 keeps
 # their former alpha-2 codes. 998 is DVV's "unknown / stateless"; XX is the user-assigned alpha-2
@@ -40,7 +41,7 @@ LEGACY_LANGUAGES = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "mo": "ro"}
 
 
 def _lines(name: str) -> list[str]:
-    return [ln.strip() for ln in (HERE / name).read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
+    return [ln.strip() for ln in (DATA / name).read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
 
 
 @lru_cache(maxsize=1)
@@ -57,14 +58,6 @@ def alpha2_countries() -> frozenset[str]:
 @lru_cache(maxsize=1)
 def languages() -> frozenset[str]:
     return frozenset(_lines("languages_iso639_1.txt")) | SPECIAL_LANGUAGES
-
-
-@lru_cache(maxsize=1)
-def municipality_codes() -> frozenset[str]:
-    """The 2025 municipality codes, from the one copy of the reference data (hub/routing/data)."""
-    from hub.routing.reference import default_reference
-
-    return frozenset(default_reference().municipalities)
 
 
 def country_alpha2(code: object) -> str | None:
