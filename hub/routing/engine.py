@@ -89,7 +89,7 @@ def language_reasons(n: RoutingInput) -> list[str]:
     if n.contact_language and n.contact_language != SIGN_LANGUAGE:
         out.append(f"address the person in {n.contact_language} (contact language)")
     elif n.mother_tongue and n.mother_tongue != SIGN_LANGUAGE:
-        out.append(f"address the person in {n.mother_tongue} (mother tongue; no contact language recorded)")
+        out.append(f"address the person in {n.mother_tongue} (mother tongue{'' if n.contact_language else '; no contact language recorded'})")
     if SIGN_LANGUAGE in (n.mother_tongue, n.contact_language):
         out.append("sign language user (DVV language code 98): a sign language interpreter is needed for contact and services")
     elif not out:
