@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hub.routing.model import Decision, InputError, RoutingInput
+from hub.routing.model import SIGN_LANGUAGE, Decision, InputError, RoutingInput
 from hub.routing.reference import MUNICIPALITY, Reference, UnknownMunicipality
 from hub.routing.rules import Rule, Rules
 
@@ -25,8 +25,12 @@ def route(newcomer: RoutingInput, rules: Rules, reference: Reference) -> list[De
         raise InputError("unknown_municipality", str(exc)) from None
 
     trace: list[str] = [f"rules {rules.version}; reference data valid from {reference.valid_from}"]
+    early = _before_valid_from(newcomer, rules, trace)
     fired: list[tuple[Rule, str, list[str]]] = []  # (rule, authority, reasons)
     for rule in rules.rules:
+        if early and rule.id not in rules.before_valid_from:
+            trace.append(f"{rule.id}: not applied (the event is dated before the rules' validity start {rules.valid_from.isoformat()})")
+            continue
         value, why = evaluate(rule.when, newcomer)
         if value is not True:
             trace.append(f"{rule.id}: not fired ({why})")
@@ -43,13 +47,17 @@ def route(newcomer: RoutingInput, rules: Rules, reference: Reference) -> list[De
             # under turvakielto the reasons must not reveal the home municipality to other recipients
             reasons.append("recipient found from the home municipality (withheld: turvakielto)" if newcomer.turvakielto else holder.note)
         if rule.address_in_language:
-            reasons.append(language_reason(newcomer))
+            reasons.extend(language_reasons(newcomer))
+        if early and rules.before_valid_from_reason:
+            reasons.append(rules.before_valid_from_reason)
         trace.append(f"{rule.id}: fired ({why}) -> {authority} for {rule.purpose} [{rule.citation}]")
         fired.append((rule, authority, reasons))
 
     merged: dict[tuple[str, str], dict] = {}
     for rule, authority, reasons in fired:
         due = due_date(rule, newcomer)
+        if due is not None:
+            trace.append(f"{rule.id}: due {due.isoformat()} ({_due_basis(rule, newcomer)})")
         slot = merged.setdefault((authority, rule.purpose), {"rule": rule, "reasons": [], "due": None, "rules": []})
         slot["rules"].append(rule.id)
         slot["reasons"].extend(r for r in reasons if r not in slot["reasons"])
@@ -74,12 +82,34 @@ def route(newcomer: RoutingInput, rules: Rules, reference: Reference) -> list[De
     return decisions
 
 
-def language_reason(n: RoutingInput) -> str:
-    if n.contact_language:
-        return f"address the person in {n.contact_language} (contact language)"
-    if n.mother_tongue:
-        return f"address the person in {n.mother_tongue} (mother tongue; no contact language recorded)"
-    return "language unknown: ask the person which language they know best; arrange interpretation"
+def language_reasons(n: RoutingInput) -> list[str]:
+    """How to address the person: the contact language, else the mother tongue; a sign-language user
+    needs an interpreter (DVV 98); an unknown tongue (DVV 99, or none recorded) is asked at first contact."""
+    out = []
+    if n.contact_language and n.contact_language != SIGN_LANGUAGE:
+        out.append(f"address the person in {n.contact_language} (contact language)")
+    elif n.mother_tongue and n.mother_tongue != SIGN_LANGUAGE:
+        out.append(f"address the person in {n.mother_tongue} (mother tongue{'' if n.contact_language else '; no contact language recorded'})")
+    if SIGN_LANGUAGE in (n.mother_tongue, n.contact_language):
+        out.append("sign language user (DVV language code 98): a sign language interpreter is needed for contact and services")
+    elif not out:
+        out.append("mother tongue unknown: ask the person's language at first contact and arrange an interpreter")
+    return out
+
+
+def _before_valid_from(n: RoutingInput, rules: Rules, trace: list[str]) -> bool:
+    """Whether the event is dated before the rules take effect (then only `rules.before_valid_from` apply)."""
+    if rules.valid_from is None:
+        return False
+    day = n.reference_date
+    if day is None:
+        trace.append(f"rules valid from {rules.valid_from.isoformat()}: not checked (no occurred_at)")
+        return False
+    if day >= rules.valid_from:
+        return False
+    kept = ", ".join(rules.before_valid_from) or "none"
+    trace.append(f"event dated {day.isoformat()}, before the rules' validity start {rules.valid_from.isoformat()}: only rule(s) {kept} apply")
+    return True
 
 
 # -- conditions --------------------------------------------------------------------------------
@@ -137,12 +167,14 @@ def _leaf(key: str, spec, n: RoutingInput) -> Outcome:
         ok = ("min" not in spec or years >= spec["min"]) and ("below" not in spec or years < spec["below"])
         return ok, f"{key.replace('_', ' ')} {years} {'within' if ok else 'outside'} {_range(spec)}"
     if key == "arrived_within":
-        day = n.reference_date
-        if n.arrival_date is None or day is None:
-            return _unknown(spec, f"arrival unknown ({'no arrival date' if n.arrival_date is None else 'no occurred_at'})")
-        limit = add_period(n.arrival_date, spec.get("years", 0), spec.get("days", 0))
+        # the integration period starts at the first residence permit or registration when known
+        day, start = n.reference_date, n.period_start
+        if start is None or day is None:
+            return _unknown(spec, f"arrival unknown ({'no first-permit or arrival date' if start is None else 'no occurred_at'})")
+        limit = add_period(start, spec.get("years", 0), spec.get("days", 0))
         ok = day <= limit
-        return ok, f"arrived {n.arrival_date.isoformat()}, {'within' if ok else 'past'} the limit {limit.isoformat()}"
+        since = "integration period from" if n.integration_start is not None else "arrived"
+        return ok, f"{since} {start.isoformat()}, {'within' if ok else 'past'} the limit {limit.isoformat()}"
     if key in ("residence_basis", "labour_force_status"):
         value = getattr(n, key)
         ok = value in spec
@@ -183,11 +215,22 @@ def add_period(start: dt.date, years: int = 0, days: int = 0) -> dt.date:
 
 
 def due_date(rule: Rule, n: RoutingInput) -> dt.date | None:
+    """The decision's due date: `until_age` from the birth date; the others from the start of the
+    integration period (`RoutingInput.period_start`: the first permit or registration, else the arrival)."""
     if not rule.due:
         return None
     kind, amount = next(iter(rule.due.items()))
     if kind == "until_age":
         return None if n.birth_date is None else add_period(n.birth_date, amount)
-    if n.arrival_date is None:
+    start = n.period_start
+    if start is None:
         return None
-    return add_period(n.arrival_date, years=amount) if kind == "years_after_arrival" else add_period(n.arrival_date, days=amount)
+    return add_period(start, years=amount) if kind == "years_after_arrival" else add_period(start, days=amount)
+
+
+def _due_basis(rule: Rule, n: RoutingInput) -> str:
+    kind, amount = next(iter(rule.due.items()))
+    if kind == "until_age":
+        return f"the day the person turns {amount}"
+    unit = "years" if kind == "years_after_arrival" else "days"
+    return f"{amount} {unit} from {n.period_start.isoformat()}, {n.period_start_source}"

@@ -18,7 +18,9 @@ FINLAND = ZoneInfo("Europe/Helsinki")
 
 RESIDENCE_BASES = ("work", "study", "family", "international_protection", "temporary_protection", "eu_citizen", "returnee", "other", "unknown")
 LABOUR_FORCE_STATUSES = ("employed", "unemployed_job_seeker", "student", "home_parent", "retired", "outside_labour_force", "unknown")
-SERVICE_NEEDS = ("health", "social", "disability", "child_welfare")
+# needs identified in guidance (the ServiceNeeds input): health, social, disability, child welfare,
+# literacy (reading and writing) and mental health
+SERVICE_NEEDS = ("health", "social", "disability", "child_welfare", "literacy", "mental_health")
 PURPOSES = ("outreach", "initial_assessment", "social_and_health_services", "unaccompanied_minor", "special_services")
 CHANGES = ("arrived", "moved", "circumstances")
 UNKNOWN = "unknown"
@@ -67,6 +69,15 @@ class RoutingInput:
     def period_start(self) -> dt.date | None:
         """Where the integration period starts: the first permit or registration when known, else the arrival."""
         return self.integration_start or self.arrival_date
+
+    @property
+    def period_start_source(self) -> str:
+        """Which date `period_start` is, in words (for the decision trace)."""
+        if self.integration_start is not None:
+            return "the first residence permit or registration"
+        if self.arrival_date is not None:
+            return "the arrival (no first-permit date known)"
+        return "unknown (no first-permit date, no arrival date)"
 
     @property
     def language(self) -> str | None:
@@ -215,8 +226,10 @@ def _municipality(obj: dict, name: str) -> str | None:
     return value
 
 
-# DVV's own language codes: 98 Finnish sign language (kept), 99 unknown (the same as null)
-_DVV_LANGUAGES = {"98": "98", "99": None}
+# DVV's own language codes: 98 sign language (kept: the person needs a sign language interpreter),
+# 99 unknown (the same as null)
+SIGN_LANGUAGE = "98"
+_DVV_LANGUAGES = {SIGN_LANGUAGE: SIGN_LANGUAGE, "99": None}
 
 
 def _language(obj: dict, name: str) -> str | None:

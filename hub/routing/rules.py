@@ -8,6 +8,7 @@ See data/rules.yaml for the condition language.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -61,6 +62,11 @@ class Rules:
     fallback: str = "municipality"  # role without an authority (Åland): give it to the municipality, or drop
     fallback_reason: str = ""
     source: str = "<memory>"
+    # the day the rules take effect (681/2023: 1.1.2025); an event dated before it gets only the rules
+    # named in `before_valid_from` (each decision with `before_valid_from_reason`), None: no limit
+    valid_from: dt.date | None = None
+    before_valid_from: tuple[str, ...] = ()
+    before_valid_from_reason: str = ""
 
     @property
     def ids(self) -> list[str]:
@@ -95,9 +101,10 @@ def parse_rules(data: Any, source: str = "<memory>") -> Rules:
 
     if not isinstance(data, dict):
         fail("the top level must be a mapping with 'version' and 'rules'")
-    unknown_top = set(data) - {"version", "act", "valid_from", "description", "unrouted_roles", "rules"}
+    top_keys = ("version", "act", "valid_from", "before_valid_from", "description", "unrouted_roles", "rules")
+    unknown_top = set(data) - set(top_keys)
     if unknown_top:
-        fail(f"unknown top-level key(s) {sorted(unknown_top)}; allowed: version, act, valid_from, description, unrouted_roles, rules")
+        fail(f"unknown top-level key(s) {sorted(unknown_top)}; allowed: {', '.join(top_keys)}")
     version = data.get("version")
     if not isinstance(version, (str, int, float)) or str(version).strip() == "":
         fail("'version' is missing; give the rules file a version such as \"2025.1\"")
@@ -113,13 +120,41 @@ def parse_rules(data: Any, source: str = "<memory>") -> Rules:
         if rules[-1].id in seen:
             fail(f"rule id {rules[-1].id!r} appears twice; rule ids must be unique")
         seen.add(rules[-1].id)
+    valid_from = _valid_from(data.get("valid_from"), fail)
+    before = data.get("before_valid_from") or {}
+    if not isinstance(before, dict) or set(before) - {"rules", "reason"}:
+        fail("'before_valid_from' must be a mapping with 'rules' (rule ids applied to events dated before valid_from) and 'reason'")
+    before_ids = before.get("rules") or []
+    if not isinstance(before_ids, list) or any(not isinstance(i, str) for i in before_ids):
+        fail("'before_valid_from.rules' must be a list of rule ids")
+    unknown_ids = [i for i in before_ids if i not in seen]
+    if unknown_ids:
+        fail(f"'before_valid_from.rules' names no rule {unknown_ids}; use ids from 'rules'")
+    if before_ids and valid_from is None:
+        fail("'before_valid_from' needs 'valid_from' (the day the rules take effect, YYYY-MM-DD)")
     return Rules(
         version=str(version),
         rules=tuple(rules),
         fallback=unrouted.get("fallback", "municipality"),
         fallback_reason=str(unrouted.get("reason", "")),
         source=source,
+        valid_from=valid_from,
+        before_valid_from=tuple(before_ids),
+        before_valid_from_reason=" ".join(str(before.get("reason") or "").split()),
     )
+
+
+def _valid_from(value: Any, fail) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value  # YAML reads an unquoted 2025-01-01 as a date
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    fail("'valid_from' must be a date YYYY-MM-DD (the day the rules take effect)")
 
 
 def _parse_rule(raw: Any, index: int, fail) -> Rule:

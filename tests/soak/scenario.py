@@ -7,7 +7,9 @@ restatement of the rules for the few kinds of persons generated:
 - an adult who arrives from abroad (not a Finnish citizen, arrival within 3 years): one referral,
   outreach, to the municipality of residence (681/2023 § 10; the only rule an adult with unknown
   labour-force status, no service needs and an unknown or EU residence basis meets);
-- an unaccompanied minor (under 18, no guardian in Finland): outreach and initial assessment to the
+- an unaccompanied minor (under 18, no guardian in Finland, a non-EU nationality: the register gives
+  no residence basis, which the unaccompanied-minor rules count in, while an EU citizen's registered
+  right of residence is not a basis they name): outreach and initial assessment to the
   municipality, and the wellbeing area (unaccompanied minor);
 - an adult who then moves to another municipality: outreach from both municipalities;
 - a Finnish citizen, or an arrival more than 3 years before the change: no newcomer, no referral.
@@ -54,6 +56,7 @@ POISON_MUNICIPALITY = "092"  # the ~1 MB assessment's plan-making authority: no 
 POISON_ASSESSOR = "employment_authority:43"
 CATEGORIES = ["education", "work_history", "language_skills", "literacy", "service_needs", "recommended_path"]
 NATIONALITIES = ["SY", "AF", "IQ", "SO", "UA", "RU", "IN", "CN", "VN", "EE", "SE", "TH", "PH", "NG", "IR"]
+NON_EU_NATIONALITIES = [n for n in NATIONALITIES if n not in ("EE", "SE")]
 TONGUES = ["ar", "fa", "so", "uk", "ru", "en", "zh", "vi", "et", "th"]
 # 70 real ISO 3166-1 alpha-2 codes: a nationality list longer than any column the hub declares
 SEVENTY = ("AD AE AF AG AL AM AO AR AT AU AZ BA BB BD BE BF BG BH BI BJ BN BO BR BS BT BW BY BZ CA CD CF CG CH CI CL "
@@ -294,7 +297,7 @@ class Builder:
             elif kind == "old":
                 population.append(self.change(p, arrived_days_ago=5 * 365 + rng.randint(0, 300))[0])
             elif kind == "minor":
-                population.append(self.change(p, guardian=False)[0])
+                population.append(self.change(p, guardian=False, nationalities=[rng.choice(NON_EU_NATIONALITIES)])[0])
             else:
                 population.append(self.change(p, arrived_days_ago=rng.randint(20, 60))[0])
                 if kind == "mover":

@@ -47,7 +47,7 @@ def test_everyone_gets_outreach_from_the_municipality_even_with_everything_unkno
     d = decisions[0]
     assert d.rule == "outreach-municipality" and d.rules_version == "2025.1" and d.due is None
     assert d.reasons and "681/2023" in d.citation
-    assert "language unknown" in d.reasons[-1]
+    assert d.reasons[-1] == "mother tongue unknown: ask the person's language at first contact and arrange an interpreter"
 
 
 @pytest.mark.parametrize(
@@ -110,9 +110,17 @@ def test_protection_beneficiary_who_seeks_work_is_assessed_by_the_employment_aut
     assert ("municipality:092", "special_services") in pairs(decisions)
 
 
-def test_temporary_protection_gets_special_services_but_no_automatic_municipal_assessment():
-    decisions = decide(residence_basis="temporary_protection")
-    assert pairs(decisions) == {("municipality:092", "outreach"), ("municipality:092", "special_services")}
+@pytest.mark.parametrize("basis", ["international_protection", "temporary_protection"])
+def test_temporary_protection_is_treated_as_international_protection_in_every_protection_rule(basis):
+    # § 2(3)-(4): temporary protection with a municipality of residence is in the same group
+    decisions = decide(residence_basis=basis)
+    assert pairs(decisions) == {("municipality:092", "outreach"), ("municipality:092", "initial_assessment"), ("municipality:092", "special_services")}
+    assert by(decisions, "municipality:092", "initial_assessment").rule == "assess-protection-beneficiary"
+    minor = decide(residence_basis=basis, birth_date=born_years_before(15), guardian_in_finland=False)
+    assert by(minor, "wellbeing_area:04", "unaccompanied_minor").rule == "unaccompanied-minor"
+    for rule in RULES.rules:  # every rule naming international protection names temporary protection too
+        text = str(rule.when)
+        assert ("international_protection" in text) == ("temporary_protection" in text), rule.id
 
 
 @pytest.mark.parametrize("basis", ["work", "study", "family", "eu_citizen", "returnee", "other", "unknown"])
@@ -123,7 +131,7 @@ def test_other_residence_bases_get_no_special_services(basis):
 # -- wellbeing area -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("need", ["health", "social", "disability", "child_welfare"])
+@pytest.mark.parametrize("need", ["health", "mental_health", "social", "disability", "child_welfare"])
 def test_each_service_need_goes_to_the_wellbeing_area(need):
     d = by(decide(service_needs=[need]), "wellbeing_area:04", "social_and_health_services")
     assert d.rule == "wellbeing-service-needs" and d.due is None

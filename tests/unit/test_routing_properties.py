@@ -22,6 +22,7 @@ newcomers = st.fixed_dictionaries(
         "municipality_code": st.one_of(st.sampled_from(CODES), st.sampled_from(["999", "588"]), st.none()),
         "birth_date": st.one_of(dates, st.none()),
         "arrival_date": st.one_of(dates, st.none()),
+        "integration_start": st.one_of(dates, st.none()),
         "residence_basis": st.one_of(st.sampled_from(RESIDENCE_BASES), st.none()),
         "labour_force_status": st.one_of(st.sampled_from(LABOUR_FORCE_STATUSES), st.none()),
         "guardian_in_finland": st.one_of(st.booleans(), st.none()),
@@ -48,5 +49,6 @@ def test_route_decides_or_refuses_and_decisions_are_well_formed(record):
         assert kind in ("municipality", "wellbeing_area", "employment_authority")
         if kind == "municipality":
             assert d.authority == own  # never another municipality
-        if d.due is not None and record.get("arrival_date") and d.purpose == "initial_assessment":
-            assert d.due > record["arrival_date"]
+        start = record.get("integration_start") or record.get("arrival_date")  # the integration period's start
+        if d.due is not None and start and d.purpose == "initial_assessment":
+            assert d.due > start
