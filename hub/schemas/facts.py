@@ -9,6 +9,8 @@ from types import MappingProxyType
 
 from hub.schemas import topics
 
+MIGRI = "migri"  # the Finnish Immigration Service: the publisher id of residence permits, and its Kafka user
+
 JOBSEEKER_STATUS = "JobseekerStatus"
 RESIDENCE_PERMIT = "ResidencePermit"
 SERVICE_NEEDS = "ServiceNeeds"
