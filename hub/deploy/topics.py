@@ -72,7 +72,6 @@ def hub_topics(reference: Reference, *, partitions: int = 12, replicas: int = 3)
         return KafkaTopic(name, count, replicas, kind, _configs(kind, replicas), recipient)
 
     fixed = [spec(name, DEAD_LETTER if name == names.DEAD_LETTERS else EVENT_LOG, partitions) for name in names.FIXED_TOPICS]
-    assert set(names.CO_PARTITIONED) <= set(names.FIXED_TOPICS)  # so they share `partitions`
     per_recipient = []
     for authority in recipients(reference):
         per_recipient += [spec(name, EVENT_LOG, 1, authority) for name in names.recipient_topics(authority)]

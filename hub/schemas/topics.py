@@ -31,7 +31,7 @@ FIXED_TOPICS = (POPULATION_CHANGES, NEWCOMERS, REFERRAL_STATUS, ASSESSMENTS, CON
 # topics other organisations' systems write to: their records must be signed when identity is configured
 INPUT_TOPICS = (POPULATION_CHANGES, ASSESSMENTS, CONSENTS, REFERRAL_STATUS, JOBSEEKER_STATUS, RESIDENCE_PERMITS, SERVICE_NEEDS)
 
-# the routing facts' input topics (their publishers' records) and the schema on each
+# the routing facts' input topics (their schemas: hub.schemas.facts.SCHEMA_OF_TOPIC)
 FACT_TOPICS = (JOBSEEKER_STATUS, RESIDENCE_PERMITS, SERVICE_NEEDS)
 
 # topics whose partition i must hold the same persons: one consumer member reads partition i of each
