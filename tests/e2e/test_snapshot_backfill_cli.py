@@ -77,7 +77,7 @@ def test_backfill_twice_detects_each_resident_inside_the_period_once(fresh_kafka
         return seen
 
     env = {"HUB_KAFKA_URL": fresh_kafka_url, "HUB_DATA_DIR": str(tmp_path)}
-    for attempt in (1, 2):
+    for _run in (1, 2):
         out = run("ingest", "dvv", "--snapshot", str(SNAPSHOT), env=env)
         assert out.returncode == 3, out.stderr  # one person with a broken identity code went to dead letters
         progress = [line for line in out.stderr.splitlines() if line.startswith("ingest dvv: page 1:")]
