@@ -91,3 +91,35 @@ def test_backfill_twice_detects_each_resident_inside_the_period_once(fresh_kafka
     assert sorted(n["person_key"] for n in arrived) == sorted(hetu.person_key(code, secret) for code in INSIDE)
     assert {n["municipality_code"]: n["arrival_date"].isoformat() for n in arrived} == {"091": "2025-03-01", "049": "2024-01-10"}
     assert len(newcomers) == 2  # nothing moved, nobody again
+
+    # then the change feed: movers the hub first sees on a move between municipalities
+    page = tmp_path / "muutokset.json"
+    page.write_text(json.dumps({"viimeisinKirjausavain": 2, "ajanTasalla": True, "muutokset": [
+        _move(UNKNOWN_IN_SNAPSHOT, "049", "091", came="2024-06-01"),  # the snapshot could not date them; the move can
+        _move(NEW_MOVER, "837", "091", came="2024-03-01"),  # not in the snapshot at all
+        _move(MOVER_WITHOUT_DATE, "837", "091"),  # no date of moving to Finland: not guessed
+    ]}))
+    out = run("ingest", "dvv", str(page), env=env)
+    assert out.returncode == 0, out.stderr
+    asyncio.run(detect(until=3))
+    newcomers = decoded(asyncio.run(read_topic(fresh_kafka_url, topics.NEWCOMERS, min_count=4)))
+    before = {hetu.person_key(code, secret) for code in INSIDE}
+    assert len(newcomers) == 4 and sum(n["person_key"] in before for n in newcomers) == 2
+    movers = {n["person_key"]: n for n in newcomers if n["person_key"] not in before}
+    assert set(movers) == {hetu.person_key(UNKNOWN_IN_SNAPSHOT, secret), hetu.person_key(NEW_MOVER, secret)}
+    first_seen = movers[hetu.person_key(NEW_MOVER, secret)]
+    assert (first_seen["change"], first_seen["municipality_code"], first_seen["previous_municipality_code"]) == ("arrived", "837", "091")
+    assert first_seen["arrival_date"].isoformat() == "2024-03-01"
+
+
+UNKNOWN_IN_SNAPSHOT = "070788-944A"  # the fixture's resident who moved from 092 without a date of moving to Finland
+NEW_MOVER, MOVER_WITHOUT_DATE = "150690-951D", "160690-9523"  # test identity codes
+
+
+def _move(code, to, came_from, came=None):
+    groups = [{"tietoryhma": "KOTIKUNTA", "muutosattribuutti": "LISATTY", "kuntakoodi": to, "kuntaanMuuttopv": {"arvo": "2026-06-01", "tarkkuus": "PAIVA"}},
+              {"tietoryhma": "EDELLINEN_KOTIKUNTA", "muutosattribuutti": "MUUTETTU", "kuntakoodi": came_from},
+              {"tietoryhma": "KANSALAISUUS", "muutosattribuutti": "LISATIETO", "henkilonKansalaisuudet": [{"kansalaisuuskoodi": "804", "voimassaolo": "AKTIIVI"}]}]
+    if came:
+        groups.append({"tietoryhma": "SUOMEEN_MUUTTOPAIVA", "muutosattribuutti": "LISATIETO", "suomeenMuuttopv": {"arvo": came, "tarkkuus": "PAIVA"}})
+    return {"henkilotunnus": code, "muutospv": "2026-06-01T08:00:00.000Z", "tietoryhmat": groups}
