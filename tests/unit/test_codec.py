@@ -127,6 +127,22 @@ def test_codec_can_be_built_from_a_directory(tmp_path):
     assert c.decode(c.encode("A", {"x": 5})).record == {"x": 5}
 
 
+def test_an_earlier_released_version_keeps_its_id_and_a_wrong_entry_is_refused(tmp_path):
+    (tmp_path / "history" / "A").mkdir(parents=True)
+    (tmp_path / "history" / "A" / "v1.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}')
+    (tmp_path / "a.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"},{"name":"y","type":["null","string"],"default":null}]}')
+    (tmp_path / "schema_ids.json").write_text('{"A": 2, "A/v1": 1}')
+    c = Codec(tmp_path)
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema({"type": "record", "name": "A", "fields": [{"name": "x", "type": "int"}]}), {"x": 5})
+    assert c.decode(b"\x00" + struct.pack(">I", 1) + body.getvalue()).record == {"x": 5, "y": None}
+    assert c.decode(c.encode("A", {"x": 6, "y": "z"})).schema_id == 2 and c.earlier_ids("A") == {1: 1}
+    for wrong in ('{"A": 2, "A/v7": 1}', '{"A": 2, "B/v1": 1}', '{"A": 1, "A/v1": 1}'):
+        (tmp_path / "schema_ids.json").write_text(wrong)
+        with pytest.raises(RuntimeError, match="schema_ids.json"):
+            Codec(tmp_path)
+
+
 def _status():
     from hub.schemas.envelope import envelope
 
