@@ -57,7 +57,8 @@ def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.date
 
     Exit status: 0 all published; 3 some records went to dead letters; 1 the run stopped
     (broker, database or DVV unavailable, or DVV sent a malformed page; the cursor stays at the
-    last acknowledged page); 2 usage error.
+    last acknowledged page; with --snapshot: a response without `poimintapv` and no --taken-on);
+    2 usage error.
     """
     if poll and files:
         raise click.UsageError("give FILE arguments or --poll, not both")
