@@ -1,6 +1,7 @@
 """A synthetic snapshot of the whole population (5.6M persons) through newcomer detection.
 
-Each person is one `move_in` PopulationChange in the wire format (test identity codes only); the
+Each person is one `resident` PopulationChange in the wire format (test identity codes only), as
+`hub ingest dvv --snapshot` makes of DVV's base data for the go-live backfill; the
 timed part does what the detection agent does, a batch of `--batch` records at a time: decode,
 validate (`hub.domain.population_change`), read the batch's persons' states in one query, then
 `hub.newcomers.detection.step` per record (detect, the new state), encode the Newcomer events found,
@@ -76,11 +77,11 @@ def snapshot_records(start: int, count: int, seed: int = 5600) -> list[bytes]:
             moved = DAY - dt.timedelta(days=rng.randint(1, 40 * 365))
         record = {
             "event_id": str(uuid.uuid5(NAMESPACE, pid)), "occurred_at": now, "recorded_at": now, "source": "dvv:snapshot", "schema_version": 1,
-            "person_id": pid, "change_type": "move_in", "municipality_code": rng.choices(municipalities, weights)[0],
+            "person_id": pid, "change_type": "resident", "municipality_code": rng.choices(municipalities, weights)[0],
             "previous_municipality_code": None, "previous_country": None, "nationalities": nationalities, "mother_tongue": tongue,
             "birth_date": born, "move_date": max(moved, born), "contact_language": None, "dvv_batch_ref": "snapshot",
             "previous_person_id": None, "guardian_in_finland": None, "turvakielto": False, "data_group": "KOTIKUNTA",
-            "destination_country": None, "death_date": None,
+            "destination_country": None, "death_date": None, "arrived_in_finland": max(moved, born) if foreign else None,
         }
         out.append(codec.encode("PopulationChange", record))
     return out

@@ -25,8 +25,13 @@ def ingest() -> None:
 @click.option("--poll", is_flag=True, help="Read the changes from the configured DVV endpoint (HUB_DVV_URL) from the stored cursor.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="With --poll: start from the first record key of this day (YYYY-MM-DD) instead of the stored cursor.")
 @click.option("--max-pages", type=click.IntRange(min=1), help="With --poll: stop after this many pages.")
+@click.option("--snapshot", is_flag=True,
+              help="FILE is a register snapshot (saved /perustiedot responses) for the go-live backfill: one `resident` event per person.")
+@click.option("--taken-on", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="With --snapshot: the day the snapshot was extracted (YYYY-MM-DD), for responses without `poimintapv`.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
-def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.datetime | None, max_pages: int | None, quiet: bool) -> None:
+def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.datetime | None, max_pages: int | None, snapshot: bool,
+               taken_on: dt.datetime | None, quiet: bool) -> None:
     """Parse DVV change data (saved `muutokset` responses) and publish it.
 
     FILE is a saved response of POST /api/v1/muutokset (one JSON response per file, or JSON
@@ -38,12 +43,22 @@ def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.date
     --poll reads from HUB_DVV_URL instead of files, page by page, and stores the record key in
     the database (HUB_DATABASE_URL) after the broker acknowledged each page.
 
+    --snapshot (the go-live backfill) reads saved responses of POST /api/v1/perustiedot instead:
+    each person becomes one PopulationChange of change type `resident`, and the worker's newcomer
+    detection makes a newcomer of each foreign national still inside the integration period (by
+    DVV's date of moving to Finland, or by the start of the first home municipality when the
+    register names no earlier one; never guessed). Event ids derive from the snapshot's day and
+    the person, so a second run of the same snapshot detects nobody again, and a person the hub
+    already detected is never detected twice. Progress (persons, events, rate) goes to stderr.
+    Go-live: backfill first, then start `--poll --since <the snapshot's day>`.
+
     Needs HUB_PERSON_KEY_SECRET and HUB_DATA_KEYS (exit 2 without them), except with --dry-run,
     whose person keys are computed under the demo secret when it is unset.
 
     Exit status: 0 all published; 3 some records went to dead letters; 1 the run stopped
     (broker, database or DVV unavailable, or DVV sent a malformed page; the cursor stays at the
-    last acknowledged page); 2 usage error.
+    last acknowledged page; with --snapshot: a response without `poimintapv` and no --taken-on);
+    2 usage error.
     """
     if poll and files:
         raise click.UsageError("give FILE arguments or --poll, not both")
@@ -51,18 +66,25 @@ def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.date
         raise click.UsageError("give one or more FILE arguments (saved muutokset responses), or --poll")
     if (since or max_pages) and not poll:
         raise click.UsageError("--since and --max-pages go with --poll")
+    if snapshot and poll:
+        raise click.UsageError("--snapshot reads saved /perustiedot responses (FILE...), not --poll")
+    if taken_on and not snapshot:
+        raise click.UsageError("--taken-on goes with --snapshot")
+    if taken_on and taken_on.date() > dt.date.today():
+        raise click.UsageError(f"--taken-on {taken_on.date().isoformat()} is in the future; give the day the snapshot was extracted")
     settings = load_settings(production=not dry_run)  # a dry run writes nothing: the demo secret is fine for trying a file
     configure_logging("ERROR" if dry_run or quiet else settings.log_level)
     progress = None if quiet else (lambda msg: click.echo(f"ingest dvv: {msg}", err=True))
     if not dry_run:  # the broker, and with --poll the database (its cursor), waited for before anything is read
         wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url() if poll else None)
     try:
-        report = asyncio.run(_run(settings, files, dry_run, poll, since.date() if since else None, max_pages, progress))
+        report = asyncio.run(_run(settings, files, dry_run, poll, since.date() if since else None, max_pages, progress,
+                                  snapshot=snapshot, taken_on=taken_on.date() if taken_on else None))
     except _Failed as exc:
         click.echo(f"ingest dvv: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     summary = (
-        f"ingest dvv: {report.pages} pages, {report.changes} changes, {report.published} events {'printed (dry run)' if dry_run else 'published'}, "
+        f"ingest dvv: {report.pages} pages, {report.changes} {'persons' if snapshot else 'changes'}, {report.published} events {'printed (dry run)' if dry_run else 'published'}, "
         f"{sum(report.dead_letters.values())} dead letters"
         + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(report.dead_letters.items()))})" if report.dead_letters else "")
         + (f", unknown data groups: {', '.join(sorted(report.unknown_groups))}" if report.unknown_groups else "")
@@ -78,12 +100,19 @@ class _Failed(Exception):
     pass
 
 
-async def _run(settings, files, dry_run, poll, since, max_pages, progress):
+async def _run(settings, files, dry_run, poll, since, max_pages, progress, snapshot=False, taken_on=None):
     from hub.adapters.dvv.client import DvvClient, DvvError, ClientConfig
-    from hub.adapters.dvv.ingest import DryRunSink, KafkaSink, ingest, read_files
+    from hub.adapters.dvv.ingest import DryRunSink, KafkaSink, ingest, process_page, read_files
+    from hub.adapters.dvv.snapshot import SnapshotDateMissing, read_snapshot_files, snapshot_processor
     from hub.adapters.kafka.errors import is_kafka_error
     from hub.adapters.kafka.security import kafka_client_options
     from hub.adapters.dvv.page import MalformedPage
+
+    how = {"skew": settings.clock_skew_delta}
+    if snapshot:
+        how.update(process=snapshot_processor(taken_on), unit="persons", metric_topic="dvv.perustiedot")
+    else:
+        how.update(process=process_page)
 
     cursor = None
     if poll:
@@ -96,10 +125,10 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress):
         if progress:
             progress(f"reading changes after record key {start}")
     else:
-        pages = read_files(files)
+        pages = read_snapshot_files(files) if snapshot else read_files(files)
     try:
         if dry_run:
-            return await ingest(pages, DryRunSink(sys.stdout, sys.stderr), secret=settings.person_key_secret, progress=progress, skew=settings.clock_skew_delta)
+            return await ingest(pages, DryRunSink(sys.stdout, sys.stderr), secret=settings.person_key_secret, progress=progress, **how)
         from hub.adapters.kafka.embedded_broker import BrokerError, kafka_url_for
 
         try:
@@ -107,7 +136,7 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress):
                 key = settings.signing_key()
                 signer = (settings.app_id, key) if key is not None else None
                 async with KafkaSink(url, partitions=settings.topic_partitions, security=kafka_client_options(settings), signer=signer) as sink:
-                    return await ingest(pages, sink, secret=settings.person_key_secret, cursor=cursor, progress=progress, skew=settings.clock_skew_delta)
+                    return await ingest(pages, sink, secret=settings.person_key_secret, cursor=cursor, progress=progress, **how)
         except BrokerError as exc:
             raise _Failed(str(exc)) from None
         except Exception as exc:
@@ -116,6 +145,8 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress):
             raise
     except MalformedPage as exc:
         raise _Failed(f"DVV sent a malformed page: {exc}; the cursor stays at the last acknowledged page") from None
+    except SnapshotDateMissing as exc:
+        raise _Failed(f"{exc}; the pages before it were published, and a rerun publishes nothing twice") from None
     except DvvError as exc:
         raise _Failed(str(exc)) from None
     finally:

@@ -76,7 +76,8 @@ def validate(record: dict, *, now: dt.datetime, municipalities: Collection[str],
         check_not_future(occurred, now, what="change time muutospv", skew=skew)
     except FutureDate as exc:
         problems.append(Problem(exc.reason, exc.message))
-    for field, what in (("move_date", "move date"), ("birth_date", "birth date"), ("death_date", "date of death")):
+    for field, what in (("move_date", "move date"), ("birth_date", "birth date"), ("death_date", "date of death"),
+                        ("arrived_in_finland", "date of moving to Finland")):
         value = record.get(field)
         if isinstance(value, dt.date) and value > today:
             problems.append(Problem("future_date", f"{what} {value.isoformat()} is after today ({today.isoformat()}); check the record with DVV"))
@@ -84,6 +85,10 @@ def validate(record: dict, *, now: dt.datetime, municipalities: Collection[str],
     if isinstance(born, dt.date) and isinstance(moved, dt.date) and moved < born:
         # routing would reject the newcomer (arrival before birth): stop it here, with DVV's original record
         problems.append(Problem("invalid_date", f"move date {moved.isoformat()} is before the birth date; check the record with DVV"))
+    arrived = record.get("arrived_in_finland")
+    if isinstance(born, dt.date) and isinstance(arrived, dt.date) and arrived < born:
+        # the integration period would start before the person was born
+        problems.append(Problem("invalid_date", f"date of moving to Finland {arrived.isoformat()} is before the birth date; check the record with DVV"))
 
     for field, what in (("mother_tongue", "mother tongue"), ("contact_language", "contact language")):
         value = record.get(field)

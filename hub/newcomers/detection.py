@@ -8,7 +8,17 @@ residence permit or registration, so an arrival more than `window_days` (default
 the change is not a newcomer (a snapshot of long-time residents reaches nobody).
 
 A later move between Finnish municipalities re-addresses an existing newcomer (`moved`), never a
-new one. Duplicates and replays change nothing: the state remembers the event ids it applied.
+new one. A foreign national the hub first sees on such a move (arrived before the hub saw them) is
+a newcomer only when the change says when they moved to Finland (`arrived_in_finland`, DVV's
+SUOMEEN_MUUTTOPAIVA) and that date lies within the window; without it the hub does not guess (the
+date of moving into the new municipality says nothing about the arrival in Finland).
+
+A `resident` record is a row of a register snapshot (the go-live backfill), not a change: a
+foreign national still inside the window, by the date of moving to Finland or, when the register
+names no earlier home municipality, by the date the first one began, is a newcomer once. A
+snapshot never re-addresses or re-detects a newcomer: the change feed is newer.
+
+Duplicates and replays change nothing: the state remembers the event ids it applied.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ class Change:
     previous_person_id: str | None = None
     guardian_in_finland: bool | None = None
     turvakielto: bool = False
+    arrived_in_finland: dt.date | None = None
 
     @classmethod
     def from_record(cls, r: dict) -> "Change":
@@ -71,6 +82,7 @@ class Change:
             previous_person_id=r.get("previous_person_id"),
             guardian_in_finland=r.get("guardian_in_finland"),
             turvakielto=bool(r.get("turvakielto")),
+            arrived_in_finland=r.get("arrived_in_finland"),
         )
         return c
 
@@ -180,6 +192,44 @@ def _merge(state: PersonState, c: Change) -> PersonState:
     )
 
 
+def _in_period(arrival: dt.date, on: dt.date, window_days: int) -> bool:
+    return (on - arrival).days <= window_days
+
+
+def _mover_reason(before: PersonState, c: Change, window_days: int) -> str:
+    came_from = c.previous_municipality_code or before.municipality_code
+    seen = "first seen on a move" if before.municipality_code is None else "not a newcomer before (no date of moving to Finland), seen on a move"
+    where = f"from {came_from} to {c.municipality_code}" if came_from else f"to {c.municipality_code}"
+    inside = "inside" if _in_period(c.arrived_in_finland, c.occurred_at.date(), window_days) else "outside"
+    return f"{seen} {where}; in Finland since {c.arrived_in_finland.isoformat()}, {inside} the integration period"
+
+
+def _resident(before: PersonState, state: PersonState, c: Change, window_days: int) -> tuple[PersonState, list[NewcomerEvent]]:
+    """A row of a register snapshot: a newcomer when the person is a foreign national whose
+    arrival the register dates within the window; a known newcomer, a death or a missing home
+    municipality change nothing (the change feed is newer than any snapshot)."""
+    if state.newcomer or state.deceased or c.municipality_code is None:
+        return state, []
+    if before.municipality_code is None:  # a home municipality the feed already gave is newer than the snapshot's
+        state = _with(state, municipality_code=c.municipality_code, emigrated=False)
+    if "FI" in state.nationalities or not _is_foreign(state):
+        return state, []
+    taken = c.occurred_at.date()
+    if c.arrived_in_finland is not None:
+        arrival, how = c.arrived_in_finland, f"in Finland since {c.arrived_in_finland.isoformat()}"
+    elif c.previous_municipality_code is None and c.move_date is not None:
+        arrival = c.move_date
+        how = f"home municipality since {c.move_date.isoformat()}, the first the register names (no date of moving to Finland)"
+    else:
+        return state, []  # when they came to Finland is unknown: not guessed
+    if not _in_period(arrival, taken, window_days):
+        return state, []
+    state = _with(state, newcomer=True, newcomer_event_id=c.event_id, arrival_date=arrival, arrived_from_abroad=c.arrived_in_finland is not None)
+    reasons = (f"resident of {state.municipality_code} in the register snapshot of {taken.isoformat()}; {how}, inside the integration period",
+               f"arrival {arrival.isoformat()} is within {window_days} days of the snapshot")
+    return state, [NewcomerEvent("arrived", state, None, c.event_id, c.occurred_at, residence_basis(state.nationalities), reasons)]
+
+
 def merge_identity(old: PersonState | None, new: PersonState | None, person_id: str) -> PersonState:
     """After an identity-code correction: one state under the new code, newcomer status kept."""
     if old is None and new is None:
@@ -213,6 +263,8 @@ def detect(state: PersonState | None, c: Change, window_days: int = DEFAULT_WIND
         return _with(state, deceased=True), []
     if c.change_type in ("emigration", "move_out") and c.municipality_code is None:
         return _with(state, emigrated=True), []
+    if c.change_type == "resident":
+        return _resident(before, state, c, window_days)
 
     gets_municipality = c.municipality_code is not None and c.change_type in ("immigration", "move_in")
     if not gets_municipality or state.deceased:
@@ -239,13 +291,17 @@ def detect(state: PersonState | None, c: Change, window_days: int = DEFAULT_WIND
         reasons.append("arrived from abroad" + (f" ({c.previous_country})" if c.previous_country else "") + " and got a home municipality")
     elif first_municipality and _is_foreign(state):
         reasons.append("got a home municipality for the first time as a foreign national or with a foreign mother tongue")
+    elif c.arrived_in_finland is not None and _is_foreign(state):
+        # arrived before the hub saw them: DVV's date of moving to Finland, not the move-in date, is the arrival
+        arrival = c.arrived_in_finland
+        reasons.append(_mover_reason(before, c, window_days))
     else:
-        return state, out
+        return state, out  # a move between municipalities without a date of moving to Finland: not guessed
     if (c.occurred_at.date() - arrival).days > window_days:
         return state, out  # arrived too long ago for the act's services
     state = _with(state, newcomer=True, newcomer_event_id=c.event_id, arrival_date=arrival, arrived_from_abroad=from_abroad)
     reasons.append(f"arrival {arrival.isoformat()} is within {window_days} days of the change")
-    out.append(NewcomerEvent("arrived", state, before.municipality_code, c.event_id, c.occurred_at, residence_basis(state.nationalities), tuple(reasons)))
+    out.append(NewcomerEvent("arrived", state, before.municipality_code or c.previous_municipality_code, c.event_id, c.occurred_at, residence_basis(state.nationalities), tuple(reasons)))
     return state, out
 
 

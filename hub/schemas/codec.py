@@ -61,7 +61,8 @@ class Codec:
 
     def __init__(self, schema_dir: Path = SCHEMA_DIR):
         ids = json.loads((schema_dir / "schema_ids.json").read_text(encoding="utf-8"))
-        self._ids: dict[str, int] = {k: v for k, v in ids.items() if not k.startswith("_")}
+        entries = {k: v for k, v in ids.items() if not k.startswith("_")}
+        self._ids: dict[str, int] = {k: v for k, v in entries.items() if "/" not in k}  # name -> id of the version written now
         self._names: dict[int, str] = {v: k for k, v in self._ids.items()}
         self._raw: dict[str, dict] = {}
         for path in sorted(schema_dir.glob("*.avsc")):
@@ -71,6 +72,21 @@ class Codec:
         if missing:
             raise RuntimeError(f"schema ids name schemas with no .avsc file: {sorted(missing)}")
         self._parsed: dict[str, Any] = {name: fastavro.parse_schema(raw, named_schemas={}) for name, raw in self._raw.items()}
+        # earlier released versions ("Name/vN": id): data written with them is read through the
+        # version's own schema (hub/schemas/history/Name/vN.avsc) into the current one
+        self._earlier: dict[int, tuple[str, int, dict, Any]] = {}
+        for key, schema_id in entries.items():
+            if "/" not in key:
+                continue
+            name, _, version = key.partition("/")
+            path = schema_dir / "history" / name / f"{version}.avsc"
+            if name not in self._ids or not version.startswith("v") or not version[1:].isdigit() or not path.is_file():
+                raise RuntimeError(f"schema_ids.json: {key!r} must name an earlier version of a known schema, kept as history/{name}/{version}.avsc")
+            raw = _load_avsc(path)
+            self._earlier[schema_id] = (name, int(version[1:]), raw, fastavro.parse_schema(raw, named_schemas={}))
+            self._names[schema_id] = name
+        if len(self._names) != len(entries):
+            raise RuntimeError("schema_ids.json: every id must be used once")
         self._to_jsonable: dict[str, Any] = {}  # schema name -> its compiled JSON-form converter
 
     # -- schemas -------------------------------------------------------------------------------
@@ -91,6 +107,19 @@ class Codec:
     def parsed_schema(self, name: str):
         self.schema_id(name)
         return self._parsed[name]
+
+    def earlier_ids(self, name: str) -> dict[int, int]:
+        """version -> schema id of the earlier released versions of `name` (data in Kafka may still use them)."""
+        self.schema_id(name)
+        return {version: schema_id for schema_id, (n, version, _, _) in self._earlier.items() if n == name}
+
+    def schema_of_id(self, schema_id: int) -> tuple[str, dict] | None:
+        """(name, raw schema) of the version `schema_id` stands for, or None for an unknown id."""
+        if schema_id in self._earlier:
+            name, _, raw, _ = self._earlier[schema_id]
+            return name, raw
+        name = self._names.get(schema_id)
+        return (name, self._raw[name]) if name is not None else None
 
     # -- wire format -------------------------------------------------------------------------
     def encode(self, name: str, record: dict) -> bytes:
@@ -132,7 +161,11 @@ class Codec:
         buf = io.BytesIO(data)
         buf.seek(_HEADER.size)
         try:
-            record = fastavro.schemaless_reader(buf, self._parsed[name], None)
+            earlier = self._earlier.get(schema_id)
+            if earlier is None:
+                record = fastavro.schemaless_reader(buf, self._parsed[name], None)
+            else:  # written with an earlier version: resolved into the current schema (new fields get their defaults)
+                record = fastavro.schemaless_reader(buf, earlier[3], self._parsed[name])
         except Exception as exc:
             raise CodecError("undecodable", f"body is not a valid {name} record ({type(exc).__name__})") from None
         if buf.tell() != len(data):

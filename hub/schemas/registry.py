@@ -4,10 +4,11 @@ Pure: `SchemaRegistry.get(path)` answers (status, JSON body); hub/adapters/regis
 serves it over HTTP. Ids are the codec's (schema_ids.json), so a standard AvroDeserializer
 resolves exactly the id the hub wrote into each record.
 
-Versions: a subject has one registered version, the schema the hub writes now, numbered as its
-newest file in hub/schemas/history/<Name>/ (PopulationChange is version 2). Earlier versions
-are kept in the repository for the compatibility check but never had ids of their own in Kafka
-(they were not released), so the registry does not list them.
+Versions: a subject's registered versions are the schema the hub writes now, numbered as its
+newest file in hub/schemas/history/<Name>/ (PopulationChange is version 3), and the earlier
+versions that were released with an id of their own (schema_ids.json "Name/vN": PopulationChange
+version 2 is id 1), whose data may still be in Kafka. Versions never released (PopulationChange
+version 1) are kept in the repository for the compatibility check only.
 """
 
 from __future__ import annotations
@@ -54,18 +55,19 @@ class SchemaRegistry:
         return 200, {}
 
     def _by_id(self, raw_id: str, schema_only: str | None = None):
-        name = self._name_of_id(raw_id)
-        if name is None:
+        found = self._schema_of_id(raw_id)
+        if found is None:
             return _not_found(SCHEMA_NOT_FOUND, "Schema not found")
         if schema_only:
-            return 200, self.codec.raw_schema(name)
-        return 200, {"schema": self.schema_text(name), "schemaType": "AVRO", "references": []}
+            return 200, found[1]
+        return 200, {"schema": json.dumps(found[1], separators=(",", ":"), ensure_ascii=False), "schemaType": "AVRO", "references": []}
 
     def _id_versions(self, raw_id: str):
         name = self._name_of_id(raw_id)
         if name is None:
             return _not_found(SCHEMA_NOT_FOUND, "Schema not found")
-        return 200, [{"subject": s, "version": self.version[name]} for s, n in self.subjects.items() if n == name]
+        version = next(v for v, i in self._released(name).items() if i == int(raw_id))
+        return 200, [{"subject": s, "version": version} for s, n in self.subjects.items() if n == name]
 
     def _id_subjects(self, raw_id: str):
         name = self._name_of_id(raw_id)
@@ -80,17 +82,25 @@ class SchemaRegistry:
         name = self.subjects.get(subject)
         if name is None:
             return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
-        return 200, [self.version[name]]
+        return 200, sorted(self._released(name))
 
     def _version(self, subject: str, version: str, schema_only: str | None = None):
         name = self.subjects.get(subject)
         if name is None:
             return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
-        if version not in ("latest", "-1", str(self.version[name])):
+        released = self._released(name)
+        number = self.version[name] if version in ("latest", "-1") else int(version) if version.isdigit() else None
+        if number not in released:
             return _not_found(VERSION_NOT_FOUND, f"Version {version} not found.")
+        raw = self.codec.schema_of_id(released[number])[1]
         if schema_only:
-            return 200, self.codec.raw_schema(name)
-        return 200, {"subject": subject, "version": self.version[name], "id": self.codec.schema_id(name), "schemaType": "AVRO", "schema": self.schema_text(name)}
+            return 200, raw
+        return 200, {"subject": subject, "version": number, "id": released[number], "schemaType": "AVRO",
+                     "schema": json.dumps(raw, separators=(",", ":"), ensure_ascii=False)}
+
+    def _released(self, name: str) -> dict[int, int]:
+        """version -> schema id of every version of `name` with an id: the current one and the earlier released ones."""
+        return {**self.codec.earlier_ids(name), self.version[name]: self.codec.schema_id(name)}
 
     def _config(self, subject: str | None = None):
         if subject is None:
@@ -104,11 +114,15 @@ class SchemaRegistry:
         return 200, ["AVRO"]
 
     def _name_of_id(self, raw_id: str) -> str | None:
+        found = self._schema_of_id(raw_id)
+        return found[0] if found is not None else None
+
+    def _schema_of_id(self, raw_id: str) -> tuple[str, dict] | None:
         try:
             wanted = int(raw_id)
         except ValueError:
             return None
-        return next((n for n in self.codec.names if self.codec.schema_id(n) == wanted), None)
+        return self.codec.schema_of_id(wanted)
 
     _routes = (
         (r"/", _root),

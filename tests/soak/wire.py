@@ -26,7 +26,8 @@ FILES = {
 
 @lru_cache(maxsize=None)
 def _ids() -> dict[str, int]:
-    return {k: v for k, v in json.loads((SCHEMAS / "schema_ids.json").read_text()).items() if not k.startswith("_")}
+    # the ids the hub writes now ("Name/vN" entries are earlier versions, read by the hub's codec)
+    return {k: v for k, v in json.loads((SCHEMAS / "schema_ids.json").read_text()).items() if not k.startswith("_") and "/" not in k}
 
 
 @lru_cache(maxsize=None)

@@ -1,12 +1,15 @@
 """The codec: wire format, JSON form, and one precise error type for bad bytes."""
 
+import datetime as dt
+import io
 import json
 import struct
 
+import fastavro
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hub.schemas.codec import Codec, CodecError, default_codec
+from hub.schemas.codec import SCHEMA_DIR, Codec, CodecError, default_codec
 from tests.avro_strategies import for_schema
 
 codec = default_codec()
@@ -24,7 +27,25 @@ def test_every_design_event_has_a_schema_with_the_envelope():
 def test_schema_ids_are_unique_and_stable():
     ids = [codec.schema_id(n) for n in codec.names]
     assert len(set(ids)) == len(ids)
-    assert codec.schema_id("PopulationChange") == 1  # written into data already published: never renumber
+    # written into data already published: never renumber; PopulationChange version 2 keeps id 1
+    assert codec.earlier_ids("PopulationChange") == {2: 1} and codec.schema_id("PopulationChange") == 14
+    assert len({*ids, *codec.earlier_ids("PopulationChange").values()}) == len(ids) + 1
+
+
+def test_a_record_written_with_an_earlier_released_version_is_read_into_the_current_schema():
+    """Data on hub.population-changes.v1 written with PopulationChange version 2 (id 1, by the hub
+    before the upgrade or by a municipal system still on it) decodes, the new field at its default."""
+    v2 = fastavro.parse_schema(json.loads((SCHEMA_DIR / "history" / "PopulationChange" / "v2.avsc").read_text()), named_schemas={})
+    record = {"event_id": "2f1e4c9a-7d3b-4f51-9c1e-0a6b8d2e4f10", "occurred_at": dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc),
+              "recorded_at": dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc), "source": "municipality:091", "schema_version": 2,
+              "person_id": "010594Y9032", "change_type": "move_in", "municipality_code": "049", "previous_municipality_code": "091"}
+    buf = io.BytesIO()
+    buf.write(b"\x00" + struct.pack(">I", 1))
+    fastavro.schemaless_writer(buf, v2, record)
+    event = codec.decode(buf.getvalue(), "PopulationChange")
+    assert event.name == "PopulationChange" and event.schema_id == 1
+    assert event.record["municipality_code"] == "049" and event.record["arrived_in_finland"] is None
+    assert codec.schema_of_id(1) == ("PopulationChange", json.loads((SCHEMA_DIR / "history" / "PopulationChange" / "v2.avsc").read_text()))
 
 
 @pytest.mark.parametrize("name", sorted(default_codec().names))
@@ -104,6 +125,22 @@ def test_codec_can_be_built_from_a_directory(tmp_path):
     (tmp_path / "a.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}')
     c = Codec(tmp_path)
     assert c.decode(c.encode("A", {"x": 5})).record == {"x": 5}
+
+
+def test_an_earlier_released_version_keeps_its_id_and_a_wrong_entry_is_refused(tmp_path):
+    (tmp_path / "history" / "A").mkdir(parents=True)
+    (tmp_path / "history" / "A" / "v1.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}')
+    (tmp_path / "a.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"},{"name":"y","type":["null","string"],"default":null}]}')
+    (tmp_path / "schema_ids.json").write_text('{"A": 2, "A/v1": 1}')
+    c = Codec(tmp_path)
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema({"type": "record", "name": "A", "fields": [{"name": "x", "type": "int"}]}), {"x": 5})
+    assert c.decode(b"\x00" + struct.pack(">I", 1) + body.getvalue()).record == {"x": 5, "y": None}
+    assert c.decode(c.encode("A", {"x": 6, "y": "z"})).schema_id == 2 and c.earlier_ids("A") == {1: 1}
+    for wrong in ('{"A": 2, "A/v7": 1}', '{"A": 2, "B/v1": 1}', '{"A": 1, "A/v1": 1}'):
+        (tmp_path / "schema_ids.json").write_text(wrong)
+        with pytest.raises(RuntimeError, match="schema_ids.json"):
+            Codec(tmp_path)
 
 
 def _status():

@@ -69,6 +69,24 @@ def test_move_between_finnish_municipalities_is_move_in_with_previous_municipali
     assert (event["municipality_code"], event["previous_municipality_code"]) == ("049", "091")
 
 
+def test_date_of_moving_to_finland_travels_on_every_event_of_the_muutos_and_is_never_guessed():
+    moving = muutos(
+        kotikunta("049", "2025-02-20"),
+        {"tietoryhma": "EDELLINEN_KOTIKUNTA", "muutosattribuutti": "MUUTETTU", "kuntakoodi": "091", "kunnastaPoisMuuttopv": d("2025-02-19")},
+        {"tietoryhma": "SUOMEEN_MUUTTOPAIVA", "muutosattribuutti": "LISATIETO", "suomeenMuuttopv": d("2024-03-01")},
+        {"tietoryhma": "AIDINKIELI", "muutosattribuutti": "LISATTY", "kielikoodi": "ar"},
+    )
+    events = run(moving).events
+    assert [e["change_type"] for e in events] == ["move_in", "language"]  # the group makes no event of its own
+    assert {e["arrived_in_finland"] for e in events} == {dt.date(2024, 3, 1)}
+    default_codec().encode("PopulationChange", events[0])
+    (plain,) = run(muutos(kotikunta("049"), {"tietoryhma": "EDELLINEN_KOTIKUNTA", "muutosattribuutti": "MUUTETTU", "kuntakoodi": "091"})).events
+    assert plain["arrived_in_finland"] is None
+    bad = muutos(kotikunta("049"), {"tietoryhma": "SUOMEEN_MUUTTOPAIVA", "muutosattribuutti": "LISATTY", "suomeenMuuttopv": d("2024-13-01")})
+    with pytest.raises(MalformedMuutos, match="suomeenMuuttopv"):
+        run(bad)
+
+
 def test_mother_tongue_change_takes_the_new_value_not_the_removed_one():
     m = muutos(
         {"tietoryhma": "AIDINKIELI", "muutosattribuutti": "LISATTY", "kielikoodi": "SV", "alkupv": d("2026-05-07")},

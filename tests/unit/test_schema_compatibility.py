@@ -8,14 +8,23 @@ from hub.schemas.compatibility import check_repository, check_versions, data_pro
 def test_every_schema_is_compatible_with_its_history():
     lines, problems = check_repository()
     assert problems == []
-    assert "PopulationChange: 2 version(s), FULL_TRANSITIVE: ok" in lines
+    assert "PopulationChange: 3 version(s), FULL_TRANSITIVE: ok" in lines
 
 
 def test_population_change_v1_and_v2_read_each_other():
-    v1, v2 = load_history()["PopulationChange"]
+    v1, v2 = load_history()["PopulationChange"][:2]
     assert {f["name"] for f in v2["fields"]} - {f["name"] for f in v1["fields"]} == {"destination_country", "death_date"}
     assert rule_problems(v2, v1) == [] and data_problems(v2, v1) == []  # old data, new reader
     assert rule_problems(v1, v2) == [] and data_problems(v1, v2) == []  # new data, old reader
+
+
+def test_population_change_v3_adds_the_arrival_in_finland_and_the_resident_symbol_readable_both_ways():
+    _, v2, v3 = load_history()["PopulationChange"]
+    assert {f["name"] for f in v3["fields"]} - {f["name"] for f in v2["fields"]} == {"arrived_in_finland"}
+    kinds = {f["name"]: f["type"] for f in v3["fields"]}["change_type"]
+    assert kinds["symbols"][-1] == "resident" and kinds["default"] == "other"  # an older reader reads a snapshot row as `other`
+    assert rule_problems(v3, v2) == [] and data_problems(v3, v2) == []
+    assert rule_problems(v2, v3) == [] and data_problems(v2, v3) == []
 
 
 def _with_field(schema, field):

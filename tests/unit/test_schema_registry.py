@@ -37,7 +37,11 @@ def test_subjects_topic_name_and_record_name_strategies(registry):
     assert status == 200 and listed == list(subjects())
     assert "hub.population-changes.v1-value" in listed and "fi.integrationhub.Referral" in listed
     assert not any(s.startswith("hub.referrals.") for s in listed)  # per-recipient topics: record name only
-    assert registry.get("/subjects/hub.population-changes.v1-value/versions") == (200, [2])
+    assert registry.get("/subjects/hub.population-changes.v1-value/versions") == (200, [2, 3])
+    status, v2 = registry.get("/subjects/hub.population-changes.v1-value/versions/2")
+    assert status == 200 and v2["id"] == 1 and "arrived_in_finland" not in v2["schema"]  # the earlier release, for data written with it
+    assert registry.get("/schemas/ids/1/versions")[1][0]["version"] == 2
+    assert registry.get("/subjects/hub.population-changes.v1-value/versions/1")[1]["error_code"] == 40402  # never released
     status, body = registry.get("/subjects/fi.integrationhub.Referral/versions/latest")
     assert status == 200 and body["id"] == default_codec().schema_id("Referral") and body["version"] == 1
     assert registry.get("/subjects/fi.integrationhub.Referral/versions/1")[1] == body

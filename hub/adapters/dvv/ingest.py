@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -297,23 +298,30 @@ async def ingest(
     municipalities: frozenset[str] | None = None,
     progress: Callable[[str], None] | None = None,
     skew: dt.timedelta = DEFAULT_CLOCK_SKEW,
+    process: Callable[..., PageOutcome] = process_page,
+    unit: str = "changes",
+    metric_topic: str = METRIC_TOPIC,
 ) -> IngestReport:
     """Ingest pages into `sink`; after each page is acknowledged, store its next key in `cursor`.
 
     A `MalformedPage` item (from a file) is dead-lettered whole; one raised by the source (the
     HTTP client) propagates, leaving the cursor at the last good page. A failing `sink.flush()`
     propagates too: the cursor is then not advanced and a rerun re-reads the page.
+
+    `process` maps and validates one page (default `process_page`, the change data; a register
+    snapshot: hub.adapters.dvv.snapshot.snapshot_processor); `unit` names its items in the progress lines.
     """
     clock = now or (lambda: dt.datetime.now(dt.timezone.utc))
     report = IngestReport()
+    started = time.monotonic()
     async for item in _aiter(pages):
         if isinstance(item, MalformedPage):
             bad = bad_page(item)
             await sink.dead_letter(bad)
             await sink.flush()
-            _count_bad(report, bad)
+            _count_bad(report, bad, metric_topic)
             continue
-        outcome = process_page(item, secret=secret, now=clock(), municipalities=municipalities, skew=skew)
+        outcome = process(item, secret=secret, now=clock(), municipalities=municipalities, skew=skew)
         for record, key in outcome.events:
             await sink.change(record, key)
         for bad in outcome.bad:
@@ -327,21 +335,23 @@ async def ingest(
         for record, _ in outcome.events:
             report.events[record["change_type"]] += 1
         for bad in outcome.bad:
-            _count_bad(report, bad)
+            _count_bad(report, bad, metric_topic)
         for group in outcome.unknown_groups:
             report.unknown_groups[group] += 1
             _count_unknown(group)
         good = outcome.changes - len(outcome.bad)
-        metrics.events_consumed.labels(topic=METRIC_TOPIC, outcome="ok").inc(good)
+        metrics.events_consumed.labels(topic=metric_topic, outcome="ok").inc(good)
         if progress is not None:
-            progress(f"page {report.pages}: {outcome.changes} changes, {len(outcome.events)} events, {len(outcome.bad)} dead letters (total {report.changes} changes)")
+            rate = report.changes / max(time.monotonic() - started, 1e-6)
+            progress(f"page {report.pages}: {outcome.changes} {unit}, {len(outcome.events)} events, {len(outcome.bad)} dead letters "
+                     f"(total {report.changes} {unit}, {report.published} events, {rate:.0f} {unit}/s)")
     return report
 
 
-def _count_bad(report: IngestReport, bad: BadRecord) -> None:
+def _count_bad(report: IngestReport, bad: BadRecord, metric_topic: str = METRIC_TOPIC) -> None:
     report.dead_letters[bad.reason] += 1
     metrics.dead_letters.labels(reason=bad.reason).inc()
-    metrics.events_consumed.labels(topic=METRIC_TOPIC, outcome="dead_letter").inc()
+    metrics.events_consumed.labels(topic=metric_topic, outcome="dead_letter").inc()
     log.warning("dead letter: reason=%s location=%s: %s", bad.reason, bad.location, bad.message)
 
 

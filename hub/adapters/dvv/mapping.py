@@ -12,6 +12,9 @@ Decisions (docs/domain.md, "Population-register changes from DVV", gives the rea
 - KOTIKUNTA (home municipality): `move_in` when the same muutos names a previous Finnish home
   municipality (EDELLINEN_KOTIKUNTA), else `immigration` (the first Finnish home municipality:
   an arrival from abroad; previous_country from the closed permanent foreign address).
+- SUOMEEN_MUUTTOPAIVA (the date the person moved to Finland) gives no event of its own; when the
+  muutos has it, every event carries it as `arrived_in_finland` (detection's integration period
+  for a person first seen on a move between municipalities). Absent: null, never guessed.
 - Groups the hub deliberately does not carry (names, domestic addresses, ...) are CONTEXT_GROUPS:
   no event (data minimisation). Every other group is unknown: an `other` event with data_group.
 - A group masked for turvakielto (`turvakiellonAlaisetKentat`) gives an `other` event with no
@@ -178,6 +181,7 @@ class _Person:
     birth_date: dt.date | None = None
     guardian_in_finland: bool | None = None
     turvakielto: bool = False
+    arrived_in_finland: dt.date | None = None
 
 
 def _nationalities(group: dict, where: str) -> list[str]:
@@ -253,6 +257,8 @@ def _collect(groups: list, person_id: str, on: dt.date) -> _Person:
             p.contact_language = codes.language(_code(g.get("kielikoodi"), f"{where}.kielikoodi"))
         elif name == "KANSALAISUUS" and attr not in ("KORJATTAVA",):
             p.nationalities = _nationalities(g, where)
+        elif name == "SUOMEEN_MUUTTOPAIVA" and attr in UPDATE | {"LISATIETO"}:
+            p.arrived_in_finland = parse_date(g.get("suomeenMuuttopv"), f"{where}.suomeenMuuttopv") or p.arrived_in_finland
         elif name == "SYNTYMAPAIVA" and attr in UPDATE | {"LISATIETO"}:
             p.birth_date = parse_date(g.get("syntymapv"), f"{where}.syntymapv") or p.birth_date
         elif name in ("HUOLTAJA_SUPPEA", "HUOLTAJA") and attr in UPDATE | {"LISATIETO"}:
@@ -394,6 +400,7 @@ def map_muutos(muutos: object, *, secret: str, recorded_at: dt.datetime, batch_r
             "turvakielto": person.turvakielto,
             "data_group": name,
             "death_date": None,
+            "arrived_in_finland": person.arrived_in_finland,
         }
         record.update({k: v for k, v in specific.items() if v is not None or k in ("municipality_code", "move_date")})
         if specific["change_type"] == "nationality":

@@ -123,14 +123,15 @@ def _parse_page(text: str, origin: str, first_line: int) -> Page:
     return Page(next_key=next_key, up_to_date=whole["ajanTasalla"], changes=changes, origin=origin, text=text)
 
 
-def _changes_with_spans(text: str, pos: int, parsed: list, first_line: int):
-    """Walk the top-level object again to find each muutos' original text (the JSON is valid)."""
+def _changes_with_spans(text: str, pos: int, parsed: list, first_line: int, key_name: str = "muutokset"):
+    """Walk the top-level object again to find each item's original text (the JSON is valid): the
+    muutos of a `muutokset` response, or a person of a `perustiedot` response (`key_name`)."""
     pos = _skip(text, pos + 1)  # after '{'
     while text[pos] != "}":
         key, pos = _DECODER.raw_decode(text, pos)
         pos = _skip(text, pos)
         pos = _skip(text, pos + 1)  # ':'
-        if key != "muutokset":
+        if key != key_name:
             _, pos = _DECODER.raw_decode(text, pos)
         else:
             pos = _skip(text, pos + 1)  # '['
@@ -149,17 +150,19 @@ def _changes_with_spans(text: str, pos: int, parsed: list, first_line: int):
             pos = _skip(text, pos + 1)
 
 
-def read_pages(text: str, origin: str) -> list[Page | MalformedPage]:
+def read_pages(text: str, origin: str, parse=None) -> list[Page | MalformedPage]:
     """The pages of a saved file: one response (pretty-printed JSON) or JSON lines of responses.
 
     A malformed page is returned as its `MalformedPage` error in place, so the caller can
-    dead-letter it and go on with the rest of the file.
+    dead-letter it and go on with the rest of the file. `parse(text, origin, first_line)` reads one
+    response (default `parse_page`; a register snapshot's `perustiedot` responses: hub.adapters.dvv.snapshot).
     """
+    parse = parse or parse_page
     stripped = text.lstrip()
     if not stripped:
         return [MalformedPage(f"{origin}:1", "the file is empty; expected a muutokset response (JSON)", raw=text)]
     try:
-        return [parse_page(text, origin)]
+        return [parse(text, origin)]
     except MalformedPage as single_error:
         # JSON lines are separated by "\n" only: str.splitlines() would also split inside a JSON string at
         # U+2028, U+2029 or U+0085, which JSON allows unescaped (a name with such a character broke its page)
@@ -172,7 +175,7 @@ def read_pages(text: str, origin: str) -> list[Page | MalformedPage]:
             if not line.strip():
                 continue
             try:
-                out.append(parse_page(line, origin, first_line=number))
+                out.append(parse(line, origin, first_line=number))
             except MalformedPage as exc:
                 out.append(exc)
         # a pretty-printed file with an error is not JSON lines: report the single-document error
