@@ -22,8 +22,8 @@ def test_a_move_on_the_birth_day_or_later_is_fine():
 
 
 def test_a_date_of_moving_to_finland_in_the_future_or_before_birth_is_refused():
-    future = validate(record(arrived_in_finland=NOW.date() + dt.timedelta(days=3)), now=NOW)
+    future = validate(record(arrived_in_finland=NOW.date() + dt.timedelta(days=3)), now=NOW, municipalities=MUNICIPALITIES)
     assert [p.reason for p in future] == ["future_date"] and "date of moving to Finland" in future[0].message
-    before_birth = validate(record(birth_date=dt.date(2026, 5, 10), move_date=None, arrived_in_finland=dt.date(2026, 5, 4)), now=NOW)
+    before_birth = validate(record(birth_date=dt.date(2026, 5, 10), move_date=None, arrived_in_finland=dt.date(2026, 5, 4)), now=NOW, municipalities=MUNICIPALITIES)
     assert [p.reason for p in before_birth] == ["invalid_date"] and PERSON not in before_birth[0].message
     assert reasons(record(arrived_in_finland=dt.date(2024, 3, 1))) == []

@@ -22,6 +22,7 @@ from hub.adapters.dvv.page import _DECODER, MalformedPage, Page, _changes_with_s
 from hub.domain import hetu
 from hub.domain.clock import DEFAULT_CLOCK_SKEW
 from hub.domain.population_change import validate
+from hub.routing.reference import municipality_codes
 from hub.schemas import bounds
 
 PERSONS = "perustiedot"
@@ -153,6 +154,7 @@ def snapshot_processor(taken_on: dt.date | None):
         if day is None:
             raise SnapshotDateMissing(f"{page.origin or 'the snapshot'}: the response has no poimintapv (the day it was extracted); "
                                       "give it with --taken-on YYYY-MM-DD")
+        known = municipality_codes() if municipalities is None else municipalities
         events, bad = [], []
         batch_ref = f"snapshot {day.isoformat()}"
         for change in page.changes:
@@ -165,7 +167,7 @@ def snapshot_processor(taken_on: dt.date | None):
                 if record is None:
                     continue
                 bounds.check_record("PopulationChange", record)
-                problems = validate(record, now=now, municipalities=municipalities, skew=skew)
+                problems = validate(record, now=now, municipalities=known, skew=skew)
             except bounds.OutOfBounds as exc:
                 bad.append(BadRecord(original, location, exc.reason, f"{exc.message}; check the person's base data with DVV"))
                 continue
