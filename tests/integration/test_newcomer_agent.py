@@ -13,22 +13,14 @@ from hub.domain import hetu
 from hub.schemas import topics
 from hub.streams import newcomer_agents
 from hub.streams.app import HubApp
-from hub.schemas.envelope import envelope
 from hub.streams.runner import running, wait_for
 from tests.kafka_helpers import decoded, produce, read_topic
 from hub.newcomers.detection import decode_state
+from tests.records import population_change as change
 from tests.personal_data import clear_in_tables, digits_of, identity_code_in
 
 pytestmark = pytest.mark.integration
 SECRET = "test-secret"
-
-
-def change(pid, change_type="immigration", muni="091", **kw):
-    rec = envelope("dvv:test", dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
-    rec.update(person_id=pid, change_type=change_type, municipality_code=muni, previous_country="SY" if change_type == "immigration" else None,
-               nationalities=["SY"], mother_tongue="ar", move_date=dt.date(2025, 2, 20))
-    rec.update(kw)
-    return rec
 
 
 @pytest.fixture

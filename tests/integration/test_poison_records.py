@@ -35,6 +35,7 @@ from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
 from tests.conftest import TEST_DATA_KEY
 from tests.kafka_helpers import decoded, produce, read_topic
+from tests.records import population_change
 
 pytestmark = pytest.mark.integration
 
@@ -229,19 +230,13 @@ def test_detection_dead_letters_a_change_whose_state_the_database_refuses_and_th
                 raise sa.exc.DataError("INSERT INTO person_states ...", {}, Exception("value refused"))
             return super().write(changes)
 
-    def change(pid):
-        rec = envelope("dvv:test", dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
-        rec.update(person_id=pid, change_type="immigration", municipality_code="091", previous_country="SY", nationalities=["SY"],
-                   mother_tongue="ar", move_date=dt.date(2025, 2, 20))
-        return rec
-
     big = b"\x07" + b"y" * (1024 * 1024)
 
     async def scenario():
         hub = HubApp(Settings(app_id=f"poison-detection-{uid}", person_key_secret=secret, database_url=db_url), fresh_kafka_url)
         seen = newcomer_agents.register(hub, states=RefusingStates(engine), batch_size=100)
         consumer = hub.batch_consumers[-1]
-        records = [change(p) for p in persons]
+        records = [population_change(p) for p in persons]
         values = [hub.codec.encode("PopulationChange", r) for r in records]
         items = [(hetu.person_key(p, secret).encode(), v) for p, v in zip(persons, values)]
         await send_all(fresh_kafka_url, topics.POPULATION_CHANGES, items[:2] + [(b"big", big)] + items[2:])
