@@ -29,7 +29,7 @@ from hub.adapters.dead_letter_store import DeadLetterStore, row_id_of
 from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.schemas import topics
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.schemas.envelope import envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
@@ -86,7 +86,7 @@ def test_poison_newcomers_in_a_routing_batch_are_dead_lettered_and_the_others_re
             return super().record_many(items, now)
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = register(hub, ledger=RefusingLedger(engine), batch_size=100)
         consumer = hub.batch_consumers[-1]
         records = [newcomer(goods[0]), poisons[0], newcomer(goods[1]), poisons[1], newcomer(goods[2]), poisons[2], poisons[3], newcomer(goods[3])]
@@ -123,7 +123,7 @@ def test_a_megabyte_invalid_record_is_kept_in_the_database_and_later_records_flo
     before = dead_letter_count("wrong_magic")
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = register(hub, ledger=ReferralLedger(engine), batch_size=100)
         after = newcomer(f"pk-after-{uid}")
         await send_all(fresh_kafka_url, topics.NEWCOMERS, [(b"big-key", big), (after["person_key"].encode(), hub.codec.encode("Newcomer", after))])
@@ -182,7 +182,7 @@ def test_a_status_with_a_nul_and_a_megabyte_status_are_dead_lettered_and_the_nex
         return rec
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = register(hub, ledger=ledger, batch_size=100)
         pk = f"pk-status-{uid}"
         async with running(hub):
@@ -233,7 +233,7 @@ def test_detection_dead_letters_a_change_whose_state_the_database_refuses_and_th
     big = b"\x07" + b"y" * (1024 * 1024)
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"poison-detection-{uid}", person_key_secret=secret, database_url=db_url), fresh_kafka_url)
+        hub = hub_app(Settings(app_id=f"poison-detection-{uid}", person_key_secret=secret, database_url=db_url), fresh_kafka_url)
         seen = newcomer_agents.register(hub, states=RefusingStates(engine), batch_size=100)
         consumer = hub.batch_consumers[-1]
         records = [population_change(p) for p in persons]
@@ -279,7 +279,7 @@ def test_a_database_outage_is_waited_out_and_nothing_is_dead_lettered(fresh_kafk
                 conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"poison-outage-{uid}", database_url=db_url), fresh_kafka_url)
+        hub = hub_app(Settings(app_id=f"poison-outage-{uid}", database_url=db_url), fresh_kafka_url)
         seen = register(hub, ledger=ReferralLedger(engine), batch_size=100)
         consumer = hub.batch_consumers[-1]
         async with running(hub):
@@ -325,7 +325,7 @@ def test_a_megabyte_invalid_consent_record_is_kept_in_the_database_and_the_next_
                  evidence="form 2026-17", recorded_by="municipality:091")
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         consent_agents.register(hub, database.session_factory(engine), relay=False)
         await send_all(fresh_kafka_url, topics.CONSENTS, [(b"big", big), (b"c", hub.codec.encode("Consent", grant))])
         async with running(hub):
