@@ -1,7 +1,8 @@
 """The hub's faust app (lifecycle, timers, services) and HubApp: the app, the batch consumers that
 read the hub's topics, and the producer of its timers. Publishing, signing and dead-lettering are the
 publisher's (`hub.adapters.kafka.publisher`), the check of who published a record the publisher
-check's (`hub.adapters.kafka.publisher_check`); HubApp makes both and hands them out.
+check's (`hub.adapters.kafka.publisher_check`); the composition root (`hub.streams.pipeline.hub_app`)
+makes both and gives them to HubApp, which hands them out.
 
 Values on every topic are raw bytes in the Confluent wire format, written and read only through
 `hub.schemas.codec`: consumers decode themselves so that a record that fails to decode goes to the
@@ -30,8 +31,7 @@ from hub.adapters.kafka.publisher_check import PublisherCheck
 from hub.adapters.kafka.producer import new_producer
 from hub.adapters.kafka.security import bootstrap_servers, faust_credentials, kafka_client_options
 from hub.config import Settings
-from hub.schemas.codec import Codec, default_codec
-from hub.schemas.topics import INPUT_TOPICS
+from hub.schemas.codec import Codec
 from hub.streams.gc_tuning import tune_gc
 
 log = logging.getLogger(__name__)
@@ -97,15 +97,16 @@ class _App(faust.App):
 class HubApp:
     """The hub's faust app with its batch consumers and the producer of its timers. `publisher`
     (`hub.adapters.kafka.publisher`: publish, sign, dead-letter, make topics) and `publisher_check`
-    (`hub.adapters.kafka.publisher_check`) are used directly by whoever publishes or checks.
+    (`hub.adapters.kafka.publisher_check`) are used directly by whoever publishes or checks; both are
+    made by the composition root (`hub.streams.pipeline.hub_app`), the publisher sending outside a
+    batch consumer through this app's producer (`producer`)."""
 
-    `signed_topics`: the topics whose records must be signed when `settings.publishers` is set
-    (the input topics; tests name their own)."""
-
-    def __init__(self, settings: Settings, kafka_url: str, codec: Codec | None = None, *, signed_topics: tuple[str, ...] = INPUT_TOPICS):
+    def __init__(self, settings: Settings, kafka_url: str, codec: Codec, *, publisher: Publisher, publisher_check: PublisherCheck):
         self.settings = settings
-        self.codec = codec or default_codec()
+        self.codec = codec
         self.kafka_url = kafka_url
+        self.publisher = publisher
+        self.publisher_check = publisher_check
         self.app = _App(
             settings.app_id,
             broker=kafka_url,
@@ -124,8 +125,6 @@ class HubApp:
         self.app.hub_gc_threshold = settings.gc_threshold  # hub.streams.gc_tuning, when the app starts
         # the producer of the timers and the relay (a batch consumer's handler publishes through its own)
         self.app.hub_new_producer = lambda: new_producer(settings, kafka_url, f"{settings.app_id}-hub")
-        self.publisher = Publisher(settings, kafka_url, self.codec, lambda: self.app.hub_producer)
-        self.publisher_check = PublisherCheck(settings.publishers, frozenset(signed_topics), self.codec, self.publisher)
         self.app.batch_consumers = []  # every stream the hub reads (hub.adapters.kafka.consumer)
 
     @staticmethod

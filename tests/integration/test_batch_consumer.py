@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from hub.adapters.kafka.admin import ensure_topics
 from hub.config import Settings
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.streams.runner import running, wait_for
 from hub.adapters.kafka.consumer import stream_producer
 from tests.kafka_helpers import bootstrap, decoded, produce, read_topic
@@ -36,7 +36,7 @@ def load(url: str, n: int, partitions: int = 1) -> None:
 
 def test_a_failed_batch_is_read_again_in_process_and_committed_after_it_succeeds(fresh_kafka_url):
     load(fresh_kafka_url, 50)
-    hub = HubApp(Settings(app_id="batch-retry-it"), fresh_kafka_url)
+    hub = hub_app(Settings(app_id="batch-retry-it"), fresh_kafka_url)
     seen: Counter = Counter()
     failures = []
 
@@ -67,7 +67,7 @@ def test_a_restarted_worker_resumes_after_the_committed_batches(fresh_kafka_url)
         seen.extend(r.value for r in records)
 
     async def worker(until: int):
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         hub.batch_consumer("restart", TOPIC, handle, max_records=7)
         async with running(hub):
             await wait_for(lambda: len(seen) >= until, 60, f"{until} records")
@@ -100,7 +100,7 @@ def test_a_partition_moves_to_a_second_worker_only_between_batches(fresh_kafka_u
         return handle
 
     async def scenario():
-        first, second = HubApp(settings, fresh_kafka_url), HubApp(settings, fresh_kafka_url)
+        first, second = hub_app(settings, fresh_kafka_url), hub_app(settings, fresh_kafka_url)
         first.batch_consumer("rebalance", TOPIC, handler("first", 5.0), max_records=10)
         second.batch_consumer("rebalance", TOPIC, handler("second", 0.05), max_records=10)
         async with running(first):
@@ -116,7 +116,7 @@ def test_a_partition_moves_to_a_second_worker_only_between_batches(fresh_kafka_u
 
 def test_the_fetch_wait_is_short_while_records_flow_and_long_when_the_topic_is_quiet(fresh_kafka_url):
     ensure_topics(fresh_kafka_url, [TOPIC], 1)
-    hub = HubApp(Settings(app_id="batch-wait-it", fetch_max_wait_ms=100, pipeline_fetch_max_wait_ms=5), fresh_kafka_url)
+    hub = hub_app(Settings(app_id="batch-wait-it", fetch_max_wait_ms=100, pipeline_fetch_max_wait_ms=5), fresh_kafka_url)
     seen: list[bytes] = []
 
     async def handle(records):
@@ -145,7 +145,7 @@ def test_the_fetch_wait_is_short_while_records_flow_and_long_when_the_topic_is_q
 def test_a_handler_publishes_through_its_consumers_own_producer_and_a_timer_through_the_hubs(fresh_kafka_url):
     out = "test.batch-consumer.out.v1"
     ensure_topics(fresh_kafka_url, [TOPIC, out], 1)
-    hub = HubApp(Settings(app_id="batch-producer-it"), fresh_kafka_url)
+    hub = hub_app(Settings(app_id="batch-producer-it"), fresh_kafka_url)
     used = []
 
     async def handle(records):

@@ -12,7 +12,7 @@ from hub.adapters import database
 from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.schemas.codec import default_codec
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.schemas.envelope import envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
@@ -32,7 +32,7 @@ def test_newcomers_and_statuses_over_bounds_are_dead_lettered_and_the_good_ones_
     codec = default_codec()
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"bounds-test-{uid}"), kafka_url)
+        hub = hub_app(Settings(app_id=f"bounds-test-{uid}"), kafka_url)
         seen = register(hub, ledger=ledger, newcomers_topic=names["newcomers"], status_topic=names["status"],
                         topic_for=lambda a: f"test.{uid}.{referral_topic(a)}")
         async with running(hub):

@@ -22,6 +22,7 @@ from hub.routing.reference import known_authority_ids
 from hub.schemas import topics
 from hub.streams import consent_agents
 from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.schemas.envelope import envelope
 from hub.streams.outbox_relay import OutboxRelay
 from hub.streams.runner import running, wait_for
@@ -93,7 +94,7 @@ class Collector:
 
 
 def make_hub(kafka_url, name):
-    return HubApp(Settings(app_id=f"consent-{name}-{uuid.uuid4().hex[:6]}", person_key_secret=SECRET), kafka_url)
+    return hub_app(Settings(app_id=f"consent-{name}-{uuid.uuid4().hex[:6]}", person_key_secret=SECRET), kafka_url)
 
 
 def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_url, sessions):

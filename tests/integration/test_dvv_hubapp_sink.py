@@ -12,7 +12,7 @@ from hub.adapters.dvv.ingest import PublisherSink, ingest_files
 from hub.adapters.dvv.sample import sample_files
 from hub.config import Settings
 from hub.schemas import topics
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.streams.runner import running, wait_for
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ SAMPLE = sample_files()
 def test_synthetic_day_through_a_running_hubapp(fresh_kafka_url):
     """On a broker of its own: the shared one holds other tests' DVV dead letters, which would satisfy the wait below early."""
     async def scenario():
-        hub = HubApp(Settings(app_id=f"dvv-sink-{uuid.uuid4().hex[:8]}"), fresh_kafka_url)
+        hub = hub_app(Settings(app_id=f"dvv-sink-{uuid.uuid4().hex[:8]}"), fresh_kafka_url)
         seen, dead = set(), []
 
         async def changes(batch):

@@ -12,7 +12,7 @@ from hub.adapters.dvv.ingest import KafkaSink, ingest
 from hub.config import Settings
 from hub.schemas import topics
 from hub.streams import newcomer_agents
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.streams.runner import running, wait_for
 from tests.integration.test_dvv_ingest_pipeline import StopsAfter, pages_with_a_bad_change
 from tests.kafka_helpers import decoded, read_topic
@@ -41,7 +41,7 @@ def test_each_newcomer_exactly_once_despite_a_crash_and_duplicates(fresh_kafka_u
                 await ingest(client.pages(cursor.load()), sink, secret=SECRET, cursor=cursor)
             assert cursor.load() == 5446623600
 
-        hub = HubApp(Settings(app_id="dvv-e2e", person_key_secret=SECRET), fresh_kafka_url)
+        hub = hub_app(Settings(app_id="dvv-e2e", person_key_secret=SECRET), fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=url)
         async with running(hub):
             await wait_for(lambda: seen.consumed >= 17, 60, "detection to consume every change, duplicates included")

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub.config import Settings
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.schemas.envelope import envelope
 from hub.streams.runner import running, wait_for
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_batch_consumer_consumes_and_produces_on_the_real_broker(kafka_url):
     async def scenario():
-        hub = HubApp(Settings(app_id="harness-test"), kafka_url)
+        hub = hub_app(Settings(app_id="harness-test"), kafka_url)
         received = []
 
         async def upper(batch):

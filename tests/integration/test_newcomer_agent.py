@@ -12,23 +12,15 @@ from hub.config import Settings
 from hub.domain import hetu
 from hub.schemas import topics
 from hub.streams import newcomer_agents
-from hub.streams.app import HubApp
-from hub.schemas.envelope import envelope
+from hub.streams.pipeline import hub_app
 from hub.streams.runner import running, wait_for
 from tests.kafka_helpers import decoded, produce, read_topic
 from hub.newcomers.detection import decode_state
+from tests.records import population_change as change
 from tests.personal_data import clear_in_tables, digits_of, identity_code_in
 
 pytestmark = pytest.mark.integration
 SECRET = "test-secret"
-
-
-def change(pid, change_type="immigration", muni="091", **kw):
-    rec = envelope("dvv:test", dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
-    rec.update(person_id=pid, change_type=change_type, municipality_code=muni, previous_country="SY" if change_type == "immigration" else None,
-               nationalities=["SY"], mother_tongue="ar", move_date=dt.date(2025, 2, 20))
-    rec.update(kw)
-    return rec
 
 
 @pytest.fixture
@@ -54,7 +46,7 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
     settings = Settings(app_id="newcomer-it", person_key_secret=SECRET)
 
     async def phase(records, expect_consumed):
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=states_url)
         async with running(hub):
             for r in records:
@@ -64,7 +56,7 @@ def test_each_newcomer_exactly_once_across_duplicates_and_a_restart(fresh_kafka_
 
     # first worker: two arrivals, one duplicated, and a garbage record
     async def first_phase():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=states_url)
         async with running(hub):
             for r in first + [first[0]]:
@@ -117,7 +109,7 @@ def test_states_are_in_the_database_and_an_identity_correction_finds_the_old_one
                                          partition=int(key[-4:], 16) % 3)
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=states_url, batch_size=500)  # all 60 in few batches
         async with running(hub):
             for p, key in zip(people, keys):
@@ -177,7 +169,7 @@ def test_a_newcomer_the_broker_refuses_dead_letters_that_persons_changes_of_the_
     database.upgrade(url)
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=url, batch_size=100)  # the four in one batch (published before it starts)
         fail_newcomer_sends(hub, bad_key, lambda: MessageSizeTooLargeError("too large"))
         await produce(fresh_kafka_url, topics.POPULATION_CHANGES,
@@ -213,7 +205,7 @@ def test_a_newcomer_the_broker_does_not_acknowledge_reads_the_batch_again_and_no
     timeouts = []
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=url, batch_size=100)
         consumer = hub.batch_consumers[-1]
         fail_newcomer_sends(hub, late_key, lambda: TimeoutError("not acknowledged"), failed=timeouts, times=1)
@@ -252,7 +244,7 @@ def test_a_bug_on_one_change_dead_letters_that_change_and_the_batch_goes_on(fres
     monkeypatch.setattr(detection_service, "step", buggy_step)
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=url, batch_size=100)  # the three in one batch
         await produce(fresh_kafka_url, topics.POPULATION_CHANGES,
                       [(hetu.person_key(r["person_id"], SECRET).encode(), hub.codec.encode("PopulationChange", r)) for r in records])

@@ -30,7 +30,7 @@ from hub.adapters.consent_uow import SqlConsentUnits
 from hub.services.consent import ConsentRegistry
 from hub.schemas import topics
 from hub.streams import consent_agents
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.streams.runner import running, wait_for
 from tests.integration.test_consent_propagation import (
     DATA_KEY, SECRET, Collector, assessment, consent, make_hub, new_person, unique_authority)
@@ -251,7 +251,7 @@ def test_consents_applied_by_another_worker_count_through_the_groups_committed_o
         async with running(hub):
             await hub.publisher.publish(topics.CONSENTS, "Consent", consent(pid, f"c-{key[:8]}", "granted", [unique_authority()], ["education"]), key=key)
             await wait_for(lambda: registry(sessions).person_view(pid)["consents"], 60, "the grant applied")
-            same_group = ConsentsApplied(HubApp(hub.settings, kafka_url))  # another worker of the same app (same consumer group)
+            same_group = ConsentsApplied(hub_app(hub.settings, kafka_url))  # another worker of the same app (same consumer group)
             other_group = ConsentsApplied(make_hub(kafka_url, "never-ran"))  # an app whose consumers never ran
             try:
                 deadline = time.monotonic() + 30

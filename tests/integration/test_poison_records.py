@@ -29,12 +29,13 @@ from hub.adapters.dead_letter_store import DeadLetterStore, row_id_of
 from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.schemas import topics
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.schemas.envelope import envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
 from tests.conftest import TEST_DATA_KEY
 from tests.kafka_helpers import decoded, produce, read_topic
+from tests.records import population_change
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +86,7 @@ def test_poison_newcomers_in_a_routing_batch_are_dead_lettered_and_the_others_re
             return super().record_many(items, now)
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = register(hub, ledger=RefusingLedger(engine), batch_size=100)
         consumer = hub.batch_consumers[-1]
         records = [newcomer(goods[0]), poisons[0], newcomer(goods[1]), poisons[1], newcomer(goods[2]), poisons[2], poisons[3], newcomer(goods[3])]
@@ -122,7 +123,7 @@ def test_a_megabyte_invalid_record_is_kept_in_the_database_and_later_records_flo
     before = dead_letter_count("wrong_magic")
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = register(hub, ledger=ReferralLedger(engine), batch_size=100)
         after = newcomer(f"pk-after-{uid}")
         await send_all(fresh_kafka_url, topics.NEWCOMERS, [(b"big-key", big), (after["person_key"].encode(), hub.codec.encode("Newcomer", after))])
@@ -181,7 +182,7 @@ def test_a_status_with_a_nul_and_a_megabyte_status_are_dead_lettered_and_the_nex
         return rec
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         seen = register(hub, ledger=ledger, batch_size=100)
         pk = f"pk-status-{uid}"
         async with running(hub):
@@ -229,19 +230,13 @@ def test_detection_dead_letters_a_change_whose_state_the_database_refuses_and_th
                 raise sa.exc.DataError("INSERT INTO person_states ...", {}, Exception("value refused"))
             return super().write(changes)
 
-    def change(pid):
-        rec = envelope("dvv:test", dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
-        rec.update(person_id=pid, change_type="immigration", municipality_code="091", previous_country="SY", nationalities=["SY"],
-                   mother_tongue="ar", move_date=dt.date(2025, 2, 20))
-        return rec
-
     big = b"\x07" + b"y" * (1024 * 1024)
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"poison-detection-{uid}", person_key_secret=secret, database_url=db_url), fresh_kafka_url)
+        hub = hub_app(Settings(app_id=f"poison-detection-{uid}", person_key_secret=secret, database_url=db_url), fresh_kafka_url)
         seen = newcomer_agents.register(hub, states=RefusingStates(engine), batch_size=100)
         consumer = hub.batch_consumers[-1]
-        records = [change(p) for p in persons]
+        records = [population_change(p) for p in persons]
         values = [hub.codec.encode("PopulationChange", r) for r in records]
         items = [(hetu.person_key(p, secret).encode(), v) for p, v in zip(persons, values)]
         await send_all(fresh_kafka_url, topics.POPULATION_CHANGES, items[:2] + [(b"big", big)] + items[2:])
@@ -284,7 +279,7 @@ def test_a_database_outage_is_waited_out_and_nothing_is_dead_lettered(fresh_kafk
                 conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"poison-outage-{uid}", database_url=db_url), fresh_kafka_url)
+        hub = hub_app(Settings(app_id=f"poison-outage-{uid}", database_url=db_url), fresh_kafka_url)
         seen = register(hub, ledger=ReferralLedger(engine), batch_size=100)
         consumer = hub.batch_consumers[-1]
         async with running(hub):
@@ -330,7 +325,7 @@ def test_a_megabyte_invalid_consent_record_is_kept_in_the_database_and_the_next_
                  evidence="form 2026-17", recorded_by="municipality:091")
 
     async def scenario():
-        hub = HubApp(settings, fresh_kafka_url)
+        hub = hub_app(settings, fresh_kafka_url)
         consent_agents.register(hub, database.session_factory(engine), relay=False)
         await send_all(fresh_kafka_url, topics.CONSENTS, [(b"big", big), (b"c", hub.codec.encode("Consent", grant))])
         async with running(hub):

@@ -17,6 +17,7 @@ from hub.domain.publishers import Publisher, Publishers, sign_headers
 from hub.schemas import topics
 from hub.streams import consent_agents, routing_agents
 from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.schemas.envelope import cloudevent_headers, envelope
 from hub.streams.runner import running, wait_for
 from tests.personal_data import identity_code_in
@@ -83,7 +84,7 @@ def test_assessments_and_consents_only_from_the_publisher_they_name(fresh_kafka_
         return rec
 
     async def scenario():
-        hub = HubApp(identity_settings(f"identity-consent-{uuid.uuid4().hex[:6]}"), fresh_kafka_url)
+        hub = hub_app(identity_settings(f"identity-consent-{uuid.uuid4().hex[:6]}"), fresh_kafka_url)
         wiring = consent_agents.register(hub, sessions, legal_bases=())
         got = Collector(hub, topics.plan_request_topic(plan_authority), topics.DEAD_LETTERS,
                         topics.notice_topic("municipality:091"), topics.notice_topic("municipality:092"))
@@ -134,7 +135,7 @@ def test_a_referral_status_from_a_forged_authority_is_forbidden(kafka_url, datab
 
     async def scenario():
         app_id = f"identity-routing-{uid}"
-        hub = HubApp(identity_settings(app_id), kafka_url, signed_topics=(names["status"],))
+        hub = hub_app(identity_settings(app_id), kafka_url, signed_topics=(names["status"],))
         seen = routing_agents.register(hub, ledger=ledger, newcomers_topic=names["newcomers"], status_topic=names["status"], topic_for=topic_for)
         wellbeing = Collector(hub, topic_for("wellbeing_area:04"), topics.DEAD_LETTERS)
         async with running(hub):

@@ -16,7 +16,7 @@ from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.domain.hetu import make
 from hub.schemas.codec import default_codec
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.schemas.envelope import envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
@@ -66,7 +66,7 @@ def test_newcomers_become_referrals_on_each_recipients_own_topic(kafka_url, data
     before = metrics.referrals.labels("wellbeing_area:04", "unaccompanied_minor")._value.get()
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"routing-test-{uid}"), kafka_url)
+        hub = hub_app(Settings(app_id=f"routing-test-{uid}"), kafka_url)
         seen = register(hub, ledger=ledger, newcomers_topic=names["newcomers"], status_topic=names["status"], topic_for=topic_for)
         async with running(hub):
             first = newcomer(pk_adult, person_id=adult, labour_force_status="unemployed_job_seeker", service_needs=["health"], arrival_date=dt.date(2025, 5, 1))
@@ -173,7 +173,7 @@ def test_a_slow_gauge_recount_does_not_hold_up_routing(kafka_url, database_url, 
     engine = database.create_engine(database_url)
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"routing-gauges-{uid}"), kafka_url)
+        hub = hub_app(Settings(app_id=f"routing-gauges-{uid}"), kafka_url)
         seen = register(hub, ledger=ReferralLedger(engine), newcomers_topic=names["newcomers"], status_topic=names["status"],
                         topic_for=lambda a: f"test.{uid}.{referral_topic(a)}", gauge_interval=0.1)
         async with running(hub):

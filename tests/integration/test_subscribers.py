@@ -18,7 +18,7 @@ from hub.adapters.resend import gaps, resend
 from hub.config import Settings
 from hub.domain.hetu import make
 from hub.schemas.codec import default_codec
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.schemas.envelope import envelope
 from hub.streams.routing_agents import register
 from hub.streams.runner import running, wait_for
@@ -53,7 +53,7 @@ def routed(kafka_url, database_url):
     out = {"uid": uid, "topic_for": topic_for, "ledger": ledger, "newcomers_topic": newcomers_topic, "people": people}
 
     async def scenario():
-        hub = HubApp(Settings(app_id=f"subscribers-test-{uid}"), kafka_url)
+        hub = hub_app(Settings(app_id=f"subscribers-test-{uid}"), kafka_url)
         seen = register(hub, ledger=ledger, newcomers_topic=newcomers_topic, status_topic=f"test.{uid}.status", topic_for=topic_for)
         async with running(hub):
             for i, (pk, hetu) in enumerate(people):

@@ -52,11 +52,11 @@ def test_a_provisioned_recipient_topic_needs_no_admin_call_on_its_first_record(f
     provisioned recipient goes straight to the producer, with no admin client built for it."""
     from hub import config
     from hub.adapters.kafka import admin
-    from hub.streams.app import HubApp
+    from hub.streams.pipeline import hub_app
 
     provisioned, unknown = "hub.referrals.municipality.049.v1", "hub.referrals.municipality.091.v1"
     ensure_topics(fresh_kafka_url, [provisioned], 1)
-    hub = HubApp(config.Settings(app_id=f"provisioned-{uuid.uuid4().hex[:6]}"), fresh_kafka_url)
+    hub = hub_app(config.Settings(app_id=f"provisioned-{uuid.uuid4().hex[:6]}"), fresh_kafka_url)
     hub.publisher.ensure_topics()
     calls = []
     real = admin.ensure_topics

@@ -150,6 +150,38 @@ def test_healthcheck_and_entrypoint_run_hub_commands():
     assert "9108" in ops["EXPOSE"]
 
 
+def test_worker_healthcheck_asks_health_and_fails_on_503():
+    """The compose worker's health check runs against a real /health: exit 0 on 200, not 0 on 503
+    (a stopped consumer) or nothing listening; /metrics would answer 200 either way."""
+    import subprocess
+    import sys
+
+    from hub import metrics
+
+    check = SERVICES["worker"]["healthcheck"]
+    assert check["test"][0] == "CMD" and "/health" in " ".join(check["test"]) and "/metrics" not in " ".join(check["test"])
+    port = str(SERVICES["worker"]["environment"]["HUB_METRICS_PORT"])
+    assert f"127.0.0.1:{port}/health" in check["test"][-1]
+    assert _seconds(check["start_period"]) >= 180  # both start-up waits (60 s each), migrations, topics, group joins
+    stopped: list[str] = []
+    server, _thread = metrics.serve(0, "127.0.0.1", lambda: list(stopped))
+    try:
+        command = [sys.executable, *check["test"][2:-1], check["test"][-1].replace(f":{port}/", f":{server.server_port}/")]
+        assert command[1] == "-c"
+        assert subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+        stopped.append("routing-newcomers")
+        assert subprocess.run(command, capture_output=True, timeout=30).returncode != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert subprocess.run(command, capture_output=True, timeout=30).returncode != 0  # nothing listening
+
+
+def _seconds(duration: str) -> float:
+    units = {"s": 1, "m": 60}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([sm])", duration))
+
+
 def test_dockerignore_sends_only_the_package():
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0] == "*"

@@ -123,9 +123,7 @@ def test_worker_deployment_runs_non_root_with_probes_resources_and_secret_refere
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"] and container["resources"]["limits"]
-    assert container["readinessProbe"]["exec"]["command"][:2] == ["hub", "healthcheck"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert container["livenessProbe"]["httpGet"]["port"] in ports
     env = {e["name"]: e for e in container["env"]}
     assert set(env) <= ENV_NAMES, f"unknown settings: {set(env) - ENV_NAMES}"
     for secret in ("HUB_DATABASE_URL", "HUB_KAFKA_SASL_PASSWORD", "HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS"):
@@ -136,6 +134,25 @@ def test_worker_deployment_runs_non_root_with_probes_resources_and_secret_refere
     assert int(env["HUB_TOPIC_PARTITIONS"]["value"]) == k8s.PARTITIONS
     settings = Settings.from_env({k: v["value"] for k, v in env.items() if "value" in v and k != "HUB_PUBLISHERS"})
     assert settings.kafka_security_protocol == "SASL_SSL" and settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+
+
+def test_worker_probes_ask_health_not_metrics():
+    """Started and alive = /health answers 200 (every batch consumer processing): /metrics answers
+    200 while a consumer is dead. The startup probe allows for the waits of a fresh cluster; no
+    readiness probe (no Service sends the worker traffic)."""
+    (container,) = _worker()["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    for kind in ("startupProbe", "livenessProbe"):
+        get = container[kind]["httpGet"]
+        assert get["path"] == "/health", f"{kind} asks {get['path']}"
+        assert get["port"] == "metrics" and int(env["HUB_METRICS_PORT"]) == ports["metrics"]
+    startup = container["startupProbe"]
+    # both start-up waits (HUB_STARTUP_TIMEOUT each, default unless the manifest sets it) and then some
+    waits = 2 * float(env.get("HUB_STARTUP_TIMEOUT") or Settings.from_env({}).startup_timeout)
+    assert startup["failureThreshold"] * startup["periodSeconds"] >= waits + 120
+    assert "initialDelaySeconds" not in container["livenessProbe"]  # the startup probe holds it back
+    assert "readinessProbe" not in container
 
 
 SECRET_NAMES = re.compile(r"SECRET|KEY|PASSWORD|DATABASE_URL")

@@ -14,7 +14,7 @@ from faust.types.auth import AuthProtocol, SASLMechanism
 from hub.adapters.kafka.security import KafkaSecurityError, faust_credentials, kafka_client_options
 from hub.cli import main
 from hub.config import Settings
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 
 SASL = {"HUB_KAFKA_SASL_USERNAME": "integration-hub", "HUB_KAFKA_SASL_PASSWORD": "s3cret-test-only"}
 
@@ -36,7 +36,7 @@ def test_defaults_are_plaintext_without_credentials():
     assert settings.kafka_security_protocol == "PLAINTEXT"
     assert faust_credentials(settings) is None
     assert kafka_client_options(settings) == {"security_protocol": "PLAINTEXT"}
-    assert HubApp(settings, "kafka://localhost:9092").app.conf.broker_credentials is None
+    assert hub_app(settings, "kafka://localhost:9092").app.conf.broker_credentials is None
 
 
 def test_sasl_plaintext_gives_scram_credentials():
@@ -66,7 +66,7 @@ def test_mutual_tls_and_the_faust_app_gets_the_credentials(pki):
     cert, key = pki
     env = {"HUB_KAFKA_SECURITY_PROTOCOL": "SSL", "HUB_KAFKA_SSL_CAFILE": str(cert), "HUB_KAFKA_SSL_CERTFILE": str(cert), "HUB_KAFKA_SSL_KEYFILE": str(key)}
     settings = Settings.from_env(env)
-    hub = HubApp(settings, "kafka://localhost:9093")
+    hub = hub_app(settings, "kafka://localhost:9093")
     creds = hub.app.conf.broker_credentials
     assert isinstance(creds, faust.SSLCredentials) and creds.protocol is AuthProtocol.SSL
     assert creds.context.verify_mode == ssl.CERT_REQUIRED

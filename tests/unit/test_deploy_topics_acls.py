@@ -18,7 +18,7 @@ from hub.deploy.topics import DEAD_LETTER, EVENT_LOG, hub_topics, recipients
 from hub.routing.reference import default_reference
 from hub.streams import newcomer_agents
 from hub.schemas import topics as names
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 
 REF = default_reference()
 TOPICS = hub_topics(REF, partitions=12, replicas=3)
@@ -73,7 +73,7 @@ def test_no_faust_topic_detection_state_is_in_the_database_and_faust_reads_nothi
     """Newcomer detection declares no faust table (its state is in the database), so a deployment
     has no changelog topic to create, co-partition or restore; and no faust agent, so faust starts
     no consumer and needs no leader topic."""
-    hub = HubApp(Settings(app_id="integration-hub", topic_partitions=12), "kafka://localhost:9092")
+    hub = hub_app(Settings(app_id="integration-hub", topic_partitions=12), "kafka://localhost:9092")
     newcomer_agents.register(hub, database_url="sqlite://")
     assert not list(hub.app.tables.values())
     assert not [t.name for t in TOPICS if "changelog" in t.name]
@@ -123,7 +123,7 @@ def test_only_operations_read_dead_letters_and_the_hub_gets_what_its_workers_nee
     assert _allowed_topics("integration-hub", "Read") >= {names.POPULATION_CHANGES, names.NEWCOMERS, names.REFERRAL_STATUS}
     assert _allowed_topics("integration-hub", "Write") == set(TOPIC_NAMES)  # events, referrals, dead letters
     assert not A.allowed(hub, "group", "integration-hub", "Read")  # faust's group: faust reads nothing
-    detection = HubApp(Settings(app_id="integration-hub"), "kafka://localhost:9092").batch_group(newcomer_agents.CONSUMER_NAME)
+    detection = hub_app(Settings(app_id="integration-hub"), "kafka://localhost:9092").batch_group(newcomer_agents.CONSUMER_NAME)
     assert A.allowed(hub, "group", detection, "Read")  # newcomer detection's own group
     assert not any(A.allowed(USERS[A.principal(a)], "group", detection, "Read") for a in RECIPIENTS)
     assert not A.allowed(hub, "topic", "integration-hub-__assignor-__leader", "Create")  # nor has it internal topics

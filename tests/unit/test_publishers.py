@@ -193,18 +193,18 @@ def test_an_unreadable_file_names_the_setting(tmp_path):
 # --- the hub's own records ---------------------------------------------------------------------
 
 def test_the_hub_signs_what_it_publishes_only_when_it_has_a_key_of_its_own():
-    from hub.streams.app import HubApp
+    from hub.streams.pipeline import hub_app
     from hub.schemas.envelope import cloudevent_headers, envelope
 
     record = envelope("municipality:091")
     headers = cloudevent_headers("ReferralStatus", record)
-    plain = HubApp(Settings(app_id="integration-hub"), "kafka://127.0.0.1:1")
+    plain = hub_app(Settings(app_id="integration-hub"), "kafka://127.0.0.1:1")
     assert plain.publisher.signed(headers, b"v") == headers and not plain.publisher_check.checks_publishers("hub.consents.v1")
-    hub = HubApp(Settings(app_id="integration-hub", publishers=PUBS), "kafka://127.0.0.1:1")
+    hub = hub_app(Settings(app_id="integration-hub", publishers=PUBS), "kafka://127.0.0.1:1")
     signed_headers = hub.publisher.signed(headers, b"v")
     assert header(signed_headers, PUBLISHER_HEADER) == "integration-hub"
     assert authenticate(signed_headers, b"v", PUBS).allowed and hub.publisher_check.checks_publishers("hub.consents.v1")
-    verifier_only = HubApp(Settings(app_id="another-hub", publishers=PUBS), "kafka://127.0.0.1:1")
+    verifier_only = hub_app(Settings(app_id="another-hub", publishers=PUBS), "kafka://127.0.0.1:1")
     assert verifier_only.publisher.signed(headers, b"v") == headers  # checks records, has no key to sign with
 
 

@@ -14,7 +14,7 @@ from hub.schemas.codec import default_codec
 from hub.services import detection as detection_module
 from hub.services.detection import Detection
 from hub.services.ports import Consumed
-from hub.schemas.envelope import envelope
+from tests.records import population_change
 from tests.fakes import FAILURES, Clock, FakeDeadLetters, FakePublisher, MemoryStates, Outage, TooLarge
 
 SECRET = "s"
@@ -27,11 +27,8 @@ def key(pid: str) -> str:
 
 
 def change(pid: str, change_type: str = "immigration", muni: str = "091", **kw) -> dict:
-    rec = envelope("dvv:test", dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
-    rec.update(person_id=pid, change_type=change_type, municipality_code=muni, previous_country="SY" if change_type == "immigration" else None,
-               nationalities=["SY"], mother_tongue="ar", move_date=dt.date(2025, 2, 20))
-    rec.update(kw)
-    return codec.decode(codec.encode("PopulationChange", rec)).record
+    """A population change as the detection gets it: decoded from its wire form."""
+    return codec.decode(codec.encode("PopulationChange", population_change(pid, change_type, muni, **kw))).record
 
 
 def batch(*records) -> list[Consumed]:
