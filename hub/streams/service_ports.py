@@ -106,6 +106,24 @@ class DatabaseStates:
         await self._run("writing the persons' states", self.states.write, changes)
 
 
+class DatabaseCircumstances:
+    """Routing's per-person circumstances (`hub.adapters.circumstances_store`, synchronous SQL)
+    awaited through `DatabaseCalls`; while the database is unreachable a call waits and retries."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.calls = DatabaseCalls(getattr(store, "engine", None), "person-circumstances")
+
+    async def _run(self, doing: str, fn, *args):
+        return await with_database_retry(lambda: self.calls.run(fn, *args), f"routing: {doing}")
+
+    async def get_many(self, keys: Iterable[str]) -> dict:
+        return await self._run("reading the persons' circumstances", self.store.get_many, keys)
+
+    async def write(self, rows: Mapping, now) -> None:
+        await self._run("writing the persons' circumstances", self.store.write, rows, now)
+
+
 class DatabaseLedger:
     """The referral ledger (synchronous SQL) awaited through `DatabaseCalls`: each call is awaited
     before the next, so the order per key and "published only after the broker acknowledged" are
