@@ -3,14 +3,20 @@
 - each recipient (`User:<kind>-<code>`, e.g. `User:municipality-091`, `User:wellbeing-area-05`)
   reads only its own referral, plan-request and notice topics, with consumer groups named
   `<principal>.<anything>`, and writes only referral statuses, assessments and consents (the
-  assessing authority records the person's consent);
-- the hub (`User:<app id>`) reads the topics its workers consume, writes every `hub.` topic and
+  assessing authority records the person's consent), and the routing facts of its kind: an
+  employment authority its jobseekers' statuses, a municipality or wellbeing area the service needs
+  it identified;
+- the Finnish Immigration Service (`User:migri`) writes residence permits and nothing else;
+- the hub (`User:<app id>`) reads the topics its workers consume (the routing facts it takes in and
+  its own hop hub.routing-facts.v1 among them), writes every `hub.` topic and
   owns the consumer groups `<app id>.<name>` of its batch consumers (one per stream, e.g.
   `<app id>.newcomer-detection`); faust reads nothing, so it has no group or internal topic;
 - operations (`User:hub-ops`) alone read the dead letters.
 
 Kafka ACLs cannot check a record's content: that a status comes from the referral's recipient is
-checked by the routing agent against the ledger (dead letter `forbidden`).
+checked by the routing agent against the ledger, that a jobseeker status is of the publisher's own
+employment area by the signed publisher's identity fields (hub.domain.publishers; dead letter
+`forbidden`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 from hub.deploy.topics import recipients
 from hub.routing.reference import Reference
 from hub.schemas import topics as names
+from hub.schemas.facts import MIGRI
 
 OPS = "hub-ops"
 LITERAL = "literal"
@@ -27,7 +34,15 @@ PREFIX = "prefix"
 
 # what a recipient publishes, and what the hub's workers consume
 RECIPIENT_WRITES = (names.REFERRAL_STATUS, names.ASSESSMENTS, names.CONSENTS)
-HUB_READS = (names.POPULATION_CHANGES, names.NEWCOMERS, names.REFERRAL_STATUS, names.ASSESSMENTS, names.CONSENTS)
+# the routing facts an authority of each kind publishes besides those
+FACT_WRITES = {
+    "employment_authority": (names.JOBSEEKER_STATUS,),
+    "municipality": (names.SERVICE_NEEDS,),
+    "wellbeing_area": (names.SERVICE_NEEDS,),
+}
+MIGRI_WRITES = (names.RESIDENCE_PERMITS,)
+HUB_READS = (names.POPULATION_CHANGES, names.NEWCOMERS, names.REFERRAL_STATUS, names.ASSESSMENTS, names.CONSENTS,
+             names.JOBSEEKER_STATUS, names.RESIDENCE_PERMITS, names.SERVICE_NEEDS, names.ROUTING_FACTS)
 
 
 @dataclass(frozen=True, order=True)
@@ -61,13 +76,23 @@ def group_prefix(user: str) -> str:
     return f"{user}."
 
 
+def recipient_writes(authority_id: str) -> tuple[str, ...]:
+    """The topics an authority writes: statuses, assessments, consents, and its kind's routing facts."""
+    return RECIPIENT_WRITES + FACT_WRITES.get(authority_id.partition(":")[0], ())
+
+
 def recipient_acls(authority_id: str) -> list[Acl]:
     user = principal(authority_id)
     acls = [Acl(user, "topic", topic, LITERAL, ("Read", "Describe"))
             for topic in names.recipient_topics(authority_id)]
     acls.append(Acl(user, "group", group_prefix(user), PREFIX, ("Read",)))
-    acls += [Acl(user, "topic", topic, LITERAL, ("Write", "Describe")) for topic in RECIPIENT_WRITES]
+    acls += [Acl(user, "topic", topic, LITERAL, ("Write", "Describe")) for topic in recipient_writes(authority_id)]
     return acls
+
+
+def migri_acls() -> list[Acl]:
+    """The Finnish Immigration Service writes residence permits; it reads nothing of the hub's."""
+    return [Acl(MIGRI, "topic", topic, LITERAL, ("Write", "Describe")) for topic in MIGRI_WRITES]
 
 
 def hub_acls(app_id: str) -> list[Acl]:
@@ -89,11 +114,11 @@ def ops_acls() -> list[Acl]:
 
 
 def all_acls(reference: Reference, *, app_id: str = "integration-hub") -> dict[str, list[Acl]]:
-    """Every user and its ACLs: the hub, operations, then each recipient (sorted)."""
-    users = {app_id: hub_acls(app_id), OPS: ops_acls()}
+    """Every user and its ACLs: the hub, operations, Migri, then each recipient (sorted)."""
+    users = {app_id: hub_acls(app_id), OPS: ops_acls(), MIGRI: migri_acls()}
     for authority in recipients(reference):
         users[principal(authority)] = recipient_acls(authority)
-    if len(users) != 2 + len(recipients(reference)):
+    if len(users) != 3 + len(recipients(reference)):
         raise ValueError("two authorities map to the same Kafka user name; check the reference data")
     return users
 

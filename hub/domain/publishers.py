@@ -4,7 +4,8 @@ A Kafka consumer cannot see the producer's authenticated principal, so each publ
 records: header `hub-publisher` = its id (e.g. `municipality:091`), header `hub-signature` =
 `v1,<base64 HMAC-SHA256 over ce_id + "." + value bytes>` (several space-separated signatures are
 allowed, for key rotation). The hub checks the signature, then that the record's identity fields
-(`source`, and `assessor` / `recorded_by` / a status's `authority`) are ones the signer may use.
+(`source`, and `assessor` / `recorded_by` / a status's `authority` / the `identified_by` of service
+needs / the `employment_area` of a jobseeker status) are ones the signer may use.
 Pure: no I/O, no environment; `hub.adapters.publisher_keys` builds `Publishers` from a file.
 """
 
@@ -32,7 +33,17 @@ IDENTITY_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "AssessmentCompleted": (("source", "sources"), ("assessor", "authorities")),
     "Consent": (("source", "sources"), ("recorded_by", "authorities")),
     "ReferralStatus": (("source", "sources"), ("authority", "authorities")),
+    "JobseekerStatus": (("source", "sources"), ("employment_area", "employment_areas")),
+    "ResidencePermit": (("source", "sources"),),
+    "ServiceNeeds": (("source", "sources"), ("identified_by", "authorities")),
 }
+
+EMPLOYMENT_AUTHORITY = "employment_authority"
+
+
+def employment_authority_of(area: object) -> str | None:
+    """The authority id of an employment area code (`08` -> `employment_authority:08`), None for a non-code."""
+    return f"{EMPLOYMENT_AUTHORITY}:{area}" if isinstance(area, str) and area else None
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.:/@-]{1,80}$")
 
@@ -42,7 +53,10 @@ class Publisher:
     """A publishing system: its id, its verification keys, and what it may publish as.
 
     `sources`: values it may put in `source`; `authorities`: values it may put in `assessor`,
-    `recorded_by` and a status's `authority`. Both always include its own id."""
+    `recorded_by`, a status's `authority` and the `identified_by` of service needs. Both always
+    include its own id. A jobseeker status's `employment_area` <code> is allowed when
+    `employment_authority:<code>` is one of its authorities: its own id for the employment
+    authority itself, so it reports for its own employment area only."""
 
     id: str
     keys: tuple[bytes, ...] = field(repr=False)
@@ -57,6 +71,8 @@ class Publisher:
 
     def may_use(self, allowance: str, value: object) -> bool:
         allowed = self.sources if allowance == "sources" else self.authorities
+        if allowance == "employment_areas":
+            value = employment_authority_of(value)
         return ANY in allowed or (isinstance(value, str) and value in allowed)
 
 

@@ -1,7 +1,7 @@
 """The declared bounds of every input the hub takes: sizes, counts and characters, in one table.
 
 Checked at the edge, before any rule or database sees a value: by `Codec.decode` and
-`Codec.from_jsonable` for the five input schemas (every consumer of an input topic decodes there),
+`Codec.from_jsonable` for the input schemas (every consumer of an input topic decodes there),
 by `hub route` for each line, and by `hub ingest dvv` for each change and the events mapped from it.
 A value over its bound is refused with the reason `out_of_bounds` and a message naming the field
 and the bound, never the value (it may be an identity code).
@@ -149,6 +149,7 @@ COUNTRY = Code(8)
 # newcomers.nationalities is VARCHAR(200), comma-separated: 20 × (8 + 1) - 1 = 179 characters at most
 NATIONALITIES = Items(20, COUNTRY)
 SOURCE = Code(128)
+EMPLOYMENT_AREA = Code(8)  # the <code> of an employment_authority:<code> id (hub.schemas.topics: 1-8 characters)
 PERSON_ID = IdentityCode()
 
 _ENVELOPE = {"event_id": EVENT_ID, "source": SOURCE}
@@ -210,6 +211,21 @@ SCHEMAS: dict[str, RecordBounds] = {
         "referral_id": Code(64),  # referrals.referral_id
         "authority": AUTHORITY,
         "reason": Text(1000),
+    }),
+    "JobseekerStatus": RecordBounds(4 * KIB, {
+        **_ENVELOPE,
+        "person_id": PERSON_ID,
+        "employment_area": EMPLOYMENT_AREA,
+    }),
+    "ResidencePermit": RecordBounds(4 * KIB, {
+        **_ENVELOPE,
+        "person_id": PERSON_ID,
+    }),
+    "ServiceNeeds": RecordBounds(4 * KIB, {
+        **_ENVELOPE,
+        "person_id": PERSON_ID,
+        "needs": Items(16, Code(32)),  # an enum's symbols; a list with each need once fits many times over
+        "identified_by": AUTHORITY,
     }),
 }
 

@@ -19,12 +19,24 @@ NEWCOMERS = "hub.newcomers.v1"
 REFERRAL_STATUS = "hub.referral-status.v1"
 ASSESSMENTS = "hub.assessments.v1"
 CONSENTS = "hub.consents.v1"
+JOBSEEKER_STATUS = "hub.jobseeker-status.v1"
+RESIDENCE_PERMITS = "hub.residence-permits.v1"
+SERVICE_NEEDS = "hub.service-needs.v1"
+ROUTING_FACTS = "hub.routing-facts.v1"
 DEAD_LETTERS = "hub.dead-letters.v1"
 
-FIXED_TOPICS = (POPULATION_CHANGES, NEWCOMERS, REFERRAL_STATUS, ASSESSMENTS, CONSENTS, DEAD_LETTERS)
+FIXED_TOPICS = (POPULATION_CHANGES, NEWCOMERS, REFERRAL_STATUS, ASSESSMENTS, CONSENTS,
+                JOBSEEKER_STATUS, RESIDENCE_PERMITS, SERVICE_NEEDS, ROUTING_FACTS, DEAD_LETTERS)
 
 # topics other organisations' systems write to: their records must be signed when identity is configured
-INPUT_TOPICS = (POPULATION_CHANGES, ASSESSMENTS, CONSENTS, REFERRAL_STATUS)
+INPUT_TOPICS = (POPULATION_CHANGES, ASSESSMENTS, CONSENTS, REFERRAL_STATUS, JOBSEEKER_STATUS, RESIDENCE_PERMITS, SERVICE_NEEDS)
+
+# the routing facts' input topics (their publishers' records) and the schema on each
+FACT_TOPICS = (JOBSEEKER_STATUS, RESIDENCE_PERMITS, SERVICE_NEEDS)
+
+# topics whose partition i must hold the same persons: one consumer member reads partition i of each
+# (a person's newcomers and routing facts, in order); the deployment gives them one partition count
+CO_PARTITIONED = (NEWCOMERS, ROUTING_FACTS)
 
 # per-recipient topic families: one topic per authority (`<kind>.<code>`), so ACLs can be per recipient
 REFERRALS = "hub.referrals.{kind}.{code}.v1"
@@ -105,6 +117,19 @@ TOPICS: tuple[TopicSpec, ...] = (
               "Completed initial assessments (alkukartoitus)."),
     TopicSpec(CONSENTS, "Consent", PERSON, ("consent-collecting systems",), ("hub consent registry",),
               "Consents granted, revoked or expired."),
+    TopicSpec(JOBSEEKER_STATUS, "JobseekerStatus", PERSON,
+              ("the employment authority's client information system (employment_authority:<code>, for its own employment area)",),
+              ("hub fact intake",),
+              "A person's registration as an unemployed jobseeker began or ended (date, employment area)."),
+    TopicSpec(RESIDENCE_PERMITS, "ResidencePermit", PERSON, ("the Finnish Immigration Service (migri)",), ("hub fact intake",),
+              "A person's residence permit or registered right of residence: its basis and the date of the first permit "
+              "or registration, the start of the integration period."),
+    TopicSpec(SERVICE_NEEDS, "ServiceNeeds", PERSON, ("municipalities' and wellbeing areas' client systems (municipality:<code>, wellbeing_area:<code>)",),
+              ("hub fact intake",),
+              "Needs for special services identified in guidance, with who identified them: the identifier's current set."),
+    TopicSpec(ROUTING_FACTS, "RoutingFact", PERSON, ("hub fact intake",), ("hub routing",),
+              "The hub's internal hop: the routing facts of the three fact inputs, checked and keyed by person, "
+              "co-partitioned with hub.newcomers.v1 so one routing member reads a person's newcomers and facts in order."),
     TopicSpec(PLAN_REQUESTS, "PlanRequest", PERSON, ("hub consent check",),
               ("the plan-making authority's system (only its own topic)",),
               "Integration-plan requests, minimised to the consent's scope."),

@@ -182,7 +182,7 @@ def test_each_recipient_reads_and_describes_its_own_topics_and_none_of_anothers(
         readable = BROKER.topics(user, "Read")
         assert readable == own_topics(authority), f"{user} reads {sorted(readable ^ own_topics(authority))[:3]}"
         describable = BROKER.topics(user, "Describe")
-        assert describable == own_topics(authority) | set(A.RECIPIENT_WRITES)
+        assert describable == own_topics(authority) | set(A.recipient_writes(authority))
         leaked = (readable | describable) & (all_recipient_topics - own_topics(authority))
         assert not leaked, f"{user} can see another recipient's topic {sorted(leaked)[0]}"
         assert names.DEAD_LETTERS not in readable | describable
@@ -224,15 +224,18 @@ def test_only_operations_read_the_dead_letters():
 
 
 def test_each_publisher_writes_only_the_topics_it_must():
-    must = set(A.RECIPIENT_WRITES)  # statuses of its referrals, its assessments, the consents it records
+    # statuses of its referrals, its assessments, the consents it records, and its kind's routing facts
     for authority in RECIPIENTS:
-        assert BROKER.topics(A.principal(authority), "Write") == must
+        assert BROKER.topics(A.principal(authority), "Write") == set(A.recipient_writes(authority))
         assert not BROKER.authorize(f"User:{A.principal(authority)}", "Create", "topic", names.referral_topic(authority))
         assert not BROKER.authorize(f"User:{A.principal(authority)}", "Describe", "cluster", CLUSTER)
     # the hub writes every hub topic (its outputs, dead letters, and what `hub ingest` / `hub consent` publish)
     hub_writes = BROKER.topics(APP, "Write")
     assert hub_writes == set(TOPICS)
     assert BROKER.topics(APP, "Read") == set(A.HUB_READS)
+    # Migri writes residence permits and reads nothing
+    assert BROKER.topics(A.MIGRI, "Write") == {names.RESIDENCE_PERMITS} and BROKER.topics(A.MIGRI, "Read") == set()
+    assert not BROKER.authorize(f"User:{A.MIGRI}", "Read", "group", f"{A.MIGRI}.x")
     # nobody but the hub writes the topics recipients read
     for authority in RECIPIENTS[:: max(1, len(RECIPIENTS) // 20)]:
         writers = {b.principal for b in COMMITTED if BROKER.authorize(b.principal, "Write", "topic", names.referral_topic(authority))}
@@ -251,5 +254,5 @@ def test_the_proof_notices_a_leak_or_a_lockout(extra, breaks):
     az = Authorizer(COMMITTED | {extra})
     user = "municipality-091"
     ok = (az.topics(user, "Read") == own_topics("municipality:091")
-          and az.topics(user, "Describe") == own_topics("municipality:091") | set(A.RECIPIENT_WRITES))
+          and az.topics(user, "Describe") == own_topics("municipality:091") | set(A.recipient_writes("municipality:091")))
     assert not ok, breaks

@@ -16,7 +16,7 @@ from hub.schemas.codec import CodecError, default_codec
 
 codec = default_codec()
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.timezone.utc)
-INPUTS = ("PopulationChange", "Newcomer", "AssessmentCompleted", "Consent", "ReferralStatus")
+INPUTS = ("PopulationChange", "Newcomer", "AssessmentCompleted", "Consent", "ReferralStatus", "JobseekerStatus", "ResidencePermit", "ServiceNeeds")
 PERSON = "010190-900P"
 
 
@@ -44,6 +44,12 @@ def good(name: str) -> dict:
     elif name == "Consent":
         rec.update(consent_id="C-1", person_id=PERSON, action="granted", purpose="integration_plan", data_categories=["education"],
                    recipients=["municipality:091"], valid_from=None, valid_until=None, evidence="signed form", recorded_by="municipality:091")
+    elif name == "JobseekerStatus":
+        rec.update(person_id=PERSON, status="registered", status_date=dt.date(2026, 11, 2), employment_area="08")
+    elif name == "ResidencePermit":
+        rec.update(person_id=PERSON, basis="family", first_permit_date=dt.date(2025, 6, 1))
+    elif name == "ServiceNeeds":
+        rec.update(person_id=PERSON, needs=["health", "literacy"], identified_by="municipality:091", identified_on=dt.date(2026, 11, 10))
     else:
         rec.update(referral_id="r-1", authority="municipality:091", status="declined", reason="moved abroad")
     return rec
@@ -182,6 +188,8 @@ def _at_bounds(name: str) -> dict:
     for field, bound in bounds.SCHEMAS[name].fields.items():
         if field != "event_id":  # an Avro uuid on the wire
             rec[field] = fill(bound)
+    if name == "ServiceNeeds":  # a list of enum symbols: the longest symbol, as many times as the bound allows
+        rec["needs"] = ["mental_health"] * bounds.SCHEMAS[name].fields["needs"].max_items
     return rec
 
 
@@ -217,6 +225,12 @@ def test_a_good_record_of_every_input_schema_decodes(name):
         ("AssessmentCompleted", {"person_key": "k" * 65}, "AssessmentCompleted.person_key"),
         ("AssessmentCompleted", {"education": "x" * 8001}, "AssessmentCompleted.education"),
         ("AssessmentCompleted", {"language_skills": [{"language": "fi\x00", "skill": "overall", "cefr_level": "A1"}]}, "AssessmentCompleted.language_skills[0].language"),
+        ("JobseekerStatus", {"employment_area": "123456789"}, "JobseekerStatus.employment_area"),
+        ("JobseekerStatus", {"employment_area": "0\n8"}, "JobseekerStatus.employment_area"),
+        ("ResidencePermit", {"person_id": "1" * 33}, "ResidencePermit.person_id"),
+        ("ResidencePermit", {"source": "m" * 129}, "ResidencePermit.source"),
+        ("ServiceNeeds", {"needs": ["health"] * 17}, "ServiceNeeds.needs"),
+        ("ServiceNeeds", {"identified_by": "municipality:" + "0" * 60}, "ServiceNeeds.identified_by"),
     ],
 )
 def test_a_record_over_a_bound_does_not_decode_and_says_which_field_and_bound(name, change, field):
@@ -313,7 +327,8 @@ def test_docs_input_bounds_lists_the_table_as_it_is():
     from hub.schemas import topics
 
     topic = {"PopulationChange": topics.POPULATION_CHANGES, "Newcomer": topics.NEWCOMERS, "AssessmentCompleted": topics.ASSESSMENTS,
-             "Consent": topics.CONSENTS, "ReferralStatus": topics.REFERRAL_STATUS}
+             "Consent": topics.CONSENTS, "ReferralStatus": topics.REFERRAL_STATUS, "JobseekerStatus": topics.JOBSEEKER_STATUS,
+             "ResidencePermit": topics.RESIDENCE_PERMITS, "ServiceNeeds": topics.SERVICE_NEEDS}
     doc = (Path(__file__).resolve().parents[2] / "docs" / "input-bounds.md").read_text(encoding="utf-8")
     for name, spec in bounds.SCHEMAS.items():
         row = f"| {name} (`{topic[name]}`) | {spec.max_bytes // 1024} KiB | " + "; ".join(f"`{f}` {_describe(b)}" for f, b in spec.fields.items()) + " |"

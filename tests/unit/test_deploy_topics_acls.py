@@ -85,13 +85,16 @@ def _allowed_topics(user: str, operation: str) -> set[str]:
     return {t for t in TOPIC_NAMES if A.allowed(USERS[user], "topic", t, operation)}
 
 
-def test_each_recipient_reads_exactly_its_own_topics_and_writes_only_statuses_assessments_consents():
+def test_each_recipient_reads_exactly_its_own_topics_and_writes_only_statuses_assessments_consents_and_its_facts():
     for authority in RECIPIENTS:
         user = A.principal(authority)
         own = {names.referral_topic(authority), names.plan_request_topic(authority), names.notice_topic(authority)}
+        facts = {"employment_authority": {names.JOBSEEKER_STATUS}, "municipality": {names.SERVICE_NEEDS},
+                 "wellbeing_area": {names.SERVICE_NEEDS}}[authority.partition(":")[0]]
+        assert set(A.recipient_writes(authority)) == set(A.RECIPIENT_WRITES) | facts
         assert _allowed_topics(user, "Read") == own, authority
-        assert _allowed_topics(user, "Write") == set(A.RECIPIENT_WRITES), authority
-        assert _allowed_topics(user, "Describe") == own | set(A.RECIPIENT_WRITES), authority
+        assert _allowed_topics(user, "Write") == set(A.RECIPIENT_WRITES) | facts, authority
+        assert _allowed_topics(user, "Describe") == own | set(A.RECIPIENT_WRITES) | facts, authority
         assert not any(A.allowed(USERS[user], "topic", t, op) for t in TOPIC_NAMES for op in ("Create", "Delete", "Alter", "AlterConfigs"))
         assert all(acl.pattern == A.LITERAL for acl in USERS[user] if acl.resource_type == "topic")
         assert not any(acl.resource_type == "cluster" for acl in USERS[user])
@@ -125,6 +128,26 @@ def test_only_operations_read_dead_letters_and_the_hub_gets_what_its_workers_nee
     assert not any(A.allowed(USERS[A.principal(a)], "group", detection, "Read") for a in RECIPIENTS)
     assert not A.allowed(hub, "topic", "integration-hub-__assignor-__leader", "Create")  # nor has it internal topics
     assert not A.allowed(hub, "topic", "hub.referrals.municipality.091.v1", "Read")  # the hub writes them, never reads
+    facts = {names.JOBSEEKER_STATUS, names.RESIDENCE_PERMITS, names.SERVICE_NEEDS, names.ROUTING_FACTS}
+    assert facts <= _allowed_topics("integration-hub", "Read")  # fact intake and routing
+
+
+def test_migri_writes_residence_permits_only_and_no_one_else_but_the_hub_does():
+    assert _allowed_topics(A.MIGRI, "Write") == {names.RESIDENCE_PERMITS}
+    assert _allowed_topics(A.MIGRI, "Describe") == {names.RESIDENCE_PERMITS}
+    assert _allowed_topics(A.MIGRI, "Read") == set()
+    assert not any(acl.resource_type in ("group", "cluster") for acl in USERS[A.MIGRI])
+    writers = {user for user, acls in USERS.items() if A.allowed(acls, "topic", names.RESIDENCE_PERMITS, "Write")}
+    assert writers == {A.MIGRI, "integration-hub"}
+    # the hub's own hop: only the hub writes and reads it
+    assert {u for u, acls in USERS.items() if A.allowed(acls, "topic", names.ROUTING_FACTS, "Describe")} == {"integration-hub"}
+
+
+def test_only_employment_authorities_write_jobseeker_statuses():
+    writers = {user for user, acls in USERS.items() if A.allowed(acls, "topic", names.JOBSEEKER_STATUS, "Write")}
+    assert writers == {A.principal(a) for a in RECIPIENTS if a.startswith("employment_authority:")} | {"integration-hub"}
+    needs = {user for user, acls in USERS.items() if A.allowed(acls, "topic", names.SERVICE_NEEDS, "Write")}
+    assert needs == {A.principal(a) for a in RECIPIENTS if not a.startswith("employment_authority:")} | {"integration-hub"}
 
 
 def test_user_and_topic_names_are_valid_kubernetes_names_and_unique():
