@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 from hub.domain import hetu
 from hub.domain.clock import iso_utc
-from hub.routing.model import FINLAND, SERVICE_NEEDS, UNKNOWN, InputError, RoutingInput
+from hub.routing.model import FINLAND, RESIDENCE_BASES, SERVICE_NEEDS, UNKNOWN, InputError, RoutingInput
+from hub.schemas import facts as contract
 
 # uuid5 namespaces of the derived event ids (fixed forever: a replay must derive the same ids)
 FACT_NAMESPACE = uuid.UUID("0f3b6f5e-2a7d-4c1e-9d58-6b1c2e4a7f90")  # RoutingFact from its input record
@@ -40,18 +41,13 @@ RESIDENCE_PERMIT = "residence_permit"
 SERVICE_NEEDS_KIND = "service_needs"
 KINDS = (JOBSEEKER_STATUS, RESIDENCE_PERMIT, SERVICE_NEEDS_KIND)
 # input schema -> the kind of RoutingFact it makes
-SCHEMA_KINDS = {"JobseekerStatus": JOBSEEKER_STATUS, "ResidencePermit": RESIDENCE_PERMIT, "ServiceNeeds": SERVICE_NEEDS_KIND}
+SCHEMA_KINDS = contract.KIND_OF_SCHEMA
 
 REGISTERED, ENDED = "registered", "ended"
 JOBSEEKER_STATUSES = (REGISTERED, ENDED)
 UNEMPLOYED = "unemployed_job_seeker"
-# Migri's residence bases -> routing's (`hub.routing.model.RESIDENCE_BASES`)
-PERMIT_BASES = {
-    "work": "work", "family": "family", "study": "study", "international_protection": "international_protection",
-    "temporary_protection": "temporary_protection", "eu_registration": "eu_citizen", "other": "other",
-}
 # every need a ServiceNeeds record may name; routing sees those its rules know (`hub.routing.model.SERVICE_NEEDS`)
-NEEDS = ("health", "social", "disability", "child_welfare", "literacy", "mental_health")
+NEEDS = ("health", "social", "disability", "child_welfare", "literacy", "mental_health", "other")
 
 Rank = tuple[str, ...]  # what "later" means between two facts of one kind: compared as a tuple of ISO texts
 
@@ -83,7 +79,8 @@ class Fact:
         kind = obj.get("kind")
         if kind not in KINDS:
             raise InputError("invalid_field", f"RoutingFact kind must be one of {', '.join(KINDS)}")
-        event_id, key = _text(obj, "event_id"), _text(obj, "person_key")
+        event_id = None if obj.get("event_id") is None else str(obj["event_id"]).strip() or None  # a uuid.UUID when decoded from Avro
+        key = _text(obj, "person_key")
         if event_id is None:
             raise InputError("invalid_field", "RoutingFact event_id is empty; the fact intake derives it from the input's event id")
         if key is None:
@@ -104,8 +101,8 @@ class Fact:
             if self.jobseeker_status not in JOBSEEKER_STATUSES or self.status_date is None:
                 raise InputError("invalid_field", "a jobseeker_status fact needs jobseeker_status (registered or ended) and status_date")
         elif self.kind == RESIDENCE_PERMIT:
-            if self.residence_basis not in PERMIT_BASES.values():
-                raise InputError("invalid_field", f"a residence_permit fact needs residence_basis, one of {', '.join(sorted(set(PERMIT_BASES.values())))}")
+            if self.residence_basis not in RESIDENCE_BASES:
+                raise InputError("invalid_field", f"a residence_permit fact needs residence_basis, one of {', '.join(RESIDENCE_BASES)}")
         else:
             if self.identified_by is None or self.identified_on is None:
                 raise InputError("invalid_field", "a service_needs fact needs identified_by and identified_on")
@@ -299,8 +296,8 @@ def check_input(name: str, record: dict) -> None:
             raise InputError("invalid_field", f"{name}: {field} {value.isoformat()} is before the person's birth date; fix the date")
     if name == "JobseekerStatus" and not (record.get("employment_area") or "").strip():
         raise InputError("invalid_field", "JobseekerStatus: employment_area is empty; it must be the reporting employment area's code")
-    if name == "ResidencePermit" and record.get("basis") not in PERMIT_BASES:
-        raise InputError("invalid_field", f"ResidencePermit: basis must be one of {', '.join(PERMIT_BASES)}")
+    if name == "ResidencePermit" and record.get("basis") not in contract.PERMIT_BASES:
+        raise InputError("invalid_field", f"ResidencePermit: basis must be one of {', '.join(contract.PERMIT_BASES)}")
     if name == "ServiceNeeds":
         if not (record.get("identified_by") or "").strip():
             raise InputError("invalid_field", "ServiceNeeds: identified_by is empty; it must be the identifying authority's id")
@@ -334,7 +331,7 @@ def fact_record(name: str, record: dict, person_key: str, recorded_at: dt.dateti
     if kind == JOBSEEKER_STATUS:
         out.update(jobseeker_status=record["status"], status_date=record["status_date"], employment_area=record["employment_area"])
     elif kind == RESIDENCE_PERMIT:
-        out.update(residence_basis=PERMIT_BASES[record["basis"]], first_permit_date=record.get("first_permit_date"))
+        out.update(residence_basis=contract.routing_residence_basis(record["basis"]), first_permit_date=record.get("first_permit_date"))
     else:
         out.update(service_needs=list(dict.fromkeys(record.get("needs") or ())), identified_by=record["identified_by"], identified_on=record["identified_on"])
     return out

@@ -10,11 +10,13 @@ import pytest
 
 from hub.domain import hetu
 from hub.routing import circumstances as c
+from hub.schemas.codec import default_codec
 from hub.schemas.envelope import envelope
 from hub.services.ports import Consumed
 from hub.services.routing import Routing
 from tests.fakes import T0, Clock, FakeDeadLetters, FakePublisher, JournalLedger, MemoryCircumstances
 
+codec = default_codec()
 ADULT = hetu.make(dt.date(1990, 4, 1), 931)
 KEY = "pk-a"
 EMPLOYMENT = ("employment_authority:43", "initial_assessment")
@@ -25,7 +27,7 @@ def newcomer(**fields) -> Consumed:
     rec.update(person_key=KEY, person_id=ADULT, municipality_code="092", birth_date=dt.date(1990, 4, 1), arrival_date=dt.date(2025, 6, 1),
                labour_force_status="unknown", residence_basis="unknown", service_needs=[])
     rec.update(fields)
-    return Consumed("newcomer-msg", rec, "Newcomer")
+    return Consumed("newcomer-msg", codec.decode(codec.encode("Newcomer", rec)).record, "Newcomer")
 
 
 def routing_fact(kind: str, input_id: str = "in-1", source: str = "employment_authority:43", **fields) -> Consumed:
@@ -35,7 +37,7 @@ def routing_fact(kind: str, input_id: str = "in-1", source: str = "employment_au
                 "ServiceNeeds": {"needs": ["social"], "identified_by": "municipality:092", "identified_on": dt.date(2025, 6, 12)}}[kind])
     rec.update(event_id=input_id, **fields)
     out = c.fact_record(kind, rec, KEY, T0)
-    return Consumed(f"fact-msg-{input_id}", out, "RoutingFact")
+    return Consumed(f"fact-msg-{input_id}", codec.decode(codec.encode("RoutingFact", out)).record, "RoutingFact")
 
 
 @pytest.fixture
