@@ -125,21 +125,19 @@ class DatabaseStates:
 
 
 class DatabaseCircumstances:
-    """Routing's per-person circumstances (`hub.adapters.circumstances_store`, synchronous SQL)
-    awaited through `DatabaseCalls`; while the database is unreachable a call waits and retries."""
+    """Routing's per-person circumstances (`hub.adapters.circumstances_store`, synchronous SQL) awaited
+    through `DatabaseCalls`, like the ledger beside it: an unreachable database raises (the batch is
+    read again)."""
 
     def __init__(self, store) -> None:
         self.store = store
         self.calls = DatabaseCalls(getattr(store, "engine", None), "person-circumstances")
 
-    async def _run(self, doing: str, fn, *args):
-        return await with_database_retry(lambda: self.calls.run(fn, *args), f"routing: {doing}")
-
     async def get_many(self, keys: Iterable[str]) -> dict:
-        return await self._run("reading the persons' circumstances", self.store.get_many, keys)
+        return await self.calls.run(self.store.get_many, keys)
 
     async def write(self, rows: Mapping, now) -> None:
-        await self._run("writing the persons' circumstances", self.store.write, rows, now)
+        await self.calls.run(self.store.write, rows, now)
 
 
 class DatabaseLedger:
