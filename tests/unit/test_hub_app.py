@@ -56,3 +56,17 @@ def test_a_record_failing_alone_is_dead_lettered_with_the_type_only():
     ((value, reason, message, kw),) = letters
     assert value == b"\x00raw" and reason == "internal_error" and kw["offset"] == 7
     assert "KeyError" in message and "131052" not in message
+
+
+def test_a_consumer_of_co_partitioned_topics_asks_for_the_range_assignor_first():
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+    from hub.adapters.kafka.consumer import CO_PARTITIONED
+    from hub.schemas import topics
+
+    hub = HubApp(Settings(app_id="co-test"), "kafka://localhost:1")
+    plain = hub.batch_consumer("plain", "hub.test.v1", lambda records: None, 10)
+    co = hub.batch_consumer("co", [topics.NEWCOMERS, topics.ROUTING_FACTS], lambda records: None, 10, co_partitioned=True)
+    assert "partition_assignment_strategy" not in plain._options
+    assert co._options["partition_assignment_strategy"] == CO_PARTITIONED and CO_PARTITIONED[0] is RangePartitionAssignor
+    assert co.topics == (topics.NEWCOMERS, topics.ROUTING_FACTS)
