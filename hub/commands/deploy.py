@@ -63,8 +63,10 @@ def acls(fmt: str, app_id: str | None) -> None:
     """Print the Kafka ACLs: each recipient reads only its own referral and plan-request topics.
 
     Recipients (User:<kind>-<code>, e.g. User:municipality-091) write only referral statuses,
-    assessments and consents and use consumer groups named `<user>.<anything>`; the hub's user
-    gets what its workers need; only User:hub-ops reads the dead letters.
+    assessments, consents and their kind's routing facts (employment authorities jobseeker
+    statuses, municipalities and wellbeing areas service needs) and use consumer groups named
+    `<user>.<anything>`; User:migri writes only residence permits; the hub's user gets what its
+    workers need; only User:hub-ops reads the dead letters.
     """
     from hub.deploy import render
     from hub.deploy.acls import all_acls

@@ -8,6 +8,7 @@ import json
 import click
 
 from hub.commands.context import Refused, load_settings, wait_for
+from hub.schemas import facts
 from hub.schemas import topics as names
 
 SCHEMA_OF_TOPIC = {
@@ -15,14 +16,17 @@ SCHEMA_OF_TOPIC = {
     names.ASSESSMENTS: "AssessmentCompleted",
     names.CONSENTS: "Consent",
     names.REFERRAL_STATUS: "ReferralStatus",
+    **facts.SCHEMA_OF_TOPIC,  # jobseeker status, residence permits, service needs
 }
 
 
 @click.command("publish")
-@click.option("--topic", required=True, help="Input topic, e.g. hub.assessments.v1.")
+@click.option("--topic", required=True, help="Input topic, e.g. hub.assessments.v1 or hub.jobseeker-status.v1.")
 @click.option("--as", "publisher_id", default=None, help="Your publisher id in HUB_PUBLISHERS, e.g. municipality:091 (required unless --unsigned).")
 @click.option("--schema", "name", default=None, help="Avro schema name (default: the topic's).")
-@click.option("--key", "record_key", default=None, help="Kafka key (default: the record's person_key or referral_id).")
+@click.option("--key", "record_key", default=None,
+              help="Kafka key (default: the record's person_key or referral_id; none for a routing fact). Give the routing facts "
+                   "a stable key of the person in your system (e.g. your client number), never the identity code.")
 @click.option("--dry-run", is_flag=True, help="Print the headers and the record's JSON form instead of sending.")
 @click.option("--unsigned", is_flag=True,
               help="Send without a signature, for a deployment that runs without publisher identity (HUB_PUBLISHERS unset, e.g. a test deployment).")
@@ -37,6 +41,7 @@ def publish_command(topic: str, publisher_id: str | None, name: str | None, reco
     dead-letter an unsigned record). Exit status: 0 sent; 1 the record is refused or the broker did
     not answer; 2 a usage error.
     """
+    from hub.domain import hetu
     from hub.domain.publishers import authorize, sign_headers
     from hub.schemas.codec import CodecError, default_codec
     from hub.schemas.envelope import cloudevent_headers
@@ -57,6 +62,11 @@ def publish_command(topic: str, publisher_id: str | None, name: str | None, reco
         publisher = settings.publishers.get(publisher_id)
         if publisher is None:
             raise Refused(f"--as {publisher_id}: not in the publishers file (HUB_PUBLISHERS)")
+    if record_key is not None and hetu.PATTERN.search(record_key):
+        raise click.UsageError("--key holds an identity code (henkilötunnus), which never goes in a Kafka key; "
+                               "use your own id of the person, e.g. your client number")
+    if topic not in SCHEMA_OF_TOPIC and names.spec_for_topic(topic) is not None:
+        raise click.UsageError(f"--topic {topic}: only the hub writes it; publish on an input topic ({', '.join(SCHEMA_OF_TOPIC)})")
     name = name or SCHEMA_OF_TOPIC.get(topic)
     if name is None:
         raise click.UsageError(f"--topic {topic} is not an input topic; give --schema")

@@ -3,7 +3,10 @@ authority reference data: the one list the compose init step, `hub topics` and t
 KafkaTopic resources are made from.
 
 Partitions: topics keyed by person get `partitions` (HUB_TOPIC_PARTITIONS); the hub's state is in
-the database, so there is no changelog to co-partition. A per-recipient topic has one partition: a recipient sees a few
+the database, so there is no changelog to co-partition. hub.newcomers.v1 and hub.routing-facts.v1
+(`topics.CO_PARTITIONED`) must have the same count: routing reads partition i of both in one
+member, so a person's newcomers and routing facts meet in order; every fixed topic gets
+`partitions`, so they do. A per-recipient topic has one partition: a recipient sees a few
 referrals a day, in `sequence` order, and 3 x ~370 recipients (referrals, plan requests, notices)
 stays a modest partition count. faust reads nothing (every stream is read by a batch consumer), so
 it has no internal topics here.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import yaml
 
+from hub.domain import publishers
 from hub.schemas import topics
 from hub.schemas.codec import Codec, default_codec
 
@@ -24,7 +25,32 @@ CE_HEADERS = {
     },
     "required": ["ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time", "content-type"],
 }
+SIGNED_HEADERS = {
+    **CE_HEADERS,
+    "description": "CloudEvents Kafka binary-mode attributes, and the publisher's signature: records on an input topic must be "
+                   "signed when the deployment checks publishers (HUB_PUBLISHERS); an unsigned or wrongly signed record is "
+                   "dead-lettered with the reason forbidden.",
+    "properties": {
+        **CE_HEADERS["properties"],
+        publishers.PUBLISHER_HEADER: {"type": "string", "description": "the publisher's id, e.g. municipality:091, employment_authority:08 or migri"},
+        publishers.SIGNATURE_HEADER: {"type": "string", "description": "v1,<base64 HMAC-SHA256 over ce_id + '.' + the value bytes>; "
+                                                                      "several space-separated signatures during a key rotation"},
+    },
+}
+# what a signed publisher may put in an identity field (hub.domain.publishers.IDENTITY_FIELDS)
+_ALLOWANCE = {
+    "sources": "its own id (or a source configured for it)",
+    "authorities": "its own id (or an authority configured for it)",
+    "employment_areas": "the code of its own employment area (employment_authority:<code>)",
+}
 KINDS = ["municipality", "wellbeing_area", "employment_authority"]
+
+
+def _identity_rule(schema: str) -> str:
+    fields = publishers.IDENTITY_FIELDS.get(schema, ())
+    rules = "; ".join(f"`{name}` must be {_ALLOWANCE[allowance]}" for name, allowance in fields)
+    return (f" Signed by its publisher (headers {publishers.PUBLISHER_HEADER}, {publishers.SIGNATURE_HEADER}); {rules}; "
+            f"a record that breaks this is dead-lettered with the reason {publishers.FORBIDDEN}.") if fields else ""
 
 
 def _channel_id(spec: topics.TopicSpec) -> str:
@@ -51,7 +77,7 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
             "title": name,
             "summary": raw.get("doc", name),
             "contentType": "application/avro",
-            "headers": CE_HEADERS,
+            "headers": SIGNED_HEADERS if spec.address in topics.INPUT_TOPICS else CE_HEADERS,
             "payload": {"schemaFormat": AVRO_FORMAT, "schema": raw},
             "bindings": {
                 "kafka": {
@@ -67,7 +93,7 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
         channel = {
             "address": spec.address,
             "title": spec.address,
-            "description": spec.description,
+            "description": spec.description + (_identity_rule(name) if spec.address in topics.INPUT_TOPICS else ""),
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
             "bindings": {"kafka": {"bindingVersion": KAFKA_BINDING} if spec.per_recipient else {"topic": spec.address, "bindingVersion": KAFKA_BINDING}},
         }
@@ -101,7 +127,8 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
             "version": version,
             "description": (
                 "Events of the integration hub (Act on the Promotion of Integration 681/2023): population-register changes in, "
-                "newcomers routed to the responsible authorities as referrals, consent-gated plan requests and consent notices. Values are Avro in "
+                "and the routing facts of their authorities (jobseeker status from the employment authorities, residence permits "
+                "from the Finnish Immigration Service, service needs from municipalities and wellbeing areas); newcomers routed to the responsible authorities as referrals, consent-gated plan requests and consent notices. Values are Avro in "
                 "the Confluent wire format; the schemas are served read-only by `hub registry` (Confluent Schema Registry REST API) "
                 "under the ids in x-schema-id. Every record carries CloudEvents binary-mode headers. Referrals carry a per-recipient "
                 "`sequence` for gap detection (`hub resend --recipient ID --from-seq N` fills a gap)."

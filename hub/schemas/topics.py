@@ -31,7 +31,7 @@ FIXED_TOPICS = (POPULATION_CHANGES, NEWCOMERS, REFERRAL_STATUS, ASSESSMENTS, CON
 # topics other organisations' systems write to: their records must be signed when identity is configured
 INPUT_TOPICS = (POPULATION_CHANGES, ASSESSMENTS, CONSENTS, REFERRAL_STATUS, JOBSEEKER_STATUS, RESIDENCE_PERMITS, SERVICE_NEEDS)
 
-# the routing facts' input topics (their publishers' records) and the schema on each
+# the routing facts' input topics (their schemas: hub.schemas.facts.SCHEMA_OF_TOPIC)
 FACT_TOPICS = (JOBSEEKER_STATUS, RESIDENCE_PERMITS, SERVICE_NEEDS)
 
 # topics whose partition i must hold the same persons: one consumer member reads partition i of each
@@ -102,6 +102,9 @@ class TopicSpec:
 
 
 PERSON = "the pseudonymous person key (never the identity code)"
+# a publisher outside the hub cannot make the pseudonymous key (it takes the hub's secret)
+PUBLISHERS_PERSON = ("the publisher's own stable id of the person, e.g. its client number (never the identity code), so its records "
+                     "of one person stay in order; the hub re-keys the fact by its pseudonymous person key")
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(POPULATION_CHANGES, "PopulationChange", PERSON, ("hub ingest dvv (DVV change data)", "municipal systems"), ("hub newcomer detection",),
@@ -117,14 +120,14 @@ TOPICS: tuple[TopicSpec, ...] = (
               "Completed initial assessments (alkukartoitus)."),
     TopicSpec(CONSENTS, "Consent", PERSON, ("consent-collecting systems",), ("hub consent registry",),
               "Consents granted, revoked or expired."),
-    TopicSpec(JOBSEEKER_STATUS, "JobseekerStatus", PERSON,
+    TopicSpec(JOBSEEKER_STATUS, "JobseekerStatus", PUBLISHERS_PERSON,
               ("the employment authority's client information system (employment_authority:<code>, for its own employment area)",),
               ("hub fact intake",),
               "A person's registration as an unemployed jobseeker began or ended (date, employment area)."),
-    TopicSpec(RESIDENCE_PERMITS, "ResidencePermit", PERSON, ("the Finnish Immigration Service (migri)",), ("hub fact intake",),
+    TopicSpec(RESIDENCE_PERMITS, "ResidencePermit", PUBLISHERS_PERSON, ("the Finnish Immigration Service (migri)",), ("hub fact intake",),
               "A person's residence permit or registered right of residence: its basis and the date of the first permit "
               "or registration, the start of the integration period."),
-    TopicSpec(SERVICE_NEEDS, "ServiceNeeds", PERSON, ("municipalities' and wellbeing areas' client systems (municipality:<code>, wellbeing_area:<code>)",),
+    TopicSpec(SERVICE_NEEDS, "ServiceNeeds", PUBLISHERS_PERSON, ("municipalities' and wellbeing areas' client systems (municipality:<code>, wellbeing_area:<code>)",),
               ("hub fact intake",),
               "Needs for special services identified in guidance, with who identified them: the identifier's current set."),
     TopicSpec(ROUTING_FACTS, "RoutingFact", PERSON, ("hub fact intake",), ("hub routing",),

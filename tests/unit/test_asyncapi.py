@@ -40,3 +40,20 @@ def test_every_schema_every_channel_and_who_sends_and_receives():
     assert doc["channels"]["planRequest"]["address"] == "hub.plan-requests.{kind}.{code}.v1"
     assert doc["operations"]["sendReferral"]["action"] == "send" and "routing" in doc["operations"]["sendReferral"]["summary"]
     assert doc["operations"]["receiveReferral"]["action"] == "receive" and "recipient" in doc["operations"]["receiveReferral"]["summary"]
+
+
+def test_the_routing_facts_channels_name_their_publishers_and_identity_rules():
+    doc = document()
+    jobseeker = doc["channels"]["jobseekerStatus"]
+    assert jobseeker["address"] == "hub.jobseeker-status.v1"
+    assert "`employment_area` must be the code of its own employment area" in jobseeker["description"]
+    assert "forbidden" in jobseeker["description"]
+    assert doc["channels"]["residencePermit"]["address"] == "hub.residence-permits.v1"
+    assert "migri" in doc["operations"]["sendResidencePermit"]["summary"]
+    assert "`identified_by` must be its own id" in doc["channels"]["serviceNeeds"]["description"]
+    assert doc["operations"]["receiveRoutingFact"]["summary"] == "Received by: hub routing."
+    assert "Signed by" not in doc["channels"]["routingFact"]["description"]  # the hub's own hop
+    # input topics' messages carry the signature headers, the hub's own records do not need them
+    assert "hub-signature" in doc["components"]["messages"]["JobseekerStatus"]["headers"]["properties"]
+    assert "hub-signature" in doc["components"]["messages"]["Consent"]["headers"]["properties"]
+    assert "hub-signature" not in doc["components"]["messages"]["Referral"]["headers"]["properties"]

@@ -123,5 +123,5 @@ def test_routing_facts_residence_basis_is_routings_vocabulary():
 
 def test_routing_facts_are_co_partitioned_with_newcomers():
     deployed = {t.name: t.partitions for t in hub_topics(default_reference(), partitions=7, replicas=1)}
-    assert set(topics.CO_PARTITIONED) == {topics.NEWCOMERS, topics.ROUTING_FACTS}
+    assert set(topics.CO_PARTITIONED) == {topics.NEWCOMERS, topics.ROUTING_FACTS} and set(topics.CO_PARTITIONED) <= set(topics.FIXED_TOPICS)
     assert deployed[topics.ROUTING_FACTS] == deployed[topics.NEWCOMERS] == 7

@@ -100,3 +100,77 @@ def test_refusals_never_quote_an_identity_code():
 def test_employment_authority_of_an_area_code():
     assert employment_authority_of("08") == "employment_authority:08"
     assert employment_authority_of("") is None and employment_authority_of(None) is None and employment_authority_of(8) is None
+
+
+# --- `hub publish` of the routing facts ----------------------------------------------------------
+PUBLISHERS_FILE = """publishers:
+  - id: employment_authority:08
+    key_env: KEY_EA_08
+  - id: migri
+    key_env: KEY_MIGRI
+  - id: municipality:091
+    key_env: KEY_091
+"""
+PUBLISH_ENV = {"KEY_EA_08": "e" * 32, "KEY_MIGRI": "m" * 32, "KEY_091": "k" * 32}
+
+
+def _publish(tmp_path, topic: str, who: str, name: str, record: dict, *extra: str):
+    import json
+
+    from click.testing import CliRunner
+
+    from hub.cli import main
+    from hub.schemas.codec import default_codec
+
+    (tmp_path / "publishers.yaml").write_text(PUBLISHERS_FILE)
+    (tmp_path / "fact.json").write_text(default_codec().to_json(name, record))
+    out = CliRunner().invoke(main, ["publish", "--topic", topic, "--as", who, "--dry-run", *extra, str(tmp_path / "fact.json")],
+                             env={"HUB_PUBLISHERS": str(tmp_path / "publishers.yaml"), **PUBLISH_ENV})
+    return out, (json.loads(out.output) if out.exit_code == 0 else None)
+
+
+def _fact(name: str, source: str, **fields) -> dict:
+    from hub.schemas.envelope import envelope
+
+    return {**envelope(source), "person_id": HETU, **fields}
+
+
+def test_hub_publish_signs_each_fact_for_its_own_publisher(tmp_path):
+    from hub.adapters.publisher_keys import load
+    from hub.domain.publishers import authenticate
+    from hub.schemas.codec import default_codec
+
+    codec = default_codec()
+    cases = [
+        ("hub.jobseeker-status.v1", "employment_authority:08", "JobseekerStatus",
+         _fact("JobseekerStatus", "employment_authority:08", status="registered", status_date=dt.date(2026, 1, 5), employment_area="08")),
+        ("hub.residence-permits.v1", "migri", "ResidencePermit",
+         _fact("ResidencePermit", "migri", basis="eu_registration", first_permit_date=dt.date(2025, 9, 1))),
+        ("hub.service-needs.v1", "municipality:091", "ServiceNeeds",
+         _fact("ServiceNeeds", "municipality:091", needs=["social"], identified_by="municipality:091", identified_on=dt.date(2026, 1, 7))),
+    ]
+    for topic, who, name, record in cases:
+        out, sent = _publish(tmp_path, topic, who, name, record, "--key", "client-4711")
+        assert out.exit_code == 0, out.output
+        assert sent["topic"] == topic and sent["key"] == "client-4711" and sent["headers"]["ce_type"] == f"fi.integrationhub.{name}.v1"
+        value = codec.encode(name, codec.from_jsonable(name, sent["record"]))
+        assert authenticate(list(sent["headers"].items()), value, load(tmp_path / "publishers.yaml", PUBLISH_ENV)).publisher == who
+
+
+def test_hub_publish_refuses_another_employment_area_and_a_permit_not_from_migri(tmp_path):
+    record = _fact("JobseekerStatus", "employment_authority:08", status="ended", status_date=dt.date(2026, 1, 5), employment_area="43")
+    out, _ = _publish(tmp_path, "hub.jobseeker-status.v1", "employment_authority:08", "JobseekerStatus", record)
+    assert out.exit_code == 1 and "employment_area='43'" in out.output
+    permit = _fact("ResidencePermit", "migri", basis="work", first_permit_date=dt.date(2025, 9, 1))
+    out, _ = _publish(tmp_path, "hub.residence-permits.v1", "municipality:091", "ResidencePermit", permit)
+    assert out.exit_code == 1 and "source='migri'" in out.output
+
+
+def test_hub_publish_keeps_identity_codes_out_of_keys_and_hub_topics_to_the_hub(tmp_path):
+    permit = _fact("ResidencePermit", "migri", basis="work", first_permit_date=dt.date(2025, 9, 1))
+    out, _ = _publish(tmp_path, "hub.residence-permits.v1", "migri", "ResidencePermit", permit, "--key", HETU)
+    assert out.exit_code == 2 and "identity code" in out.output and HETU not in out.output
+    out, sent = _publish(tmp_path, "hub.residence-permits.v1", "migri", "ResidencePermit", permit)
+    assert out.exit_code == 0 and sent["key"] is None  # no person_key: the hub re-keys the fact itself
+    out, _ = _publish(tmp_path, "hub.routing-facts.v1", "migri", "ResidencePermit", permit, "--schema", "ResidencePermit")
+    assert out.exit_code == 2 and "only the hub writes it" in out.output
