@@ -209,13 +209,45 @@ def merge(newcomer: RoutingInput, circumstances: Circumstances) -> RoutingInput:
     return dataclasses.replace(newcomer, **changes) if changes else newcomer
 
 
+def combine(a: Circumstances, b: Circumstances) -> Circumstances:
+    """Both persons' facts as one (an identity-code correction joins the old code's facts to the
+    new code's): of each kind the later, as `apply` would keep it."""
+    out = a
+    if b.jobseeker is not None and (a.jobseeker is None or b.jobseeker.rank > a.jobseeker.rank):
+        out = dataclasses.replace(out, jobseeker=b.jobseeker)
+    if b.residence is not None and (a.residence is None or b.residence.rank > a.residence.rank):
+        out = dataclasses.replace(out, residence=b.residence)
+    by = {item.identified_by: item for item in a.needs}
+    for item in b.needs:
+        if item.identified_by not in by or item.rank > by[item.identified_by].rank:
+            by[item.identified_by] = item
+    needs = tuple(by[k] for k in sorted(by))
+    return out if needs == out.needs else dataclasses.replace(out, needs=needs)
+
+
+def describe(fact: Fact) -> str:
+    """What changed, in words for the recipients of a referral the new routing withdraws (no identity code)."""
+    if fact.kind == JOBSEEKER_STATUS:
+        return ("registered as an unemployed jobseeker" if fact.jobseeker_status == REGISTERED
+                else "registration as an unemployed jobseeker ended") + f" (reported by {fact.source or 'the employment authority'})"
+    if fact.kind == RESIDENCE_PERMIT:
+        return f"residence basis reported by {fact.source or 'Migri'}: {fact.residence_basis}"
+    return f"service needs identified by {fact.identified_by} changed"
+
+
+# RoutingInput fields that only an update's caller sets (when the model has them): a routing that a
+# fact makes is no identity-code correction, and says what changed
+_CALLER_SET = {f.name for f in dataclasses.fields(RoutingInput)} & {"previous_person_key", "change_reason"}
+
+
 def circumstances_input(newcomer: RoutingInput, circumstances: Circumstances, fact: Fact) -> RoutingInput:
     """What routing runs again when `fact` changed the circumstances of a person whose Newcomer
     (`newcomer`, as detection sent it) is known: change `circumstances`, an event id derived from
     the fact's (a replay routes the same event), at the later of the two event times."""
     occurred = newcomer.occurred_at if newcomer.occurred_at is not None and newcomer.occurred_at > fact.occurred_at else fact.occurred_at
+    caller = {name: (describe(fact) if name == "change_reason" else None) for name in _CALLER_SET}
     again = dataclasses.replace(newcomer, change="circumstances", event_id=str(uuid.uuid5(CIRCUMSTANCES_NAMESPACE, fact.event_id)),
-                                occurred_at=occurred, previous_municipality_code=None)
+                                occurred_at=occurred, previous_municipality_code=None, **caller)
     return merge(again, circumstances)
 
 

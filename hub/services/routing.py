@@ -141,7 +141,7 @@ class Routing:
     async def _stored(self, items: Sequence[Consumed]) -> dict[str, StoredCircumstances]:
         if self.circumstances is None:
             return {}
-        keys = {k for item in items if isinstance(k := item.record.get("person_key"), str) and k}
+        keys = {k for item in items for name in ("person_key", "previous_person_key") if isinstance(k := item.record.get(name), str) and k}
         return await self.circumstances.get_many(sorted(keys)) if keys else {}
 
     async def apply_status(self, status: Consumed, dead_letters: DeadLetters) -> StatusApplied:
@@ -169,6 +169,11 @@ class Routing:
 
 
 ROUTING_FACT = "RoutingFact"
+
+
+def previous_person_key(newcomer: RoutingInput) -> str | None:
+    """The replaced code's person key of an identity-code correction, where the Newcomer carries one."""
+    return getattr(newcomer, "previous_person_key", None)
 
 
 class _People:
@@ -200,19 +205,27 @@ class _People:
             return None
         return person_circumstances.circumstances_input(person_circumstances.decode_newcomer(snapshot), facts, fact)
 
+    def _facts(self, newcomer: RoutingInput) -> person_circumstances.Circumstances:
+        """The person's stored facts; after an identity-code correction, joined with those kept
+        under the replaced code's key."""
+        row = self._row(newcomer.person_key)
+        facts = person_circumstances.decode(row.facts if row else None)
+        old_key = previous_person_key(newcomer)
+        if old_key and old_key != newcomer.person_key and (old := self._row(old_key)) is not None:
+            facts = person_circumstances.combine(facts, person_circumstances.decode(old.facts))
+        return facts
+
     def merged(self, newcomer: RoutingInput) -> RoutingInput:
         """The Newcomer with the person's stored facts laid over its own."""
         if self.store is None:
             return newcomer
-        row = self._row(newcomer.person_key)
-        return person_circumstances.merge(newcomer, person_circumstances.decode(row.facts if row else None))
+        return person_circumstances.merge(newcomer, self._facts(newcomer))
 
     def keep(self, newcomer: RoutingInput) -> None:
         """Keep the routed Newcomer (as it came, without the facts) as the person's snapshot."""
         if self.store is None:
             return
-        row = self._row(newcomer.person_key)
-        facts = row.facts if row else person_circumstances.encode(person_circumstances.Circumstances())
+        facts = person_circumstances.encode(self._facts(newcomer))
         self.pending[newcomer.person_key] = StoredCircumstances(facts, person_circumstances.encode_newcomer(newcomer))
 
     async def write(self, now) -> None:

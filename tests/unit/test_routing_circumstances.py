@@ -96,7 +96,7 @@ def test_merge_residence_sets_the_basis_and_the_start_of_the_integration_period(
 
 def test_merge_unions_needs_and_passes_on_only_those_the_rules_know():
     merged = c.merge(dataclasses.replace(NEWCOMER, service_needs=("health",)),
-                     fold([needs("municipality:092", ["social", "literacy", "health"], dt.date(2025, 5, 2))]))
+                     fold([needs("municipality:092", ["social", "other", "health"], dt.date(2025, 5, 2))]))
     assert merged.service_needs == ("health", "social")
 
 
@@ -177,3 +177,20 @@ def test_an_input_record_that_fails_a_check_names_its_reason_and_never_the_code(
     with pytest.raises(InputError) as exc:
         c.check_input(name, rec)
     assert exc.value.reason == reason and PID not in exc.value.message
+
+
+def test_combine_keeps_the_later_fact_of_each_kind_from_either_side():
+    a = fold([job("registered", dt.date(2025, 3, 1), "a"), needs("municipality:092", ["social"], dt.date(2025, 5, 2), "n1")])
+    b = fold([job("ended", dt.date(2025, 4, 1), "b"), permit("work", dt.date(2024, 1, 1)), needs("municipality:092", ["health"], dt.date(2025, 4, 2), "n0"),
+              needs("wellbeing_area:12", ["health"], dt.date(2025, 4, 2), "n2")])
+    both = c.combine(a, b)
+    assert both == c.combine(b, a) == fold([job("registered", dt.date(2025, 3, 1), "a"), needs("municipality:092", ["social"], dt.date(2025, 5, 2), "n1"),
+                                            job("ended", dt.date(2025, 4, 1), "b"), permit("work", dt.date(2024, 1, 1)),
+                                            needs("wellbeing_area:12", ["health"], dt.date(2025, 4, 2), "n2")])
+    assert c.combine(a, c.Circumstances()) == a
+
+
+def test_describe_says_what_changed_without_the_identity_code():
+    ended = job("ended", dt.date(2025, 4, 1), source="employment_authority:08")
+    assert c.describe(ended) == "registration as an unemployed jobseeker ended (reported by employment_authority:08)"
+    assert "work" in c.describe(permit("work", None)) and "municipality:092" in c.describe(needs("municipality:092", [], dt.date(2025, 5, 2)))
