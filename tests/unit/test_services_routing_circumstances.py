@@ -4,12 +4,14 @@ person's Newcomer is kept and used when the Newcomer arrives; within a batch a l
 earlier ones' changes; a fact that cannot be used is dead-lettered with its reason."""
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from hub.domain import hetu
 from hub.routing import circumstances as c
+from hub.routing.model import RoutingInput
 from hub.schemas.codec import default_codec
 from hub.schemas.envelope import envelope
 from hub.services.ports import Consumed
@@ -174,3 +176,14 @@ def test_without_a_circumstances_store_a_fact_is_refused_and_newcomers_route_as_
     fact = routing_fact("JobseekerStatus")
     out = run(routing.route_batch([fact, newcomer()], dead))
     assert dead.reasons == [(fact.source, "unexpected_schema")] and made(out) == [("municipality:092", "outreach")]
+
+
+@pytest.mark.skipif("previous_person_key" not in {f.name for f in dataclasses.fields(RoutingInput)},
+                    reason="the Newcomer names no replaced person key in this version")
+def test_after_an_identity_code_correction_the_facts_kept_under_the_old_key_are_used(world):
+    journal, publisher, store, routing = world
+    run(routing.route_batch([routing_fact("JobseekerStatus")], FakeDeadLetters(journal)))  # kept under the old code's key
+    corrected = newcomer(person_key="pk-new", previous_person_key=KEY)
+    out = run(routing.route_batch([corrected], FakeDeadLetters(journal)))
+    assert EMPLOYMENT in made(out)
+    assert c.decode(store.rows["pk-new"].facts).jobseeker.status == "registered"
