@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from hub.domain import hetu
 from hub.routing import circumstances as c
@@ -194,3 +195,23 @@ def test_describe_says_what_changed_without_the_identity_code():
     ended = job("ended", dt.date(2025, 4, 1), source="employment_authority:08")
     assert c.describe(ended) == "registration as an unemployed jobseeker ended (reported by employment_authority:08)"
     assert "work" in c.describe(permit("work", None)) and "municipality:092" in c.describe(needs("municipality:092", [], dt.date(2025, 5, 2)))
+
+_DAYS = st.dates(min_value=dt.date(2025, 1, 1), max_value=dt.date(2025, 1, 10))
+_FACTS = st.one_of(
+    st.builds(lambda i, s, d: job(s, d, f"j{i}"), st.integers(0, 5), st.sampled_from(["registered", "ended"]), _DAYS),
+    st.builds(lambda i, b, h: permit(b, dt.date(2024, 1, 1), f"p{i}", at=T + dt.timedelta(hours=h)), st.integers(0, 5),
+              st.sampled_from(["work", "study"]), st.integers(0, 3)),
+    st.builds(lambda i, by, n, d: needs(by, n, d, f"n{i}"), st.integers(0, 5), st.sampled_from(["municipality:092", "wellbeing_area:04"]),
+              st.lists(st.sampled_from(["health", "social"]), max_size=2), _DAYS),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_FACTS, max_size=8), st.randoms(use_true_random=False))
+def test_any_order_and_any_repeats_give_one_value(facts, rnd):
+    # one event id is one fact (a publisher's id is unique): keep the first of each id
+    facts = list({f.event_id: f for f in reversed(facts)}.values())
+    shuffled = facts + facts[: len(facts) // 2]
+    rnd.shuffle(shuffled)
+    assert fold(shuffled) == fold(facts)
+    assert c.decode(c.encode(fold(facts))) == fold(facts)
