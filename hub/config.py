@@ -154,7 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
             help="Where the embedded defaults keep their files (the SQLite database)."),
     Setting("HUB_APP_ID", "app_id", _text, "integration-hub", BROKER,
             help="The faust app id and the prefix of the consumer groups: each stream's batch consumer has the "
-                 "group `<app id>.<name>` (`newcomer-detection`, `routing-newcomers`, `routing-referral-status`, "
+                 "group `<app id>.<name>` (`newcomer-detection`, `fact-intake`, `routing-newcomers`, `routing-referral-status`, "
                  "`consent-assessments`, `consent-consents`). The hub's own entry in `HUB_PUBLISHERS` and its Kafka "
                  "user have this id.",
             needed_by="every worker of one deployment has the same"),

@@ -113,6 +113,24 @@ class MemoryStates:
         self.journal.append(("states_written", sorted(changes)))
 
 
+class MemoryCircumstances:
+    """Routing's per-person circumstances in a dict (`StoredCircumstances` rows); `write` is one transaction."""
+
+    def __init__(self, journal: list, rows: dict | None = None, fails: BaseException | None = None) -> None:
+        self.journal = journal
+        self.rows = dict(rows or {})
+        self.fails = fails
+
+    async def get_many(self, keys: Iterable[str]) -> dict:
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
+    async def write(self, rows: Mapping, now: dt.datetime) -> None:
+        if self.fails is not None:
+            raise self.fails
+        self.rows.update(rows)
+        self.journal.append(("circumstances_written", sorted(rows)))
+
+
 class JournalLedger:
     """A real referral ledger (`hub.adapters.referral_ledger.ReferralLedger`, SQLite in memory: its
     idempotency and supersession are simpler to use than to fake) behind the async port, its calls journaled."""

@@ -3,7 +3,9 @@
 What goes, each only when older than the cut-off (`now - older_than`):
 - closed referrals (declined, completed, superseded) last updated before it, with their status
   history; open referrals stay whatever their age;
-- newcomer facts registered before it that no remaining referral needs;
+- newcomer facts registered before it that no remaining referral needs; likewise routing's
+  per-person circumstances (`person_circumstances`) last updated before it, among them facts whose
+  person's newcomer never came;
 - audit rows (disclosures) and the sent outbox messages they point to; released held items;
 - consents (a person's consent id) whose last event (revoked or expired) is before it, with their
   whole history; each leaves a tombstone (person key, consent id, how and when it ended; no
@@ -48,6 +50,7 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
                   replay_horizon: dt.timedelta | None = None) -> dict[str, int]:
     """Remove what is older than the cut-off, in one transaction with its own audit row; an ended
     consent leaves a tombstone under its person key."""
+    from hub.adapters.circumstances_store import PersonCircumstancesRow
     from hub.adapters.dead_letter_store import DeadLetterRow
     from hub.adapters.idempotency import ProcessedEvent
     from hub.adapters.newcomer_facts import NewcomerFactRow
@@ -74,6 +77,8 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
     delete("referrals", sa.delete(ReferralRow).where(ReferralRow.state.in_(sorted(CLOSED)), ReferralRow.updated_at < cutoff))
     still_referred = sa.select(ReferralRow.person_key)
     delete("newcomers", sa.delete(NewcomerFactRow).where(NewcomerFactRow.registered_at < cutoff, NewcomerFactRow.person_key.not_in(still_referred)))
+    delete("person_circumstances", sa.delete(PersonCircumstancesRow).where(PersonCircumstancesRow.updated_at < cutoff,
+                                                                           PersonCircumstancesRow.person_key.not_in(still_referred)))
 
     delete("disclosures", sa.delete(Disclosure).where(Disclosure.disclosed_at < cutoff))
     referenced = sa.select(Disclosure.outbox_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Mapping, NamedTuple, Protocol
 
 from hub.consent.model import Assessment, ConsentRecord
 
@@ -18,6 +18,7 @@ class Consumed:
 
     source: Any
     record: dict
+    name: str = ""  # the record's schema name, where a use case takes more than one
 
 
 class Publisher(Protocol):
@@ -54,6 +55,22 @@ class PersonStates(Protocol):
 
     async def write(self, changes: Mapping[str, str | None]) -> None:
         """One transaction: set each key's state, remove those given None."""
+
+
+class StoredCircumstances(NamedTuple):
+    """One person's row of routing's circumstances (`hub.routing.circumstances`)."""
+
+    facts: str  # `encode` of the person's Circumstances
+    newcomer: str | None  # `encode_newcomer` of the person's last Newcomer (no identity code); None: not seen yet
+
+
+class PersonCircumstances(Protocol):
+    """Routing's circumstances per person (facts from other authorities, the last Newcomer), by person key."""
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, StoredCircumstances]: ...
+
+    async def write(self, rows: Mapping[str, StoredCircumstances], now: dt.datetime) -> None:
+        """One transaction: store each person's row."""
 
 
 class Ledger(Protocol):
