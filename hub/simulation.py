@@ -22,12 +22,12 @@ from collections import Counter
 from hub.newcomers.detection import EU_EEA
 from hub.routing.reference import EMPLOYMENT_AUTHORITY, WELLBEING_AREA, Reference, UnknownMunicipality, default_reference
 from hub.schemas import topics
+from hub.schemas.facts import MIGRI
 from hub.streams.app import HubApp
 from hub.domain.clock import utcnow
 from hub.schemas.envelope import envelope
 
 NAMESPACE = uuid.UUID("0b7f3a52-5a3f-4b0e-8f33-2f6f1c0e2d90")
-MIGRI = "migri"
 # residence bases of the simulated permits, with their cumulative shares (EU/EEA citizens register instead)
 PERMIT_BASES = (("work", 0.35), ("family", 0.6), ("study", 0.75), ("international_protection", 0.87), ("temporary_protection", 0.95), ("other", 1.0))
 SIMULATED_NEEDS = (("health",), ("social",), ("child_welfare", "social"), ("mental_health",), ("literacy",))
@@ -69,13 +69,13 @@ def facts_for(newcomer: dict, now: dt.datetime, reference: Reference | None = No
         rec = _event(MIGRI, newcomer, "residence-permit", now)
         rec.update(person_id=person_id, basis=basis, first_permit_date=first)
         out.append((topics.RESIDENCE_PERMITS, "ResidencePermit", rec))
-    employment = roles[EMPLOYMENT_AUTHORITY].authority_id
+    employment = roles[EMPLOYMENT_AUTHORITY].authority
     if employment is not None and age is not None and 18 <= age < 65 and _roll(key, "labour") < 0.5:
         rec = _event(employment, newcomer, "jobseeker-registered", now)
         rec.update(person_id=person_id, status="registered", status_date=min(today, arrival + dt.timedelta(days=7)),
                    employment_area=employment.partition(":")[2])
         out.append((topics.JOBSEEKER_STATUS, "JobseekerStatus", rec))
-    wellbeing = roles[WELLBEING_AREA].authority_id
+    wellbeing = roles[WELLBEING_AREA].authority
     r = _roll(key, "needs")
     if wellbeing is not None and r < 0.2:
         rec = _event(wellbeing, newcomer, "service-needs", now)
