@@ -18,6 +18,7 @@ from hub.consent.model import (
     Disclose,
     Hold,
     InvalidConsent,
+    OwnPlan,
     check_authority,
     check_categories,
 )
@@ -142,8 +143,9 @@ def request_id(assessment: Assessment, recipient: str) -> str:
     return derived_id("plan-request", assessment.event_id, recipient)
 
 
-def plan_request(assessment: Assessment, decision: Disclose, now: dt.datetime) -> dict:
-    """The PlanRequest record: only the categories the decision allows, every other one empty."""
+def plan_request(assessment: Assessment, decision: Disclose | OwnPlan, now: dt.datetime) -> dict:
+    """The PlanRequest record: only the categories the decision allows, every other one empty. To
+    the assessor itself (`OwnPlan`): its own assessment's categories, on no consent and no legal basis."""
     rid = request_id(assessment, decision.recipient)
     rec = {
         "event_id": rid,

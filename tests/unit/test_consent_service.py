@@ -21,7 +21,8 @@ T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 PERSON = hetu.make(dt.date(1990, 5, 17), 941)
 KEY = hetu.person_key(PERSON, "s")  # the registry's secret below
 EMPLOY, MUNI = "employment_authority:08", "municipality:091"
-LAW = model.LegalBasis("681/2023 § 99 (test)", "integration_plan", frozenset({"employment_authority"}), frozenset({"language_skills"}))
+LAW = model.LegalBasis("681/2023 § 99 (test)", "681/2023 § 99", "integration_plan", frozenset({"municipality"}), frozenset({"employment_authority"}),
+                       frozenset({"language_skills"}))
 
 
 def grant(cid, **kw):
