@@ -54,9 +54,9 @@ def unique_authority():
     return next(_UNUSED)
 
 
-def assessment(pid, plan_authority, assessment_id="as-1"):
-    rec = envelope(ASSESSOR)
-    rec.update(assessment_id=assessment_id, person_key=hetu.person_key(pid, SECRET), person_id=pid, assessor=ASSESSOR, plan_authority=plan_authority,
+def assessment(pid, plan_authority, assessment_id="as-1", assessor=ASSESSOR):
+    rec = envelope(assessor)
+    rec.update(assessment_id=assessment_id, person_key=hetu.person_key(pid, SECRET), person_id=pid, assessor=assessor, plan_authority=plan_authority,
                referral_id=None, education="vocational upper secondary", work_history="6 years construction",
                language_skills=[{"language": "fi", "skill": "overall", "cefr_level": "A2"}], literacy="literate in Latin script",
                recommended_path="employment", service_needs=["childcare"])
@@ -94,6 +94,36 @@ class Collector:
 
 def make_hub(kafka_url, name):
     return HubApp(Settings(app_id=f"consent-{name}-{uuid.uuid4().hex[:6]}", person_key_secret=SECRET), kafka_url)
+
+
+def test_an_assessor_that_makes_the_plan_gets_its_plan_request_with_nothing_held_or_audited(kafka_url, sessions):
+    pid, key = new_person()
+    authority = unique_authority()  # assesses and makes the plan
+    plan_topic, notice_topic = topics.plan_request_topic(authority), topics.notice_topic(authority)
+
+    async def scenario():
+        hub = make_hub(kafka_url, "own")
+        consent_agents.register(hub, sessions, legal_bases=())  # no consent, no legal basis
+        got = Collector(hub, plan_topic, notice_topic)
+        async with running(hub):
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, authority, "as-own", assessor=authority), key=key)
+            await wait_for(lambda: len(got.where(plan_topic, person_key=key)) == 1, 60, "the assessor's own plan request")
+            await asyncio.sleep(1.5)  # a relay tick: nothing more arrives
+        return got
+
+    got = asyncio.run(scenario())
+    [plan] = got.where(plan_topic, person_key=key)
+    assert plan["to"] == plan["assessor"] == authority and plan["consent_id"] is None and plan["legal_basis"] is None
+    assert plan["data_categories"] == ["education", "work_history", "language_skills", "literacy", "service_needs", "recommended_path"]
+    assert plan["service_needs"] == ["childcare"]  # its own data, health category included
+    assert got.where(notice_topic, person_key=key) == []  # no consent-required notice
+    assert metrics.REGISTRY.get_sample_value("hub_disclosures_total", {"recipient": authority}) is None
+    assert metrics.REGISTRY.get_sample_value("hub_events_consumed_total", {"topic": topics.ASSESSMENTS, "outcome": "own_plan"}) >= 1
+    with sessions() as s:
+        assert store.disclosures(s, key) == []  # no audit row as a disclosure
+        [row] = s.scalars(sa.select(store.Disclosure).where(store.Disclosure.person_key == key))
+        assert row.disclosed is False and row.request_id == plan["request_id"]  # the plan-request ledger's row
+        assert list(s.scalars(sa.select(store.HeldItem).where(store.HeldItem.person_key == key))) == []
 
 
 def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_url, sessions):
