@@ -308,6 +308,14 @@ def decide(
     )
 
 
+def consent_only_withheld(decision: Decision) -> tuple[str, ...]:
+    """The consent-only (health) categories a disclosure left out: they are held apart until a consent
+    covers them (`hub.consent.records.remainder_record`), never dropped."""
+    if not isinstance(decision, Disclose):
+        return ()
+    return tuple(c for c in decision.withheld if c in CONSENT_ONLY_CATEGORIES)
+
+
 # How close each reason is to a disclosure: the assessor is told about the closest miss.
 _REASON_RANK = ("no_category_covered", "not_yet_valid", "recipient_not_named", "purpose_not_covered", EXPIRED, REVOKED)
 

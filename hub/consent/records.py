@@ -138,6 +138,18 @@ def assessment_from_avro(rec: dict, now: dt.datetime | None = None, skew: dt.tim
     )
 
 
+def remainder_record(rec: dict, categories: tuple[str, ...]) -> dict:
+    """The part of an AssessmentCompleted record (`rec`) that a disclosure left out because only a
+    consent may pass it (health data): the same assessment with only `categories` filled, under an
+    event id derived from the original's, so that it is held, released and requested on its own
+    (its plan request has its own request id)."""
+    out = dict(rec, event_id=derived_id("consent-only-remainder", str(rec["event_id"])))
+    for c in DATA_CATEGORIES:
+        if c not in categories:
+            out[c] = [] if c in ("language_skills", "service_needs") else None
+    return out
+
+
 def request_id(assessment: Assessment, recipient: str) -> str:
     """One plan request per assessment event and recipient, whoever and however often it is computed."""
     return derived_id("plan-request", assessment.event_id, recipient)

@@ -108,12 +108,9 @@ class ConsentRegistry:
             decision = model.decide(assessment, uow.consents.history(key), self.legal_bases, now)
             if isinstance(decision, (model.Disclose, model.OwnPlan)):
                 self._disclose(uow, assessment, decision, now, out)
+                self._hold_consent_only(uow, assessment, encoded, decision, key, now, out)
             else:
-                uow.consents.hold(assessment, key, encoded, decision.reason, now)
-                out.held.append(decision.reason)
-                notice = records.consent_required_notice(assessment, decision, now)
-                self._enqueue(uow, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
-                out.notices.append(("consent_required", assessment.assessor))
+                self._hold(uow, assessment, encoded, decision, key, now, out)
         return out
 
     def sweep(self) -> Outcome:
@@ -242,6 +239,32 @@ class ConsentRegistry:
             out.disclosed.append((decision.recipient, decision.categories, assessment.occurred_at))
         return plan["request_id"]
 
+    def _hold(self, uow: ConsentUnitOfWork, assessment: model.Assessment, encoded: bytes, decision: model.Hold, key: str, now: dt.datetime,
+              out: Outcome) -> None:
+        """Keep the item until a consent covers it; tell the assessor what is missing."""
+        uow.consents.hold(assessment, key, encoded, decision.reason, now)
+        out.held.append(decision.reason)
+        notice = records.consent_required_notice(assessment, decision, now)
+        self._enqueue(uow, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
+        out.notices.append(("consent_required", assessment.assessor))
+
+    def _hold_consent_only(self, uow: ConsentUnitOfWork, assessment: model.Assessment, encoded: bytes, decision: model.Decision, key: str,
+                           now: dt.datetime, out: Outcome) -> None:
+        """Health data a disclosure left out (no consent in force covers it) is not dropped: it becomes an
+        item of its own, disclosed at once when another consent covers it, else held (with a notice)
+        until one does."""
+        withheld = model.consent_only_withheld(decision)
+        if not withheld:
+            return
+        rec = records.remainder_record(self.codec.decode(encoded, "AssessmentCompleted", check_bounds=False).record, withheld)
+        part = records.assessment_from_avro(rec)
+        part_encoded = self.codec.encode("AssessmentCompleted", rec)
+        second = model.decide(part, uow.consents.history(key), self.legal_bases, now)
+        if isinstance(second, model.Hold):
+            self._hold(uow, part, part_encoded, second, key, now, out)
+        else:
+            self._disclose(uow, part, second, now, out)
+
     def _release(self, uow: ConsentUnitOfWork, person_key: str, now: dt.datetime, out: Outcome) -> None:
         items = uow.consents.held(person_key)
         if not items:
@@ -254,10 +277,12 @@ class ConsentRegistry:
                                                                    person_key_secret=self.person_key_secret)))
             except model.InvalidConsent:
                 continue  # held before keys were checked, keyed to another person: never released
+        encoded = {item.id: item.assessment for item in items}
         for item_id, assessment, decision in model.releases(pairs, hist, self.legal_bases, now):
             request_id = self._disclose(uow, assessment, decision, now, out)
             uow.consents.release(item_id, request_id, now)
             out.released += 1
+            self._hold_consent_only(uow, assessment, encoded[item_id], decision, person_key, now, out)
 
     def _notify_ended(self, uow: ConsentUnitOfWork, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
         consent = model.current_consents(uow.consents.history(person_key)).get(rec.consent_id)

@@ -162,7 +162,10 @@ def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_
     with sessions() as s:
         audit = store.disclosures(s, key)
         assert [(d.recipient, d.consent_id) for d in audit] == [(plan_authority, f"c-{key[:8]}")] * 2
-        assert all(h.released_at is not None for h in s.scalars(sa.select(store.HeldItem).where(store.HeldItem.person_key == key)))
+        held = list(s.scalars(sa.select(store.HeldItem).where(store.HeldItem.person_key == key).order_by(store.HeldItem.id)))
+        # the originals are released; their health data (service_needs), which the consent does not cover, stays held apart
+        assert sorted((h.assessment_id, h.released_at is None, h.reason) for h in held) == [
+            ("as-1", False, "no_consent"), ("as-1", True, "no_category_covered"), ("as-2", False, "no_consent"), ("as-2", True, "no_category_covered")]
         assert store.history(s, key)[0].person_id == pid  # the identity code is kept, sealed
         # the raw rows hold neither the identity code (nor its digits) nor the assessment's data in clear
         clear = clear_in_tables(s.get_bind(), ["consent_events", "held_items", "disclosures", "outbox"],

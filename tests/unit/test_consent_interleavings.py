@@ -130,6 +130,9 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
             avro.update({c: DATA[c] for c in cats})
             a = records.assessment_from_avro(avro)
             assessments[a.event_id] = a
+            if "service_needs" in cats:  # the health data a disclosure leaves out becomes an item of its own
+                part = records.assessment_from_avro(records.remainder_record(avro, ("service_needs",)))
+                assessments[part.event_id] = part
             registry.handle_assessment(a, codec.encode("AssessmentCompleted", avro))
             registry.handle_assessment(a, codec.encode("AssessmentCompleted", avro))  # redelivery changes nothing
         elif kind == "tick":
@@ -156,4 +159,13 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
         request_ids = [d.request_id for d in s.scalars(sa.select(store.Disclosure))]
         plan_rows = [o for o in s.scalars(sa.select(outbox.OutboxMessage)) if o.schema_name == "PlanRequest"]
     assert len(request_ids) == len(set(request_ids)) == len(plan_rows), "an assessment was disclosed twice"
+    # health data is never dropped: an assessment disclosed without its service_needs has them held or sent apart
+    with registry.units.sessions() as s:
+        sent_cats = {d.request_id: set(json.loads(d.data_categories)) for d in s.scalars(sa.select(store.Disclosure))}
+        held_ids = {h.assessment_event_id for h in s.scalars(sa.select(store.HeldItem))}
+    for a in assessments.values():
+        rid = records.request_id(a, a.plan_authority)
+        if "service_needs" in a.data and rid in sent_cats and "service_needs" not in sent_cats[rid]:
+            part = records.derived_id("consent-only-remainder", a.event_id)
+            assert part in held_ids or records.request_id(assessments[part], a.plan_authority) in sent_cats, "health data was dropped"
     engine.dispose()

@@ -143,6 +143,36 @@ def test_the_sweep_releases_an_item_held_before_an_own_plan_request_needed_no_co
     assert registry.sweep().released == 0  # once
 
 
+def test_health_data_a_legal_basis_leaves_out_is_held_until_a_consent_covers_it(registry, units):
+    registry.legal_bases = (model.LegalBasis("education by law", "681/2023 § 99", "integration_plan", frozenset({"municipality"}),
+                                             frozenset({"employment_authority"}), frozenset({"education"})),)
+    out = assess(registry, 1, service_needs=["mental health"])
+    assert out.disclosed == [(EMPLOY, ("education",), T0)] and out.held == ["no_consent"] and out.notices == [("consent_required", MUNI)]
+    [(_, _, first)] = sent(units, "PlanRequest")
+    assert first["data_categories"] == ["education"] and first["service_needs"] == [] and first["legal_basis"] == "education by law"
+    [(_, _, notice)] = sent(units, "Notice")
+    assert "covering service_needs" in notice["message"] and notice["assessment_id"] == "as-1"
+    assert registry.held_count() == 1
+    out = registry.record_consent(grant("c1", data_categories=frozenset({"service_needs"})))
+    assert out.released == 1 and registry.held_count() == 0
+    [_, (_, _, second)] = sent(units, "PlanRequest")
+    assert second["assessment_id"] == "as-1" and second["request_id"] != first["request_id"]
+    assert second["data_categories"] == ["service_needs"] and second["service_needs"] == ["mental health"] and second["consent_id"] == "c1"
+    assert second["education"] is None and second["legal_basis"] is None
+    assert [(a["consent_id"], a["legal_basis"]) for a in registry.audit(PERSON)] == [(None, "education by law"), ("c1", None)]
+
+
+def test_health_data_another_consent_covers_goes_at_once_in_a_plan_request_of_its_own(registry, units):
+    registry.record_consent(grant("c-edu", data_categories=frozenset({"education", "work_history"})))
+    registry.record_consent(grant("c-health", data_categories=frozenset({"service_needs"})))
+    out = assess(registry, 1, work_history="5 years", service_needs=["mental health"])
+    assert out.held == [] and [cats for _, cats, _ in out.disclosed] == [("education", "work_history"), ("service_needs",)]
+    assert [(p["consent_id"], p["data_categories"]) for _, _, p in sent(units, "PlanRequest")] == [
+        ("c-edu", ["education", "work_history"]), ("c-health", ["service_needs"])]
+    # a redelivery changes nothing
+    assert assess(registry, 1, work_history="5 years", service_needs=["mental health"]).duplicate and len(sent(units, "PlanRequest")) == 2
+
+
 def test_a_grant_releases_the_held_items_it_covers_in_order(registry, units):
     assess(registry, 1)
     assess(registry, 2)
