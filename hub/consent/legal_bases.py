@@ -43,7 +43,7 @@ def load(path: Path | str | None = None, *, allow_unconfirmed: bool = False) -> 
 
 def parse(text: str, where_file: str = "legal bases", *, allow_unconfirmed: bool = False) -> tuple[LegalBasis, ...]:
     """The legal bases of a file's text. An entry in the form before bases named their discloser (no
-    `discloser_kinds`, no `section`) is refused with the fix: it would still cover every discloser."""
+    `discloser_kinds`) is refused with the fix: read as before, it would still cover every discloser."""
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -58,7 +58,7 @@ def parse(text: str, where_file: str = "legal bases", *, allow_unconfirmed: bool
             raise LegalBasisFileError(f"{where} is not a mapping of {', '.join(REQUIRED)}")
         if "name" in e:
             where = f"{where} ({e['name']})"
-        if "recipient_kinds" in e and ("discloser_kinds" not in e or "section" not in e):
+        if "recipient_kinds" in e and "discloser_kinds" not in e:
             raise LegalBasisFileError(
                 f"{where} is in the old form, keyed by the recipient's kind only, which covered every discloser: add "
                 f"`discloser_kinds` (the assessor kinds the section lets disclose, e.g. [municipality]) and `section` (the statute "
