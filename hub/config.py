@@ -272,8 +272,10 @@ SETTINGS: tuple[Setting, ...] = (
                  "doubling, at most 30 s, jittered; `Retry-After` honoured)."),
     Setting("HUB_CONSENT_LEGAL_BASES", "consent_legal_bases", _path, None, CONSENT,
             default_doc="the shipped `hub/consent/legal_bases.yaml` (empty: no legal basis)",
-            help="YAML list of legal bases that allow a disclosure without consent: `name` (statute and section), "
-                 "`purpose`, `recipient_kinds`, `data_categories`."),
+            help="YAML list of legal bases that allow a disclosure without consent, each: `name` (recorded in the "
+                 "audit), `section` (statute and section), `purpose`, `discloser_kinds` (the assessor's kinds), "
+                 "`recipient_kinds` (the plan maker's kinds), `data_categories` (never `service_needs`: consent only). "
+                 "An entry without `discloser_kinds` (the old form) stops the hub with the fix (docs/consent.md)."),
     Setting("HUB_REPLAY_HORIZON_DAYS", None, _integer, None, CONSENT,
             default_doc="the event logs' retention (`EVENT_LOG_RETENTION_DAYS` in `hub/deploy/topics.py`)",
             help="Days a topic can still deliver an event again: `hub retention` keeps idempotency marks and ended "

@@ -132,6 +132,10 @@ class ConsentHistory(Protocol):
         """Identity codes of persons with a grant whose valid_until has passed, or with held items and
         a grant whose valid_from has passed (the pure rules decide what is due)."""
 
+    def own_held(self) -> list[str]:
+        """Person keys with an unreleased held item whose assessor is its recipient (held before a plan
+        request to the assessor itself needed no consent)."""
+
     def held(self, person_key: str) -> list[HeldItem]:
         """The person's unreleased held items, oldest first."""
 
@@ -158,12 +162,14 @@ class ProcessedEvents(Protocol):
 
 
 class DisclosureAudit(Protocol):
-    """Every disclosure (plan request) and every withdrawal of one that was not sent after all."""
+    """Every plan request (a disclosure, or one to the assessor itself that discloses nothing) and
+    every withdrawal of one that was not sent after all."""
 
-    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime) -> None: ...
+    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime, disclosed: bool = True) -> None:
+        """Record a plan request; `disclosed` false when it goes to its own assessor."""
 
     def of_person(self, person_key: str) -> list[Disclosure]:
-        """The person's disclosures, in the order they were made."""
+        """The person's disclosures (not the plan requests to an assessor itself), in the order they were made."""
 
     def withdrawals(self, request_ids: Iterable[str]) -> dict[str, list[dict]]:
         """Request id -> its withdrawals (reason, channel, withdrawn_at)."""

@@ -160,20 +160,23 @@ class Inputs:
             key, pid, municipality, plan = per_person[n % len(per_person)]
             n += 1
             authority = f"municipality:{municipality}"
+            # another authority makes the plan: an assessor that makes it itself discloses nothing and is never held
+            plan_maker = default_reference().authorities(municipality)["employment_authority"].authority or (
+                "municipality:091" if municipality != "091" else "municipality:049")
             rec = envelope(authority, now)
-            rec.update(assessment_id=f"A-{n}", person_key=key, person_id=pid, assessor=authority, plan_authority=authority, referral_id=None,
+            rec.update(assessment_id=f"A-{n}", person_key=key, person_id=pid, assessor=authority, plan_authority=plan_maker, referral_id=None,
                        education="secondary", work_history="3 years in nursing", language_skills=[{"language": "fi", "skill": "overall", "cefr_level": "A2"}],
                        literacy="literate", recommended_path="integration training", service_needs=[])
             self.assessments.append((key.encode(), self.codec.encode("AssessmentCompleted", rec), cloudevent_headers("AssessmentCompleted", rec)))
             if plan == "none":
                 self.held.add(str(rec["event_id"]))
             else:
-                self.plan_requests.add(consent_records.derived_id("plan-request", str(rec["event_id"]), authority))
-                self.plan_topics.add(topics.plan_request_topic(authority))
-            if n <= len(per_person) and plan != "none":  # one grant per person, covering the assessor's plan authority
+                self.plan_requests.add(consent_records.derived_id("plan-request", str(rec["event_id"]), plan_maker))
+                self.plan_topics.add(topics.plan_request_topic(plan_maker))
+            if n <= len(per_person) and plan != "none":  # one grant per person, covering the plan maker
                 c = envelope(authority, now)
                 c.update(consent_id=f"C-{key[:12]}", person_id=pid, action="granted", purpose="integration_plan", data_categories=ALL_CATEGORIES,
-                         recipients=[authority], valid_from=now - dt.timedelta(days=1), valid_until=now + dt.timedelta(days=365),
+                         recipients=[plan_maker], valid_from=now - dt.timedelta(days=1), valid_until=now + dt.timedelta(days=365),
                          evidence="signed form", recorded_by=authority)
                 item = (key.encode(), self.codec.encode("Consent", c), cloudevent_headers("Consent", c))
                 (self.consents_before if plan == "before" else self.consents_after).append(item)
