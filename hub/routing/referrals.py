@@ -5,12 +5,16 @@
   make the same referral twice.
 - `referral_record`: the Referral event for one decision, minimised under turvakielto.
 - `transition`: the state machine of a referral, driven by the recipients' ReferralStatus events.
+- `supersessions`: which open referrals an update of the person supersedes, and why;
+  `withdrawal_record`: the ReferralWithdrawn event that tells the old recipient.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
+from typing import Iterable
 
 from hub.domain.errors import Rejected
 from hub.routing.model import Decision, RoutingInput
@@ -25,6 +29,13 @@ CLOSED = frozenset({"declined", "completed", "superseded"})
 # progress order; a recipient may skip steps forward, never go back (contacted <-> unreachable is
 # the exception: contact attempts can fail and succeed again)
 _RANK = {SENT: 0, "accepted": 1, "contacted": 2, "unreachable": 2, "assessment_started": 3, "completed": 4}
+
+
+# why a referral is withdrawn (ReferralWithdrawn.cause)
+MOVED, NO_LONGER_APPLIES, IDENTITY_CORRECTED = "moved", "no_longer_applies", "identity_corrected"
+# states a change of circumstances does not withdraw: the assessment is under way, and its assessor
+# finishes it (completed or declined); a move or an identity-code correction withdraws every open state
+KEPT_ON_CIRCUMSTANCES = frozenset({"assessment_started"})
 
 
 class TransitionError(Rejected):
@@ -95,4 +106,100 @@ def referral_record(
         "mother_tongue": newcomer.mother_tongue,
         "contact_language": newcomer.contact_language,
         "turvakielto": newcomer.turvakielto,
+    }
+
+
+@dataclass(frozen=True)
+class OpenRef:
+    """An open referral of the person as the ledger holds it."""
+
+    referral_id: str
+    person_key: str
+    authority: str
+    purpose: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Supersession:
+    """One open referral an update supersedes: to whom it was, why it is withdrawn, and (after an
+    identity-code correction) the same recipient's referral that replaces it."""
+
+    referral_id: str
+    person_key: str
+    authority: str
+    purpose: str
+    cause: str  # MOVED, NO_LONGER_APPLIES or IDENTITY_CORRECTED
+    reason: str
+    replaced_by: str | None = None
+
+
+def supersessions(newcomer: RoutingInput, decisions: Iterable[Decision], open_refs: Iterable[OpenRef]) -> list[Supersession]:
+    """The open referrals (of `newcomer.person_key` and `newcomer.previous_person_key`) that this update
+    withdraws, in the order given:
+
+    - after an identity-code correction, every open referral of the replaced code's key: the person
+      is routed under the new key, and a recipient that still has a task gets it again there
+      (`replaced_by`, with the corrected identity code);
+    - on `moved`, each open referral whose (recipient, purpose) is not among the new decisions, in
+      any open state: the responsibility follows the municipality of residence;
+    - on `circumstances`, the same, except a referral whose assessment has started
+      (KEPT_ON_CIRCUMSTANCES): its assessor finishes it and reports completed or declined;
+    - on `arrived`, none.
+    The reason names the new municipality, unless turvakielto withholds it; a caller's
+    `change_reason` says what changed.
+    """
+    kept = {(d.authority, d.purpose): d for d in decisions}
+    key, old_key = newcomer.person_key, newcomer.previous_person_key
+    out = []
+    for ref in open_refs:
+        if old_key and old_key != key and ref.person_key == old_key:
+            successor = kept.get((ref.authority, ref.purpose))
+            replaced_by = referral_id(key or "", successor) if successor is not None else None
+            reason = "identity code corrected: the person's referrals are issued under the corrected code" + (
+                f"; this one again as referral {replaced_by}" if replaced_by else "; this recipient has no task under it")
+            out.append(Supersession(ref.referral_id, ref.person_key, ref.authority, ref.purpose, IDENTITY_CORRECTED, reason, replaced_by))
+            continue
+        if ref.person_key != key or (ref.authority, ref.purpose) in kept:
+            continue
+        if newcomer.change == "moved":
+            out.append(Supersession(ref.referral_id, ref.person_key, ref.authority, ref.purpose, MOVED, _moved_reason(newcomer)))
+        elif newcomer.change == "circumstances" and ref.state not in KEPT_ON_CIRCUMSTANCES:
+            why = newcomer.change_reason or "the person's circumstances changed"
+            out.append(Supersession(ref.referral_id, ref.person_key, ref.authority, ref.purpose, NO_LONGER_APPLIES, f"no longer applies: {why}"))
+    return out
+
+
+def _moved_reason(newcomer: RoutingInput) -> str:
+    if newcomer.change_reason:
+        return newcomer.change_reason
+    if newcomer.turvakielto or not newcomer.municipality_code:
+        return "moved to another municipality" + (" (withheld: turvakielto)" if newcomer.turvakielto else "")
+    return f"moved to municipality {newcomer.municipality_code}"
+
+
+def withdrawal_event_id(referral_id_: str) -> str:
+    """The ReferralWithdrawn event id of a referral: derived, so a re-sent withdrawal is recognisably the same."""
+    return str(uuid.uuid5(REFERRAL_NAMESPACE, f"{referral_id_}|withdrawn"))
+
+
+def withdrawal_record(s: Supersession, *, sequence: int, newcomer: RoutingInput, now: dt.datetime) -> dict:
+    """The ReferralWithdrawn event (Avro record dict) telling the old recipient that `s` is withdrawn.
+    No identity code: the recipient has the referral it names."""
+    return {
+        "event_id": withdrawal_event_id(s.referral_id),
+        "occurred_at": newcomer.occurred_at or now,
+        "recorded_at": now,
+        "source": "hub:routing",
+        "schema_version": 1,
+        "referral_id": s.referral_id,
+        "to": s.authority,
+        "purpose": s.purpose,
+        "person_key": s.person_key,
+        "sequence": sequence,
+        "cause": s.cause,
+        "reason": s.reason,
+        "replaced_by": s.replaced_by,
+        "withdrawn_at": now,
+        "newcomer_event_id": newcomer.event_id,
     }

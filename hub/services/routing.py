@@ -4,7 +4,8 @@ Routing a batch: each newcomer is checked and routed by the pure engine (`hub.ro
 the batch's decisions recorded in the ledger in one transaction (idempotent: a newcomer seen before
 is a duplicate and creates nothing), every referral to publish sent, and the ledger told they are
 published only after the broker acknowledged them all. A crash anywhere reads the batch again and
-the ledger sends again exactly what was not marked published.
+the ledger sends again exactly what was not marked published. A referral the batch superseded is
+withdrawn: its old recipient gets a ReferralWithdrawn on the same topic, after the event's referrals.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Routed:
     routed: int = 0  # newcomers recorded in the ledger, duplicates included
     duplicates: int = 0  # newcomers the ledger had recorded before
     published: int = 0  # referrals sent and marked published
+    withdrawn: int = 0  # withdrawals of superseded referrals sent and marked published
     created: list[dict] = field(default_factory=list)  # referrals created by this batch
     waits: list[float] = field(default_factory=list)  # seconds from registration to referral, per newcomer with new referrals
     changed: set[str] = field(default_factory=set)  # authorities whose open/overdue counts changed
@@ -94,9 +96,13 @@ class Routing:
                 referral = dict(referral, person_id=record.get("person_id"))
                 acks.append(await self.publisher.publish(self.topic_for(referral["to"]), "Referral", referral, newcomer.person_key))
                 published.append(referral["referral_id"])
+            for withdrawal in recorded.withdrawals:  # after the referrals: each took a later sequence number of its recipient
+                acks.append(await self.publisher.publish(self.topic_for(withdrawal["to"]), "ReferralWithdrawn", withdrawal, withdrawal["person_key"]))
+                published.append(withdrawal["event_id"])
+                out.withdrawn += 1
         await asyncio.gather(*acks)  # delivered (acks=all) before the ledger says so
         await self.ledger.mark_published(published, now)
-        out.routed, out.published = len(routed), len(published)
+        out.routed, out.published = len(routed), len(published) - out.withdrawn
         for (_, newcomer, _), recorded in zip(routed, done):
             out.created.extend(recorded.created)
             if recorded.created and newcomer.occurred_at is not None:
