@@ -33,6 +33,7 @@ class Routed:
     published: int = 0  # referrals sent and marked published
     withdrawn: int = 0  # withdrawals of superseded referrals sent and marked published
     created: list[dict] = field(default_factory=list)  # referrals created by this batch
+    withdrawals: list[dict] = field(default_factory=list)  # withdrawals of referrals this batch superseded
     waits: list[float] = field(default_factory=list)  # seconds from registration to referral, per newcomer with new referrals
     changed: set[str] = field(default_factory=set)  # authorities whose open/overdue counts changed
 
@@ -105,6 +106,8 @@ class Routing:
         out.routed, out.published = len(routed), len(published) - out.withdrawn
         for (_, newcomer, _), recorded in zip(routed, done):
             out.created.extend(recorded.created)
+            if not recorded.duplicate:
+                out.withdrawals.extend(recorded.withdrawals)
             if recorded.created and newcomer.occurred_at is not None:
                 out.waits.append(max(0.0, (now - newcomer.occurred_at).total_seconds()))
             out.duplicates += recorded.duplicate

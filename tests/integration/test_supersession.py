@@ -9,6 +9,7 @@ import datetime as dt
 
 import pytest
 
+from hub import metrics
 from hub.adapters import database
 from hub.adapters.referral_ledger import ReferralLedger
 from hub.adapters.resend import gaps, resend
@@ -49,6 +50,8 @@ def test_a_move_and_an_identity_code_correction_withdraw_referrals_on_the_old_re
     key = {pid: hetu.person_key(pid, SECRET) for pid in (mover, corrected, new_code)}
     helsinki_topic = topics.referral_topic(HELSINKI)
 
+    moved_before = metrics.referrals_withdrawn.labels(HELSINKI, "moved")._value.get()
+
     async def scenario():
         hub = HubApp(Settings(app_id="supersession-it", person_key_secret=SECRET), fresh_kafka_url)
         newcomer_agents.register(hub, database_url=own_database_url)
@@ -77,6 +80,7 @@ def test_a_move_and_an_identity_code_correction_withdraw_referrals_on_the_old_re
             assert min(r["sequence"] for r, _ in withdrawn) == max(r["sequence"] for _, r, _ in before) + 1  # the recipient's next number
             assert all(h["ce_type"] == b"fi.integrationhub.ReferralWithdrawn.v1" and h["ce_id"] == str(r["event_id"]).encode() for r, h in withdrawn)
             assert all(ledger.state(r["referral_id"]) == "superseded" for r in mover_refs)
+            assert metrics.referrals_withdrawn.labels(HELSINKI, "moved")._value.get() == moved_before + len(mover_refs)
 
             # the identity code is corrected (DVV keys the correction by the replaced code)
             await send(change(new_code, "identity_correction", None, previous_person_id=corrected, previous_country=None), corrected)

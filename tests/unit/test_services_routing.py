@@ -151,8 +151,10 @@ def test_a_superseded_referral_is_withdrawn_on_its_old_recipients_topic_after_th
     topic, rec, key = next(w for w in withdrawals if w[1]["to"] == "municipality:091")
     assert topic == "referrals.municipality:091" and key == "pk-a" and rec["referral_id"] == first["municipality:091"]["referral_id"]
     assert rec["sequence"] == first["municipality:091"]["sequence"] + 1 and rec["reason"] == "moved to municipality 049"
-    assert "municipality:091" in out.changed
+    assert "municipality:091" in out.changed and [w["referral_id"] for w in out.withdrawals] == [rec["referral_id"] for _, rec, _ in withdrawals]
     steps = [e[0] for e in journal]
     assert steps[-1] == "marked_published" and steps.index("marked_published") > max(i for i, s in enumerate(steps) if s == "acked")
     assert str(rec["event_id"]) in journal[-1][1]  # the withdrawal is marked published only after its acknowledgement
     assert ledger.ledger.published_from("municipality:091", 1)[-1][0] == "ReferralWithdrawn"
+    again = run(routing.route_batch([Consumed("m1", moved)], FakeDeadLetters(journal)))  # a redelivery withdraws nothing more
+    assert again.duplicates == 1 and again.withdrawals == [] and again.withdrawn == 0
