@@ -3,6 +3,7 @@ with its recipient's next sequence number, in the ledger's outbox like a referra
 the commit, re-sent by a redelivered event, resent by `hub resend`), on a move, on new
 circumstances and on an identity-code correction."""
 
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -84,7 +85,7 @@ def test_new_circumstances_withdraw_what_no_longer_applies_but_keep_an_assessmen
     ia = next(r for r in first.created if r["purpose"] == "initial_assessment")
     assert ia["to"].startswith("employment_authority:")
     ended = newcomer("pk-c", change="circumstances", labour_force_status="home_parent", service_needs=["health"])
-    ended = RoutingInput(**{**{f: getattr(ended, f) for f in ended.__slots__}, "change_reason": "registration as a jobseeker ended"})
+    ended = dataclasses.replace(ended, change_reason="registration as a jobseeker ended")  # the caller says what changed
     done = routed(ledger, ended)
     assert [(w["referral_id"], w["cause"], w["reason"]) for w in done.withdrawals] == [
         (ia["referral_id"], "no_longer_applies", "no longer applies: registration as a jobseeker ended")]
