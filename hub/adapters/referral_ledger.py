@@ -27,7 +27,8 @@ from hub.adapters.idempotency import ProcessedEvent, first_time
 from hub.adapters.newcomer_facts import NewcomerFactRow, record_newcomers
 from hub.domain.errors import Rejected
 from hub.routing.model import Decision, RoutingInput
-from hub.routing.referrals import CLOSED, SENT, OpenRef, TransitionError, referral_id, referral_record, supersessions, transition, withdrawal_record
+from hub.routing.referrals import (CLOSED, SENT, OpenRef, TransitionError, referral_id, referral_record, reissued_id, supersessions, transition,
+                                   withdrawal_record)
 from hub.schemas.codec import Codec, default_codec
 
 ROUTING_CONSUMER = "routing"
@@ -282,7 +283,7 @@ _WITHDRAWALS = ReferralWithdrawalRow.__table__
 # the statements of the routing path, built once (expanding IN lists): building them per batch, and
 # running them through an ORM session, was a large share of the ledger thread's time
 _SEEN = sa.select(_PROCESSED.c.event_id).where(_PROCESSED.c.consumer == ROUTING_CONSUMER, _PROCESSED.c.event_id.in_(sa.bindparam("ids", expanding=True)))
-_EXISTING = sa.select(_REFERRALS.c.referral_id).where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True)))
+_STATES = sa.select(_REFERRALS.c.referral_id, _REFERRALS.c.state).where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True)))
 _LOCK_SEQUENCES = (sa.select(_SEQUENCES.c.authority, _SEQUENCES.c.last_sequence).where(_SEQUENCES.c.authority.in_(sa.bindparam("authorities", expanding=True)))
                    .order_by(_SEQUENCES.c.authority).with_for_update())
 _MARK_PUBLISHED = _REFERRALS.update().where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("now"))
@@ -307,6 +308,9 @@ class _Batch:
         self.locked: set[str] = set()  # authorities whose sequence row this transaction locked (or found missing)
         self.stored: dict[str, int] = {}  # authority -> last sequence in the table (locked)
         self.sequences: dict[str, int] = {}  # authority -> last sequence given in this batch
+        # the person's current referral per (person, recipient, purpose), by its first id: [id, generation, state (None: not made)]
+        self.current: dict[str, list] = {}
+        self.first_of: dict[str, str] = {}  # referral id -> the first id of its (person, recipient, purpose)
 
     def run(self, items: list[tuple[RoutingInput, list[Decision]]]) -> list[Recorded]:
         s, now = self.s, self.now
@@ -325,8 +329,7 @@ class _Batch:
             _rekey_newcomer_facts(s, [items[i][0] for i in first])
             record_newcomers(s, [items[i][0] for i in first], now)  # the facts `hub report` counts by (no identity code)
             planned = {i: [(d, referral_id(items[i][0].person_key, d)) for d in items[i][1]] for i in first}
-            candidates = {rid for pairs in planned.values() for _, rid in pairs}
-            existing = set(s.scalars(_EXISTING, {"ids": sorted(candidates)})) if candidates else set()
+            self._resolve({rid for pairs in planned.values() for _, rid in pairs})
             updates = {i for i in first if _supersedes(items[i][0])}
             keys = sorted({k for i in updates for k in (items[i][0].person_key, items[i][0].previous_person_key) if k})
             open_authorities = {row.authority for row in s.execute(_OPEN_OF, {"keys": keys})} if keys else set()
@@ -334,14 +337,14 @@ class _Batch:
             self._lock(sorted({d.authority for pairs in planned.values() for d, _ in pairs} | open_authorities))
             for i in first:
                 newcomer, decisions = items[i]
-                for decision, rid in planned[i]:
-                    if rid in existing:
-                        continue  # made earlier (same person, recipient and purpose): never twice
-                    existing.add(rid)
+                for decision, first_id in planned[i]:
+                    rid = self._to_make(first_id)
+                    if rid is None:
+                        continue  # made earlier (same person, recipient and purpose) and not superseded: never twice
                     out[i].created.append(self._add(newcomer, decision, rid))
                 if i in updates:
                     self._flush()  # the update supersedes what this batch made before it, too
-                    self._supersede(newcomer, decisions, out[i])
+                    self._supersede(newcomer, decisions, out[i], {(d.authority, d.purpose): self.current[f][0] for d, f in planned[i]})
             self._flush()
             self._save_sequences()
             for i in first:  # the outbox of a first-time event: exactly what it created and withdrew
@@ -362,6 +365,36 @@ class _Batch:
                     setattr(out[i], target, list(pending.pop(ids[i], ())))  # the same event twice in a batch sends once
         return out
 
+    def _resolve(self, first_ids: set[str]) -> None:
+        """The current referral of each (person, recipient, purpose) by its first id: the first one, or
+        after it was superseded the next one (`reissued_id`), and so on; one query per generation."""
+        pending = {f: (f, 1) for f in first_ids}
+        while pending:
+            states = dict(self.s.execute(_STATES, {"ids": sorted(rid for rid, _ in pending.values())}).all())
+            later = {}
+            for first_id, (rid, generation) in pending.items():
+                state = states.get(rid)
+                if state == "superseded":
+                    later[first_id] = (reissued_id(first_id, generation + 1), generation + 1)
+                else:
+                    self.current[first_id] = [rid, generation, state]
+                    self.first_of[rid] = first_id
+            pending = later
+
+    def _to_make(self, first_id: str) -> str | None:
+        """The id of the referral to make for this decision, or None when the person has it already
+        (open or closed, but not superseded): made once, and again only after a supersession."""
+        current = self.current[first_id]
+        rid, generation, state = current
+        if state == "superseded":  # superseded by an update earlier in this batch
+            generation += 1
+            rid = reissued_id(first_id, generation)
+        elif state is not None:
+            return None
+        self.current[first_id] = [rid, generation, SENT]
+        self.first_of[rid] = first_id
+        return rid
+
     def _lock(self, authorities: list[str]) -> None:
         """Lock the sequence rows of these recipients (those not locked yet), in one order."""
         wanted = sorted(set(authorities) - self.locked)
@@ -378,7 +411,7 @@ class _Batch:
     def _add(self, newcomer: RoutingInput, decision: Decision, rid: str) -> dict:
         sequence = self._next(decision.authority)
         now = self.now
-        record = referral_record(newcomer, decision, sequence=sequence, person_id=None, now=now)
+        record = referral_record(newcomer, decision, sequence=sequence, person_id=None, now=now, rid=rid)
         self.referrals.append({
             "referral_id": rid, "authority": decision.authority, "purpose": decision.purpose, "rule": decision.rule,
             "rules_version": decision.rules_version, "person_key": newcomer.person_key, "newcomer_event_id": newcomer.event_id,
@@ -389,13 +422,17 @@ class _Batch:
                             "occurred_at": now, "recorded_at": now})
         return record
 
-    def _supersede(self, newcomer: RoutingInput, decisions: list[Decision], out: Recorded) -> None:
+    def _supersede(self, newcomer: RoutingInput, decisions: list[Decision], out: Recorded, ids: dict[tuple[str, str], str]) -> None:
         """Supersede the open referrals this update no longer needs, each with a withdrawal to its recipient."""
         s, now = self.s, self.now
         keys = [k for k in (newcomer.person_key, newcomer.previous_person_key) if k]
-        gone = supersessions(newcomer, decisions, [OpenRef(*row) for row in s.execute(_OPEN_OF, {"keys": keys})])
+        gone = supersessions(newcomer, decisions, [OpenRef(*row) for row in s.execute(_OPEN_OF, {"keys": keys})], ids)
         if not gone:
             return
+        for g in gone:
+            first_id = self.first_of.get(g.referral_id)
+            if first_id is not None:  # a later update in this batch that decides it again makes it anew
+                self.current[first_id][2] = "superseded"
         r = _REFERRALS.c
         s.execute(_REFERRALS.update().where(r.referral_id.in_([g.referral_id for g in gone])).values(state="superseded", updated_at=now))
         s.execute(ReferralEventRow.__table__.insert(), [{"referral_id": g.referral_id, "event_id": newcomer.event_id, "state": "superseded", "reason": g.reason,

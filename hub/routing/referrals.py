@@ -2,7 +2,8 @@
 
 - `referral_id`: deterministic, from the person and the decision's recipient and purpose, so the
   same newcomer event (or a later `moved` / `circumstances` update of the same person) can never
-  make the same referral twice.
+  make the same referral twice; `reissued_id`: the referral made again for the same person,
+  recipient and purpose after the earlier one was superseded (moved back, registered again).
 - `referral_record`: the Referral event for one decision, minimised under turvakielto.
 - `transition`: the state machine of a referral, driven by the recipients' ReferralStatus events.
 - `supersessions`: which open referrals an update of the person supersedes, and why;
@@ -14,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from hub.domain.errors import Rejected
 from hub.routing.model import Decision, RoutingInput
@@ -46,6 +47,12 @@ def referral_id(person_key: str, decision: Decision) -> str:
     return str(uuid.uuid5(REFERRAL_NAMESPACE, f"{person_key}|{decision.authority}|{decision.purpose}"))
 
 
+def reissued_id(first_id: str, generation: int) -> str:
+    """The id of the `generation`-th referral (2, 3, ...) for the person, recipient and purpose whose
+    first referral is `first_id`: made only after the one before it was superseded."""
+    return first_id if generation <= 1 else str(uuid.uuid5(REFERRAL_NAMESPACE, f"{first_id}|{generation}"))
+
+
 def is_open(state: str) -> bool:
     return state not in CLOSED
 
@@ -72,6 +79,7 @@ def referral_record(
     sequence: int,
     person_id: str | None,
     now: dt.datetime,
+    rid: str | None = None,
 ) -> dict:
     """The Referral event (Avro record dict) for one decision.
 
@@ -79,8 +87,9 @@ def referral_record(
     trace (which names the municipality) go only to the municipality itself; the wellbeing area
     and the employment authority get what their task needs: who, why, by when, in which language.
     The event id is derived from the referral id, so a re-sent referral is recognisably the same.
+    `rid`: the referral's id when it is not the first for this person, recipient and purpose.
     """
-    rid = referral_id(newcomer.person_key or "", decision)
+    rid = rid or referral_id(newcomer.person_key or "", decision)
     own_municipality = decision.authority.startswith(f"{MUNICIPALITY}:")
     withhold = newcomer.turvakielto and not own_municipality
     return {
@@ -134,7 +143,8 @@ class Supersession:
     replaced_by: str | None = None
 
 
-def supersessions(newcomer: RoutingInput, decisions: Iterable[Decision], open_refs: Iterable[OpenRef]) -> list[Supersession]:
+def supersessions(newcomer: RoutingInput, decisions: Iterable[Decision], open_refs: Iterable[OpenRef],
+                   ids: Mapping[tuple[str, str], str] | None = None) -> list[Supersession]:
     """The open referrals (of `newcomer.person_key` and `newcomer.previous_person_key`) that this update
     withdraws, in the order given:
 
@@ -147,7 +157,8 @@ def supersessions(newcomer: RoutingInput, decisions: Iterable[Decision], open_re
       (KEPT_ON_CIRCUMSTANCES): its assessor finishes it and reports completed or declined;
     - on `arrived`, none.
     The reason names the new municipality, unless turvakielto withholds it; a caller's
-    `change_reason` says what changed.
+    `change_reason` says what changed. `ids`: (recipient, purpose) -> the id of the person's current
+    referral for it (the ledger's; default: the first id).
     """
     kept = {(d.authority, d.purpose): d for d in decisions}
     key, old_key = newcomer.person_key, newcomer.previous_person_key
@@ -155,7 +166,7 @@ def supersessions(newcomer: RoutingInput, decisions: Iterable[Decision], open_re
     for ref in open_refs:
         if old_key and old_key != key and ref.person_key == old_key:
             successor = kept.get((ref.authority, ref.purpose))
-            replaced_by = referral_id(key or "", successor) if successor is not None else None
+            replaced_by = None if successor is None else (ids or {}).get((ref.authority, ref.purpose)) or referral_id(key or "", successor)
             reason = "identity code corrected: the person's referrals are issued under the corrected code" + (
                 f"; this one again as referral {replaced_by}" if replaced_by else "; this recipient has no task under it")
             out.append(Supersession(ref.referral_id, ref.person_key, ref.authority, ref.purpose, IDENTITY_CORRECTED, reason, replaced_by))

@@ -112,3 +112,36 @@ def test_an_identity_code_correction_withdraws_the_old_keys_referrals_and_reissu
     assert ledger.open_referrals() and all(r.person_key == "pk-new" for r in ledger.open_referrals())
     with ledger.Session() as s:  # hub report counts the person once, under the new key
         assert [row.person_key for row in s.query(NewcomerFactRow).all()] == ["pk-new"]
+
+
+def test_a_decision_that_applies_again_after_its_supersession_is_a_new_referral(ledger):
+    from hub.routing.referrals import reissued_id
+
+    first = routed(ledger, newcomer("pk-e", labour_force_status="unemployed_job_seeker"))
+    ia = next(r for r in first.created if r["purpose"] == "initial_assessment")
+    ended = routed(ledger, newcomer("pk-e", change="circumstances", labour_force_status="home_parent"))
+    assert [w["referral_id"] for w in ended.withdrawals] == [ia["referral_id"]]
+    again = routed(ledger, newcomer("pk-e", change="circumstances", labour_force_status="unemployed_job_seeker"))
+    [back] = [r for r in again.created if r["to"] == ia["to"]]
+    assert back["referral_id"] == reissued_id(ia["referral_id"], 2) != ia["referral_id"]  # a new referral, not the withdrawn one
+    assert back["event_id"] != ia["event_id"] and back["sequence"] == ended.withdrawals[0]["sequence"] + 1
+    assert ledger.state(back["referral_id"]) == "sent" and ledger.state(ia["referral_id"]) == "superseded"
+    assert routed(ledger, newcomer("pk-e", change="circumstances", labour_force_status="unemployed_job_seeker")).created == []  # once
+
+
+def test_moving_back_within_one_batch_withdraws_and_makes_the_referral_again(ledger):
+    rules, ref = default_rules(), default_reference()
+    arrive = newcomer("pk-f")
+    away = newcomer("pk-f", change="moved", municipality_code="049", previous_municipality_code="091")
+    back = newcomer("pk-f", change="moved", municipality_code="091", previous_municipality_code="049")
+    done = ledger.record_many([(n, route(n, rules, ref)) for n in (arrive, away, back)], NOW)
+    helsinki = [r for r in done[0].created if r["to"] == "municipality:091"]
+    assert helsinki and {w["referral_id"] for w in done[1].withdrawals} >= {r["referral_id"] for r in helsinki}
+    again = [r for r in done[2].created if r["to"] == "municipality:091"]
+    assert {(r["purpose"]) for r in again} == {r["purpose"] for r in helsinki}
+    assert not {r["referral_id"] for r in again} & {r["referral_id"] for r in helsinki}
+    espoo = {w["referral_id"] for w in done[2].withdrawals if w["to"] == "municipality:049"}
+    assert espoo == {r["referral_id"] for r in done[1].created if r["to"] == "municipality:049"}
+    numbers = sorted([r["sequence"] for d in done for r in d.created if r["to"] == "municipality:091"]
+                     + [w["sequence"] for d in done for w in d.withdrawals if w["to"] == "municipality:091"])
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # one numbering, no gap, no repeat

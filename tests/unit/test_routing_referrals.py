@@ -154,3 +154,10 @@ def test_the_withdrawal_record_is_valid_avro_derived_and_without_the_identity_co
     back = codec.decode(codec.encode("ReferralWithdrawn", rec)).record
     assert (back["to"], back["sequence"], back["cause"], back["reason"], back["newcomer_event_id"]) == ("municipality:091", 7, "moved", "moved to municipality 049", "e9")
     assert "person_id" not in rec
+
+
+def test_a_reissued_referral_has_an_id_of_its_own_per_generation():
+    from hub.routing.referrals import reissued_id
+
+    assert reissued_id("r1", 1) == "r1"
+    assert len({reissued_id("r1", n) for n in (1, 2, 3)}) == 3 and reissued_id("r1", 2) == reissued_id("r1", 2)
