@@ -40,7 +40,9 @@ class Routed:
     routed: int = 0  # newcomers recorded in the ledger, duplicates included
     duplicates: int = 0  # newcomers the ledger had recorded before
     published: int = 0  # referrals sent and marked published
+    withdrawn: int = 0  # withdrawals of superseded referrals sent and marked published
     created: list[dict] = field(default_factory=list)  # referrals created by this batch
+    withdrawals: list[dict] = field(default_factory=list)  # withdrawals of referrals this batch superseded
     waits: list[float] = field(default_factory=list)  # seconds from registration to referral, per newcomer with new referrals
     changed: set[str] = field(default_factory=set)  # authorities whose open/overdue counts changed
     facts_routed: int = 0  # RoutingFacts that routed their person again, duplicates included (not in `routed`)
@@ -121,9 +123,13 @@ class Routing:
                 referral = dict(referral, person_id=person_id)
                 acks.append(await self.publisher.publish(self.topic_for(referral["to"]), "Referral", referral, newcomer.person_key))
                 published.append(referral["referral_id"])
+            for withdrawal in recorded.withdrawals:  # after the referrals: each took a later sequence number of its recipient
+                acks.append(await self.publisher.publish(self.topic_for(withdrawal["to"]), "ReferralWithdrawn", withdrawal, withdrawal["person_key"]))
+                published.append(withdrawal["event_id"])
+                out.withdrawn += 1
         await asyncio.gather(*acks)  # delivered (acks=all) before the ledger says so
         await self.ledger.mark_published(published, now)
-        out.published = len(published)
+        out.published = len(published) - out.withdrawn
         for (_, newcomer, _, from_fact), recorded in zip(routed, done):
             if from_fact:
                 out.facts_routed += 1
@@ -134,6 +140,8 @@ class Routing:
                 if recorded.created and newcomer.occurred_at is not None:
                     out.waits.append(max(0.0, (now - newcomer.occurred_at).total_seconds()))
             out.created.extend(recorded.created)
+            if not recorded.duplicate:
+                out.withdrawals.extend(recorded.withdrawals)
             out.changed.update(r["to"] for r in recorded.created)
             out.changed.update(recorded.superseded_authorities)
         return out

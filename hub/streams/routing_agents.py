@@ -66,6 +66,8 @@ class RoutingObserved:
         for referral in out.created:
             metrics.referrals.labels(referral["to"], referral["purpose"]).inc()
             self.referrals[referral["to"]] += 1
+        for withdrawal in out.withdrawals:
+            metrics.referrals_withdrawn.labels(withdrawal["to"], withdrawal["cause"]).inc()
         for seconds in out.waits:
             metrics.registration_to_referral.observe(seconds)
         self.changed.update(out.changed)
