@@ -60,7 +60,7 @@ def test_backfill_twice_detects_each_resident_inside_the_period_once(fresh_kafka
     from hub.domain import hetu
     from hub.schemas import topics
     from hub.streams import newcomer_agents
-    from hub.streams.app import HubApp
+    from hub.streams.pipeline import hub_app
     from hub.streams.runner import running, wait_for
     from tests.kafka_helpers import decoded, read_topic
 
@@ -69,7 +69,7 @@ def test_backfill_twice_detects_each_resident_inside_the_period_once(fresh_kafka
     upgrade(url)
 
     async def detect(until: int):
-        hub = HubApp(Settings(app_id="snapshot-e2e", person_key_secret=secret), fresh_kafka_url)
+        hub = hub_app(Settings(app_id="snapshot-e2e", person_key_secret=secret), fresh_kafka_url)
         seen = newcomer_agents.register(hub, database_url=url)
         async with running(hub):
             await wait_for(lambda: seen.consumed >= until, 60, "detection to consume the snapshot's residents")

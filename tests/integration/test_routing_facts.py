@@ -115,8 +115,11 @@ def test_facts_from_their_publishers_route_the_person_to_the_employment_authorit
             await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", population_change(early), key=key_early)
             await wait_for(lambda: routing.consumed[(topics.NEWCOMERS, "routed")] == 1, 60, "the first newcomer routed")
             assert referrals(got, key_early) == []
-            await send_as(hub, topics.JOBSEEKER_STATUS, "JobseekerStatus", jobseeker(early), EMPLOYMENT)
+            # the permit first: a referral's due date is fixed when the referral is made (a first-permit
+            # date learned after it does not move it), and the two input topics are read in no set order
             await send_as(hub, topics.RESIDENCE_PERMITS, "ResidencePermit", permit(early), "migri")
+            await wait_for(lambda: routing.consumed[(topics.ROUTING_FACTS, "routed")] == 1, 60, "the permit routed")
+            await send_as(hub, topics.JOBSEEKER_STATUS, "JobseekerStatus", jobseeker(early), EMPLOYMENT)
             await wait_for(lambda: len(referrals(got, key_early)) == 1, 60, "the employment authority's referral of the first person")
 
             # the facts first: kept until the newcomer is detected, then used

@@ -19,7 +19,7 @@ from hub.schemas import topics
 from hub.schemas.codec import default_codec
 from hub.schemas.envelope import envelope
 from hub.streams import newcomer_agents, routing_agents
-from hub.streams.app import HubApp
+from hub.streams.pipeline import hub_app
 from hub.streams.runner import running, wait_for
 from tests.kafka_helpers import read_topic
 
@@ -53,7 +53,7 @@ def test_a_move_and_an_identity_code_correction_withdraw_referrals_on_the_old_re
     moved_before = metrics.referrals_withdrawn.labels(HELSINKI, "moved")._value.get()
 
     async def scenario():
-        hub = HubApp(Settings(app_id="supersession-it", person_key_secret=SECRET), fresh_kafka_url)
+        hub = hub_app(Settings(app_id="supersession-it", person_key_secret=SECRET), fresh_kafka_url)
         newcomer_agents.register(hub, database_url=own_database_url)
         seen = routing_agents.register(hub, ledger=ledger)
 
