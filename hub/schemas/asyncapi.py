@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from hub.domain import publishers
@@ -149,6 +151,25 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
     }
 
 
+class _Yaml12Dumper(yaml.SafeDumper):
+    """A SafeDumper that quotes every string a YAML 1.2 reader would take for something else.
+
+    PyYAML resolves plain scalars by YAML 1.1, so it writes the string "091" (no valid 1.1 octal)
+    unquoted, and a YAML 1.2 reader (the AsyncAPI tools) reads it as the integer 91. With the YAML
+    1.2 core schema's implicit types added, any string that looks like a 1.2 number, boolean or null
+    is emitted quoted."""
+
+
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     "-+.0123456789"),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL)$", "~nN"),
+):
+    _Yaml12Dumper.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
 def render(doc: dict | None = None) -> str:
-    """YAML text of the document (key order kept, unicode as is)."""
-    return yaml.safe_dump(doc or document(), sort_keys=False, allow_unicode=True, width=120)
+    """YAML text of the document (key order kept, unicode as is), read the same by YAML 1.1 and 1.2 readers."""
+    return yaml.dump(doc or document(), Dumper=_Yaml12Dumper, sort_keys=False, allow_unicode=True, width=120)
