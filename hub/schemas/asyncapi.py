@@ -20,7 +20,11 @@ CE_HEADERS = {
         "ce_specversion": {"type": "string", "const": "1.0"},
         "ce_id": {"type": "string", "description": "= event_id of the record: the idempotency key (drop repeats by it)"},
         "ce_type": {"type": "string", "description": "fi.integrationhub.<Name>.v1"},
-        "ce_source": {"type": "string", "description": "the publishing system or authority id (the record's source)"},
+        "ce_source": {"type": "string", "format": "uri-reference",
+                      "description": "the record's `source` (the publishing system or authority id) as an RFC 3986 URI-reference, an "
+                                     "absolute path: <kind>:<rest> as /<kind>/<rest>, an id without a colon as one segment, each part "
+                                     "percent-encoded where a path needs it (wellbeing_area:04 is /wellbeing_area/04, hub:routing "
+                                     "/hub/routing, migri /migri); webhooks' CloudEvents `source` is the same"},
         "ce_time": {"type": "string", "format": "date-time", "description": "occurred_at of the record"},
         "content-type": {"type": "string", "const": "application/avro", "description": "Avro in the Confluent wire format (magic byte 0, 4-byte schema id, body)"},
         "hub_replay_of": {"type": "string", "description": "only on records republished by `hub replay`: <topic>/<partition>/<offset> of the original"},
