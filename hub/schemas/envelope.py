@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from urllib.parse import quote, unquote
 
 from hub.domain.clock import iso_utc, utcnow
@@ -96,8 +97,10 @@ def dead_letter_record(
     location: str | None = None,
     event_id: str | None = None,
     source: str = "hub",
+    original_headers: Sequence[tuple[str, bytes | None]] | None = None,
 ) -> dict:
-    """The DeadLetter record for a record that could not be processed (bytes unchanged)."""
+    """The DeadLetter record for a record that could not be processed (bytes unchanged), with the original
+    record's Kafka headers as they came, in order (`original_headers`: what a replay puts back)."""
     record = envelope(source, event_id=event_id)
     record.update(
         original_topic=original_topic,
@@ -108,5 +111,16 @@ def dead_letter_record(
         location=location,
         reason=reason,
         message=message,
+        original_headers=header_list(original_headers),
     )
     return record
+
+
+def header_list(headers: Sequence[tuple[str, bytes | None]] | None) -> list[dict]:
+    """Kafka headers as the DeadLetter's `original_headers` (key, value bytes or null), order and repeats kept."""
+    return [{"key": str(key), "value": None if value is None else bytes(value)} for key, value in headers or ()]
+
+
+def kafka_headers(original_headers: Sequence[dict] | None) -> list[tuple[str, bytes | None]]:
+    """A DeadLetter's `original_headers` back as Kafka headers (the inverse of `header_list`)."""
+    return [(h["key"], h.get("value")) for h in original_headers or ()]
