@@ -74,8 +74,8 @@ def replay_dead_letters_command(from_offset, from_time, to_offset, to_time, part
     of the original; the hub's processors are idempotent by event id, so nothing is done twice. Dead
     letters of files and DVV pages (ingest them again), of topics the hub discloses on, and, without
     the hub database, those whose original is kept there are left and counted. Needs HUB_KAFKA_URL (as a
-    user that reads hub.dead-letters.v1 and writes the original topics); HUB_DATABASE_URL and
-    HUB_DATA_KEYS for originals kept in the database."""
+    user that reads hub.dead-letters.v1 and writes the original topics: User:hub-ops with Write on
+    them); HUB_DATABASE_URL and HUB_DATA_KEYS for originals kept in the database."""
     import asyncio
     import sys
 

@@ -27,7 +27,8 @@ CE_HEADERS = {
                                      "/hub/routing, migri /migri); webhooks' CloudEvents `source` is the same"},
         "ce_time": {"type": "string", "format": "date-time", "description": "occurred_at of the record"},
         "content-type": {"type": "string", "const": "application/avro", "description": "Avro in the Confluent wire format (magic byte 0, 4-byte schema id, body)"},
-        "hub_replay_of": {"type": "string", "description": "only on records republished by `hub replay`: <topic>/<partition>/<offset> of the original"},
+        "hub_replay_of": {"type": "string", "description": "only on records republished by `hub replay` or `hub dead-letters replay` (which keeps the original headers too): "
+                                               "<topic>/<partition>/<offset> of the original"},
     },
     "required": ["ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time", "content-type"],
 }
