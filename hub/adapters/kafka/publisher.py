@@ -159,7 +159,7 @@ class Publisher:
                      original_headers=headers if kept_headers else [],
                      message=f"{record['message']} [the original ({size} bytes) is too large for the dead-letter topic and is kept "
                              f"whole in the hub database: hub dead-letters show {row_id}"
-                             + ("" if kept_headers else f"; its {len(headers)} headers ({header_bytes} bytes) are not kept") + "]")
+                             + ("" if kept_headers else f"; its {len(headers)} header(s) ({header_bytes} bytes) are not kept") + "]")
         return await (await self.publish(names.DEAD_LETTERS, "DeadLetter", short, key=short["original_key"]))
 
     def _dead_letter_store(self):
