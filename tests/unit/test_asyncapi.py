@@ -74,3 +74,17 @@ def test_a_yaml_1_2_reader_reads_every_string_as_a_string():
     assert doc["channels"]["referral"]["parameters"]["code"]["examples"] == ["091", "04", "43"]
     # what PyYAML's own dumper writes is read differently: the reason render() has its own
     assert yaml.load(yaml.safe_dump(doc, sort_keys=False), Loader=_Yaml12Loader)["channels"]["referral"]["parameters"]["code"]["examples"][0] == 91
+
+
+def test_make_test_runs_the_pinned_official_validator():
+    """CI runs `make test`: it installs the CLI pinned (exact version, whole tree locked) and validates first."""
+    package = json.loads((ROOT / "tools/asyncapi/package.json").read_text())
+    lock = json.loads((ROOT / "tools/asyncapi/package-lock.json").read_text())
+    pinned = package["dependencies"]["@asyncapi/cli"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pinned), "pin @asyncapi/cli to an exact version"
+    assert lock["packages"][""]["dependencies"] == package["dependencies"], "tools/asyncapi/package-lock.json is stale: npm install --package-lock-only"
+    assert lock["packages"]["node_modules/@asyncapi/cli"]["version"] == pinned
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: .*\basyncapi\b", makefile, re.M)
+    assert "npm ci --prefix $(ASYNCAPI_DIR)" in makefile and "validate --fail-severity warn docs/asyncapi.yaml" in makefile
+    assert "$(ASYNCAPI_STAMP): tools/asyncapi/package.json tools/asyncapi/package-lock.json" in makefile
