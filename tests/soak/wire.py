@@ -64,6 +64,6 @@ def headers(name: str, record: dict) -> list[tuple[str, bytes]]:
     occurred = record.get("occurred_at") or dt.datetime.now(dt.timezone.utc)
     return [
         ("ce_specversion", b"1.0"), ("ce_id", str(record["event_id"]).encode()), ("ce_type", f"fi.integrationhub.{name}.v1".encode()),
-        ("ce_source", str(record.get("source") or "soak").encode()),
+        ("ce_source", ("/" + str(record.get("source") or "soak").replace(":", "/", 1)).encode()),  # a URI-reference, as docs/integrating.md asks
         ("ce_time", occurred.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z").encode()), ("content-type", b"application/avro"),
     ]
