@@ -36,30 +36,31 @@ def _security() -> dict:
 
 
 @click.command("registry")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface, as in a container).")
 @click.option("--port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="Port (8081 is the Schema Registry's usual one; 0 picks a free port).")
 def registry_command(host: str, port: int) -> None:
-    """Serve the hub's Avro schemas as a read-only Confluent Schema Registry.
+    """Serve the hub's Avro schemas as a Confluent Schema Registry in READONLY mode.
 
-    Standard deserializers (confluent-kafka's AvroDeserializer, Kafka Connect, ksqlDB, kcat -s avro)
-    pointed at http://HOST:PORT resolve the schema id in each record (GET /schemas/ids/{id}); the
-    ids are the ones the hub writes. Subjects: <topic>-value for the fixed topics and
-    fi.integrationhub.<Name> (RecordNameStrategy) for every schema, including those of the
-    per-recipient topics. Runs until Ctrl-C.
+    Every version of every schema, each with its own permanent id (hub/schemas/schema_ids.json),
+    so standard serializers and deserializers (confluent-kafka's AvroSerializer with its default
+    settings and AvroDeserializer, Kafka Connect, ksqlDB) pointed at http://HOST:PORT resolve the
+    id in any record the hub or a publisher wrote. Subjects: <topic>-value for the fixed topics
+    and fi.integrationhub.<Name> (RecordNameStrategy) for every schema. Registering a schema
+    identical to one of a subject's versions answers that version's id; any other write is
+    refused (error 42205): the schemas change only in the hub's repository. GET /health answers
+    probes. Runs until SIGTERM or Ctrl-C, then finishes the requests in flight.
     """
-    from hub.adapters.registry_server import make_server
+    from hub.adapters.registry_server import serve
+
+    def ready(bound: int) -> None:
+        click.echo(f"schema registry on http://{host}:{bound} (READONLY; Ctrl-C stops)", err=True)
 
     try:
-        server = make_server(host, port)
+        asyncio.run(serve(host, port, on_ready=ready))
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
-    click.echo(f"schema registry on http://{host}:{server.server_address[1]} (read-only; Ctrl-C stops)", err=True)
-    try:
-        server.serve_forever()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.server_close()
 
 
 @click.group("schemas")
