@@ -60,6 +60,15 @@ class SchemaRegistry:
             for version in self.codec.versions(name):
                 forms.setdefault(canonical(version.raw), version)
 
+    def schema_of_subject(self, subject: str) -> str | None:
+        """The schema name of a subject: a listed one, or `<topic>-value` of a per-recipient topic
+        (an open set, so not listed), so that a serializer's default TopicNameStrategy works on every topic."""
+        name = self.subjects.get(subject)
+        if name is None and subject.endswith("-value"):
+            spec = topics.spec_for_topic(subject.removesuffix("-value"))
+            name = spec.schema if spec is not None and spec.schema in self.codec.names else None
+        return name
+
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, method: str, target: str, body: bytes = b"") -> tuple[int, object]:
         """Answer `method` on `target` (a path with an optional query)."""
@@ -117,7 +126,7 @@ class SchemaRegistry:
         return 200, list(self.subjects)
 
     def _versions(self, subject: str):
-        name = self.subjects.get(subject)
+        name = self.schema_of_subject(subject)
         if name is None:
             return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
         return 200, [v.number for v in self.codec.versions(name)]
@@ -137,7 +146,7 @@ class SchemaRegistry:
     def _config(self, subject: str | None = None):
         if subject is None:
             return 200, {"compatibilityLevel": self.modes["default"]}
-        name = self.subjects.get(subject)
+        name = self.schema_of_subject(subject)
         if name is None:
             return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
         return 200, {"compatibilityLevel": mode_of(name, self.modes)}
@@ -152,7 +161,7 @@ class SchemaRegistry:
 
     # -- schema in the body: lookup, register, compatibility -------------------------------------
     def _lookup(self, subject: str, *, body: bytes, query: dict):
-        name = self.subjects.get(subject)
+        name = self.schema_of_subject(subject)
         if name is None:
             return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
         schema = _schema_of(body)
@@ -166,7 +175,7 @@ class SchemaRegistry:
 
     def _register(self, subject: str, *, body: bytes, query: dict):
         """Registering a schema identical to one of the subject's versions answers its id, as Confluent does; else 42205."""
-        name = self.subjects.get(subject)
+        name = self.schema_of_subject(subject)
         schema = _schema_of(body)
         if isinstance(schema, tuple):
             return schema
@@ -187,7 +196,7 @@ class SchemaRegistry:
         return 200, {"id": version.schema_id, "subject": subject, "version": version.number, "schemaType": "AVRO", "schema": _text(version.raw)}
 
     def _compatibility(self, subject: str, version: str | None = None, *, body: bytes, query: dict):
-        name = self.subjects.get(subject)
+        name = self.schema_of_subject(subject)
         if name is None:
             return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
         schema = _schema_of(body)
@@ -218,7 +227,7 @@ class SchemaRegistry:
         return {"subject": subject, "version": version.number, "id": version.schema_id, "schemaType": "AVRO", "schema": _text(version.raw)}
 
     def _subject_version(self, subject: str, version: str) -> Version | tuple[int, dict]:
-        name = self.subjects.get(subject)
+        name = self.schema_of_subject(subject)
         if name is None:
             return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
         versions = self.codec.versions(name)
