@@ -90,6 +90,47 @@ def schemas_check(samples: int) -> None:
         sys.exit(EXIT_FAILED)
 
 
+@schemas_group.command("register")
+@click.option("--url", required=True, help="The deployment's own Confluent-compatible schema registry, e.g. https://registry.example:8081.")
+@click.option("--dry-run", is_flag=True, help="Only look up: print what would be registered or changed, change nothing.")
+@click.option("--import-mode", is_flag=True,
+              help="Put each subject that needs a version in IMPORT mode first (PUT /mode/<subject>) and back in READWRITE after.")
+@click.option("--compatibility/--no-compatibility", "set_compatibility", default=True, show_default=True,
+              help="Set each subject's compatibility level to the hub's (hub/schemas/compatibility.json).")
+def schemas_register(url: str, dry_run: bool, import_mode: bool, set_compatibility: bool) -> None:
+    """Put every version of every schema into a schema registry the deployment runs itself.
+
+    For a deployment whose serializers and tools use its own Confluent-compatible registry
+    instead of `hub registry`. Every subject `hub registry` serves (<topic>-value of the fixed
+    topics, fi.integrationhub.<Name> of every schema) gets every version of its schema, v1 first,
+    each under the hub's own id (hub/schemas/schema_ids.json), because records carry those ids. A
+    registry takes a given id only for a subject in IMPORT mode: set it yourself or pass
+    --import-mode. Idempotent: a version already there under the hub's id is left alone; one there
+    under another id is reported as a conflict and the subject is left as it is.
+
+    Credentials for a registry with basic authentication: HUB_SCHEMA_REGISTRY_USERNAME and
+    HUB_SCHEMA_REGISTRY_PASSWORD in the environment (never on the command line).
+
+    Exit status 0: every version is there (or, with --dry-run, the plan was printed); 1: a subject
+    failed, each printed with the registry's answer.
+    """
+    import os
+
+    from hub.adapters.schema_export import register
+
+    try:
+        outcome = register(url, dry_run=dry_run, import_mode=import_mode, set_compatibility=set_compatibility,
+                           username=os.environ.get("HUB_SCHEMA_REGISTRY_USERNAME"), password=os.environ.get("HUB_SCHEMA_REGISTRY_PASSWORD"),
+                           progress=lambda line: click.echo(line, err=line.startswith("error")))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    verb = "would register" if dry_run else "registered"
+    click.echo(f"{verb} {len(outcome.registered)} version(s), {len(outcome.present)} already there"
+               + (f", {len(outcome.errors)} subject(s) failed" if outcome.errors else ""))
+    if outcome.errors:
+        sys.exit(EXIT_FAILED)
+
+
 def _timestamp(ctx, param, value):
     if value is None:
         return None
