@@ -51,6 +51,9 @@ def registry_command(host: str, port: int) -> None:
     probes. Runs until SIGTERM or Ctrl-C, then finishes the requests in flight.
     """
     from hub.adapters.registry_server import serve
+    from hub.commands.context import configure_logging
+
+    configure_logging(load_settings().log_level)  # HUB_LOG_LEVEL; INFO logs each request (logger hub.registry.access)
 
     def ready(bound: int) -> None:
         click.echo(f"schema registry on http://{host}:{bound} (READONLY; Ctrl-C stops)", err=True)
