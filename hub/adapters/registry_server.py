@@ -16,7 +16,7 @@ import json
 import logging
 import signal
 import threading
-from typing import Awaitable, Callable, Iterator
+from typing import Callable, Iterator
 
 from aiohttp import web
 
@@ -67,9 +67,8 @@ async def start(host: str, port: int, registry: SchemaRegistry | None = None) ->
     return runner, runner.addresses[0][1]
 
 
-async def serve(host: str, port: int, on_ready: Callable[[int], None] | None = None,
-                stopped: Callable[[], Awaitable[None]] | None = None, registry: SchemaRegistry | None = None) -> None:
-    """Serve until SIGTERM or SIGINT (or until `stopped()` returns), then stop gracefully."""
+async def serve(host: str, port: int, on_ready: Callable[[int], None] | None = None, registry: SchemaRegistry | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully; `on_ready(port)` once listening."""
     runner, bound = await start(host, port, registry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,13 +78,7 @@ async def serve(host: str, port: int, on_ready: Callable[[int], None] | None = N
     if on_ready is not None:
         on_ready(bound)
     try:
-        if stopped is None:
-            await stop.wait()
-        else:
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(stopped())]
-            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+        await stop.wait()
     finally:
         log.info("schema registry stopping: finishing requests in flight")
         await runner.cleanup()

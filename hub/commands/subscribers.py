@@ -68,7 +68,7 @@ def registry_command(host: str, port: int) -> None:
 
 @click.group("schemas")
 def schemas_group() -> None:
-    """The hub's Avro schemas: compatibility of their versions."""
+    """The hub's Avro schemas: compatibility and ids of their versions; registering them in a registry of your own."""
 
 
 @schemas_group.command("check")
