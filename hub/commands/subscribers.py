@@ -100,7 +100,9 @@ def schemas_check(samples: int) -> None:
               help="Put each subject that needs a version in IMPORT mode first (PUT /mode/<subject>) and back in READWRITE after.")
 @click.option("--compatibility/--no-compatibility", "set_compatibility", default=True, show_default=True,
               help="Set each subject's compatibility level to the hub's (hub/schemas/compatibility.json).")
-def schemas_register(url: str, dry_run: bool, import_mode: bool, set_compatibility: bool) -> None:
+@click.option("--basic-auth-file", type=click.Path(exists=True, dir_okay=False),
+              help="A file whose first line is USERNAME:PASSWORD, for a registry with basic authentication.")
+def schemas_register(url: str, dry_run: bool, import_mode: bool, set_compatibility: bool, basic_auth_file: str | None) -> None:
     """Put every version of every schema into a schema registry the deployment runs itself.
 
     For a deployment whose serializers and tools use its own Confluent-compatible registry
@@ -111,19 +113,25 @@ def schemas_register(url: str, dry_run: bool, import_mode: bool, set_compatibili
     --import-mode. Idempotent: a version already there under the hub's id is left alone; one there
     under another id is reported as a conflict and the subject is left as it is.
 
-    Credentials for a registry with basic authentication: HUB_SCHEMA_REGISTRY_USERNAME and
-    HUB_SCHEMA_REGISTRY_PASSWORD in the environment (never on the command line).
+    Credentials for a registry with basic authentication: --basic-auth-file (never on the
+    command line itself).
 
     Exit status 0: every version is there (or, with --dry-run, the plan was printed); 1: a subject
     failed, each printed with the registry's answer.
     """
-    import os
+    from pathlib import Path
 
     from hub.adapters.schema_export import register
 
+    username = password = None
+    if basic_auth_file:
+        lines = Path(basic_auth_file).read_text(encoding="utf-8").splitlines()
+        if not lines or ":" not in lines[0]:
+            raise click.UsageError(f"--basic-auth-file {basic_auth_file}: the first line must be USERNAME:PASSWORD")
+        username, _, password = lines[0].partition(":")
     try:
         outcome = register(url, dry_run=dry_run, import_mode=import_mode, set_compatibility=set_compatibility,
-                           username=os.environ.get("HUB_SCHEMA_REGISTRY_USERNAME"), password=os.environ.get("HUB_SCHEMA_REGISTRY_PASSWORD"),
+                           username=username, password=password,
                            progress=lambda line: click.echo(line, err=line.startswith("error")))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

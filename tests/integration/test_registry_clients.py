@@ -135,3 +135,20 @@ def test_the_registry_stops_gracefully_on_sigterm():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_health_head_and_a_bounded_body():
+    import urllib.error
+    import urllib.request
+
+    from hub.adapters.registry_server import MAX_BODY, serving
+
+    with serving() as url:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["versions"] == len(VERSIONS)
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/subjects", method="HEAD"), timeout=5) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"].startswith("application/vnd.schemaregistry.v1+json")
+        big = urllib.request.Request(f"{url}/subjects/fi.integrationhub.Referral", data=b"x" * (MAX_BODY + 1), method="POST")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(big, timeout=5)
+        assert err.value.code == 413

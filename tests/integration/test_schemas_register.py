@@ -34,6 +34,7 @@ class FakeConfluentRegistry:
         self.modes: dict[str, str] = {}
         self.config: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
+        self.authorization: set[str | None] = set()
         self.lock = threading.Lock()
 
     def answer(self, method: str, path: str, body: dict | None):
@@ -84,6 +85,7 @@ def fake():
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
             with registry.lock:
+                registry.authorization.add(self.headers.get("Authorization"))
                 status, answer = registry.answer(self.command, self.path, body)
             data = json.dumps(answer).encode()
             self.send_response(status)
@@ -177,3 +179,16 @@ def _generated(raw: dict) -> dict:
     import fastavro.utils
 
     return next(fastavro.utils.generate_many(fastavro.parse_schema(raw, named_schemas={}), 1))
+
+
+def test_basic_authentication_comes_from_a_file(fake, tmp_path):
+    import base64
+
+    secret = tmp_path / "registry-auth"
+    secret.write_text("hub-importer:s3cret\n")
+    result = CliRunner().invoke(main, ["schemas", "register", "--url", fake.url, "--dry-run", "--basic-auth-file", str(secret)])
+    assert result.exit_code == 0 and "s3cret" not in result.output
+    assert fake.authorization == {"Basic " + base64.b64encode(b"hub-importer:s3cret").decode()}
+    secret.write_text("no colon here")
+    result = CliRunner().invoke(main, ["schemas", "register", "--url", fake.url, "--basic-auth-file", str(secret)])
+    assert result.exit_code == 2 and "USERNAME:PASSWORD" in result.output
