@@ -269,10 +269,23 @@ class SchemaRegistry:
 
 
 def canonical(schema) -> str:
-    """The canonical form two schemas are identical in: JSON with sorted keys, every named type by
-    its full name, "doc" left out, a type alone as its name. Everything that resolution reads
-    (names, types, logical types, defaults, aliases, symbols, order) stays."""
+    """The canonical form two schemas are identical in: only what writing and resolution read
+    (types, full names, fields, defaults, order, aliases, symbols, sizes, logical types), as JSON
+    with sorted keys; "doc", other properties (e.g. avro.java.string) and JSON spelling
+    ("string" or {"type": "string"}, a name with or without its namespace) do not count."""
     return json.dumps(_normal(schema, None), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_KEPT = {
+    "record": {"type", "name", "fields", "aliases"},
+    "error": {"type", "name", "fields", "aliases"},
+    "enum": {"type", "name", "symbols", "default", "aliases"},
+    "fixed": {"type", "name", "size", "aliases", "logicalType", "precision", "scale"},
+    "array": {"type", "items"},
+    "map": {"type", "values"},
+}
+_FIELD_KEPT = {"name", "type", "default", "order", "aliases"}
+_LOGICAL_KEPT = {"type", "logicalType", "precision", "scale"}
 
 
 def _normal(schema, namespace):
@@ -284,25 +297,23 @@ def _normal(schema, namespace):
         return f"{namespace}.{schema}"
     if not isinstance(schema, dict):
         return schema
-    out = {k: v for k, v in schema.items() if k != "doc"}
-    t = out.get("type")
+    t = schema.get("type")
+    if isinstance(t, (dict, list)) or (isinstance(t, str) and t not in _PRIMITIVES and t not in _KEPT):
+        return _normal(t, namespace)  # {"type": <a schema or a named type's name>}
     if t in ("record", "error", "enum", "fixed"):
-        name = out["name"]
-        ns = name.rpartition(".")[0] if "." in name else out.get("namespace", namespace)
+        name = schema["name"]
+        ns = name.rpartition(".")[0] if "." in name else schema.get("namespace", namespace)
+        out = {k: v for k, v in schema.items() if k in _KEPT[t]}
         out["name"] = name if "." in name or not ns else f"{ns}.{name}"
-        out.pop("namespace", None)
         if "fields" in out:
-            out["fields"] = [{**{k: v for k, v in f.items() if k != "doc"}, "type": _normal(f["type"], ns)} for f in out["fields"]]
+            out["fields"] = [{**{k: v for k, v in f.items() if k in _FIELD_KEPT}, "type": _normal(f["type"], ns)} for f in out["fields"]]
         return out
-    if isinstance(t, (dict, list)) or (isinstance(t, str) and t not in _PRIMITIVES and t not in ("array", "map")):
-        return _normal(t, namespace) if len(out) == 1 else {**out, "type": _normal(t, namespace)}
     if t == "array":
-        out["items"] = _normal(out["items"], namespace)
-    elif t == "map":
-        out["values"] = _normal(out["values"], namespace)
-    elif len(out) == 1:
-        return t
-    return out
+        return {"type": "array", "items": _normal(schema["items"], namespace)}
+    if t == "map":
+        return {"type": "map", "values": _normal(schema["values"], namespace)}
+    out = {k: v for k, v in schema.items() if k in _LOGICAL_KEPT}
+    return out if "logicalType" in out else t
 
 
 _API = frozenset({"subjects", "schemas", "config", "mode", "compatibility", "contexts", "exporters"})

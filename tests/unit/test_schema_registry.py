@@ -131,3 +131,23 @@ def test_config_mode_and_types(registry):
     assert registry.get("/schemas/types") == (200, ["AVRO"])
     assert registry.get("/config/hub.population-changes.v1-value") == (200, {"compatibilityLevel": "FULL_TRANSITIVE"})
     assert registry.get("/config/nope-value")[1]["error_code"] == 40401
+
+
+def test_canonical_form_ignores_docs_properties_and_spelling_but_not_what_resolution_reads():
+    from hub.schemas.registry import canonical
+
+    spelled = {"type": "record", "name": "A", "namespace": "x.y", "doc": "d", "fields": [
+        {"name": "f", "type": {"type": "string", "avro.java.string": "String"}, "doc": "q"},
+        {"name": "g", "type": ["null", {"type": "enum", "name": "E", "symbols": ["a"]}], "default": None},
+        {"name": "h", "type": ["null", "E"]},
+        {"name": "t", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+    plain = {"type": "record", "name": "x.y.A", "fields": [
+        {"name": "f", "type": "string"},
+        {"name": "g", "type": ["null", {"type": "enum", "name": "x.y.E", "symbols": ["a"]}], "default": None},
+        {"name": "h", "type": ["null", "x.y.E"]},
+        {"name": "t", "type": {"logicalType": "timestamp-millis", "type": "long"}}]}
+    assert canonical(spelled) == canonical(plain)
+    for changed in ({**plain, "fields": plain["fields"][:3] + [{"name": "t", "type": "long"}]},  # logical type
+                    {**plain, "fields": [{**plain["fields"][0], "default": "x"}, *plain["fields"][1:]]},  # a default
+                    {**plain, "name": "x.z.A"}):  # the full name
+        assert canonical(changed) != canonical(plain)
