@@ -104,6 +104,12 @@ def worker() -> None:
             load_rules(settings.routing_rules)
         except RulesError as exc:
             raise Refused(f"HUB_ROUTING_RULES: {exc}; fix the file or unset HUB_ROUTING_RULES for the shipped rules") from None
+    from hub.consent import legal_bases
+
+    try:  # a legal-basis file that cannot be used (e.g. an entry in the old form) stops the worker before anything starts
+        legal_bases.load(settings.consent_legal_bases)
+    except legal_bases.LegalBasisFileError as exc:
+        raise Refused(f"HUB_CONSENT_LEGAL_BASES: {exc}") from None
     if settings.metrics_port:  # a taken /metrics port is found before waiting for the services
         probe = MetricsEndpoint(settings.metrics_addr, settings.metrics_port)
         try:

@@ -154,7 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
             help="Where the embedded defaults keep their files (the SQLite database)."),
     Setting("HUB_APP_ID", "app_id", _text, "integration-hub", BROKER,
             help="The faust app id and the prefix of the consumer groups: each stream's batch consumer has the "
-                 "group `<app id>.<name>` (`newcomer-detection`, `routing-newcomers`, `routing-referral-status`, "
+                 "group `<app id>.<name>` (`newcomer-detection`, `fact-intake`, `routing-newcomers`, `routing-referral-status`, "
                  "`consent-assessments`, `consent-consents`). The hub's own entry in `HUB_PUBLISHERS` and its Kafka "
                  "user have this id.",
             needed_by="every worker of one deployment has the same"),
@@ -272,8 +272,10 @@ SETTINGS: tuple[Setting, ...] = (
                  "doubling, at most 30 s, jittered; `Retry-After` honoured)."),
     Setting("HUB_CONSENT_LEGAL_BASES", "consent_legal_bases", _path, None, CONSENT,
             default_doc="the shipped `hub/consent/legal_bases.yaml` (empty: no legal basis)",
-            help="YAML list of legal bases that allow a disclosure without consent: `name` (statute and section), "
-                 "`purpose`, `recipient_kinds`, `data_categories`."),
+            help="YAML list of legal bases that allow a disclosure without consent, each: `name` (recorded in the "
+                 "audit), `section` (statute and section), `purpose`, `discloser_kinds` (the assessor's kinds), "
+                 "`recipient_kinds` (the plan maker's kinds), `data_categories` (never `service_needs`: consent only). "
+                 "An entry without `discloser_kinds` (the old form) stops the hub with the fix (docs/consent.md)."),
     Setting("HUB_REPLAY_HORIZON_DAYS", None, _integer, None, CONSENT,
             default_doc="the event logs' retention (`EVENT_LOG_RETENTION_DAYS` in `hub/deploy/topics.py`)",
             help="Days a topic can still deliver an event again: `hub retention` keeps idempotency marks and ended "

@@ -32,7 +32,7 @@ class DemoSummary:
     events_published: int = 0
     newcomers: Counter = field(default_factory=Counter)
     moved: int = 0
-    circumstances: int = 0
+    facts: Counter = field(default_factory=Counter)  # schema -> facts the simulated authorities published
     statuses: Counter = field(default_factory=Counter)
     referrals: Counter = field(default_factory=Counter)
     assessments: int = 0
@@ -53,7 +53,9 @@ class DemoSummary:
             f"  newcomers detected:          {sum(self.newcomers.values())}"
             + (f"  ({', '.join(f'{m}: {n}' for m, n in sorted(self.newcomers.items()))})" if self.newcomers else ""),
             f"  newcomers re-addressed:      {self.moved}",
-            f"  labour-force updates:        {self.circumstances} (simulated employment register)",
+            f"  routing facts reported:      {sum(self.facts.values())}"
+            + (f"  ({', '.join(f'{k}: {n}' for k, n in sorted(self.facts.items()))}; simulated employment authorities, Migri, wellbeing areas)"
+               if self.facts else ""),
             f"  referrals:                   {sum(self.referrals.values())}",
         ]
         for authority, n in sorted(self.referrals.items()):
@@ -94,11 +96,17 @@ async def _run(pipeline: Pipeline, settings: Settings, progress, changes: int, r
             summary.dead_letters.update(report.dead_letters)
         await wait_for(lambda: pipeline.newcomers.consumed >= summary.events_published, 300, "newcomer detection to take every change")
         arrived = lambda: sum(pipeline.newcomers.newcomers.values())  # noqa: E731
-        produced = lambda: arrived() + pipeline.newcomers.moved + register_seen["updates"]  # noqa: E731
-        routed = lambda: sum(n for (topic, _), n in pipeline.routing.consumed.items() if topic == topics.NEWCOMERS)  # noqa: E731
-        await wait_for(lambda: register_seen["newcomers"] >= arrived(), 300, "the employment register to see every newcomer")
-        await wait_for(lambda: routed() >= produced(), 300, "routing to take every newcomer and update")
-        progress(f"{produced()} newcomer events routed ({register_seen['updates']} labour-force updates)")
+        produced = lambda: arrived() + pipeline.newcomers.moved  # noqa: E731
+        reported = lambda: sum(register_seen["facts"].values())  # noqa: E731
+        taken = lambda: sum(pipeline.facts.consumed.values())  # noqa: E731
+        accepted = lambda: sum(n for (_, outcome), n in pipeline.facts.consumed.items() if outcome == "accepted")  # noqa: E731
+        routed = lambda topic: sum(n for (t, _), n in pipeline.routing.consumed.items() if t == topic)  # noqa: E731
+        await wait_for(lambda: register_seen["newcomers"] >= arrived(), 300, "the simulated authorities to see every newcomer")
+        await wait_for(lambda: taken() >= reported(), 300, "the fact intake to take every reported fact")
+        await wait_for(lambda: routed(topics.NEWCOMERS) >= produced() and routed(topics.ROUTING_FACTS) >= accepted(), 300,
+                       "routing to take every newcomer and routing fact")
+        progress(f"{produced()} newcomer events and {accepted()} routing facts routed "
+                 f"({', '.join(f'{k}: {n}' for k, n in sorted(register_seen['facts'].items())) or 'no facts'})")
         reports = simulation.status_reports(pipeline.routing.ledger.open_referrals(), utcnow())
         for rec in reports:
             await hub.publisher.publish(topics.REFERRAL_STATUS, "ReferralStatus", rec, key=rec["referral_id"])
@@ -118,9 +126,10 @@ async def _run(pipeline: Pipeline, settings: Settings, progress, changes: int, r
                 pass
     summary.newcomers = pipeline.newcomers.newcomers
     summary.moved = pipeline.newcomers.moved
-    summary.circumstances = register_seen["updates"]
+    summary.facts = register_seen["facts"]
     summary.referrals = pipeline.routing.referrals
     summary.dead_letters.update(pipeline.routing.dead_letters)
+    summary.dead_letters.update(pipeline.facts.dead_letters)
     summary.seconds = loop.time() - start
     return summary
 

@@ -113,6 +113,24 @@ class MemoryStates:
         self.journal.append(("states_written", sorted(changes)))
 
 
+class MemoryCircumstances:
+    """Routing's per-person circumstances in a dict (`StoredCircumstances` rows); `write` is one transaction."""
+
+    def __init__(self, journal: list, rows: dict | None = None, fails: BaseException | None = None) -> None:
+        self.journal = journal
+        self.rows = dict(rows or {})
+        self.fails = fails
+
+    async def get_many(self, keys: Iterable[str]) -> dict:
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
+    async def write(self, rows: Mapping, now: dt.datetime) -> None:
+        if self.fails is not None:
+            raise self.fails
+        self.rows.update(rows)
+        self.journal.append(("circumstances_written", sorted(rows)))
+
+
 class JournalLedger:
     """A real referral ledger (`hub.adapters.referral_ledger.ReferralLedger`, SQLite in memory: its
     idempotency and supersession are simpler to use than to fake) behind the async port, its calls journaled."""
@@ -156,6 +174,7 @@ class MemoryHeld:
     held_at: dt.datetime
     assessment: bytes
     released: tuple[str, dt.datetime] | None = None  # request id, when
+    assessor: str = ""
 
 
 @dataclass
@@ -164,6 +183,7 @@ class MemoryDisclosure:
     person_key: str
     outbox_id: int
     disclosed_at: dt.datetime
+    disclosed: bool = True  # false: a plan request to the assessor itself
 
     request_id = property(lambda self: self.plan["request_id"])
     recipient = property(lambda self: self.plan["to"])
@@ -226,11 +246,15 @@ class _MemoryConsents:
         starting = {r.person_id for key, r in grants if r.valid_from and r.valid_from <= now and key in holding}
         return sorted(expiring | starting)
 
+    def own_held(self) -> list[str]:
+        return sorted({h.person_key for h in self.s.held if h.released is None and h.assessor == h.recipient})
+
     def held(self, person_key: str) -> list[MemoryHeld]:
         return [h for h in self.s.held if h.person_key == person_key and h.released is None]
 
     def hold(self, assessment: Assessment, person_key: str, encoded: bytes, reason: str, now: dt.datetime) -> None:
-        self.s.held.append(MemoryHeld(len(self.s.held) + 1, person_key, assessment.assessment_id, assessment.plan_authority, reason, now, encoded))
+        self.s.held.append(MemoryHeld(len(self.s.held) + 1, person_key, assessment.assessment_id, assessment.plan_authority, reason, now, encoded,
+                                      assessor=assessment.assessor))
 
     def release(self, item_id: int, request_id: str, now: dt.datetime) -> None:
         [item] = [h for h in self.s.held if h.id == item_id]
@@ -265,11 +289,11 @@ class _MemoryAudit:
     def __init__(self, state: ConsentState):
         self.s = state
 
-    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime) -> None:
-        self.s.disclosures.append(MemoryDisclosure(plan, person_key, outbox_id, now))
+    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime, disclosed: bool = True) -> None:
+        self.s.disclosures.append(MemoryDisclosure(plan, person_key, outbox_id, now, disclosed))
 
     def of_person(self, person_key: str) -> list[MemoryDisclosure]:
-        return [d for d in self.s.disclosures if d.person_key == person_key]
+        return [d for d in self.s.disclosures if d.person_key == person_key and d.disclosed]
 
     def withdrawals(self, request_ids: Iterable[str]) -> dict[str, list[dict]]:
         return {r: self.s.withdrawals[r] for r in request_ids if r in self.s.withdrawals}

@@ -1,7 +1,7 @@
 """The consent registry in SQL: append-only consent history, held items, the disclosure audit.
 
-Tables are created by the Alembic revisions 0002_consent, 0012_consent_identity and
-0013_sealed_personal_data. Nothing here is updated in place except a held item's release
+Tables are created by the Alembic revisions 0002_consent, 0012_consent_identity,
+0013_sealed_personal_data and 0017_own_plan_requests. Nothing here is updated in place except a held item's release
 (released_at, request_id) and a tombstone's last_seen_at; consent history and disclosures are only
 added to.
 
@@ -97,7 +97,10 @@ class HeldItem(Base):
 
 
 class Disclosure(Base):
-    """Audit: who received which categories of whose data, when, on which consent or legal basis."""
+    """The plan-request ledger and the disclosure audit: who received which categories of whose data,
+    when, on which consent or legal basis. A plan request to the assessor itself (it makes the plan)
+    has a row with `disclosed` false: nothing was disclosed, so the audit (`disclosures`) leaves it
+    out; `hub report` counts every plan request."""
 
     __tablename__ = "disclosures"
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -109,8 +112,9 @@ class Disclosure(Base):
     data_categories: Mapped[str] = mapped_column(sa.Text)  # JSON list
     consent_id: Mapped[str | None] = mapped_column(sa.String(128), nullable=True, index=True)
     legal_basis: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
-    disclosed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    disclosed_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))  # when the plan request was decided
     outbox_id: Mapped[int] = mapped_column(sa.Integer, sa.ForeignKey("outbox.id"))
+    disclosed: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())  # false: to the assessor itself
 
     def as_dict(self) -> dict:
         return {
@@ -163,12 +167,13 @@ def mark_released(session: Session, item_id: int, request_id: str, now: dt.datet
     session.execute(sa.update(HeldItem).where(HeldItem.id == item_id, HeldItem.released_at.is_(None)).values(released_at=now, request_id=request_id))
 
 
-def add_disclosure(session: Session, *, plan: dict, person_key: str, outbox_id: int, now: dt.datetime) -> Disclosure:
-    """The audit row of a plan request, under the hub's own person key of the person (`person_key`)."""
+def add_disclosure(session: Session, *, plan: dict, person_key: str, outbox_id: int, now: dt.datetime, disclosed: bool = True) -> Disclosure:
+    """The ledger row of a plan request, under the hub's own person key of the person (`person_key`);
+    `disclosed` false for a plan request to the assessor itself."""
     row = Disclosure(
         request_id=plan["request_id"], person_key=person_key, recipient=plan["to"],
         assessor=plan["assessor"], assessment_id=plan["assessment_id"], data_categories=json.dumps(plan["data_categories"]),
-        consent_id=plan["consent_id"], legal_basis=plan["legal_basis"], disclosed_at=now, outbox_id=outbox_id,
+        consent_id=plan["consent_id"], legal_basis=plan["legal_basis"], disclosed_at=now, outbox_id=outbox_id, disclosed=disclosed,
     )
     session.add(row)
     session.flush()
@@ -212,7 +217,9 @@ def held_count(session: Session) -> int:
 
 
 def disclosures(session: Session, person_key: str) -> list[Disclosure]:
-    return list(session.scalars(sa.select(Disclosure).where(Disclosure.person_key == person_key).order_by(Disclosure.id)))
+    """The person's disclosures (not the plan requests to an assessor itself), in the order made."""
+    q = sa.select(Disclosure).where(Disclosure.person_key == person_key, Disclosure.disclosed.is_(True)).order_by(Disclosure.id)
+    return list(session.scalars(q))
 
 
 def persons_with_expiring_or_starting_consents(session: Session, now: dt.datetime) -> list[str]:
@@ -230,3 +237,10 @@ def persons_with_expiring_or_starting_consents(session: Session, now: dt.datetim
         .where(ConsentEvent.person_key.in_(sa.select(HeldItem.person_key).where(HeldItem.released_at.is_(None))))
     )
     return sorted(set(session.scalars(expiring)) | set(session.scalars(starting)))
+
+
+def persons_with_own_held_items(session: Session) -> list[str]:
+    """Person keys with an unreleased held item whose assessor is its recipient: held before a plan
+    request to the assessor itself needed no consent; the sweep releases it."""
+    q = sa.select(HeldItem.person_key).where(HeldItem.released_at.is_(None), HeldItem.assessor == HeldItem.recipient).distinct()
+    return sorted(session.scalars(q))

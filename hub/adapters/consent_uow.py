@@ -38,6 +38,9 @@ class SqlConsentHistory:
     def due(self, now: dt.datetime) -> list[str]:
         return store.persons_with_expiring_or_starting_consents(self.session, now)
 
+    def own_held(self) -> list[str]:
+        return store.persons_with_own_held_items(self.session)
+
     def held(self, person_key: str) -> list[store.HeldItem]:
         return store.held(self.session, person_key)
 
@@ -72,8 +75,8 @@ class SqlDisclosureAudit:
     def __init__(self, session: Session):
         self.session = session
 
-    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime) -> None:
-        store.add_disclosure(self.session, plan=plan, person_key=person_key, outbox_id=outbox_id, now=now)
+    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime, disclosed: bool = True) -> None:
+        store.add_disclosure(self.session, plan=plan, person_key=person_key, outbox_id=outbox_id, now=now, disclosed=disclosed)
 
     def of_person(self, person_key: str) -> list[store.Disclosure]:
         return store.disclosures(self.session, person_key)

@@ -81,6 +81,7 @@ MODEL_MODULES = (
     "hub.adapters.webhooks",
     "hub.adapters.retention",
     "hub.adapters.person_states",
+    "hub.adapters.circumstances_store",
     "hub.adapters.dead_letter_store",
     "hub.adapters.outbox",
     "hub.adapters.consent_store",

@@ -4,6 +4,13 @@
 event's idempotency mark, numbering them per recipient; it is also the outbox: a referral is
 published after the commit and marked published, and a redelivered event re-sends what was not.
 `apply_status()` moves a referral through its lifecycle (hub.routing.referrals.transition).
+
+An update of a person (moved, circumstances, an identity-code correction) supersedes the open
+referrals it no longer needs (hub.routing.referrals.supersessions) in the same transaction, and
+each superseded referral gets a withdrawal (`referral_withdrawals`, a ReferralWithdrawn event) with
+its recipient's next sequence number: the recipient's one numbering covers referrals and
+withdrawals alike. Withdrawals are in the same outbox: published after the commit, marked
+published, re-sent by a redelivered event, resent by `hub resend` (`published_from`).
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from hub.adapters.database import Base, session_factory
 from hub.adapters.idempotency import ProcessedEvent, first_time
-from hub.adapters.newcomer_facts import record_newcomers
+from hub.adapters.newcomer_facts import NewcomerFactRow, record_newcomers
 from hub.domain.errors import Rejected
 from hub.routing.model import Decision, RoutingInput
-from hub.routing.referrals import CLOSED, SENT, TransitionError, referral_id, referral_record, transition
+from hub.routing.referrals import (CLOSED, SENT, OpenRef, TransitionError, referral_id, referral_record, reissued_id, supersessions, transition,
+                                   withdrawal_record)
 from hub.schemas.codec import Codec, default_codec
 
 ROUTING_CONSUMER = "routing"
@@ -65,6 +73,26 @@ class ReferralEventRow(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+class ReferralWithdrawalRow(Base):
+    """A superseded referral's withdrawal, as its old recipient is told (one per referral; no foreign
+    key, so `hub retention` removes the referral and its withdrawal independently)."""
+
+    __tablename__ = "referral_withdrawals"
+    __table_args__ = (
+        sa.UniqueConstraint("authority", "sequence", name="uq_referral_withdrawals_authority_sequence"),
+        sa.Index("ix_referral_withdrawals_newcomer_event_id", "newcomer_event_id"),
+    )
+    referral_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(64), unique=True)  # the ReferralWithdrawn event id (derived from the referral id)
+    authority: Mapped[str] = mapped_column(sa.String(64))
+    sequence: Mapped[int] = mapped_column(sa.BigInteger())
+    cause: Mapped[str] = mapped_column(sa.String(32))
+    newcomer_event_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # the update that superseded it: its outbox
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    payload: Mapped[str] = mapped_column(sa.Text())  # the ReferralWithdrawn event, JSON form (no identity code)
+    published_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
 class ReferralSequenceRow(Base):
     __tablename__ = "referral_sequences"
     authority: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -73,13 +101,14 @@ class ReferralSequenceRow(Base):
 
 @dataclass
 class Recorded:
-    """What `record()` did: the referrals to publish now, and which of them are new."""
+    """What `record()` did: the referrals and withdrawals to publish now, and which of them are new."""
 
     duplicate: bool = False
     to_publish: list[dict] = field(default_factory=list)  # Referral records (person_id not set)
     created: list[dict] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)
     superseded_authorities: list[str] = field(default_factory=list)
+    withdrawals: list[dict] = field(default_factory=list)  # ReferralWithdrawn records to publish now, after `to_publish`
 
 
 @dataclass(frozen=True)
@@ -139,11 +168,13 @@ class ReferralLedger:
                     raise
         raise AssertionError("unreachable")
 
-    def mark_published(self, referral_ids: list[str], now: dt.datetime) -> None:
-        if not referral_ids:
+    def mark_published(self, ids: list[str], now: dt.datetime) -> None:
+        """Mark published the referrals (by referral_id) and withdrawals (by their event_id) given."""
+        if not ids:
             return
         with self.engine.begin() as conn:
-            conn.execute(_MARK_PUBLISHED, {"ids": referral_ids, "now": now})
+            conn.execute(_MARK_PUBLISHED, {"ids": ids, "now": now})
+            conn.execute(_MARK_WITHDRAWALS_PUBLISHED, {"ids": ids, "now": now})
 
     # -- lifecycle ---------------------------------------------------------------------------
     def apply_status(self, status: dict, now: dt.datetime) -> StatusOutcome:
@@ -207,14 +238,27 @@ class ReferralLedger:
             rows = s.execute(q).all()
         return {a: (int(o or 0), int(d or 0)) for a, o, d in rows}
 
-    def published_from(self, authority: str, from_sequence: int, to_sequence: int | None = None) -> list[dict]:
-        """A recipient's published referrals with sequence >= from_sequence (<= to_sequence), in order,
-        as Referral records from the stored payload (which never holds the identity code)."""
-        q = sa.select(ReferralRow).where(ReferralRow.authority == authority, ReferralRow.sequence >= from_sequence, ReferralRow.published_at.is_not(None))
-        if to_sequence is not None:
-            q = q.where(ReferralRow.sequence <= to_sequence)
+    def published_from(self, authority: str, from_sequence: int, to_sequence: int | None = None) -> list[tuple[str, dict]]:
+        """A recipient's published records with sequence >= from_sequence (<= to_sequence), in sequence
+        order, as (schema name, record): its referrals ("Referral") and withdrawals ("ReferralWithdrawn"),
+        from the stored payloads (which never hold the identity code)."""
+        out = []
         with self.Session() as s:
-            return [self.codec.from_json("Referral", row.payload) for row in s.scalars(q.order_by(ReferralRow.sequence))]
+            for name, row_type in (("Referral", ReferralRow), ("ReferralWithdrawn", ReferralWithdrawalRow)):
+                q = sa.select(row_type.sequence, row_type.payload).where(row_type.authority == authority, row_type.sequence >= from_sequence,
+                                                                         row_type.published_at.is_not(None))
+                if to_sequence is not None:
+                    q = q.where(row_type.sequence <= to_sequence)
+                out.extend((sequence, name, payload) for sequence, payload in s.execute(q))
+        return [(name, self.codec.from_json(name, payload)) for _, name, payload in sorted(out)]
+
+    def withdrawals(self, authority: str | None = None) -> list[dict]:
+        """The withdrawals recorded (of one recipient), as ReferralWithdrawn records, in sequence order."""
+        q = sa.select(ReferralWithdrawalRow.payload).order_by(ReferralWithdrawalRow.authority, ReferralWithdrawalRow.sequence)
+        if authority is not None:
+            q = q.where(ReferralWithdrawalRow.authority == authority)
+        with self.Session() as s:
+            return [self.codec.from_json("ReferralWithdrawn", payload) for payload in s.scalars(q)]
 
     def history(self, referral_id_: str) -> list[tuple[str, str, str | None]]:
         """(state, reported_by, reason) of a referral, oldest first."""
@@ -235,13 +279,19 @@ class ReferralLedger:
 _REFERRALS = ReferralRow.__table__
 _PROCESSED = ProcessedEvent.__table__
 _SEQUENCES = ReferralSequenceRow.__table__
+_WITHDRAWALS = ReferralWithdrawalRow.__table__
 # the statements of the routing path, built once (expanding IN lists): building them per batch, and
 # running them through an ORM session, was a large share of the ledger thread's time
 _SEEN = sa.select(_PROCESSED.c.event_id).where(_PROCESSED.c.consumer == ROUTING_CONSUMER, _PROCESSED.c.event_id.in_(sa.bindparam("ids", expanding=True)))
-_EXISTING = sa.select(_REFERRALS.c.referral_id).where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True)))
+_STATES = sa.select(_REFERRALS.c.referral_id, _REFERRALS.c.state).where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True)))
 _LOCK_SEQUENCES = (sa.select(_SEQUENCES.c.authority, _SEQUENCES.c.last_sequence).where(_SEQUENCES.c.authority.in_(sa.bindparam("authorities", expanding=True)))
                    .order_by(_SEQUENCES.c.authority).with_for_update())
 _MARK_PUBLISHED = _REFERRALS.update().where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("now"))
+_MARK_WITHDRAWALS_PUBLISHED = (_WITHDRAWALS.update().where(_WITHDRAWALS.c.event_id.in_(sa.bindparam("ids", expanding=True)))
+                               .values(published_at=sa.bindparam("now")))
+_OPEN_OF = (sa.select(_REFERRALS.c.referral_id, _REFERRALS.c.person_key, _REFERRALS.c.authority, _REFERRALS.c.purpose, _REFERRALS.c.state)
+            .where(_REFERRALS.c.person_key.in_(sa.bindparam("keys", expanding=True)), _REFERRALS.c.state.not_in(sorted(CLOSED)))
+            .order_by(_REFERRALS.c.authority, _REFERRALS.c.sequence))
 _UPDATE_SEQUENCE = _SEQUENCES.update().where(_SEQUENCES.c.authority == sa.bindparam("a")).values(last_sequence=sa.bindparam("n"))
 
 
@@ -255,8 +305,12 @@ class _Batch:
         self.s, self.codec, self.now = s, codec, now
         self.referrals: list[dict] = []  # rows to insert
         self.events: list[dict] = []
+        self.locked: set[str] = set()  # authorities whose sequence row this transaction locked (or found missing)
         self.stored: dict[str, int] = {}  # authority -> last sequence in the table (locked)
         self.sequences: dict[str, int] = {}  # authority -> last sequence given in this batch
+        # the person's current referral per (person, recipient, purpose), by its first id: [id, generation, state (None: not made)]
+        self.current: dict[str, list] = {}
+        self.first_of: dict[str, str] = {}  # referral id -> the first id of its (person, recipient, purpose)
 
     def run(self, items: list[tuple[RoutingInput, list[Decision]]]) -> list[Recorded]:
         s, now = self.s, self.now
@@ -272,49 +326,92 @@ class _Batch:
                 first.append(i)
         if first:
             s.execute(_PROCESSED.insert(), [{"consumer": ROUTING_CONSUMER, "event_id": ids[i], "processed_at": now} for i in first])
+            _rekey_newcomer_facts(s, [items[i][0] for i in first])
             record_newcomers(s, [items[i][0] for i in first], now)  # the facts `hub report` counts by (no identity code)
             planned = {i: [(d, referral_id(items[i][0].person_key, d)) for d in items[i][1]] for i in first}
-            candidates = {rid for pairs in planned.values() for _, rid in pairs}
-            existing = set(s.scalars(_EXISTING, {"ids": sorted(candidates)})) if candidates else set()
-            authorities = sorted({d.authority for pairs in planned.values() for d, _ in pairs})
-            if authorities:  # locked in one order by every worker (PostgreSQL): no deadlock between batches
-                self.stored = dict(s.execute(_LOCK_SEQUENCES, {"authorities": authorities}).all())
+            self._resolve({rid for pairs in planned.values() for _, rid in pairs})
+            updates = {i for i in first if _supersedes(items[i][0])}
+            keys = sorted({k for i in updates for k in (items[i][0].person_key, items[i][0].previous_person_key) if k})
+            open_authorities = {row.authority for row in s.execute(_OPEN_OF, {"keys": keys})} if keys else set()
+            # locked in one order by every worker (PostgreSQL): no deadlock between batches
+            self._lock(sorted({d.authority for pairs in planned.values() for d, _ in pairs} | open_authorities))
             for i in first:
                 newcomer, decisions = items[i]
-                for decision, rid in planned[i]:
-                    if rid in existing:
-                        continue  # made earlier (same person, recipient and purpose): never twice
-                    existing.add(rid)
+                for decision, first_id in planned[i]:
+                    rid = self._to_make(first_id)
+                    if rid is None:
+                        continue  # made earlier (same person, recipient and purpose) and not superseded: never twice
                     out[i].created.append(self._add(newcomer, decision, rid))
-                if newcomer.change == "moved":
-                    self._flush()  # the move supersedes what this batch made before it, too
-                    rows = _supersede_elsewhere(s, newcomer, {d.authority for d in decisions}, now)
-                    out[i].superseded = [rid for rid, _ in rows]
-                    out[i].superseded_authorities = sorted({authority for _, authority in rows})
+                if i in updates:
+                    self._flush()  # the update supersedes what this batch made before it, too
+                    self._supersede(newcomer, decisions, out[i], {(d.authority, d.purpose): self.current[f][0] for d, f in planned[i]})
             self._flush()
             self._save_sequences()
-            for i in first:  # the outbox of a first-time event: exactly what it created
+            for i in first:  # the outbox of a first-time event: exactly what it created and withdrew
                 out[i].to_publish = sorted(out[i].created, key=lambda r: (r["to"], r["sequence"]))
         fresh = {ids[i] for i in first}  # their referrals go out with their first occurrence in this batch
         again = [i for i in range(len(items)) if out[i].duplicate and ids[i] not in fresh]
         if again:  # the outbox: what a redelivered event has not published yet (a crash between commit and send)
-            r = _REFERRALS.c
-            q = (sa.select(r.newcomer_event_id, r.payload)
-                 .where(r.newcomer_event_id.in_({ids[i] for i in again}), r.published_at.is_(None))
-                 .order_by(r.authority, r.sequence))
-            pending: dict[str, list[dict]] = {}
-            for event_id, payload in s.execute(q):
-                pending.setdefault(event_id, []).append(self.codec.from_json("Referral", payload))
-            for i in again:
-                out[i].to_publish = list(pending.get(ids[i], ()))
-                pending.pop(ids[i], None)  # the same event twice in a batch sends once
+            wanted = {ids[i] for i in again}
+            for name, table, target in (("Referral", _REFERRALS, "to_publish"), ("ReferralWithdrawn", _WITHDRAWALS, "withdrawals")):
+                t = table.c
+                q = (sa.select(t.newcomer_event_id, t.payload)
+                     .where(t.newcomer_event_id.in_(wanted), t.published_at.is_(None))
+                     .order_by(t.authority, t.sequence))
+                pending: dict[str, list[dict]] = {}
+                for event_id, payload in s.execute(q):
+                    pending.setdefault(event_id, []).append(self.codec.from_json(name, payload))
+                for i in again:
+                    setattr(out[i], target, list(pending.pop(ids[i], ())))  # the same event twice in a batch sends once
         return out
 
-    def _add(self, newcomer: RoutingInput, decision: Decision, rid: str) -> dict:
-        authority = decision.authority
+    def _resolve(self, first_ids: set[str]) -> None:
+        """The current referral of each (person, recipient, purpose) by its first id: the first one, or
+        after it was superseded the next one (`reissued_id`), and so on; one query per generation."""
+        pending = {f: (f, 1) for f in first_ids}
+        while pending:
+            states = dict(self.s.execute(_STATES, {"ids": sorted(rid for rid, _ in pending.values())}).all())
+            later = {}
+            for first_id, (rid, generation) in pending.items():
+                state = states.get(rid)
+                if state == "superseded":
+                    later[first_id] = (reissued_id(first_id, generation + 1), generation + 1)
+                else:
+                    self.current[first_id] = [rid, generation, state]
+                    self.first_of[rid] = first_id
+            pending = later
+
+    def _to_make(self, first_id: str) -> str | None:
+        """The id of the referral to make for this decision, or None when the person has it already
+        (open or closed, but not superseded): made once, and again only after a supersession."""
+        current = self.current[first_id]
+        rid, generation, state = current
+        if state == "superseded":  # superseded by an update earlier in this batch
+            generation += 1
+            rid = reissued_id(first_id, generation)
+        elif state is not None:
+            return None
+        self.current[first_id] = [rid, generation, SENT]
+        self.first_of[rid] = first_id
+        return rid
+
+    def _lock(self, authorities: list[str]) -> None:
+        """Lock the sequence rows of these recipients (those not locked yet), in one order."""
+        wanted = sorted(set(authorities) - self.locked)
+        if wanted:
+            self.stored.update(self.s.execute(_LOCK_SEQUENCES, {"authorities": wanted}).all())
+            self.locked.update(wanted)
+
+    def _next(self, authority: str) -> int:
+        """The recipient's next sequence number: one numbering for its referrals and withdrawals."""
+        self._lock([authority])
         self.sequences[authority] = sequence = self.sequences.get(authority, self.stored.get(authority, 0)) + 1
+        return sequence
+
+    def _add(self, newcomer: RoutingInput, decision: Decision, rid: str) -> dict:
+        sequence = self._next(decision.authority)
         now = self.now
-        record = referral_record(newcomer, decision, sequence=sequence, person_id=None, now=now)
+        record = referral_record(newcomer, decision, sequence=sequence, person_id=None, now=now, rid=rid)
         self.referrals.append({
             "referral_id": rid, "authority": decision.authority, "purpose": decision.purpose, "rule": decision.rule,
             "rules_version": decision.rules_version, "person_key": newcomer.person_key, "newcomer_event_id": newcomer.event_id,
@@ -324,6 +421,32 @@ class _Batch:
         self.events.append({"referral_id": rid, "event_id": newcomer.event_id, "state": SENT, "reason": decision.rule, "reported_by": "hub",
                             "occurred_at": now, "recorded_at": now})
         return record
+
+    def _supersede(self, newcomer: RoutingInput, decisions: list[Decision], out: Recorded, ids: dict[tuple[str, str], str]) -> None:
+        """Supersede the open referrals this update no longer needs, each with a withdrawal to its recipient."""
+        s, now = self.s, self.now
+        keys = [k for k in (newcomer.person_key, newcomer.previous_person_key) if k]
+        gone = supersessions(newcomer, decisions, [OpenRef(*row) for row in s.execute(_OPEN_OF, {"keys": keys})], ids)
+        if not gone:
+            return
+        for g in gone:
+            first_id = self.first_of.get(g.referral_id)
+            if first_id is not None:  # a later update in this batch that decides it again makes it anew
+                self.current[first_id][2] = "superseded"
+        r = _REFERRALS.c
+        s.execute(_REFERRALS.update().where(r.referral_id.in_([g.referral_id for g in gone])).values(state="superseded", updated_at=now))
+        s.execute(ReferralEventRow.__table__.insert(), [{"referral_id": g.referral_id, "event_id": newcomer.event_id, "state": "superseded", "reason": g.reason,
+                                                         "reported_by": "hub", "occurred_at": now, "recorded_at": now} for g in gone])
+        rows = []
+        for g in gone:
+            record = withdrawal_record(g, sequence=self._next(g.authority), newcomer=newcomer, now=now)
+            rows.append({"referral_id": g.referral_id, "event_id": record["event_id"], "authority": g.authority, "sequence": record["sequence"],
+                         "cause": g.cause, "newcomer_event_id": newcomer.event_id, "created_at": now,
+                         "payload": self.codec.to_json("ReferralWithdrawn", record), "published_at": None})
+            out.withdrawals.append(record)
+        s.execute(_WITHDRAWALS.insert(), rows)
+        out.superseded.extend(g.referral_id for g in gone)
+        out.superseded_authorities = sorted(set(out.superseded_authorities) | {g.authority for g in gone})
 
     def _flush(self) -> None:
         if self.referrals:
@@ -340,18 +463,23 @@ class _Batch:
             self.s.execute(_UPDATE_SEQUENCE, old)
 
 
-def _supersede_elsewhere(s: sa.Connection, newcomer: RoutingInput, authorities: set[str], now: dt.datetime) -> list[tuple[str, str]]:
-    """After a move: open referrals to authorities no longer responsible are superseded. (id, authority) of each."""
-    r = _REFERRALS.c
-    rows = s.execute(
-        sa.select(r.referral_id, r.authority).where(r.person_key == newcomer.person_key, r.state.not_in(CLOSED), r.authority.not_in(authorities))
-    ).all()
-    if rows:
-        ids = [rid for rid, _ in rows]
-        s.execute(_REFERRALS.update().where(r.referral_id.in_(ids)).values(state="superseded", updated_at=now))
-        s.execute(sa.insert(ReferralEventRow.__table__), [{"referral_id": rid, "event_id": newcomer.event_id, "state": "superseded", "reason": "moved to another municipality",
-                                                 "reported_by": "hub", "occurred_at": now, "recorded_at": now} for rid in ids])
-    return [(rid, authority) for rid, authority in rows]
+def _supersedes(newcomer: RoutingInput) -> bool:
+    """Whether this update may supersede referrals: a move, new circumstances, an identity-code correction."""
+    return newcomer.change in ("moved", "circumstances") or bool(newcomer.previous_person_key)
+
+
+def _rekey_newcomer_facts(s: sa.Connection, newcomers: list[RoutingInput]) -> None:
+    """After an identity-code correction the person's newcomer facts move to the new key, so `hub report`
+    counts the person once (a municipality the new key has a row for already keeps that row)."""
+    t = NewcomerFactRow.__table__
+    for n in newcomers:
+        old, new = n.previous_person_key, n.person_key
+        if not old or not new or old == new:
+            continue
+        have = set(s.scalars(sa.select(t.c.municipality).where(t.c.person_key == new)))
+        if have:
+            s.execute(t.delete().where(t.c.person_key == old, t.c.municipality.in_(sorted(have))))
+        s.execute(t.update().where(t.c.person_key == old).values(person_key=new))
 
 
 def refresh_gauges(ledger: ReferralLedger, today: dt.date, authorities: set[str] | None = None) -> None:

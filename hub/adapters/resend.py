@@ -1,4 +1,4 @@
-"""`hub resend`: republish a recipient's referrals from the ledger, from a sequence number on.
+"""`hub resend`: republish a recipient's referrals and withdrawals from the ledger, from a sequence number on.
 
 A subscriber that finds a gap in `sequence` asks for it again. The records are the stored ones,
 with their original event ids (ce_id), so a subscriber that has some of them drops the repeats.
@@ -24,13 +24,14 @@ async def resend(
     topic_for: Callable[[str], str] = referral_topic,
     security: dict | None = None,
 ) -> list[int]:
-    """Republish and wait for the broker's acks; returns the sequence numbers sent."""
+    """Republish (referrals and withdrawals, in sequence order) and wait for the broker's acks;
+    returns the sequence numbers sent."""
     topic = topic_for(recipient)  # raises ValueError for a malformed authority id
     records = ledger.published_from(recipient, from_sequence, to_sequence)
     async with EventProducer(kafka_url, ledger.codec, security) as producer:
-        for record in records:
-            await producer.send_event(topic, "Referral", record, key=record["person_key"])
-    return [r["sequence"] for r in records]
+        for name, record in records:
+            await producer.send_event(topic, name, record, key=record["person_key"])
+    return [r["sequence"] for _, r in records]
 
 
 def gaps(sequences, first: int = 1) -> list[tuple[int, int]]:

@@ -2,8 +2,10 @@
 
 What goes, each only when older than the cut-off (`now - older_than`):
 - closed referrals (declined, completed, superseded) last updated before it, with their status
-  history; open referrals stay whatever their age;
-- newcomer facts registered before it that no remaining referral needs;
+  history and withdrawal; open referrals stay whatever their age;
+- newcomer facts registered before it that no remaining referral needs; likewise routing's
+  per-person circumstances (`person_circumstances`) last updated before it, among them facts whose
+  person's newcomer never came;
 - audit rows (disclosures) and the sent outbox messages they point to; released held items;
 - consents (a person's consent id) whose last event (revoked or expired) is before it, with their
   whole history; each leaves a tombstone (person key, consent id, how and when it ended; no
@@ -48,11 +50,12 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
                   replay_horizon: dt.timedelta | None = None) -> dict[str, int]:
     """Remove what is older than the cut-off, in one transaction with its own audit row; an ended
     consent leaves a tombstone under its person key."""
+    from hub.adapters.circumstances_store import PersonCircumstancesRow
     from hub.adapters.dead_letter_store import DeadLetterRow
     from hub.adapters.idempotency import ProcessedEvent
     from hub.adapters.newcomer_facts import NewcomerFactRow
     from hub.adapters.outbox import OutboxMessage
-    from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
+    from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow, ReferralWithdrawalRow
     from hub.adapters.webhooks import purge_delivered
     from hub.adapters.consent_store import ConsentEvent, ConsentTombstone, Disclosure, HeldItem
     from hub.routing.referrals import CLOSED
@@ -71,9 +74,12 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
 
     old_referrals = sa.select(ReferralRow.referral_id).where(ReferralRow.state.in_(sorted(CLOSED)), ReferralRow.updated_at < cutoff)
     delete("referral_events", sa.delete(ReferralEventRow).where(ReferralEventRow.referral_id.in_(old_referrals)))
+    delete("referral_withdrawals", sa.delete(ReferralWithdrawalRow).where(ReferralWithdrawalRow.referral_id.in_(old_referrals)))
     delete("referrals", sa.delete(ReferralRow).where(ReferralRow.state.in_(sorted(CLOSED)), ReferralRow.updated_at < cutoff))
     still_referred = sa.select(ReferralRow.person_key)
     delete("newcomers", sa.delete(NewcomerFactRow).where(NewcomerFactRow.registered_at < cutoff, NewcomerFactRow.person_key.not_in(still_referred)))
+    delete("person_circumstances", sa.delete(PersonCircumstancesRow).where(PersonCircumstancesRow.updated_at < cutoff,
+                                                                           PersonCircumstancesRow.person_key.not_in(still_referred)))
 
     delete("disclosures", sa.delete(Disclosure).where(Disclosure.disclosed_at < cutoff))
     referenced = sa.select(Disclosure.outbox_id)

@@ -202,11 +202,12 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
 @click.option("--from-seq", required=True, type=click.IntRange(min=1), help="First sequence number to send again.")
 @click.option("--to-seq", type=click.IntRange(min=1), help="Last sequence number (inclusive). Default: the newest.")
 def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
-    """Republish a recipient's referrals from the ledger, from sequence number N on.
+    """Republish a recipient's referrals and withdrawals from the ledger, from sequence number N on.
 
     For a subscriber that found a gap in the `sequence` numbers of its topic
-    (hub.referrals.<kind>.<code>.v1). The referrals keep their event ids, so repeats are
-    recognisable; person_id is null in resent records (the ledger never stores identity codes).
+    (hub.referrals.<kind>.<code>.v1; Referral and ReferralWithdrawn records share the numbering).
+    The records keep their event ids, so repeats are recognisable; person_id is null in resent
+    referrals (the ledger never stores identity codes).
     Needs HUB_KAFKA_URL and HUB_DATABASE_URL.
     """
     from hub.adapters.database import create_engine
@@ -232,7 +233,7 @@ def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
     finally:
         engine.dispose()
     span = f"sequence {sent[0]}-{sent[-1]}" if sent else f"nothing published from sequence {from_seq}"
-    click.echo(f"resent {len(sent)} referral(s) to {referral_topic(recipient)} ({span})")
+    click.echo(f"resent {len(sent)} record(s) to {referral_topic(recipient)} ({span})")
 
 
 @click.command("asyncapi")

@@ -1,9 +1,11 @@
 """Consent rules, pure: what may pass from the assessor to the plan-making authority, and when.
 
 No I/O here. The consent history is append-only (`ConsentRecord`s: granted, revoked, expired); the
-current state of each consent is derived from it. `decide` says whether an initial assessment
-(alkukartoitus) may be disclosed to the plan-making authority and which data categories; `releases`
-says which held items a new history now covers; `revocation_recipients` who must be told.
+current state of each consent is derived from it. `decide` says whether an assessment of skills
+and integration-service needs (osaamisen ja kotoutumisen palvelutarpeen arviointi) may be disclosed
+to the plan-making authority and which data categories, or that nothing is disclosed at all because
+the assessor makes the plan itself; `releases` says which held items a new history now covers;
+`revocation_recipients` who must be told.
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ PURPOSES = (PURPOSE_INTEGRATION_PLAN,)
 
 # The data categories of an initial assessment, in the order a PlanRequest lists them.
 DATA_CATEGORIES = ("education", "work_history", "language_skills", "literacy", "service_needs", "recommended_path")
+
+# Categories that pass to another authority on the person's consent only: the needs for special
+# services include health (and social-welfare) data, a special category of personal data. No legal
+# basis may name them (`LegalBasis` refuses it), so without a consent they are held or withheld.
+CONSENT_ONLY_CATEGORIES = frozenset({"service_needs"})
+
+KINDS = ("municipality", "wellbeing_area", "employment_authority")
 
 GRANTED, REVOKED, EXPIRED = "granted", "revoked", "expired"
 ACTIONS = (GRANTED, REVOKED, EXPIRED)
@@ -163,15 +172,37 @@ def current_consents(history: Iterable[ConsentRecord], person_id: str | None = N
 
 @dataclass(frozen=True, slots=True)
 class LegalBasis:
-    """A disclosure allowed by law without consent, named in configuration (never assumed)."""
+    """A disclosure allowed by law without consent, named in configuration (never assumed): who
+    discloses (the assessor's kind) to whom (the plan maker's kind), for which purpose and data
+    categories, and the section of the act that allows it. A basis for municipality ->
+    employment authority does not cover wellbeing area -> employment authority."""
 
-    name: str  # the statute and section, e.g. "681/2023 § 80"
+    name: str  # what the audit row and the PlanRequest name, e.g. "681/2023 § NN municipality -> employment authority"
+    section: str  # the statute and section, e.g. "681/2023 § NN (2 mom.)"
     purpose: str
+    discloser_kinds: frozenset[str]
     recipient_kinds: frozenset[str]
     data_categories: frozenset[str]
 
-    def covers(self, purpose: str, recipient: str) -> bool:
-        return purpose == self.purpose and authority_kind(recipient) in self.recipient_kinds
+    def __post_init__(self):
+        if not self.name or ";" in self.name:
+            raise InvalidConsent("invalid_legal_basis", "a legal basis needs a name without ';' (the audit lists several names with '; ')")
+        if not self.section or not self.section.strip():
+            raise InvalidConsent("invalid_legal_basis", f"legal basis {self.name}: section is empty; cite the statute and section that allows the disclosure")
+        if self.purpose not in PURPOSES:
+            raise InvalidConsent("invalid_legal_basis", f"legal basis {self.name}: purpose must be one of {', '.join(PURPOSES)}")
+        for what, kinds in (("discloser_kinds", self.discloser_kinds), ("recipient_kinds", self.recipient_kinds)):
+            if not kinds or not set(kinds) <= set(KINDS):
+                raise InvalidConsent("invalid_legal_basis", f"legal basis {self.name}: {what} must be a non-empty list of {', '.join(KINDS)}")
+        check_categories(self.data_categories, f"legal basis {self.name}: data categories")
+        health = sorted(self.data_categories & CONSENT_ONLY_CATEGORIES)
+        if health:
+            raise InvalidConsent("invalid_legal_basis", f"legal basis {self.name}: {', '.join(health)} may hold health data and passes on the "
+                                 "person's consent only; remove it from the basis's data_categories")
+
+    def covers(self, purpose: str, discloser: str, recipient: str) -> bool:
+        """The basis applies to this purpose, from this discloser's kind to this recipient's kind."""
+        return purpose == self.purpose and authority_kind(discloser) in self.discloser_kinds and authority_kind(recipient) in self.recipient_kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +235,19 @@ class Disclose:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnPlan:
+    """The assessor makes the plan itself: nothing is disclosed. The PlanRequest still goes to it (its
+    system learns a plan is due, with its own assessment's data), on no consent and no legal basis;
+    it is neither held nor audited as a disclosure, and no revocation or withdrawal concerns it."""
+
+    recipient: str
+    categories: tuple[str, ...]
+    consent_id: None = None
+    legal_basis: None = None
+    withheld: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Hold:
     """Keep the item until a consent covers it; tell the assessor why."""
 
@@ -213,7 +257,12 @@ class Hold:
     missing: tuple[str, ...] = ()  # categories a consent would need to cover
 
 
-Decision = Disclose | Hold
+Decision = Disclose | Hold | OwnPlan
+
+
+def same_authority(assessor: str, plan_maker: str) -> bool:
+    """The assessor is the plan maker: the data stays with the authority that holds it."""
+    return assessor == plan_maker
 
 
 def decide(
@@ -225,23 +274,27 @@ def decide(
 ) -> Decision:
     """May the assessment go to its plan-making authority now, and with which categories?
 
-    A category goes only when a consent in force now (this person, purpose, recipient, time) or a
-    configured legal basis covers it. One disclosure rests on at most one consent (the one covering
+    When the assessor is the plan maker nothing is disclosed: `OwnPlan`, whatever the consents. Else a
+    category goes only when a consent in force now (this person, purpose, recipient, time) or a
+    configured legal basis for this discloser (the assessor), recipient and category covers it (never a
+    consent-only category, `CONSENT_ONLY_CATEGORIES`). One disclosure rests on at most one consent (the one covering
     most of the assessment's categories; on a tie the latest grant), so that an audit row and a later
     revocation point at exactly one consent. Nothing covered: hold.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
     recipient = assessment.plan_authority
     wanted = assessment.categories
+    if same_authority(assessment.assessor, recipient):
+        return OwnPlan(recipient, ordered(wanted))
     consents = list(current_consents(history, assessment.person_id).values())
     usable = [c for c in consents if c.why_not(purpose, recipient, wanted, now) is None]
     best = max(usable, key=lambda c: (len(c.grant.data_categories & wanted), c.grant.recorded_at, c.consent_id), default=None)
-    by_law = [b for b in legal_bases if b.covers(purpose, recipient) and (b.data_categories & wanted or not wanted)]
+    by_law = [b for b in legal_bases if b.covers(purpose, assessment.assessor, recipient) and (b.data_categories & wanted or not wanted)]
 
     if best is None and not by_law:
         return _hold(consents, purpose, recipient, wanted, now)
     consent_cats = best.grant.data_categories & wanted if best else frozenset()
-    law_cats = frozenset().union(*(b.data_categories for b in by_law)) & wanted
+    law_cats = frozenset().union(*(b.data_categories for b in by_law)) & wanted - CONSENT_ONLY_CATEGORIES  # LegalBasis refuses them too
     disclosed = ordered(consent_cats | law_cats)
     # an assessment without any data still goes (the recipient learns a plan is due) on whichever basis exists
     use_consent = best is not None and (bool(consent_cats) or not wanted)
@@ -253,6 +306,14 @@ def decide(
         legal_basis="; ".join(sorted({b.name for b in by_law})) if use_law else None,
         withheld=ordered(wanted - set(disclosed)),
     )
+
+
+def consent_only_withheld(decision: Decision) -> tuple[str, ...]:
+    """The consent-only (health) categories a disclosure left out: they are held apart until a consent
+    covers them (`hub.consent.records.remainder_record`), never dropped."""
+    if not isinstance(decision, Disclose):
+        return ()
+    return tuple(c for c in decision.withheld if c in CONSENT_ONLY_CATEGORIES)
 
 
 # How close each reason is to a disclosure: the assessor is told about the closest miss.
@@ -268,12 +329,13 @@ def _hold(consents: list[Consent], purpose: str, recipient: str, wanted: frozens
 
 
 def releases(held: Sequence[tuple[object, Assessment]], history: Iterable[ConsentRecord], legal_bases: Sequence[LegalBasis] = (), now: dt.datetime | None = None):
-    """The held items (in the given order) that the history now covers, each with its disclosure."""
+    """The held items (in the given order) that the history now covers, each with its decision: a
+    `Disclose`, or an `OwnPlan` for an item held before assessor == plan maker needed no consent."""
     history = list(history)
     out = []
     for item_id, assessment in held:
         decision = decide(assessment, history, legal_bases, now)
-        if isinstance(decision, Disclose):
+        if isinstance(decision, (Disclose, OwnPlan)):
             out.append((item_id, assessment, decision))
     return out
 

@@ -18,6 +18,7 @@ from hub.consent.model import (
     Disclose,
     Hold,
     InvalidConsent,
+    OwnPlan,
     check_authority,
     check_categories,
 )
@@ -137,13 +138,26 @@ def assessment_from_avro(rec: dict, now: dt.datetime | None = None, skew: dt.tim
     )
 
 
+def remainder_record(rec: dict, categories: tuple[str, ...]) -> dict:
+    """The part of an AssessmentCompleted record (`rec`) that a disclosure left out because only a
+    consent may pass it (health data): the same assessment with only `categories` filled, under an
+    event id derived from the original's, so that it is held, released and requested on its own
+    (its plan request has its own request id)."""
+    out = dict(rec, event_id=derived_id("consent-only-remainder", str(rec["event_id"])))
+    for c in DATA_CATEGORIES:
+        if c not in categories:
+            out[c] = [] if c in ("language_skills", "service_needs") else None
+    return out
+
+
 def request_id(assessment: Assessment, recipient: str) -> str:
     """One plan request per assessment event and recipient, whoever and however often it is computed."""
     return derived_id("plan-request", assessment.event_id, recipient)
 
 
-def plan_request(assessment: Assessment, decision: Disclose, now: dt.datetime) -> dict:
-    """The PlanRequest record: only the categories the decision allows, every other one empty."""
+def plan_request(assessment: Assessment, decision: Disclose | OwnPlan, now: dt.datetime) -> dict:
+    """The PlanRequest record: only the categories the decision allows, every other one empty. To
+    the assessor itself (`OwnPlan`): its own assessment's categories, on no consent and no legal basis."""
     rid = request_id(assessment, decision.recipient)
     rec = {
         "event_id": rid,

@@ -18,6 +18,10 @@ foreign national still inside the window, by the date of moving to Finland or, w
 names no earlier home municipality, by the date the first one began, is a newcomer once. A
 snapshot never re-addresses or re-detects a newcomer: the change feed is newer.
 
+An identity-code correction of a newcomer is published as a `circumstances` update under the
+corrected code's key that names the replaced code's key (`previous_person_key`): routing withdraws
+the referrals made under the old key and routes the person under the new one.
+
 Duplicates and replays change nothing: the state remembers the event ids it applied.
 """
 
@@ -150,6 +154,7 @@ class NewcomerEvent:
     occurred_at: dt.datetime
     residence_basis: str = "unknown"
     reasons: tuple[str, ...] = field(default=())
+    previous_person_key: str | None = None  # an identity-code correction: the replaced code's person key
 
 
 def _with(state: PersonState, **changes) -> PersonState:
@@ -334,10 +339,27 @@ def step(record: dict, lookup: Callable[[str], str | dict | None], secret: str, 
     change = Change.from_record(record)
     key, old_key = keys or person_keys(record, secret)
     state = decode_state(lookup(key), change.person_id)
+    old = None
     if old_key:  # identity-code correction: the old code's state, found by the old code's key, joins the new one
-        state = merge_identity(decode_state(lookup(old_key), change.person_id), state, change.person_id)
+        old = decode_state(lookup(old_key), change.person_id)
+        state = merge_identity(old, state, change.person_id)
+    seen_before = state is not None and change.event_id in state.seen
     state, found = detect(state, change, window_days)
+    if old is not None and old.newcomer and old_key != key and not seen_before:
+        found = _re_keyed(state, change, old_key, found)
     return Step(key, encode_state(state), old_key, found)
+
+
+def _re_keyed(state: PersonState, c: Change, old_key: str, found: list[NewcomerEvent]) -> list[NewcomerEvent]:
+    """A newcomer's identity code was corrected: what detection found names the old key; when it found
+    nothing, a `circumstances` update does, so routing withdraws the old key's referrals and routes the
+    person under the new key (not for a person who died or left: nothing is routed for them)."""
+    if found:
+        return [replace(ev, previous_person_key=old_key) for ev in found]
+    if state.deceased or state.emigrated or not state.newcomer or state.municipality_code is None:
+        return found
+    return [NewcomerEvent("circumstances", state, None, c.event_id, c.occurred_at, residence_basis(state.nationalities),
+                          ("identity code corrected: the person is routed under the corrected code",), previous_person_key=old_key)]
 
 
 def encode_state(state: PersonState) -> str:
@@ -398,4 +420,5 @@ def newcomer_record(ev: NewcomerEvent, person_key: str, recorded_at: dt.datetime
         "nationalities": list(s.nationalities),
         "turvakielto": s.turvakielto,
         "detected_from": ev.detected_from,
+        "previous_person_key": ev.previous_person_key,
     }

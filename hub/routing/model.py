@@ -56,6 +56,12 @@ class RoutingInput:
     contact_language: str | None = None
     nationalities: tuple[str, ...] = ()
     turvakielto: bool = False
+    # after an identity-code correction: the person key of the replaced code, whose open referrals
+    # are withdrawn (the person is routed under `person_key` from then on)
+    previous_person_key: str | None = None
+    # why this update was routed, in words for the recipients of what it supersedes (e.g. "registration
+    # as a jobseeker ended"); set by the caller, not read from the Newcomer
+    change_reason: str | None = None
 
     @property
     def reference_date(self) -> dt.date | None:
@@ -120,6 +126,7 @@ class RoutingInput:
             contact_language=_language(obj, "contact_language"),
             nationalities=tuple(_list_of_text(obj, "nationalities")),
             turvakielto=bool(_bool(obj, "turvakielto") or False),
+            previous_person_key=_text(obj, "previous_person_key"),
         )
         try:
             day = result.reference_date

@@ -68,8 +68,9 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
     channels: dict = {}
     operations: dict = {}
     messages: dict = {}
+    by_address: dict[str, str] = {}  # a topic (family) that carries several schemas is one channel with several messages
     for spec in topics.TOPICS:
-        cid = _channel_id(spec)
+        cid = by_address.setdefault(spec.address, _channel_id(spec))
         name = spec.schema
         raw = codec.raw_schema(name)
         messages[name] = {
@@ -106,7 +107,11 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
                     "examples": ["091", "04", "43"],
                 },
             }
-        channels[cid] = channel
+        if cid in channels:  # another schema on a topic (family) listed before: its message joins that channel
+            channels[cid]["messages"].update(channel["messages"])
+            channels[cid]["description"] += " " + spec.description
+        else:
+            channels[cid] = channel
         ref = [{"$ref": f"#/channels/{cid}/messages/{name}"}]
         operations[f"send{name}"] = {
             "action": "send",

@@ -180,6 +180,7 @@ SCHEMAS: dict[str, RecordBounds] = {
         "contact_language": LANGUAGE,
         "nationalities": NATIONALITIES,
         "detected_from": Code(64),
+        "previous_person_key": PERSON_KEY,
     }),
     "AssessmentCompleted": RecordBounds(256 * KIB, {
         **_ENVELOPE,

@@ -69,6 +69,17 @@ class SchemaRegistry:
             name = spec.schema if spec is not None and spec.schema in self.codec.names else None
         return name
 
+    def _identical(self, subject: str, name: str, schema) -> Version | None:
+        """The version identical to `schema` among the schemas `subject` carries: its own, and for
+        `<topic>-value` of a topic with more than one schema (hub.referrals.*: Referral and
+        ReferralWithdrawn) the others of that topic too, so a default serializer gets each one's id."""
+        form = canonical(schema)
+        names = [name]
+        if subject.endswith("-value"):
+            topic = subject.removesuffix("-value")
+            names += [spec.schema for spec in topics.TOPICS if spec.matches(topic) and spec.schema != name and spec.schema in self._canonical]
+        return next((self._canonical[n][form] for n in names if form in self._canonical[n]), None)
+
     # -- dispatch ------------------------------------------------------------------------------
     def handle(self, method: str, target: str, body: bytes = b"") -> tuple[int, object]:
         """Answer `method` on `target` (a path with an optional query)."""
@@ -167,7 +178,7 @@ class SchemaRegistry:
         schema = _schema_of(body)
         if isinstance(schema, tuple):
             return schema
-        version = self._canonical[name].get(canonical(schema))
+        version = self._identical(subject, name, schema)
         if version is None:
             return _not_found(SCHEMA_NOT_FOUND, f"Schema not found: no version of subject '{subject}' is this schema "
                               f"(GET /subjects/{subject}/versions lists them)")
@@ -183,7 +194,7 @@ class SchemaRegistry:
             return _refused(f"Subject '{subject}' is not one of the hub's and the registry is in {MODE} mode: serialize "
                             "with the subject of the topic (<topic>-value) or fi.integrationhub.<Name> (GET /subjects lists them); "
                             + HOW_TO_CHANGE)
-        version = self._canonical[name].get(canonical(schema))
+        version = self._identical(subject, name, schema)
         if version is None:
             newest = self.codec.versions(name)[-1]
             return _refused(f"Subject '{subject}' has no version identical to this schema and the registry is in {MODE} mode: "

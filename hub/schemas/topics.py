@@ -114,6 +114,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(REFERRALS, "Referral", PERSON, ("hub routing",),
               ("the recipient authority's system (only its own topic)",),
               "Referrals to one recipient authority, numbered per recipient by `sequence` for gap detection."),
+    TopicSpec(REFERRALS, "ReferralWithdrawn", PERSON, ("hub routing",),
+              ("the recipient authority's system (only its own topic)",),
+              "Withdrawals of referrals the recipient received (superseded: moved, no longer applies, identity code corrected), "
+              "in the same per-recipient `sequence` as its referrals."),
     TopicSpec(REFERRAL_STATUS, "ReferralStatus", "the referral id", ("recipient authorities' systems",), ("hub routing (referral ledger)",),
               "Status reports of referrals by their recipients (accepted, contacted, unreachable, assessment started, declined)."),
     TopicSpec(ASSESSMENTS, "AssessmentCompleted", PERSON, ("the assessing authority's system",), ("hub consent check",),

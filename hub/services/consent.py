@@ -34,6 +34,7 @@ class Outcome:
 
     duplicate: bool = False
     disclosed: list[tuple[str, tuple[str, ...], dt.datetime]] = field(default_factory=list)  # recipient, categories, assessed at
+    own_plans: list[tuple[str, dt.datetime]] = field(default_factory=list)  # plan requests to the assessor itself (no disclosure): recipient, assessed at
     held: list[str] = field(default_factory=list)  # hold reasons
     released: int = 0
     notices: list[tuple[str, str]] = field(default_factory=list)  # notice type, recipient
@@ -94,6 +95,8 @@ class ConsentRegistry:
 
     def handle_assessment(self, assessment: model.Assessment, encoded: bytes) -> Outcome:
         """Disclose (plan request + audit row) or hold (held item + consent-required notice to the assessor).
+        When the assessor makes the plan itself nothing is disclosed: the plan request goes to it, and
+        its row in the plan-request ledger says it was no disclosure (`hub audit` does not list it).
         An assessment whose person_key is not its person_id's key raises InvalidConsent `person_key_mismatch`."""
         records.check_person_key(assessment.person_id, assessment.person_key, self.person_key_secret)
         now = self.clock()
@@ -103,23 +106,27 @@ class ConsentRegistry:
             if uow is None:
                 return out
             decision = model.decide(assessment, uow.consents.history(key), self.legal_bases, now)
-            if isinstance(decision, model.Disclose):
+            if isinstance(decision, (model.Disclose, model.OwnPlan)):
                 self._disclose(uow, assessment, decision, now, out)
+                self._hold_consent_only(uow, assessment, encoded, decision, key, now, out)
             else:
-                uow.consents.hold(assessment, key, encoded, decision.reason, now)
-                out.held.append(decision.reason)
-                notice = records.consent_required_notice(assessment, decision, now)
-                self._enqueue(uow, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
-                out.notices.append(("consent_required", assessment.assessor))
+                self._hold(uow, assessment, encoded, decision, key, now, out)
         return out
 
     def sweep(self) -> Outcome:
         """Record the expiry of consents whose valid_until passed (notices to earlier recipients) and
-        release held items that a consent which has become valid now covers. Run periodically."""
+        release held items that a consent which has become valid now covers, and the items held before
+        a plan request to the assessor itself needed no consent. Run periodically."""
         now = self.clock()
         total = Outcome()
         with self.units() as uow:
             persons = uow.consents.due(now)
+            own_held = uow.consents.own_held()
+        for key in own_held:
+            with self.units() as uow:
+                uow.consents.lock(key)
+                self._release(uow, key, self.clock(), total)
+                uow.commit()
         for person_id in persons:
             key = self._person_key(person_id)
             with self.units() as uow:
@@ -218,12 +225,45 @@ class ConsentRegistry:
         value = self.codec.encode(name, record)
         return uow.outbox.enqueue(topic, name, str(record["event_id"]), value, key, cloudevent_headers(name, record), now)
 
-    def _disclose(self, uow: ConsentUnitOfWork, assessment: model.Assessment, decision: model.Disclose, now: dt.datetime, out: Outcome) -> str:
+    def _disclose(self, uow: ConsentUnitOfWork, assessment: model.Assessment, decision: model.Disclose | model.OwnPlan, now: dt.datetime,
+                  out: Outcome) -> str:
+        """The plan request in the outbox and its ledger row: an audit row of a disclosure, or (`OwnPlan`)
+        a row that says the plan request disclosed nothing."""
         plan = records.plan_request(assessment, decision, now)
         outbox_id = self._enqueue(uow, topics.plan_request_topic(decision.recipient), "PlanRequest", plan, assessment.person_key, now)
-        uow.audit.add(plan, self._person_key(assessment.person_id), outbox_id, now)
-        out.disclosed.append((decision.recipient, decision.categories, assessment.occurred_at))
+        own = isinstance(decision, model.OwnPlan)
+        uow.audit.add(plan, self._person_key(assessment.person_id), outbox_id, now, disclosed=not own)
+        if own:
+            out.own_plans.append((decision.recipient, assessment.occurred_at))
+        else:
+            out.disclosed.append((decision.recipient, decision.categories, assessment.occurred_at))
         return plan["request_id"]
+
+    def _hold(self, uow: ConsentUnitOfWork, assessment: model.Assessment, encoded: bytes, decision: model.Hold, key: str, now: dt.datetime,
+              out: Outcome) -> None:
+        """Keep the item until a consent covers it; tell the assessor what is missing."""
+        uow.consents.hold(assessment, key, encoded, decision.reason, now)
+        out.held.append(decision.reason)
+        notice = records.consent_required_notice(assessment, decision, now)
+        self._enqueue(uow, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
+        out.notices.append(("consent_required", assessment.assessor))
+
+    def _hold_consent_only(self, uow: ConsentUnitOfWork, assessment: model.Assessment, encoded: bytes, decision: model.Decision, key: str,
+                           now: dt.datetime, out: Outcome) -> None:
+        """Health data a disclosure left out (no consent in force covers it) is not dropped: it becomes an
+        item of its own, disclosed at once when another consent covers it, else held (with a notice)
+        until one does."""
+        withheld = model.consent_only_withheld(decision)
+        if not withheld:
+            return
+        rec = records.remainder_record(self.codec.decode(encoded, "AssessmentCompleted", check_bounds=False).record, withheld)
+        part = records.assessment_from_avro(rec)
+        part_encoded = self.codec.encode("AssessmentCompleted", rec)
+        second = model.decide(part, uow.consents.history(key), self.legal_bases, now)
+        if isinstance(second, model.Hold):
+            self._hold(uow, part, part_encoded, second, key, now, out)
+        else:
+            self._disclose(uow, part, second, now, out)
 
     def _release(self, uow: ConsentUnitOfWork, person_key: str, now: dt.datetime, out: Outcome) -> None:
         items = uow.consents.held(person_key)
@@ -237,10 +277,12 @@ class ConsentRegistry:
                                                                    person_key_secret=self.person_key_secret)))
             except model.InvalidConsent:
                 continue  # held before keys were checked, keyed to another person: never released
+        encoded = {item.id: item.assessment for item in items}
         for item_id, assessment, decision in model.releases(pairs, hist, self.legal_bases, now):
             request_id = self._disclose(uow, assessment, decision, now, out)
             uow.consents.release(item_id, request_id, now)
             out.released += 1
+            self._hold_consent_only(uow, assessment, encoded[item_id], decision, person_key, now, out)
 
     def _notify_ended(self, uow: ConsentUnitOfWork, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
         consent = model.current_consents(uow.consents.history(person_key)).get(rec.consent_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Mapping, NamedTuple, Protocol
 
 from hub.consent.model import Assessment, ConsentRecord
 
@@ -18,6 +18,7 @@ class Consumed:
 
     source: Any
     record: dict
+    name: str = ""  # the record's schema name, where a use case takes more than one
 
 
 class Publisher(Protocol):
@@ -54,6 +55,22 @@ class PersonStates(Protocol):
 
     async def write(self, changes: Mapping[str, str | None]) -> None:
         """One transaction: set each key's state, remove those given None."""
+
+
+class StoredCircumstances(NamedTuple):
+    """One person's row of routing's circumstances (`hub.routing.circumstances`)."""
+
+    facts: str  # `encode` of the person's Circumstances
+    newcomer: str | None  # `encode_newcomer` of the person's last Newcomer (no identity code); None: not seen yet
+
+
+class PersonCircumstances(Protocol):
+    """Routing's circumstances per person (facts from other authorities, the last Newcomer), by person key."""
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, StoredCircumstances]: ...
+
+    async def write(self, rows: Mapping[str, StoredCircumstances], now: dt.datetime) -> None:
+        """One transaction: store each person's row."""
 
 
 class Ledger(Protocol):
@@ -115,6 +132,10 @@ class ConsentHistory(Protocol):
         """Identity codes of persons with a grant whose valid_until has passed, or with held items and
         a grant whose valid_from has passed (the pure rules decide what is due)."""
 
+    def own_held(self) -> list[str]:
+        """Person keys with an unreleased held item whose assessor is its recipient (held before a plan
+        request to the assessor itself needed no consent)."""
+
     def held(self, person_key: str) -> list[HeldItem]:
         """The person's unreleased held items, oldest first."""
 
@@ -141,12 +162,14 @@ class ProcessedEvents(Protocol):
 
 
 class DisclosureAudit(Protocol):
-    """Every disclosure (plan request) and every withdrawal of one that was not sent after all."""
+    """Every plan request (a disclosure, or one to the assessor itself that discloses nothing) and
+    every withdrawal of one that was not sent after all."""
 
-    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime) -> None: ...
+    def add(self, plan: dict, person_key: str, outbox_id: int, now: dt.datetime, disclosed: bool = True) -> None:
+        """Record a plan request; `disclosed` false when it goes to its own assessor."""
 
     def of_person(self, person_key: str) -> list[Disclosure]:
-        """The person's disclosures, in the order they were made."""
+        """The person's disclosures (not the plan requests to an assessor itself), in the order they were made."""
 
     def withdrawals(self, request_ids: Iterable[str]) -> dict[str, list[dict]]:
         """Request id -> its withdrawals (reason, channel, withdrawn_at)."""

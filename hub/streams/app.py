@@ -24,7 +24,7 @@ import faust
 from faust.app import BootStrategy
 
 from hub import metrics
-from hub.adapters.kafka.consumer import BatchConsumer
+from hub.adapters.kafka.consumer import CO_PARTITIONED, BatchConsumer
 from hub.adapters.kafka.errors import failure_reason
 from hub.adapters.kafka.publisher import Publisher
 from hub.adapters.kafka.publisher_check import PublisherCheck
@@ -137,13 +137,17 @@ class HubApp:
         """The consumer group of the batch consumer `name` (the hub's ACLs allow `<app id>.*`)."""
         return f"{self.settings.app_id}.{name}"
 
-    def batch_consumer(self, name: str, topic: str | Sequence[str], handle, max_records: int) -> BatchConsumer:
+    def batch_consumer(self, name: str, topic: str | Sequence[str], handle, max_records: int, *, co_partitioned: bool = False) -> BatchConsumer:
         """Read `topic` (or several topics) in batches of up to `max_records` with plain aiokafka (`hub.adapters.kafka.consumer`):
         `handle(records)` returns when the batch is done, then its offsets are committed. The consumer
         starts and stops with the app, in its own group `batch_group(name)`, with the group timings of
         HUB_KAFKA_*; while records flow it fetches with the pipeline's short wait
         (HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS), after a quiet second with the worker's (HUB_KAFKA_FETCH_MAX_WAIT_MS).
-        What `handle` publishes goes through the consumer's own producer."""
+        What `handle` publishes goes through the consumer's own producer.
+
+        `co_partitioned`: the topics are keyed alike with one partition count, and partition i of each
+        goes to the same member of the group (`hub.adapters.kafka.consumer.CO_PARTITIONED`), so that
+        one member reads all records of a key, from every topic, in order."""
         s = self.settings
         read = [topic] if isinstance(topic, str) else list(topic)
         self.publisher.declared.update(read)  # `Publisher.ensure_topics` creates them with HUB_TOPIC_PARTITIONS
@@ -157,6 +161,8 @@ class HubApp:
             max_partition_fetch_bytes=s.max_fetch_bytes,
             **kafka_client_options(s),
         )
+        if co_partitioned:
+            options["partition_assignment_strategy"] = CO_PARTITIONED
         service = BatchConsumer(name=name, topics=read, group_id=self.batch_group(name), handle=handle, consumer_options=options,
                                 max_records=max_records, busy_fetch_wait_ms=s.pipeline_fetch_max_wait_ms, new_producer=lambda: new_producer(s, self.kafka_url, f"{s.app_id}-{name}"),
                                 isolate=lambda record, exc: self.isolate(name, record, exc))

@@ -75,9 +75,11 @@ def register(
         for recipient, _categories, assessed_at in outcome.disclosed:
             metrics.disclosures.labels(recipient=recipient).inc()
             metrics.assessment_to_plan_request.observe(max(0.0, (now - assessed_at).total_seconds()))
+        for _recipient, assessed_at in outcome.own_plans:  # a plan request to the assessor itself: no disclosure
+            metrics.assessment_to_plan_request.observe(max(0.0, (now - assessed_at).total_seconds()))
         if outcome.held or outcome.released:
             metrics.consent_held.set(registry.held_count())
-        if relay and (outcome.disclosed or outcome.notices or outcome.recorded):
+        if relay and (outcome.disclosed or outcome.own_plans or outcome.notices or outcome.recorded):
             await outbox_relay.flush_or_log()
 
     async def reject(msg, topic: str, reason: str, message: str) -> None:
@@ -146,7 +148,7 @@ def register(
 
     consume(ASSESSMENTS_CONSUMER, topics.ASSESSMENTS, "AssessmentCompleted", assessment_from_avro,
             lambda a, msg: registry.handle_assessment(a, bytes(msg.value)),
-            lambda a, result: "disclosed" if result.disclosed else "held")
+            lambda a, result: "disclosed" if result.disclosed else "own_plan" if result.own_plans else "held")
     consume(CONSENTS_CONSUMER, topics.CONSENTS, "Consent", records.consent_from_avro,
             lambda rec, msg: registry.record_consent(rec),
             lambda rec, result: rec.action)

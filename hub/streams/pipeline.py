@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from hub.adapters import sealing
+from hub.adapters.circumstances_store import SqlCircumstances
 from hub.adapters.database import create_engine, session_factory, upgrade
 from hub.adapters.dead_letter_store import DeadLetterStore
 from hub.adapters.kafka.publisher import Publisher
@@ -24,7 +25,7 @@ from hub.adapters.referral_ledger import ReferralLedger
 from hub.config import Settings
 from hub.schemas.codec import Codec, default_codec
 from hub.schemas.topics import INPUT_TOPICS
-from hub.streams import consent_agents, newcomer_agents, ops_agents, routing_agents
+from hub.streams import consent_agents, fact_agents, newcomer_agents, ops_agents, routing_agents
 from hub.streams.app import HubApp
 
 
@@ -32,10 +33,11 @@ from hub.streams.app import HubApp
 class Pipeline:
     hub: HubApp
     newcomers: newcomer_agents.NewcomerObserved
+    facts: fact_agents.FactsObserved  # the fact intake: jobseeker status, residence permits, service needs -> routing facts
     routing: routing_agents.RoutingObserved
     consent: consent_agents.ConsentWiring
     ops: ops_agents.OpsObserved  # /metrics endpoint (bound port in ops.endpoint.port once running) and consumer lag
-    engine: sa.Engine  # the worker's one database engine: detection's states, the ledger, consents, kept dead letters
+    engine: sa.Engine  # the worker's one database engine: detection's states, routing's circumstances, the ledger, consents, kept dead letters
 
 
 def build(settings: Settings, kafka_url: str) -> Pipeline:
@@ -45,10 +47,11 @@ def build(settings: Settings, kafka_url: str) -> Pipeline:
     engine = create_engine(database_url)
     hub = hub_app(settings, kafka_url, dead_letter_store=DeadLetterStore(engine))
     newcomers = newcomer_agents.register(hub, window_days=settings.newcomer_window_days, states=SqlPersonStates(engine))
-    routing = routing_agents.register(hub, ledger=ReferralLedger(engine), rules=_rules(settings))
+    facts = fact_agents.register(hub)
+    routing = routing_agents.register(hub, ledger=ReferralLedger(engine), circumstances=SqlCircumstances(engine), rules=_rules(settings))
     consent = consent_agents.register(hub, session_factory(engine), relay=settings.outbox_relay)
     ops = ops_agents.register(hub)  # serves /metrics on HUB_METRICS_ADDR:HUB_METRICS_PORT while the app runs
-    return Pipeline(hub=hub, newcomers=newcomers, routing=routing, consent=consent, ops=ops, engine=engine)
+    return Pipeline(hub=hub, newcomers=newcomers, facts=facts, routing=routing, consent=consent, ops=ops, engine=engine)
 
 
 def hub_app(settings: Settings, kafka_url: str, codec: Codec | None = None, *, signed_topics: tuple[str, ...] = INPUT_TOPICS,

@@ -1,8 +1,12 @@
-"""Routing's entrypoints: newcomers -> referrals on per-recipient topics; referral statuses -> the ledger.
+"""Routing's entrypoints: newcomers and routing facts -> referrals on per-recipient topics; referral
+statuses -> the ledger.
 
 Two batch consumers decode their records, hand them to the use cases (`hub.services.routing`) and
-count what they did; timers keep the authorities' open/overdue gauges current. Bad input goes to
-the dead-letter topic with a reason code and the stream goes on.
+count what they did; timers keep the authorities' open/overdue gauges current. The newcomers'
+consumer reads hub.newcomers.v1 and hub.routing-facts.v1 together, co-partitioned (partition i of
+both to one member), so one member takes a person's newcomers and facts in order and keeps the
+person's circumstances (`hub.adapters.circumstances_store`). Bad input goes to the dead-letter topic
+with a reason code and the stream goes on.
 """
 
 from __future__ import annotations
@@ -15,20 +19,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from hub import metrics
+from hub.adapters.circumstances_store import SqlCircumstances
 from hub.adapters.database import create_engine
 from hub.adapters.referral_ledger import ReferralLedger, refresh_gauges
 from hub.routing.model import FINLAND
 from hub.routing.reference import Reference
 from hub.routing.rules import Rules
+from hub.adapters.kafka.errors import failure_reason
 from hub.services.routing import Routed, Routing, StatusApplied
 from hub.schemas import topics
 from hub.domain.clock import utcnow
 from hub.streams.app import HubApp
-from hub.streams.service_ports import BatchDeadLetters, DatabaseLedger, count_isolated
+from hub.streams.service_ports import BatchDeadLetters, DatabaseCircumstances, DatabaseLedger, TopicsDeadLetters, count_isolated
 
 log = logging.getLogger(__name__)
 
-CONSUMER_NAME = "routing-newcomers"  # the batch consumer of newcomers; its group is `<app id>.routing-newcomers`
+CONSUMER_NAME = "routing-newcomers"  # the batch consumer of newcomers and routing facts; its group is `<app id>.routing-newcomers`
 STATUS_CONSUMER_NAME = "routing-referral-status"  # the batch consumer of referral statuses; group `<app id>.routing-referral-status`
 
 
@@ -55,16 +61,22 @@ class RoutingObserved:
             self.consumed[(topic, "dead_letter")] += 1
         return counted
 
-    def routed(self, topic: str, out: Routed) -> None:
+    def routed(self, topic: str, out: Routed, facts_topic: str | None = None) -> None:
         self.published += out.published
         for referral in out.created:
             metrics.referrals.labels(referral["to"], referral["purpose"]).inc()
             self.referrals[referral["to"]] += 1
+        for withdrawal in out.withdrawals:
+            metrics.referrals_withdrawn.labels(withdrawal["to"], withdrawal["cause"]).inc()
         for seconds in out.waits:
             metrics.registration_to_referral.observe(seconds)
         self.changed.update(out.changed)
         self.count(topic, "duplicate", out.duplicates)
         self.count(topic, "routed", out.routed - out.duplicates)
+        if facts_topic is not None:
+            self.count(facts_topic, "duplicate", out.facts_duplicates)
+            self.count(facts_topic, "routed", out.facts_routed - out.facts_duplicates)  # the person routed again
+            self.count(facts_topic, "kept", out.facts_kept)  # waits for the person's newcomer
 
     def applied(self, topic: str, out: StatusApplied) -> None:
         if not out.accepted:
@@ -81,9 +93,11 @@ def register(
     *,
     database_url: str | None = None,
     ledger: ReferralLedger | None = None,
+    circumstances: SqlCircumstances | None = None,
     rules: Rules | None = None,
     reference: Reference | None = None,
     newcomers_topic: str = topics.NEWCOMERS,
+    facts_topic: str = topics.ROUTING_FACTS,
     status_topic: str = topics.REFERRAL_STATUS,
     topic_for: Callable[[str], str] = topics.referral_topic,
     clock: Callable[[], dt.datetime] = utcnow,
@@ -93,17 +107,22 @@ def register(
 ) -> RoutingObserved:
     """Declare the routing streams on the hub's app: batch consumers (`hub.adapters.kafka.consumer`)
     of the newcomers (batches of up to `batch_size`, what has been fetched) and of the referral
-    statuses (applied one at a time, in offset order). The ledger's tables must exist (`hub db upgrade`)."""
+    statuses (applied one at a time, in offset order). The newcomers' consumer reads the routing facts
+    too, and keeps the persons' circumstances in `circumstances` (by default in the ledger's database).
+    The tables must exist (`hub db upgrade`)."""
     if ledger is None:
         ledger = ReferralLedger(create_engine(database_url or hub.settings.resolved_database_url()))
+    if circumstances is None:
+        circumstances = SqlCircumstances(ledger.engine)
     seen = RoutingObserved(ledger)
     routing = Routing(DatabaseLedger(ledger), hub.publisher, clock=clock, skew=hub.settings.clock_skew_delta, rules=rules,
-                      reference=reference, topic_for=topic_for)
+                      reference=reference, topic_for=topic_for, circumstances=DatabaseCircumstances(circumstances))
+    schema_of = {newcomers_topic: "Newcomer", facts_topic: "RoutingFact"}
 
     async def route_batch(records) -> None:
-        dead = BatchDeadLetters(hub.publisher, hub.publisher_check, newcomers_topic, seen.dead_lettered(newcomers_topic))
-        newcomers = [item for msg in records if (item := await dead.decoded(msg, "Newcomer")) is not None]
-        seen.routed(newcomers_topic, await routing.route_batch(newcomers, dead))
+        dead = TopicsDeadLetters(hub.publisher, hub.publisher_check, (newcomers_topic, facts_topic), seen.dead_lettered)
+        items = [item for msg in records if (item := await dead.decoded(msg, schema_of[msg.topic])) is not None]
+        seen.routed(newcomers_topic, await routing.route_batch(items, dead), facts_topic)
 
     async def apply_statuses(records) -> None:
         dead = BatchDeadLetters(hub.publisher, hub.publisher_check, status_topic, seen.dead_lettered(status_topic))
@@ -113,11 +132,23 @@ def register(
                 seen.applied(status_topic, await routing.apply_status(status, dead))
         await dead.kept()
 
+    count_isolated(hub.batch_consumer(STATUS_CONSUMER_NAME, status_topic, apply_statuses, batch_size), seen.dead_lettered(status_topic))
     # the newcomers' consumer is declared last: `hub.batch_consumers[-1]` (tests, tools) is routing's newcomers
-    for name, topic, handle in ((STATUS_CONSUMER_NAME, status_topic, apply_statuses), (CONSUMER_NAME, newcomers_topic, route_batch)):
-        count_isolated(hub.batch_consumer(name, topic, handle, batch_size), seen.dead_lettered(topic))
+    consumer = hub.batch_consumer(CONSUMER_NAME, [newcomers_topic, facts_topic], route_batch, batch_size, co_partitioned=True)
+    _count_isolated_by_topic(consumer, seen)
     _gauge_timers(hub, seen, ledger, clock, gauge_interval, changed_gauge_interval)
     return seen
+
+
+def _count_isolated_by_topic(consumer, seen: RoutingObserved) -> None:
+    """`count_isolated` for a consumer of several topics: the record counted under its own topic."""
+    dead_letter_alone = consumer.isolate
+
+    async def isolate(record, exc) -> None:
+        await dead_letter_alone(record, exc)
+        seen.dead_lettered(record.topic)(failure_reason(exc))
+
+    consumer.isolate = isolate
 
 
 def _gauge_timers(hub: HubApp, seen: RoutingObserved, ledger: ReferralLedger, clock, interval: float, changed_interval: float) -> None:

@@ -55,7 +55,7 @@ class BatchDeadLetters:
         if await self.refused(msg):
             return None
         try:
-            return Consumed(msg, self.publisher.codec.decode(msg.value, schema).record)
+            return Consumed(msg, self.publisher.codec.decode(msg.value, schema).record, schema)
         except CodecError as exc:
             await self.send(msg, exc.reason, exc.message)
             return None
@@ -72,6 +72,24 @@ class BatchDeadLetters:
         if any(isinstance(r, BaseException) for r in await asyncio.gather(*self.sends, return_exceptions=True)):
             # a record not processed and not kept: nothing of the batch is committed
             raise DeadLetterNotAcknowledged("a dead letter of this batch was not acknowledged by the broker or kept in the database")
+
+
+class TopicsDeadLetters:
+    """The dead letters of one batch of a batch consumer that reads several topics: a `BatchDeadLetters`
+    per topic (each counts under its own topic), sent and awaited together."""
+
+    def __init__(self, publisher: Publisher, check: PublisherCheck, topics: Iterable[str], counted: Callable[[str], Callable[[str | None], None] | None]) -> None:
+        self.by_topic = {topic: BatchDeadLetters(publisher, check, topic, counted(topic)) for topic in topics}
+
+    async def decoded(self, msg, schema: str) -> Consumed | None:
+        return await self.by_topic[msg.topic].decoded(msg, schema)
+
+    async def send(self, source, reason: str, message: str) -> None:
+        await self.by_topic[source.topic].send(source, reason, message)
+
+    async def kept(self) -> None:
+        for dead in self.by_topic.values():
+            await dead.kept()
 
 
 def count_isolated(consumer, counted: Callable[[str], None]) -> None:
@@ -104,6 +122,22 @@ class DatabaseStates:
 
     async def write(self, changes: Mapping[str, str | None]) -> None:
         await self._run("writing the persons' states", self.states.write, changes)
+
+
+class DatabaseCircumstances:
+    """Routing's per-person circumstances (`hub.adapters.circumstances_store`, synchronous SQL) awaited
+    through `DatabaseCalls`, like the ledger beside it: an unreachable database raises (the batch is
+    read again)."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.calls = DatabaseCalls(getattr(store, "engine", None), "person-circumstances")
+
+    async def get_many(self, keys: Iterable[str]) -> dict:
+        return await self.calls.run(self.store.get_many, keys)
+
+    async def write(self, rows: Mapping, now) -> None:
+        await self.calls.run(self.store.write, rows, now)
 
 
 class DatabaseLedger:

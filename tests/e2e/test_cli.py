@@ -92,6 +92,12 @@ def test_demo_runs_on_embedded_defaults_and_leaves_no_process(tmp_path):
     assert newcomers > 10 and referrals >= newcomers
     assert "municipality:091" in out.stdout and "invalid_person_id" in out.stdout
     assert re.search(r"plan requests disclosed:\s+[1-9]", out.stdout) and "revocation notices 1" in out.stdout
+    # the simulated employment authorities, Migri and wellbeing areas publish on the fact inputs, as in
+    # production: the employment authorities' assessment referrals come from their jobseeker statuses
+    facts = re.search(r"routing facts reported:\s+(\d+)\s+\((.*?);", out.stdout)
+    assert facts and int(facts.group(1)) > 0, out.stdout
+    assert all(schema in facts.group(2) for schema in ("JobseekerStatus", "ResidencePermit")), facts.group(2)
+    assert re.search(r"employment_authority:\d+\s+[1-9]", out.stdout), out.stdout
     assert "metrics (while running):     http://127.0.0.1:" in out.stdout
     assert seen_broker, "the demo should have started its own broker"
     for pid in seen_broker:

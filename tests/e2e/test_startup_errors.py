@@ -44,6 +44,16 @@ def test_worker_with_a_bad_routing_rules_file_says_so_in_one_line(tmp_path, cont
     assert "HUB_ROUTING_RULES" in line and says in line and str(rules) in line
 
 
+def test_worker_with_a_legal_basis_in_the_old_form_says_the_fix_in_one_line(tmp_path):
+    bases = tmp_path / "bases.yaml"
+    bases.write_text('legal_bases:\n  - {name: "681/2023 § 80", purpose: integration_plan, recipient_kinds: [employment_authority], '
+                     'data_categories: [education]}\n')
+    out = run("worker", env={"HUB_CONSENT_LEGAL_BASES": str(bases), "HUB_DATA_DIR": str(tmp_path), "HUB_KAFKA_URL": f"127.0.0.1:{closed_port()}"})
+    assert out.returncode == 2
+    line = one_error(out)
+    assert "HUB_CONSENT_LEGAL_BASES" in line and str(bases) in line and "old form" in line and "discloser_kinds" in line
+
+
 def _down(tmp_path, **extra):
     port = closed_port()
     return {"HUB_STARTUP_TIMEOUT": "2", "HUB_DATA_DIR": str(tmp_path), "HUB_METRICS_PORT": "0", "HUB_KAFKA_URL": f"kafka://127.0.0.1:{port}",

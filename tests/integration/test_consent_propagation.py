@@ -55,9 +55,9 @@ def unique_authority():
     return next(_UNUSED)
 
 
-def assessment(pid, plan_authority, assessment_id="as-1"):
-    rec = envelope(ASSESSOR)
-    rec.update(assessment_id=assessment_id, person_key=hetu.person_key(pid, SECRET), person_id=pid, assessor=ASSESSOR, plan_authority=plan_authority,
+def assessment(pid, plan_authority, assessment_id="as-1", assessor=ASSESSOR):
+    rec = envelope(assessor)
+    rec.update(assessment_id=assessment_id, person_key=hetu.person_key(pid, SECRET), person_id=pid, assessor=assessor, plan_authority=plan_authority,
                referral_id=None, education="vocational upper secondary", work_history="6 years construction",
                language_skills=[{"language": "fi", "skill": "overall", "cefr_level": "A2"}], literacy="literate in Latin script",
                recommended_path="employment", service_needs=["childcare"])
@@ -97,6 +97,36 @@ def make_hub(kafka_url, name):
     return hub_app(Settings(app_id=f"consent-{name}-{uuid.uuid4().hex[:6]}", person_key_secret=SECRET), kafka_url)
 
 
+def test_an_assessor_that_makes_the_plan_gets_its_plan_request_with_nothing_held_or_audited(kafka_url, sessions):
+    pid, key = new_person()
+    authority = unique_authority()  # assesses and makes the plan
+    plan_topic, notice_topic = topics.plan_request_topic(authority), topics.notice_topic(authority)
+
+    async def scenario():
+        hub = make_hub(kafka_url, "own")
+        consent_agents.register(hub, sessions, legal_bases=())  # no consent, no legal basis
+        got = Collector(hub, plan_topic, notice_topic)
+        async with running(hub):
+            await hub.publisher.publish(topics.ASSESSMENTS, "AssessmentCompleted", assessment(pid, authority, "as-own", assessor=authority), key=key)
+            await wait_for(lambda: len(got.where(plan_topic, person_key=key)) == 1, 60, "the assessor's own plan request")
+            await asyncio.sleep(1.5)  # a relay tick: nothing more arrives
+        return got
+
+    got = asyncio.run(scenario())
+    [plan] = got.where(plan_topic, person_key=key)
+    assert plan["to"] == plan["assessor"] == authority and plan["consent_id"] is None and plan["legal_basis"] is None
+    assert plan["data_categories"] == ["education", "work_history", "language_skills", "literacy", "service_needs", "recommended_path"]
+    assert plan["service_needs"] == ["childcare"]  # its own data, health category included
+    assert got.where(notice_topic, person_key=key) == []  # no consent-required notice
+    assert metrics.REGISTRY.get_sample_value("hub_disclosures_total", {"recipient": authority}) is None
+    assert metrics.REGISTRY.get_sample_value("hub_events_consumed_total", {"topic": topics.ASSESSMENTS, "outcome": "own_plan"}) >= 1
+    with sessions() as s:
+        assert store.disclosures(s, key) == []  # no audit row as a disclosure
+        [row] = s.scalars(sa.select(store.Disclosure).where(store.Disclosure.person_key == key))
+        assert row.disclosed is False and row.request_id == plan["request_id"]  # the plan-request ledger's row
+        assert list(s.scalars(sa.select(store.HeldItem).where(store.HeldItem.person_key == key))) == []
+
+
 def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_url, sessions):
     pid, key = new_person()
     plan_authority = unique_authority()
@@ -133,7 +163,10 @@ def test_held_then_granted_then_released_with_only_the_covered_categories(kafka_
     with sessions() as s:
         audit = store.disclosures(s, key)
         assert [(d.recipient, d.consent_id) for d in audit] == [(plan_authority, f"c-{key[:8]}")] * 2
-        assert all(h.released_at is not None for h in s.scalars(sa.select(store.HeldItem).where(store.HeldItem.person_key == key)))
+        held = list(s.scalars(sa.select(store.HeldItem).where(store.HeldItem.person_key == key).order_by(store.HeldItem.id)))
+        # the originals are released; their health data (service_needs), which the consent does not cover, stays held apart
+        assert sorted((h.assessment_id, h.released_at is None, h.reason) for h in held) == [
+            ("as-1", False, "no_consent"), ("as-1", True, "no_category_covered"), ("as-2", False, "no_consent"), ("as-2", True, "no_category_covered")]
         assert store.history(s, key)[0].person_id == pid  # the identity code is kept, sealed
         # the raw rows hold neither the identity code (nor its digits) nor the assessment's data in clear
         clear = clear_in_tables(s.get_bind(), ["consent_events", "held_items", "disclosures", "outbox"],

@@ -144,4 +144,4 @@ def test_a_batch_records_like_one_event_at_a_time(ledger):
     assert again[0].to_publish == [] and again[1].to_publish == []
     assert {r["referral_id"] for r in again[2].to_publish} == {done[2].created[0]["referral_id"]}
     assert {r["referral_id"] for r in again[3].to_publish} == {r["referral_id"] for r in done[3].created}
-    assert ledger.history(done[2].created[0]["referral_id"]) == [("sent", "hub", done[2].created[0]["rule"]), ("superseded", "hub", "moved to another municipality")]
+    assert ledger.history(done[2].created[0]["referral_id"]) == [("sent", "hub", done[2].created[0]["rule"]), ("superseded", "hub", "moved to municipality 009")]

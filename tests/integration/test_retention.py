@@ -9,6 +9,7 @@ import sys
 import pytest
 import sqlalchemy as sa
 
+from hub.adapters.circumstances_store import PersonCircumstancesRow
 from hub.adapters.database import create_engine, session_factory, upgrade
 from hub.adapters.dead_letter_store import DeadLetterRow
 from hub.adapters.idempotency import ProcessedEvent
@@ -55,6 +56,10 @@ def seed(s):
                           assessment_id="a", data_categories="[]", consent_id="c-active", legal_basis=None, disclosed_at=b.sent_at, outbox_id=b.id)
                for i, b in enumerate(box)])
     s.add_all([ProcessedEvent(consumer="c", event_id="old", processed_at=OLD), ProcessedEvent(consumer="c", event_id="new", processed_at=NEW)])
+    # routing's circumstances: an old row no referral needs goes (a fact whose newcomer never came),
+    # a recent one and one of a person with an open referral stay
+    s.add_all([PersonCircumstancesRow(person_key=key, facts="{}", newcomer=None, updated_at=at)
+               for key, at in (("ret-pc-old", OLD), ("ret-pc-new", NEW), ("k-old-open", OLD))])
     s.add_all([DeadLetterRow(event_id=f"ret-dl-{name}", original_value=b"x", reason="unprocessable", message="m", created_at=at)
                for name, at in (("old", OLD), ("new", NEW))])
 
@@ -83,6 +88,8 @@ def test_retention_removes_only_what_is_past_the_age_and_records_the_run(backend
         assert sorted(s.scalars(sa.select(OutboxMessage.event_id).where(OutboxMessage.event_id.in_(["e0", "e1"])))) == ["e1"]
         assert sorted(s.scalars(sa.select(ProcessedEvent.event_id).where(ProcessedEvent.consumer == "c", ProcessedEvent.event_id.in_(["old", "new"])))) == ["new"]
         assert sorted(s.scalars(sa.select(DeadLetterRow.event_id).where(DeadLetterRow.event_id.like("ret-dl-%")))) == ["ret-dl-new"]
+        kept = s.scalars(sa.select(PersonCircumstancesRow.person_key).where(PersonCircumstancesRow.person_key.in_(["ret-pc-old", "ret-pc-new", "k-old-open"])))
+        assert sorted(kept) == ["k-old-open", "ret-pc-new"]
         run = s.scalars(sa.select(RetentionRun).where(RetentionRun.run_by == "test").order_by(RetentionRun.id.desc())).first()
         assert run.run_by == "test" and json.loads(run.removed) == removed
         assert "010101" not in run.removed

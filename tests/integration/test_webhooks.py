@@ -213,3 +213,57 @@ def test_the_webhook_models_match_the_migrations(database_url):
     finally:
         engine.dispose()
     assert [d for d in diff if any(t in repr(d) for t in ours)] == []
+
+
+def test_a_withdrawal_reaches_the_recipients_webhook_after_its_referral_in_sequence(kafka_url, database_url):
+    """A ReferralWithdrawn on the recipient's referral topic is delivered like a referral: its own
+    CloudEvents type, the next sequence number, in order behind the referral it withdraws."""
+    from hub.routing.model import RoutingInput
+    from hub.routing.referrals import Supersession, withdrawal_record
+
+    database.upgrade(database_url)
+    uid = uuid.uuid4().hex[:8]
+
+    def topics_for(recipient):
+        return [f"test.{uid}.{topic}" for topic in recipient_topics(recipient)]
+
+    ensure_topics(kafka_url, topics_for(RECIPIENT), 1)
+    engine = database.create_engine(database_url)
+    store = WebhookStore(engine, allow_loopback=True)
+    from hub.webhooks.policy import new_secret
+
+    secret = new_secret()
+    receiver = Receiver(secret, [])
+    server = serve(receiver)
+    sub, _ = store.add(RECIPIENT, f"http://127.0.0.1:{server.server_address[1]}/hook", secret=secret)
+    ref = referral(RECIPIENT, 1)
+    gone = Supersession(ref["referral_id"], ref["person_key"], RECIPIENT, "outreach", "moved", "moved to municipality 049")
+    withdrawal = withdrawal_record(gone, sequence=2, newcomer=RoutingInput(event_id="e-move", person_key=ref["person_key"], change="moved"),
+                                   now=ref["recorded_at"])
+
+    async def scenario():
+        async with EventProducer(kafka_url) as producer:
+            await producer.send_event(topics_for(RECIPIENT)[0], "Referral", ref, key=ref["person_key"])
+            await producer.send_event(topics_for(RECIPIENT)[0], "ReferralWithdrawn", withdrawal, key=ref["person_key"])
+        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=2, disclosure_check=lambda plan: None)
+        try:
+            deadline = time.monotonic() + 60
+            while len(receiver.accepted) < 2:
+                assert time.monotonic() < deadline, f"not delivered: {[(d.state, d.attempts) for d in store.deliveries(sub.id)]}"
+                await worker.pull(timeout_ms=200)
+                await worker.deliver_due()
+                await asyncio.sleep(0.05)
+        finally:
+            await worker.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+        engine.dispose()
+    assert [(e["type"], e["data"]["sequence"]) for e in receiver.accepted] == [
+        ("fi.integrationhub.Referral.v1", 1), ("fi.integrationhub.ReferralWithdrawn.v1", 2)]
+    data = receiver.accepted[1]["data"]
+    assert (data["referral_id"], data["cause"], data["reason"], receiver.accepted[1]["id"]) == (
+        ref["referral_id"], "moved", "moved to municipality 049", str(withdrawal["event_id"]))

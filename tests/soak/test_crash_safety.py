@@ -41,7 +41,7 @@ from hub.adapters.dvv.synthetic import generate_pages
 from hub.adapters.idempotency import ProcessedEvent
 from hub.adapters.kafka.admin import ensure_topics
 from hub.adapters.outbox import OutboxMessage
-from hub.adapters.referral_ledger import ROUTING_CONSUMER, ReferralRow
+from hub.adapters.referral_ledger import ROUTING_CONSUMER, ReferralRow, ReferralWithdrawalRow
 from hub.consent import records as consent_records
 from hub.services.consent import CONSUMER_ASSESSMENTS, CONSUMER_CONSENTS
 from hub.adapters.consent_store import Disclosure, HeldItem
@@ -160,20 +160,23 @@ class Inputs:
             key, pid, municipality, plan = per_person[n % len(per_person)]
             n += 1
             authority = f"municipality:{municipality}"
+            # another authority makes the plan: an assessor that makes it itself discloses nothing and is never held
+            plan_maker = default_reference().authorities(municipality)["employment_authority"].authority or (
+                "municipality:091" if municipality != "091" else "municipality:049")
             rec = envelope(authority, now)
-            rec.update(assessment_id=f"A-{n}", person_key=key, person_id=pid, assessor=authority, plan_authority=authority, referral_id=None,
+            rec.update(assessment_id=f"A-{n}", person_key=key, person_id=pid, assessor=authority, plan_authority=plan_maker, referral_id=None,
                        education="secondary", work_history="3 years in nursing", language_skills=[{"language": "fi", "skill": "overall", "cefr_level": "A2"}],
                        literacy="literate", recommended_path="integration training", service_needs=[])
             self.assessments.append((key.encode(), self.codec.encode("AssessmentCompleted", rec), cloudevent_headers("AssessmentCompleted", rec)))
             if plan == "none":
                 self.held.add(str(rec["event_id"]))
             else:
-                self.plan_requests.add(consent_records.derived_id("plan-request", str(rec["event_id"]), authority))
-                self.plan_topics.add(topics.plan_request_topic(authority))
-            if n <= len(per_person) and plan != "none":  # one grant per person, covering the assessor's plan authority
+                self.plan_requests.add(consent_records.derived_id("plan-request", str(rec["event_id"]), plan_maker))
+                self.plan_topics.add(topics.plan_request_topic(plan_maker))
+            if n <= len(per_person) and plan != "none":  # one grant per person, covering the plan maker
                 c = envelope(authority, now)
                 c.update(consent_id=f"C-{key[:12]}", person_id=pid, action="granted", purpose="integration_plan", data_categories=ALL_CATEGORIES,
-                         recipients=[authority], valid_from=now - dt.timedelta(days=1), valid_until=now + dt.timedelta(days=365),
+                         recipients=[plan_maker], valid_from=now - dt.timedelta(days=1), valid_until=now + dt.timedelta(days=365),
                          evidence="signed form", recorded_by=authority)
                 item = (key.encode(), self.codec.encode("Consent", c), cloudevent_headers("Consent", c))
                 (self.consents_before if plan == "before" else self.consents_after).append(item)
@@ -323,18 +326,21 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
                                 or t.startswith("hub.referrals.") or t.startswith("hub.plan-requests.")))
     codec = default_codec()
 
-    def records(pred) -> list[dict]:
-        return [codec.decode(m.value).record for t, msgs in wire.items() if pred(t) for m in msgs]
+    def records(pred, name: str | None = None) -> list[dict]:
+        return [e.record for t, msgs in wire.items() if pred(t) for m in msgs for e in (codec.decode(m.value),) if name is None or e.name == name]
 
     ours = inputs.person_keys
     newcomers_wire = [r for r in records(lambda t: t == topics.NEWCOMERS) if r["person_key"] in ours]
-    referrals_wire = [r for r in records(lambda t: t.startswith("hub.referrals.")) if r["person_key"] in ours]
+    referrals_wire = [r for r in records(lambda t: t.startswith("hub.referrals."), "Referral") if r["person_key"] in ours]
+    withdrawals_wire = [r for r in records(lambda t: t.startswith("hub.referrals."), "ReferralWithdrawn") if r["person_key"] in ours]
     plans_wire = [r for r in records(lambda t: t.startswith("hub.plan-requests.")) if r["person_key"] in ours]
     dead_letters = records(lambda t: t == topics.DEAD_LETTERS)
     notices = [r for r in records(lambda t: t.startswith("hub.notices.")) if r["person_key"] in ours]
 
     with engine.connect() as conn:
         ledger = conn.execute(sa.select(ReferralRow.referral_id, ReferralRow.authority, ReferralRow.sequence, ReferralRow.published_at)).all()
+        withdrawn = conn.execute(sa.select(ReferralWithdrawalRow.referral_id, ReferralWithdrawalRow.authority, ReferralWithdrawalRow.sequence,
+                                           ReferralWithdrawalRow.published_at)).all()
         disclosures = conn.execute(sa.select(Disclosure.request_id)).scalars().all()
         held = conn.execute(sa.select(HeldItem.assessment_event_id, HeldItem.released_at, HeldItem.request_id)).all()
         unsent = conn.execute(sa.select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))).scalar()
@@ -346,7 +352,7 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
     plan_ids = Counter(r["request_id"] for r in plans_wire)
     ledger_ids = Counter(r.referral_id for r in ledger)
     sequences: dict[str, list[int]] = {}
-    for r in ledger:
+    for r in [*ledger, *withdrawn]:  # one numbering per recipient: referrals and withdrawals
         sequences.setdefault(r.authority, []).append(r.sequence)
     unreleased = {h.assessment_event_id for h in held if h.released_at is None}
     released = [h for h in held if h.released_at is not None]
@@ -375,6 +381,8 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
     assert set(referral_ids) == inputs.referrals, f"referrals on the recipients' topics differ from the expected ones: {report}"
     assert len(referral_event_ids) == len(referral_ids), "a referral was published under two event ids"
     assert all(r.published_at is not None for r in ledger), "a referral in the ledger is not marked published"
+    assert all(r.published_at is not None for r in withdrawn), "a withdrawal in the ledger is not marked published"
+    assert {r.referral_id for r in withdrawn} <= {r["referral_id"] for r in withdrawals_wire}, "a withdrawal is missing on its recipient's topic"
     for authority, seqs in sequences.items():  # the per-recipient numbering has no gaps and no repeats
         assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"sequence numbers of {authority} have gaps or repeats"
     assert set(disclosures) == inputs.plan_requests and counts["duplicates_in_audit"] == 0, f"audited plan requests differ: {report}"

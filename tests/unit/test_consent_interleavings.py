@@ -1,6 +1,7 @@
 """Random interleavings of grants, revocations, expiries, assessments and time passing, through the
 registry's real transactions (SQLite in memory): no disclosure is ever made that the consent history
-at that moment does not cover, and every covered held item is released exactly once.
+at that moment does not cover, an assessor that makes the plan itself gets its plan request with no
+consent and no disclosure, and every covered held item is released exactly once.
 
 The oracle below is written independently of hub.consent.model.decide.
 """
@@ -80,7 +81,10 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
             a = next(a for a in assessments.values() if records.request_id(a, d.recipient) == d.request_id)
             cats = json.loads(d.data_categories)
             assert set(cats) <= set(a.data), "a category the assessment does not hold was sent"
-            assert d.consent_id is not None and covers(history, d.consent_id, a.person_id, d.recipient, cats, clock["now"]), \
+            if a.assessor == a.plan_authority:  # the assessor makes the plan: nothing disclosed, no consent used, never held
+                assert not d.disclosed and d.consent_id is None and d.legal_basis is None and set(cats) == set(a.data)
+                continue
+            assert d.disclosed and d.consent_id is not None and covers(history, d.consent_id, a.person_id, d.recipient, cats, clock["now"]), \
                 "disclosure not covered by the consent history at that moment"
         seen_disclosures = len(rows)
 
@@ -126,6 +130,9 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
             avro.update({c: DATA[c] for c in cats})
             a = records.assessment_from_avro(avro)
             assessments[a.event_id] = a
+            if "service_needs" in cats:  # the health data a disclosure leaves out becomes an item of its own
+                part = records.assessment_from_avro(records.remainder_record(avro, ("service_needs",)))
+                assessments[part.event_id] = part
             registry.handle_assessment(a, codec.encode("AssessmentCompleted", avro))
             registry.handle_assessment(a, codec.encode("AssessmentCompleted", avro))  # redelivery changes nothing
         elif kind == "tick":
@@ -152,4 +159,13 @@ def test_no_uncovered_disclosure_and_every_covered_held_item_released_once(steps
         request_ids = [d.request_id for d in s.scalars(sa.select(store.Disclosure))]
         plan_rows = [o for o in s.scalars(sa.select(outbox.OutboxMessage)) if o.schema_name == "PlanRequest"]
     assert len(request_ids) == len(set(request_ids)) == len(plan_rows), "an assessment was disclosed twice"
+    # health data is never dropped: an assessment disclosed without its service_needs has them held or sent apart
+    with registry.units.sessions() as s:
+        sent_cats = {d.request_id: set(json.loads(d.data_categories)) for d in s.scalars(sa.select(store.Disclosure))}
+        held_ids = {h.assessment_event_id for h in s.scalars(sa.select(store.HeldItem))}
+    for a in assessments.values():
+        rid = records.request_id(a, a.plan_authority)
+        if "service_needs" in a.data and rid in sent_cats and "service_needs" not in sent_cats[rid]:
+            part = records.derived_id("consent-only-remainder", a.event_id)
+            assert part in held_ids or records.request_id(assessments[part], a.plan_authority) in sent_cats, "health data was dropped"
     engine.dispose()

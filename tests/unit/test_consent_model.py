@@ -30,8 +30,8 @@ def end(cid="c1", action="revoked", when=None, person=PERSON):
     return ConsentRecord(event_id=f"e-{cid}-{action}", consent_id=cid, person_id=person, action=action, recorded_by=MUNI, recorded_at=when or at(-0.5))
 
 
-def assessment(data=None, recipient=EMPLOY, person=PERSON, eid="a1"):
-    return Assessment(event_id=eid, assessment_id=f"as-{eid}", person_id=person, person_key="k" * 32, assessor=MUNI,
+def assessment(data=None, recipient=EMPLOY, person=PERSON, eid="a1", assessor=MUNI):
+    return Assessment(event_id=eid, assessment_id=f"as-{eid}", person_id=person, person_key="k" * 32, assessor=assessor,
                       plan_authority=recipient, occurred_at=at(-2), data=dict(ALL if data is None else data))
 
 
@@ -114,7 +114,8 @@ def test_hold_reports_the_closest_miss():
     assert decide(assessment(), h, now=T0).reason == "not_yet_valid"
 
 
-LAW = LegalBasis("681/2023 § 99 (test)", "integration_plan", frozenset({"employment_authority"}), frozenset({"education", "language_skills"}))
+LAW = LegalBasis("681/2023 § 99 (test)", "681/2023 § 99", "integration_plan", frozenset({"municipality"}), frozenset({"employment_authority"}),
+                 frozenset({"education", "language_skills"}))
 
 
 def test_legal_basis_discloses_its_categories_without_consent():
@@ -124,6 +125,52 @@ def test_legal_basis_discloses_its_categories_without_consent():
 
 def test_legal_basis_for_another_recipient_kind_does_not_apply():
     assert isinstance(decide(assessment(recipient="wellbeing_area:01"), [], [LAW], now=T0), Hold)
+
+
+def test_a_basis_for_municipality_to_employment_authority_does_not_cover_wellbeing_area_to_employment_authority():
+    assert isinstance(decide(assessment(), [], [LAW], now=T0), Disclose)
+    d = decide(assessment(assessor="wellbeing_area:01"), [], [LAW], now=T0)
+    assert d == Hold(EMPLOY, "no_consent", None, model.ordered(ALL))
+    # nor employment authority -> employment authority of another area
+    assert isinstance(decide(assessment(assessor="employment_authority:01"), [], [LAW], now=T0), Hold)
+
+
+def test_assessor_that_makes_the_plan_discloses_nothing_and_needs_no_consent():
+    d = decide(assessment(recipient=MUNI), [], [LAW], now=T0)
+    assert d == model.OwnPlan(MUNI, model.ordered(ALL))  # its own data, health included; no consent, no legal basis
+    assert d.consent_id is None and d.legal_basis is None
+    # a revoked consent or one for other categories changes nothing: no consent is needed
+    assert decide(assessment(recipient=MUNI), [grant(recipients=(MUNI,)), end()], now=T0) == d
+    # the same kind with another code is another authority: a disclosure
+    assert isinstance(decide(assessment(recipient="municipality:092"), [], now=T0), Hold)
+
+
+def test_health_data_without_consent_is_held():
+    every_other = LegalBasis("all but health", "681/2023 § 99", "integration_plan", frozenset({"municipality"}), frozenset({"employment_authority"}),
+                             frozenset(set(model.DATA_CATEGORIES) - model.CONSENT_ONLY_CATEGORIES))
+    d = decide(assessment({"service_needs": ["mental health"]}), [], [every_other], now=T0)
+    assert d == Hold(EMPLOY, "no_consent", None, ("service_needs",))
+    # beside other data the basis covers, the rest goes and the health data stays back
+    d = decide(assessment({"education": "x", "service_needs": ["mental health"]}), [], [every_other], now=T0)
+    assert isinstance(d, Disclose) and d.categories == ("education",) and d.withheld == ("service_needs",) and d.consent_id is None
+    # a consent covering it lets it go
+    d = decide(assessment({"service_needs": ["mental health"]}), [grant(categories=("service_needs",))], [every_other], now=T0)
+    assert isinstance(d, Disclose) and d.categories == ("service_needs",) and d.consent_id == "c1" and d.legal_basis is None
+
+
+def test_no_legal_basis_can_name_health_data():
+    with pytest.raises(model.InvalidConsent, match="service_needs may hold health data"):
+        LegalBasis("x", "681/2023 § 99", "integration_plan", frozenset({"municipality"}), frozenset({"employment_authority"}), frozenset({"service_needs"}))
+    with pytest.raises(model.InvalidConsent, match="section is empty"):
+        LegalBasis("x", " ", "integration_plan", frozenset({"municipality"}), frozenset({"employment_authority"}), frozenset({"education"}))
+    with pytest.raises(model.InvalidConsent, match="discloser_kinds"):
+        LegalBasis("x", "681/2023 § 99", "integration_plan", frozenset(), frozenset({"employment_authority"}), frozenset({"education"}))
+
+
+def test_releases_a_held_item_of_an_assessor_that_makes_the_plan_as_its_own():
+    items = [(1, assessment(eid="a1", recipient=MUNI)), (2, assessment(eid="a2"))]
+    [(item, _, decision)] = model.releases(items, [], now=T0)
+    assert item == 1 and isinstance(decision, model.OwnPlan)
 
 
 def test_legal_basis_and_consent_together():
@@ -141,7 +188,7 @@ def test_assessment_without_data_goes_on_a_consent_with_no_categories():
 
 
 def test_releases_keeps_order_and_skips_uncovered():
-    items = [(1, assessment(eid="a1")), (2, assessment(eid="a2", recipient=MUNI)), (3, assessment(eid="a3"))]
+    items = [(1, assessment(eid="a1")), (2, assessment(eid="a2", recipient="municipality:092")), (3, assessment(eid="a3"))]
     assert [i for i, _, _ in model.releases(items, [grant()], now=T0)] == [1, 3]
 
 

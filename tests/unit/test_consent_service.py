@@ -21,7 +21,8 @@ T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 PERSON = hetu.make(dt.date(1990, 5, 17), 941)
 KEY = hetu.person_key(PERSON, "s")  # the registry's secret below
 EMPLOY, MUNI = "employment_authority:08", "municipality:091"
-LAW = model.LegalBasis("681/2023 § 99 (test)", "integration_plan", frozenset({"employment_authority"}), frozenset({"language_skills"}))
+LAW = model.LegalBasis("681/2023 § 99 (test)", "681/2023 § 99", "integration_plan", frozenset({"municipality"}), frozenset({"employment_authority"}),
+                       frozenset({"language_skills"}))
 
 
 def grant(cid, **kw):
@@ -184,3 +185,24 @@ def test_a_persons_view_lists_the_held_items_read_in_its_transaction(registry):
     assess(registry, 1)
     [item] = registry.person_view(PERSON)["held_items"]
     assert item == {"assessment_id": "as-1", "recipient": EMPLOY, "reason": "no_consent", "held_at": "2026-03-01T00:00:00Z"}
+
+
+def test_an_own_plan_request_on_sqlite_is_in_the_ledger_not_the_audit_and_old_own_holds_are_swept(registry):
+    out = assess(registry, 1, assessor=EMPLOY, source=EMPLOY)
+    assert out.own_plans == [(EMPLOY, T0)] and out.held == [] and registry.audit(PERSON) == []
+    with registry.units.sessions() as s:
+        [row] = s.scalars(sa.select(store.Disclosure))
+        assert row.disclosed is False and row.recipient == row.assessor == EMPLOY
+    # an item an earlier version held for an assessor that makes the plan itself
+    rec = {"event_id": "00000000-0000-4000-8000-000000000077", "occurred_at": T0, "recorded_at": T0, "source": EMPLOY, "schema_version": 1,
+           "assessment_id": "as-77", "person_key": KEY, "person_id": PERSON, "assessor": EMPLOY, "plan_authority": EMPLOY, "referral_id": None,
+           "education": "university", "work_history": None, "language_skills": [], "literacy": None, "recommended_path": None, "service_needs": []}
+    with registry.units.sessions.begin() as s:
+        store.add_held(s, assessment=records.assessment_from_avro(rec), person_key=KEY, encoded=default_codec().encode("AssessmentCompleted", rec),
+                       reason="no_consent", now=T0)
+    with registry.units.sessions() as s:
+        assert store.persons_with_own_held_items(s) == [KEY]
+    assert registry.sweep().released == 1 and registry.held_count() == 0
+    with registry.units.sessions() as s:
+        assert store.persons_with_own_held_items(s) == []
+    assert [p["assessment_id"] for p in sent(registry, "PlanRequest")] == ["as-1", "as-77"] and registry.audit(PERSON) == []

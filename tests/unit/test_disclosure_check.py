@@ -10,7 +10,7 @@ from hub.consent.model import ConsentRecord
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 PERSON, RECIPIENT = "010190-900P", "employment_authority:08"
-LAW = LegalBasis("681/2023 § 80", "integration_plan", frozenset({"employment_authority"}), frozenset({"education"}))
+LAW = LegalBasis("681/2023 § 80", "681/2023 § 80", "integration_plan", frozenset({"municipality"}), frozenset({"employment_authority"}), frozenset({"education"}))
 
 
 def grant(consent_id="c1", until=None, categories=("education", "language_skills"), recipients=(RECIPIENT,)):
@@ -23,8 +23,9 @@ def ended(action, consent_id="c1"):
                          recorded_by="municipality:091", recorded_at=T0)
 
 
-def plan(consent_id="c1", legal_basis=None, categories=("education",), person=PERSON):
-    return {"request_id": "r1", "person_id": person, "to": RECIPIENT, "consent_id": consent_id, "legal_basis": legal_basis, "data_categories": list(categories)}
+def plan(consent_id="c1", legal_basis=None, categories=("education",), person=PERSON, assessor="municipality:091"):
+    return {"request_id": "r1", "person_id": person, "to": RECIPIENT, "assessor": assessor, "consent_id": consent_id, "legal_basis": legal_basis,
+            "data_categories": list(categories)}
 
 
 def test_a_plan_request_goes_while_its_consent_is_in_force():
@@ -54,3 +55,14 @@ def test_a_legal_basis_must_still_be_configured_and_cover_the_categories():
     assert why_not_send(both, [grant()], (LAW,), T0) is None
     assert why_not_send(both, [grant(categories=("language_skills",))], (), T0) == "legal_basis_withdrawn"
     assert why_not_send(both, [grant(), ended("revoked")], (LAW,), T0) == "consent_revoked"  # the consent it rests on is gone
+
+
+def test_a_legal_basis_still_covers_only_its_discloser():
+    # decided on the basis for municipality -> employment authority; a plan request of a wellbeing area naming it is not covered
+    assert why_not_send(plan(consent_id=None, legal_basis=LAW.name, assessor="wellbeing_area:01"), [], (LAW,), T0) == "legal_basis_withdrawn"
+
+
+def test_a_plan_request_to_its_own_assessor_needs_no_basis():
+    own = plan(consent_id=None, legal_basis=None, categories=("education", "service_needs"), assessor=RECIPIENT)
+    assert why_not_send(own, [], (), T0) is None
+    assert why_not_send(own, [grant(), ended("revoked")], (), T0) is None  # no consent was used: a revocation does not concern it

@@ -73,3 +73,17 @@ def test_the_composition_root_makes_the_publisher_and_its_check_and_hands_them_t
     assert hub.publisher.producer_here() is running_producer
     with pytest.raises(TypeError):
         HubApp(hub.settings, "kafka://127.0.0.1:1", hub.codec)  # no publisher of its own
+
+
+def test_a_consumer_of_co_partitioned_topics_asks_for_the_range_assignor_first():
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+    from hub.adapters.kafka.consumer import CO_PARTITIONED
+    from hub.schemas import topics
+
+    hub = hub_app(Settings(app_id="co-test"), "kafka://localhost:1")
+    plain = hub.batch_consumer("plain", "hub.test.v1", lambda records: None, 10)
+    co = hub.batch_consumer("co", [topics.NEWCOMERS, topics.ROUTING_FACTS], lambda records: None, 10, co_partitioned=True)
+    assert "partition_assignment_strategy" not in plain._options
+    assert co._options["partition_assignment_strategy"] == CO_PARTITIONED and CO_PARTITIONED[0] is RangePartitionAssignor
+    assert co.topics == (topics.NEWCOMERS, topics.ROUTING_FACTS)

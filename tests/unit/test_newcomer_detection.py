@@ -217,3 +217,46 @@ def test_the_stored_state_holds_no_identity_code(state):
     digits = "".join(ch for ch in state.person_id if ch.isdigit())
     assert digits not in stored.replace("-", "")
     assert decode_state(stored, "131052-308T").person_id == "131052-308T"
+
+
+def _record(event_id, person_id, change_type, **kw):
+    rec = {"event_id": event_id, "person_id": person_id, "change_type": change_type, "occurred_at": NOW}
+    rec.update(kw)
+    return rec
+
+
+def test_an_identity_code_correction_of_a_newcomer_is_a_circumstances_update_naming_the_old_key():
+    from hub.newcomers.detection import person_keys, step
+    from hub.schemas.codec import default_codec
+
+    secret = "s" * 32
+    states: dict = {}
+    arrival = _record("e1", PID, "immigration", municipality_code="091", previous_country="SY", nationalities=["SY"], mother_tongue="ar")
+    first = step(arrival, states.get, secret)
+    states[first.key] = first.state
+    new_id = hetu.make(dt.date(1990, 5, 17), 902)
+    correction = _record("e2", new_id, "identity_correction", previous_person_id=PID)
+    done = step(correction, states.get, secret)
+    new_key, old_key = person_keys(correction, secret)
+    assert (done.key, done.old_key) == (new_key, first.key) and old_key == first.key
+    [ev] = done.found
+    assert (ev.change, ev.previous_person_key, ev.state.municipality_code, ev.state.person_id) == ("circumstances", first.key, "091", new_id)
+    rec = newcomer_record(ev, done.key, NOW)
+    assert rec["previous_person_key"] == first.key and rec["person_key"] == new_key
+    assert default_codec().decode(default_codec().encode("Newcomer", rec)).record["previous_person_key"] == first.key
+    # the same correction again (the old key's state already gone) names nothing new
+    states[done.key] = done.state
+    states.pop(first.key)
+    assert step(correction, states.get, secret).found == []
+
+
+def test_an_identity_code_correction_of_a_person_who_is_no_newcomer_routes_nothing():
+    from hub.newcomers.detection import step
+
+    secret = "s" * 32
+    states: dict = {}
+    finn = _record("e1", PID, "move_in", municipality_code="091", nationalities=["FI"], mother_tongue="fi")
+    first = step(finn, states.get, secret)
+    states[first.key] = first.state
+    correction = _record("e2", hetu.make(dt.date(1990, 5, 17), 902), "identity_correction", previous_person_id=PID)
+    assert step(correction, states.get, secret).found == []

@@ -86,3 +86,78 @@ def test_rejected_transitions(current, status, reason, code):
 def test_declined_with_reason_closes():
     assert transition("accepted", "declined", "moved abroad") == "declined"
     assert not is_open("declined") and is_open("unreachable")
+
+
+# -- supersession and the withdrawal record ---------------------------------------------------------
+def _refs(*rows):
+    from hub.routing.referrals import OpenRef
+
+    return [OpenRef(*row) for row in rows]
+
+
+def _decision(authority, purpose):
+    from hub.routing.model import Decision
+
+    return Decision(authority=authority, purpose=purpose, reasons=("r",), rule="rule", rules_version="v")
+
+
+def test_a_move_withdraws_each_referral_whose_recipient_and_purpose_no_longer_apply_in_any_open_state():
+    from hub.routing.model import RoutingInput
+    from hub.routing.referrals import MOVED, supersessions
+
+    moved = RoutingInput(event_id="e", person_key="k", change="moved", municipality_code="049")
+    refs = _refs(("r1", "k", "municipality:091", "outreach", "assessment_started"), ("r2", "k", "wellbeing_area:04", "social_and_health_services", "sent"))
+    out = supersessions(moved, [_decision("municipality:049", "outreach"), _decision("wellbeing_area:04", "social_and_health_services")], refs)
+    assert [(s.referral_id, s.cause, s.reason, s.replaced_by) for s in out] == [("r1", MOVED, "moved to municipality 049", None)]
+    hidden = supersessions(RoutingInput(person_key="k", change="moved", municipality_code="049", turvakielto=True), [], refs)
+    assert {s.reason for s in hidden} == {"moved to another municipality (withheld: turvakielto)"}  # never the new municipality
+
+
+def test_new_circumstances_withdraw_what_no_longer_applies_but_not_an_assessment_under_way():
+    from hub.routing.model import RoutingInput
+    from hub.routing.referrals import NO_LONGER_APPLIES, supersessions
+
+    update = RoutingInput(person_key="k", change="circumstances", municipality_code="091", change_reason="registration as a jobseeker ended")
+    refs = _refs(("r1", "k", "employment_authority:08", "initial_assessment", "contacted"),
+                 ("r2", "k", "employment_authority:08", "special_services", "assessment_started"),
+                 ("r3", "k", "municipality:091", "outreach", "sent"))
+    out = supersessions(update, [_decision("municipality:091", "outreach")], refs)
+    assert [(s.referral_id, s.cause, s.reason) for s in out] == [("r1", NO_LONGER_APPLIES, "no longer applies: registration as a jobseeker ended")]
+    assert supersessions(RoutingInput(person_key="k", change="arrived"), [], refs) == []  # a first detection withdraws nothing
+
+
+def test_an_identity_code_correction_withdraws_every_open_referral_of_the_old_key_and_names_the_successor():
+    from hub.routing.model import RoutingInput
+    from hub.routing.referrals import IDENTITY_CORRECTED, referral_id, supersessions
+
+    update = RoutingInput(person_key="new", previous_person_key="old", change="circumstances", municipality_code="091")
+    outreach = _decision("municipality:091", "outreach")
+    refs = _refs(("r1", "old", "municipality:091", "outreach", "assessment_started"), ("r2", "old", "employment_authority:08", "initial_assessment", "sent"))
+    out = supersessions(update, [outreach], refs)
+    assert [(s.referral_id, s.cause, s.replaced_by) for s in out] == [
+        ("r1", IDENTITY_CORRECTED, referral_id("new", outreach)), ("r2", IDENTITY_CORRECTED, None)]
+    assert referral_id("new", outreach) in out[0].reason and "identity code corrected" in out[1].reason
+
+
+def test_the_withdrawal_record_is_valid_avro_derived_and_without_the_identity_code():
+    import datetime as dt
+
+    from hub.routing.model import RoutingInput
+    from hub.routing.referrals import Supersession, withdrawal_event_id, withdrawal_record
+    from hub.schemas.codec import default_codec
+
+    now = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+    sup = Supersession("r1", "k", "municipality:091", "outreach", "moved", "moved to municipality 049")
+    rec = withdrawal_record(sup, sequence=7, newcomer=RoutingInput(event_id="e9", person_key="k", change="moved"), now=now)
+    assert rec["event_id"] == withdrawal_event_id("r1") == withdrawal_record(sup, sequence=7, newcomer=RoutingInput(), now=now)["event_id"]
+    codec = default_codec()
+    back = codec.decode(codec.encode("ReferralWithdrawn", rec)).record
+    assert (back["to"], back["sequence"], back["cause"], back["reason"], back["newcomer_event_id"]) == ("municipality:091", 7, "moved", "moved to municipality 049", "e9")
+    assert "person_id" not in rec
+
+
+def test_a_reissued_referral_has_an_id_of_its_own_per_generation():
+    from hub.routing.referrals import reissued_id
+
+    assert reissued_id("r1", 1) == "r1"
+    assert len({reissued_id("r1", n) for n in (1, 2, 3)}) == 3 and reissued_id("r1", 2) == reissued_id("r1", 2)

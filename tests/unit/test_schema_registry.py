@@ -42,7 +42,7 @@ def test_subjects_topic_name_and_record_name_strategies(registry):
     status, v2 = registry.get("/subjects/hub.population-changes.v1-value/versions/2")
     assert status == 200 and v2["id"] == 1 and "arrived_in_finland" not in v2["schema"]  # the hub wrote version 2 with id 1
     assert registry.get("/schemas/ids/1/versions")[1][0]["version"] == 2
-    assert registry.get("/subjects/hub.population-changes.v1-value/versions/1")[1]["id"] == 15
+    assert registry.get("/subjects/hub.population-changes.v1-value/versions/1")[1]["id"] == 17
     assert registry.get("/subjects/hub.population-changes.v1-value/versions/latest")[1]["id"] == 14
     status, body = registry.get("/subjects/fi.integrationhub.Referral/versions/latest")
     assert status == 200 and body["id"] == default_codec().schema_id("Referral") and body["version"] == 1
@@ -87,10 +87,10 @@ def test_lookup_and_registering_an_identical_schema_answer_its_version_and_id(re
     same["fields"] = [dict(f, type="string") if f["type"] == {"type": "string"} else f for f in same["fields"]]  # spelling differs
     for subject in ("hub.population-changes.v1-value", "fi.integrationhub.PopulationChange"):
         status, found = registry.post(f"/subjects/{subject}", _body(same))
-        assert status == 200 and (found["id"], found["version"], found["subject"]) == (15, 1, subject)
+        assert status == 200 and (found["id"], found["version"], found["subject"]) == (17, 1, subject)
         status, registered = registry.post(f"/subjects/{subject}/versions?normalize=false", _body(same))
-        assert status == 200 and registered["id"] == 15
-    assert registry.post("/subjects/hub.population-changes.v1-value/versions", {**_body(v1), "id": 15})[0] == 200
+        assert status == 200 and registered["id"] == 17
+    assert registry.post("/subjects/hub.population-changes.v1-value/versions", {**_body(v1), "id": 17})[0] == 200
     assert registry.post("/subjects/hub.population-changes.v1-value/versions", {**_body(v1), "id": 99})[1]["error_code"] == 42207
 
 

@@ -22,7 +22,8 @@ SECRET = "s"
 PERSON = hetu.make(dt.date(1990, 5, 17), 941)
 KEY = hetu.person_key(PERSON, SECRET)
 EMPLOY, MUNI = "employment_authority:08", "municipality:091"
-LAW = model.LegalBasis("681/2023 § 99 (test)", "integration_plan", frozenset({"employment_authority"}), frozenset({"language_skills"}))
+LAW = model.LegalBasis("681/2023 § 99 (test)", "681/2023 § 99", "integration_plan", frozenset({"municipality"}), frozenset({"employment_authority"}),
+                       frozenset({"language_skills"}))
 CODEC = default_codec()
 
 
@@ -98,6 +99,78 @@ def test_a_legal_basis_discloses_its_categories_without_a_consent(registry, unit
     assert plan["legal_basis"] == LAW.name and plan["consent_id"] is None and plan["education"] is None  # education needs a consent
     [audit] = registry.audit(PERSON)
     assert audit["legal_basis"] == LAW.name and audit["data_categories"] == ["language_skills"]
+
+
+def test_a_legal_basis_covers_only_its_discloser(registry, units):
+    registry.legal_bases = (LAW,)  # municipality -> employment authority
+    out = assess(registry, 1, assessor="wellbeing_area:01", language_skills=[{"language": "fi", "skill": "overall", "cefr_level": "B1"}])
+    assert out.disclosed == [] and out.held == ["no_consent"] and sent(units, "PlanRequest") == [] and registry.audit(PERSON) == []
+    assert out.notices == [("consent_required", "wellbeing_area:01")]
+
+
+def test_an_assessor_that_makes_the_plan_gets_its_plan_request_with_nothing_disclosed(registry, units):
+    out = assess(registry, 1, assessor=EMPLOY, service_needs=["mental health"])
+    assert out.disclosed == [] and out.held == [] and out.notices == [] and out.own_plans == [(EMPLOY, T0)]
+    assert registry.held_count() == 0 and sent(units, "Notice") == []
+    [(topic, key, plan)] = sent(units, "PlanRequest")  # what the plan maker's system relies on still arrives
+    assert topic == topics.plan_request_topic(EMPLOY) and key == KEY and plan["to"] == plan["assessor"] == EMPLOY
+    assert plan["consent_id"] is None and plan["legal_basis"] is None
+    assert plan["data_categories"] == ["education", "service_needs"] and plan["service_needs"] == ["mental health"]  # its own data
+    assert registry.audit(PERSON) == []  # no audit row as a disclosure ...
+    [row] = units.state.disclosures  # ... only the plan-request ledger's row, marked as no disclosure
+    assert row.disclosed is False and row.request_id == plan["request_id"]
+
+
+def test_a_revocation_does_not_concern_an_assessors_own_plan_request(registry, units):
+    registry.record_consent(grant("c1", recipients=frozenset({EMPLOY})))
+    assess(registry, 1, assessor=EMPLOY)
+    assert registry.record_consent(revoke("c1")).notices == []
+
+
+def test_the_sweep_releases_an_item_held_before_an_own_plan_request_needed_no_consent(registry, units):
+    rec = {"event_id": "00000000-0000-4000-8000-000000000009", "occurred_at": T0, "recorded_at": T0, "source": EMPLOY, "schema_version": 1,
+           "assessment_id": "as-9", "person_key": KEY, "person_id": PERSON, "assessor": EMPLOY, "plan_authority": EMPLOY, "referral_id": None,
+           "education": "university", "work_history": None, "language_skills": [], "literacy": None, "recommended_path": None, "service_needs": []}
+    a = records.assessment_from_avro(rec)
+    with units() as uow:  # as an earlier version left it: held for want of a consent
+        uow.consents.hold(a, KEY, CODEC.encode("AssessmentCompleted", rec), "no_consent", T0)
+        uow.commit()
+    assert registry.held_count() == 1
+    out = registry.sweep()
+    assert out.released == 1 and out.own_plans == [(EMPLOY, T0)] and registry.held_count() == 0
+    [(_, _, plan)] = sent(units, "PlanRequest")
+    assert plan["to"] == EMPLOY and plan["consent_id"] is None and registry.audit(PERSON) == []
+    assert registry.sweep().released == 0  # once
+
+
+def test_health_data_a_legal_basis_leaves_out_is_held_until_a_consent_covers_it(registry, units):
+    registry.legal_bases = (model.LegalBasis("education by law", "681/2023 § 99", "integration_plan", frozenset({"municipality"}),
+                                             frozenset({"employment_authority"}), frozenset({"education"})),)
+    out = assess(registry, 1, service_needs=["mental health"])
+    assert out.disclosed == [(EMPLOY, ("education",), T0)] and out.held == ["no_consent"] and out.notices == [("consent_required", MUNI)]
+    [(_, _, first)] = sent(units, "PlanRequest")
+    assert first["data_categories"] == ["education"] and first["service_needs"] == [] and first["legal_basis"] == "education by law"
+    [(_, _, notice)] = sent(units, "Notice")
+    assert "covering service_needs" in notice["message"] and notice["assessment_id"] == "as-1"
+    assert registry.held_count() == 1
+    out = registry.record_consent(grant("c1", data_categories=frozenset({"service_needs"})))
+    assert out.released == 1 and registry.held_count() == 0
+    [_, (_, _, second)] = sent(units, "PlanRequest")
+    assert second["assessment_id"] == "as-1" and second["request_id"] != first["request_id"]
+    assert second["data_categories"] == ["service_needs"] and second["service_needs"] == ["mental health"] and second["consent_id"] == "c1"
+    assert second["education"] is None and second["legal_basis"] is None
+    assert [(a["consent_id"], a["legal_basis"]) for a in registry.audit(PERSON)] == [(None, "education by law"), ("c1", None)]
+
+
+def test_health_data_another_consent_covers_goes_at_once_in_a_plan_request_of_its_own(registry, units):
+    registry.record_consent(grant("c-edu", data_categories=frozenset({"education", "work_history"})))
+    registry.record_consent(grant("c-health", data_categories=frozenset({"service_needs"})))
+    out = assess(registry, 1, work_history="5 years", service_needs=["mental health"])
+    assert out.held == [] and [cats for _, cats, _ in out.disclosed] == [("education", "work_history"), ("service_needs",)]
+    assert [(p["consent_id"], p["data_categories"]) for _, _, p in sent(units, "PlanRequest")] == [
+        ("c-edu", ["education", "work_history"]), ("c-health", ["service_needs"])]
+    # a redelivery changes nothing
+    assert assess(registry, 1, work_history="5 years", service_needs=["mental health"]).duplicate and len(sent(units, "PlanRequest")) == 2
 
 
 def test_a_grant_releases_the_held_items_it_covers_in_order(registry, units):

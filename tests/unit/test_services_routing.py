@@ -135,3 +135,26 @@ def test_statuses_are_applied_or_refused_with_a_reason_and_name_the_authority_wh
                                                                   ("future_date", False, None)]
     assert dead.reasons == [("unknown", "unknown_referral"), ("other", "forbidden"), ("future", "future_date")]
     assert all(message for _, _, message in dead.sent)
+
+
+def test_a_superseded_referral_is_withdrawn_on_its_old_recipients_topic_after_the_referrals(world):
+    journal, publisher, ledger, routing = world
+    run(routing.route_batch([Consumed("m0", newcomer("pk-a", municipality_code="091"))], FakeDeadLetters(journal)))
+    first = {rec["to"]: rec for _, name, rec, _ in publisher.sent}
+    publisher.sent.clear()
+    journal.clear()
+    moved = newcomer("pk-a", change="moved", municipality_code="049", previous_municipality_code="091")
+    out = run(routing.route_batch([Consumed("m1", moved)], FakeDeadLetters(journal)))
+    names = [name for _, name, _, _ in publisher.sent]
+    assert names == ["Referral"] * out.published + ["ReferralWithdrawn"] * out.withdrawn and out.withdrawn >= 1
+    withdrawals = [(topic, rec, key) for topic, name, rec, key in publisher.sent if name == "ReferralWithdrawn"]
+    topic, rec, key = next(w for w in withdrawals if w[1]["to"] == "municipality:091")
+    assert topic == "referrals.municipality:091" and key == "pk-a" and rec["referral_id"] == first["municipality:091"]["referral_id"]
+    assert rec["sequence"] == first["municipality:091"]["sequence"] + 1 and rec["reason"] == "moved to municipality 049"
+    assert "municipality:091" in out.changed and [w["referral_id"] for w in out.withdrawals] == [rec["referral_id"] for _, rec, _ in withdrawals]
+    steps = [e[0] for e in journal]
+    assert steps[-1] == "marked_published" and steps.index("marked_published") > max(i for i, s in enumerate(steps) if s == "acked")
+    assert str(rec["event_id"]) in journal[-1][1]  # the withdrawal is marked published only after its acknowledgement
+    assert ledger.ledger.published_from("municipality:091", 1)[-1][0] == "ReferralWithdrawn"
+    again = run(routing.route_batch([Consumed("m1", moved)], FakeDeadLetters(journal)))  # a redelivery withdraws nothing more
+    assert again.duplicates == 1 and again.withdrawals == [] and again.withdrawn == 0

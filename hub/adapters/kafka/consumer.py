@@ -31,7 +31,9 @@ The contract (docs/reliability.md):
 - `handle` publishes through a producer of the consumer's own (`new_producer`, `stream_producer`):
   aiokafka keeps one produce request in flight per broker and producer, so the streams' sends do
   not queue behind each other;
-- the consumer group is `<app id>.<name>`, one per stream; a fresh group starts at the earliest offset.
+- the consumer group is `<app id>.<name>`, one per stream; a fresh group starts at the earliest offset;
+- a consumer of co-partitioned topics (`CO_PARTITIONED`: routing reads a person's newcomers and
+  routing facts) has partition i of each topic assigned to one member.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
@@ -53,6 +57,12 @@ from hub.adapters.kafka.errors import RETRY_PAUSE, is_outage, retry_pause
 log = logging.getLogger(__name__)
 
 IDLE_AFTER = 1.0  # seconds without a record after which a consumer with a busy fetch wait goes back to its idle wait
+
+# The assignment strategies of a consumer of co-partitioned topics (`partition_assignment_strategy`):
+# the range assignor gives partition i of every topic to the same member when the topics have one
+# partition count. Round robin (aiokafka's default) follows only so that a member joins a group whose
+# older members know nothing else (a rolling update); once every member offers range, the group uses it.
+CO_PARTITIONED = (RangePartitionAssignor, RoundRobinPartitionAssignor)
 
 # The producer of the batch consumer whose `handle` is running, None anywhere else (timers, the
 # relay): Publisher.publish sends through it. Set in the consumer's own task, so it is seen only there.
