@@ -27,8 +27,13 @@ FILES = {
 
 @lru_cache(maxsize=None)
 def _ids() -> dict[str, int]:
-    # the ids the hub writes now ("Name/vN" entries are earlier versions, read by the hub's codec)
-    return {k: v for k, v in json.loads((SCHEMAS / "schema_ids.json").read_text()).items() if not k.startswith("_") and "/" not in k}
+    # the ids the hub writes now: each schema's newest version ("Name/vN": id, one entry per version)
+    newest: dict[str, tuple[int, int]] = {}
+    for key, schema_id in json.loads((SCHEMAS / "schema_ids.json").read_text()).items():
+        if not key.startswith("_"):
+            name, _, version = key.partition("/")
+            newest[name] = max(newest.get(name, (0, 0)), (int(version[1:]), schema_id))
+    return {name: schema_id for name, (_, schema_id) in newest.items()}
 
 
 @lru_cache(maxsize=None)
