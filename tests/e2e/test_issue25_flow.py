@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +170,7 @@ class Topics:
     def __init__(self, kafka_url: str):
         self.url = kafka_url.split("://", 1)[-1]
         self.by_offset: dict[tuple[str, int, int], Seen] = {}
+        self.last_new = time.monotonic()
 
     async def __aenter__(self) -> "Topics":
         from aiokafka import AIOKafkaConsumer
@@ -190,6 +192,8 @@ class Topics:
                 for m in messages:
                     event = self.codec.decode(m.value, check_bounds=False)
                     # a new topic re-assigns the pattern's partitions, and a consumer without a group reads them again from the start
+                    if (m.topic, m.partition, m.offset) not in self.by_offset:
+                        self.last_new = time.monotonic()
                     self.by_offset[(m.topic, m.partition, m.offset)] = Seen(m.topic, event.name, event.record, tuple(m.headers or ()), m.value)
 
     async def __aexit__(self, *exc) -> None:
@@ -199,6 +203,10 @@ class Topics:
         except asyncio.CancelledError:
             pass
         await self.consumer.stop()
+
+    def quiet_for(self, seconds: float) -> bool:
+        """No new record for `seconds`: anything the hub would add after what was awaited has had its chance."""
+        return time.monotonic() - self.last_new >= seconds
 
     @property
     def seen(self) -> list[Seen]:
@@ -312,7 +320,7 @@ def test_facts_from_their_publishers_route_supersede_and_reach_every_newcomer(fr
         await hub("ingest", "dvv", str(moved))
         await until(lambda: seen.on(home_topic, "ReferralWithdrawn", person_key=key[JOBSEEKER]), f"the withdrawal on {home_topic}")
         await until(lambda: seen.on(new_home_topic, "Referral", person_key=key[JOBSEEKER], purpose="outreach"), f"the outreach on {new_home_topic}")
-        await asyncio.sleep(1.0)  # let anything the hub would wrongly add after these arrive (checked below)
+        await until(lambda: seen.quiet_for(1.5), "the topics to go quiet (nothing more after the last awaited record)")
 
     async def run() -> Topics:
         async with Topics(fresh_kafka_url) as seen:
