@@ -118,6 +118,10 @@ TOPICS: tuple[TopicSpec, ...] = (
               ("the recipient authority's system (only its own topic)",),
               "Withdrawals of referrals the recipient received (superseded: moved, no longer applies, identity code corrected), "
               "in the same per-recipient `sequence` as its referrals."),
+    TopicSpec(REFERRALS, "ReferralUpdated", PERSON, ("hub routing",),
+              ("the recipient authority's system (only its own topic)",),
+              "A new due date of an open referral the recipient received (e.g. the first residence permit, from which the "
+              "integration period counts, became known later), in the same per-recipient `sequence` as its referrals."),
     TopicSpec(REFERRAL_STATUS, "ReferralStatus", "the referral id", ("recipient authorities' systems",), ("hub routing (referral ledger)",),
               "Status reports of referrals by their recipients (accepted, contacted, unreachable, assessment started, declined)."),
     TopicSpec(ASSESSMENTS, "AssessmentCompleted", PERSON, ("the assessing authority's system",), ("hub consent check",),
