@@ -125,7 +125,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(REFERRAL_STATUS, "ReferralStatus", "the referral id", ("recipient authorities' systems",), ("hub routing (referral ledger)",),
               "Status reports of referrals by their recipients (accepted, contacted, unreachable, assessment started, declined)."),
     TopicSpec(ASSESSMENTS, "AssessmentCompleted", PERSON, ("the assessing authority's system",), ("hub consent check",),
-              "Completed initial assessments (alkukartoitus)."),
+              "Completed initial assessments (osaamisen ja kotoutumisen palvelutarpeen arviointi: assessments of skills and integration-service needs)."),
     TopicSpec(CONSENTS, "Consent", PERSON, ("consent-collecting systems",), ("hub consent registry",),
               "Consents granted, revoked or expired."),
     TopicSpec(JOBSEEKER_STATUS, "JobseekerStatus", PUBLISHERS_PERSON,
