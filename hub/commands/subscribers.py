@@ -202,10 +202,10 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
 @click.option("--from-seq", required=True, type=click.IntRange(min=1), help="First sequence number to send again.")
 @click.option("--to-seq", type=click.IntRange(min=1), help="Last sequence number (inclusive). Default: the newest.")
 def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
-    """Republish a recipient's referrals and withdrawals from the ledger, from sequence number N on.
+    """Republish a recipient's referrals, withdrawals and due-date updates from the ledger, from sequence number N on.
 
     For a subscriber that found a gap in the `sequence` numbers of its topic
-    (hub.referrals.<kind>.<code>.v1; Referral and ReferralWithdrawn records share the numbering).
+    (hub.referrals.<kind>.<code>.v1; Referral, ReferralWithdrawn and ReferralUpdated records share the numbering).
     The records keep their event ids, so repeats are recognisable; person_id is null in resent
     referrals (the ledger never stores identity codes).
     Needs HUB_KAFKA_URL and HUB_DATABASE_URL.

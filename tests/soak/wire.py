@@ -21,7 +21,7 @@ FILES = {
     "PopulationChange": "population_change.avsc", "Newcomer": "newcomer.avsc", "Referral": "referral.avsc",
     "ReferralStatus": "referral_status.avsc", "AssessmentCompleted": "assessment_completed.avsc", "Consent": "consent.avsc",
     "PlanRequest": "plan_request.avsc", "Notice": "notice.avsc", "DeadLetter": "dead_letter.avsc",
-    "ReferralWithdrawn": "referral_withdrawn.avsc",
+    "ReferralWithdrawn": "referral_withdrawn.avsc", "ReferralUpdated": "referral_updated.avsc",
 }
 
 
