@@ -164,3 +164,16 @@ def subjects() -> dict[str, str]:
     for spec in TOPICS:
         out[record_subject(spec.schema)] = spec.schema
     return dict(sorted(out.items()))
+
+
+# the per-recipient streams, each numbered per recipient by the records' `sequence` (what `hub gaps`
+# checks and `hub resend` fills): stream name -> topic family; referrals and their withdrawals share one
+STREAMS = {"referrals": REFERRALS, "plan-requests": PLAN_REQUESTS, "notices": NOTICES}
+STREAM_OF_SCHEMA = {"Referral": "referrals", "ReferralWithdrawn": "referrals", "PlanRequest": "plan-requests", "Notice": "notices"}
+
+
+def stream_topic(stream: str, authority_id: str) -> str:
+    """The recipient's topic of a stream (`STREAMS`); ValueError for an unknown stream or a malformed authority id."""
+    if stream not in STREAMS:
+        raise ValueError(f"not a per-recipient stream: {stream!r} (one of {', '.join(STREAMS)})")
+    return _for(STREAMS[stream], authority_id)
