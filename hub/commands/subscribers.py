@@ -163,8 +163,8 @@ def known_recipient(recipient: str) -> str:
     try:
         referral_topic(recipient)
     except ValueError:
-        # the value is not quoted: whatever was typed here (an identity code by mistake) stays out of the error
-        raise click.BadParameter(f"not an authority id; use <kind>:<code> with a kind of {', '.join(sorted(kinds))}, "
+        # an identity code typed here by mistake is shown as <henkilötunnus> (hub.cli scrubs every error)
+        raise click.BadParameter(f"{recipient!r} is not an authority id; use <kind>:<code> with a kind of {', '.join(sorted(kinds))}, "
                                  f"e.g. municipality:091, wellbeing_area:04, employment_authority:43", param_hint="--recipient") from None
     kind, code = recipient.split(":", 1)
     same = sorted(kinds.get(kind, ()))
