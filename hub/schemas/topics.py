@@ -139,11 +139,12 @@ TOPICS: tuple[TopicSpec, ...] = (
               "co-partitioned with hub.newcomers.v1 so one routing member reads a person's newcomers and facts in order."),
     TopicSpec(PLAN_REQUESTS, "PlanRequest", PERSON, ("hub consent check",),
               ("the plan-making authority's system (only its own topic)",),
-              "Integration-plan requests, minimised to the consent's scope."),
+              "Integration-plan requests, minimised to the consent's scope, numbered per recipient by `sequence` for gap detection."),
     TopicSpec(NOTICES, "Notice", PERSON, ("hub consent check",),
               ("the notified authority's system (only its own topic): the assessor, or an earlier recipient of a plan request",),
               "Consent notices to one authority (named in `to`): consent required (an assessment held for lack of consent), "
-              "consent revoked or expired (to each earlier recipient under that consent)."),
+              "consent revoked or expired (to each earlier recipient under that consent); numbered per recipient by `sequence` "
+              "(apart from its plan requests) for gap detection."),
     TopicSpec(DEAD_LETTERS, "DeadLetter", "the original record's key", ("every hub processor",), ("operators",),
               "Records that could not be processed: the original bytes and a reason code."),
 )
