@@ -48,7 +48,7 @@ class OutboxMessage(Base):
     stream: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
     sequence: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
 
-    __table_args__ = (sa.UniqueConstraint("recipient", "stream", "sequence", name="uq_outbox_recipient_stream_sequence"),)
+    __table_args__ = (sa.Index("uq_outbox_recipient_stream_sequence", "recipient", "stream", "sequence", unique=True),)
 
     def header_list(self) -> list[tuple[str, bytes]]:
         return [(k, v.encode("latin-1")) for k, v in json.loads(self.headers)]

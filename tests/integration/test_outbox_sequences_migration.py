@@ -23,6 +23,10 @@ def check(url):
         with engine.begin() as conn:  # a notice committed by the version before: no recipient, stream or sequence yet
             conn.execute(sa.text("INSERT INTO outbox (topic, key, schema_name, event_id, value, headers, created_at) "
                                  "VALUES ('hub.notices.municipality.091.v1', NULL, 'Notice', 'e-old', :v, '[]', :t)"), {"v": sealing.current().seal(b"old"), "t": T0})
+            # an audit row refers to the outbox (a foreign key): the migration must not copy the table away
+            conn.execute(sa.text("INSERT INTO disclosures (request_id, person_key, recipient, assessor, assessment_id, data_categories, disclosed_at, "
+                                 "outbox_id, disclosed) SELECT 'pr-old', 'pk', 'employment_authority:08', 'municipality:091', 'as-old', '[]', :t, id, :yes "
+                                 "FROM outbox WHERE event_id = 'e-old'"), {"t": T0, "yes": True})
         assert migration_diff(url, {"outbox", "outbox_sequences"}) == []  # upgrades to the head, then compares
         assert AFTER in database.applied_revisions(url)
         sessions = database.session_factory(engine)

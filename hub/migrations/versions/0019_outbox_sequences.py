@@ -23,17 +23,16 @@ def upgrade() -> None:
         sa.Column("stream", sa.String(32), primary_key=True),
         sa.Column("last_sequence", sa.BigInteger(), nullable=False),
     )
-    with op.batch_alter_table("outbox") as batch:
-        batch.add_column(sa.Column("recipient", sa.String(64), nullable=True))
-        batch.add_column(sa.Column("stream", sa.String(32), nullable=True))
-        batch.add_column(sa.Column("sequence", sa.BigInteger(), nullable=True))
-        batch.create_unique_constraint("uq_outbox_recipient_stream_sequence", ["recipient", "stream", "sequence"])
+    # plain ALTER TABLE ADD COLUMN and a unique index: on SQLite a batch (table copy) would drop the
+    # outbox table, which the disclosures' foreign key forbids once there are rows
+    op.add_column("outbox", sa.Column("recipient", sa.String(64), nullable=True))
+    op.add_column("outbox", sa.Column("stream", sa.String(32), nullable=True))
+    op.add_column("outbox", sa.Column("sequence", sa.BigInteger(), nullable=True))
+    op.create_index("uq_outbox_recipient_stream_sequence", "outbox", ["recipient", "stream", "sequence"], unique=True)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("outbox") as batch:
-        batch.drop_constraint("uq_outbox_recipient_stream_sequence", type_="unique")
-        batch.drop_column("sequence")
-        batch.drop_column("stream")
-        batch.drop_column("recipient")
+    op.drop_index("uq_outbox_recipient_stream_sequence", table_name="outbox")
+    for column in ("sequence", "stream", "recipient"):  # ALTER TABLE DROP COLUMN (SQLite 3.35 and later)
+        op.drop_column("outbox", column)
     op.drop_table("outbox_sequences")
