@@ -10,7 +10,8 @@ A row that cannot be sent for a reason of its own (too large for the producer, n
 queued again by `hub outbox retry`. A plan request whose consent or legal basis no longer holds when
 it is due to be sent is *withdrawn*: parked with the withdrawal reason, never sent nor retried.
 
-Plan requests and notices are numbered per recipient and stream (`STREAMS`): the row keeps its
+Plan requests and notices are numbered per recipient and stream (hub.schemas.topics.STREAMS;
+referrals are numbered by the referral ledger): the row keeps its
 recipient, stream and `sequence` (the same number as in the record), taken from `outbox_sequences`
 in the transaction that writes the row (`reserve_sequences`: each (recipient, stream) row upserted
 and so locked until the commit, in one order, so concurrent workers neither give a number twice nor
@@ -43,7 +44,7 @@ class OutboxMessage(Base):
     parked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
     parked_reason: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # UNSENDABLE or a withdrawal reason
     parked_detail: Mapped[str | None] = mapped_column(sa.Text, nullable=True)  # the error's class and message, no record content
-    # a numbered message (plan request, notice): its recipient, stream (`STREAMS`) and sequence number; null for the others
+    # a numbered message (plan request, notice): its recipient, stream (plan-requests, notices) and sequence number; null for the others
     recipient: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     stream: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
     sequence: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
@@ -52,11 +53,6 @@ class OutboxMessage(Base):
 
     def header_list(self) -> list[tuple[str, bytes]]:
         return [(k, v.encode("latin-1")) for k, v in json.loads(self.headers)]
-
-
-# the numbered per-recipient streams of the outbox: schema name -> stream (referrals are numbered by the referral ledger)
-PLAN_REQUESTS, NOTICES = "plan-requests", "notices"
-STREAMS = {"PlanRequest": PLAN_REQUESTS, "Notice": NOTICES}
 
 
 class OutboxSequenceRow(Base):

@@ -31,6 +31,8 @@ from hub.schemas.codec import Codec, default_codec
 from hub.schemas.envelope import cloudevent_headers
 from hub.services.ports import ConsentUnitOfWork
 
+# what the registry sends numbered per recipient: schema -> stream (hub.schemas.topics.STREAMS)
+NUMBERED = {name: topics.STREAM_OF_SCHEMA[name] for name in ("PlanRequest", "Notice")}
 CONSUMER_CONSENTS = "consent-registry"
 CONSUMER_ASSESSMENTS = "consent-assessments"
 HUB = "integration-hub"  # the default HUB_APP_ID: recorded_by of what the registry records itself (an expiry found by the sweep)
@@ -67,7 +69,7 @@ class _Tx:
     (numbered) when it commits (`ConsentRegistry._commit`). The audit row of a plan request is added
     with its outbox row, then: no step of a use case reads it back in the same transaction."""
 
-    def __init__(self, uow: _Tx):
+    def __init__(self, uow: ConsentUnitOfWork):
         self.uow = uow
         self.consents, self.audit, self.processed = uow.consents, uow.audit, uow.processed
         self.messages: list[_Message] = []
@@ -248,14 +250,14 @@ class ConsentRegistry:
 
     def _send(self, uow: _Tx) -> None:
         """Put the transaction's messages into the outbox in the order made; a plan request or notice
-        with its recipient's next number in its stream (`topics.STREAM_OF_SCHEMA`)."""
+        with its recipient's next number in its stream (`NUMBERED`)."""
         messages, uow.messages = uow.messages, []
-        numbered = Counter((m.record["to"], topics.STREAM_OF_SCHEMA[m.name]) for m in messages if m.name in topics.STREAM_OF_SCHEMA)
+        numbered = Counter((m.record["to"], NUMBERED[m.name]) for m in messages if m.name in NUMBERED)
         following = uow.uow.outbox.reserve_sequences(dict(numbered)) if numbered else {}
         for m in messages:
             record, where = m.record, {}
-            if m.name in topics.STREAM_OF_SCHEMA:
-                k = (record["to"], topics.STREAM_OF_SCHEMA[m.name])
+            if m.name in NUMBERED:
+                k = (record["to"], NUMBERED[m.name])
                 record = {**record, "sequence": following[k]}
                 following[k] += 1
                 where = {"recipient": k[0], "stream": k[1], "sequence": record["sequence"]}
