@@ -59,8 +59,13 @@ class SqlOutbox:
         self.session = session
 
     def enqueue(self, topic: str, name: str, event_id: str, value: bytes, key: str | None,
-                headers: list[tuple[str, bytes]], now: dt.datetime) -> int:
-        return outbox.enqueue(self.session, topic, name, event_id, value, key, headers, now).id
+                headers: list[tuple[str, bytes]], now: dt.datetime, *, recipient: str | None = None, stream: str | None = None,
+                sequence: int | None = None) -> int:
+        return outbox.enqueue(self.session, topic, name, event_id, value, key, headers, now, recipient=recipient, stream=stream,
+                              sequence=sequence).id
+
+    def reserve_sequences(self, counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+        return outbox.reserve_sequences(self.session, counts)
 
 
 class SqlProcessedEvents:

@@ -9,6 +9,13 @@ A row that cannot be sent for a reason of its own (too large for the producer, n
 *parked*: kept with its reason, left out of the pending ones, listed by `hub outbox parked` and
 queued again by `hub outbox retry`. A plan request whose consent or legal basis no longer holds when
 it is due to be sent is *withdrawn*: parked with the withdrawal reason, never sent nor retried.
+
+Plan requests and notices are numbered per recipient and stream (hub.schemas.topics.STREAMS;
+referrals are numbered by the referral ledger): the row keeps its
+recipient, stream and `sequence` (the same number as in the record), taken from `outbox_sequences`
+in the transaction that writes the row (`reserve_sequences`: each (recipient, stream) row upserted
+and so locked until the commit, in one order, so concurrent workers neither give a number twice nor
+deadlock, and numbers follow the commit order). `sent_in_stream` is what `hub resend` sends again.
 """
 
 from __future__ import annotations
@@ -37,23 +44,84 @@ class OutboxMessage(Base):
     parked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
     parked_reason: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # UNSENDABLE or a withdrawal reason
     parked_detail: Mapped[str | None] = mapped_column(sa.Text, nullable=True)  # the error's class and message, no record content
+    # a numbered message (plan request, notice): its recipient, stream (plan-requests, notices) and sequence number; null for the others
+    recipient: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    stream: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    sequence: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
+
+    __table_args__ = (sa.Index("uq_outbox_recipient_stream_sequence", "recipient", "stream", "sequence", unique=True),)
 
     def header_list(self) -> list[tuple[str, bytes]]:
         return [(k, v.encode("latin-1")) for k, v in json.loads(self.headers)]
 
 
+class OutboxSequenceRow(Base):
+    """The last sequence number given to a recipient in one stream."""
+
+    __tablename__ = "outbox_sequences"
+    recipient: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    stream: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(sa.BigInteger())
+
+
 def enqueue(session: Session, topic: str, schema_name: str, event_id: str, value: bytes, key: bytes | str | None,
-            headers: list[tuple[str, bytes]], now: dt.datetime) -> OutboxMessage:
-    """Add a message to the outbox inside the caller's transaction."""
+            headers: list[tuple[str, bytes]], now: dt.datetime, *, recipient: str | None = None, stream: str | None = None,
+            sequence: int | None = None) -> OutboxMessage:
+    """Add a message to the outbox inside the caller's transaction (a numbered one with its recipient,
+    stream and sequence, taken by `reserve_sequences` in the same transaction)."""
     if isinstance(key, str):
         key = key.encode()
     row = OutboxMessage(
         topic=topic, key=key, schema_name=schema_name, event_id=str(event_id), value=value,
         headers=json.dumps([[k, v.decode("latin-1")] for k, v in headers]), created_at=now,
+        recipient=recipient, stream=stream, sequence=sequence,
     )
     session.add(row)
     session.flush()
     return row
+
+
+def reserve_sequences(session: Session, counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """Take `n` consecutive numbers for each (recipient, stream) of `counts`; the first of each.
+
+    One upsert per (recipient, stream), in sorted order: the row stays locked until the caller's
+    transaction ends, so a concurrent transaction waits for it (and then numbers after it: the
+    numbers follow the commit order), and two transactions that both need two rows take them in
+    the same order (no deadlock). A first number for a recipient inserts its row; two transactions
+    inserting it at once meet at the primary key, and the later one updates the row the first one
+    committed."""
+    out: dict[tuple[str, str], int] = {}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # SQLite, in unit tests and the demo (it serialises writers itself)
+        from sqlalchemy.dialects.sqlite import insert
+    table = OutboxSequenceRow.__table__
+    for (recipient, stream), n in sorted(counts.items()):
+        if n < 1:
+            continue
+        q = insert(table).values(recipient=recipient, stream=stream, last_sequence=n)
+        q = q.on_conflict_do_update(index_elements=[table.c.recipient, table.c.stream],
+                                    set_={"last_sequence": table.c.last_sequence + q.excluded.last_sequence})
+        last = session.execute(q.returning(table.c.last_sequence)).scalar_one()
+        out[(recipient, stream)] = last - n + 1
+    return out
+
+
+def last_sequence(session: Session, recipient: str, stream: str) -> int:
+    """The last number given to the recipient in this stream (0: none yet)."""
+    row = session.get(OutboxSequenceRow, (recipient, stream))
+    return row.last_sequence if row is not None else 0
+
+
+def sent_in_stream(session: Session, recipient: str, stream: str, from_sequence: int, to_sequence: int | None = None) -> list[OutboxMessage]:
+    """The recipient's numbered rows of this stream from `from_sequence` (to `to_sequence`), in sequence
+    order: sent, not yet sent and parked ones (the caller tells them apart)."""
+    q = sa.select(OutboxMessage).where(OutboxMessage.recipient == recipient, OutboxMessage.stream == stream,
+                                       OutboxMessage.sequence >= from_sequence)
+    if to_sequence is not None:
+        q = q.where(OutboxMessage.sequence <= to_sequence)
+    return list(session.scalars(q.order_by(OutboxMessage.sequence)))
 
 
 def pending(session: Session, limit: int = 500, after_id: int = 0) -> list[OutboxMessage]:

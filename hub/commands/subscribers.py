@@ -1,5 +1,5 @@
 """Commands for the subscribers' side: `hub registry`, `hub schemas check`, `hub replay`,
-`hub resend`, `hub asyncapi`."""
+`hub resend`, `hub gaps`, `hub asyncapi`."""
 
 from __future__ import annotations
 
@@ -197,43 +197,160 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
     click.echo(f"replayed {result.republished} record(s) of {topic} ({ranges})")
 
 
-@click.command("resend")
-@click.option("--recipient", required=True, metavar="AUTHORITY", help="Recipient authority id, e.g. wellbeing_area:04.")
-@click.option("--from-seq", required=True, type=click.IntRange(min=1), help="First sequence number to send again.")
-@click.option("--to-seq", type=click.IntRange(min=1), help="Last sequence number (inclusive). Default: the newest.")
-def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
-    """Republish a recipient's referrals, withdrawals and due-date updates from the ledger, from sequence number N on.
+STREAM_CHOICE = click.Choice(["referrals", "plan-requests", "notices"])
 
-    For a subscriber that found a gap in the `sequence` numbers of its topic
-    (hub.referrals.<kind>.<code>.v1; Referral, ReferralWithdrawn and ReferralUpdated records share the numbering).
-    The records keep their event ids, so repeats are recognisable; person_id is null in resent
-    referrals (the ledger never stores identity codes).
-    Needs HUB_KAFKA_URL and HUB_DATABASE_URL.
-    """
-    from hub.adapters.database import create_engine
-    from hub.adapters.referral_ledger import ReferralLedger
-    from hub.adapters.resend import resend
+
+def known_recipient(recipient: str) -> str:
+    """`recipient` when it is an authority of the reference data (a recipient of a per-recipient
+    topic); else a usage error (exit 2) naming the known ids nearest to it and how many there are."""
+    from hub.routing.reference import known_authority_ids
     from hub.schemas.topics import referral_topic
 
+    known = known_authority_ids()
+    if recipient in known:
+        return recipient
+    kinds = {}
+    for authority in known:
+        kinds.setdefault(authority.split(":", 1)[0], []).append(authority)
+    counts = ", ".join(f"{len(ids)} {kind}" for kind, ids in sorted(kinds.items()))
     try:
         referral_topic(recipient)
     except ValueError:
-        raise click.BadParameter(f"{recipient!r} is not an authority id; use <kind>:<code>, e.g. municipality:091, wellbeing_area:04, employment_authority:43", param_hint="--recipient") from None
+        # an identity code typed here by mistake is shown as <henkilötunnus> (hub.cli scrubs every error)
+        raise click.BadParameter(f"{recipient!r} is not an authority id; use <kind>:<code> with a kind of {', '.join(sorted(kinds))}, "
+                                 f"e.g. municipality:091, wellbeing_area:04, employment_authority:43", param_hint="--recipient") from None
+    kind, code = recipient.split(":", 1)
+    same = sorted(kinds.get(kind, ()))
+
+    def distance(authority: str) -> tuple:
+        other = authority.split(":", 1)[1]
+        return (abs(int(other) - int(code)), other) if other.isdigit() and code.isdigit() else (0 if other[:1] == code[:1] else 1, other)
+
+    nearest = sorted(same, key=distance)[:5]
+    known_text = (f"known {kind} ids: {same[0]} to {same[-1]}, nearest {', '.join(sorted(nearest))}" if same
+                  else f"no known id is of kind {kind!r}")
+    raise click.BadParameter(f"unknown recipient {recipient}: not an authority of the reference data ({known_text}; {len(known)} recipients in all: "
+                             f"{counts}; `hub topics` lists their topics)", param_hint="--recipient")
+
+
+@click.command("resend")
+@click.option("--recipient", required=True, metavar="AUTHORITY", help="Recipient authority id, e.g. wellbeing_area:04.")
+@click.option("--stream", default="referrals", show_default=True, type=STREAM_CHOICE,
+              help="The recipient's stream: its referrals (with withdrawals and due-date updates), plan requests or notices.")
+@click.option("--from-seq", "--from", "from_seq", required=True, type=click.IntRange(min=1), help="First sequence number to send again.")
+@click.option("--to-seq", "--to", "to_seq", type=click.IntRange(min=1), help="Last sequence number (inclusive). Default: the newest.")
+def resend_command(recipient: str, stream: str, from_seq: int, to_seq: int | None) -> None:
+    """Republish a recipient's records of one stream, from sequence number N on (to M).
+
+    For a subscriber that found a gap in the `sequence` numbers of its topic (`hub gaps`): referrals
+    (hub.referrals.<kind>.<code>.v1; Referral, ReferralWithdrawn and ReferralUpdated records share the numbering)
+    from the referral ledger, plan requests (hub.plan-requests...) and notices (hub.notices...) from
+    the outbox, as they were sent. The records keep their event ids, so repeats are recognisable;
+    person_id is null in resent referrals (the ledger never stores identity codes). A number that is
+    not sent again is listed with its reason: not sent yet, withdrawn before it was sent (its consent
+    or legal basis ended: never sent), or a plan request whose consent or legal basis no longer holds.
+    An id that is no recipient of the reference data is refused (exit 2), naming the known ones.
+    Needs HUB_KAFKA_URL and HUB_DATABASE_URL.
+    """
+    from hub.adapters.database import create_engine
+    from hub.schemas.topics import stream_topic
+
+    known_recipient(recipient)
     if to_seq is not None and to_seq < from_seq:
         raise click.UsageError(f"--to-seq {to_seq} is before --from-seq {from_seq}")
     url, security = _kafka_url(), _security()
     settings = load_settings()
     wait_for(settings, database_url=settings.resolved_database_url())
     engine = create_engine(settings.resolved_database_url())
+    topic = stream_topic(stream, recipient)
+    skipped: dict[int, str] = {}
     try:
-        sent = asyncio.run(resend(ReferralLedger(engine), url, recipient, from_seq, to_seq, security=security))
+        if stream == "referrals":
+            from hub.adapters.referral_ledger import ReferralLedger
+            from hub.adapters.resend import resend
+
+            sent = asyncio.run(resend(ReferralLedger(engine), url, recipient, from_seq, to_seq, security=security))
+        else:
+            sent, skipped = _resend_outbox(settings, engine, url, recipient, stream, from_seq, to_seq, security)
+    except click.UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001 - broker or database unavailable: a message, not a traceback
         click.echo(f"resend failed: {type(exc).__name__}; check HUB_KAFKA_URL and HUB_DATABASE_URL (run `hub db upgrade` first)", err=True)
         sys.exit(EXIT_FAILED)
     finally:
         engine.dispose()
+    for sequence, why in sorted(skipped.items()):
+        click.echo(f"sequence {sequence} not sent again: {why}", err=True)
     span = f"sequence {sent[0]}-{sent[-1]}" if sent else f"nothing published from sequence {from_seq}"
-    click.echo(f"resent {len(sent)} record(s) to {referral_topic(recipient)} ({span})")
+    click.echo(f"resent {len(sent)} record(s) to {topic} ({span})")
+
+
+def _resend_outbox(settings, engine, url: str, recipient: str, stream: str, from_seq: int, to_seq: int | None, security: dict):
+    """Plan requests or notices from the outbox; a plan request only while its consent or legal basis holds."""
+    from hub.domain import publishers as identity
+    from hub.adapters.database import session_factory
+    from hub.adapters.disclosure_check import DisclosureCheck
+    from hub.adapters.resend import resend_outbox
+    from hub.consent import legal_bases
+
+    sessions = session_factory(engine)
+    try:
+        check = DisclosureCheck(sessions, legal_bases.load(settings.consent_legal_bases)).why_not
+    except legal_bases.LegalBasisFileError as exc:
+        raise click.UsageError(str(exc)) from None
+    key = settings.signing_key()
+    sign = None if key is None else (lambda headers, value: identity.sign_headers(headers, value, settings.app_id, key))
+    done = asyncio.run(resend_outbox(sessions, url, recipient, stream, from_seq, to_seq, why_not=check, sign=sign, security=security))
+    return done.sent, done.skipped
+
+
+@click.command("gaps")
+@click.option("--recipient", required=True, metavar="AUTHORITY", help="Recipient authority id, e.g. wellbeing_area:04.")
+@click.option("--stream", "streams", multiple=True, type=STREAM_CHOICE, help="Only this stream (repeatable). Default: all three.")
+@click.option("--from-seq", "--from", "from_seq", type=click.IntRange(min=1),
+              help="Count from this number (e.g. the first one your system kept). Default: 1, or the lowest on the topic once retention removed its start.")
+def gaps_command(recipient: str, streams: tuple[str, ...], from_seq: int | None) -> None:
+    """A recipient's gap check: read its own topic of each stream from the start and print the missing
+    `sequence` ranges, with the `hub resend` command that fills each.
+
+    Reads as a plain consumer without a group (the recipient's own Kafka user may run it: it reads
+    only its own topics). Numbers after the last record on the topic cannot be told missing here.
+    Records without a number (written before the stream was numbered) are counted, not checked.
+    Exit status 0: no gap; 1: gaps (printed); 2: an id that is no recipient (the known ones are named).
+    Needs HUB_KAFKA_URL.
+    """
+    from hub.adapters.resend import gaps, read_sequences
+    from hub.schemas.topics import stream_topic
+
+    known_recipient(recipient)
+    url, security = _kafka_url(), _security()
+    found = False
+    for stream in streams or ("referrals", "plan-requests", "notices"):
+        topic = stream_topic(stream, recipient)
+        try:
+            sequences, unnumbered, trimmed = asyncio.run(read_sequences(url, topic, security=security))
+        except LookupError:
+            click.echo(f"{stream}: {topic}: no such topic (nothing sent to {recipient} on it yet)")
+            continue
+        except Exception as exc:  # noqa: BLE001 - broker unreachable, not authorised: a message, not a traceback
+            click.echo(f"gap check failed: {type(exc).__name__}: {exc}; check HUB_KAFKA_URL and the Kafka user's read access to {topic}", err=True)
+            sys.exit(EXIT_FAILED)
+        first = from_seq or (min(sequences) if trimmed and sequences else 1)
+        missing = gaps([n for n in sequences if n >= first], first=first)
+        extra = f", {unnumbered} without a number" if unnumbered else ""
+        if not sequences:
+            click.echo(f"{stream}: {topic}: no numbered record{extra}")
+            continue
+        head = f"{stream}: {topic}: {len(sequences)} record(s), sequence {min(sequences)}-{max(sequences)}{extra}"
+        if not missing:
+            click.echo(f"{head}; no gap from {first}")
+            continue
+        found = True
+        click.echo(f"{head}; missing {', '.join(f'{a}' if a == b else f'{a}-{b}' for a, b in missing)}")
+        for a, b in missing:
+            click.echo(f"  hub resend --recipient {recipient} --stream {stream} --from {a} --to {b}")
+    if found:
+        sys.exit(EXIT_FAILED)
 
 
 @click.command("asyncapi")
@@ -364,5 +481,5 @@ def webhooks_deliver(max_attempts: int, timeout: float) -> None:
 
 
 def register_commands(main: click.Group) -> None:
-    for command in (registry_command, schemas_group, replay_command, resend_command, asyncapi_command, webhooks_group):
+    for command in (registry_command, schemas_group, replay_command, resend_command, gaps_command, asyncapi_command, webhooks_group):
         main.add_command(command)

@@ -142,8 +142,9 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
                 "and the routing facts of their authorities (jobseeker status from the employment authorities, residence permits "
                 "from the Finnish Immigration Service, service needs from municipalities and wellbeing areas); newcomers routed to the responsible authorities as referrals, consent-gated plan requests and consent notices. Values are Avro in "
                 "the Confluent wire format; the schemas are served read-only by `hub registry` (Confluent Schema Registry REST API) "
-                "under the ids in x-schema-id. Every record carries CloudEvents binary-mode headers. Referrals carry a per-recipient "
-                "`sequence` for gap detection (`hub resend --recipient ID --from-seq N` fills a gap)."
+                "under the ids in x-schema-id. Every record carries CloudEvents binary-mode headers. Referrals, plan requests and notices "
+                "carry a per-recipient `sequence` for gap detection, one numbering per stream (`hub gaps --recipient ID` finds a gap, "
+                "`hub resend --recipient ID --stream referrals|plan-requests|notices --from N` fills it)."
             ),
         },
         "defaultContentType": "application/avro",

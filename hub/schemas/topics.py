@@ -143,11 +143,12 @@ TOPICS: tuple[TopicSpec, ...] = (
               "co-partitioned with hub.newcomers.v1 so one routing member reads a person's newcomers and facts in order."),
     TopicSpec(PLAN_REQUESTS, "PlanRequest", PERSON, ("hub consent check",),
               ("the plan-making authority's system (only its own topic)",),
-              "Integration-plan requests, minimised to the consent's scope."),
+              "Integration-plan requests, minimised to the consent's scope, numbered per recipient by `sequence` for gap detection."),
     TopicSpec(NOTICES, "Notice", PERSON, ("hub consent check",),
               ("the notified authority's system (only its own topic): the assessor, or an earlier recipient of a plan request",),
               "Consent notices to one authority (named in `to`): consent required (an assessment held for lack of consent), "
-              "consent revoked or expired (to each earlier recipient under that consent)."),
+              "consent revoked or expired (to each earlier recipient under that consent); numbered per recipient by `sequence` "
+              "(apart from its plan requests) for gap detection."),
     TopicSpec(DEAD_LETTERS, "DeadLetter", "the original record's key", ("every hub processor",), ("operators",),
               "Records that could not be processed: the original bytes and a reason code."),
 )
@@ -168,3 +169,16 @@ def subjects() -> dict[str, str]:
     for spec in TOPICS:
         out[record_subject(spec.schema)] = spec.schema
     return dict(sorted(out.items()))
+
+
+# the per-recipient streams, each numbered per recipient by the records' `sequence` (what `hub gaps`
+# checks and `hub resend` fills): stream name -> topic family; referrals and their withdrawals share one
+STREAMS = {"referrals": REFERRALS, "plan-requests": PLAN_REQUESTS, "notices": NOTICES}
+STREAM_OF_SCHEMA = {"Referral": "referrals", "ReferralWithdrawn": "referrals", "PlanRequest": "plan-requests", "Notice": "notices"}
+
+
+def stream_topic(stream: str, authority_id: str) -> str:
+    """The recipient's topic of a stream (`STREAMS`); ValueError for an unknown stream or a malformed authority id."""
+    if stream not in STREAMS:
+        raise ValueError(f"not a per-recipient stream: {stream!r} (one of {', '.join(STREAMS)})")
+    return _for(STREAMS[stream], authority_id)

@@ -6,6 +6,13 @@ same transaction as the state change and the audit row; the outbox relay publish
 The transaction is a unit of work (`hub.services.ports.ConsentUnitOfWork`): the hub database's
 (hub.adapters.consent_uow) in the worker and the CLI, an in-memory one in unit tests.
 The agents (hub.streams.consent_agents) and the CLI (hub.commands.consent) both call these.
+
+Plan requests and notices are numbered per recipient and stream (`sequence`, 1, 2, ... for each
+recipient's plan requests and, apart, its notices), so a recipient can find a gap and ask for it
+again (`hub gaps`, `hub resend`). A use case collects what it sends and puts it into the outbox at
+the end of its transaction (`_send`): the numbers of every (recipient, stream) it needs are taken
+there in one step (`Outbox.reserve_sequences`, locked in one order), then the records are encoded
+with their numbers, in the order the use case made them.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
+from collections import Counter
 from typing import Callable, Iterator, Sequence
 
 from hub.consent import model, records
@@ -23,6 +31,8 @@ from hub.schemas.codec import Codec, default_codec
 from hub.schemas.envelope import cloudevent_headers
 from hub.services.ports import ConsentUnitOfWork
 
+# what the registry sends numbered per recipient: schema -> stream (hub.schemas.topics.STREAMS)
+NUMBERED = {name: topics.STREAM_OF_SCHEMA[name] for name in ("PlanRequest", "Notice")}
 CONSUMER_CONSENTS = "consent-registry"
 CONSUMER_ASSESSMENTS = "consent-assessments"
 HUB = "integration-hub"  # the default HUB_APP_ID: recorded_by of what the registry records itself (an expiry found by the sweep)
@@ -40,6 +50,29 @@ class Outcome:
     notices: list[tuple[str, str]] = field(default_factory=list)  # notice type, recipient
     recorded: list[str] = field(default_factory=list)  # consent event actions recorded
     already_ended: model.ConsentRecord | None = None  # an end of a consent that had ended: the record that ended it
+
+
+@dataclass
+class _Message:
+    """A record the use case sends; `then(outbox_id)` runs once it is in the outbox."""
+
+    topic: str
+    name: str
+    record: dict
+    key: str | None
+    now: dt.datetime
+    then: Callable[[int], None] | None = None
+
+
+class _Tx:
+    """One transaction of a use case: its unit of work, and the messages it sends, put into the outbox
+    (numbered) when it commits (`ConsentRegistry._commit`). The audit row of a plan request is added
+    with its outbox row, then: no step of a use case reads it back in the same transaction."""
+
+    def __init__(self, uow: ConsentUnitOfWork):
+        self.uow = uow
+        self.consents, self.audit, self.processed = uow.consents, uow.audit, uow.processed
+        self.messages: list[_Message] = []
 
 
 class ConsentRegistry:
@@ -123,10 +156,11 @@ class ConsentRegistry:
             persons = uow.consents.due(now)
             own_held = uow.consents.own_held()
         for key in own_held:
-            with self.units() as uow:
+            with self.units() as unit:
+                uow = _Tx(unit)
                 uow.consents.lock(key)
                 self._release(uow, key, self.clock(), total)
-                uow.commit()
+                self._commit(uow)
         for person_id in persons:
             key = self._person_key(person_id)
             with self.units() as uow:
@@ -146,10 +180,11 @@ class ConsentRegistry:
                 o = self.record_consent(rec, publish=True)
                 total.recorded += o.recorded
                 total.notices += o.notices
-            with self.units() as uow:
+            with self.units() as unit:
+                uow = _Tx(unit)
                 uow.consents.lock(key)
                 self._release(uow, key, self.clock(), total)
-                uow.commit()
+                self._commit(uow)
         return total
 
     # -- reading -------------------------------------------------------------------------------
@@ -196,19 +231,43 @@ class ConsentRegistry:
 
     # -- steps inside a transaction -------------------------------------------------------------
     @contextlib.contextmanager
-    def _applying(self, consumer: str, event_id: str, person_key: str, out: Outcome) -> Iterator[ConsentUnitOfWork | None]:
+    def _applying(self, consumer: str, event_id: str, person_key: str, out: Outcome) -> Iterator[_Tx | None]:
         """One transaction for one event of one person, committed when the block ends without an
         error; None (and out.duplicate) when the event was applied before."""
-        with self.units() as uow:
+        with self.units() as unit:
+            uow = _Tx(unit)
             uow.consents.lock(person_key)
             if uow.processed.first_time(consumer, event_id):
                 yield uow
             else:
                 out.duplicate = True
                 yield None
-            uow.commit()
+            self._commit(uow)
 
-    def _append(self, uow: ConsentUnitOfWork, rec: model.ConsentRecord, key: str, now: dt.datetime, publish: bool, out: Outcome) -> None:
+    def _commit(self, uow: _Tx) -> None:
+        self._send(uow)
+        uow.uow.commit()
+
+    def _send(self, uow: _Tx) -> None:
+        """Put the transaction's messages into the outbox in the order made; a plan request or notice
+        with its recipient's next number in its stream (`NUMBERED`)."""
+        messages, uow.messages = uow.messages, []
+        numbered = Counter((m.record["to"], NUMBERED[m.name]) for m in messages if m.name in NUMBERED)
+        following = uow.uow.outbox.reserve_sequences(dict(numbered)) if numbered else {}
+        for m in messages:
+            record, where = m.record, {}
+            if m.name in NUMBERED:
+                k = (record["to"], NUMBERED[m.name])
+                record = {**record, "sequence": following[k]}
+                following[k] += 1
+                where = {"recipient": k[0], "stream": k[1], "sequence": record["sequence"]}
+            value = self.codec.encode(m.name, record)
+            outbox_id = uow.uow.outbox.enqueue(m.topic, m.name, str(record["event_id"]), value, m.key, cloudevent_headers(m.name, record), m.now,
+                                               **where)
+            if m.then is not None:
+                m.then(outbox_id)
+
+    def _append(self, uow: _Tx, rec: model.ConsentRecord, key: str, now: dt.datetime, publish: bool, out: Outcome) -> None:
         uow.consents.add(rec, key, now)
         out.recorded.append(rec.action)
         if publish:
@@ -221,25 +280,27 @@ class ConsentRegistry:
     def _person_key(self, person_id: str) -> str:
         return hetu.person_key(person_id, self.person_key_secret)
 
-    def _enqueue(self, uow: ConsentUnitOfWork, topic: str, name: str, record: dict, key: str | None, now: dt.datetime) -> int:
-        value = self.codec.encode(name, record)
-        return uow.outbox.enqueue(topic, name, str(record["event_id"]), value, key, cloudevent_headers(name, record), now)
+    def _enqueue(self, uow: _Tx, topic: str, name: str, record: dict, key: str | None, now: dt.datetime,
+                 then: Callable[[int], None] | None = None) -> None:
+        """Send `record` when the transaction commits (`_send`); `then(outbox_id)` once it is in the outbox."""
+        uow.messages.append(_Message(topic, name, record, key, now, then))
 
-    def _disclose(self, uow: ConsentUnitOfWork, assessment: model.Assessment, decision: model.Disclose | model.OwnPlan, now: dt.datetime,
+    def _disclose(self, uow: _Tx, assessment: model.Assessment, decision: model.Disclose | model.OwnPlan, now: dt.datetime,
                   out: Outcome) -> str:
         """The plan request in the outbox and its ledger row: an audit row of a disclosure, or (`OwnPlan`)
         a row that says the plan request disclosed nothing."""
         plan = records.plan_request(assessment, decision, now)
-        outbox_id = self._enqueue(uow, topics.plan_request_topic(decision.recipient), "PlanRequest", plan, assessment.person_key, now)
         own = isinstance(decision, model.OwnPlan)
-        uow.audit.add(plan, self._person_key(assessment.person_id), outbox_id, now, disclosed=not own)
+        person_key = self._person_key(assessment.person_id)
+        self._enqueue(uow, topics.plan_request_topic(decision.recipient), "PlanRequest", plan, assessment.person_key, now,
+                      then=lambda outbox_id: uow.audit.add(plan, person_key, outbox_id, now, disclosed=not own))
         if own:
             out.own_plans.append((decision.recipient, assessment.occurred_at))
         else:
             out.disclosed.append((decision.recipient, decision.categories, assessment.occurred_at))
         return plan["request_id"]
 
-    def _hold(self, uow: ConsentUnitOfWork, assessment: model.Assessment, encoded: bytes, decision: model.Hold, key: str, now: dt.datetime,
+    def _hold(self, uow: _Tx, assessment: model.Assessment, encoded: bytes, decision: model.Hold, key: str, now: dt.datetime,
               out: Outcome) -> None:
         """Keep the item until a consent covers it; tell the assessor what is missing."""
         uow.consents.hold(assessment, key, encoded, decision.reason, now)
@@ -248,7 +309,7 @@ class ConsentRegistry:
         self._enqueue(uow, topics.notice_topic(notice["to"]), "Notice", notice, assessment.person_key, now)
         out.notices.append(("consent_required", assessment.assessor))
 
-    def _hold_consent_only(self, uow: ConsentUnitOfWork, assessment: model.Assessment, encoded: bytes, decision: model.Decision, key: str,
+    def _hold_consent_only(self, uow: _Tx, assessment: model.Assessment, encoded: bytes, decision: model.Decision, key: str,
                            now: dt.datetime, out: Outcome) -> None:
         """Health data a disclosure left out (no consent in force covers it) is not dropped: it becomes an
         item of its own, disclosed at once when another consent covers it, else held (with a notice)
@@ -265,7 +326,7 @@ class ConsentRegistry:
         else:
             self._disclose(uow, part, second, now, out)
 
-    def _release(self, uow: ConsentUnitOfWork, person_key: str, now: dt.datetime, out: Outcome) -> None:
+    def _release(self, uow: _Tx, person_key: str, now: dt.datetime, out: Outcome) -> None:
         items = uow.consents.held(person_key)
         if not items:
             return
@@ -284,7 +345,7 @@ class ConsentRegistry:
             out.released += 1
             self._hold_consent_only(uow, assessment, encoded[item_id], decision, person_key, now, out)
 
-    def _notify_ended(self, uow: ConsentUnitOfWork, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
+    def _notify_ended(self, uow: _Tx, rec: model.ConsentRecord, person_key: str, now: dt.datetime, out: Outcome) -> None:
         consent = model.current_consents(uow.consents.history(person_key)).get(rec.consent_id)
         if consent is None or consent.ended_by is None or consent.ended_by.event_id != rec.event_id:
             return  # an end of a consent this person never had: nobody received anything under it

@@ -16,6 +16,10 @@ What stops the relay and what does not:
   rows do not wait for consents, so a revocation notice may pass a plan request; among plan
   requests, and among the other rows, the id order holds.
 
+Plan requests and notices carry their recipient's `sequence` in the row's bytes (numbered when
+the row was committed: hub.adapters.outbox), so the relay sends them as they are; a withdrawn plan
+request leaves its number unused (`hub resend` names it withdrawn).
+
 Notices committed by an earlier version name the shared topic of that version (`LEGACY_NOTICES`),
 which no recipient may read and a deployment no longer has: they go to their addressee's own
 notice topic instead, so an upgrade with unsent notices neither loses them nor blocks the relay.
@@ -279,7 +283,9 @@ class OutboxRelay:
 
         self.check.withdraw(plan, reason, CHANNEL_KAFKA, also=park_and_drop)
         metrics.disclosures_withdrawn.labels(reason=reason, channel=CHANNEL_KAFKA).inc()
-        log.info("outbox relay: plan request %s to %s withdrawn (%s)", plan.get("request_id"), plan.get("to"), reason)
+        # its number stays unused: the recipient's gap check shows it, and `hub resend` says it was withdrawn
+        log.info("outbox relay: plan request %s to %s withdrawn (%s); its sequence %s stays unused", plan.get("request_id"), plan.get("to"), reason,
+                 row.sequence)
         return True
 
     def _mark_sent(self, row_id: int) -> None:

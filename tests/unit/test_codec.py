@@ -33,8 +33,11 @@ def test_schema_ids_are_unique_and_stable():
     assert codec.earlier_ids("PopulationChange") == {1: 17, 2: 1} and codec.schema_id("PopulationChange") == 14
     # Newcomer version 1 (id 2) was written by the hub before version 2 (id 16)
     assert codec.earlier_ids("Newcomer") == {1: 2} and codec.schema_id("Newcomer") == 16
-    assert {n: codec.schema_id(n) for n in ("Referral", "ReferralStatus", "AssessmentCompleted", "Consent", "PlanRequest", "Notice")} == dict(zip(
-        ("Referral", "ReferralStatus", "AssessmentCompleted", "Consent", "PlanRequest", "Notice"), range(3, 9)))
+    assert {n: codec.schema_id(n) for n in ("Referral", "ReferralStatus", "AssessmentCompleted", "Consent")} == dict(zip(
+        ("Referral", "ReferralStatus", "AssessmentCompleted", "Consent"), range(3, 7)))
+    # PlanRequest and Notice version 1 (ids 7, 8) were written by the hub before version 2 (ids 20, 21)
+    assert codec.earlier_ids("PlanRequest") == {1: 7} and codec.schema_id("PlanRequest") == 20
+    assert codec.earlier_ids("Notice") == {1: 8} and codec.schema_id("Notice") == 21
     # DeadLetter version 1 (id 9) was written by the hub before version 2 (id 18)
     assert codec.earlier_ids("DeadLetter") == {1: 9} and codec.schema_id("DeadLetter") == 18
 

@@ -1,0 +1,168 @@
+"""Plan requests and notices numbered per recipient and stream, on the real broker and the real
+PostgreSQL: a recipient's two plan requests and its notice arrive numbered 1, 2 and 1 through the
+outbox relay of a running worker; a lost plan request is a gap that `hub gaps` finds on the
+recipient's own topic and `hub resend --stream plan-requests` fills; concurrent transactions never
+give one number twice and, locking in one order, never deadlock."""
+
+import asyncio
+import threading
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from hub.adapters import database, outbox
+from hub.adapters.consent_uow import SqlConsentUnits
+from hub.adapters.resend import gaps, read_sequences
+from hub.cli import main
+from hub.consent import records
+from hub.schemas import topics
+from hub.services.consent import ConsentRegistry
+from hub.streams import consent_agents
+from hub.streams.runner import running, wait_for
+from tests.integration.test_consent_propagation import DATA_KEY, SECRET, Collector, assessment, consent, make_hub, new_person
+
+pytestmark = pytest.mark.integration
+
+RECIPIENT = "employment_authority:27"
+
+
+def grant(reg, pid, key, recipient):
+    reg.record_consent(records.consent_from_avro(consent(pid, f"c-{key[:8]}", "granted", [recipient], ["education"])))
+
+
+def assess(reg, pid, recipient, assessment_id):
+    rec = assessment(pid, recipient, assessment_id)
+    out = reg.handle_assessment(records.assessment_from_avro(rec), reg.codec.encode("AssessmentCompleted", rec))
+    assert out.disclosed, out
+
+
+def cli(args, kafka_url, database_url):
+    env = {"HUB_KAFKA_URL": kafka_url, "HUB_DATABASE_URL": database_url, "HUB_DATA_KEYS": DATA_KEY, "HUB_PERSON_KEY_SECRET": SECRET,
+           "HUB_STARTUP_TIMEOUT": "20"}
+    return CliRunner().invoke(main, args, env=env)
+
+
+def test_a_recipients_plan_requests_and_notices_are_numbered_and_a_gap_is_found_and_resent(fresh_kafka_url, own_database_url):
+    database.upgrade(own_database_url)
+    engine = database.create_engine(own_database_url)
+    sessions = database.session_factory(engine)
+    reg = ConsentRegistry(SqlConsentUnits(sessions), legal_bases=(), person_key_secret=SECRET)
+    plans, notices = topics.plan_request_topic(RECIPIENT), topics.notice_topic(RECIPIENT)
+    (pid, key), (pid2, key2) = new_person(), new_person()
+
+    async def relay_until(n_plans, n_notices, before=None, between=None):
+        """Run a worker (its outbox relay) until the recipient's topics hold this many records;
+        `before()` runs once it is up, `between()` once the plan requests are there."""
+        hub = make_hub(fresh_kafka_url, "seq")
+        consent_agents.register(hub, sessions, legal_bases=(), relay_interval=0.2)
+        got = Collector(hub, plans, notices)
+        async with running(hub):
+            if before is not None:
+                before()
+            await wait_for(lambda: len(got.on[plans]) >= n_plans, 60, "the plan requests")
+            if between is not None:
+                between()
+            await wait_for(lambda: len(got.on[notices]) >= n_notices, 60, "the notices")
+            await asyncio.sleep(1.0)  # a relay tick more: nothing else arrives
+        return got
+
+    def two_plan_requests():
+        grant(reg, pid, key, RECIPIENT)
+        assess(reg, pid, RECIPIENT, "as-1")
+        assess(reg, pid, RECIPIENT, "as-2")
+
+    def revocation():  # after the plan requests went out (before, the relay would withdraw them)
+        reg.record_consent(records.consent_from_avro(consent(pid, f"c-{key[:8]}", "revoked")))
+
+    # two plan requests and a notice (the revocation) for one recipient
+    got = asyncio.run(relay_until(2, 1, two_plan_requests, revocation))
+    assert [(r["assessment_id"], r["sequence"]) for r in got.on[plans]] == [("as-1", 1), ("as-2", 2)]
+    [notice] = got.on[notices]
+    assert notice["notice_type"] == "consent_revoked" and notice["sequence"] == 1 and notice["to"] == RECIPIENT
+
+    # a plan request lost after the broker acknowledged it (a topic restored from an older backup,
+    # say): the relay never sends it again, the recipient sees 1, 2, 4
+    grant(reg, pid2, key2, RECIPIENT)
+    assess(reg, pid2, RECIPIENT, "as-3")
+    with sessions.begin() as s:
+        [lost] = s.scalars(sa.select(outbox.OutboxMessage).where(outbox.OutboxMessage.stream == "plan-requests", outbox.OutboxMessage.sequence == 3))
+        outbox.mark_sent(s, [lost.id], lost.created_at)
+        lost_id = lost.id
+    assess(reg, pid2, RECIPIENT, "as-4")
+    got = asyncio.run(relay_until(3, 1))
+    assert [r["sequence"] for r in got.on[plans]] == [1, 2, 4]
+
+    sequences, unnumbered, trimmed = asyncio.run(read_sequences(fresh_kafka_url, plans))
+    assert gaps(sequences) == [(3, 3)] and unnumbered == 0 and not trimmed
+
+    found = cli(["gaps", "--recipient", RECIPIENT], fresh_kafka_url, own_database_url)
+    assert found.exit_code == 1, found.output
+    assert "plan-requests: hub.plan-requests.employment_authority.27.v1: 3 record(s), sequence 1-4; missing 3" in found.output
+    assert f"hub resend --recipient {RECIPIENT} --stream plan-requests --from 3 --to 3" in found.output
+    assert "notices: hub.notices.employment_authority.27.v1: 1 record(s), sequence 1-1; no gap from 1" in found.output
+    assert "referrals: hub.referrals.employment_authority.27.v1: no such topic" in found.output
+
+    resent = cli(["resend", "--recipient", RECIPIENT, "--stream", "plan-requests", "--from", "3", "--to", "3"], fresh_kafka_url, own_database_url)
+    assert resent.exit_code == 0, resent.output
+    assert f"resent 1 record(s) to {plans} (sequence 3-3)" in resent.output
+    sequences, _, _ = asyncio.run(read_sequences(fresh_kafka_url, plans))
+    assert sorted(sequences) == [1, 2, 3, 4] and gaps(sequences) == []
+    assert cli(["gaps", "--recipient", RECIPIENT, "--stream", "plan-requests"], fresh_kafka_url, own_database_url).exit_code == 0
+
+    # the resent plan request is the one the outbox kept: same event id and content as the lost row
+    with sessions() as s:
+        kept = reg.codec.decode(s.get(outbox.OutboxMessage, lost_id).value).record
+    received = [reg.codec.decode(m.value).record for m in asyncio.run(_read(fresh_kafka_url, plans))]
+    [again] = [r for r in received if r["sequence"] == 3]
+    assert again["event_id"] == kept["event_id"] and again["assessment_id"] == "as-3" and again["person_key"] == key2
+
+    # notices resend alike; a plan request whose consent has ended since is not disclosed again
+    resent = cli(["resend", "--recipient", RECIPIENT, "--stream", "notices", "--from", "1"], fresh_kafka_url, own_database_url)
+    assert resent.exit_code == 0 and f"resent 1 record(s) to {notices} (sequence 1-1)" in resent.output
+    resent = cli(["resend", "--recipient", RECIPIENT, "--stream", "plan-requests", "--from", "1", "--to", "2"], fresh_kafka_url, own_database_url)
+    assert resent.exit_code == 0 and "resent 0 record(s)" in resent.output
+    assert "sequence 1 not sent again: not disclosed again: its consent or legal basis no longer holds" in resent.output
+    engine.dispose()
+
+
+async def _read(kafka_url, topic):
+    from tests.kafka_helpers import read_topic
+
+    return await read_topic(kafka_url, topic, min_count=1)
+
+
+def test_concurrent_transactions_take_each_number_once_without_deadlock(own_database_url):
+    """Eight threads, each taking numbers for the same recipients in a different order of need, in
+    transactions that overlap: every (recipient, stream) ends with 1..n, each number once."""
+    database.upgrade(own_database_url)
+    engine = database.create_engine(own_database_url, pool_size=10)
+    sessions = database.session_factory(engine)
+    keys = [("municipality:091", "notices"), ("employment_authority:08", "plan-requests"), ("employment_authority:08", "notices")]
+    taken: list[tuple[tuple[str, str], int]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(i):
+        try:
+            start.wait()
+            for round_ in range(10):
+                wanted = {k: 1 + (i + j + round_) % 2 for j, k in enumerate(keys[i % 3:] + keys[:i % 3])}
+                with sessions.begin() as s:
+                    first = outbox.reserve_sequences(s, wanted)
+                    taken.extend((k, first[k] + n) for k, count in wanted.items() for n in range(count))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for k in keys:
+        numbers = sorted(n for key, n in taken if key == k)
+        assert numbers == list(range(1, len(numbers) + 1)), k  # each once, no hole
+        with sessions() as s:
+            assert outbox.last_sequence(s, *k) == len(numbers)
+    engine.dispose()
