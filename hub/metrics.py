@@ -26,6 +26,15 @@ referrals_withdrawn = Counter("hub_referrals_withdrawn_total", "Referrals supers
 disclosures = Counter("hub_disclosures_total", "Disclosures of assessment data, by recipient authority", ["recipient"], registry=REGISTRY)
 consent_held = Gauge("hub_consent_held_items", "Items held because no consent covers them", registry=REGISTRY)
 unknown_data_groups = Counter("hub_dvv_unknown_data_groups_total", "DVV data groups the hub does not map, by group name", ["group"], registry=REGISTRY)
+dvv_pages = Counter("hub_dvv_pages_total", "DVV pages (muutokset responses, or saved files) processed and acknowledged by the broker", registry=REGISTRY)
+dvv_changes = Counter("hub_dvv_changes_total", "DVV changes (muutos) read, published or dead-lettered", registry=REGISTRY)
+dvv_last_page = Gauge(
+    "hub_dvv_last_page_timestamp_seconds",
+    "Unix time the DVV change feed last gave a page that was published and its record key stored (at start: the stored cursor's time)",
+    registry=REGISTRY)
+dvv_poll_failures = Counter(
+    "hub_dvv_poll_failures_total", "Polls of the DVV change feed that stopped before it was up to date (DVV unavailable after the retries)",
+    registry=REGISTRY)
 open_referrals = Gauge("hub_referrals_open", "Open referrals, by authority", ["authority"], registry=REGISTRY)
 overdue_referrals = Gauge("hub_referrals_overdue", "Open referrals past their due date, by authority", ["authority"], registry=REGISTRY)
 registration_to_referral = Histogram(
