@@ -30,8 +30,8 @@ dvv_pages = Counter("hub_dvv_pages_total", "DVV pages (muutokset responses, or s
 dvv_changes = Counter("hub_dvv_changes_total", "DVV changes (muutos) read, published or dead-lettered", registry=REGISTRY)
 dvv_last_page = Gauge(
     "hub_dvv_last_page_timestamp_seconds",
-    "Unix time the DVV change feed last gave a page that was published and its record key stored (at start: the stored cursor's time)",
-    registry=REGISTRY)
+    "Unix time the DVV change feed last gave a page that was published and its record key stored (at start: the stored cursor's time), by feed",
+    ["feed"], registry=REGISTRY)
 dvv_poll_failures = Counter(
     "hub_dvv_poll_failures_total", "Polls of the DVV change feed that stopped before it was up to date (DVV unavailable after the retries)",
     registry=REGISTRY)

@@ -180,6 +180,10 @@ async def _follow(settings, client, cursor, start, max_pages, progress, read, fe
             loop.add_signal_handler(sig, feed.stop.set)
     feed.running = True
     try:
+        while start is None:  # --follow, no cursor yet: the first read (`--poll --since DAY`) stores one
+            if await asyncio.to_thread(feed.stop.wait, settings.dvv_poll_interval):
+                return total
+            start = _load(cursor)
         while True:
             try:
                 _merge(total, await read(feed.until_stopped(client.pages(start, max_pages=max_pages))))
@@ -194,13 +198,20 @@ async def _follow(settings, client, cursor, start, max_pages, progress, read, fe
                 return total
             if await asyncio.to_thread(feed.stop.wait, settings.dvv_poll_interval):
                 return total
-            stored = cursor.load() if cursor is not None else None
+            stored = _load(cursor) if cursor is not None else None
             start = stored if stored is not None else start
     finally:
         feed.running = False
         if feed.follow:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+def _load(cursor):
+    try:
+        return cursor.load()
+    except Exception as exc:  # noqa: BLE001 - a database outage stops the run with one line; the cursor keeps its place
+        raise _Failed(f"the DVV cursor could not be read from HUB_DATABASE_URL ({type(exc).__name__}); check the database") from None
 
 
 async def _run(settings, files, dry_run, poll, since, max_pages, progress, snapshot=False, taken_on=None, feed: _Feed | None = None):
@@ -224,9 +235,10 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress, snaps
             client = DvvClient(ClientConfig.from_settings(settings))
         except DvvError as exc:
             raise _Failed(str(exc)) from None
-        cursor, start = _start_key(settings, client, since, dry_run)
+        cursor, start = _start_key(settings, client, since, dry_run, feed.follow)
         if progress:
-            progress(f"reading changes after record key {start}")
+            progress(f"reading changes after record key {start}" if start is not None else
+                     "no stored DVV cursor yet: waiting for the first run, `hub ingest dvv --poll --since YYYY-MM-DD`")
     else:
         pages = read_snapshot_files(files) if snapshot else read_files(files)
     try:
@@ -264,7 +276,7 @@ async def _run(settings, files, dry_run, poll, since, max_pages, progress, snaps
             cursor.dispose()
 
 
-def _start_key(settings, client, since, dry_run):
+def _start_key(settings, client, since, dry_run, follow=False):
     from hub.adapters.database import upgrade
     from hub.adapters.dvv.client import DvvError
     from hub.adapters.dvv.cursor import CursorStore
@@ -276,6 +288,9 @@ def _start_key(settings, client, since, dry_run):
         stored = cursor.load()
     except Exception as exc:
         raise _Failed(f"the database at HUB_DATABASE_URL is not usable ({type(exc).__name__}); check it and run `hub db upgrade`") from None
+    if since is None and stored is None and follow and not dry_run:
+        log.warning("no stored DVV cursor yet: waiting for the first run, `hub ingest dvv --poll --since YYYY-MM-DD`")
+        return cursor, None
     if since is None and stored is None:
         cursor.dispose()
         raise _Failed("no stored DVV cursor yet: give --since YYYY-MM-DD for the first run")
@@ -305,7 +320,7 @@ def _last_page_from(cursor) -> None:
         log.warning("the DVV cursor's time was not read: %s", type(exc).__name__)
         return
     if saved is not None:
-        metrics.dvv_last_page.set((saved if saved.tzinfo else saved.replace(tzinfo=dt.timezone.utc)).timestamp())
+        metrics.dvv_last_page.labels(feed=cursor.feed).set((saved if saved.tzinfo else saved.replace(tzinfo=dt.timezone.utc)).timestamp())
 
 
 def register_commands(main: click.Group) -> None:

@@ -330,7 +330,7 @@ async def ingest(
         if cursor is not None:
             cursor.save(item.next_key)
             report.cursor = item.next_key
-            metrics.dvv_last_page.set_to_current_time()  # the feed is read up to here: HubDvvFeedStale watches it
+            metrics.dvv_last_page.labels(feed=getattr(cursor, "feed", "muutokset")).set_to_current_time()  # HubDvvFeedStale watches it
         report.pages += 1
         report.changes += outcome.changes
         metrics.dvv_pages.inc()
