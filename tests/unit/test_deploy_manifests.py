@@ -3,8 +3,9 @@
 Built-in kinds: the Kubernetes JSON schemas shipped by the `kubernetes-validate` package (strict:
 unknown fields fail). Strimzi kinds: the openAPIV3Schema of the Strimzi 1.2.0 CRDs
 (tests/unit/data/strimzi-crds/, extracted from strimzi-kafka-operator's
-packaging/install/cluster-operator/04x-Crd-*.yaml), made strict the same way. PodMonitor: no schema
-offline (the Prometheus Operator's CRD is not shipped here), so a structural check.
+packaging/install/cluster-operator/04x-Crd-*.yaml), made strict the same way. PodMonitor and
+PrometheusRule: no schema offline (the Prometheus Operator's CRDs are not shipped here), so a
+structural check (the PrometheusRule's: tests/unit/test_deploy_monitoring.py).
 Kustomize is not installable here: the test follows kustomization.yaml resources and patches itself.
 """
 
@@ -87,6 +88,10 @@ def _validate(path: Path, doc: dict) -> None:
         assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
         assert set(doc["spec"]) <= {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels"}, where
         assert doc["spec"]["selector"]["matchLabels"] and doc["spec"]["podMetricsEndpoints"], where
+    elif kind == "PrometheusRule":
+        from tests.unit.test_deploy_monitoring import check_prometheus_rule
+
+        check_prometheus_rule(doc)
     else:
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
@@ -96,7 +101,7 @@ def test_every_manifest_of_base_and_overlay_validates_against_its_schema():
     for path, doc in OVERLAY_DOCS:  # the overlay includes the base
         _validate(path, doc)
         kinds.add(doc["kind"])
-    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Deployment", "PodMonitor", "Namespace"} <= kinds
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Deployment", "PodMonitor", "PrometheusRule", "Namespace"} <= kinds
     assert len(OVERLAY_DOCS) == len(BASE_DOCS) + 1  # + the namespace
 
 
@@ -217,3 +222,53 @@ def test_overlay_patches_and_images_target_what_the_base_has():
     assert {i["name"] for i in OVERLAY["images"]} <= image_names
     namespace = next(d for _, d in OVERLAY_DOCS if d["kind"] == "Namespace")
     assert namespace["metadata"]["name"] == OVERLAY["namespace"]
+
+
+def _dvv_ingest() -> dict:
+    return next(d for _, d in BASE_DOCS if d["kind"] == "Deployment" and d["metadata"]["name"] == "hub-dvv-ingest")
+
+
+def test_the_dvv_poller_runs_the_follow_feed_non_root_with_probes_resources_and_secrets():
+    deployment = _dvv_ingest()
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"  # one poller at a time
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["ingest", "dvv", "--poll", "--follow"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False and container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    env = {e["name"]: e for e in container["env"]}
+    assert set(env) <= ENV_NAMES, f"unknown settings: {set(env) - ENV_NAMES}"
+    for name, e in env.items():
+        if SECRET_NAMES.search(name) or name in ("HUB_DVV_URL", "HUB_DVV_USERNAME", "HUB_DVV_XROAD_CLIENT"):
+            assert "value" not in e and "secretKeyRef" in e["valueFrom"], f"{name} must come from a Secret"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert int(env["HUB_DVV_METRICS_PORT"]["value"]) == ports["metrics"] and env["HUB_METRICS_ADDR"]["value"] == "0.0.0.0"
+    for kind in ("startupProbe", "livenessProbe"):
+        assert container[kind]["httpGet"] == {"path": "/health", "port": "metrics"}
+    # it publishes as the hub, signed with the hub's key, like the workers
+    worker_env = {e["name"]: e for e in _worker()["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for name in ("HUB_KAFKA_URL", "HUB_KAFKA_SASL_USERNAME", "HUB_KAFKA_SASL_PASSWORD", "HUB_APP_ID", "HUB_PUBLISHERS", "HUB_DATABASE_URL",
+                 "HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS", "HUB_TOPIC_PARTITIONS"):
+        assert env[name] == worker_env[name], name
+    assert container["envFrom"] == _worker()["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+
+
+def test_the_hubs_kafka_user_may_write_what_the_dvv_poller_writes():
+    from hub.deploy.acls import allowed, hub_acls
+    from hub.schemas import topics
+
+    acls = hub_acls(k8s.APP_ID)
+    for topic in (topics.POPULATION_CHANGES, topics.DEAD_LETTERS):
+        assert allowed(acls, "topic", topic, "Write") and allowed(acls, "topic", topic, "Describe")
+
+
+def test_a_podmonitor_scrapes_the_dvv_poller_as_its_own_job():
+    monitors = {d["metadata"]["name"]: d for _, d in BASE_DOCS if d["kind"] == "PodMonitor"}
+    monitor = monitors["hub-dvv-ingest"]
+    labels = _dvv_ingest()["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert not monitors["hub-worker"]["spec"]["selector"]["matchLabels"].items() <= labels.items()  # not a worker (HubWorkerDown)
+    ports = {p["name"] for p in _dvv_ingest()["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
+    assert labels[monitor["spec"]["jobLabel"]] == "hub-dvv-ingest"  # the job HubDvvIngestDown selects
