@@ -196,3 +196,11 @@ def test_the_operators_alerts_cover_the_dvv_feed_and_webhooks():
     assert 'up{job="hub-dvv-ingest"}' in rules["HubDvvIngestDown"]["expr"]
     # every process's dead letters, the DVV poller's too: no job selected
     assert "hub_dead_letters_total" in rules["HubDeadLetters"]["expr"] and "job" not in rules["HubDeadLetters"]["expr"]
+
+
+def test_the_dashboard_charts_the_dvv_feed_and_webhook_delivery():
+    joined = "\n".join(dashboard_exprs(json.loads(DASHBOARD.read_text())))
+    for expr in ("time() - max(hub_dvv_last_page_timestamp_seconds)", "hub_dvv_pages_total", "hub_dvv_changes_total",
+                 'hub_dead_letters_total{job="hub-dvv-ingest"}', "hub_dvv_unknown_data_groups_total", "hub_dvv_poll_failures_total",
+                 'hub_webhook_deliveries_queued{state="parked"}', "hub_webhook_delivery_lag_seconds_bucket", "hub_webhook_oldest_pending_seconds"):
+        assert expr in joined, expr
