@@ -91,7 +91,7 @@ def ingest_dvv(files: tuple[str, ...], dry_run: bool, poll: bool, since: dt.date
     configure_logging("ERROR" if dry_run or quiet else settings.log_level)
     progress = None if quiet else (lambda msg: click.echo(f"ingest dvv: {msg}", err=True))
     feed = _Feed(follow=follow)
-    endpoint = _serve_metrics(settings, feed) if poll and not dry_run else None  # a taken port is found before waiting
+    endpoint = _serve_metrics(settings, feed, progress) if poll and not dry_run else None  # a taken port is found before waiting
     try:
         if not dry_run:  # the broker, and with --poll the database (its cursor), waited for before anything is read
             wait_for(settings, kafka_url=settings.kafka_url, database_url=settings.resolved_database_url() if poll else None)
@@ -140,7 +140,7 @@ class _Feed:
                 return
 
 
-def _serve_metrics(settings, feed: _Feed):
+def _serve_metrics(settings, feed: _Feed, progress=None):
     """/metrics and /health (200 while the feed runs, 503 `not running: dvv-feed` before and after) of a --poll run."""
     from hub.streams.ops_agents import MetricsEndpoint, MetricsPortUnavailable
 
@@ -150,7 +150,8 @@ def _serve_metrics(settings, feed: _Feed):
     except MetricsPortUnavailable as exc:
         click.echo(f"ingest dvv: {exc}", err=True)
         sys.exit(EXIT_FAILED)
-    click.echo(f"ingest dvv: metrics on {endpoint.url}", err=True)
+    if progress:
+        progress(f"metrics on {endpoint.url}")
     return endpoint
 
 
