@@ -1,7 +1,9 @@
 """`hub ingest dvv --poll --follow`, the long-running DVV feed, serves /metrics and /health: the
-pages and changes read, the time of the last page (what HubDvvFeedStale watches), DVV's failures
-and the dead letters, against a fake DVV on 127.0.0.1 (tests/dvv_replay.py)."""
+pages and changes read, the time of the last page (what HubDvvFeedStale watches), DVV's failures,
+the dead letters (HubDeadLetters) and unknown data groups, against a fake DVV on 127.0.0.1
+(tests/dvv_replay.py)."""
 
+import json
 import os
 import re
 import signal
@@ -98,9 +100,14 @@ def parse(text: str) -> dict[str, float]:
 
 @pytest.mark.integration
 def test_follow_serves_the_dvv_counters_and_keeps_running_while_dvv_is_down(kafka_url, tmp_path):
-    from tests.dvv_replay import ReplayServer, fixture_pages
+    from hub.adapters.dvv.sample import sample_files
+    from tests.dvv_replay import ReplayServer
 
-    first, pages = fixture_pages()
+    # the demo's synthetic day, three pages; the third has 3 bad changes and a data group the hub does not map
+    first, pages, key = 7100000000, {}, 7100000000
+    for path in sample_files():
+        pages[key] = path.read_bytes()
+        key = json.loads(pages[key])["viimeisinKirjausavain"]
     env = {"HUB_KAFKA_URL": kafka_url, "HUB_DATA_DIR": str(tmp_path), "HUB_DATABASE_URL": "", "HUB_DVV_POLL_INTERVAL": "0.3",
            "HUB_DVV_RETRIES": "1", "HUB_DVV_METRICS_PORT": "0"}
     with ReplayServer(pages, first) as server:
@@ -115,24 +122,28 @@ def test_follow_serves_the_dvv_counters_and_keeps_running_while_dvv_is_down(kafk
             started = time.time()
             first = subprocess.run([*HUB, "ingest", "dvv", "--poll", "--since", "2026-05-11", "--max-pages", "1"], env={**os.environ, **env},
                                    cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-            assert first.returncode == 0 and "cursor at 5446623512" in first.stderr, first.stderr
-            # then page2 from the stored cursor, and the up-to-date answer again and again: every read is a page
-            samples = poller.scrape(lambda s: s.get("hub_dvv_pages_total", 0) >= 3)
+            assert first.returncode == 0 and "cursor at 7100000731" in first.stderr, first.stderr
+            # then pages 2 and 3 from the stored cursor, and the up-to-date answer again and again: every read is a page
+            samples = poller.scrape(lambda s: s.get("hub_dvv_pages_total", 0) >= 4)
             assert poller.health() == (200, "ok\n")
         except BaseException:
             poller.kill()
             raise
-        assert poller.stop() == 0, poller.stderr
-        assert samples["hub_dvv_changes_total"] == 5  # page2's changes
+        assert poller.stop() == 3, poller.stderr  # some records went to dead letters
+        assert samples["hub_dvv_changes_total"] == 15 + 14  # pages 2 and 3
+        for reason in ("future_date", "invalid_person_id", "unknown_municipality"):
+            assert samples[f'hub_dead_letters_total{{reason="{reason}"}}'] == 1, reason
+        assert samples['hub_dvv_unknown_data_groups_total{group="JOKU_UUSI_TIETORYHMA"}'] == 1
+        assert samples['hub_events_consumed_total{outcome="dead_letter",topic="dvv.muutokset"}'] == 3
         assert started <= samples['hub_dvv_last_page_timestamp_seconds{feed="muutokset"}'] <= time.time()
         assert samples.get("hub_dvv_poll_failures_total", 0) == 0
-        assert samples['hub_events_consumed_total{outcome="ok",topic="dvv.muutokset"}'] == 5
-        assert "cursor at 5446623600" in poller.stderr and "Traceback" not in poller.stderr
+        assert samples['hub_events_consumed_total{outcome="ok",topic="dvv.muutokset"}'] == 15 + 14 - 3
+        assert "cursor at 7100002205" in poller.stderr and "3 dead letters" in poller.stderr and "Traceback" not in poller.stderr
         last_page = samples['hub_dvv_last_page_timestamp_seconds{feed="muutokset"}']
 
         # DVV down: the poller stays up (it reads again every interval), counts the failures, and its
         # last-page time starts at the stored cursor's, so a restart does not look fresh
-        server.fail[5446623600] = [503] * 10_000
+        server.fail[7100002205] = [503] * 10_000
         poller = Poller(env)
         try:
             samples = poller.scrape(lambda s: s.get("hub_dvv_poll_failures_total", 0) >= 2)
