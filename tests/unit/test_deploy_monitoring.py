@@ -134,7 +134,8 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
 
 # -- the PrometheusRule of deploy/k8s/base: the same rules, for the Prometheus Operator ------------
 # kubernetes-validate knows no CRD of the Prometheus Operator, and its CRD is not shipped here: the
-# structure is checked against the fields of monitoring.coreos.com/v1 PrometheusRule (RuleGroup, Rule).
+# structure is checked against the fields of monitoring.coreos.com/v1 PrometheusRule (RuleGroup, Rule;
+# as in the CRD of Prometheus Operator 0.82: required name and expr, durations matching its pattern).
 RULE_GROUP_FIELDS = {"name", "interval", "rules", "partial_response_strategy", "limit", "query_offset", "labels"}
 RULE_FIELDS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
 DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
