@@ -216,22 +216,3 @@ def test_publisher_identity_is_on_and_the_secrets_come_from_a_file_outside_the_r
         assert env_files == ["hub-secrets.env"], name
     ignored = subprocess.run(["git", "check-ignore", "-q", str(COMPOSE_DIR / "hub-secrets.env")], cwd=ROOT)
     assert ignored.returncode == 0, "hub-secrets.env must be ignored by git"
-
-
-def test_the_dvv_poller_runs_the_follow_feed_health_checked_and_scraped_as_its_own_job():
-    """The long-running DVV feed (`hub ingest dvv --poll --follow`): one replica, its /health as the
-    health check, its /metrics on every interface, scraped by Prometheus as job hub-dvv-ingest."""
-    service = SERVICES["dvv-ingest"]
-    assert service["command"] == ["ingest", "dvv", "--poll", "--follow"]
-    assert service["deploy"]["replicas"] == 1 and service["restart"] == "unless-stopped"
-    env = service["environment"]
-    assert env["HUB_METRICS_ADDR"] == "0.0.0.0" and env["HUB_PUBLISHERS"] == SERVICES["worker"]["environment"]["HUB_PUBLISHERS"]
-    port = str(env["HUB_DVV_METRICS_PORT"])
-    assert service["expose"] == [port]
-    check = service["healthcheck"]["test"]
-    assert check[0] == "CMD" and f"127.0.0.1:{port}/health" in check[-1]
-    assert service["depends_on"]["db-upgrade"]["condition"] == "service_completed_successfully"
-    config = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
-    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "hub-dvv-ingest"]  # the job HubDvvIngestDown selects
-    (sd,) = job["dns_sd_configs"]
-    assert sd["names"] == ["dvv-ingest"] and sd["port"] == int(port)
