@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: demo test test-unit test-integration lint lock soak bench clean
+.PHONY: demo test test-unit test-integration lint lock soak bench clean asyncapi
 
 # The environment the tests pass with: every package at the version (and hash) of
 # requirements-dev.lock, then the hub itself without resolving anything again. Re-runs when the
@@ -42,7 +42,27 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hub demo
 
-test: lint
+# The official AsyncAPI CLI (@asyncapi/cli, pinned with its whole tree in tools/asyncapi/package-lock.json) in its own
+# directory under build/, never global: installed once (about a minute, 1.5 GB) and again only when the lock changes.
+# Install scripts are not run (the CLI needs none; some dependencies' would report usage), nor is the CLI's usage
+# tracking (its config file is kept here, not in $$HOME). Needs node (20 or later) and npm.
+ASYNCAPI_DIR := build/asyncapi-cli
+ASYNCAPI_STAMP := $(ASYNCAPI_DIR)/.installed-stamp
+ASYNCAPI_CLI := $(ASYNCAPI_DIR)/node_modules/.bin/asyncapi
+$(ASYNCAPI_STAMP): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm (with node 20 or later) is needed to install the AsyncAPI CLI; apt-get install nodejs npm" >&2; exit 1; }
+	rm -rf $(ASYNCAPI_DIR) && mkdir -p $(ASYNCAPI_DIR)
+	cp tools/asyncapi/package.json tools/asyncapi/package-lock.json $(ASYNCAPI_DIR)/
+	npm ci --prefix $(ASYNCAPI_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+	echo '{"analyticsEnabled":"false","infoMessageShown":"true","userID":"integration-hub-ci"}' > $(ASYNCAPI_DIR)/analytics.json
+	touch $(ASYNCAPI_STAMP)
+
+# docs/asyncapi.yaml through the official validator; any error or warning fails (an "information", such as a newer
+# AsyncAPI version existing, does not). tests/e2e/test_asyncapi_cli.py runs the same CLI.
+asyncapi: $(ASYNCAPI_STAMP)
+	ASYNCAPI_METRICS_CONFIG_PATH=$(CURDIR)/$(ASYNCAPI_DIR)/analytics.json $(ASYNCAPI_CLI) validate --fail-severity warn docs/asyncapi.yaml
+
+test: lint asyncapi
 	@if [ -z "$$HUB_TEST_DATABASE_URL" ]; then ./scripts/ensure-postgres; fi
 	$(BIN)/python -m pytest -q
 

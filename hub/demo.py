@@ -35,9 +35,12 @@ class DemoSummary:
     facts: Counter = field(default_factory=Counter)  # schema -> facts the simulated authorities published
     statuses: Counter = field(default_factory=Counter)
     referrals: Counter = field(default_factory=Counter)
+    withdrawals: Counter = field(default_factory=Counter)  # cause -> referrals superseded and withdrawn (ReferralWithdrawn)
+    due_updates: int = 0  # open referrals given another due date (ReferralUpdated)
     assessments: int = 0
     consents: Counter = field(default_factory=Counter)
-    plan_requests: int = 0
+    plan_requests: int = 0  # disclosed to another authority
+    own_plan_requests: int = 0  # to the assessor itself: nothing disclosed
     held: int = 0
     released: int = 0
     revocation_notices: int = 0
@@ -60,12 +63,16 @@ class DemoSummary:
         ]
         for authority, n in sorted(self.referrals.items()):
             lines.append(f"    {authority:<32} {n}")
+        lines.append(f"  referrals withdrawn:         {sum(self.withdrawals.values())}"
+                     + (f"  ({', '.join(f'{k}: {n}' for k, n in sorted(self.withdrawals.items()))})" if self.withdrawals else ""))
+        lines.append(f"  due dates updated:           {self.due_updates} (the first permit learned after the referral)")
         lines.append(f"  referral statuses reported:  {sum(self.statuses.values())}"
                      + (f"  ({', '.join(f'{k}: {n}' for k, n in sorted(self.statuses.items()))})" if self.statuses else ""))
         lines.append(f"  initial assessments:         {self.assessments} (employment authorities; plans by the municipality)")
         lines.append(f"  consents recorded:           {sum(self.consents.values())}"
                      + (f"  ({', '.join(f'{k}: {n}' for k, n in sorted(self.consents.items()))})" if self.consents else ""))
-        lines.append(f"  plan requests disclosed:     {self.plan_requests}")
+        lines.append(f"  plan requests disclosed:     {self.plan_requests}"
+                     + (f"  (and {self.own_plan_requests} to the assessor itself, nothing disclosed)" if self.own_plan_requests else ""))
         lines.append(f"  consent: held {self.held}, released {self.released}, consent-required notices {self.consent_required_notices}, "
                      f"revocation notices {self.revocation_notices}")
         lines.append(f"  dead letters:                {sum(self.dead_letters.values())}")
@@ -128,6 +135,8 @@ async def _run(pipeline: Pipeline, settings: Settings, progress, changes: int, r
     summary.moved = pipeline.newcomers.moved
     summary.facts = register_seen["facts"]
     summary.referrals = pipeline.routing.referrals
+    summary.withdrawals = Counter(w["cause"] for w in pipeline.routing.ledger.withdrawals())
+    summary.due_updates = len(pipeline.routing.ledger.updates())
     summary.dead_letters.update(pipeline.routing.dead_letters)
     summary.dead_letters.update(pipeline.facts.dead_letters)
     summary.seconds = loop.time() - start
@@ -185,7 +194,7 @@ async def _consents_and_assessments(pipeline: Pipeline, register_seen: dict, sum
     await wait_for(lambda: consents_in() >= sum(summary.consents.values()), 300, "the late consents and the revocation")
     unsent = lambda: count(sa.select(sa.func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None)))  # noqa: E731
     await wait_for(lambda: unsent() == 0, 300, "the outbox relay to publish everything")
-    summary.plan_requests = count(sa.select(sa.func.count()).select_from(DisclosureRow))
+    summary.plan_requests, summary.own_plan_requests = plan_request_counts(engine)
     summary.held = count(sa.select(sa.func.count()).select_from(HeldItemRow).where(HeldItemRow.released_at.is_(None)))
     summary.released = count(sa.select(sa.func.count()).select_from(HeldItemRow).where(HeldItemRow.released_at.is_not(None)))
     with engine.connect() as conn:
@@ -193,6 +202,19 @@ async def _consents_and_assessments(pipeline: Pipeline, register_seen: dict, sum
             sa.select(OutboxRow.value).where(OutboxRow.schema_name == "Notice")))
     summary.consent_required_notices = kinds["consent_required"]
     summary.revocation_notices = kinds["consent_revoked"]
+
+
+def plan_request_counts(engine) -> tuple[int, int]:
+    """(plan requests disclosed to another authority, plan requests to the assessor itself). The
+    `disclosures` table has a row for every plan request (`decided()` above counts them all); one to
+    the assessor that makes the plan itself has `disclosed` false: nothing was disclosed."""
+    import sqlalchemy as sa
+
+    from hub.adapters.consent_store import Disclosure
+
+    with engine.connect() as conn:
+        rows = dict(conn.execute(sa.select(Disclosure.disclosed, sa.func.count()).group_by(Disclosure.disclosed)).all())
+    return int(rows.get(True, 0)), int(rows.get(False, 0))
 
 
 DEMO_DATABASE = "demo.sqlite3"

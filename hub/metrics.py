@@ -23,6 +23,8 @@ newcomers = Counter("hub_newcomers_total", "Newcomers detected, by municipality 
 referrals = Counter("hub_referrals_total", "Referrals made, by recipient authority and purpose", ["authority", "reason"], registry=REGISTRY)
 referrals_withdrawn = Counter("hub_referrals_withdrawn_total", "Referrals superseded and withdrawn, by their recipient and the cause", ["authority", "cause"],
                               registry=REGISTRY)
+referrals_updated = Counter("hub_referrals_updated_total", "Open referrals given another due date (ReferralUpdated), by their recipient", ["authority"],
+                            registry=REGISTRY)
 disclosures = Counter("hub_disclosures_total", "Disclosures of assessment data, by recipient authority", ["recipient"], registry=REGISTRY)
 consent_held = Gauge("hub_consent_held_items", "Items held because no consent covers them", registry=REGISTRY)
 unknown_data_groups = Counter("hub_dvv_unknown_data_groups_total", "DVV data groups the hub does not map, by group name", ["group"], registry=REGISTRY)

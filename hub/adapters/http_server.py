@@ -1,6 +1,7 @@
-"""The hub's small HTTP servers (/metrics, the schema registry): a thread per connection, but at
-most `max_connections` at once (more are closed at once), and a connection idle for
-`IDLE_TIMEOUT` seconds is closed, so idle or slow clients cannot pin threads."""
+"""The hub's small HTTP servers (/metrics and /health of the workers): a thread per connection, but
+at most `max_connections` at once (more are closed at once), and a connection idle for
+`IDLE_TIMEOUT` seconds is closed, so idle or slow clients cannot pin threads. The schema registry
+(hub/adapters/registry_server.py, aiohttp) closes idle connections after the same `IDLE_TIMEOUT`."""
 
 from __future__ import annotations
 

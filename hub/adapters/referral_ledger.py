@@ -11,6 +11,12 @@ each superseded referral gets a withdrawal (`referral_withdrawals`, a ReferralWi
 its recipient's next sequence number: the recipient's one numbering covers referrals and
 withdrawals alike. Withdrawals are in the same outbox: published after the commit, marked
 published, re-sent by a redelivered event, resent by `hub resend` (`published_from`).
+
+An update that keeps an open referral whose decision now has another due date (the first residence
+permit, from which the integration period counts, became known after the referral was made) moves the
+referral's `due` and tells the recipient with a ReferralUpdated (`referral_updates`), numbered and
+sent exactly like a withdrawal. The stored Referral payload stays as it was published at its
+sequence: a resend replays the referral and then its updates.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from hub.adapters.idempotency import ProcessedEvent, first_time
 from hub.adapters.newcomer_facts import NewcomerFactRow, record_newcomers
 from hub.domain.errors import Rejected
 from hub.routing.model import Decision, RoutingInput
-from hub.routing.referrals import (CLOSED, SENT, OpenRef, TransitionError, referral_id, referral_record, reissued_id, supersessions, transition,
-                                   withdrawal_record)
+from hub.routing.referrals import (CLOSED, SENT, OpenRef, TransitionError, due_updates, referral_id, referral_record, reissued_id, supersessions,
+                                   transition, update_record, withdrawal_record)
 from hub.schemas.codec import Codec, default_codec
 
 ROUTING_CONSUMER = "routing"
@@ -93,6 +99,28 @@ class ReferralWithdrawalRow(Base):
     published_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
 
 
+class ReferralUpdateRow(Base):
+    """A new due date of an open referral, as its recipient is told (several per referral; no foreign
+    key, so `hub retention` removes the referral and its updates independently)."""
+
+    __tablename__ = "referral_updates"
+    __table_args__ = (
+        sa.UniqueConstraint("authority", "sequence", name="uq_referral_updates_authority_sequence"),
+        sa.Index("ix_referral_updates_referral_id", "referral_id"),
+        sa.Index("ix_referral_updates_newcomer_event_id", "newcomer_event_id"),
+    )
+    event_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # the ReferralUpdated event id (referral and routing event)
+    referral_id: Mapped[str] = mapped_column(sa.String(64))
+    authority: Mapped[str] = mapped_column(sa.String(64))
+    sequence: Mapped[int] = mapped_column(sa.BigInteger())
+    due: Mapped[dt.date | None] = mapped_column(sa.Date(), nullable=True)
+    previous_due: Mapped[dt.date | None] = mapped_column(sa.Date(), nullable=True)
+    newcomer_event_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)  # the update that changed the due date: its outbox
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    payload: Mapped[str] = mapped_column(sa.Text())  # the ReferralUpdated event, JSON form (no identity code)
+    published_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+
 class ReferralSequenceRow(Base):
     __tablename__ = "referral_sequences"
     authority: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -101,7 +129,7 @@ class ReferralSequenceRow(Base):
 
 @dataclass
 class Recorded:
-    """What `record()` did: the referrals and withdrawals to publish now, and which of them are new."""
+    """What `record()` did: the referrals, withdrawals and due-date updates to publish now, and which of them are new."""
 
     duplicate: bool = False
     to_publish: list[dict] = field(default_factory=list)  # Referral records (person_id not set)
@@ -109,6 +137,7 @@ class Recorded:
     superseded: list[str] = field(default_factory=list)
     superseded_authorities: list[str] = field(default_factory=list)
     withdrawals: list[dict] = field(default_factory=list)  # ReferralWithdrawn records to publish now, after `to_publish`
+    updates: list[dict] = field(default_factory=list)  # ReferralUpdated records to publish now, after `withdrawals`
 
 
 @dataclass(frozen=True)
@@ -169,12 +198,13 @@ class ReferralLedger:
         raise AssertionError("unreachable")
 
     def mark_published(self, ids: list[str], now: dt.datetime) -> None:
-        """Mark published the referrals (by referral_id) and withdrawals (by their event_id) given."""
+        """Mark published the referrals (by referral_id), withdrawals and updates (by their event_id) given."""
         if not ids:
             return
         with self.engine.begin() as conn:
             conn.execute(_MARK_PUBLISHED, {"ids": ids, "now": now})
             conn.execute(_MARK_WITHDRAWALS_PUBLISHED, {"ids": ids, "now": now})
+            conn.execute(_MARK_UPDATES_PUBLISHED, {"ids": ids, "now": now})
 
     # -- lifecycle ---------------------------------------------------------------------------
     def apply_status(self, status: dict, now: dt.datetime) -> StatusOutcome:
@@ -240,11 +270,11 @@ class ReferralLedger:
 
     def published_from(self, authority: str, from_sequence: int, to_sequence: int | None = None) -> list[tuple[str, dict]]:
         """A recipient's published records with sequence >= from_sequence (<= to_sequence), in sequence
-        order, as (schema name, record): its referrals ("Referral") and withdrawals ("ReferralWithdrawn"),
-        from the stored payloads (which never hold the identity code)."""
+        order, as (schema name, record): its referrals ("Referral"), withdrawals ("ReferralWithdrawn") and
+        due-date updates ("ReferralUpdated"), from the stored payloads (which never hold the identity code)."""
         out = []
         with self.Session() as s:
-            for name, row_type in (("Referral", ReferralRow), ("ReferralWithdrawn", ReferralWithdrawalRow)):
+            for name, row_type in (("Referral", ReferralRow), ("ReferralWithdrawn", ReferralWithdrawalRow), ("ReferralUpdated", ReferralUpdateRow)):
                 q = sa.select(row_type.sequence, row_type.payload).where(row_type.authority == authority, row_type.sequence >= from_sequence,
                                                                          row_type.published_at.is_not(None))
                 if to_sequence is not None:
@@ -259,6 +289,20 @@ class ReferralLedger:
             q = q.where(ReferralWithdrawalRow.authority == authority)
         with self.Session() as s:
             return [self.codec.from_json("ReferralWithdrawn", payload) for payload in s.scalars(q)]
+
+    def updates(self, authority: str | None = None) -> list[dict]:
+        """The due-date updates recorded (of one recipient), as ReferralUpdated records, in sequence order."""
+        q = sa.select(ReferralUpdateRow.payload).order_by(ReferralUpdateRow.authority, ReferralUpdateRow.sequence)
+        if authority is not None:
+            q = q.where(ReferralUpdateRow.authority == authority)
+        with self.Session() as s:
+            return [self.codec.from_json("ReferralUpdated", payload) for payload in s.scalars(q)]
+
+    def due(self, referral_id_: str) -> dt.date | None:
+        """A referral's due date as the ledger holds it now (after any update)."""
+        with self.Session() as s:
+            row = s.get(ReferralRow, referral_id_)
+            return None if row is None else row.due
 
     def history(self, referral_id_: str) -> list[tuple[str, str, str | None]]:
         """(state, reported_by, reason) of a referral, oldest first."""
@@ -280,6 +324,7 @@ _REFERRALS = ReferralRow.__table__
 _PROCESSED = ProcessedEvent.__table__
 _SEQUENCES = ReferralSequenceRow.__table__
 _WITHDRAWALS = ReferralWithdrawalRow.__table__
+_UPDATES = ReferralUpdateRow.__table__
 # the statements of the routing path, built once (expanding IN lists): building them per batch, and
 # running them through an ORM session, was a large share of the ledger thread's time
 _SEEN = sa.select(_PROCESSED.c.event_id).where(_PROCESSED.c.consumer == ROUTING_CONSUMER, _PROCESSED.c.event_id.in_(sa.bindparam("ids", expanding=True)))
@@ -289,7 +334,9 @@ _LOCK_SEQUENCES = (sa.select(_SEQUENCES.c.authority, _SEQUENCES.c.last_sequence)
 _MARK_PUBLISHED = _REFERRALS.update().where(_REFERRALS.c.referral_id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("now"))
 _MARK_WITHDRAWALS_PUBLISHED = (_WITHDRAWALS.update().where(_WITHDRAWALS.c.event_id.in_(sa.bindparam("ids", expanding=True)))
                                .values(published_at=sa.bindparam("now")))
-_OPEN_OF = (sa.select(_REFERRALS.c.referral_id, _REFERRALS.c.person_key, _REFERRALS.c.authority, _REFERRALS.c.purpose, _REFERRALS.c.state)
+_MARK_UPDATES_PUBLISHED = _UPDATES.update().where(_UPDATES.c.event_id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("now"))
+# an open referral as OpenRef (the first five columns), and its due date
+_OPEN_OF = (sa.select(_REFERRALS.c.referral_id, _REFERRALS.c.person_key, _REFERRALS.c.authority, _REFERRALS.c.purpose, _REFERRALS.c.state, _REFERRALS.c.due)
             .where(_REFERRALS.c.person_key.in_(sa.bindparam("keys", expanding=True)), _REFERRALS.c.state.not_in(sorted(CLOSED)))
             .order_by(_REFERRALS.c.authority, _REFERRALS.c.sequence))
 _UPDATE_SEQUENCE = _SEQUENCES.update().where(_SEQUENCES.c.authority == sa.bindparam("a")).values(last_sequence=sa.bindparam("n"))
@@ -344,7 +391,9 @@ class _Batch:
                     out[i].created.append(self._add(newcomer, decision, rid))
                 if i in updates:
                     self._flush()  # the update supersedes what this batch made before it, too
-                    self._supersede(newcomer, decisions, out[i], {(d.authority, d.purpose): self.current[f][0] for d, f in planned[i]})
+                    current = {(d.authority, d.purpose): self.current[f][0] for d, f in planned[i]}
+                    self._supersede(newcomer, decisions, out[i], current)
+                    self._update_dues(newcomer, decisions, out[i], current)
             self._flush()
             self._save_sequences()
             for i in first:  # the outbox of a first-time event: exactly what it created and withdrew
@@ -353,7 +402,8 @@ class _Batch:
         again = [i for i in range(len(items)) if out[i].duplicate and ids[i] not in fresh]
         if again:  # the outbox: what a redelivered event has not published yet (a crash between commit and send)
             wanted = {ids[i] for i in again}
-            for name, table, target in (("Referral", _REFERRALS, "to_publish"), ("ReferralWithdrawn", _WITHDRAWALS, "withdrawals")):
+            for name, table, target in (("Referral", _REFERRALS, "to_publish"), ("ReferralWithdrawn", _WITHDRAWALS, "withdrawals"),
+                                        ("ReferralUpdated", _UPDATES, "updates")):
                 t = table.c
                 q = (sa.select(t.newcomer_event_id, t.payload)
                      .where(t.newcomer_event_id.in_(wanted), t.published_at.is_(None))
@@ -403,7 +453,7 @@ class _Batch:
             self.locked.update(wanted)
 
     def _next(self, authority: str) -> int:
-        """The recipient's next sequence number: one numbering for its referrals and withdrawals."""
+        """The recipient's next sequence number: one numbering for its referrals, withdrawals and updates."""
         self._lock([authority])
         self.sequences[authority] = sequence = self.sequences.get(authority, self.stored.get(authority, 0)) + 1
         return sequence
@@ -426,7 +476,7 @@ class _Batch:
         """Supersede the open referrals this update no longer needs, each with a withdrawal to its recipient."""
         s, now = self.s, self.now
         keys = [k for k in (newcomer.person_key, newcomer.previous_person_key) if k]
-        gone = supersessions(newcomer, decisions, [OpenRef(*row) for row in s.execute(_OPEN_OF, {"keys": keys})], ids)
+        gone = supersessions(newcomer, decisions, [OpenRef(*row[:5]) for row in s.execute(_OPEN_OF, {"keys": keys})], ids)
         if not gone:
             return
         for g in gone:
@@ -447,6 +497,28 @@ class _Batch:
         s.execute(_WITHDRAWALS.insert(), rows)
         out.superseded.extend(g.referral_id for g in gone)
         out.superseded_authorities = sorted(set(out.superseded_authorities) | {g.authority for g in gone})
+
+    def _update_dues(self, newcomer: RoutingInput, decisions: list[Decision], out: Recorded, ids: dict[tuple[str, str], str]) -> None:
+        """Move the due date of each open referral this update keeps whose decision now has another one,
+        each with a ReferralUpdated to its recipient (after the update's withdrawals)."""
+        if not newcomer.person_key:
+            return
+        s, now = self.s, self.now
+        open_refs = [(OpenRef(*row[:5]), row[5]) for row in s.execute(_OPEN_OF, {"keys": [newcomer.person_key]})]
+        changed = due_updates(newcomer, decisions, open_refs, ids)
+        if not changed:
+            return
+        r = _REFERRALS.c
+        rows = []
+        for u in changed:
+            s.execute(_REFERRALS.update().where(r.referral_id == u.referral_id).values(due=u.due, updated_at=now))
+            record = update_record(u, sequence=self._next(u.authority), newcomer=newcomer, now=now)
+            rows.append({"event_id": record["event_id"], "referral_id": u.referral_id, "authority": u.authority, "sequence": record["sequence"],
+                         "due": u.due, "previous_due": u.previous_due, "newcomer_event_id": newcomer.event_id, "created_at": now,
+                         "payload": self.codec.to_json("ReferralUpdated", record), "published_at": None})
+            out.updates.append(record)
+        s.execute(_UPDATES.insert(), rows)  # the referral's due-date history (referral_events keeps its states)
+        out.superseded_authorities = sorted(set(out.superseded_authorities) | {u.authority for u in changed})
 
     def _flush(self) -> None:
         if self.referrals:

@@ -55,7 +55,7 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
     from hub.adapters.idempotency import ProcessedEvent
     from hub.adapters.newcomer_facts import NewcomerFactRow
     from hub.adapters.outbox import OutboxMessage
-    from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow, ReferralWithdrawalRow
+    from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow, ReferralUpdateRow, ReferralWithdrawalRow
     from hub.adapters.webhooks import purge_delivered
     from hub.adapters.consent_store import ConsentEvent, ConsentTombstone, Disclosure, HeldItem
     from hub.routing.referrals import CLOSED
@@ -75,6 +75,7 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
     old_referrals = sa.select(ReferralRow.referral_id).where(ReferralRow.state.in_(sorted(CLOSED)), ReferralRow.updated_at < cutoff)
     delete("referral_events", sa.delete(ReferralEventRow).where(ReferralEventRow.referral_id.in_(old_referrals)))
     delete("referral_withdrawals", sa.delete(ReferralWithdrawalRow).where(ReferralWithdrawalRow.referral_id.in_(old_referrals)))
+    delete("referral_updates", sa.delete(ReferralUpdateRow).where(ReferralUpdateRow.referral_id.in_(old_referrals)))
     delete("referrals", sa.delete(ReferralRow).where(ReferralRow.state.in_(sorted(CLOSED)), ReferralRow.updated_at < cutoff))
     still_referred = sa.select(ReferralRow.person_key)
     delete("newcomers", sa.delete(NewcomerFactRow).where(NewcomerFactRow.registered_at < cutoff, NewcomerFactRow.person_key.not_in(still_referred)))

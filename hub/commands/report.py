@@ -127,7 +127,7 @@ def report_command(municipality: str, date_from: str, date_to: str, fmt: str, pl
     The cohort is the newcomers whose registration in the municipality (the population-register
     change that made them newcomers) falls on a day from --from to --to, also those whose mother
     tongue the register does not give (counted as unknown). For them: counts by mother tongue
-    group (Finnish, Swedish, Sámi, foreign language, unknown), mother tongue and nationality; the
+    group (Finnish, Swedish, Sámi, sign language, foreign language, unknown), mother tongue and nationality; the
     service chain of the act 681/2023 (referred -> reached -> initial assessment done -> integration
     plan requested), each person counted at the furthest step on record and at every step before
     it, so no step exceeds the one before; a line under a step says how many are there only

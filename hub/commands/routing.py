@@ -67,6 +67,14 @@ def route_command(rules_file: str | None, trace: bool) -> None:
     processing goes on. Blank lines are skipped.
     Needs no broker and no database. Ages and time limits are evaluated on the day of occurred_at
     (Finnish time). The identity code is never printed.
+
+    Input fields are the Newcomer's; all are optional (missing or null: unknown). integration_start
+    (YYYY-MM-DD, optional) is the date of the first residence permit or registered right of
+    residence, the start of the integration period: when given, due dates and the 3-year window
+    count from it, else from arrival_date. The rules take effect on their validity start (valid_from
+    in the rules file, 2025-01-01 in the packaged one): a line whose occurred_at is before it gets
+    only the rules the file lists for that case (the packaged: the municipality's outreach), with a
+    reason saying so, and --trace names every rule not applied.
     """
     from hub.routing.reference import default_reference
 

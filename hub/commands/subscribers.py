@@ -36,35 +36,39 @@ def _security() -> dict:
 
 
 @click.command("registry")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface, as in a container).")
 @click.option("--port", default=8081, show_default=True, type=click.IntRange(0, 65535), help="Port (8081 is the Schema Registry's usual one; 0 picks a free port).")
 def registry_command(host: str, port: int) -> None:
-    """Serve the hub's Avro schemas as a read-only Confluent Schema Registry.
+    """Serve the hub's Avro schemas as a Confluent Schema Registry in READONLY mode.
 
-    Standard deserializers (confluent-kafka's AvroDeserializer, Kafka Connect, ksqlDB, kcat -s avro)
-    pointed at http://HOST:PORT resolve the schema id in each record (GET /schemas/ids/{id}); the
-    ids are the ones the hub writes. Subjects: <topic>-value for the fixed topics and
-    fi.integrationhub.<Name> (RecordNameStrategy) for every schema, including those of the
-    per-recipient topics. Runs until Ctrl-C.
+    Every version of every schema, each with its own permanent id (hub/schemas/schema_ids.json),
+    so standard serializers and deserializers (confluent-kafka's AvroSerializer with its default
+    settings and AvroDeserializer, Kafka Connect, ksqlDB) pointed at http://HOST:PORT resolve the
+    id in any record the hub or a publisher wrote. Subjects: <topic>-value for the fixed topics
+    and fi.integrationhub.<Name> (RecordNameStrategy) for every schema. Registering a schema
+    identical to one of a subject's versions answers that version's id; any other write is
+    refused (error 42205): the schemas change only in the hub's repository. GET /health answers
+    probes. Runs until SIGTERM or Ctrl-C, then finishes the requests in flight.
     """
-    from hub.adapters.registry_server import make_server
+    from hub.adapters.registry_server import serve
+    from hub.commands.context import configure_logging
+
+    configure_logging(load_settings().log_level)  # HUB_LOG_LEVEL; INFO logs each request (logger hub.registry.access)
+
+    def ready(bound: int) -> None:
+        click.echo(f"schema registry on http://{host}:{bound} (READONLY; Ctrl-C stops)", err=True)
 
     try:
-        server = make_server(host, port)
+        asyncio.run(serve(host, port, on_ready=ready))
     except OSError as exc:
         raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
-    click.echo(f"schema registry on http://{host}:{server.server_address[1]} (read-only; Ctrl-C stops)", err=True)
-    try:
-        server.serve_forever()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.server_close()
 
 
 @click.group("schemas")
 def schemas_group() -> None:
-    """The hub's Avro schemas: compatibility of their versions."""
+    """The hub's Avro schemas: compatibility and ids of their versions; registering them in a registry of your own."""
 
 
 @schemas_group.command("check")
@@ -86,6 +90,55 @@ def schemas_check(samples: int) -> None:
     for problem in problems:
         click.echo(f"INCOMPATIBLE {problem}", err=True)
     if problems:
+        sys.exit(EXIT_FAILED)
+
+
+@schemas_group.command("register")
+@click.option("--url", required=True, help="The deployment's own Confluent-compatible schema registry, e.g. https://registry.example:8081.")
+@click.option("--dry-run", is_flag=True, help="Only look up: print what would be registered or changed, change nothing.")
+@click.option("--import-mode", is_flag=True,
+              help="Put each subject that needs a version in IMPORT mode first (PUT /mode/<subject>) and back in READWRITE after.")
+@click.option("--compatibility/--no-compatibility", "set_compatibility", default=True, show_default=True,
+              help="Set each subject's compatibility level to the hub's (hub/schemas/compatibility.json).")
+@click.option("--basic-auth-file", type=click.Path(exists=True, dir_okay=False),
+              help="A file whose first line is USERNAME:PASSWORD, for a registry with basic authentication.")
+def schemas_register(url: str, dry_run: bool, import_mode: bool, set_compatibility: bool, basic_auth_file: str | None) -> None:
+    """Put every version of every schema into a schema registry the deployment runs itself.
+
+    For a deployment whose serializers and tools use its own Confluent-compatible registry
+    instead of `hub registry`. Every subject `hub registry` serves (<topic>-value of the fixed
+    topics, fi.integrationhub.<Name> of every schema) gets every version of its schema, v1 first,
+    each under the hub's own id (hub/schemas/schema_ids.json), because records carry those ids. A
+    registry takes a given id only for a subject in IMPORT mode: set it yourself or pass
+    --import-mode. Idempotent: a version already there under the hub's id is left alone; one there
+    under another id is reported as a conflict and the subject is left as it is.
+
+    Credentials for a registry with basic authentication: --basic-auth-file (never on the
+    command line itself).
+
+    Exit status 0: every version is there (or, with --dry-run, the plan was printed); 1: a subject
+    failed, each printed with the registry's answer.
+    """
+    from pathlib import Path
+
+    from hub.adapters.schema_export import register
+
+    username = password = None
+    if basic_auth_file:
+        lines = Path(basic_auth_file).read_text(encoding="utf-8").splitlines()
+        if not lines or ":" not in lines[0]:
+            raise click.UsageError(f"--basic-auth-file {basic_auth_file}: the first line must be USERNAME:PASSWORD")
+        username, _, password = lines[0].partition(":")
+    try:
+        outcome = register(url, dry_run=dry_run, import_mode=import_mode, set_compatibility=set_compatibility,
+                           username=username, password=password,
+                           progress=lambda line: click.echo(line, err=line.startswith("error")))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    verb = "would register" if dry_run else "registered"
+    click.echo(f"{verb} {len(outcome.registered)} version(s), {len(outcome.present)} already there"
+               + (f", {len(outcome.errors)} subject(s) failed" if outcome.errors else ""))
+    if outcome.errors:
         sys.exit(EXIT_FAILED)
 
 
@@ -149,10 +202,10 @@ def replay_command(topic: str, from_offset, from_time, to_offset, to_time, parti
 @click.option("--from-seq", required=True, type=click.IntRange(min=1), help="First sequence number to send again.")
 @click.option("--to-seq", type=click.IntRange(min=1), help="Last sequence number (inclusive). Default: the newest.")
 def resend_command(recipient: str, from_seq: int, to_seq: int | None) -> None:
-    """Republish a recipient's referrals and withdrawals from the ledger, from sequence number N on.
+    """Republish a recipient's referrals, withdrawals and due-date updates from the ledger, from sequence number N on.
 
     For a subscriber that found a gap in the `sequence` numbers of its topic
-    (hub.referrals.<kind>.<code>.v1; Referral and ReferralWithdrawn records share the numbering).
+    (hub.referrals.<kind>.<code>.v1; Referral, ReferralWithdrawn and ReferralUpdated records share the numbering).
     The records keep their event ids, so repeats are recognisable; person_id is null in resent
     referrals (the ledger never stores identity codes).
     Needs HUB_KAFKA_URL and HUB_DATABASE_URL.

@@ -207,7 +207,7 @@ class LegalBasis:
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """An initial assessment (alkukartoitus) completed, as the consent rules need it."""
+    """An initial assessment (osaamisen ja kotoutumisen palvelutarpeen arviointi) completed, as the consent rules need it."""
 
     event_id: str
     assessment_id: str

@@ -4,7 +4,10 @@ The cohort is the newcomers of one municipality registered (the register change 
 newcomers happened) in the period, whatever the register says of their mother tongue (an unknown
 one counts as "unknown"). For them: by mother tongue (and its group) and nationality; the service
 chain (`CHAIN`); reached (an outreach referral the recipient reported accepted or contacted, or
-later); referred per authority; initial assessments started and completed; integration plans
+later); referred per authority (a person's task, not each referral: a referral made again after its
+supersession, e.g. re-issued under a corrected identity code or after a registration as a jobseeker
+ended and began again, counts once with the one it replaced; a referral withdrawn because the person
+moved still counts, it was that authority's); initial assessments started and completed; integration plans
 requested; the days between the steps (median, 90th percentile); their referrals still open, and
 overdue, today.
 
@@ -36,8 +39,10 @@ INITIAL_ASSESSMENT = "initial_assessment"
 REACHED_STATES = frozenset({"accepted", "contacted", "assessment_started", "completed"})
 CLOSED_STATES = frozenset({"declined", "completed", "superseded"})
 
-# Statistics Finland's language grouping: the domestic languages, and foreign-language speakers
+# Statistics Finland's language grouping: the domestic languages, and foreign-language speakers;
+# sign language (DVV code 98, or an ISO 639 code of one: Finnish, Finland-Swedish) is a group of its own
 DOMESTIC_GROUPS = {"fi": "Finnish", "sv": "Swedish", "se": "Sámi", "smn": "Sámi", "sms": "Sámi"}
+SIGN_LANGUAGES = {"98", "sgn", "fse", "fss"}
 # what registers and publishers write for a mother tongue they do not know (DVV: 99)
 UNKNOWN_LANGUAGES = {None, "", "99", "xx", "und", "unknown"}
 
@@ -191,6 +196,8 @@ def mother_tongue_group(code: str | None) -> str:
     code = (code or "").lower() or None
     if code in UNKNOWN_LANGUAGES:
         return "unknown"
+    if code in SIGN_LANGUAGES:
+        return "sign language"
     return DOMESTIC_GROUPS.get(code, "foreign language")
 
 
@@ -239,10 +246,13 @@ def compute(
     first_assessment_referral: dict[str, dt.datetime] = {}
     reached: dict[str, float] = {}  # person -> days from outreach referral to reached (nan: no history)
     contacted: set[str] = set()  # persons a recipient reported contact with, on any referral
+    tasks: set[tuple[str, str, str]] = set()  # (person, authority, purpose): a re-issued referral is the same task
     for r in mine:
         if r.state in CONTACT_STATES or any(s.state in CONTACT_STATES for s in history.get(r.referral_id, ())):
             contacted.add(r.person_key)
-        out.referrals_by_authority[r.authority] += 1
+        if (r.person_key, r.authority, r.purpose) not in tasks:
+            tasks.add((r.person_key, r.authority, r.purpose))
+            out.referrals_by_authority[r.authority] += 1
         if r.state not in CLOSED_STATES:
             out.open_by_authority[r.authority] += 1
             if r.due is not None and r.due < as_of:

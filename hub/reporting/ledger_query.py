@@ -3,21 +3,24 @@
 `assessment_and_plan_steps()` is the one place that says when a person's initial assessment was
 started or completed and when an integration plan was requested; the indicators read only it.
 Every source is joined to the cohort by the hub's person key (the key the referrals, the newcomer
-facts, the held items and the disclosure audit are all written under).
+facts, the held items and the disclosure audit are all written under). After an identity-code
+correction the person's newcomer facts are under the corrected code's key, and what was recorded
+under the replaced code's key (its referrals, their statuses, the assessment steps) is read as the
+person's too (`replaced_keys`): the person's history is one, whichever code it began under.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from hub.adapters.database import in_chunks
 from hub.adapters.newcomer_facts import NewcomerFactRow
-from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow
+from hub.adapters.referral_ledger import ReferralEventRow, ReferralRow, ReferralWithdrawalRow
 from hub.adapters.consent_store import Disclosure, HeldItem
 from hub.reporting.indicators import INITIAL_ASSESSMENT, NewcomerFact, ReferralFact, StatusFact, StepFact
 
@@ -50,6 +53,28 @@ def referral_facts(s: Session, person_keys: Sequence[str], authorities: Iterable
     for keys in in_chunks(person_keys):
         q = sa.select(ReferralRow).where(ReferralRow.person_key.in_(keys), ReferralRow.authority.in_(authorities))
         out += [ReferralFact(r.referral_id, r.person_key, r.authority, r.purpose, r.state, r.created_at, r.due) for r in s.scalars(q)]
+    return out
+
+
+def replaced_keys(s: Session, person_keys: Sequence[str]) -> dict[str, str]:
+    """replaced key -> the cohort's key, for the identity-code corrections of these people (also a chain
+    of them): a correction withdraws the replaced key's referrals (`identity_corrected`) in the routing
+    event that makes the corrected key's referrals."""
+    w, old, new = ReferralWithdrawalRow, aliased(ReferralRow), aliased(ReferralRow)
+    out: dict[str, str] = {}
+    wanted = {k: k for k in person_keys}  # a key to look behind -> the cohort's key it stands for
+    while wanted:
+        found: dict[str, str] = {}
+        for keys in in_chunks(sorted(wanted)):
+            q = (sa.select(old.person_key, new.person_key).distinct().select_from(w)
+                 .join(old, old.referral_id == w.referral_id)
+                 .join(new, new.newcomer_event_id == w.newcomer_event_id)
+                 .where(w.cause == "identity_corrected", new.person_key.in_(keys), old.person_key != new.person_key))
+            for replaced, key in s.execute(q):
+                if replaced not in out and replaced not in wanted and replaced not in person_keys:
+                    found[replaced] = wanted[key]
+        out.update(found)
+        wanted = found
     return out
 
 
@@ -101,7 +126,9 @@ def load(engine: sa.Engine, municipality: str, period_from: dt.date, period_to: 
     with Session(engine) as s:
         newcomers = newcomer_facts(s, municipality, period_from, period_to)
         keys = sorted({n.person_key for n in newcomers})
-        referrals = referral_facts(s, keys, authorities)
+        aliases = replaced_keys(s, keys)  # what was recorded under a replaced identity code is the person's too
+        everyone = sorted(set(keys) | set(aliases))
+        referrals = [replace(r, person_key=aliases.get(r.person_key, r.person_key)) for r in referral_facts(s, everyone, authorities)]
         statuses = status_facts(s, sorted({r.referral_id for r in referrals}))
-        steps = assessment_and_plan_steps(s, keys, authorities)
+        steps = [replace(st, person_key=aliases.get(st.person_key, st.person_key)) for st in assessment_and_plan_steps(s, everyone, authorities)]
     return LedgerRows(newcomers, referrals, statuses, steps)

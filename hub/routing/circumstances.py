@@ -235,19 +235,15 @@ def describe(fact: Fact) -> str:
     return f"service needs identified by {fact.identified_by} changed"
 
 
-# RoutingInput fields that only an update's caller sets (when the model has them): a routing that a
-# fact makes is no identity-code correction, and says what changed
-_CALLER_SET = {f.name for f in dataclasses.fields(RoutingInput)} & {"previous_person_key", "change_reason"}
-
-
 def circumstances_input(newcomer: RoutingInput, circumstances: Circumstances, fact: Fact) -> RoutingInput:
     """What routing runs again when `fact` changed the circumstances of a person whose Newcomer
     (`newcomer`, as detection sent it) is known: change `circumstances`, an event id derived from
-    the fact's (a replay routes the same event), at the later of the two event times."""
+    the fact's (a replay routes the same event), at the later of the two event times. It is no
+    identity-code correction (the snapshot's `previous_person_key` is not carried on), and its
+    `change_reason` says what changed."""
     occurred = newcomer.occurred_at if newcomer.occurred_at is not None and newcomer.occurred_at > fact.occurred_at else fact.occurred_at
-    caller = {name: (describe(fact) if name == "change_reason" else None) for name in _CALLER_SET}
     again = dataclasses.replace(newcomer, change="circumstances", event_id=str(uuid.uuid5(CIRCUMSTANCES_NAMESPACE, fact.event_id)),
-                                occurred_at=occurred, previous_municipality_code=None, **caller)
+                                occurred_at=occurred, previous_municipality_code=None, previous_person_key=None, change_reason=describe(fact))
     return merge(again, circumstances)
 
 

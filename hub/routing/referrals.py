@@ -8,6 +8,9 @@
 - `transition`: the state machine of a referral, driven by the recipients' ReferralStatus events.
 - `supersessions`: which open referrals an update of the person supersedes, and why;
   `withdrawal_record`: the ReferralWithdrawn event that tells the old recipient.
+- `due_updates`: which open referrals an update of the person keeps but with another due date (the
+  first residence permit became known after the referral, ...); `update_record`: the ReferralUpdated
+  event that tells the recipient.
 """
 
 from __future__ import annotations
@@ -212,5 +215,73 @@ def withdrawal_record(s: Supersession, *, sequence: int, newcomer: RoutingInput,
         "reason": s.reason,
         "replaced_by": s.replaced_by,
         "withdrawn_at": now,
+        "newcomer_event_id": newcomer.event_id,
+    }
+
+
+@dataclass(frozen=True)
+class DueUpdate:
+    """An open referral an update keeps, whose decision now has another due date."""
+
+    referral_id: str
+    person_key: str
+    authority: str
+    purpose: str
+    due: dt.date | None
+    previous_due: dt.date | None
+    reason: str
+
+
+def due_updates(newcomer: RoutingInput, decisions: Iterable[Decision], open_refs: Iterable[tuple[OpenRef, dt.date | None]],
+                ids: Mapping[tuple[str, str], str]) -> list[DueUpdate]:
+    """The open referrals of `newcomer.person_key` (with their due dates as the ledger holds them) that
+    this update keeps (the same recipient and purpose is decided again, and the referral is the person's
+    current one for it, `ids`) whose decision has another due date now, in the order given. Due dates
+    count from the start of the integration period: a first-permit date that arrives after the referral
+    was made moves them. A referral of the replaced key of an identity-code correction is withdrawn,
+    never updated."""
+    decided = {(d.authority, d.purpose): d for d in decisions}
+    out = []
+    for ref, due in open_refs:
+        d = decided.get((ref.authority, ref.purpose))
+        if d is None or ref.person_key != newcomer.person_key or ids.get((ref.authority, ref.purpose)) != ref.referral_id or d.due == due:
+            continue
+        out.append(DueUpdate(ref.referral_id, ref.person_key, ref.authority, ref.purpose, d.due, due, _due_reason(newcomer, d)))
+    return out
+
+
+def _due_reason(newcomer: RoutingInput, decision: Decision) -> str:
+    why = f"; {newcomer.change_reason}" if newcomer.change_reason else ""
+    if decision.due is None:
+        return f"no time limit applies any more{why}"
+    start = newcomer.period_start
+    basis = f" ({newcomer.period_start_source}, {start.isoformat()})" if start is not None else ""
+    return f"due date counted again from the start of the integration period{basis}{why}"
+
+
+def update_event_id(referral_id_: str, routing_event_id: str | None) -> str:
+    """The ReferralUpdated event id: derived from the referral and the routing event that updated it, so
+    a re-sent update is recognisably the same and a later update of the same referral is another event."""
+    return str(uuid.uuid5(REFERRAL_NAMESPACE, f"{referral_id_}|updated|{routing_event_id or ''}"))
+
+
+def update_record(u: DueUpdate, *, sequence: int, newcomer: RoutingInput, now: dt.datetime) -> dict:
+    """The ReferralUpdated event (Avro record dict) telling the recipient the referral's new due date.
+    No identity code: the recipient has the referral it names."""
+    return {
+        "event_id": update_event_id(u.referral_id, newcomer.event_id),
+        "occurred_at": newcomer.occurred_at or now,
+        "recorded_at": now,
+        "source": "hub:routing",
+        "schema_version": 1,
+        "referral_id": u.referral_id,
+        "to": u.authority,
+        "purpose": u.purpose,
+        "person_key": u.person_key,
+        "sequence": sequence,
+        "due": u.due,
+        "previous_due": u.previous_due,
+        "reason": u.reason,
+        "updated_at": now,
         "newcomer_event_id": newcomer.event_id,
     }

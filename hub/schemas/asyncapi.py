@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from hub.domain import publishers
@@ -18,10 +20,15 @@ CE_HEADERS = {
         "ce_specversion": {"type": "string", "const": "1.0"},
         "ce_id": {"type": "string", "description": "= event_id of the record: the idempotency key (drop repeats by it)"},
         "ce_type": {"type": "string", "description": "fi.integrationhub.<Name>.v1"},
-        "ce_source": {"type": "string", "description": "the publishing system or authority id (the record's source)"},
+        "ce_source": {"type": "string", "format": "uri-reference",
+                      "description": "the record's `source` (the publishing system or authority id) as an RFC 3986 URI-reference, an "
+                                     "absolute path: <kind>:<rest> as /<kind>/<rest>, an id without a colon as one segment, each part "
+                                     "percent-encoded where a path needs it (wellbeing_area:04 is /wellbeing_area/04, hub:routing "
+                                     "/hub/routing, migri /migri); webhooks' CloudEvents `source` is the same"},
         "ce_time": {"type": "string", "format": "date-time", "description": "occurred_at of the record"},
         "content-type": {"type": "string", "const": "application/avro", "description": "Avro in the Confluent wire format (magic byte 0, 4-byte schema id, body)"},
-        "hub_replay_of": {"type": "string", "description": "only on records republished by `hub replay`: <topic>/<partition>/<offset> of the original"},
+        "hub_replay_of": {"type": "string", "description": "only on records republished by `hub replay` or `hub dead-letters replay` (which keeps the original headers too): "
+                                               "<topic>/<partition>/<offset> of the original"},
     },
     "required": ["ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time", "content-type"],
 }
@@ -154,6 +161,25 @@ def document(codec: Codec | None = None, version: str | None = None) -> dict:
     }
 
 
+class _Yaml12Dumper(yaml.SafeDumper):
+    """A SafeDumper that quotes every string a YAML 1.2 reader would take for something else.
+
+    PyYAML resolves plain scalars by YAML 1.1, so it writes the string "091" (no valid 1.1 octal)
+    unquoted, and a YAML 1.2 reader (the AsyncAPI tools) reads it as the integer 91. With the YAML
+    1.2 core schema's implicit types added, any string that looks like a 1.2 number, boolean or null
+    is emitted quoted."""
+
+
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     "-+.0123456789"),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL)$", "~nN"),
+):
+    _Yaml12Dumper.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+
+
 def render(doc: dict | None = None) -> str:
-    """YAML text of the document (key order kept, unicode as is)."""
-    return yaml.safe_dump(doc or document(), sort_keys=False, allow_unicode=True, width=120)
+    """YAML text of the document (key order kept, unicode as is), read the same by YAML 1.1 and 1.2 readers."""
+    return yaml.dump(doc or document(), Dumper=_Yaml12Dumper, sort_keys=False, allow_unicode=True, width=120)

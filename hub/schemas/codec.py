@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import io
 import json
+import re
 import struct
 import uuid
 from dataclasses import dataclass
@@ -56,37 +57,124 @@ def _load_avsc(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+HISTORY = "history"
+MAX_SCHEMA_ID = 2**31 - 1  # a Confluent schema id is a positive 32-bit signed integer
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a schema with its permanent id: hub/schemas/history/<name>/v<number>.avsc."""
+
+    name: str
+    number: int
+    schema_id: int
+    raw: dict
+    parsed: Any = None
+
+
+@dataclass(frozen=True)
+class SchemaTable:
+    """Every version of every schema with its id (schema_ids.json), and the problems found reading them."""
+
+    current: dict[str, dict]  # name -> the schema the hub writes now (hub/schemas/*.avsc)
+    files: dict[str, str]  # name -> its file name in hub/schemas/
+    versions: dict[str, list[dict]]  # name -> raw versions, v1 first (history/<name>/, or the current one alone)
+    ids: dict[tuple[str, int], int]  # (name, version number) -> schema id
+    problems: list[str]
+
+
+def _no_duplicate_keys(pairs):
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice")
+        seen[key] = value
+    return seen
+
+
+def read_schema_table(schema_dir: Path = SCHEMA_DIR) -> SchemaTable:
+    """Read hub/schemas: the current .avsc files, their history versions and schema_ids.json.
+
+    Problems (each naming the fix): a key of schema_ids.json that names no version file, a version
+    without an id, an id used twice or out of range, a current schema that differs from its newest
+    history version (it would be written under an id that means another schema)."""
+    problems: list[str] = []
+    current: dict[str, dict] = {}
+    files: dict[str, str] = {}
+    for path in sorted(schema_dir.glob("*.avsc")):
+        raw = _load_avsc(path)
+        current[raw["name"]] = raw
+        files[raw["name"]] = path.name
+    versions: dict[str, list[dict]] = {}
+    for name, raw in current.items():
+        folder = schema_dir / HISTORY / name
+        found = sorted(folder.glob("v*.avsc"), key=lambda p: int(p.stem[1:]) if p.stem[1:].isdigit() else 0) if folder.is_dir() else []
+        if [p.stem for p in found] != [f"v{n}" for n in range(1, len(found) + 1)]:
+            problems.append(f"{HISTORY}/{name}/: versions must be v1.avsc, v2.avsc, ... without gaps; found {[p.name for p in found]}")
+            found = []
+        versions[name] = [_load_avsc(p) for p in found] or [raw]
+        if found and versions[name][-1] != raw:
+            n = len(found)
+            problems.append(f"{files[name]} differs from {HISTORY}/{name}/v{n}.avsc: add it as {HISTORY}/{name}/v{n + 1}.avsc "
+                            f"with a new id \"{name}/v{n + 1}\" in schema_ids.json (or revert)")
+    try:
+        entries = json.loads((schema_dir / "schema_ids.json").read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except ValueError as exc:
+        return SchemaTable(current, files, versions, {}, problems + [f"schema_ids.json: {exc}"])
+    ids: dict[tuple[str, int], int] = {}
+    owner: dict[int, str] = {}
+    for key, schema_id in entries.items():
+        if key.startswith("_"):
+            continue
+        name, _, version = key.partition("/")
+        if not version:
+            problems.append(f"schema_ids.json: {key!r} names no version: key each id by the version whose data carries it, "
+                            f"e.g. \"{key}/v1\": {schema_id} (never move an id to another version)")
+            continue
+        if name not in versions or not re.fullmatch(r"v[1-9][0-9]*", version) or int(version[1:]) > len(versions[name]):
+            problems.append(f"schema_ids.json: {key!r} names no schema version: keep it only for a file {HISTORY}/{name}/{version}.avsc "
+                            "(a released version's file is never removed)")
+            continue
+        if not isinstance(schema_id, int) or isinstance(schema_id, bool) or not 0 < schema_id <= MAX_SCHEMA_ID:
+            problems.append(f"schema_ids.json: {key!r} must be a whole number from 1 to {MAX_SCHEMA_ID}")
+            continue
+        if schema_id in owner:
+            problems.append(f"schema_ids.json: {key!r} and {owner[schema_id]!r} share id {schema_id}: every version needs its own id; "
+                            f"keep {schema_id} on the version whose data carries it and give the other the next unused id")
+            continue
+        owner[schema_id] = key
+        ids[(name, int(version[1:]))] = schema_id
+    next_id = max(owner, default=0) + 1
+    for name, listed in versions.items():
+        for number in range(1, len(listed) + 1):
+            if (name, number) not in ids:
+                problems.append(f"schema_ids.json: {name}/v{number} has no id: add \"{name}/v{number}\": {next_id} "
+                                "(the next unused id; ids are never reused)")
+                next_id += 1
+    return SchemaTable(current, files, versions, ids, problems)
+
+
 class Codec:
-    """Encode and decode hub events. Parsed schemas are cached per codec."""
+    """Encode and decode hub events. Parsed schemas are cached per codec.
+
+    Every version of every schema has its own id (schema_ids.json "<Name>/v<N>"); the hub writes
+    with its newest version's id and reads a record of any version through that version's schema
+    into the current one (fields the writer lacked get their defaults)."""
 
     def __init__(self, schema_dir: Path = SCHEMA_DIR):
-        ids = json.loads((schema_dir / "schema_ids.json").read_text(encoding="utf-8"))
-        entries = {k: v for k, v in ids.items() if not k.startswith("_")}
-        self._ids: dict[str, int] = {k: v for k, v in entries.items() if "/" not in k}  # name -> id of the version written now
-        self._names: dict[int, str] = {v: k for k, v in self._ids.items()}
-        self._raw: dict[str, dict] = {}
-        for path in sorted(schema_dir.glob("*.avsc")):
-            raw = _load_avsc(path)
-            self._raw[raw["name"]] = raw
-        missing = set(self._ids) - set(self._raw)
-        if missing:
-            raise RuntimeError(f"schema ids name schemas with no .avsc file: {sorted(missing)}")
+        table = read_schema_table(schema_dir)
+        if table.problems:
+            raise RuntimeError("; ".join(table.problems))
+        self._raw: dict[str, dict] = dict(table.current)
         self._parsed: dict[str, Any] = {name: fastavro.parse_schema(raw, named_schemas={}) for name, raw in self._raw.items()}
-        # earlier released versions ("Name/vN": id): data written with them is read through the
-        # version's own schema (hub/schemas/history/Name/vN.avsc) into the current one
-        self._earlier: dict[int, tuple[str, int, dict, Any]] = {}
-        for key, schema_id in entries.items():
-            if "/" not in key:
-                continue
-            name, _, version = key.partition("/")
-            path = schema_dir / "history" / name / f"{version}.avsc"
-            if name not in self._ids or not version.startswith("v") or not version[1:].isdigit() or not path.is_file():
-                raise RuntimeError(f"schema_ids.json: {key!r} must name an earlier version of a known schema, kept as history/{name}/{version}.avsc")
-            raw = _load_avsc(path)
-            self._earlier[schema_id] = (name, int(version[1:]), raw, fastavro.parse_schema(raw, named_schemas={}))
-            self._names[schema_id] = name
-        if len(self._names) != len(entries):
-            raise RuntimeError("schema_ids.json: every id must be used once")
+        self._ids: dict[str, int] = {name: table.ids[(name, len(listed))] for name, listed in table.versions.items()}  # written now
+        self._versions: dict[int, Version] = {}
+        for (name, number), schema_id in table.ids.items():
+            raw = table.versions[name][number - 1]
+            newest = number == len(table.versions[name])
+            parsed = None if newest else fastavro.parse_schema(raw, named_schemas={})
+            self._versions[schema_id] = Version(name, number, schema_id, raw, parsed)
+        self._names: dict[int, str] = {schema_id: v.name for schema_id, v in self._versions.items()}
         self._to_jsonable: dict[str, Any] = {}  # schema name -> its compiled JSON-form converter
 
     # -- schemas -------------------------------------------------------------------------------
@@ -108,18 +196,22 @@ class Codec:
         self.schema_id(name)
         return self._parsed[name]
 
-    def earlier_ids(self, name: str) -> dict[int, int]:
-        """version -> schema id of the earlier released versions of `name` (data in Kafka may still use them)."""
+    def versions(self, name: str) -> list[Version]:
+        """Every version of `name`, v1 first; the last is the one the hub writes."""
         self.schema_id(name)
-        return {version: schema_id for schema_id, (n, version, _, _) in self._earlier.items() if n == name}
+        return sorted((v for v in self._versions.values() if v.name == name), key=lambda v: v.number)
+
+    def version_of_id(self, schema_id: int) -> Version | None:
+        return self._versions.get(schema_id)
+
+    def earlier_ids(self, name: str) -> dict[int, int]:
+        """version -> schema id of the earlier versions of `name` (data in Kafka may still use them)."""
+        return {v.number: v.schema_id for v in self.versions(name)[:-1]}
 
     def schema_of_id(self, schema_id: int) -> tuple[str, dict] | None:
         """(name, raw schema) of the version `schema_id` stands for, or None for an unknown id."""
-        if schema_id in self._earlier:
-            name, _, raw, _ = self._earlier[schema_id]
-            return name, raw
-        name = self._names.get(schema_id)
-        return (name, self._raw[name]) if name is not None else None
+        version = self._versions.get(schema_id)
+        return (version.name, version.raw) if version is not None else None
 
     # -- wire format -------------------------------------------------------------------------
     def encode(self, name: str, record: dict) -> bytes:
@@ -161,11 +253,11 @@ class Codec:
         buf = io.BytesIO(data)
         buf.seek(_HEADER.size)
         try:
-            earlier = self._earlier.get(schema_id)
-            if earlier is None:
+            writer = self._versions[schema_id].parsed
+            if writer is None:
                 record = fastavro.schemaless_reader(buf, self._parsed[name], None)
             else:  # written with an earlier version: resolved into the current schema (new fields get their defaults)
-                record = fastavro.schemaless_reader(buf, earlier[3], self._parsed[name])
+                record = fastavro.schemaless_reader(buf, writer, self._parsed[name])
         except Exception as exc:
             raise CodecError("undecodable", f"body is not a valid {name} record ({type(exc).__name__})") from None
         if buf.tell() != len(data):

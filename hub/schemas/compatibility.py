@@ -19,7 +19,7 @@ from pathlib import Path
 import fastavro
 import fastavro.utils
 
-from hub.schemas.codec import SCHEMA_DIR
+from hub.schemas.codec import SCHEMA_DIR, read_schema_table
 
 MODES = ("BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE")
 HISTORY = "history"
@@ -45,6 +45,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if self.writer == "-":  # not a pair of versions: a missing history, an unrecorded change, a schema id
+            return f"{self.schema}: {self.message}"
         return f"{self.schema}: {self.reader} cannot read data written with {self.writer}: {self.message}"
 
 
@@ -245,7 +247,8 @@ def check_repository(schema_dir: Path = SCHEMA_DIR, samples: int = SAMPLES) -> t
     """Check every schema of the package. Returns (lines describing what was checked, problems).
 
     Also a problem: a current schema (hub/schemas/*.avsc) that is not the newest version in its
-    history folder, so a change cannot skip the check by not being recorded.
+    history folder, so a change cannot skip the check by not being recorded; and a schema id
+    problem of schema_ids.json (a version without an id of its own, an id two versions share).
     """
     modes = load_modes(schema_dir)
     history = load_history(schema_dir)
@@ -269,4 +272,9 @@ def check_repository(schema_dir: Path = SCHEMA_DIR, samples: int = SAMPLES) -> t
         found = check_versions(name, versions, mode, samples)
         problems += found
         lines.append(f"{name}: {len(versions)} version(s), {mode}: {'ok' if not found else f'{len(found)} problem(s)'}")
+    table = read_schema_table(schema_dir)
+    id_problems = [m for m in table.problems if m.startswith("schema_ids.json")]
+    problems += [Problem("schema_ids.json", "-", "-", m.removeprefix("schema_ids.json: ")) for m in id_problems]
+    ids = sorted(table.ids.items(), key=lambda item: item[1])
+    lines.append(f"schema ids: {len(ids)} version(s), each with its own id: {'ok' if not id_problems else f'{len(id_problems)} problem(s)'}")
     return lines, problems

@@ -118,10 +118,14 @@ TOPICS: tuple[TopicSpec, ...] = (
               ("the recipient authority's system (only its own topic)",),
               "Withdrawals of referrals the recipient received (superseded: moved, no longer applies, identity code corrected), "
               "in the same per-recipient `sequence` as its referrals."),
+    TopicSpec(REFERRALS, "ReferralUpdated", PERSON, ("hub routing",),
+              ("the recipient authority's system (only its own topic)",),
+              "A new due date of an open referral the recipient received (e.g. the first residence permit, from which the "
+              "integration period counts, became known later), in the same per-recipient `sequence` as its referrals."),
     TopicSpec(REFERRAL_STATUS, "ReferralStatus", "the referral id", ("recipient authorities' systems",), ("hub routing (referral ledger)",),
               "Status reports of referrals by their recipients (accepted, contacted, unreachable, assessment started, declined)."),
     TopicSpec(ASSESSMENTS, "AssessmentCompleted", PERSON, ("the assessing authority's system",), ("hub consent check",),
-              "Completed initial assessments (alkukartoitus)."),
+              "Completed initial assessments (osaamisen ja kotoutumisen palvelutarpeen arviointi: assessments of skills and integration-service needs)."),
     TopicSpec(CONSENTS, "Consent", PERSON, ("consent-collecting systems",), ("hub consent registry",),
               "Consents granted, revoked or expired."),
     TopicSpec(JOBSEEKER_STATUS, "JobseekerStatus", PUBLISHERS_PERSON,

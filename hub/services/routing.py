@@ -4,7 +4,8 @@ Routing a batch: each newcomer is checked and routed by the pure engine (`hub.ro
 the batch's decisions recorded in the ledger in one transaction (idempotent: a newcomer seen before
 is a duplicate and creates nothing), every referral to publish sent, and the ledger told they are
 published only after the broker acknowledged them all. A crash anywhere reads the batch again and
-the ledger sends again exactly what was not marked published.
+the ledger sends again exactly what was not marked published: referrals, withdrawals of the
+referrals an update superseded, and due-date updates of the open referrals it kept (ReferralUpdated).
 
 With a circumstances port, routing also keeps each person's circumstances (`hub.routing.circumstances`):
 the facts other authorities report (RoutingFact records, read with the newcomers) and the person's
@@ -41,8 +42,10 @@ class Routed:
     duplicates: int = 0  # newcomers the ledger had recorded before
     published: int = 0  # referrals sent and marked published
     withdrawn: int = 0  # withdrawals of superseded referrals sent and marked published
+    updated: int = 0  # due-date updates of open referrals sent and marked published
     created: list[dict] = field(default_factory=list)  # referrals created by this batch
     withdrawals: list[dict] = field(default_factory=list)  # withdrawals of referrals this batch superseded
+    updates: list[dict] = field(default_factory=list)  # due-date updates of open referrals this batch made
     waits: list[float] = field(default_factory=list)  # seconds from registration to referral, per newcomer with new referrals
     changed: set[str] = field(default_factory=set)  # authorities whose open/overdue counts changed
     facts_routed: int = 0  # RoutingFacts that routed their person again, duplicates included (not in `routed`)
@@ -127,9 +130,13 @@ class Routing:
                 acks.append(await self.publisher.publish(self.topic_for(withdrawal["to"]), "ReferralWithdrawn", withdrawal, withdrawal["person_key"]))
                 published.append(withdrawal["event_id"])
                 out.withdrawn += 1
+            for update in recorded.updates:  # after the withdrawals, in the same order of sequence numbers
+                acks.append(await self.publisher.publish(self.topic_for(update["to"]), "ReferralUpdated", update, update["person_key"]))
+                published.append(update["event_id"])
+                out.updated += 1
         await asyncio.gather(*acks)  # delivered (acks=all) before the ledger says so
         await self.ledger.mark_published(published, now)
-        out.published = len(published) - out.withdrawn
+        out.published = len(published) - out.withdrawn - out.updated
         for (_, newcomer, _, from_fact), recorded in zip(routed, done):
             if from_fact:
                 out.facts_routed += 1
@@ -142,6 +149,7 @@ class Routing:
             out.created.extend(recorded.created)
             if not recorded.duplicate:
                 out.withdrawals.extend(recorded.withdrawals)
+                out.updates.extend(recorded.updates)
             out.changed.update(r["to"] for r in recorded.created)
             out.changed.update(recorded.superseded_authorities)
         return out
@@ -179,11 +187,6 @@ class Routing:
 ROUTING_FACT = "RoutingFact"
 
 
-def previous_person_key(newcomer: RoutingInput) -> str | None:
-    """The replaced code's person key of an identity-code correction, where the Newcomer carries one."""
-    return getattr(newcomer, "previous_person_key", None)
-
-
 class _People:
     """The circumstances of one batch's persons: what was stored, and what the batch changed so far
     (a later record of the batch sees the earlier ones' changes)."""
@@ -218,7 +221,7 @@ class _People:
         under the replaced code's key."""
         row = self._row(newcomer.person_key)
         facts = person_circumstances.decode(row.facts if row else None)
-        old_key = previous_person_key(newcomer)
+        old_key = newcomer.previous_person_key
         if old_key and old_key != newcomer.person_key and (old := self._row(old_key)) is not None:
             facts = person_circumstances.combine(facts, person_circumstances.decode(old.facts))
         return facts
@@ -230,10 +233,16 @@ class _People:
         return person_circumstances.merge(newcomer, self._facts(newcomer))
 
     def keep(self, newcomer: RoutingInput) -> None:
-        """Keep the routed Newcomer (as it came, without the facts) as the person's snapshot."""
+        """Keep the routed Newcomer (as it came, without the facts) as the person's snapshot. After an
+        identity-code correction the facts move to the corrected code's key: the replaced key's row is
+        emptied (no facts, no snapshot), so a late fact under the replaced code waits there and routes
+        nobody again under a code no longer in use."""
         if self.store is None:
             return
         facts = person_circumstances.encode(self._facts(newcomer))
+        old_key = newcomer.previous_person_key
+        if old_key and old_key != newcomer.person_key and self._row(old_key) is not None:
+            self.pending[old_key] = StoredCircumstances(person_circumstances.encode(person_circumstances.Circumstances()), None)
         self.pending[newcomer.person_key] = StoredCircumstances(facts, person_circumstances.encode_newcomer(newcomer))
 
     async def write(self, now) -> None:

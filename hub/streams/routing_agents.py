@@ -68,6 +68,8 @@ class RoutingObserved:
             self.referrals[referral["to"]] += 1
         for withdrawal in out.withdrawals:
             metrics.referrals_withdrawn.labels(withdrawal["to"], withdrawal["cause"]).inc()
+        for update in out.updates:
+            metrics.referrals_updated.labels(update["to"]).inc()
         for seconds in out.waits:
             metrics.registration_to_referral.observe(seconds)
         self.changed.update(out.changed)

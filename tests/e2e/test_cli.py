@@ -92,6 +92,7 @@ def test_demo_runs_on_embedded_defaults_and_leaves_no_process(tmp_path):
     assert newcomers > 10 and referrals >= newcomers
     assert "municipality:091" in out.stdout and "invalid_person_id" in out.stdout
     assert re.search(r"plan requests disclosed:\s+[1-9]", out.stdout) and "revocation notices 1" in out.stdout
+    assert re.search(r"referrals withdrawn:\s+\d+", out.stdout) and re.search(r"due dates updated:\s+\d+", out.stdout)
     # the simulated employment authorities, Migri and wellbeing areas publish on the fact inputs, as in
     # production: the employment authorities' assessment referrals come from their jobseeker statuses
     facts = re.search(r"routing facts reported:\s+(\d+)\s+\((.*?);", out.stdout)

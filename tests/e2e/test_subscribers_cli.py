@@ -51,13 +51,14 @@ def test_registry_serves_schemas_and_answers_unknown_ids_with_404():
         assert "fi.integrationhub.Referral" in body
         status, _, body = _get(f"{base}/schemas/ids/3")
         assert status == 200 and json.loads(body["schema"])["name"] == "Referral"
-        assert _get(f"{base}/schemas/ids/4242")[::2] == (404, {"error_code": 40403, "message": "Schema not found"})
-        req = urllib.request.Request(f"{base}/subjects/fi.integrationhub.Referral/versions", data=b"{}", method="POST")
+        assert _get(f"{base}/schemas/ids/4242")[::2] == (404, {"error_code": 40403, "message": "Schema 4242 not found"})
+        other = json.dumps({"schema": json.dumps({"type": "record", "name": "Referral", "namespace": "fi.integrationhub", "fields": []})})
+        req = urllib.request.Request(f"{base}/subjects/fi.integrationhub.Referral/versions", data=other.encode(), method="POST")
         try:
             urllib.request.urlopen(req, timeout=5)
-            raise AssertionError("a POST must be refused")
+            raise AssertionError("a schema the hub does not have must be refused")
         except urllib.error.HTTPError as err:
-            assert err.code == 405
+            assert err.code == 422 and json.loads(err.read())["error_code"] == 42205
     finally:
         proc.terminate()
         proc.wait(10)
@@ -66,7 +67,8 @@ def test_registry_serves_schemas_and_answers_unknown_ids_with_404():
 def test_schemas_check_passes_on_the_shipped_schemas():
     out = run("schemas", "check")
     assert out.returncode == 0, out.stderr
-    assert "PopulationChange: 2 version(s), FULL_TRANSITIVE: ok" in out.stdout
+    assert "PopulationChange: 3 version(s), FULL_TRANSITIVE: ok" in out.stdout
+    assert "each with its own id: ok" in out.stdout
 
 
 def test_replay_and_resend_usage_errors_exit_2_without_traceback():

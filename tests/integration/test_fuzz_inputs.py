@@ -227,7 +227,8 @@ def malformed(topic: str, n: int, good: Good, now: dt.datetime, seed: int) -> li
         if kind == "truncated":
             value = value[: rng.randrange(len(value))]
         elif kind == "unknown_schema_id":
-            value = _with_header(rng.choice([x for x in (0, 10, 11, 999, 2**31 - 1, rng.randrange(12, 2**31)) if x not in ids]), value[5:])
+            known = {v.schema_id for n in codec.names for v in codec.versions(n)}  # every version's id, not only the input schemas'
+            value = _with_header(rng.choice([x for x in (0, 999, 2**31 - 1, rng.randrange(100, 2**31)) if x not in known]), value[5:])
             allowed = {"unknown_schema_id"}
         elif kind == "other_schema":
             value = _with_header(rng.choice(sorted(ids - {codec.schema_id(name)})), value[5:])

@@ -70,7 +70,7 @@ OLD_HEAD_COMBINATIONS = [
 ]
 
 
-HEAD = "0018_referral_withdrawals"  # the last migration: every later one has it (or a later one) as its down_revision
+HEAD = "0019_referral_updates"  # the last migration: every later one has it (or a later one) as its down_revision
 
 
 def _script(url="sqlite://"):

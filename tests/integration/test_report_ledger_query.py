@@ -119,3 +119,27 @@ def test_assessments_the_consent_registry_received_count_and_unknown_mother_tong
     assert ind.funnel() == [("newcomers", 3), ("referred", 3), ("reached", 2), ("assessed", 2), ("plan requested", 1)]
     assert ind.inferred["assessed"] == 0 and ind.inferred["reached"] == 2  # no recipient reported contact
     assert ind.steps["assessment_to_plan_request"].median_days == 3.0  # from the held assessment to its release
+
+
+def test_after_an_identity_code_correction_the_person_counts_once_with_the_old_codes_history(ledger):
+    """A newcomer's identity code is corrected after the municipality reported contact on the first
+    referral: the report counts one person, each task once, and the contact made under the old code."""
+    muni = "092"
+    old, new = (f"pk-{uuid.uuid4().hex}" for _ in range(2))
+    period = (dt.date(2032, 1, 1), dt.date(2032, 1, 31))  # this test's own period (the PostgreSQL database is shared)
+    at = lambda d: dt.datetime(2032, 1, d, 9, tzinfo=UTC)  # noqa: E731
+    first = routed(ledger, newcomer(old, occurred_at=at(2).isoformat(), labour_force_status="unemployed_job_seeker", mother_tongue="98"), at(2))
+    outreach = next(r for r in first.created if r["purpose"] == "outreach")
+    status = {"event_id": str(uuid.uuid4()), "occurred_at": at(4), "referral_id": outreach["referral_id"], "authority": outreach["to"],
+              "status": "contacted", "reason": None}
+    assert ledger.apply_status(status, at(4)).code == "applied"
+    corrected = routed(ledger, newcomer(new, change="circumstances", previous_person_key=old, occurred_at=at(6).isoformat(),
+                                        labour_force_status="unemployed_job_seeker", mother_tongue="98"), at(6))
+    assert {w["cause"] for w in corrected.withdrawals} == {"identity_corrected"} and corrected.created
+    authorities = {r.authority for r in default_reference().authorities(muni).roles.values() if r.authority}
+    rows = ledger_query.load(ledger.engine, muni, *period, authorities)
+    assert {r.person_key for r in rows.referrals} == {new}  # the old code's referrals are the same person's
+    ind = compute(muni, *period, dt.date(2032, 2, 1), rows.newcomers, rows.referrals, rows.statuses, rows.steps)
+    assert ind.newcomers == 1 and ind.referred == 1 and ind.reached == 1  # the contact under the old code counts
+    assert dict(ind.referrals_by_authority) == {(r["to"]): 1 for r in first.created}  # each task once, not old and re-issued
+    assert ind.by_mother_tongue_group == {"sign language": 1}

@@ -2,7 +2,8 @@
 population changes make newcomers; a jobseeker status signed by the employment authority and a
 residence permit signed by Migri reach routing through the fact intake; the employment authority's
 referral topic receives its assessment referral, whether the facts come after the newcomer or before
-it; a forged or invalid fact is a dead letter with its reason. And the routing consumer's two topics
+it; a first permit learned after the referral moves its due date (a ReferralUpdated on the same
+topic, next in its sequence); a forged or invalid fact is a dead letter with its reason. And the routing consumer's two topics
 are co-partitioned: partition i of both goes to one member of the group."""
 
 import asyncio
@@ -25,7 +26,6 @@ from hub.routing.model import RoutingInput
 from hub.routing.reference import default_reference
 from hub.routing.rules import default_rules
 from hub.schemas import topics
-from hub.schemas.codec import default_codec
 from hub.schemas.envelope import cloudevent_headers, envelope
 from hub.streams import fact_agents, newcomer_agents, routing_agents
 from hub.streams.app import HubApp
@@ -75,13 +75,14 @@ async def send_as(hub: HubApp, topic: str, name: str, record: dict, signer: str)
     return value
 
 
-# the hub announces a referral it supersedes on its recipient's topic, where its schema exists
-WITHDRAWALS = "ReferralWithdrawn" in default_codec().names
-
-
 def referrals(got: Collector, key: str) -> list[dict]:
-    """The Referral records of one person (a withdrawal on the same topic has a `cause`)."""
-    return [r for r in got.where(person_key=key) if "cause" not in r]
+    """The Referral records of one person (a withdrawal or an update on the same topic has no `rule`)."""
+    return [r for r in got.where(person_key=key) if "rule" in r]
+
+
+def updates(got: Collector, key: str) -> list[dict]:
+    """The ReferralUpdated records of one person."""
+    return [r for r in got.where(person_key=key) if "previous_due" in r]
 
 
 def expected_due(pid: str, key: str) -> dt.date:
@@ -115,12 +116,12 @@ def test_facts_from_their_publishers_route_the_person_to_the_employment_authorit
             await hub.publisher.publish(topics.POPULATION_CHANGES, "PopulationChange", population_change(early), key=key_early)
             await wait_for(lambda: routing.consumed[(topics.NEWCOMERS, "routed")] == 1, 60, "the first newcomer routed")
             assert referrals(got, key_early) == []
-            # the permit first: a referral's due date is fixed when the referral is made (a first-permit
-            # date learned after it does not move it), and the two input topics are read in no set order
-            await send_as(hub, topics.RESIDENCE_PERMITS, "ResidencePermit", permit(early), "migri")
-            await wait_for(lambda: routing.consumed[(topics.ROUTING_FACTS, "routed")] == 1, 60, "the permit routed")
+            # the jobseeker status: the referral, due three years from the arrival (no first permit known yet)
             await send_as(hub, topics.JOBSEEKER_STATUS, "JobseekerStatus", jobseeker(early), EMPLOYMENT)
             await wait_for(lambda: len(referrals(got, key_early)) == 1, 60, "the employment authority's referral of the first person")
+            # then the permit: the integration period started earlier, the referral's due date moves
+            await send_as(hub, topics.RESIDENCE_PERMITS, "ResidencePermit", permit(early), "migri")
+            await wait_for(lambda: len(updates(got, key_early)) == 1, 60, "the referral's new due date")
 
             # the facts first: kept until the newcomer is detected, then used
             await send_as(hub, topics.RESIDENCE_PERMITS, "ResidencePermit", permit(late), "migri")
@@ -139,22 +140,32 @@ def test_facts_from_their_publishers_route_the_person_to_the_employment_authorit
             routed_again = routing.consumed[(topics.ROUTING_FACTS, "routed")]
             await send_as(hub, topics.JOBSEEKER_STATUS, "JobseekerStatus", jobseeker(early, "ended", dt.date(2025, 4, 1)), EMPLOYMENT)
             await wait_for(lambda: routing.consumed[(topics.ROUTING_FACTS, "routed")] == routed_again + 1, 60, "registration ended routed again")
-            if WITHDRAWALS:  # the referral that no longer applies is withdrawn, to its recipient
-                await wait_for(lambda: len(got.where(person_key=key_early, cause="no_longer_applies")) == 1, 60, "the withdrawal")
+            # the referral that no longer applies is withdrawn, to its recipient
+            await wait_for(lambda: len(got.where(person_key=key_early, cause="no_longer_applies")) == 1, 60, "the withdrawal")
             return got, facts, forged, invalid
 
     try:
         got, facts, forged, invalid = asyncio.run(scenario())
         stored = store.get_many([key_early, key_late])
+        [early_referral] = referrals(got, key_early)
+        ledger_due = ledger.due(early_referral["referral_id"])
+        resent = ledger.published_from(EMPLOYMENT, early_referral["sequence"], early_referral["sequence"] + 1)
     finally:
         engine.dispose()
     for pid, key in ((early, key_early), (late, key_late)):
         [referral] = referrals(got, key)
         assert (referral["to"], referral["purpose"], referral["person_id"]) == (EMPLOYMENT, "initial_assessment", pid)
-        assert referral["due"] == expected_due(pid, key)
-    # once the rules count from the integration period's start, the due date is three years from the first permit
-    counts_from_permit = expected_due(early, key_early) == add_period(FIRST_PERMIT, years=3)
-    assert counts_from_permit or expected_due(early, key_early) == add_period(ARRIVED, years=3)
+    # the due dates count from the integration period's start: three years from the first permit
+    assert expected_due(early, key_early) == add_period(FIRST_PERMIT, years=3)
+    [late_referral] = referrals(got, key_late)
+    assert late_referral["due"] == expected_due(late, key_late) and updates(got, key_late) == []  # the facts first: right from the start
+    # the permit after the referral: due first from the arrival, then moved to the first permit's, next in the recipient's numbering
+    assert early_referral["due"] == add_period(ARRIVED, years=3)
+    [update] = updates(got, key_early)
+    assert (update["referral_id"], update["to"], update["purpose"]) == (early_referral["referral_id"], EMPLOYMENT, "initial_assessment")
+    assert (update["previous_due"], update["due"]) == (add_period(ARRIVED, years=3), add_period(FIRST_PERMIT, years=3)) == (early_referral["due"], ledger_due)
+    assert update["sequence"] == early_referral["sequence"] + 1 and "first residence permit" in update["reason"]
+    assert [(name, r["sequence"]) for name, r in resent] == [("Referral", update["sequence"] - 1), ("ReferralUpdated", update["sequence"])]
     assert facts.consumed[(topics.JOBSEEKER_STATUS, "accepted")] == 3 and facts.consumed[(topics.RESIDENCE_PERMITS, "accepted")] == 2
     dead = {bytes(d["original_value"]): d for d in got.where(original_topic=topics.JOBSEEKER_STATUS) + got.where(original_topic=topics.RESIDENCE_PERMITS)}
     assert dead[forged]["reason"] == "forbidden" and "employment_area=" in dead[forged]["message"]
@@ -164,9 +175,9 @@ def test_facts_from_their_publishers_route_the_person_to_the_employment_authorit
     late_row = circumstances.decode(stored[key_late].facts)
     assert late_row.residence.first_permit_date == FIRST_PERMIT and late_row.jobseeker.status == "registered"
     assert circumstances.decode(stored[key_early].facts).jobseeker.status == "ended"
-    if WITHDRAWALS:
-        [withdrawn] = got.where(person_key=key_early, cause="no_longer_applies")
-        assert withdrawn["to"] == EMPLOYMENT and "registration as an unemployed jobseeker ended" in withdrawn["reason"]
+    [withdrawn] = got.where(person_key=key_early, cause="no_longer_applies")
+    assert withdrawn["to"] == EMPLOYMENT and "registration as an unemployed jobseeker ended" in withdrawn["reason"]
+    assert withdrawn["sequence"] > update["sequence"]
     assert circumstances.decode_newcomer(stored[key_late].newcomer).labour_force_status == "unknown"
     assert not any(identity_code_in(text) for row in stored.values() for text in row)
 

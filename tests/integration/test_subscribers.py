@@ -147,7 +147,7 @@ def test_cloudevents_sdk_reads_hub_records(routed, kafka_url):
         body = codec.decode(m.value, "Referral").record
         assert event.get_id() == str(body["event_id"])
         assert event.get_type() == "fi.integrationhub.Referral.v1"
-        assert event.get_source() == "hub:routing"
+        assert event.get_source() == "/hub/routing"  # the record's source hub:routing as a URI-reference
         assert event.get_specversion() == "1.0"
         assert event.get_time() == body["occurred_at"]
         assert event.get_datacontenttype() == "application/avro"

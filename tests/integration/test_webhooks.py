@@ -8,6 +8,7 @@ from the topics `recipient_topics` names); after the last attempt a delivery is 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import threading
 import time
@@ -216,10 +217,11 @@ def test_the_webhook_models_match_the_migrations(database_url):
 
 
 def test_a_withdrawal_reaches_the_recipients_webhook_after_its_referral_in_sequence(kafka_url, database_url):
-    """A ReferralWithdrawn on the recipient's referral topic is delivered like a referral: its own
-    CloudEvents type, the next sequence number, in order behind the referral it withdraws."""
+    """A ReferralWithdrawn (and a ReferralUpdated, a new due date) on the recipient's referral topic is
+    delivered like a referral: its own CloudEvents type, the next sequence number, in order behind the
+    referral it names."""
     from hub.routing.model import RoutingInput
-    from hub.routing.referrals import Supersession, withdrawal_record
+    from hub.routing.referrals import DueUpdate, Supersession, update_record, withdrawal_record
 
     database.upgrade(database_url)
     uid = uuid.uuid4().hex[:8]
@@ -238,17 +240,21 @@ def test_a_withdrawal_reaches_the_recipients_webhook_after_its_referral_in_seque
     sub, _ = store.add(RECIPIENT, f"http://127.0.0.1:{server.server_address[1]}/hook", secret=secret)
     ref = referral(RECIPIENT, 1)
     gone = Supersession(ref["referral_id"], ref["person_key"], RECIPIENT, "outreach", "moved", "moved to municipality 049")
-    withdrawal = withdrawal_record(gone, sequence=2, newcomer=RoutingInput(event_id="e-move", person_key=ref["person_key"], change="moved"),
+    later = DueUpdate(ref["referral_id"], ref["person_key"], RECIPIENT, "outreach", dt.date(2027, 11, 5), None, "due date counted again")
+    update = update_record(later, sequence=2, newcomer=RoutingInput(event_id="e-permit", person_key=ref["person_key"], change="circumstances"),
+                           now=ref["recorded_at"])
+    withdrawal = withdrawal_record(gone, sequence=3, newcomer=RoutingInput(event_id="e-move", person_key=ref["person_key"], change="moved"),
                                    now=ref["recorded_at"])
 
     async def scenario():
         async with EventProducer(kafka_url) as producer:
             await producer.send_event(topics_for(RECIPIENT)[0], "Referral", ref, key=ref["person_key"])
+            await producer.send_event(topics_for(RECIPIENT)[0], "ReferralUpdated", update, key=ref["person_key"])
             await producer.send_event(topics_for(RECIPIENT)[0], "ReferralWithdrawn", withdrawal, key=ref["person_key"])
         worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=2, disclosure_check=lambda plan: None)
         try:
             deadline = time.monotonic() + 60
-            while len(receiver.accepted) < 2:
+            while len(receiver.accepted) < 3:
                 assert time.monotonic() < deadline, f"not delivered: {[(d.state, d.attempts) for d in store.deliveries(sub.id)]}"
                 await worker.pull(timeout_ms=200)
                 await worker.deliver_due()
@@ -263,7 +269,9 @@ def test_a_withdrawal_reaches_the_recipients_webhook_after_its_referral_in_seque
         server.server_close()
         engine.dispose()
     assert [(e["type"], e["data"]["sequence"]) for e in receiver.accepted] == [
-        ("fi.integrationhub.Referral.v1", 1), ("fi.integrationhub.ReferralWithdrawn.v1", 2)]
-    data = receiver.accepted[1]["data"]
-    assert (data["referral_id"], data["cause"], data["reason"], receiver.accepted[1]["id"]) == (
+        ("fi.integrationhub.Referral.v1", 1), ("fi.integrationhub.ReferralUpdated.v1", 2), ("fi.integrationhub.ReferralWithdrawn.v1", 3)]
+    moved = receiver.accepted[1]["data"]
+    assert (moved["referral_id"], moved["due"], receiver.accepted[1]["id"]) == (ref["referral_id"], "2027-11-05", str(update["event_id"]))
+    data = receiver.accepted[2]["data"]
+    assert (data["referral_id"], data["cause"], data["reason"], receiver.accepted[2]["id"]) == (
         ref["referral_id"], "moved", "moved to municipality 049", str(withdrawal["event_id"]))

@@ -41,7 +41,7 @@ from hub.adapters.dvv.synthetic import generate_pages
 from hub.adapters.idempotency import ProcessedEvent
 from hub.adapters.kafka.admin import ensure_topics
 from hub.adapters.outbox import OutboxMessage
-from hub.adapters.referral_ledger import ROUTING_CONSUMER, ReferralRow, ReferralWithdrawalRow
+from hub.adapters.referral_ledger import ROUTING_CONSUMER, ReferralRow, ReferralUpdateRow, ReferralWithdrawalRow
 from hub.consent import records as consent_records
 from hub.services.consent import CONSUMER_ASSESSMENTS, CONSUMER_CONSENTS
 from hub.adapters.consent_store import Disclosure, HeldItem
@@ -341,6 +341,7 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
         ledger = conn.execute(sa.select(ReferralRow.referral_id, ReferralRow.authority, ReferralRow.sequence, ReferralRow.published_at)).all()
         withdrawn = conn.execute(sa.select(ReferralWithdrawalRow.referral_id, ReferralWithdrawalRow.authority, ReferralWithdrawalRow.sequence,
                                            ReferralWithdrawalRow.published_at)).all()
+        updated = conn.execute(sa.select(ReferralUpdateRow.authority, ReferralUpdateRow.sequence, ReferralUpdateRow.published_at)).all()
         disclosures = conn.execute(sa.select(Disclosure.request_id)).scalars().all()
         held = conn.execute(sa.select(HeldItem.assessment_event_id, HeldItem.released_at, HeldItem.request_id)).all()
         unsent = conn.execute(sa.select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))).scalar()
@@ -352,7 +353,7 @@ def test_worker_killed_at_random_moments_loses_nothing_and_duplicates_nothing(n_
     plan_ids = Counter(r["request_id"] for r in plans_wire)
     ledger_ids = Counter(r.referral_id for r in ledger)
     sequences: dict[str, list[int]] = {}
-    for r in [*ledger, *withdrawn]:  # one numbering per recipient: referrals and withdrawals
+    for r in [*ledger, *withdrawn, *updated]:  # one numbering per recipient: referrals, withdrawals and due-date updates
         sequences.setdefault(r.authority, []).append(r.sequence)
     unreleased = {h.assessment_event_id for h in held if h.released_at is None}
     released = [h for h in held if h.released_at is not None]

@@ -203,7 +203,7 @@ class Result:
     cli: dict  # check -> problem (empty: fine)
     committed: dict  # (topic, partition) -> committed offset at the end
     report: str
-    withdrawal_rows: list = field(default_factory=list)  # withdrawals of superseded referrals: in the recipients' numbering
+    withdrawal_rows: list = field(default_factory=list)  # withdrawals and due-date updates of referrals: in the recipients' numbering
 
 
 @pytest.fixture(scope="module")
@@ -410,7 +410,8 @@ def _run(url: str, db_url: str, tmp: Path) -> Result:
             name, rec = None, None
         final.append((m.topic, m.partition, m.offset, name, rec))
     referral_rows = db("SELECT referral_id, authority, purpose, person_key, sequence, state, published_at FROM referrals")
-    withdrawal_rows = db("SELECT referral_id, authority, sequence, published_at FROM referral_withdrawals")
+    withdrawal_rows = db("SELECT referral_id, authority, sequence, published_at FROM referral_withdrawals"
+                         " UNION ALL SELECT referral_id, authority, sequence, published_at FROM referral_updates")
     disclosures = [r[0] for r in db("SELECT request_id FROM disclosures")]
     # a row the relay set aside on purpose (too big, or its consent ended: where the outbox has a `parked_at`) is not waiting
     parked = "parked_at" in {c["name"] for c in sa.inspect(engine).get_columns("outbox")}
@@ -546,7 +547,7 @@ def test_no_duplicates(soak_run):
     dup = {k: n for k, n in ledger.items() if n > 1}
     _fail_unless(not dup, f"the referral ledger holds {len(dup)} referrals more than once (e.g. {sorted(dup)[:3]})")
     sequences = defaultdict(list)
-    for r in [*soak_run.referral_rows, *soak_run.withdrawal_rows]:  # one numbering per recipient: referrals and withdrawals
+    for r in [*soak_run.referral_rows, *soak_run.withdrawal_rows]:  # one numbering per recipient: referrals, withdrawals and updates
         sequences[r.authority].append(r.sequence)
     gaps = [a for a, seqs in sequences.items() if sorted(seqs) != list(range(1, len(seqs) + 1))]
     _fail_unless(not gaps, f"per-recipient sequence numbers have gaps or repeats: {gaps}")

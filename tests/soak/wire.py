@@ -21,14 +21,19 @@ FILES = {
     "PopulationChange": "population_change.avsc", "Newcomer": "newcomer.avsc", "Referral": "referral.avsc",
     "ReferralStatus": "referral_status.avsc", "AssessmentCompleted": "assessment_completed.avsc", "Consent": "consent.avsc",
     "PlanRequest": "plan_request.avsc", "Notice": "notice.avsc", "DeadLetter": "dead_letter.avsc",
-    "ReferralWithdrawn": "referral_withdrawn.avsc",
+    "ReferralWithdrawn": "referral_withdrawn.avsc", "ReferralUpdated": "referral_updated.avsc",
 }
 
 
 @lru_cache(maxsize=None)
 def _ids() -> dict[str, int]:
-    # the ids the hub writes now ("Name/vN" entries are earlier versions, read by the hub's codec)
-    return {k: v for k, v in json.loads((SCHEMAS / "schema_ids.json").read_text()).items() if not k.startswith("_") and "/" not in k}
+    # the ids the hub writes now: each schema's newest version ("Name/vN": id, one entry per version)
+    newest: dict[str, tuple[int, int]] = {}
+    for key, schema_id in json.loads((SCHEMAS / "schema_ids.json").read_text()).items():
+        if not key.startswith("_"):
+            name, _, version = key.partition("/")
+            newest[name] = max(newest.get(name, (0, 0)), (int(version[1:]), schema_id))
+    return {name: schema_id for name, (_, schema_id) in newest.items()}
 
 
 @lru_cache(maxsize=None)
@@ -64,6 +69,6 @@ def headers(name: str, record: dict) -> list[tuple[str, bytes]]:
     occurred = record.get("occurred_at") or dt.datetime.now(dt.timezone.utc)
     return [
         ("ce_specversion", b"1.0"), ("ce_id", str(record["event_id"]).encode()), ("ce_type", f"fi.integrationhub.{name}.v1".encode()),
-        ("ce_source", str(record.get("source") or "soak").encode()),
+        ("ce_source", ("/" + str(record.get("source") or "soak").replace(":", "/", 1)).encode()),  # a URI-reference, as docs/integrating.md asks
         ("ce_time", occurred.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z").encode()), ("content-type", b"application/avro"),
     ]

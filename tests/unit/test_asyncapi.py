@@ -1,6 +1,7 @@
 """docs/asyncapi.yaml is what the code generates, and it is a valid AsyncAPI 3.0 document."""
 
 import copy
+import re
 import json
 from pathlib import Path
 
@@ -57,3 +58,33 @@ def test_the_routing_facts_channels_name_their_publishers_and_identity_rules():
     assert "hub-signature" in doc["components"]["messages"]["JobseekerStatus"]["headers"]["properties"]
     assert "hub-signature" in doc["components"]["messages"]["Consent"]["headers"]["properties"]
     assert "hub-signature" not in doc["components"]["messages"]["Referral"]["headers"]["properties"]
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """Reads plain scalars by the YAML 1.2 core schema's number rules (as the AsyncAPI tools do): 091 is an integer."""
+
+
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", lambda loader, node: int(loader.construct_scalar(node), 10))
+
+
+def test_a_yaml_1_2_reader_reads_every_string_as_a_string():
+    doc = document()
+    assert yaml.load(render(doc), Loader=_Yaml12Loader) == doc
+    assert doc["channels"]["referral"]["parameters"]["code"]["examples"] == ["091", "04", "43"]
+    # what PyYAML's own dumper writes is read differently: the reason render() has its own
+    assert yaml.load(yaml.safe_dump(doc, sort_keys=False), Loader=_Yaml12Loader)["channels"]["referral"]["parameters"]["code"]["examples"][0] == 91
+
+
+def test_make_test_runs_the_pinned_official_validator():
+    """CI runs `make test`: it installs the CLI pinned (exact version, whole tree locked) and validates first."""
+    package = json.loads((ROOT / "tools/asyncapi/package.json").read_text())
+    lock = json.loads((ROOT / "tools/asyncapi/package-lock.json").read_text())
+    pinned = package["dependencies"]["@asyncapi/cli"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pinned), "pin @asyncapi/cli to an exact version"
+    assert lock["packages"][""]["dependencies"] == package["dependencies"], "tools/asyncapi/package-lock.json is stale: npm install --package-lock-only"
+    assert lock["packages"]["node_modules/@asyncapi/cli"]["version"] == pinned
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: .*\basyncapi\b", makefile, re.M)
+    assert "npm ci --prefix $(ASYNCAPI_DIR)" in makefile and "validate --fail-severity warn docs/asyncapi.yaml" in makefile
+    assert "$(ASYNCAPI_STAMP): tools/asyncapi/package.json tools/asyncapi/package-lock.json" in makefile

@@ -6,6 +6,7 @@ import json
 import struct
 
 import fastavro
+import fastavro.utils
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -25,11 +26,33 @@ def test_every_design_event_has_a_schema_with_the_envelope():
 
 
 def test_schema_ids_are_unique_and_stable():
-    ids = [codec.schema_id(n) for n in codec.names]
-    assert len(set(ids)) == len(ids)
-    # written into data already published: never renumber; PopulationChange version 2 keeps id 1
-    assert codec.earlier_ids("PopulationChange") == {2: 1} and codec.schema_id("PopulationChange") == 14
-    assert len({*ids, *codec.earlier_ids("PopulationChange").values()}) == len(ids) + 1
+    every = [v.schema_id for n in codec.names for v in codec.versions(n)]
+    assert len(set(every)) == len(every)  # every version of every schema has its own id
+    # written into data already published: never renumber. The hub wrote PopulationChange version 2
+    # with id 1 before version 3; version 1 was never written by the hub and got an id of its own
+    assert codec.earlier_ids("PopulationChange") == {1: 17, 2: 1} and codec.schema_id("PopulationChange") == 14
+    # Newcomer version 1 (id 2) was written by the hub before version 2 (id 16)
+    assert codec.earlier_ids("Newcomer") == {1: 2} and codec.schema_id("Newcomer") == 16
+    assert {n: codec.schema_id(n) for n in ("Referral", "ReferralStatus", "AssessmentCompleted", "Consent", "PlanRequest", "Notice")} == dict(zip(
+        ("Referral", "ReferralStatus", "AssessmentCompleted", "Consent", "PlanRequest", "Notice"), range(3, 9)))
+    # DeadLetter version 1 (id 9) was written by the hub before version 2 (id 18)
+    assert codec.earlier_ids("DeadLetter") == {1: 9} and codec.schema_id("DeadLetter") == 18
+
+
+@pytest.mark.parametrize("schema_id", sorted(v.schema_id for n in default_codec().names for v in default_codec().versions(n)))
+def test_a_record_of_every_version_decodes_into_the_current_schema(schema_id):
+    """A record written with any version (its own schema, its own id) decodes into the current schema."""
+    version = codec.version_of_id(schema_id)
+    writer = fastavro.parse_schema(version.raw, named_schemas={})
+    record = next(fastavro.utils.generate_many(writer, 1))
+    buf = io.BytesIO()
+    buf.write(b"\x00" + struct.pack(">I", schema_id))
+    fastavro.schemaless_writer(buf, writer, record)
+    event = codec.decode(buf.getvalue(), version.name, check_bounds=False)
+    assert event.schema_id == schema_id and event.name == version.name
+    current = {f["name"] for f in codec.raw_schema(version.name)["fields"]}
+    assert set(event.record) == current
+    assert codec.decode(codec.encode(version.name, event.record), check_bounds=False).record == event.record  # a whole current record
 
 
 def test_a_record_written_with_an_earlier_released_version_is_read_into_the_current_schema():
@@ -121,7 +144,7 @@ def test_from_json_errors_name_the_field():
 
 
 def test_codec_can_be_built_from_a_directory(tmp_path):
-    (tmp_path / "schema_ids.json").write_text('{"A": 1}')
+    (tmp_path / "schema_ids.json").write_text('{"A/v1": 1}')
     (tmp_path / "a.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}')
     c = Codec(tmp_path)
     assert c.decode(c.encode("A", {"x": 5})).record == {"x": 5}
@@ -130,17 +153,39 @@ def test_codec_can_be_built_from_a_directory(tmp_path):
 def test_an_earlier_released_version_keeps_its_id_and_a_wrong_entry_is_refused(tmp_path):
     (tmp_path / "history" / "A").mkdir(parents=True)
     (tmp_path / "history" / "A" / "v1.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}')
-    (tmp_path / "a.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"},{"name":"y","type":["null","string"],"default":null}]}')
-    (tmp_path / "schema_ids.json").write_text('{"A": 2, "A/v1": 1}')
+    v2 = '{"type":"record","name":"A","fields":[{"name":"x","type":"int"},{"name":"y","type":["null","string"],"default":null}]}'
+    (tmp_path / "history" / "A" / "v2.avsc").write_text(v2)
+    (tmp_path / "a.avsc").write_text(v2)
+    (tmp_path / "schema_ids.json").write_text('{"A/v2": 2, "A/v1": 1}')
     c = Codec(tmp_path)
     body = io.BytesIO()
     fastavro.schemaless_writer(body, fastavro.parse_schema({"type": "record", "name": "A", "fields": [{"name": "x", "type": "int"}]}), {"x": 5})
     assert c.decode(b"\x00" + struct.pack(">I", 1) + body.getvalue()).record == {"x": 5, "y": None}
     assert c.decode(c.encode("A", {"x": 6, "y": "z"})).schema_id == 2 and c.earlier_ids("A") == {1: 1}
-    for wrong in ('{"A": 2, "A/v7": 1}', '{"A": 2, "B/v1": 1}', '{"A": 1, "A/v1": 1}'):
+    refused = {
+        '{"A/v2": 2, "A/v7": 1}': "names no schema version",
+        '{"A/v2": 2, "B/v1": 1}': "names no schema version",
+        '{"A/v2": 1, "A/v1": 1}': "share id 1",  # two versions would share an id
+        '{"A/v2": 2}': 'A/v1 has no id: add "A/v1": 3',
+        '{"A": 2, "A/v1": 1}': "names no version",  # an id not tied to a version would move with the next one
+        '{"A/v2": 2, "A/v1": 1, "A/v1": 3}': "appears twice",
+        '{"A/v2": 0, "A/v1": 1}': "whole number",
+    }
+    for wrong, why in refused.items():
         (tmp_path / "schema_ids.json").write_text(wrong)
-        with pytest.raises(RuntimeError, match="schema_ids.json"):
+        with pytest.raises(RuntimeError, match="schema_ids.json") as err:
             Codec(tmp_path)
+        assert why in str(err.value), wrong
+
+
+def test_a_schema_change_without_a_version_of_its_own_is_refused(tmp_path):
+    """The changed schema would be written under the id of the version before it: refused, naming the fix."""
+    (tmp_path / "history" / "A").mkdir(parents=True)
+    (tmp_path / "history" / "A" / "v1.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}')
+    (tmp_path / "a.avsc").write_text('{"type":"record","name":"A","fields":[{"name":"x","type":"long"}]}')
+    (tmp_path / "schema_ids.json").write_text('{"A/v1": 1}')
+    with pytest.raises(RuntimeError, match='a.avsc differs from history/A/v1.avsc: add it as history/A/v2.avsc with a new id "A/v2"'):
+        Codec(tmp_path)
 
 
 def _status():

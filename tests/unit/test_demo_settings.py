@@ -25,3 +25,30 @@ def test_configured_services_are_used_as_they_are(tmp_path):
     for settings in (Settings(data_dir=tmp_path, database_url=f"sqlite:///{db}"), Settings(data_dir=tmp_path, kafka_url="kafka://127.0.0.1:9092")):
         assert demo_settings(settings) is settings
     assert db.read_bytes() == b"keep"
+
+
+def test_the_summary_counts_only_disclosed_plan_requests_as_disclosed_and_withdrawals_per_cause():
+    import datetime as dt
+    from collections import Counter
+
+    import sqlalchemy as sa
+
+    from hub.adapters import database
+    from hub.adapters.consent_store import Disclosure
+    from hub.demo import DemoSummary, plan_request_counts
+
+    engine = database.create_engine("sqlite://")
+    database.Base.metadata.create_all(engine)
+    now = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
+    rows = [{"request_id": f"r{i}", "person_key": f"pk-{i}", "recipient": "municipality:091", "assessor": who, "assessment_id": f"a{i}",
+             "data_categories": "[]", "disclosed_at": now, "outbox_id": i + 1, "disclosed": who != "municipality:091"}
+            for i, who in enumerate(["employment_authority:08", "employment_authority:08", "municipality:091"])]
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # the rows' outbox messages do not matter here
+        conn.execute(sa.insert(Disclosure.__table__), rows)
+        conn.commit()
+    assert plan_request_counts(engine) == (2, 1)  # the assessor's own plan request is no disclosure
+    engine.dispose()
+    text = DemoSummary(plan_requests=2, own_plan_requests=1, withdrawals=Counter(moved=3, no_longer_applies=1), due_updates=2).render()
+    assert "plan requests disclosed:     2  (and 1 to the assessor itself" in text
+    assert "referrals withdrawn:         4  (moved: 3, no_longer_applies: 1)" in text and "due dates updated:           2" in text

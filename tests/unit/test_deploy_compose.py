@@ -24,6 +24,7 @@ SERVICES = COMPOSE["services"]
 OTHER_ENGINEERS_FILES = {ROOT / "deploy" / "prometheus" / "alerts.yml", ROOT / "deploy" / "grafana" / "hub.json"}
 ENV_NAMES = set(re.findall(r'"(HUB_[A-Z0-9_]+)"', (ROOT / "hub" / "config.py").read_text()))
 HUB_SERVICES = [name for name, s in SERVICES.items() if "build" in s]
+SECRETLESS = {"registry"}  # hub services that need no secret: the schema registry serves the repository's schemas
 
 
 def _mounts():
@@ -206,6 +207,9 @@ def test_publisher_identity_is_on_and_the_secrets_come_from_a_file_outside_the_r
     for name in HUB_SERVICES:
         service = SERVICES[name]
         env = service["environment"]
+        if name in SECRETLESS:  # reads no topic and keys no person: no secret reaches it
+            assert "env_file" not in service and not any(("SECRET" in k or "KEY" in k) for k in env), name
+            continue
         mounts = {target: source for n, source, target in _mounts() if n == name}
         data = yaml.safe_load(mounts[env["HUB_PUBLISHERS"]].read_text(encoding="utf-8"))
         key_vars = {v for entry in data["publishers"] for v in ([entry["key_env"]] if isinstance(entry["key_env"], str) else entry["key_env"])}
@@ -216,3 +220,22 @@ def test_publisher_identity_is_on_and_the_secrets_come_from_a_file_outside_the_r
         assert env_files == ["hub-secrets.env"], name
     ignored = subprocess.run(["git", "check-ignore", "-q", str(COMPOSE_DIR / "hub-secrets.env")], cwd=ROOT)
     assert ignored.returncode == 0, "hub-secrets.env must be ignored by git"
+
+
+def test_the_schema_registry_runs_and_its_healthcheck_asks_health():
+    """The compose registry serves `hub registry` on every interface, needs no secret, and its
+    health check passes against a real registry and fails with nothing listening."""
+    import subprocess
+    import sys
+
+    from hub.adapters.registry_server import serving
+
+    registry = SERVICES["registry"]
+    assert registry["command"] == ["registry", "--host", "0.0.0.0", "--port", "8081"]
+    assert "env_file" not in registry and "8081:8081" in registry["ports"]
+    check = registry["healthcheck"]
+    assert check["test"][0] == "CMD" and "127.0.0.1:8081/health" in check["test"][-1]
+    with serving() as url:
+        command = [sys.executable, *check["test"][2:-1], check["test"][-1].replace("127.0.0.1:8081", url.split("//")[1])]
+        assert subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+    assert subprocess.run(command, capture_output=True, timeout=30).returncode != 0

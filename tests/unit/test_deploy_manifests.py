@@ -222,3 +222,28 @@ def test_overlay_patches_and_images_target_what_the_base_has():
     assert {i["name"] for i in OVERLAY["images"]} <= image_names
     namespace = next(d for _, d in OVERLAY_DOCS if d["kind"] == "Namespace")
     assert namespace["metadata"]["name"] == OVERLAY["namespace"]
+
+
+def test_registry_deployment_and_service_run_hub_registry_non_root_with_probes_and_resources():
+    from click.testing import CliRunner
+
+    from hub.cli import main
+
+    registry = next(d for _, d in BASE_DOCS if d["kind"] == "Deployment" and d["metadata"]["name"] == "hub-registry")
+    service = next(d for _, d in BASE_DOCS if d["kind"] == "Service" and d["metadata"]["name"] == "hub-registry")
+    spec = registry["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"][0] == "registry" and CliRunner().invoke(main, [*container["args"], "--help"]).exit_code == 0
+    assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["readOnlyRootFilesystem"] and container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert not container["securityContext"]["allowPrivilegeEscalation"] and spec["automountServiceAccountToken"] is False
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    port = container["args"][container["args"].index("--port") + 1]
+    assert container["args"][container["args"].index("--host") + 1] == "0.0.0.0"  # the kubelet's probes and the Service reach the pod IP
+    assert {p["containerPort"] for p in container["ports"]} == {int(port)}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
+    assert not any("secret" in json.dumps(e).lower() for e in container.get("env", []))  # needs no Secret
+    assert service["spec"]["selector"] == registry["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"] and service["spec"]["ports"][0]["port"] == 8081
+    assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "hub-registry" for _, d in OVERLAY_DOCS)

@@ -47,6 +47,19 @@ def test_percentile_interpolates_between_ranks():
 
 def test_mother_tongue_groups():
     assert [mother_tongue_group(c) for c in ("fi", "sv", "se", "ar", None, "99", "RU")] == ["Finnish", "Swedish", "Sámi", "foreign language", "unknown", "unknown", "foreign language"]
+    assert [mother_tongue_group(c) for c in ("98", "fse", "FSS")] == ["sign language"] * 3  # not a foreign language
+
+
+def test_a_reissued_referral_counts_once_and_a_moved_ones_stays_with_its_authority():
+    newcomers = [NewcomerFact("p", at(1)), NewcomerFact("q", at(1))]
+    referrals = [ReferralFact("a1", "p", "employment_authority:08", "initial_assessment", "superseded", at(2)),  # registration ended
+                 ReferralFact("a2", "p", "employment_authority:08", "initial_assessment", "sent", at(6)),  # registered again: the same task
+                 ReferralFact("o1", "p", "municipality:091", "outreach", "sent", at(2)),
+                 ReferralFact("o2", "q", "municipality:091", "outreach", "superseded", at(2)),  # q moved away
+                 ReferralFact("o3", "q", "municipality:049", "outreach", "sent", at(8))]
+    ind = compute("091", FROM, TO, AS_OF, newcomers, referrals, [], [])
+    assert ind.referrals_by_authority == {"employment_authority:08": 1, "municipality:091": 2, "municipality:049": 1}
+    assert ind.open_by_authority == {"employment_authority:08": 1, "municipality:091": 1, "municipality:049": 1}
 
 
 def test_empty_period_gives_zeros_and_no_durations():

@@ -75,6 +75,7 @@ def test_sign_language_and_unknown_tongue_are_routed_with_outreach_that_says_how
     ind = compute("091", dt.date(2025, 3, 1), dt.date(2025, 3, 31), dt.date(2025, 4, 1), rows.newcomers, rows.referrals, rows.statuses, rows.steps)
     assert ind.newcomers == 4
     assert ind.by_mother_tongue["98"] == 1 and ind.by_mother_tongue["unknown"] == 2 and ind.by_mother_tongue["ar"] == 1
+    assert ind.by_mother_tongue_group == {"sign language": 1, "unknown": 2, "foreign language": 1}  # 98 is no foreign language
 
 
 def test_a_sign_language_user_with_a_contact_language_is_addressed_in_it_and_still_gets_an_interpreter():

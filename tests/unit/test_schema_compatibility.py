@@ -85,3 +85,30 @@ def test_an_unrecorded_schema_change_is_reported(tmp_path):
     messages = [str(p) for p in problems]
     assert any("differs from history/Referral/v1.avsc" in m for m in messages)
     assert any("priority" in m and "without a default" in m for m in messages)
+
+
+def test_schemas_check_fails_when_two_versions_would_share_an_id(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from hub.cli import main
+    from hub.schemas import compatibility
+    from hub.schemas.codec import SCHEMA_DIR
+
+    shutil.copytree(SCHEMA_DIR, tmp_path / "schemas", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    ids_path = tmp_path / "schemas" / "schema_ids.json"
+    ids = json.loads(ids_path.read_text())
+    ids["PopulationChange/v1"] = ids["PopulationChange/v2"]  # the old mistake: v1 and v2 under one id
+    ids_path.write_text(json.dumps(ids))
+    _, problems = check_repository(tmp_path / "schemas", samples=2)
+    assert any("share id 1" in str(p) for p in problems)
+    real = compatibility.check_repository
+    monkeypatch.setattr(compatibility, "check_repository", lambda samples: real(tmp_path / "schemas", samples=samples))
+    result = CliRunner().invoke(main, ["schemas", "check", "--samples", "2"])
+    assert result.exit_code == 1 and "share id 1" in result.output
+    del ids["PopulationChange/v1"]  # a version without an id
+    ids_path.write_text(json.dumps(ids))
+    result = CliRunner().invoke(main, ["schemas", "check", "--samples", "2"])
+    assert result.exit_code == 1 and "PopulationChange/v1 has no id" in result.output

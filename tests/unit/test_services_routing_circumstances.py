@@ -187,3 +187,21 @@ def test_after_an_identity_code_correction_the_facts_kept_under_the_old_key_are_
     out = run(routing.route_batch([corrected], FakeDeadLetters(journal)))
     assert EMPLOYMENT in made(out)
     assert c.decode(store.rows["pk-new"].facts).jobseeker.status == "registered"
+
+
+def test_an_identity_code_correction_moves_the_facts_to_the_new_key_and_reissues_the_referrals_they_made(world):
+    journal, publisher, store, routing = world
+    first = run(routing.route_batch([newcomer(), routing_fact("JobseekerStatus")], FakeDeadLetters(journal)))
+    [old] = [r for r in first.created if (r["to"], r["purpose"]) == EMPLOYMENT]
+    out = run(routing.route_batch([newcomer(person_key="pk-new", previous_person_key=KEY)], FakeDeadLetters(journal)))
+    [new] = [r for r in out.created if (r["to"], r["purpose"]) == EMPLOYMENT]  # the fact's referral, issued again under the new key
+    assert new["person_key"] == "pk-new" and new["referral_id"] != old["referral_id"]
+    [withdrawn] = [w for w in out.withdrawals if w["referral_id"] == old["referral_id"]]
+    assert (withdrawn["cause"], withdrawn["replaced_by"]) == ("identity_corrected", new["referral_id"])
+    # the facts moved: the new key holds them with the snapshot, the replaced key holds nothing
+    assert c.decode(store.rows["pk-new"].facts).jobseeker.status == "registered" and store.rows["pk-new"].newcomer is not None
+    assert c.decode(store.rows[KEY].facts) == c.Circumstances() and store.rows[KEY].newcomer is None
+    # a late fact under the replaced code routes nobody again: it waits like a fact before its newcomer
+    publisher.sent.clear()
+    late = run(routing.route_batch([routing_fact("ResidencePermit", input_id="in-late", source="migri")], FakeDeadLetters(journal)))
+    assert (late.facts_kept, late.facts_routed, publisher.sent) == (1, 0, [])

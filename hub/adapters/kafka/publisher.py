@@ -26,6 +26,7 @@ from hub.schemas.envelope import cloudevent_headers, dead_letter_record
 log = logging.getLogger(__name__)
 
 KEPT_KEY_BYTES = 1024  # a longer original key stays in the database only, not on the pointing dead-letter record
+KEPT_HEADER_BYTES = 64 * 1024  # the original's headers stay on the pointing record up to this size (keys and values)
 
 
 class Publisher:
@@ -103,6 +104,7 @@ class Publisher:
         offset: int | None = None,
         original_key: bytes | None = None,
         location: str | None = None,
+        original_headers: list[tuple[str, bytes | None]] | None = None,
     ) -> asyncio.Future:
         """Send a record that could not be processed to the dead-letter topic, bytes unchanged.
 
@@ -112,7 +114,8 @@ class Publisher:
         counted in `hub_dead_letters_total`; a failure to keep it (an outage) is the future's error."""
 
         record = dead_letter_record(
-            original_value, reason, message, original_topic=original_topic, partition=partition, offset=offset, original_key=original_key, location=location
+            original_value, reason, message, original_topic=original_topic, partition=partition, offset=offset, original_key=original_key, location=location,
+            original_headers=original_headers,
         )
         log.warning("dead letter: reason=%s topic=%s location=%s: %s", reason, original_topic, location, message)
         try:
@@ -148,10 +151,15 @@ class Publisher:
         key = record["original_key"]
         log.warning("dead letter of %s bytes (reason=%s) too large for the dead-letter topic: kept whole in the database as dead letter %s",
                     size, record["reason"], row_id)
+        headers = record.get("original_headers") or []
+        header_bytes = sum(len(h["key"].encode()) + len(h["value"] or b"") for h in headers)
+        kept_headers = header_bytes <= KEPT_HEADER_BYTES
         short = dict(record, original_value=b"", location=pointer(row_id),
                      original_key=key if key is None or len(key) <= KEPT_KEY_BYTES else None,
+                     original_headers=headers if kept_headers else [],
                      message=f"{record['message']} [the original ({size} bytes) is too large for the dead-letter topic and is kept "
-                             f"whole in the hub database: hub dead-letters show {row_id}]")
+                             f"whole in the hub database: hub dead-letters show {row_id}"
+                             + ("" if kept_headers else f"; its {len(headers)} header(s) ({header_bytes} bytes) are not kept") + "]")
         return await (await self.publish(names.DEAD_LETTERS, "DeadLetter", short, key=short["original_key"]))
 
     def _dead_letter_store(self):
@@ -182,7 +190,7 @@ class Publisher:
         if memo is not None and where in memo:
             return memo[where]
         sent = await self.dead_letter(msg.value, reason, message, original_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                                      original_key=msg.key)
+                                      original_key=msg.key, original_headers=list(getattr(msg, "headers", None) or ()))
         if memo is not None:
             memo[where] = sent
         return sent
