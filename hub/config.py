@@ -270,6 +270,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_DVV_RETRIES", "dvv_retries", _integer, 5, DVV,
             help="Attempts per request on 429, 5xx and connection errors, with exponential backoff (0.5 s "
                  "doubling, at most 30 s, jittered; `Retry-After` honoured)."),
+    Setting("HUB_DVV_POLL_INTERVAL", "dvv_poll_interval", _number, 60.0, DVV,
+            help="With `hub ingest dvv --poll --follow`: seconds to wait after DVV said the feed is up to date (and "
+                 "after DVV was unavailable) before reading again. Each read stores the cursor and sets "
+                 "`hub_dvv_last_page_timestamp_seconds`, which the alert `HubDvvFeedStale` watches."),
+    Setting("HUB_DVV_METRICS_PORT", "dvv_metrics_port", _integer, 9109, DVV,
+            help="Port of the `/metrics` and `/health` of `hub ingest dvv --poll`, on `HUB_METRICS_ADDR` (a port of "
+                 "its own, so a poller and a worker fit on one host); `0` picks a free port (logged at start). A port "
+                 "in use stops the run (exit 1) with a message naming this setting."),
     Setting("HUB_CONSENT_LEGAL_BASES", "consent_legal_bases", _path, None, CONSENT,
             default_doc="the shipped `hub/consent/legal_bases.yaml` (empty: no legal basis)",
             help="YAML list of legal bases that allow a disclosure without consent, each: `name` (recorded in the "
@@ -340,6 +348,8 @@ class Settings:
     dvv_municipalities: tuple[str, ...] = _default("dvv_municipalities")
     dvv_timeout: float = _default("dvv_timeout")
     dvv_retries: int = _default("dvv_retries")
+    dvv_poll_interval: float = _default("dvv_poll_interval")
+    dvv_metrics_port: int = _default("dvv_metrics_port")
     consent_legal_bases: Path | None = _default("consent_legal_bases")  # None -> the shipped (empty) file
     webhooks_allow_loopback: bool = _default("webhooks_allow_loopback")
 

@@ -28,6 +28,15 @@ referrals_updated = Counter("hub_referrals_updated_total", "Open referrals given
 disclosures = Counter("hub_disclosures_total", "Disclosures of assessment data, by recipient authority", ["recipient"], registry=REGISTRY)
 consent_held = Gauge("hub_consent_held_items", "Items held because no consent covers them", registry=REGISTRY)
 unknown_data_groups = Counter("hub_dvv_unknown_data_groups_total", "DVV data groups the hub does not map, by group name", ["group"], registry=REGISTRY)
+dvv_pages = Counter("hub_dvv_pages_total", "DVV pages (muutokset responses, or saved files) processed and acknowledged by the broker", registry=REGISTRY)
+dvv_changes = Counter("hub_dvv_changes_total", "DVV changes (muutos) read, published or dead-lettered", registry=REGISTRY)
+dvv_last_page = Gauge(
+    "hub_dvv_last_page_timestamp_seconds",
+    "Unix time the DVV change feed last gave a page that was published and its record key stored (at start: the stored cursor's time), by feed",
+    ["feed"], registry=REGISTRY)
+dvv_poll_failures = Counter(
+    "hub_dvv_poll_failures_total", "Polls of the DVV change feed that stopped before it was up to date (DVV unavailable after the retries)",
+    registry=REGISTRY)
 open_referrals = Gauge("hub_referrals_open", "Open referrals, by authority", ["authority"], registry=REGISTRY)
 overdue_referrals = Gauge("hub_referrals_overdue", "Open referrals past their due date, by authority", ["authority"], registry=REGISTRY)
 registration_to_referral = Histogram(
@@ -46,6 +55,14 @@ webhook_deliveries = Counter(
     "hub_webhook_deliveries_total", "Webhook delivery attempts, by recipient authority and outcome (delivered, failed, parked)", ["recipient", "outcome"], registry=REGISTRY
 )
 webhook_queue = Gauge("hub_webhook_deliveries_queued", "Webhook deliveries waiting (pending) or parked, by recipient authority", ["recipient", "state"], registry=REGISTRY)
+webhook_delivery_lag = Histogram(
+    "hub_webhook_delivery_lag_seconds", "Seconds from a record's publication (its Kafka timestamp) to its webhook delivery (the 2xx answer)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 6 * 3600, 86400, 2 * 86400), registry=REGISTRY,
+)
+webhook_oldest_pending = Gauge(
+    "hub_webhook_oldest_pending_seconds", "Age of the oldest pending webhook delivery (since its record was published), by recipient authority; 0 when none",
+    ["recipient"], registry=REGISTRY,
+)
 consumer_rereads = Counter(
     "hub_consumer_rereads_total",
     "Times a partition was read again from its last commit because a fetched record was never processed, or a batch's handling failed, by topic",

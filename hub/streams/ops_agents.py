@@ -30,6 +30,7 @@ class MetricsEndpoint:
     addr: str
     requested_port: int
     stopped: Callable[[], Iterable[str]] | None = field(default=None, repr=False)
+    port_setting: str = "HUB_METRICS_PORT"  # named in the error when the port cannot be bound
     port: int | None = None
     _server: object = field(default=None, repr=False)
 
@@ -48,7 +49,7 @@ class MetricsEndpoint:
         except OSError as exc:
             raise MetricsPortUnavailable(
                 f"cannot serve /metrics on {self.addr}:{self.requested_port} ({exc.strerror or exc}); "
-                "set HUB_METRICS_PORT to a free port (0 picks one) or HUB_METRICS_ADDR to another address"
+                f"set {self.port_setting} to a free port (0 picks one) or HUB_METRICS_ADDR to another address"
             ) from None
         self._server = server
         self.port = server.server_port

@@ -17,3 +17,12 @@ def production_secrets(monkeypatch):
         monkeypatch.setenv("HUB_PERSON_KEY_SECRET", TEST_PERSON_KEY_SECRET)
     if not os.environ.get("HUB_DATA_KEYS"):
         monkeypatch.setenv("HUB_DATA_KEYS", TEST_DATA_KEY)
+
+
+@pytest.fixture(autouse=True)
+def free_dvv_metrics_port(monkeypatch):
+    """`hub ingest dvv --poll` serves /metrics; on a free port, so that runs on one host never collide."""
+    import os
+
+    if not os.environ.get("HUB_DVV_METRICS_PORT"):
+        monkeypatch.setenv("HUB_DVV_METRICS_PORT", "0")

@@ -3,8 +3,9 @@
 Built-in kinds: the Kubernetes JSON schemas shipped by the `kubernetes-validate` package (strict:
 unknown fields fail). Strimzi kinds: the openAPIV3Schema of the Strimzi 1.2.0 CRDs
 (tests/unit/data/strimzi-crds/, extracted from strimzi-kafka-operator's
-packaging/install/cluster-operator/04x-Crd-*.yaml), made strict the same way. PodMonitor: no schema
-offline (the Prometheus Operator's CRD is not shipped here), so a structural check.
+packaging/install/cluster-operator/04x-Crd-*.yaml), made strict the same way. PodMonitor and
+PrometheusRule: no schema offline (the Prometheus Operator's CRDs are not shipped here), so a
+structural check (the PrometheusRule's: tests/unit/test_deploy_monitoring.py).
 Kustomize is not installable here: the test follows kustomization.yaml resources and patches itself.
 """
 
@@ -87,6 +88,10 @@ def _validate(path: Path, doc: dict) -> None:
         assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
         assert set(doc["spec"]) <= {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels"}, where
         assert doc["spec"]["selector"]["matchLabels"] and doc["spec"]["podMetricsEndpoints"], where
+    elif kind == "PrometheusRule":
+        from tests.unit.test_deploy_monitoring import check_prometheus_rule
+
+        check_prometheus_rule(doc)
     else:
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
@@ -96,7 +101,7 @@ def test_every_manifest_of_base_and_overlay_validates_against_its_schema():
     for path, doc in OVERLAY_DOCS:  # the overlay includes the base
         _validate(path, doc)
         kinds.add(doc["kind"])
-    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Deployment", "PodMonitor", "Namespace"} <= kinds
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser", "Deployment", "PodMonitor", "PrometheusRule", "Namespace"} <= kinds
     assert len(OVERLAY_DOCS) == len(BASE_DOCS) + 1  # + the namespace
 
 

@@ -130,3 +130,78 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- the PrometheusRule of deploy/k8s/base: the same rules, for the Prometheus Operator ------------
+# kubernetes-validate knows no CRD of the Prometheus Operator, and its CRD is not shipped here: the
+# structure is checked against the fields of monitoring.coreos.com/v1 PrometheusRule (RuleGroup, Rule;
+# as in the CRD of Prometheus Operator 0.82: required name and expr, durations matching its pattern).
+RULE_GROUP_FIELDS = {"name", "interval", "rules", "partial_response_strategy", "limit", "query_offset", "labels"}
+RULE_FIELDS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
+
+
+def check_prometheus_rule(doc: dict) -> None:
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] == "PrometheusRule"
+    assert set(doc) == {"apiVersion", "kind", "metadata", "spec"} and set(doc["spec"]) == {"groups"}
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+    names = [g["name"] for g in doc["spec"]["groups"]]
+    assert len(names) == len(set(names)), "group names are unique"
+    for group in doc["spec"]["groups"]:
+        assert set(group) <= RULE_GROUP_FIELDS and group["name"] and group["rules"], group.get("name")
+        for rule in group["rules"]:
+            assert set(rule) <= RULE_FIELDS, (rule.get("alert"), set(rule) - RULE_FIELDS)
+            assert ("alert" in rule) != ("record" in rule) and isinstance(rule["expr"], str) and rule["expr"].strip()
+            assert DURATION.match(rule.get("for", "0")), rule["alert"]
+            for key in ("labels", "annotations"):
+                assert all(isinstance(k, str) and isinstance(v, str) for k, v in rule.get(key, {}).items()), rule["alert"]
+
+
+def test_the_prometheus_rule_is_the_generated_one_from_the_rules_file():
+    from hub.deploy import monitoring
+
+    root = DEPLOY.parent
+    for path, text in monitoring.generated_files(root).items():
+        assert (root / path).read_text(encoding="utf-8") == text, f"{path} is stale: run scripts/generate-k8s (python -m hub.deploy.monitoring) and commit it"
+
+
+def test_the_prometheus_rule_holds_every_alert_of_the_rules_file_unchanged_and_is_well_formed():
+    from hub.deploy import monitoring
+
+    (doc,) = [d for d in yaml.safe_load_all((DEPLOY.parent / monitoring.PROMETHEUS_RULE_FILE).read_text()) if d]
+    check_prometheus_rule(doc)
+    assert doc["spec"]["groups"] == yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "base" / "kustomization.yaml").read_text())
+    assert monitoring.PROMETHEUS_RULE_FILE.name in kustomization["resources"]
+
+
+def test_the_structure_check_catches_a_typo():
+    from hub.deploy import monitoring
+
+    doc = yaml.safe_load(monitoring.prometheus_rule((PROMETHEUS / "alerts.yml").read_text()))
+    doc["spec"]["groups"][0]["rules"][0]["annotation"] = doc["spec"]["groups"][0]["rules"][0].pop("annotations")
+    with pytest.raises(AssertionError):
+        check_prometheus_rule(doc)
+    doc = yaml.safe_load(monitoring.prometheus_rule((PROMETHEUS / "alerts.yml").read_text()))
+    doc["spec"]["groups"][0]["rules"][0]["for"] = "2 minutes"
+    with pytest.raises(AssertionError):
+        check_prometheus_rule(doc)
+
+
+def test_the_operators_alerts_cover_the_dvv_feed_and_webhooks():
+    rules = {r["alert"]: r for r in alert_rules()}
+    assert "hub_dvv_last_page_timestamp_seconds" in rules["HubDvvFeedStale"]["expr"] and "> 3600" in rules["HubDvvFeedStale"]["expr"]
+    assert 'hub_webhook_deliveries_queued{state="parked"}' in rules["HubWebhooksParked"]["expr"]
+    assert "hub_webhook_delivery_lag_seconds_bucket" in rules["HubWebhookDeliveryLag"]["expr"]
+    assert "hub_webhook_oldest_pending_seconds" in rules["HubWebhookDeliveryStuck"]["expr"]
+    assert 'up{job="hub-dvv-ingest"}' in rules["HubDvvIngestDown"]["expr"]
+    # every process's dead letters, the DVV poller's too: no job selected
+    assert "hub_dead_letters_total" in rules["HubDeadLetters"]["expr"] and "job" not in rules["HubDeadLetters"]["expr"]
+
+
+def test_the_dashboard_charts_the_dvv_feed_and_webhook_delivery():
+    joined = "\n".join(dashboard_exprs(json.loads(DASHBOARD.read_text())))
+    for expr in ("time() - max(hub_dvv_last_page_timestamp_seconds)", "hub_dvv_pages_total", "hub_dvv_changes_total",
+                 'hub_dead_letters_total{job="hub-dvv-ingest"}', "hub_dvv_unknown_data_groups_total", "hub_dvv_poll_failures_total",
+                 'hub_webhook_deliveries_queued{state="parked"}', "hub_webhook_delivery_lag_seconds_bucket", "hub_webhook_oldest_pending_seconds"):
+        assert expr in joined, expr

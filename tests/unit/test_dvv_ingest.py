@@ -3,6 +3,7 @@
 import asyncio
 import datetime as dt
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,18 @@ def test_dead_letter_ids_are_deterministic():
 
 def test_report_defaults():
     assert IngestReport().ok and IngestReport().published == 0
+
+
+def test_metrics_count_pages_and_changes_and_the_last_page_time_moves_only_with_a_stored_cursor():
+    def value(metric, **labels):
+        return metrics.REGISTRY.get_sample_value(metric, labels) or 0
+
+    metrics.dvv_last_page.labels(feed="muutokset").set(0)
+    pages, changes = value("hub_dvv_pages_total"), value("hub_dvv_changes_total")
+    run(fixture_pages(), MemorySink())  # files: no cursor, the feed's time stays
+    assert value("hub_dvv_pages_total") == pages + 2 and value("hub_dvv_changes_total") == changes + 12
+    assert value("hub_dvv_last_page_timestamp_seconds", feed="muutokset") == 0
+    sink = MemorySink()
+    before = time.time()
+    run(fixture_pages(), sink, MemoryCursor(sink.log))
+    assert before <= value("hub_dvv_last_page_timestamp_seconds", feed="muutokset") <= time.time()

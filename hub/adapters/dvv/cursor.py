@@ -41,6 +41,11 @@ class CursorStore:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(DvvCursor.record_key).where(DvvCursor.feed == self.feed)).scalar_one_or_none()
 
+    def saved_at(self) -> dt.datetime | None:
+        """When the key was last stored (the last page read from DVV and acknowledged), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(DvvCursor.updated_at).where(DvvCursor.feed == self.feed)).scalar_one_or_none()
+
     def save(self, record_key: int) -> None:
         """Store the key to continue from (call only after the broker acknowledged the page)."""
         now = dt.datetime.now(dt.timezone.utc)

@@ -330,8 +330,11 @@ async def ingest(
         if cursor is not None:
             cursor.save(item.next_key)
             report.cursor = item.next_key
+            metrics.dvv_last_page.labels(feed=getattr(cursor, "feed", "muutokset")).set_to_current_time()  # HubDvvFeedStale watches it
         report.pages += 1
         report.changes += outcome.changes
+        metrics.dvv_pages.inc()
+        metrics.dvv_changes.inc(outcome.changes)
         for record, _ in outcome.events:
             report.events[record["change_type"]] += 1
         for bad in outcome.bad:
