@@ -14,6 +14,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hub.domain.clock import utcnow
 from hub.adapters.database import Base
 from hub.adapters.sealing import Sealed
 
@@ -72,7 +73,7 @@ class DeadLetterStore:
             "location": _text(record.get("location")),
             "reason": _text(record["reason"]),
             "message": _text(record["message"]),
-            "created_at": now or dt.datetime.now(dt.timezone.utc),
+            "created_at": now or utcnow(),
         }
         with self.engine.begin() as conn:
             return conn.execute(sa.insert(DeadLetterRow.__table__).values(**row).returning(DeadLetterRow.__table__.c.id)).scalar_one()

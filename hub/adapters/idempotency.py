@@ -7,6 +7,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from hub.domain.clock import utcnow
 from hub.adapters.database import Base
 
 
@@ -24,6 +25,6 @@ def first_time(session: Session, consumer: str, event_id: str) -> bool:
     """
     if session.get(ProcessedEvent, (consumer, str(event_id))) is not None:
         return False
-    session.add(ProcessedEvent(consumer=consumer, event_id=str(event_id), processed_at=dt.datetime.now(dt.timezone.utc)))
+    session.add(ProcessedEvent(consumer=consumer, event_id=str(event_id), processed_at=utcnow()))
     session.flush()
     return True

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from hub.domain.clock import utcnow
 from hub.adapters.kafka.security import bootstrap_servers
 
 REPLAY_HEADER = "hub_replay_of"
@@ -141,7 +142,7 @@ async def _read_range(consumer, topic: str, window: Range, partitions: list[int]
     # appended. The end is found by reading until the partition is quiet, not from the listed
     # end offsets alone (the embedded broker under-reports them for batched records).
     picked = []
-    now_ms = _ms(dt.datetime.now(dt.timezone.utc))  # "the end of the topic now": later appends are not chased
+    now_ms = _ms(utcnow())  # "the end of the topic now": later appends are not chased
     remaining = set(starts)
     quiet: dict = {}
     while remaining:

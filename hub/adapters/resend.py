@@ -18,12 +18,12 @@ with their original event ids (ce_id), so a subscriber that has some of them dro
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy.orm import sessionmaker
 
+from hub.domain.clock import utcnow
 from hub.adapters import outbox
 from hub.adapters.kafka.producer import EventProducer
 from hub.adapters.kafka.security import bootstrap_servers
@@ -134,7 +134,7 @@ async def read_sequences(kafka_url: str, topic: str, *, codec: Codec | None = No
         await consumer.seek_to_beginning(*tps)
         begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
         trimmed = any(offset > 0 for offset in begin.values())
-        now_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        now_ms = int(utcnow().timestamp() * 1000)
         remaining, quiet = set(tps), {}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=QUIET_MS)

@@ -13,6 +13,7 @@ import uuid
 
 import click
 
+from hub.domain.clock import utcnow
 from hub.commands.context import load_settings, wait_for
 from hub.consent.model import DATA_CATEGORIES, PURPOSES, InvalidConsent
 
@@ -171,7 +172,7 @@ def revoke(consent_id, person, recorded_by, evidence) -> None:
         raise click.ClickException(f"this person has no consent {consent_id_shown}; `hub consent show --person HETU` lists the person's consents")
     first = holders[person] if person is not None else next(iter(holders.values()))
     rec = model.ConsentRecord(event_id=str(uuid.uuid4()), consent_id=consent_id, person_id=first.person_id, action=model.REVOKED,
-                              recorded_by=recorded_by, recorded_at=dt.datetime.now(dt.timezone.utc), purpose=first.purpose, evidence=evidence)
+                              recorded_by=recorded_by, recorded_at=utcnow(), purpose=first.purpose, evidence=evidence)
     outcome = registry.record_consent(rec, publish=True)
     if outcome.already_ended is not None:
         ended = outcome.already_ended

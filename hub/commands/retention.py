@@ -7,6 +7,8 @@ import json
 
 import click
 
+from hub.domain.clock import utcnow
+
 
 @click.command()
 @click.option("--older-than", "days", type=click.IntRange(1, 36500), required=True,
@@ -34,7 +36,7 @@ def retention(days: int, horizon_days: int | None, run_by: str, as_json: bool) -
     horizon = None if horizon_days is None else dt.timedelta(days=horizon_days)
     try:
         with session_factory(engine).begin() as s:
-            removed = run_retention(s, dt.timedelta(days=days), dt.datetime.now(dt.timezone.utc), run_by, replay_horizon=horizon)
+            removed = run_retention(s, dt.timedelta(days=days), utcnow(), run_by, replay_horizon=horizon)
     finally:
         engine.dispose()
     if as_json:

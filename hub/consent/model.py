@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Container, Iterable, Sequence
 
+from hub.domain.clock import utcnow
 from hub.domain.errors import Rejected
 
 PURPOSE_INTEGRATION_PLAN = "integration_plan"
@@ -281,7 +282,7 @@ def decide(
     most of the assessment's categories; on a tie the latest grant), so that an audit row and a later
     revocation point at exactly one consent. Nothing covered: hold.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or utcnow()
     recipient = assessment.plan_authority
     wanted = assessment.categories
     if same_authority(assessment.assessor, recipient):

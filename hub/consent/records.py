@@ -23,7 +23,7 @@ from hub.consent.model import (
     check_categories,
 )
 from hub.domain import hetu
-from hub.domain.clock import DEFAULT_CLOCK_SKEW, FutureDate, check_not_future
+from hub.domain.clock import DEFAULT_CLOCK_SKEW, FutureDate, check_not_future, utcnow
 
 NAMESPACE = uuid.UUID("6f0c1f1e-3b0a-4c55-9a55-7f3c1d2b9e01")
 SOURCE = "hub:consent"
@@ -75,7 +75,7 @@ def consent_from_avro(rec: dict, now: dt.datetime | None = None, skew: dt.timede
 
 
 def consent_to_avro(c: ConsentRecord, source: str | None = None) -> dict:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = utcnow()
     return {
         "event_id": c.event_id,
         "occurred_at": c.recorded_at,
@@ -237,5 +237,5 @@ def _notice(kind, to, person_key, now, message, event_id, consent_id=None, asses
 def new_grant(**kwargs) -> ConsentRecord:
     """A grant recorded now (the CLI's path), with a fresh event id."""
     kwargs.setdefault("event_id", str(uuid.uuid4()))
-    kwargs.setdefault("recorded_at", dt.datetime.now(dt.timezone.utc))
+    kwargs.setdefault("recorded_at", utcnow())
     return ConsentRecord(action=GRANTED, **kwargs)

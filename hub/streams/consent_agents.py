@@ -6,7 +6,6 @@ hub.services.consent.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Sequence
@@ -14,6 +13,7 @@ from typing import Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
+from hub.domain.clock import utcnow
 from hub import metrics
 from hub.adapters.consent_uow import SqlConsentUnits
 from hub.adapters.database import create_engine, session_factory, with_database_retry
@@ -71,7 +71,7 @@ def register(
     metrics.consent_held.set(registry.held_count())
 
     async def after(outcome: Outcome) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = utcnow()
         for recipient, _categories, assessed_at in outcome.disclosed:
             metrics.disclosures.labels(recipient=recipient).inc()
             metrics.assessment_to_plan_request.observe(max(0.0, (now - assessed_at).total_seconds()))
@@ -94,7 +94,7 @@ def register(
     async def decode(msg, topic: str, name: str, convert):
         """The domain object of a record, or None after dead-lettering it with a precise reason."""
         try:
-            return convert(hub.codec.decode(msg.value, name).record, now=dt.datetime.now(dt.timezone.utc), skew=settings.clock_skew_delta)
+            return convert(hub.codec.decode(msg.value, name).record, now=utcnow(), skew=settings.clock_skew_delta)
         except CodecError as exc:
             await reject(msg, topic, exc.reason, exc.message)
         except InvalidConsent as exc:

@@ -28,7 +28,6 @@ notice topic instead, so an upgrade with unsent notices neither loses them nor b
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from typing import Sequence
@@ -36,6 +35,7 @@ from typing import Sequence
 from mode import Service
 from sqlalchemy.orm import sessionmaker
 
+from hub.domain.clock import utcnow
 from hub import metrics
 from hub.adapters import outbox
 from hub.adapters.disclosure_check import DisclosureCheck
@@ -259,7 +259,7 @@ class OutboxRelay:
 
     def _park(self, row: outbox.OutboxMessage, reason: str, exc: BaseException) -> bool:
         with self.sessions.begin() as s:
-            done = outbox.park(s, row.id, reason, _detail(exc), dt.datetime.now(dt.timezone.utc))
+            done = outbox.park(s, row.id, reason, _detail(exc), utcnow())
         if done:
             log.error("outbox relay: row %d (%s to %s, event %s) cannot be sent (%s: %s); parked, the rows after it go on. "
                       "`hub outbox parked` lists it, `hub outbox retry %d` queues it again after the cause is fixed",
@@ -276,7 +276,7 @@ class OutboxRelay:
         reason = self.check.why_not(plan)
         if reason is None:
             return False
-        now = dt.datetime.now(dt.timezone.utc)
+        now = utcnow()
         def park_and_drop(s):
             outbox.park(s, row.id, reason, "not sent: the basis of the disclosure no longer holds", now)
             outbox.drop_value(s, row.id)  # never sent: the person's data need not stay
@@ -290,7 +290,7 @@ class OutboxRelay:
 
     def _mark_sent(self, row_id: int) -> None:
         with self.sessions.begin() as s:
-            outbox.mark_sent(s, [row_id], dt.datetime.now(dt.timezone.utc))
+            outbox.mark_sent(s, [row_id], utcnow())
 
 
 def parked_rows_as_dicts(rows: list[outbox.OutboxMessage]) -> list[dict]:

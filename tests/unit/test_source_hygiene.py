@@ -1,6 +1,6 @@
 """Comments and docstrings explain the code as it is: none cites a work session, the benchmark results
 file or a design section the repository does not have, and none quotes a benchmark figure (figures
-drift; they belong in commit messages and bench/RESULTS.md's table)."""
+drift; they belong in commit messages and the results page in bench/)."""
 
 import ast
 import io
@@ -56,3 +56,12 @@ def test_no_comment_or_docstring_cites_a_session_or_quotes_a_figure():
     hits = _hits()
     assert not hits, ("comments and docstrings must say why, not cite work sessions, bench/RESULTS.md or "
                       "'design §', nor quote benchmark figures (put those in the commit message):\n" + "\n".join(hits))
+
+
+def test_the_utc_clock_is_read_in_one_place():
+    """`hub.domain.clock.utcnow` is the hub's one UTC clock (tests and callers pass their own `now`
+    or clock); no other module reads the wall clock in UTC by itself."""
+    pattern = re.compile(r"datetime\.(?:now\((?:dt\.)?(?:datetime\.)?timezone\.utc\)|utcnow\(\))")
+    readers = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "hub").rglob("*.py"))
+               if path.name != "clock.py" and pattern.search(path.read_text(encoding="utf-8"))]
+    assert readers == [], f"read the clock through hub.domain.clock.utcnow: {readers}"

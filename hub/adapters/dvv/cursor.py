@@ -11,6 +11,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hub.domain.clock import utcnow
 from hub.adapters.database import Base, create_engine
 
 DEFAULT_FEED = "muutokset"
@@ -48,7 +49,7 @@ class CursorStore:
 
     def save(self, record_key: int) -> None:
         """Store the key to continue from (call only after the broker acknowledged the page)."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = utcnow()
         with self.engine.begin() as conn:
             updated = conn.execute(sa.update(DvvCursor).where(DvvCursor.feed == self.feed).values(record_key=int(record_key), updated_at=now)).rowcount
             if not updated:

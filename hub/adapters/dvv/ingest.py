@@ -25,7 +25,7 @@ from typing import AsyncIterable, Callable, Iterable, Protocol, TextIO
 from hub import metrics
 from hub.adapters.dvv.mapping import NAMESPACE, MalformedMuutos, map_muutos
 from hub.adapters.dvv.page import MalformedPage, Page
-from hub.domain.clock import DEFAULT_CLOCK_SKEW
+from hub.domain.clock import DEFAULT_CLOCK_SKEW, utcnow
 from hub.domain.population_change import validate
 from hub.domain import hetu
 from hub.routing.reference import municipality_codes
@@ -311,7 +311,7 @@ async def ingest(
     `process` maps and validates one page (default `process_page`, the change data; a register
     snapshot: hub.adapters.dvv.snapshot.snapshot_processor); `unit` names its items in the progress lines.
     """
-    clock = now or (lambda: dt.datetime.now(dt.timezone.utc))
+    clock = now or (lambda: utcnow())
     report = IngestReport()
     started = time.monotonic()
     async for item in _aiter(pages):
