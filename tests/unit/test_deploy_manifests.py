@@ -39,9 +39,14 @@ def _documents(path: Path) -> list[dict]:
     return [d for d in yaml.load_all(path.read_text(encoding="utf-8"), Loader=LOADER) if d]
 
 
+# the kustomization fields _kustomize follows; another one fails the test instead of being ignored
+KUSTOMIZE_FIELDS = {"apiVersion", "kind", "resources", "configMapGenerator", "labels", "namespace", "images", "patches"}
+
+
 def _kustomize(directory: Path) -> tuple[list[tuple[Path, dict]], dict]:
     """The documents a kustomization includes (recursively), and the kustomization itself."""
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert set(kustomization) <= KUSTOMIZE_FIELDS, f"{directory}/kustomization.yaml: {set(kustomization) - KUSTOMIZE_FIELDS} not followed here"
     docs: list[tuple[Path, dict]] = []
     for resource in kustomization.get("resources", []):
         target = (directory / resource).resolve()
@@ -50,7 +55,26 @@ def _kustomize(directory: Path) -> tuple[list[tuple[Path, dict]], dict]:
             docs += _kustomize(target)[0]
         else:
             docs += [(target, d) for d in _documents(target)]
+    for generator in kustomization.get("configMapGenerator", []):
+        docs.append(_generated_config_map(directory, generator))
     return docs, kustomization
+
+
+def _generated_config_map(directory: Path, generator: dict) -> tuple[Path, dict]:
+    """A configMapGenerator's ConfigMap as kustomize makes it (files only; no name hash)."""
+    assert set(generator) <= {"name", "files", "options"}, generator
+    options = generator.get("options", {})
+    assert set(options) <= {"disableNameSuffixHash", "labels", "annotations"}, options
+    assert options.get("disableNameSuffixHash") is True, f"{generator['name']}: a hashed name is not followed here"
+    data = {}
+    for file in generator["files"]:
+        path = (directory / file).resolve()
+        # kustomize's load restriction: a generator reads files in or below its kustomization only
+        assert path.is_relative_to(directory.resolve()) and path.is_file(), f"{directory}: kustomize cannot read {file}"
+        data[path.name] = path.read_text(encoding="utf-8")
+    metadata = {"name": generator["name"], "labels": options.get("labels", {}), "annotations": options.get("annotations", {})}
+    return directory / "kustomization.yaml", {"apiVersion": "v1", "kind": "ConfigMap",
+                                              "metadata": {k: v for k, v in metadata.items() if v}, "data": data}
 
 
 def _strict(schema):
