@@ -9,6 +9,7 @@ builds the example overlay too and must give the same resources.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -171,6 +172,43 @@ def test_the_deploying_section_names_every_part_compose_and_kubernetes_run():
         assert any(str(path) in n for n in named), f"docs/operating.md, Deploying: {path} is not named"
     for command in ("docker compose -f deploy/compose/docker-compose.yml up -d --build", "kubectl apply -k deploy/k8s/overlays/example"):
         assert command in section
+
+
+def _rows(section: str) -> dict[str, str]:
+    """Table rows of the section by their first cell's first code span."""
+    return {m.group(1): line for line in section.splitlines() if (m := re.match(r"^\| `([^`]+)`", line))}
+
+
+def test_each_compose_row_names_the_services_ports():
+    rows = _rows(_deploying_section())
+    for name, service in SERVICES.items():
+        ports = [str(p).split(":")[-1] for p in service.get("ports", []) + service.get("expose", [])]
+        for port in ports:
+            assert re.search(rf"\b{port}\b", rows[name]), f"docs/operating.md, Deploying: the row of `{name}` does not name port {port}"
+
+
+def _secrets(spec: dict) -> set[str]:
+    names = {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    for container in spec["containers"] + spec.get("initContainers", []):
+        names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+        names |= {e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e}
+    return names
+
+
+def test_each_kubernetes_row_names_the_deployments_secrets_ports_and_command():
+    rows = _rows(_deploying_section())
+    for path, doc in BASE_DOCS:
+        if doc["kind"] != "Deployment":
+            continue
+        row = rows[str(path.relative_to(ROOT))]
+        spec = doc["spec"]["template"]["spec"]
+        missing = {s for s in _secrets(spec) if f"`{s}`" not in row}
+        assert not missing, f"docs/operating.md, Deploying: the row of {path.name} does not name the Secrets {sorted(missing)}"
+        for container in spec["containers"]:
+            words = " ".join(itertools.takewhile(lambda a: not a.startswith("-"), container["args"]))
+            assert f"`hub {words}" in row, f"{path.name}: the row does not name `hub {words}`"
+            for port in container.get("ports", []):
+                assert re.search(rf"\b{port['containerPort']}\b", row), f"{path.name}: the row does not name port {port['containerPort']}"
 
 
 def test_the_readme_points_to_the_deploying_section():
