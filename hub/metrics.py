@@ -44,6 +44,14 @@ webhook_deliveries = Counter(
     "hub_webhook_deliveries_total", "Webhook delivery attempts, by recipient authority and outcome (delivered, failed, parked)", ["recipient", "outcome"], registry=REGISTRY
 )
 webhook_queue = Gauge("hub_webhook_deliveries_queued", "Webhook deliveries waiting (pending) or parked, by recipient authority", ["recipient", "state"], registry=REGISTRY)
+webhook_delivery_lag = Histogram(
+    "hub_webhook_delivery_lag_seconds", "Seconds from a record's publication (its Kafka timestamp) to its webhook delivery (the 2xx answer)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 6 * 3600, 86400, 2 * 86400), registry=REGISTRY,
+)
+webhook_oldest_pending = Gauge(
+    "hub_webhook_oldest_pending_seconds", "Age of the oldest pending webhook delivery (since its record was published), by recipient authority; 0 when none",
+    ["recipient"], registry=REGISTRY,
+)
 consumer_rereads = Counter(
     "hub_consumer_rereads_total",
     "Times a partition was read again from its last commit because a fetched record was never processed, or a batch's handling failed, by topic",
