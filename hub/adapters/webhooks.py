@@ -1,7 +1,7 @@
 """Webhook delivery for recipients without Kafka: subscriptions and deliveries in SQL, a worker
 that takes each recipient's records from its own topics and POSTs them, in order, signed.
 
-Per subscription: a Kafka consumer group `hub-webhooks-<id>` reads only the recipient's topics
+Per subscription: a Kafka consumer group `hub-webhooks-<id>` (`policy.consumer_group`) reads only the recipient's topics
 (hub.referrals.<kind>.<code>.v1 and hub.plan-requests.<kind>.<code>.v1, or whatever `topics_for`
 names), each record becomes one delivery row (unique per subscription and event id, so a
 redelivered record is not queued twice) before the offset is committed. Deliveries go out in
@@ -485,7 +485,7 @@ class DeliveryWorker:
 
         consumer = self._consumers.get(sub.id)
         if consumer is None:
-            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_servers(self.kafka_url), group_id=f"hub-webhooks-{sub.id}",
+            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_servers(self.kafka_url), group_id=policy.consumer_group(sub.id),
                                         enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=5000,
                                         fetch_max_wait_ms=self.fetch_wait_ms, **self.security)
             try:

@@ -24,6 +24,12 @@ BASE_DELAY = 1.0  # `next_delay`: seconds before the 2nd attempt; doubles each t
 MAX_DELAY = 3600.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 SECRET_PREFIX = "whsec_"
+# The delivery service's Kafka consumer groups, one per subscription (its own offsets): `hub-webhooks-<id>`
+CONSUMER_GROUP_PREFIX = "hub-webhooks-"
+
+
+def consumer_group(subscription_id: int) -> str:
+    return f"{CONSUMER_GROUP_PREFIX}{subscription_id}"
 
 
 # Targets refused whatever the DNS says: the names of cloud instance-metadata services (GCP, AWS,
