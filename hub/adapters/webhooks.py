@@ -449,8 +449,7 @@ class DeliveryWorker:
         self._db_pool = ThreadPoolExecutor(db_threads, thread_name_prefix="webhook-db")
         self.last_refresh: float | None = None  # time.monotonic() of the supervisor's last good refresh
         self.refresh_error: str | None = None
-        self._gauged: set[tuple[str, str]] = set()
-        self._aged: set[str] = set()
+        self._aged: set[str] = set()  # recipients whose gauges were set
         if disclosure_check is None:  # the consent store of the same database, the shipped legal bases
             from hub.consent import legal_bases
             from hub.adapters.disclosure_check import DisclosureCheck
@@ -615,16 +614,14 @@ class DeliveryWorker:
         recipient whose queue emptied goes back to 0. Returns subscription id -> when its head is due."""
         counts, oldest, due = self.store.waiting()
         now = self.clock()
-        for key in self._gauged - set(counts):
-            metrics.webhook_queue.labels(*key).set(0)
-        for key, n in counts.items():
-            metrics.webhook_queue.labels(*key).set(n)
-        self._gauged |= set(counts)
-        for recipient in self._aged - set(oldest):
-            metrics.webhook_oldest_pending.labels(recipient).set(0)
-        for recipient, created in oldest.items():
-            metrics.webhook_oldest_pending.labels(recipient).set(max(0.0, (now - created).total_seconds()))
-        self._aged |= set(oldest)
+        # every active subscription's recipient has its series (0 when nothing waits), so alerts see them
+        recipients = {sub.recipient for sub in self.store.subscriptions(active_only=True)} | {r for r, _ in counts} | self._aged
+        for recipient in recipients:
+            for state in (PENDING, PARKED):
+                metrics.webhook_queue.labels(recipient, state).set(counts.get((recipient, state), 0))
+            created = oldest.get(recipient)
+            metrics.webhook_oldest_pending.labels(recipient).set(0 if created is None else max(0.0, (now - created).total_seconds()))
+        self._aged = recipients
         return due
 
     # -- the service ---------------------------------------------------------------------------
@@ -635,13 +632,15 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 await self._consumer(sub)
-                lane.ready, lane.error, pause = True, None, 1.0
+                lane.error, pause = None, 1.0
                 while not stop.is_set():
                     now = self.clock()
                     wait = self.fetch_wait_ms
                     if lane.next_due is not None:
                         wait = max(0, min(wait, int((lane.next_due - now).total_seconds() * 1000)))
                     await self._pull_sub(sub, wait)
+                    if not lane.ready:  # its consumer has joined its group and has the partitions
+                        lane.ready = bool(self._consumers[sub.id].assignment())
                     if lane.next_due is not None and lane.next_due <= self.clock():
                         # the budget keeps a long queue from starving its consumer's polls
                         await self._deliver_sub(sub, budget=5.0)
@@ -693,7 +692,7 @@ class DeliveryWorker:
         return out
 
     def ready(self) -> bool:
-        """Every lane's consumer runs (the benchmark waits for this before publishing)."""
+        """Every lane's consumer runs and has its partitions (tests and the benchmark wait for this)."""
         return bool(self._lanes) and all(lane.ready for lane in self._lanes.values())
 
     async def run(self, stop: asyncio.Event, poll: float | None = None) -> None:
