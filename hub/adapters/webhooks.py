@@ -187,9 +187,9 @@ class WebhookStore:
                     if message_id in seen:
                         continue
                     seen.add(message_id)
+                    # inserted in the order added (the unit of work keeps it): ids in the order given, the queue order
                     s.add(WebhookDelivery(subscription_id=subscription_id, message_id=message_id, topic=topic, schema=schema, body=body.decode(),
                                           state=PENDING, attempts=0, next_attempt_at=now, created_at=min(published_at or now, now)))
-                    s.flush()  # ids in the order given: the queue order
                     queued += 1
                 return queued
         except IntegrityError:  # a concurrent worker queued some of them: one by one
@@ -209,7 +209,7 @@ class WebhookStore:
         schedule's next wait (`policy.retry_delay`; with `base_delay`, exponential backoff from it
         instead), and parked once `max_attempts` are made or the schedule is exhausted."""
         with self.Session.begin() as s:
-            row = s.get(WebhookDelivery, delivery_id)
+            row = s.get(WebhookDelivery, delivery_id, options=[sa.orm.defer(WebhookDelivery.body)])  # the body need not be opened
             row.attempts += 1
             s.add(WebhookAttempt(delivery_id=delivery_id, attempted_at=now, status_code=status, error=error))
             if error is None:
@@ -395,6 +395,7 @@ class _Lane:
     ready: bool = False
     error: str | None = None
     next_due: dt.datetime | None = None
+    commit: asyncio.Task | None = None  # the offset commit of the last records queued, while it runs
 
 
 class DeliveryWorker:
@@ -428,7 +429,7 @@ class DeliveryWorker:
         allow_loopback: bool | None = None,
         disclosure_check: Callable[[dict], str | None] | None = None,
         concurrency: int = 64,
-        fetch_wait_ms: int = 500,
+        fetch_wait_ms: int = 1000,
         refresh: float = 2.0,
     ):
         self.store, self.kafka_url = store, kafka_url
@@ -440,6 +441,8 @@ class DeliveryWorker:
         self.clock, self.rng, self.sender = clock, rng, sender
         self.allow_loopback = store.allow_loopback if allow_loopback is None else allow_loopback  # see WebhookStore
         self.security = security or {}  # TLS/SASL: hub.adapters.kafka.security.kafka_client_options
+        # how long the broker may hold a lane's fetch when nothing is new: Kafka answers as soon as a record
+        # arrives, so this costs no latency there, and a longer wait means fewer idle fetches of the lanes
         self.fetch_wait_ms, self.refresh = fetch_wait_ms, refresh
         self._consumers: dict[int, object] = {}
         self._secrets: dict[int, str] = {}
@@ -465,6 +468,7 @@ class DeliveryWorker:
             if lane.task is not None:
                 lane.task.cancel()
         await asyncio.gather(*(lane.task for lane in self._lanes.values() if lane.task is not None), return_exceptions=True)
+        await asyncio.gather(*(lane.commit for lane in self._lanes.values() if lane.commit is not None), return_exceptions=True)
         self._lanes.clear()
         for sub_id in list(self._consumers):
             await self._stop_consumer(sub_id)
@@ -485,7 +489,7 @@ class DeliveryWorker:
         consumer = self._consumers.get(sub.id)
         if consumer is None:
             consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_servers(self.kafka_url), group_id=policy.consumer_group(sub.id),
-                                        enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=5000,
+                                        enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=60_000,
                                         fetch_max_wait_ms=self.fetch_wait_ms, **self.security)
             try:
                 await consumer.start()
@@ -496,9 +500,14 @@ class DeliveryWorker:
         return consumer
 
     # -- one subscription ---------------------------------------------------------------------
-    async def _pull_sub(self, sub: Subscription, timeout_ms: int) -> int:
-        """Queue the new records of one subscription's topics, then commit their offsets; returns how many were queued."""
+    async def _pull_sub(self, sub: Subscription, timeout_ms: int, background_commit: bool = False) -> int:
+        """Queue the new records of one subscription's topics, then commit their offsets (with
+        `background_commit`, in a task awaited before the next fetch); returns how many were queued."""
         consumer = await self._consumer(sub)
+        lane = self._lanes.get(sub.id)
+        if lane is not None and lane.commit is not None:
+            commit, lane.commit = lane.commit, None
+            await commit
         batch = await consumer.getmany(timeout_ms=timeout_ms)
         records = sorted((m for msgs in batch.values() for m in msgs), key=lambda m: (m.timestamp, m.topic, m.partition, m.offset))
         if not records:
@@ -514,8 +523,11 @@ class DeliveryWorker:
             published = dt.datetime.fromtimestamp(m.timestamp / 1000, dt.timezone.utc) if m.timestamp and m.timestamp > 0 else None
             items.append((str(event.record["event_id"]), m.topic, event.name, body, published))
         queued = await self._db(self.store.enqueue_many, sub.id, items, self.clock())
-        await consumer.commit()
         lane = self._lanes.get(sub.id)
+        if background_commit and lane is not None:  # queued first: the commit need not hold up the delivery
+            lane.commit = asyncio.create_task(consumer.commit())
+        else:
+            await consumer.commit()
         if queued and lane is not None and lane.next_due is None:
             lane.next_due = self.clock()  # the queue was empty: its new head is due now (else the head's retry time stands)
         return queued
@@ -533,7 +545,7 @@ class DeliveryWorker:
                 lane.next_due = None if head is None else _aware(head.next_attempt_at)
             if head is None or _aware(head.next_attempt_at) > self.clock():
                 break
-            if await self._db(self._withdrawn, sub, head):
+            if head.schema == "PlanRequest" and await self._db(self._withdrawn, sub, head):
                 continue
             state = await self._attempt(sub, head)
             made += 1
@@ -638,7 +650,7 @@ class DeliveryWorker:
                     wait = self.fetch_wait_ms
                     if lane.next_due is not None:
                         wait = max(0, min(wait, int((lane.next_due - now).total_seconds() * 1000)))
-                    await self._pull_sub(sub, wait)
+                    await self._pull_sub(sub, wait, background_commit=True)
                     if not lane.ready:  # its consumer has joined its group and has the partitions
                         lane.ready = bool(self._consumers[sub.id].assignment())
                     if lane.next_due is not None and lane.next_due <= self.clock():
@@ -666,6 +678,8 @@ class DeliveryWorker:
             if lane.task is not None:
                 lane.task.cancel()
                 await asyncio.gather(lane.task, return_exceptions=True)
+            if lane.commit is not None:
+                await asyncio.gather(lane.commit, return_exceptions=True)
             await self._stop_consumer(sub_id)
             self._secrets.pop(sub_id, None)
         for sub in active:

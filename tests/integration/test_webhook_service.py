@@ -150,7 +150,10 @@ def test_a_dead_and_a_slow_receiver_never_delay_the_others_and_each_queue_keeps_
     try:
         slow_while_fine = asyncio.run(scenario())
         lags = [t - published[event_id] for t, event_id, _ in fine.arrived]
-        assert max(lags) <= 2.0, f"the fine receiver waited {max(lags):.2f} s for a record"
+        # one after another, the fine receiver would wait behind the slow one's backlog (20 x 0.5 s) and the
+        # dead one's timeouts (2 s each); on its own it waits for the broker hop and one POST (a loaded test
+        # machine gets some slack: the benchmark, bench/webhooks.py, measures the latency)
+        assert max(lags) < 4.0, f"the fine receiver waited {max(lags):.2f} s for a record (lags {sorted(round(x, 2) for x in lags)})"
         assert [seq for _, _, seq in fine.arrived] == list(range(1, 11))  # in order
         assert [seq for _, _, seq in late.arrived] == list(range(1, 11))
         # the slow one went on at its own pace, in order, while the dead one's queue waited for its retries
