@@ -154,3 +154,46 @@ def test_a_configured_schedule_is_followed():
         assert store.deliveries(sub.id)[0].state == PARKED
     finally:
         engine.dispose()
+
+
+def test_health_names_a_stalled_service_or_a_broker_no_subscription_reaches():
+    import time
+
+    from hub.adapters.webhooks import _Lane
+
+    engine, store, clock, receiver, worker, sub = _setup([])
+    try:
+        assert worker.stopped() == ["webhook delivery (no refresh of the subscriptions)"]  # not started
+        worker.last_refresh = time.monotonic()
+        assert worker.stopped() == []
+        worker.refresh_error, worker.last_refresh = "OperationalError", time.monotonic() - 120
+        assert worker.stopped() == ["webhook delivery (no refresh of the subscriptions: OperationalError)"]
+        worker.last_refresh = time.monotonic()
+        worker._lanes = {1: _Lane(sub, error="KafkaConnectionError"), 2: _Lane(sub, ready=True)}
+        assert worker.stopped() == []  # one lane in trouble is not the service's trouble
+        worker._lanes[2].error = "KafkaConnectionError"
+        assert worker.stopped() == ["every subscription's Kafka consumer (KafkaConnectionError)"]
+    finally:
+        engine.dispose()
+
+
+def test_gauges_cover_every_active_recipient_and_go_back_to_zero():
+    from hub import metrics
+
+    engine, store, clock, receiver, worker, sub = _setup([503])
+    try:
+        def value(name, **labels):
+            return metrics.REGISTRY.get_sample_value(name, labels)
+
+        store.enqueue(sub.id, "e-1", "t", "Referral", b"{}", T0, published_at=T0 - dt.timedelta(seconds=30))
+        worker.refresh_gauges()
+        assert value("hub_webhook_deliveries_queued", recipient=sub.recipient, state="pending") == 1
+        assert value("hub_webhook_deliveries_queued", recipient=sub.recipient, state="parked") == 0
+        assert value("hub_webhook_oldest_pending_seconds", recipient=sub.recipient) == 30
+        before = value("hub_webhook_delivery_lag_seconds_count") or 0
+        _run_until_settled(worker, store, clock, sub.id)  # 503, then delivered at the first retry
+        assert value("hub_webhook_deliveries_queued", recipient=sub.recipient, state="pending") == 0
+        assert value("hub_webhook_oldest_pending_seconds", recipient=sub.recipient) == 0
+        assert value("hub_webhook_delivery_lag_seconds_count") == before + 1
+    finally:
+        engine.dispose()
