@@ -1,13 +1,15 @@
 """Webhook delivery for recipients without Kafka: subscriptions and deliveries in SQL, a worker
 that takes each recipient's records from its own topics and POSTs them, in order, signed.
 
-Per subscription: a Kafka consumer group `hub-webhooks-<id>` (`policy.consumer_group`) reads only the recipient's topics
-(hub.referrals.<kind>.<code>.v1 and hub.plan-requests.<kind>.<code>.v1, or whatever `topics_for`
-names), each record becomes one delivery row (unique per subscription and event id, so a
-redelivered record is not queued twice) before the offset is committed. Deliveries go out in
-queue order; a failed one is retried with exponential backoff and jitter and blocks those behind
-it, so the receiver sees them in order; after the last attempt it is parked (never dropped) and
-the queue moves on; `hub webhooks redeliver` queues parked ones again. Every attempt is recorded.
+Per subscription: a Kafka consumer group `hub-webhooks-<id>` (`policy.consumer_group`) reads only
+the recipient's topics (its referrals, plan requests and notices, or whatever `topics_for` names),
+each record becomes one delivery row (unique per subscription and event id, so a redelivered
+record is not queued twice) before the offset is committed. Deliveries go out in queue order; a
+failed one is retried on the retry schedule (`policy.retry_delay`: Standard Webhooks' schedule,
+jittered) and blocks those behind it, so the receiver sees them in order; after the last attempt
+it is parked (never dropped) and the queue moves on; `hub webhooks redeliver` queues parked ones
+again. Every attempt is recorded. Every subscription is delivered on its own (`DeliveryWorker`):
+a slow or dead receiver holds up only its own queue.
 
 Sending: redirects are never followed (a 3xx is a failed attempt, `redirect_refused`); the URL is
 checked again by the policy and its host resolved, every address checked, and the connection made
