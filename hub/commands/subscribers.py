@@ -295,6 +295,8 @@ def _delivery_worker(max_attempts: int | None, timeout: float | None):
     from hub.consent import legal_bases
 
     settings = load_settings()
+    if not settings.kafka_url:
+        raise click.UsageError("set HUB_KAFKA_URL to the broker with the recipients' topics: the delivery service reads them")
     security = _security()  # an incomplete TLS/SASL setting is a usage error before any connection
     url = _kafka_url()
     store = _webhook_store()
