@@ -79,6 +79,22 @@ def _one_of(choices: tuple[str, ...]) -> Reader:
     return read
 
 
+def _retry_schedule(raw: str, name: str, env: dict) -> tuple[float, ...]:
+    from hub.webhooks.policy import parse_schedule
+
+    try:
+        return parse_schedule(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r}: {exc}") from None
+
+
+def _fraction(raw: str, name: str, env: dict) -> float:
+    value = _number(raw, name, env)
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name}={raw!r} is not between 0 and 1; give a fraction such as 0.2")
+    return value
+
+
 def _publishers(raw: str, name: str, env: dict) -> "Publishers":
     """The identity configuration: the file named by HUB_PUBLISHERS with the keys it names from env."""
     from hub.adapters.publisher_keys import load
@@ -127,7 +143,7 @@ _PRODUCTION = ("`hub worker`, `hub ingest dvv` (also `--poll`; not `--dry-run`),
 SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_KAFKA_URL", "kafka_url", _text, None, BROKER, default_doc="unset: start the embedded broker",
             help="Kafka bootstrap, e.g. `kafka://kafka-1:9092`; several brokers separated by `;` (`kafka://k1:9092;kafka://k2:9092`).",
-            needed_by="every command that talks to Kafka; `hub replay`, `hub resend` and `hub webhooks deliver` need it "
+            needed_by="every command that talks to Kafka; `hub replay`, `hub resend` and `hub webhooks serve` need it "
                       "(the embedded broker starts empty)"),
     Setting("HUB_KAFKA_SECURITY_PROTOCOL", "kafka_security_protocol", _one_of(SECURITY_PROTOCOLS), "PLAINTEXT", BROKER,
             help="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (`hub.adapters.kafka.security` turns the Kafka "
@@ -295,6 +311,23 @@ SETTINGS: tuple[Setting, ...] = (
                  "`localhost`), plain http included: for local receivers in tests and development only. Off: only "
                  "https to public addresses (`hub/webhooks/policy.py`).",
             needed_by="never set in the shipped deployments"),
+    Setting("HUB_WEBHOOKS_RETRY_SCHEDULE", "webhooks_retry_schedule", _retry_schedule, (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0), WEBHOOKS,
+            default_doc="`5s,5m,30m,2h,5h,10h,10h`",
+            help="Waits between the attempts at one webhook delivery (the first is immediate), comma-separated, "
+                 "units `ms`, `s`, `m`, `h`, `d`: Standard Webhooks' recommended schedule by default, about 28 hours. "
+                 "After the last wait's attempt fails the delivery is parked (`hub webhooks redeliver`).",
+            needed_by="`hub webhooks serve` (and `deliver`; `--max-attempts` cuts the schedule short)"),
+    Setting("HUB_WEBHOOKS_RETRY_JITTER", "webhooks_retry_jitter", _fraction, 0.2, WEBHOOKS,
+            help="Each wait of the retry schedule is drawn uniformly within this fraction either side of it "
+                 "(0.2: 5 s becomes 4-6 s), so receivers coming back are not hit by every queue at once.",
+            needed_by="`hub webhooks serve`"),
+    Setting("HUB_WEBHOOKS_TIMEOUT", "webhooks_timeout", _number, 10.0, WEBHOOKS,
+            help="Seconds to wait for a receiver's answer (connect and response); no answer is a failed attempt.",
+            needed_by="`hub webhooks serve` (`deliver --timeout` overrides it)"),
+    Setting("HUB_WEBHOOKS_CONCURRENCY", "webhooks_concurrency", _integer, 64, WEBHOOKS,
+            help="Webhook POSTs in flight at once, over all subscriptions (each subscription has at most one, to keep "
+                 "its order): as many slow receivers as this can wait at once without delaying the others.",
+            needed_by="`hub webhooks serve`"),
 )
 
 _BY_FIELD = {s.field: s for s in SETTINGS if s.field}
@@ -352,6 +385,10 @@ class Settings:
     dvv_metrics_port: int = _default("dvv_metrics_port")
     consent_legal_bases: Path | None = _default("consent_legal_bases")  # None -> the shipped (empty) file
     webhooks_allow_loopback: bool = _default("webhooks_allow_loopback")
+    webhooks_retry_schedule: tuple[float, ...] = _default("webhooks_retry_schedule")
+    webhooks_retry_jitter: float = _default("webhooks_retry_jitter")
+    webhooks_timeout: float = _default("webhooks_timeout")
+    webhooks_concurrency: int = _default("webhooks_concurrency")
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":

@@ -1,13 +1,15 @@
 """Webhook delivery for recipients without Kafka: subscriptions and deliveries in SQL, a worker
 that takes each recipient's records from its own topics and POSTs them, in order, signed.
 
-Per subscription: a Kafka consumer group `hub-webhooks-<id>` reads only the recipient's topics
-(hub.referrals.<kind>.<code>.v1 and hub.plan-requests.<kind>.<code>.v1, or whatever `topics_for`
-names), each record becomes one delivery row (unique per subscription and event id, so a
-redelivered record is not queued twice) before the offset is committed. Deliveries go out in
-queue order; a failed one is retried with exponential backoff and jitter and blocks those behind
-it, so the receiver sees them in order; after the last attempt it is parked (never dropped) and
-the queue moves on; `hub webhooks redeliver` queues parked ones again. Every attempt is recorded.
+Per subscription: a Kafka consumer group `hub-webhooks-<id>` (`policy.consumer_group`) reads only
+the recipient's topics (its referrals, plan requests and notices, or whatever `topics_for` names),
+each record becomes one delivery row (unique per subscription and event id, so a redelivered
+record is not queued twice) before the offset is committed. Deliveries go out in queue order; a
+failed one is retried on the retry schedule (`policy.retry_delay`: Standard Webhooks' schedule,
+jittered) and blocks those behind it, so the receiver sees them in order; after the last attempt
+it is parked (never dropped) and the queue moves on; `hub webhooks redeliver` queues parked ones
+again. Every attempt is recorded. Every subscription is delivered on its own (`DeliveryWorker`):
+a slow or dead receiver holds up only its own queue.
 
 Sending: redirects are never followed (a 3xx is a failed attempt, `redirect_refused`); the URL is
 checked again by the policy and its host resolved, every address checked, and the connection made
@@ -32,6 +34,8 @@ import logging
 import random
 import socket
 import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 from typing import Callable
@@ -41,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub import metrics
-from hub.adapters.database import Base, session_factory
+from hub.adapters.database import Base, in_chunks, session_factory
 from hub.adapters.sealing import SealedText
 from hub.domain.clock import utcnow
 from hub.schemas.codec import Codec, CodecError, default_codec
@@ -153,17 +157,45 @@ class WebhookStore:
             return s.get(WebhookSubscription, subscription_id).secret
 
     # -- queue -------------------------------------------------------------------------------
-    def enqueue(self, subscription_id: int, message_id: str, topic: str, schema: str, body: bytes, now: dt.datetime) -> bool:
-        """Queue one record for a subscription; False when it is queued already (a redelivered record)."""
+    def enqueue(self, subscription_id: int, message_id: str, topic: str, schema: str, body: bytes, now: dt.datetime,
+                published_at: dt.datetime | None = None) -> bool:
+        """Queue one record for a subscription; False when it is queued already (a redelivered record).
+        `published_at` (the record's Kafka timestamp; default `now`) is kept as the delivery's
+        `created_at`: the delivery lag and the age of the oldest pending one count from it."""
         try:
             with self.Session.begin() as s:
                 if s.scalars(sa.select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.message_id == message_id)).first():
                     return False
                 s.add(WebhookDelivery(subscription_id=subscription_id, message_id=message_id, topic=topic, schema=schema, body=body.decode(), state=PENDING,
-                                      attempts=0, next_attempt_at=now, created_at=now))
+                                      attempts=0, next_attempt_at=now, created_at=min(published_at or now, now)))
             return True
         except IntegrityError:  # a concurrent worker queued it
             return False
+
+    def enqueue_many(self, subscription_id: int, items: list[tuple[str, str, str, bytes, dt.datetime | None]], now: dt.datetime) -> int:
+        """Queue records (message_id, topic, schema, body, published_at) in one transaction, in the
+        order given, skipping those queued already; returns how many were queued."""
+        if not items:
+            return 0
+        try:
+            with self.Session.begin() as s:
+                ids = [item[0] for item in items]
+                seen: set[str] = set()
+                for chunk in in_chunks(ids):
+                    seen.update(s.scalars(sa.select(WebhookDelivery.message_id).where(
+                        WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.message_id.in_(chunk))))
+                queued = 0
+                for message_id, topic, schema, body, published_at in items:
+                    if message_id in seen:
+                        continue
+                    seen.add(message_id)
+                    # inserted in the order added (the unit of work keeps it): ids in the order given, the queue order
+                    s.add(WebhookDelivery(subscription_id=subscription_id, message_id=message_id, topic=topic, schema=schema, body=body.decode(),
+                                          state=PENDING, attempts=0, next_attempt_at=now, created_at=min(published_at or now, now)))
+                    queued += 1
+                return queued
+        except IntegrityError:  # a concurrent worker queued some of them: one by one
+            return sum(self.enqueue(subscription_id, m, t, sc, b, now, p) for m, t, sc, b, p in items)
 
     def head(self, subscription_id: int) -> WebhookDelivery | None:
         """The first pending delivery of a subscription (queue order), due or not."""
@@ -172,20 +204,30 @@ class WebhookStore:
                 sa.select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == PENDING).order_by(WebhookDelivery.id)
             ).first()
 
-    def record_attempt(self, delivery_id: int, now: dt.datetime, status: int | None, error: str | None, max_attempts: int, rng: random.Random | None,
-                       base_delay: float = policy.BASE_DELAY) -> str:
-        """Record one attempt; returns the delivery's new state."""
+    def record_attempt(self, delivery_id: int, now: dt.datetime, status: int | None, error: str | None, max_attempts: int = policy.MAX_ATTEMPTS,
+                       rng: random.Random | None = None, base_delay: float | None = None, schedule: tuple[float, ...] = policy.RETRY_SCHEDULE,
+                       jitter: float = policy.RETRY_JITTER) -> str:
+        """Record one attempt; returns the delivery's new state. A failed attempt is retried after the
+        schedule's next wait (`policy.retry_delay`; with `base_delay`, exponential backoff from it
+        instead), and parked once `max_attempts` are made or the schedule is exhausted."""
         with self.Session.begin() as s:
-            row = s.get(WebhookDelivery, delivery_id)
+            row = s.get(WebhookDelivery, delivery_id, options=[sa.orm.defer(WebhookDelivery.body)])  # the body need not be opened
             row.attempts += 1
             s.add(WebhookAttempt(delivery_id=delivery_id, attempted_at=now, status_code=status, error=error))
             if error is None:
                 row.state, row.delivered_at, row.last_error = DELIVERED, now, None
-            elif row.attempts >= max_attempts:
-                row.state, row.last_error = PARKED, error
+                return row.state
+            row.last_error = error
+            if row.attempts >= max_attempts:
+                delay = None
+            elif base_delay is not None:
+                delay = policy.next_delay(row.attempts, rng, base=base_delay)
             else:
-                row.last_error = error
-                row.next_attempt_at = now + dt.timedelta(seconds=policy.next_delay(row.attempts, rng, base=base_delay))
+                delay = policy.retry_delay(row.attempts, schedule, rng, jitter)
+            if delay is None:
+                row.state = PARKED
+            else:
+                row.next_attempt_at = now + dt.timedelta(seconds=delay)
             return row.state
 
     def withdraw(self, delivery_id: int, reason: str, now: dt.datetime, plan: dict) -> None:
@@ -222,6 +264,29 @@ class WebhookStore:
         q = sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).group_by(WebhookSubscription.recipient, WebhookDelivery.state)
         with self.Session() as s:
             return {(r, st): n for r, st, n in s.execute(q)}
+
+    def counts_by_subscription(self) -> dict[tuple[int, str], int]:
+        """(subscription id, state) -> deliveries."""
+        q = sa.select(WebhookDelivery.subscription_id, WebhookDelivery.state, sa.func.count()).group_by(WebhookDelivery.subscription_id, WebhookDelivery.state)
+        with self.Session() as s:
+            return {(sub, st): n for sub, st, n in s.execute(q)}
+
+    def waiting(self) -> tuple[dict[tuple[str, str], int], dict[str, dt.datetime], dict[int, dt.datetime]]:
+        """What the delivery service watches, in one read: (recipient, state) -> pending and parked
+        deliveries; recipient -> `created_at` of its oldest pending one; subscription id -> when its
+        queue's head is due."""
+        waiting = WebhookDelivery.state.in_((PENDING, PARKED))
+        counts_q = (sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).where(waiting)
+                    .group_by(WebhookSubscription.recipient, WebhookDelivery.state))
+        oldest_q = (sa.select(WebhookSubscription.recipient, sa.func.min(WebhookDelivery.created_at)).join(WebhookSubscription)
+                    .where(WebhookDelivery.state == PENDING).group_by(WebhookSubscription.recipient))
+        heads = sa.select(sa.func.min(WebhookDelivery.id)).where(WebhookDelivery.state == PENDING).group_by(WebhookDelivery.subscription_id)
+        due_q = sa.select(WebhookDelivery.subscription_id, WebhookDelivery.next_attempt_at).where(WebhookDelivery.id.in_(heads.scalar_subquery()))
+        with self.Session() as s:
+            counts = {(r, st): n for r, st, n in s.execute(counts_q)}
+            oldest = {r: _aware(t) for r, t in s.execute(oldest_q)}
+            due = {sub: _aware(t) for sub, t in s.execute(due_q)}
+        return counts, oldest, due
 
 
 def _sub(row: WebhookSubscription) -> Subscription:
@@ -322,8 +387,30 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_l
         conn.close()
 
 
+@dataclass
+class _Lane:
+    """One subscription's delivery loop: its task, whether its consumer runs, its last error, and
+    when its queue's head is due (None: nothing pending, as far as it knows)."""
+
+    sub: Subscription
+    task: asyncio.Task | None = None
+    ready: bool = False
+    error: str | None = None
+    next_due: dt.datetime | None = None
+    commit: asyncio.Task | None = None  # the offset commit of the last records queued, while it runs
+
+
 class DeliveryWorker:
-    """Moves records from Kafka into the queue and the queue to the receivers."""
+    """Moves records from Kafka into the queue and the queue to the receivers.
+
+    `run()` is the service: one lane (an asyncio task) per active subscription, each with its own
+    consumer group `hub-webhooks-<id>`, reading the recipient's topics, queueing their records and
+    delivering its queue in order, so a slow or dead receiver holds up only its own queue. The
+    lanes share a pool of `concurrency` threads for the POSTs (at most one in flight per lane) and a
+    few for the database, both first come first served, so a long queue takes its turn with the
+    others. A supervisor starts and stops lanes as subscriptions come and go, and refreshes the
+    gauges. `pull()` and `deliver_due()` do one pass over every subscription (concurrently).
+    """
 
     def __init__(
         self,
@@ -332,8 +419,10 @@ class DeliveryWorker:
         *,
         codec: Codec | None = None,
         topics_for: Callable[[str], list[str]] = recipient_topics,
-        max_attempts: int = policy.MAX_ATTEMPTS,
-        base_delay: float = policy.BASE_DELAY,
+        max_attempts: int | None = None,
+        base_delay: float | None = None,
+        schedule: tuple[float, ...] = policy.RETRY_SCHEDULE,
+        jitter: float = policy.RETRY_JITTER,
         timeout: float = 10.0,
         clock: Callable[[], dt.datetime] = utcnow,
         rng: random.Random | None = None,
@@ -341,14 +430,31 @@ class DeliveryWorker:
         security: dict | None = None,
         allow_loopback: bool | None = None,
         disclosure_check: Callable[[dict], str | None] | None = None,
+        concurrency: int = 64,
+        fetch_wait_ms: int = 1000,
+        refresh: float = 2.0,
     ):
         self.store, self.kafka_url = store, kafka_url
         self.codec = codec or default_codec()
-        self.topics_for, self.max_attempts, self.base_delay, self.timeout = topics_for, max_attempts, base_delay, timeout
+        self.topics_for, self.timeout = topics_for, timeout
+        # attempts: the schedule's waits + 1 unless cut short; `base_delay` (tests) backs off exponentially from it instead
+        self.schedule, self.jitter, self.base_delay = tuple(schedule), jitter, base_delay
+        self.max_attempts = max_attempts if max_attempts is not None else len(self.schedule) + 1
         self.clock, self.rng, self.sender = clock, rng, sender
         self.allow_loopback = store.allow_loopback if allow_loopback is None else allow_loopback  # see WebhookStore
         self.security = security or {}  # TLS/SASL: hub.adapters.kafka.security.kafka_client_options
+        # how long the broker may hold a lane's fetch when nothing is new: Kafka answers as soon as a record
+        # arrives, so this costs no latency there, and a longer wait means fewer idle fetches of the lanes
+        self.fetch_wait_ms, self.refresh = fetch_wait_ms, refresh
         self._consumers: dict[int, object] = {}
+        self._secrets: dict[int, str] = {}
+        self._lanes: dict[int, _Lane] = {}
+        self._send_pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="webhook-send")
+        db_threads = 1 if store.engine.dialect.name == "sqlite" else 8
+        self._db_pool = ThreadPoolExecutor(db_threads, thread_name_prefix="webhook-db")
+        self.last_refresh: float | None = None  # time.monotonic() of the supervisor's last good refresh
+        self.refresh_error: str | None = None
+        self._aged: set[str] = set()  # recipients whose gauges were set
         if disclosure_check is None:  # the consent store of the same database, the shipped legal bases
             from hub.consent import legal_bases
             from hub.adapters.disclosure_check import DisclosureCheck
@@ -356,10 +462,26 @@ class DeliveryWorker:
             disclosure_check = DisclosureCheck(store.Session, legal_bases.load(), clock=clock).why_not
         self.disclosure_check = disclosure_check  # plan request (JSON form) -> None, or why it may not be delivered now
 
+    async def _db(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._db_pool, fn, *args)
+
     async def close(self) -> None:
-        for consumer in self._consumers.values():
-            await consumer.stop()
-        self._consumers.clear()
+        for lane in list(self._lanes.values()):
+            if lane.task is not None:
+                lane.task.cancel()
+        await asyncio.gather(*(lane.task for lane in self._lanes.values() if lane.task is not None), return_exceptions=True)
+        await asyncio.gather(*(lane.commit for lane in self._lanes.values() if lane.commit is not None), return_exceptions=True)
+        self._lanes.clear()
+        for sub_id in list(self._consumers):
+            await self._stop_consumer(sub_id)
+
+    async def _stop_consumer(self, sub_id: int) -> None:
+        consumer = self._consumers.pop(sub_id, None)
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # noqa: BLE001 - a consumer that failed may fail to stop too; it is gone either way
+                log.debug("webhooks: stopping the consumer of subscription %s: %s", sub_id, type(exc).__name__)
 
     async def _consumer(self, sub: Subscription):
         from aiokafka import AIOKafkaConsumer
@@ -368,68 +490,102 @@ class DeliveryWorker:
 
         consumer = self._consumers.get(sub.id)
         if consumer is None:
-            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_servers(self.kafka_url), group_id=f"hub-webhooks-{sub.id}",
-                                        enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=5000,
-                                        **self.security)
-            await consumer.start()
+            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_servers(self.kafka_url), group_id=policy.consumer_group(sub.id),
+                                        enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=60_000,
+                                        fetch_max_wait_ms=self.fetch_wait_ms, **self.security)
+            try:
+                await consumer.start()
+            except BaseException:
+                await consumer.stop()
+                raise
             self._consumers[sub.id] = consumer
         return consumer
 
-    async def pull(self, timeout_ms: int = 500) -> int:
-        """Queue new records of every active subscription's topics; commit after queueing. Returns how many queued."""
-        queued = 0
-        active = self.store.subscriptions(active_only=True)
-        for sub_id in set(self._consumers) - {s.id for s in active}:
-            await self._consumers.pop(sub_id).stop()
-        for sub in active:
-            consumer = await self._consumer(sub)
-            batch = await consumer.getmany(timeout_ms=timeout_ms)
-            records = sorted((m for msgs in batch.values() for m in msgs), key=lambda m: (m.timestamp, m.topic, m.partition, m.offset))
-            for m in records:
-                try:
-                    event = self.codec.decode(m.value)
-                except CodecError as exc:  # the hub wrote it, so this is a bug; skip it loudly, never stop the queue
-                    log.error("webhooks: %s[%s]@%s is not decodable (%s); not delivered", m.topic, m.partition, m.offset, exc.reason)
-                    continue
-                body = cloudevent_body(event.name, event.record, self.codec.to_jsonable(event.name, event.record))
-                if self.store.enqueue(sub.id, str(event.record["event_id"]), m.topic, event.name, body, self.clock()):
-                    queued += 1
-            if records:
-                await consumer.commit()
+    # -- one subscription ---------------------------------------------------------------------
+    async def _pull_sub(self, sub: Subscription, timeout_ms: int, background_commit: bool = False) -> int:
+        """Queue the new records of one subscription's topics, then commit their offsets (with
+        `background_commit`, in a task awaited before the next fetch); returns how many were queued."""
+        consumer = await self._consumer(sub)
+        lane = self._lanes.get(sub.id)
+        if lane is not None and lane.commit is not None:
+            commit, lane.commit = lane.commit, None
+            await commit
+        batch = await consumer.getmany(timeout_ms=timeout_ms)
+        records = sorted((m for msgs in batch.values() for m in msgs), key=lambda m: (m.timestamp, m.topic, m.partition, m.offset))
+        if not records:
+            return 0
+        items = []
+        for m in records:
+            try:
+                event = self.codec.decode(m.value)
+            except CodecError as exc:  # the hub wrote it, so this is a bug; skip it loudly, never stop the queue
+                log.error("webhooks: %s[%s]@%s is not decodable (%s); not delivered", m.topic, m.partition, m.offset, exc.reason)
+                continue
+            body = cloudevent_body(event.name, event.record, self.codec.to_jsonable(event.name, event.record))
+            published = dt.datetime.fromtimestamp(m.timestamp / 1000, dt.timezone.utc) if m.timestamp and m.timestamp > 0 else None
+            items.append((str(event.record["event_id"]), m.topic, event.name, body, published))
+        queued = await self._db(self.store.enqueue_many, sub.id, items, self.clock())
+        lane = self._lanes.get(sub.id)
+        if background_commit and lane is not None:  # queued first: the commit need not hold up the delivery
+            lane.commit = asyncio.create_task(consumer.commit())
+        else:
+            await consumer.commit()
+        if queued and lane is not None and lane.next_due is None:
+            lane.next_due = self.clock()  # the queue was empty: its new head is due now (else the head's retry time stands)
         return queued
 
-    async def deliver_due(self) -> int:
-        """One attempt at the head of each active subscription's queue when due; returns attempts made."""
+    async def _deliver_sub(self, sub: Subscription, budget: float | None = None) -> int:
+        """Attempts at the head of one subscription's queue while it is due and succeeds (in queue
+        order; a failure waits for its retry and those behind it wait too), for at most `budget`
+        seconds; returns attempts made."""
         made = 0
-        for sub in self.store.subscriptions(active_only=True):
-            while True:
-                head = self.store.head(sub.id)
-                if head is None or _aware(head.next_attempt_at) > self.clock():
-                    break
-                if self._withdrawn(sub, head):
-                    continue
-                now = self.clock()
-                ts = int(now.timestamp())
-                body = head.body.encode()
-                hdrs = policy.headers(self.store.secret(sub.id), head.message_id, ts, body)
-                status, error = None, None
-                try:
-                    status = await asyncio.to_thread(self.sender, sub.url, body, hdrs, self.timeout, self.allow_loopback)
-                    if 300 <= status < 400:  # never followed: it could lead anywhere, and nothing was delivered
-                        error = f"redirect_refused: HTTP {status} (redirects are not followed; the subscription's URL must accept the POST itself)"
-                    elif not 200 <= status < 300:
-                        error = f"HTTP {status}"
-                except policy.WebhookError as exc:
-                    error = f"{policy.TargetRefused.reason}: {exc}"
-                except (OSError, http.client.HTTPException) as exc:
-                    error = f"no answer: {type(exc).__name__}"
-                made += 1
-                state = self.store.record_attempt(head.id, self.clock(), status, error, self.max_attempts, self.rng, self.base_delay)
-                metrics.webhook_deliveries.labels(sub.recipient, "delivered" if state == DELIVERED else ("parked" if state == PARKED else "failed")).inc()
-                if state == PENDING:
-                    break  # retry later; those behind it wait, to keep the order
-        self.refresh_gauges()
+        started = time.monotonic()
+        lane = self._lanes.get(sub.id)
+        while budget is None or time.monotonic() - started < budget:
+            head = await self._db(self.store.head, sub.id)
+            if lane is not None:
+                lane.next_due = None if head is None else _aware(head.next_attempt_at)
+            if head is None or _aware(head.next_attempt_at) > self.clock():
+                break
+            if head.schema == "PlanRequest" and await self._db(self._withdrawn, sub, head):
+                continue
+            state = await self._attempt(sub, head)
+            made += 1
+            if state == PENDING:
+                break  # retry later; those behind it wait, to keep the order
         return made
+
+    async def _attempt(self, sub: Subscription, head: WebhookDelivery) -> str:
+        """One POST of the head of a subscription's queue, recorded; returns the delivery's new state."""
+        if sub.id not in self._secrets:
+            self._secrets[sub.id] = await self._db(self.store.secret, sub.id)
+        ts = int(self.clock().timestamp())
+        body = head.body.encode()
+        hdrs = policy.headers(self._secrets[sub.id], head.message_id, ts, body)
+        status, error = None, None
+        try:
+            status = await asyncio.get_running_loop().run_in_executor(
+                self._send_pool, self.sender, sub.url, body, hdrs, self.timeout, self.allow_loopback)
+            if 300 <= status < 400:  # never followed: it could lead anywhere, and nothing was delivered
+                error = f"redirect_refused: HTTP {status} (redirects are not followed; the subscription's URL must accept the POST itself)"
+            elif not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except policy.WebhookError as exc:
+            error = f"{policy.TargetRefused.reason}: {exc}"
+        except (OSError, http.client.HTTPException) as exc:
+            error = f"no answer: {type(exc).__name__}"
+        now = self.clock()
+        state = await self._db(self._record, head.id, now, status, error)
+        metrics.webhook_deliveries.labels(sub.recipient, "delivered" if state == DELIVERED else ("parked" if state == PARKED else "failed")).inc()
+        if state == DELIVERED:
+            metrics.webhook_delivery_lag.observe(max(0.0, (now - _aware(head.created_at)).total_seconds()))
+        elif state == PARKED:
+            log.warning("webhooks: delivery %s to subscription %s (%s) parked after %s attempt(s): %s", head.id, sub.id, sub.recipient,
+                        head.attempts + 1, error)
+        return state
+
+    def _record(self, delivery_id: int, now: dt.datetime, status: int | None, error: str | None) -> str:
+        return self.store.record_attempt(delivery_id, now, status, error, self.max_attempts, self.rng, self.base_delay, self.schedule, self.jitter)
 
     def _withdrawn(self, sub: Subscription, head: WebhookDelivery) -> bool:
         """For a plan request: check its consent or legal basis now; withdraw the delivery when it no longer holds."""
@@ -450,23 +606,130 @@ class DeliveryWorker:
         log.info("webhooks: plan request %s to %s withdrawn before delivery (%s)", head.message_id, sub.recipient, reason)
         return True
 
-    def refresh_gauges(self) -> None:
-        for (recipient, state), n in self.store.counts().items():
-            if state in (PENDING, PARKED):
-                metrics.webhook_queue.labels(recipient, state).set(n)
+    # -- one pass over every subscription (tests, `deliver_due` callers) -----------------------
+    async def pull(self, timeout_ms: int = 500) -> int:
+        """Queue new records of every active subscription's topics, all subscriptions at once; commit
+        after queueing. Returns how many were queued."""
+        active = await self._db(self.store.subscriptions, True)
+        for sub_id in set(self._consumers) - {s.id for s in active}:
+            await self._stop_consumer(sub_id)
+        return sum(await asyncio.gather(*(self._pull_sub(sub, timeout_ms) for sub in active)))
 
-    async def run(self, stop: asyncio.Event, poll: float = 1.0) -> None:
-        """Until `stop` is set: pull, deliver, sleep a little."""
+    async def deliver_due(self) -> int:
+        """Attempts at the due heads of every active subscription's queue, the subscriptions
+        concurrently, each in its order; returns attempts made."""
+        active = await self._db(self.store.subscriptions, True)
+        made = sum(await asyncio.gather(*(self._deliver_sub(sub) for sub in active)))
+        await self._db(self.refresh_gauges)
+        return made
+
+    def refresh_gauges(self) -> dict[int, dt.datetime]:
+        """Set the queue gauges (pending and parked per recipient, the oldest pending one's age); a
+        recipient whose queue emptied goes back to 0. Returns subscription id -> when its head is due."""
+        counts, oldest, due = self.store.waiting()
+        now = self.clock()
+        # every active subscription's recipient has its series (0 when nothing waits), so alerts see them
+        recipients = {sub.recipient for sub in self.store.subscriptions(active_only=True)} | {r for r, _ in counts} | self._aged
+        for recipient in recipients:
+            for state in (PENDING, PARKED):
+                metrics.webhook_queue.labels(recipient, state).set(counts.get((recipient, state), 0))
+            created = oldest.get(recipient)
+            metrics.webhook_oldest_pending.labels(recipient).set(0 if created is None else max(0.0, (now - created).total_seconds()))
+        self._aged = recipients
+        return due
+
+    # -- the service ---------------------------------------------------------------------------
+    async def _lane(self, lane: _Lane, stop: asyncio.Event) -> None:
+        """Until `stop`: queue the subscription's new records and deliver its queue when due. A
+        failure (the broker, the database) is logged and the lane starts over after a pause."""
+        sub, pause = lane.sub, 1.0
+        while not stop.is_set():
+            try:
+                await self._consumer(sub)
+                lane.error, pause = None, 1.0
+                while not stop.is_set():
+                    now = self.clock()
+                    wait = self.fetch_wait_ms
+                    if lane.next_due is not None:
+                        wait = max(0, min(wait, int((lane.next_due - now).total_seconds() * 1000)))
+                    await self._pull_sub(sub, wait, background_commit=True)
+                    if not lane.ready:  # its consumer has joined its group and has the partitions
+                        lane.ready = bool(self._consumers[sub.id].assignment())
+                    if lane.next_due is not None and lane.next_due <= self.clock():
+                        # the budget keeps a long queue from starving its consumer's polls
+                        await self._deliver_sub(sub, budget=5.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one lane's trouble never stops the others
+                lane.ready, lane.error = False, type(exc).__name__
+                log.warning("webhooks: subscription %s (%s): %s: %s; starting over in %.0f s", sub.id, sub.recipient, type(exc).__name__, exc, pause)
+                await self._stop_consumer(sub.id)
+                try:
+                    await asyncio.wait_for(stop.wait(), pause)
+                except asyncio.TimeoutError:
+                    pass
+                pause = min(pause * 2, 30.0)
+
+    async def _supervise(self, stop: asyncio.Event) -> None:
+        """Start a lane per active subscription, stop those of subscriptions gone or disabled; tell the
+        lanes when their heads are due (a `redeliver` from elsewhere); refresh the gauges."""
+        active = await self._db(self.store.subscriptions, True)
+        ids = {s.id for s in active}
+        for sub_id in set(self._lanes) - ids:
+            lane = self._lanes.pop(sub_id)
+            if lane.task is not None:
+                lane.task.cancel()
+                await asyncio.gather(lane.task, return_exceptions=True)
+            if lane.commit is not None:
+                await asyncio.gather(lane.commit, return_exceptions=True)
+            await self._stop_consumer(sub_id)
+            self._secrets.pop(sub_id, None)
+        for sub in active:
+            if sub.id not in self._lanes:
+                lane = self._lanes[sub.id] = _Lane(sub)
+                lane.task = asyncio.create_task(self._lane(lane, stop), name=f"webhooks-{sub.id}")
+        due = await self._db(self.refresh_gauges)
+        for sub_id, lane in self._lanes.items():
+            if sub_id in due and (lane.next_due is None or due[sub_id] < lane.next_due):
+                lane.next_due = due[sub_id]
+
+    def stopped(self) -> list[str]:
+        """What keeps the service from working (for /health): a supervisor that has not refreshed
+        lately (the database), or no subscription's consumer running (the broker). One lane in
+        trouble is not the service's trouble: it shows in the logs and its queue's gauges."""
+        out = []
+        stale = max(30.0, 5 * self.refresh)
+        if self.last_refresh is None or time.monotonic() - self.last_refresh > stale:
+            out.append("webhook delivery (no refresh of the subscriptions" + (f": {self.refresh_error}" if self.refresh_error else "") + ")")
+        lanes = list(self._lanes.values())
+        failing = [lane for lane in lanes if lane.error]
+        if lanes and len(failing) == len(lanes):
+            out.append(f"every subscription's Kafka consumer ({failing[0].error})")
+        return out
+
+    def ready(self) -> bool:
+        """Every lane's consumer runs and has its partitions (tests and the benchmark wait for this)."""
+        return bool(self._lanes) and all(lane.ready for lane in self._lanes.values())
+
+    async def run(self, stop: asyncio.Event, poll: float | None = None) -> None:
+        """The service, until `stop` is set: a lane per active subscription and the supervisor."""
+        refresh = poll if poll is not None else self.refresh
         try:
             while not stop.is_set():
-                await self.pull()
-                await self.deliver_due()
                 try:
-                    await asyncio.wait_for(stop.wait(), poll)
+                    await self._supervise(stop)
+                    self.last_refresh, self.refresh_error = time.monotonic(), None
+                except Exception as exc:  # noqa: BLE001 - the database away for a while: the lanes go on, /health tells
+                    self.refresh_error = type(exc).__name__
+                    log.warning("webhooks: refreshing the subscriptions failed: %s: %s", type(exc).__name__, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), refresh)
                 except asyncio.TimeoutError:
                     pass
         finally:
             await self.close()
+            self._send_pool.shutdown(wait=False, cancel_futures=True)
+            self._db_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -389,9 +389,10 @@ def webhooks_group() -> None:
 
     Each record of a recipient's own topics (its referrals, plan requests and notices) is POSTed to its
     callback URL as a CloudEvents JSON body, signed per Standard Webhooks (webhook-id = the event
-    id, webhook-timestamp, webhook-signature), in order, retried with exponential backoff and
-    jitter; after the last attempt it is parked until `hub webhooks redeliver`. Run `hub db upgrade`
-    first; `hub webhooks deliver` is the delivery worker.
+    id, webhook-timestamp, webhook-signature), in order per subscription, every subscription on its
+    own; a failed attempt is retried on a schedule spanning hours (HUB_WEBHOOKS_RETRY_SCHEDULE,
+    with jitter), then parked until `hub webhooks redeliver`. Run `hub db upgrade` first;
+    `hub webhooks serve` is the delivery service (with /metrics and /health).
     """
 
 
@@ -421,16 +422,16 @@ def webhooks_add(recipient: str, url: str, secret: str | None) -> None:
 @webhooks_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of text.")
 def webhooks_list(as_json: bool) -> None:
-    """Every subscription with its state and queue (pending, delivered, parked); never the secret,
-    and the URL without credentials (user:password@ and query values shown as ***)."""
+    """Every subscription with its state and its own queue (pending, delivered, parked, withdrawn);
+    never the secret, and the URL without credentials (user:password@ and query values shown as ***)."""
     import json
 
     from hub.webhooks.policy import redact_url
 
     store = _webhook_store()
-    counts = store.counts()
+    counts = store.counts_by_subscription()
     for sub in store.subscriptions():
-        per = {state: n for (recipient, state), n in counts.items() if recipient == sub.recipient}
+        per = {state: n for (sub_id, state), n in sorted(counts.items()) if sub_id == sub.id}
         url = redact_url(sub.url)
         row = {"id": sub.id, "recipient": sub.recipient, "url": url, "active": sub.active, "queue": per}
         click.echo(json.dumps(row) if as_json else f"{sub.id} {'active' if sub.active else 'disabled'} {sub.recipient} {url} {per}")
@@ -457,27 +458,87 @@ def webhooks_redeliver(subscription_id: int | None, delivery_id: int | None) -> 
     click.echo(f"{n} parked deliver{'y' if n == 1 else 'ies'} queued again")
 
 
-@webhooks_group.command("deliver")
-@click.option("--max-attempts", default=8, show_default=True, type=click.IntRange(1, 100), help="Attempts before a delivery is parked.")
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300), help="Seconds to wait for a receiver's answer.")
-def webhooks_deliver(max_attempts: int, timeout: float) -> None:
-    """Run the delivery worker until Ctrl-C (needs HUB_KAFKA_URL and HUB_DATABASE_URL)."""
+def _delivery_worker(max_attempts: int | None, timeout: float | None):
+    """The delivery service as configured (HUB_WEBHOOKS_*), with the send-time consent check."""
+    from hub.adapters.disclosure_check import DisclosureCheck
     from hub.adapters.webhooks import DeliveryWorker
     from hub.consent import legal_bases
-    from hub.adapters.disclosure_check import DisclosureCheck
 
+    settings = load_settings()
+    if not settings.kafka_url:
+        raise click.UsageError("set HUB_KAFKA_URL to the broker with the recipients' topics: the delivery service reads them")
+    security = _security()  # an incomplete TLS/SASL setting is a usage error before any connection
     url = _kafka_url()
     store = _webhook_store()
     try:  # each plan request's consent or legal basis is checked again before every attempt
-        check = DisclosureCheck(store.Session, legal_bases.load(load_settings().consent_legal_bases)).why_not
+        check = DisclosureCheck(store.Session, legal_bases.load(settings.consent_legal_bases)).why_not
     except legal_bases.LegalBasisFileError as exc:
         raise click.UsageError(str(exc)) from None
-    worker = DeliveryWorker(store, url, max_attempts=max_attempts, timeout=timeout, security=_security(), disclosure_check=check)
-    stop = asyncio.Event()
+    return DeliveryWorker(store, url, max_attempts=max_attempts, schedule=settings.webhooks_retry_schedule, jitter=settings.webhooks_retry_jitter,
+                          timeout=timeout or settings.webhooks_timeout, concurrency=settings.webhooks_concurrency, security=security,
+                          disclosure_check=check)
+
+
+def _run_delivery(worker, port: int | None, addr: str) -> None:
+    """Run the service until SIGTERM or Ctrl-C; with `port`, /metrics and /health on it."""
+    import signal
+
+    from hub import metrics
+
+    server = None
+    if port is not None:
+        try:
+            server, _thread = metrics.serve(port, addr, worker.stopped)
+        except OSError as exc:
+            raise click.UsageError(f"cannot serve /metrics on {addr}:{port} ({exc.strerror or exc}); set HUB_METRICS_PORT to a free port "
+                                   "(0 picks one) or HUB_METRICS_ADDR to another address") from None
+        host = f"[{addr}]" if ":" in addr else addr
+        click.echo(f"webhooks: /metrics and /health on http://{host}:{server.server_port}", err=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+                pass
+        await worker.run(stop)
+
     try:
-        asyncio.run(worker.run(stop))
+        asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+@webhooks_group.command("serve")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port of /metrics and /health (default: HUB_METRICS_PORT; 0 picks a free one).")
+@click.option("--host", default=None, help="Address of /metrics and /health (default: HUB_METRICS_ADDR; 0.0.0.0 in a container).")
+def webhooks_serve(port: int | None, host: str | None) -> None:
+    """Run the delivery service until SIGTERM or Ctrl-C: what the shipped deployments run.
+
+    Needs HUB_KAFKA_URL and HUB_DATABASE_URL. Every active subscription is delivered on its own (its
+    own consumer group hub-webhooks-<id>, in order), so a slow or dead receiver holds up only its
+    own queue; subscriptions added or disabled meanwhile are picked up within seconds. Serves
+    /metrics (hub_webhook_*) and /health (200, or 503 naming what is not working: the database,
+    or the broker for every subscription).
+    """
+    settings = load_settings()
+    worker = _delivery_worker(None, None)
+    _run_delivery(worker, settings.metrics_port if port is None else port, host or settings.metrics_addr)
+
+
+@webhooks_group.command("deliver")
+@click.option("--max-attempts", default=None, type=click.IntRange(1, 100), help="Attempts before a delivery is parked (default: the schedule's waits + 1).")
+@click.option("--timeout", default=None, type=click.FloatRange(0.1, 300), help="Seconds to wait for a receiver's answer (default: HUB_WEBHOOKS_TIMEOUT).")
+def webhooks_deliver(max_attempts: int | None, timeout: float | None) -> None:
+    """Run the delivery service in the foreground without /metrics, until Ctrl-C (needs HUB_KAFKA_URL
+    and HUB_DATABASE_URL); `hub webhooks serve` is the same with /metrics and /health."""
+    _run_delivery(_delivery_worker(max_attempts, timeout), None, "")
 
 
 def register_commands(main: click.Group) -> None:

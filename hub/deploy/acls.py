@@ -11,6 +11,10 @@
   its own hop hub.routing-facts.v1 among them), writes every `hub.` topic and
   owns the consumer groups `<app id>.<name>` of its batch consumers (one per stream, e.g.
   `<app id>.newcomer-detection`); faust reads nothing, so it has no group or internal topic;
+- the webhook delivery service (`User:<app id>-webhooks`, `hub webhooks serve`) reads every
+  recipient's referral, plan-request and notice topics (to POST them to the recipients' callback
+  URLs) with its own consumer groups `hub-webhooks-<subscription id>`, and nothing else: it writes no
+  topic;
 - operations (`User:hub-ops`) alone read the dead letters.
 
 Kafka ACLs cannot check a record's content: that a status comes from the referral's recipient is
@@ -27,6 +31,7 @@ from hub.deploy.topics import recipients
 from hub.routing.reference import Reference
 from hub.schemas import topics as names
 from hub.schemas.facts import MIGRI
+from hub.webhooks.policy import CONSUMER_GROUP_PREFIX as WEBHOOK_GROUP_PREFIX
 
 OPS = "hub-ops"
 LITERAL = "literal"
@@ -106,6 +111,20 @@ def hub_acls(app_id: str) -> list[Acl]:
     return acls
 
 
+def webhooks_user(app_id: str) -> str:
+    """The Kafka user of the webhook delivery service (HUB_KAFKA_SASL_USERNAME of `hub webhooks serve`)."""
+    return f"{app_id}-webhooks"
+
+
+def webhooks_acls(app_id: str, reference: Reference) -> list[Acl]:
+    """Read (and Describe) every recipient's own topics, literally; its consumer groups by prefix."""
+    user = webhooks_user(app_id)
+    acls = [Acl(user, "topic", topic, LITERAL, ("Read", "Describe"))
+            for authority in recipients(reference) for topic in names.recipient_topics(authority)]
+    acls.append(Acl(user, "group", WEBHOOK_GROUP_PREFIX, PREFIX, ("Read",)))
+    return acls
+
+
 def ops_acls() -> list[Acl]:
     return [
         Acl(OPS, "topic", names.DEAD_LETTERS, LITERAL, ("Read", "Describe")),
@@ -114,11 +133,11 @@ def ops_acls() -> list[Acl]:
 
 
 def all_acls(reference: Reference, *, app_id: str = "integration-hub") -> dict[str, list[Acl]]:
-    """Every user and its ACLs: the hub, operations, Migri, then each recipient (sorted)."""
-    users = {app_id: hub_acls(app_id), OPS: ops_acls(), MIGRI: migri_acls()}
+    """Every user and its ACLs: the hub, its webhook delivery service, operations, Migri, then each recipient (sorted)."""
+    users = {app_id: hub_acls(app_id), webhooks_user(app_id): webhooks_acls(app_id, reference), OPS: ops_acls(), MIGRI: migri_acls()}
     for authority in recipients(reference):
         users[principal(authority)] = recipient_acls(authority)
-    if len(users) != 3 + len(recipients(reference)):
+    if len(users) != 4 + len(recipients(reference)):
         raise ValueError("two authorities map to the same Kafka user name; check the reference data")
     return users
 

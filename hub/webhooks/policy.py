@@ -1,4 +1,5 @@
-"""Pure rules of webhook delivery: which callback URLs and addresses are allowed, when to retry, how to sign
+"""Pure rules of webhook delivery: which callback URLs and addresses are allowed, when to retry (the retry
+schedule, `retry_delay`), how to sign
 (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature = v1,<base64 HMAC-SHA256 of
 "<id>.<timestamp>.<body>">). The CloudEvents JSON body is `hub.schemas.envelope.cloudevent_body`."""
 
@@ -12,10 +13,23 @@ import random
 import secrets
 from urllib.parse import urlsplit, urlunsplit
 
-MAX_ATTEMPTS = 8
-BASE_DELAY = 1.0  # seconds before the 2nd attempt; doubles each time
+# Seconds to wait after each failed attempt, the first attempt being immediate: Standard Webhooks'
+# recommended schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), about 28 hours in all; after the
+# last one fails the delivery is parked. HUB_WEBHOOKS_RETRY_SCHEDULE replaces it.
+RETRY_SCHEDULE: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+RETRY_SCHEDULE_TEXT = "5s,5m,30m,2h,5h,10h,10h"
+RETRY_JITTER = 0.2  # each wait is drawn uniformly within +-20 % of the schedule's step
+MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
+BASE_DELAY = 1.0  # `next_delay`: seconds before the 2nd attempt; doubles each time
 MAX_DELAY = 3600.0
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 SECRET_PREFIX = "whsec_"
+# The delivery service's Kafka consumer groups, one per subscription (its own offsets): `hub-webhooks-<id>`
+CONSUMER_GROUP_PREFIX = "hub-webhooks-"
+
+
+def consumer_group(subscription_id: int) -> str:
+    return f"{CONSUMER_GROUP_PREFIX}{subscription_id}"
 
 
 # Targets refused whatever the DNS says: the names of cloud instance-metadata services (GCP, AWS,
@@ -200,3 +214,38 @@ def next_delay(attempts: int, rng: random.Random | None = None, base: float = BA
     between half and the whole step (so receivers coming back are not hit by everyone at once)."""
     step = min(cap, base * 2 ** max(0, attempts - 1))
     return step * (0.5 + 0.5 * (rng or random).random())
+
+
+def retry_delay(failed_attempts: int, schedule: tuple[float, ...] = RETRY_SCHEDULE, rng: random.Random | None = None,
+                jitter: float = RETRY_JITTER) -> float | None:
+    """Seconds to wait before the next attempt after `failed_attempts` failed ones (1 after the first),
+    from `schedule`, jittered within +-`jitter` of the step (so receivers coming back are not hit by
+    every queue at once); None when the schedule is exhausted: the delivery is parked."""
+    if failed_attempts < 1 or failed_attempts > len(schedule):
+        return None
+    step = schedule[failed_attempts - 1]
+    return max(0.0, step * (1 + jitter * (2 * (rng or random).random() - 1)))
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """`"5s,5m,30m,2h,5h,10h,10h"` -> seconds. Units: ms, s, m (min), h, d; a bare number is seconds.
+    ValueError naming the bad step and the form expected."""
+    steps = []
+    for part in (p.strip().lower() for p in text.split(",")):
+        if not part:
+            continue
+        number, unit = part, "s"
+        for suffix in sorted(_UNITS, key=len, reverse=True):
+            if part.endswith(suffix):
+                number, unit = part[: -len(suffix)], suffix
+                break
+        try:
+            value = float(number) * _UNITS[unit]
+        except ValueError:
+            raise ValueError(f"retry step {part!r} is not a duration; give e.g. 5s,5m,30m,2h") from None
+        if value < 0 or value != value:
+            raise ValueError(f"retry step {part!r} is negative; give e.g. 5s,5m,30m,2h")
+        steps.append(value)
+    if not steps:
+        raise ValueError("the retry schedule is empty; give at least one wait, e.g. 5s,5m,30m,2h")
+    return tuple(steps)

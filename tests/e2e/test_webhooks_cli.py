@@ -53,3 +53,21 @@ def test_retention_removes_delivered_webhook_deliveries(tmp_path):
     assert json.loads(out.stdout)["webhook_deliveries"] == 1
     with sqlite3.connect(tmp_path / "hub.sqlite3") as db:
         assert [r[0] for r in db.execute("SELECT message_id FROM webhook_deliveries")] == ["e-parked"]
+
+
+def test_webhooks_list_counts_each_subscriptions_own_queue(tmp_path):
+    """Two subscriptions of one recipient (e.g. its old and new receiver): each shows its own queue."""
+    env = {"HUB_DATA_DIR": str(tmp_path)}
+    assert run("db", "upgrade", env=env).returncode == 0
+    for url in ("https://old.example.fi/hook", "https://new.example.fi/hook"):
+        assert run("webhooks", "add", "--recipient", "wellbeing_area:04", "--url", url, env=env).returncode == 0
+    now = dt.datetime.now(dt.timezone.utc).isoformat(" ")
+    with sqlite3.connect(tmp_path / "hub.sqlite3") as db:
+        rows = [(1, "e-1", "parked"), (1, "e-2", "pending"), (1, "e-3", "pending"), (2, "e-1", "delivered")]
+        for sub, message_id, state in rows:
+            db.execute("INSERT INTO webhook_deliveries (subscription_id, message_id, topic, schema, body, state, attempts, next_attempt_at, created_at) "
+                       "VALUES (?, ?, 't', 'Referral', x'00', ?, 1, ?, ?)", (sub, message_id, state, now, now))
+    listed = run("webhooks", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    queues = {row["id"]: row["queue"] for row in map(json.loads, listed.stdout.splitlines())}
+    assert queues == {1: {"parked": 1, "pending": 2}, 2: {"delivered": 1}}

@@ -200,10 +200,10 @@ def test_each_recipient_reads_its_own_notice_topic_and_no_other_notices():
         for topic, owner in notice_topics.items():
             for operation in ("Read", "Describe"):
                 assert BROKER.authorize(principal, operation, "topic", topic) == (owner == authority), (principal, operation, topic)
-    # the notices of one authority reach that authority, and only it (and only the hub writes them)
+    # the notices of one authority reach that authority, and only it (and its webhooks; only the hub writes them)
     for topic, owner in list(notice_topics.items())[:: max(1, len(notice_topics) // 25)]:
         principals = {b.principal for b in COMMITTED}
-        assert {p for p in principals if BROKER.authorize(p, "Read", "topic", topic)} == {f"User:{A.principal(owner)}"}
+        assert {p for p in principals if BROKER.authorize(p, "Read", "topic", topic)} == {f"User:{A.principal(owner)}", f"User:{A.webhooks_user(APP)}"}
         assert {p for p in principals if BROKER.authorize(p, "Write", "topic", topic)} == {f"User:{APP}"}
 
 
@@ -240,6 +240,20 @@ def test_each_publisher_writes_only_the_topics_it_must():
     for authority in RECIPIENTS[:: max(1, len(RECIPIENTS) // 20)]:
         writers = {b.principal for b in COMMITTED if BROKER.authorize(b.principal, "Write", "topic", names.referral_topic(authority))}
         assert writers == {f"User:{APP}"}
+
+
+def test_the_webhook_service_reads_every_recipients_topics_in_its_own_groups_and_nothing_else():
+    user = A.webhooks_user(APP)
+    every_recipients = set().union(*(own_topics(a) for a in RECIPIENTS))
+    assert BROKER.topics(user, "Read") == every_recipients == BROKER.topics(user, "Describe")
+    assert BROKER.topics(user, "Write") == set()
+    assert names.DEAD_LETTERS not in BROKER.topics(user, "Describe")
+    assert BROKER.authorize(f"User:{user}", "Read", "group", "hub-webhooks-17")  # the group of subscription 17
+    for group in (f"{APP}.newcomer-detection", f"{A.principal(RECIPIENTS[0])}.referrals", f"{A.OPS}.x"):
+        assert not BROKER.authorize(f"User:{user}", "Read", "group", group), group
+    assert not BROKER.authorize(f"User:{user}", "Create", "topic", names.referral_topic(RECIPIENTS[0]))
+    # and no recipient may use the webhook service's groups
+    assert not any(BROKER.authorize(f"User:{A.principal(a)}", "Read", "group", "hub-webhooks-1") for a in RECIPIENTS)
 
 
 @pytest.mark.parametrize("extra, breaks", [

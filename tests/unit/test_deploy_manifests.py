@@ -271,3 +271,43 @@ def test_registry_deployment_and_service_run_hub_registry_non_root_with_probes_a
     assert service["spec"]["selector"] == registry["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"] and service["spec"]["ports"][0]["port"] == 8081
     assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "hub-registry" for _, d in OVERLAY_DOCS)
+
+
+def _webhooks() -> dict:
+    return next(d for _, d in BASE_DOCS if d["kind"] == "Deployment" and d["metadata"]["name"] == "hub-webhooks")
+
+
+def test_webhook_delivery_runs_as_its_own_deployment_with_its_kafka_user_probes_and_metrics():
+    """`hub webhooks serve`, one pod (Recreate: never two sharing a subscription's queue), non-root,
+    with resources, probes on /health, scraped by a PodMonitor, connecting as the Kafka user whose
+    ACLs the generator makes for it."""
+    from hub.deploy.acls import webhooks_user
+
+    deployment = _webhooks()
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"] == ["webhooks", "serve"]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False and container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e for e in container["env"]}
+    assert set(env) <= ENV_NAMES, f"unknown settings: {set(env) - ENV_NAMES}"
+    for secret in ("HUB_DATABASE_URL", "HUB_KAFKA_SASL_PASSWORD", "HUB_PERSON_KEY_SECRET", "HUB_DATA_KEYS"):
+        assert "secretKeyRef" in env[secret]["valueFrom"], secret
+    for kind in ("startupProbe", "livenessProbe"):
+        assert container[kind]["httpGet"] == {"path": "/health", "port": "metrics"}, kind
+    assert int(env["HUB_METRICS_PORT"]["value"]) == ports["metrics"]
+    settings = Settings.from_env({k: v["value"] for k, v in env.items() if "value" in v})
+    assert settings.metrics_addr == "0.0.0.0" and settings.webhooks_allow_loopback is False
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    # its Kafka user is the generated one, whose password secret Strimzi names after it
+    user = webhooks_user(k8s.APP_ID)
+    assert env["HUB_KAFKA_SASL_USERNAME"]["value"] == user == env["HUB_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+    assert any(d["kind"] == "KafkaUser" and d["metadata"]["name"] == user for _, d in BASE_DOCS)
+    # scraped: a PodMonitor selects its pods and port, under the job the alert rules select
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    monitors = [d for _, d in BASE_DOCS if d["kind"] == "PodMonitor" and d["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+    assert monitors and all({e["port"] for e in m["spec"]["podMetricsEndpoints"]} <= set(ports) for m in monitors)
+    assert labels[monitors[0]["spec"]["jobLabel"]] == "integration-hub"
