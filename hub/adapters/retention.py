@@ -106,6 +106,8 @@ def run_retention(session: Session, older_than: dt.timedelta, now: dt.datetime, 
     delete("consent_tombstones", sa.delete(ConsentTombstone).where(ConsentTombstone.last_seen_at < replayable_since))
     delete("processed_events", sa.delete(ProcessedEvent).where(ProcessedEvent.processed_at < min(cutoff, replayable_since)))
     delete("dead_letters", sa.delete(DeadLetterRow).where(DeadLetterRow.created_at < cutoff))  # originals too large for the topic
-    removed.update(purge_delivered(session, cutoff))  # delivered webhook deliveries and their attempts
+    # delivered webhook deliveries and their attempts; within the replay horizon their rows stay (bodies removed), so a
+    # re-read topic queues nothing twice
+    removed.update(purge_delivered(session, cutoff, replayable_since))
     session.add(RetentionRun(run_at=now, cutoff=cutoff, run_by=run_by, removed=json.dumps(removed, sort_keys=True)))
     return removed

@@ -1,7 +1,7 @@
 """Webhook delivery for recipients without Kafka: subscriptions and deliveries in SQL, a worker
 that takes each recipient's records from its own topics and POSTs them, in order, signed.
 
-Per subscription: a Kafka consumer group `hub-webhooks-<id>` (`policy.consumer_group`) reads only
+Per subscription: a Kafka consumer group `<app id>.webhooks.<id>` (`policy.consumer_group`) reads only
 the recipient's topics (its referrals, plan requests and notices, or whatever `topics_for` names),
 each record becomes one delivery row (unique per subscription and event id, so a redelivered
 record is not queued twice) before the offset is committed. Deliveries go out in queue order; a
@@ -293,12 +293,23 @@ def _sub(row: WebhookSubscription) -> Subscription:
     return Subscription(row.id, row.recipient, row.url, row.active, row.created_at)
 
 
-def purge_delivered(session: sa.orm.Session, cutoff: dt.datetime) -> dict[str, int]:
-    """Remove deliveries delivered before `cutoff`, with their attempts (the retention job); pending
-    and parked ones stay whatever their age. Returns rows removed per table."""
-    old = sa.select(WebhookDelivery.id).where(WebhookDelivery.state == DELIVERED, WebhookDelivery.delivered_at < cutoff)
+def purge_delivered(session: sa.orm.Session, cutoff: dt.datetime, marks_before: dt.datetime | None = None) -> dict[str, int]:
+    """Remove deliveries delivered before `cutoff` (the retention job); pending and parked ones stay
+    whatever their age. Returns rows removed per table.
+
+    With `marks_before` (earlier than `cutoff`: the replay horizon, while the topics can still give
+    the record again), a delivery delivered between the two loses only its body: its row stays as
+    the mark that keeps the record from being queued and delivered again when its subscription's
+    consumer group reads the topic anew (a renamed group, offsets expired); rows and attempts go
+    once delivered before both."""
+    gone = cutoff if marks_before is None else min(cutoff, marks_before)
+    if gone < cutoff:
+        session.execute(sa.update(WebhookDelivery).where(WebhookDelivery.state == DELIVERED, WebhookDelivery.delivered_at < cutoff,
+                                                         WebhookDelivery.delivered_at >= gone)
+                        .values(body="").execution_options(synchronize_session=False))
+    old = sa.select(WebhookDelivery.id).where(WebhookDelivery.state == DELIVERED, WebhookDelivery.delivered_at < gone)
     attempts = session.execute(sa.delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old)).execution_options(synchronize_session=False)).rowcount
-    deliveries = session.execute(sa.delete(WebhookDelivery).where(WebhookDelivery.state == DELIVERED, WebhookDelivery.delivered_at < cutoff)
+    deliveries = session.execute(sa.delete(WebhookDelivery).where(WebhookDelivery.state == DELIVERED, WebhookDelivery.delivered_at < gone)
                                  .execution_options(synchronize_session=False)).rowcount
     return {"webhook_attempts": attempts or 0, "webhook_deliveries": deliveries or 0}
 
@@ -404,7 +415,7 @@ class DeliveryWorker:
     """Moves records from Kafka into the queue and the queue to the receivers.
 
     `run()` is the service: one lane (an asyncio task) per active subscription, each with its own
-    consumer group `hub-webhooks-<id>`, reading the recipient's topics, queueing their records and
+    consumer group `<app id>.webhooks.<id>`, reading the recipient's topics, queueing their records and
     delivering its queue in order, so a slow or dead receiver holds up only its own queue. The
     lanes share a pool of `concurrency` threads for the POSTs (at most one in flight per lane) and a
     few for the database, both first come first served, so a long queue takes its turn with the
@@ -417,6 +428,7 @@ class DeliveryWorker:
         store: WebhookStore,
         kafka_url: str,
         *,
+        app_id: str | None = None,
         codec: Codec | None = None,
         topics_for: Callable[[str], list[str]] = recipient_topics,
         max_attempts: int | None = None,
@@ -435,6 +447,11 @@ class DeliveryWorker:
         refresh: float = 2.0,
     ):
         self.store, self.kafka_url = store, kafka_url
+        if app_id is None:  # HUB_APP_ID's default
+            from hub.config import Settings
+
+            app_id = Settings.app_id
+        self.app_id = app_id  # HUB_APP_ID: the consumer groups are `<app id>.webhooks.<subscription id>`
         self.codec = codec or default_codec()
         self.topics_for, self.timeout = topics_for, timeout
         # attempts: the schedule's waits + 1 unless cut short; `base_delay` (tests) backs off exponentially from it instead
@@ -490,7 +507,7 @@ class DeliveryWorker:
 
         consumer = self._consumers.get(sub.id)
         if consumer is None:
-            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_servers(self.kafka_url), group_id=policy.consumer_group(sub.id),
+            consumer = AIOKafkaConsumer(*self.topics_for(sub.recipient), bootstrap_servers=bootstrap_servers(self.kafka_url), group_id=policy.consumer_group(self.app_id, sub.id),
                                         enable_auto_commit=False, auto_offset_reset="earliest", metadata_max_age_ms=60_000,
                                         fetch_max_wait_ms=self.fetch_wait_ms, **self.security)
             try:

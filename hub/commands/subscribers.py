@@ -474,7 +474,7 @@ def _delivery_worker(max_attempts: int | None, timeout: float | None):
         check = DisclosureCheck(store.Session, legal_bases.load(settings.consent_legal_bases)).why_not
     except legal_bases.LegalBasisFileError as exc:
         raise click.UsageError(str(exc)) from None
-    return DeliveryWorker(store, url, max_attempts=max_attempts, schedule=settings.webhooks_retry_schedule, jitter=settings.webhooks_retry_jitter,
+    return DeliveryWorker(store, url, app_id=settings.app_id, max_attempts=max_attempts, schedule=settings.webhooks_retry_schedule, jitter=settings.webhooks_retry_jitter,
                           timeout=timeout or settings.webhooks_timeout, concurrency=settings.webhooks_concurrency, security=security,
                           disclosure_check=check)
 
@@ -522,7 +522,7 @@ def webhooks_serve(port: int | None, host: str | None) -> None:
     """Run the delivery service until SIGTERM or Ctrl-C: what the shipped deployments run.
 
     Needs HUB_KAFKA_URL and HUB_DATABASE_URL. Every active subscription is delivered on its own (its
-    own consumer group hub-webhooks-<id>, in order), so a slow or dead receiver holds up only its
+    own consumer group <HUB_APP_ID>.webhooks.<id>, in order), so a slow or dead receiver holds up only its
     own queue; subscriptions added or disabled meanwhile are picked up within seconds. Serves
     /metrics (hub_webhook_*) and /health (200, or 503 naming what is not working: the database,
     or the broker for every subscription).

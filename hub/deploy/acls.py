@@ -13,8 +13,8 @@
   `<app id>.newcomer-detection`); faust reads nothing, so it has no group or internal topic;
 - the webhook delivery service (`User:<app id>-webhooks`, `hub webhooks serve`) reads every
   recipient's referral, plan-request and notice topics (to POST them to the recipients' callback
-  URLs) with its own consumer groups `hub-webhooks-<subscription id>`, and nothing else: it writes no
-  topic;
+  URLs) with its own consumer groups `<app id>.webhooks.<subscription id>`, and nothing else: it
+  writes no topic;
 - operations (`User:hub-ops`) alone read the dead letters.
 
 Kafka ACLs cannot check a record's content: that a status comes from the referral's recipient is
@@ -31,7 +31,7 @@ from hub.deploy.topics import recipients
 from hub.routing.reference import Reference
 from hub.schemas import topics as names
 from hub.schemas.facts import MIGRI
-from hub.webhooks.policy import CONSUMER_GROUP_PREFIX as WEBHOOK_GROUP_PREFIX
+from hub.webhooks.policy import consumer_group_prefix as webhook_group_prefix
 
 OPS = "hub-ops"
 LITERAL = "literal"
@@ -121,7 +121,7 @@ def webhooks_acls(app_id: str, reference: Reference) -> list[Acl]:
     user = webhooks_user(app_id)
     acls = [Acl(user, "topic", topic, LITERAL, ("Read", "Describe"))
             for authority in recipients(reference) for topic in names.recipient_topics(authority)]
-    acls.append(Acl(user, "group", WEBHOOK_GROUP_PREFIX, PREFIX, ("Read",)))
+    acls.append(Acl(user, "group", webhook_group_prefix(app_id), PREFIX, ("Read",)))
     return acls
 
 

@@ -24,12 +24,21 @@ BASE_DELAY = 1.0  # `next_delay`: seconds before the 2nd attempt; doubles each t
 MAX_DELAY = 3600.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 SECRET_PREFIX = "whsec_"
-# The delivery service's Kafka consumer groups, one per subscription (its own offsets): `hub-webhooks-<id>`
-CONSUMER_GROUP_PREFIX = "hub-webhooks-"
+# The delivery service's Kafka consumer groups, one per subscription (its own offsets), under the
+# deployment's app id like the hub's own groups (`<app id>.<name>`): `<app id>.webhooks.<id>`, so two
+# deployments on one cluster never share offsets. Before, they were `hub-webhooks-<id>` (LEGACY).
+CONSUMER_GROUP_INFIX = "webhooks."
+LEGACY_CONSUMER_GROUP_PREFIX = "hub-webhooks-"
 
 
-def consumer_group(subscription_id: int) -> str:
-    return f"{CONSUMER_GROUP_PREFIX}{subscription_id}"
+def consumer_group_prefix(app_id: str) -> str:
+    """Every consumer group of the delivery service of the deployment `app_id` starts with this."""
+    return f"{app_id}.{CONSUMER_GROUP_INFIX}"
+
+
+def consumer_group(app_id: str, subscription_id: int) -> str:
+    """The consumer group of one subscription's lane: `<app id>.webhooks.<subscription id>`."""
+    return f"{consumer_group_prefix(app_id)}{subscription_id}"
 
 
 # Targets refused whatever the DNS says: the names of cloud instance-metadata services (GCP, AWS,

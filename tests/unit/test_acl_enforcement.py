@@ -27,6 +27,7 @@ from hub.deploy import render
 from hub.deploy.topics import hub_topics, recipients
 from hub.routing.reference import default_reference
 from hub.schemas import topics as names
+from hub.webhooks import policy
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = default_reference()
@@ -248,12 +249,16 @@ def test_the_webhook_service_reads_every_recipients_topics_in_its_own_groups_and
     assert BROKER.topics(user, "Read") == every_recipients == BROKER.topics(user, "Describe")
     assert BROKER.topics(user, "Write") == set()
     assert names.DEAD_LETTERS not in BROKER.topics(user, "Describe")
-    assert BROKER.authorize(f"User:{user}", "Read", "group", "hub-webhooks-17")  # the group of subscription 17
-    for group in (f"{APP}.newcomer-detection", f"{A.principal(RECIPIENTS[0])}.referrals", f"{A.OPS}.x"):
+    assert BROKER.authorize(f"User:{user}", "Read", "group", policy.consumer_group(APP, 17))  # the group of subscription 17
+    assert policy.consumer_group(APP, 17) == f"{APP}.webhooks.17"
+    # exactly its own prefix: not the hub's stream groups, another deployment's webhook groups, the old names
+    for group in (f"{APP}.newcomer-detection", f"{APP}.webhooks", f"{A.principal(RECIPIENTS[0])}.referrals", f"{A.OPS}.x",
+                  policy.consumer_group("other-hub", 17), "hub-webhooks-17"):
         assert not BROKER.authorize(f"User:{user}", "Read", "group", group), group
+    assert {b.name for b in COMMITTED if b.principal == f"User:{user}" and b.resource_type == "group"} == {f"{APP}.webhooks."}
     assert not BROKER.authorize(f"User:{user}", "Create", "topic", names.referral_topic(RECIPIENTS[0]))
     # and no recipient may use the webhook service's groups
-    assert not any(BROKER.authorize(f"User:{A.principal(a)}", "Read", "group", "hub-webhooks-1") for a in RECIPIENTS)
+    assert not any(BROKER.authorize(f"User:{A.principal(a)}", "Read", "group", policy.consumer_group(APP, 1)) for a in RECIPIENTS)
 
 
 @pytest.mark.parametrize("extra, breaks", [

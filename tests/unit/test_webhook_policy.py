@@ -8,6 +8,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from hub.schemas.envelope import cloudevent_body
+from hub.webhooks import policy
 from hub.webhooks.policy import WebhookError, check_secret, check_url, headers, new_secret, next_delay
 
 
@@ -43,3 +44,10 @@ def test_signature_verifies_with_the_standardwebhooks_library():
         Webhook(new_secret()).verify(body, h)
     with pytest.raises(WebhookError):
         check_secret("whsec_not base64!")
+
+
+def test_consumer_groups_are_the_deployments_own():
+    # under the app id like the hub's stream groups (`<app id>.<name>`): two deployments on one cluster share no offsets
+    assert policy.consumer_group("integration-hub", 7) == "integration-hub.webhooks.7"
+    assert policy.consumer_group("hub-a", 7) != policy.consumer_group("hub-b", 7)
+    assert policy.consumer_group("hub-a", 7).startswith(policy.consumer_group_prefix("hub-a"))
