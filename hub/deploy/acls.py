@@ -13,8 +13,8 @@
   `<app id>.newcomer-detection`); faust reads nothing, so it has no group or internal topic;
 - the webhook delivery service (`User:<app id>-webhooks`, `hub webhooks serve`) reads every
   recipient's referral, plan-request and notice topics (to POST them to the recipients' callback
-  URLs) with its own consumer groups `<app id>.webhooks.<subscription id>`, and nothing else: it
-  writes no topic;
+  URLs; by prefix, `hub.referrals.<kind>.` and so on) with its own consumer groups
+  `<app id>.webhooks.<subscription id>`, and nothing else: it writes no topic;
 - operations (`User:hub-ops`) alone read the dead letters.
 
 Kafka ACLs cannot check a record's content: that a status comes from the referral's recipient is
@@ -116,11 +116,23 @@ def webhooks_user(app_id: str) -> str:
     return f"{app_id}-webhooks"
 
 
+# the per-recipient topic families (`hub.<family>.<kind>.<code>.v1`) the webhook delivery service reads
+RECIPIENT_FAMILIES = (names.REFERRALS, names.PLAN_REQUESTS, names.NOTICES)
+
+
+def webhooks_topic_prefixes(reference: Reference) -> list[str]:
+    """`hub.referrals.municipality.`, ...: each family of recipient topics, per kind of recipient in the
+    reference data. A prefix per family and kind, not per family: `hub.notices.` would also match the
+    shared `hub.notices.v1` of earlier versions (every authority's notices, readable by none)."""
+    kinds = sorted({authority.partition(":")[0] for authority in recipients(reference)})
+    return [family.split("{kind}", 1)[0] + f"{kind}." for family in RECIPIENT_FAMILIES for kind in kinds]
+
+
 def webhooks_acls(app_id: str, reference: Reference) -> list[Acl]:
-    """Read (and Describe) every recipient's own topics, literally; its consumer groups by prefix."""
+    """Read (and Describe) every recipient's own topics, by prefix (a family and a kind each: any
+    recipient's, none other); its consumer groups `<app id>.webhooks.` by prefix. Writes nothing."""
     user = webhooks_user(app_id)
-    acls = [Acl(user, "topic", topic, LITERAL, ("Read", "Describe"))
-            for authority in recipients(reference) for topic in names.recipient_topics(authority)]
+    acls = [Acl(user, "topic", prefix, PREFIX, ("Read", "Describe")) for prefix in webhooks_topic_prefixes(reference)]
     acls.append(Acl(user, "group", webhook_group_prefix(app_id), PREFIX, ("Read",)))
     return acls
 

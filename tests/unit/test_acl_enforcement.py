@@ -249,6 +249,21 @@ def test_the_webhook_service_reads_every_recipients_topics_in_its_own_groups_and
     assert BROKER.topics(user, "Read") == every_recipients == BROKER.topics(user, "Describe")
     assert BROKER.topics(user, "Write") == set()
     assert names.DEAD_LETTERS not in BROKER.topics(user, "Describe")
+    # by prefix (a few rules, not three per recipient), and the prefixes match no other topic: not the hub's
+    # own, not the shared notices topic of earlier versions, not a family's name with another kind
+    assert all(b.pattern == PREFIXED for b in COMMITTED if b.principal == f"User:{user}")
+    assert len({b.name for b in COMMITTED if b.principal == f"User:{user}"}) <= 10
+    for other in (*(t for t in TOPICS if t not in every_recipients), "hub.notices.v1", "hub.referrals.v1", "hub.plan-requests.v1",
+                  "hub.referrals.unknown.1.v1", "hub.referrals"):
+        for operation in ("Read", "Describe", "Write"):
+            assert not BROKER.authorize(f"User:{user}", operation, "topic", other), (operation, other)
+    for authority in RECIPIENTS:
+        for topic in own_topics(authority):
+            assert not BROKER.authorize(f"User:{user}", "Write", "topic", topic)
+            assert not BROKER.authorize(f"User:{user}", "Delete", "topic", topic)
+    for bindings in (COMMITTED, SCRIPT):  # both renderings
+        az = Authorizer(bindings)
+        assert az.topics(user, "Read") == every_recipients and az.topics(user, "Write") == set()
     assert BROKER.authorize(f"User:{user}", "Read", "group", policy.consumer_group(APP, 17))  # the group of subscription 17
     assert policy.consumer_group(APP, 17) == f"{APP}.webhooks.17"
     # exactly its own prefix: not the hub's stream groups, another deployment's webhook groups, the old names
