@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from hub.webhooks import policy as webhook_policy
+
 if TYPE_CHECKING:
     from hub.domain.publishers import Publishers
 
@@ -80,10 +82,8 @@ def _one_of(choices: tuple[str, ...]) -> Reader:
 
 
 def _retry_schedule(raw: str, name: str, env: dict) -> tuple[float, ...]:
-    from hub.webhooks.policy import parse_schedule
-
     try:
-        return parse_schedule(raw)
+        return webhook_policy.parse_schedule(raw)
     except ValueError as exc:
         raise ValueError(f"{name}={raw!r}: {exc}") from None
 
@@ -311,10 +311,11 @@ SETTINGS: tuple[Setting, ...] = (
                  "`localhost`), plain http included: for local receivers in tests and development only. Off: only "
                  "https to public addresses (`hub/webhooks/policy.py`).",
             needed_by="never set in the shipped deployments"),
-    Setting("HUB_WEBHOOKS_RETRY_SCHEDULE", "webhooks_retry_schedule", _retry_schedule, (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0), WEBHOOKS,
-            default_doc="`5s,5m,30m,2h,5h,10h,10h`",
+    Setting("HUB_WEBHOOKS_RETRY_SCHEDULE", "webhooks_retry_schedule", _retry_schedule, webhook_policy.RETRY_SCHEDULE, WEBHOOKS,
+            default_doc=f"`{webhook_policy.RETRY_SCHEDULE_TEXT}`",
             help="Waits between the attempts at one webhook delivery (the first is immediate), comma-separated, "
-                 "units `ms`, `s`, `m`, `h`, `d`: Standard Webhooks' recommended schedule by default, about 28 hours. "
+                 "units `ms`, `s`, `m`, `h`, `d`: Standard Webhooks' recommended schedule by default, about "
+                 f"{round(sum(webhook_policy.RETRY_SCHEDULE) / 3600)} hours. "
                  "After the last wait's attempt fails the delivery is parked (`hub webhooks redeliver`).",
             needed_by="`hub webhooks serve` (and `deliver`; `--max-attempts` cuts the schedule short)"),
     Setting("HUB_WEBHOOKS_RETRY_JITTER", "webhooks_retry_jitter", _fraction, 0.2, WEBHOOKS,

@@ -13,16 +13,43 @@ import random
 import secrets
 from urllib.parse import urlsplit, urlunsplit
 
-# Seconds to wait after each failed attempt, the first attempt being immediate: Standard Webhooks'
-# recommended schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), about 28 hours in all; after the
-# last one fails the delivery is parked. HUB_WEBHOOKS_RETRY_SCHEDULE replaces it.
-RETRY_SCHEDULE: tuple[float, ...] = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# The waits after each failed attempt, the first attempt being immediate: Standard Webhooks'
+# recommended schedule; after the last one fails the delivery is parked. HUB_WEBHOOKS_RETRY_SCHEDULE
+# replaces it. Written here only: RETRY_SCHEDULE (seconds), MAX_ATTEMPTS and the setting's default
+# and documentation (hub/config.py, docs/configuration.md) are derived from it.
 RETRY_SCHEDULE_TEXT = "5s,5m,30m,2h,5h,10h,10h"
 RETRY_JITTER = 0.2  # each wait is drawn uniformly within +-20 % of the schedule's step
-MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
 BASE_DELAY = 1.0  # `next_delay`: seconds before the 2nd attempt; doubles each time
 MAX_DELAY = 3600.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """`"30s,2m,1h"` -> (30.0, 120.0, 3600.0) seconds. Units: ms, s, m (min), h, d; a bare number is seconds.
+    ValueError naming the bad step and the form expected."""
+    steps = []
+    for part in (p.strip().lower() for p in text.split(",")):
+        if not part:
+            continue
+        number, unit = part, "s"
+        for suffix in sorted(_UNITS, key=len, reverse=True):
+            if part.endswith(suffix):
+                number, unit = part[: -len(suffix)], suffix
+                break
+        try:
+            value = float(number) * _UNITS[unit]
+        except ValueError:
+            raise ValueError(f"retry step {part!r} is not a duration; give e.g. 5s,5m,30m,2h") from None
+        if value < 0 or value != value:
+            raise ValueError(f"retry step {part!r} is negative; give e.g. 5s,5m,30m,2h")
+        steps.append(value)
+    if not steps:
+        raise ValueError("the retry schedule is empty; give at least one wait, e.g. 5s,5m,30m,2h")
+    return tuple(steps)
+
+
+RETRY_SCHEDULE: tuple[float, ...] = parse_schedule(RETRY_SCHEDULE_TEXT)  # seconds
+MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
 SECRET_PREFIX = "whsec_"
 # The delivery service's Kafka consumer groups, one per subscription (its own offsets), under the
 # deployment's app id like the hub's own groups (`<app id>.<name>`): `<app id>.webhooks.<id>`, so two
@@ -234,27 +261,3 @@ def retry_delay(failed_attempts: int, schedule: tuple[float, ...] = RETRY_SCHEDU
         return None
     step = schedule[failed_attempts - 1]
     return max(0.0, step * (1 + jitter * (2 * (rng or random).random() - 1)))
-
-
-def parse_schedule(text: str) -> tuple[float, ...]:
-    """`"5s,5m,30m,2h,5h,10h,10h"` -> seconds. Units: ms, s, m (min), h, d; a bare number is seconds.
-    ValueError naming the bad step and the form expected."""
-    steps = []
-    for part in (p.strip().lower() for p in text.split(",")):
-        if not part:
-            continue
-        number, unit = part, "s"
-        for suffix in sorted(_UNITS, key=len, reverse=True):
-            if part.endswith(suffix):
-                number, unit = part[: -len(suffix)], suffix
-                break
-        try:
-            value = float(number) * _UNITS[unit]
-        except ValueError:
-            raise ValueError(f"retry step {part!r} is not a duration; give e.g. 5s,5m,30m,2h") from None
-        if value < 0 or value != value:
-            raise ValueError(f"retry step {part!r} is negative; give e.g. 5s,5m,30m,2h")
-        steps.append(value)
-    if not steps:
-        raise ValueError("the retry schedule is empty; give at least one wait, e.g. 5s,5m,30m,2h")
-    return tuple(steps)

@@ -27,6 +27,23 @@ def test_the_default_schedule_is_standard_webhooks_and_spans_more_than_a_day():
     assert sum(policy.RETRY_SCHEDULE) > 24 * 3600
 
 
+def test_the_default_schedule_is_written_once_and_the_rest_derived_from_it():
+    from pathlib import Path
+
+    from hub.config import SETTINGS
+
+    setting = next(s for s in SETTINGS if s.env == "HUB_WEBHOOKS_RETRY_SCHEDULE")
+    assert setting.default is policy.RETRY_SCHEDULE
+    assert policy.RETRY_SCHEDULE_TEXT in setting.default_doc
+    assert f"about {round(sum(policy.RETRY_SCHEDULE) / 3600)} hours" in setting.help
+    # the schedule as text or as seconds appears in one place of the code only
+    hub = Path(__file__).resolve().parents[2] / "hub"
+    spelled = ("5s,5m,30m,2h,5h,10h,10h", "36000", "5 min, 30 min", "about 28 hours")
+    hits = [f"{p.relative_to(hub)}: {line.strip()}" for p in sorted(hub.rglob("*.py")) for line in p.read_text().splitlines()
+            if any(s in line for s in spelled)]
+    assert hits == ['webhooks/policy.py: RETRY_SCHEDULE_TEXT = "5s,5m,30m,2h,5h,10h,10h"'], hits
+
+
 def test_each_wait_is_jittered_within_the_bound_and_the_schedule_ends():
     rng = random.Random(7)
     for n, step in enumerate(STANDARD, start=1):
