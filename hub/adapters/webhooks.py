@@ -679,7 +679,9 @@ class DeliveryWorker:
                 raise
             except Exception as exc:  # noqa: BLE001 - one lane's trouble never stops the others
                 lane.ready, lane.error = False, type(exc).__name__
-                log.warning("webhooks: subscription %s (%s): %s: %s; starting over in %.0f s", sub.id, sub.recipient, type(exc).__name__, exc, pause)
+                # the exception's type only: its text could carry the callback URL's credentials
+                log.warning("webhooks: subscription %s (%s, %s): %s; starting over in %.0f s", sub.id, sub.recipient,
+                            policy.loggable_url(sub.url), type(exc).__name__, pause)
                 await self._stop_consumer(sub.id)
                 try:
                     await asyncio.wait_for(stop.wait(), pause)
@@ -738,7 +740,7 @@ class DeliveryWorker:
                     self.last_refresh, self.refresh_error = time.monotonic(), None
                 except Exception as exc:  # noqa: BLE001 - the database away for a while: the lanes go on, /health tells
                     self.refresh_error = type(exc).__name__
-                    log.warning("webhooks: refreshing the subscriptions failed: %s: %s", type(exc).__name__, exc)
+                    log.warning("webhooks: refreshing the subscriptions failed: %s", type(exc).__name__)
                 try:
                     await asyncio.wait_for(stop.wait(), refresh)
                 except asyncio.TimeoutError:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.pool import StaticPool
 
 from hub.adapters import database
-from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, DeliveryWorker, WebhookStore
+from hub.adapters.webhooks import DELIVERED, PARKED, PENDING, DeliveryWorker, WebhookStore, _Lane
 from hub.config import Settings
 from hub.webhooks import policy
 
@@ -214,3 +214,40 @@ def test_gauges_cover_every_active_recipient_and_go_back_to_zero():
         assert value("hub_webhook_delivery_lag_seconds_count") == before + 1
     finally:
         engine.dispose()
+
+
+def test_a_lane_error_logs_its_type_and_the_url_without_credentials(caplog):
+    engine = database.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    database.Base.metadata.create_all(engine)
+    store = WebhookStore(engine)
+    url = "https://hook-user:pa55word@receiver.example.fi:8443/hub/events?token=s3cr3t-t0ken#frag"
+    sub, _ = store.add("wellbeing_area:04", url)
+    worker = DeliveryWorker(store, "kafka://unused:9092", disclosure_check=lambda plan: None)
+
+    async def failing_consumer(s):
+        raise RuntimeError(f"cannot reach {s.url} (token=s3cr3t-t0ken, pa55word)")  # a text that repeats the URL
+
+    worker._consumer = failing_consumer
+
+    async def run():
+        stop = asyncio.Event()
+        lane = _Lane(sub)
+        task = asyncio.create_task(worker._lane(lane, stop))
+        for _ in range(100):
+            if lane.error:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+        return lane
+
+    with caplog.at_level("WARNING", logger="hub.adapters.webhooks"):
+        lane = asyncio.run(run())
+    engine.dispose()
+    assert lane.error == "RuntimeError"
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "RuntimeError" in text and "https://receiver.example.fi:8443/hub/events" in text
+    for secret in ("pa55word", "hook-user", "s3cr3t", "token", "frag", "cannot reach"):
+        assert secret not in text, secret
+    assert policy.loggable_url("https://u:p@[2001:db8::1]:8443/x?q=1") == "https://[2001:db8::1]:8443/x"
+    assert policy.loggable_url("https://receiver.example.fi") == "https://receiver.example.fi"
