@@ -63,11 +63,18 @@ def test_webhooks_list_counts_each_subscriptions_own_queue(tmp_path):
         assert run("webhooks", "add", "--recipient", "wellbeing_area:04", "--url", url, env=env).returncode == 0
     now = dt.datetime.now(dt.timezone.utc).isoformat(" ")
     with sqlite3.connect(tmp_path / "hub.sqlite3") as db:
-        rows = [(1, "e-1", "parked"), (1, "e-2", "pending"), (1, "e-3", "pending"), (2, "e-1", "delivered")]
+        # the same records queued for both, in different states: per recipient they would add up
+        rows = [(1, "e-1", "parked"), (1, "e-2", "pending"), (1, "e-3", "pending"),
+                (2, "e-1", "delivered"), (2, "e-2", "parked"), (2, "e-3", "parked"), (2, "e-4", "parked"), (2, "e-5", "pending")]
         for sub, message_id, state in rows:
             db.execute("INSERT INTO webhook_deliveries (subscription_id, message_id, topic, schema, body, state, attempts, next_attempt_at, created_at) "
                        "VALUES (?, ?, 't', 'Referral', x'00', ?, 1, ?, ?)", (sub, message_id, state, now, now))
     listed = run("webhooks", "list", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
-    queues = {row["id"]: row["queue"] for row in map(json.loads, listed.stdout.splitlines())}
-    assert queues == {1: {"parked": 1, "pending": 2}, 2: {"delivered": 1}}
+    rows = list(map(json.loads, listed.stdout.splitlines()))
+    assert {row["recipient"] for row in rows} == {"wellbeing_area:04"}
+    queues = {row["id"]: row["queue"] for row in rows}
+    assert queues == {1: {"parked": 1, "pending": 2}, 2: {"delivered": 1, "parked": 3, "pending": 1}}
+    text = run("webhooks", "list", env=env).stdout.splitlines()
+    assert text[0].startswith("1 active wellbeing_area:04 https://old.example.fi/hook") and "'parked': 1, 'pending': 2" in text[0]
+    assert text[1].startswith("2 active wellbeing_area:04 https://new.example.fi/hook") and "'parked': 3, 'pending': 1" in text[1]
