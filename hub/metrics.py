@@ -52,7 +52,7 @@ processing_latency = Histogram(
     "hub_processing_latency_seconds", "Seconds from a record's timestamp to its processing, by topic", ["topic"], buckets=LATENCY_BUCKETS, registry=REGISTRY
 )
 webhook_deliveries = Counter(
-    "hub_webhook_deliveries_total", "Webhook delivery attempts, by recipient authority and outcome (delivered, failed, parked)", ["recipient", "outcome"], registry=REGISTRY
+    "hub_webhook_deliveries_total", "Webhook delivery attempts, by recipient authority and outcome (delivered, failed, parked, withdrawn; undecodable: a record never queued)", ["recipient", "outcome"], registry=REGISTRY
 )
 webhook_queue = Gauge("hub_webhook_deliveries_queued", "Webhook deliveries waiting (pending) or parked, by recipient authority", ["recipient", "state"], registry=REGISTRY)
 webhook_delivery_lag = Histogram(

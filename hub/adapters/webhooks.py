@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, PARKED = "pending", "delivered", "parked"
 WITHDRAWN = "withdrawn"  # a plan request whose consent or legal basis ended before it was delivered
+UNDECODABLE = "undecodable"  # the outcome counted for a record of a recipient's topic that does not decode: never queued
 
 
 class WebhookSubscription(Base):
@@ -535,7 +536,8 @@ class DeliveryWorker:
         for m in records:
             try:
                 event = self.codec.decode(m.value)
-            except CodecError as exc:  # the hub wrote it, so this is a bug; skip it loudly, never stop the queue
+            except CodecError as exc:  # the hub wrote it, so this is a bug; skip it loudly and counted, never stop the queue
+                metrics.webhook_deliveries.labels(sub.recipient, UNDECODABLE).inc()
                 log.error("webhooks: %s[%s]@%s is not decodable (%s); not delivered", m.topic, m.partition, m.offset, exc.reason)
                 continue
             body = cloudevent_body(event.name, event.record, self.codec.to_jsonable(event.name, event.record))

@@ -1,6 +1,8 @@
 """Webhook retries follow a schedule spanning hours (Standard Webhooks' recommended one by default:
 immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), each wait jittered, and a delivery is
-parked after the last; with a fake clock and a fake receiver (no waiting), on SQLite in memory."""
+parked after the last; with a fake clock and a fake receiver (no waiting), on SQLite in memory.
+Also what a lane logs of an error (never a callback URL's credentials) and that a record that does
+not decode is counted (`hub_webhook_deliveries_total{outcome="undecodable"}`) while the rest flows on."""
 
 from __future__ import annotations
 
@@ -251,3 +253,39 @@ def test_a_lane_error_logs_its_type_and_the_url_without_credentials(caplog):
         assert secret not in text, secret
     assert policy.loggable_url("https://u:p@[2001:db8::1]:8443/x?q=1") == "https://[2001:db8::1]:8443/x"
     assert policy.loggable_url("https://receiver.example.fi") == "https://receiver.example.fi"
+
+
+def test_an_undecodable_record_is_counted_and_the_rest_flows_on():
+    from types import SimpleNamespace
+
+    from hub import metrics
+    from hub.schemas.envelope import envelope
+
+    engine, store, clock, receiver, worker, sub = _setup([])
+    codec = worker.codec
+    good = envelope("hub:routing")
+    good.update(referral_id="r-1", to=sub.recipient, purpose="outreach", person_key="pk-1", reasons=["arrived"], rule="outreach",
+                rules_version="2025.1", sequence=1)
+    records = [SimpleNamespace(topic="t", partition=0, offset=0, timestamp=1, value=b"\x00not avro"),
+               SimpleNamespace(topic="t", partition=0, offset=1, timestamp=2, value=codec.encode("Referral", good))]
+
+    class Consumer:
+        commits = 0
+
+        async def getmany(self, timeout_ms):
+            out, records[:] = list(records), []
+            return {"t-0": out}
+
+        async def commit(self):
+            Consumer.commits += 1
+
+    async def consumer(s):
+        return Consumer()
+
+    worker._consumer = consumer
+    counter = metrics.webhook_deliveries.labels(sub.recipient, "undecodable")
+    before = counter._value.get()
+    assert asyncio.run(worker._pull_sub(sub, 0)) == 1  # the good one is queued
+    assert counter._value.get() == before + 1 and Consumer.commits == 1
+    assert [d.message_id for d in store.deliveries(sub.id)] == [str(good["event_id"])]
+    engine.dispose()
