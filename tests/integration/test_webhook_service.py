@@ -186,11 +186,29 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
+async def _committed(kafka_url: str, group: str, topic: str, wait: float = 10.0) -> int | None:
+    """The committed offset of partition 0 of `topic` in `group` (waiting a while for the commit)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_url.split("://", 1)[-1], group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            offset = await consumer.committed(TopicPartition(topic, 0))
+            if offset is not None or time.monotonic() > deadline:
+                return offset
+            await asyncio.sleep(0.3)
+    finally:
+        await consumer.stop()
+
+
 def test_hub_webhooks_serve_delivers_and_serves_health_and_metrics(fresh_kafka_url, own_database_url, tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(HUB_KAFKA_URL=fresh_kafka_url, HUB_DATABASE_URL=own_database_url, HUB_PERSON_KEY_SECRET=TEST_PERSON_KEY_SECRET,
-               HUB_DATA_KEYS=TEST_DATA_KEY, HUB_WEBHOOKS_ALLOW_LOOPBACK="on", HUB_DATA_DIR=str(tmp_path), HUB_METRICS_PORT=str(port))
+               HUB_DATA_KEYS=TEST_DATA_KEY, HUB_WEBHOOKS_ALLOW_LOOPBACK="on", HUB_DATA_DIR=str(tmp_path), HUB_METRICS_PORT=str(port),
+               HUB_APP_ID=f"hub-{uuid.uuid4().hex[:6]}")
     hub = [sys.executable, "-m", "hub.cli"]
     assert subprocess.run([*hub, "db", "upgrade"], env=env, capture_output=True, timeout=120).returncode == 0
     ensure_topics(fresh_kafka_url, list(recipient_topics(FINE)), 1)
@@ -230,6 +248,9 @@ def test_hub_webhooks_serve_delivers_and_serves_health_and_metrics(fresh_kafka_u
         assert _get(f"http://127.0.0.1:{port}/health") == (200, "ok\n")
         listed = subprocess.run([*hub, "webhooks", "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
         assert json.loads(listed.stdout)["queue"] == {"delivered": 2}
+        # the subscription's offsets are committed in the deployment's own group, `<HUB_APP_ID>.webhooks.<id>`
+        sub_id = json.loads(listed.stdout)["id"]
+        assert asyncio.run(_committed(fresh_kafka_url, f"{env['HUB_APP_ID']}.webhooks.{sub_id}", referral_topic(FINE))) == 2
     finally:
         service.send_signal(signal.SIGTERM)
         try:
