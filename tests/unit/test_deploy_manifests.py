@@ -306,6 +306,13 @@ def test_webhook_delivery_runs_as_its_own_deployment_with_its_kafka_user_probes_
     user = webhooks_user(k8s.APP_ID)
     assert env["HUB_KAFKA_SASL_USERNAME"]["value"] == user == env["HUB_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
     assert any(d["kind"] == "KafkaUser" and d["metadata"]["name"] == user for _, d in BASE_DOCS)
+    # its consumer groups (`<HUB_APP_ID>.webhooks.<id>`) are under the one group prefix its KafkaUser may use
+    from hub.webhooks.policy import consumer_group_prefix
+
+    (kafka_user,) = (d for _, d in BASE_DOCS if d["kind"] == "KafkaUser" and d["metadata"]["name"] == user)
+    groups = [a["resource"] for a in kafka_user["spec"]["authorization"]["acls"] if a["resource"]["type"] == "group"]
+    assert settings.app_id == k8s.APP_ID and groups == [{"type": "group", "name": consumer_group_prefix(settings.app_id), "patternType": "prefix"}]
+    assert settings.webhooks_retry_schedule == Settings().webhooks_retry_schedule  # the default, written in one place
     # scraped: a PodMonitor selects its pods and port, under the job the alert rules select
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     monitors = [d for _, d in BASE_DOCS if d["kind"] == "PodMonitor" and d["spec"]["selector"]["matchLabels"].items() <= labels.items()]
