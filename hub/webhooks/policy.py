@@ -53,9 +53,9 @@ MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
 SECRET_PREFIX = "whsec_"
 # The delivery service's Kafka consumer groups, one per subscription (its own offsets), under the
 # deployment's app id like the hub's own groups (`<app id>.<name>`): `<app id>.webhooks.<id>`, so two
-# deployments on one cluster never share offsets. Before, they were `hub-webhooks-<id>` (LEGACY).
+# deployments on one cluster never share offsets (earlier releases: `hub-webhooks-<id>`; the upgrade
+# is in docs/operating.md).
 CONSUMER_GROUP_INFIX = "webhooks."
-LEGACY_CONSUMER_GROUP_PREFIX = "hub-webhooks-"
 
 
 def consumer_group_prefix(app_id: str) -> str:
