@@ -204,8 +204,7 @@ class ConsentState:
     tombstones: dict[tuple[str, str], list] = field(default_factory=dict)  # (person key, consent id) -> [ended action, last seen]
     held: list[MemoryHeld] = field(default_factory=list)
     outbox: list[tuple[str, str, str, bytes, str | None]] = field(default_factory=list)  # topic, schema name, event id, value, key
-    numbered: dict[int, tuple[str, str, int]] = field(default_factory=dict)  # outbox id (1-based) -> recipient, stream, sequence
-    sequences: dict[tuple[str, str], int] = field(default_factory=dict)  # (recipient, stream) -> last sequence given
+    numbered: dict[int, tuple[str, str]] = field(default_factory=dict)  # outbox id (1-based) -> recipient, stream (the relay numbers it)
     marks: set[tuple[str, str]] = field(default_factory=set)  # (consumer, event id)
     disclosures: list[MemoryDisclosure] = field(default_factory=list)
     withdrawals: dict[str, list[dict]] = field(default_factory=dict)  # request id -> withdrawals
@@ -272,20 +271,11 @@ class _MemoryOutbox:
         self.s = state
 
     def enqueue(self, topic: str, name: str, event_id: str, value: bytes, key: str | None, headers, now: dt.datetime, *,
-                recipient: str | None = None, stream: str | None = None, sequence: int | None = None) -> int:
-        if stream is not None and any(k == (recipient, stream, sequence) for k in self.s.numbered.values()):
-            raise ValueError(f"sequence {sequence} of {recipient} {stream} given twice")  # the table's unique constraint
+                recipient: str | None = None, stream: str | None = None) -> int:
         self.s.outbox.append((topic, name, event_id, value, key))
         if stream is not None:
-            self.s.numbered[len(self.s.outbox)] = (recipient, stream, sequence)
+            self.s.numbered[len(self.s.outbox)] = (recipient, stream)
         return len(self.s.outbox)
-
-    def reserve_sequences(self, counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-        out = {}
-        for k, n in sorted(counts.items()):
-            out[k] = self.s.sequences.get(k, 0) + 1
-            self.s.sequences[k] = self.s.sequences.get(k, 0) + n
-        return out
 
 
 class _MemoryMarks:

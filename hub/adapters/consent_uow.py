@@ -59,13 +59,8 @@ class SqlOutbox:
         self.session = session
 
     def enqueue(self, topic: str, name: str, event_id: str, value: bytes, key: str | None,
-                headers: list[tuple[str, bytes]], now: dt.datetime, *, recipient: str | None = None, stream: str | None = None,
-                sequence: int | None = None) -> int:
-        return outbox.enqueue(self.session, topic, name, event_id, value, key, headers, now, recipient=recipient, stream=stream,
-                              sequence=sequence).id
-
-    def reserve_sequences(self, counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-        return outbox.reserve_sequences(self.session, counts)
+                headers: list[tuple[str, bytes]], now: dt.datetime, *, recipient: str | None = None, stream: str | None = None) -> int:
+        return outbox.enqueue(self.session, topic, name, event_id, value, key, headers, now, recipient=recipient, stream=stream).id
 
 
 class SqlProcessedEvents:

@@ -11,17 +11,20 @@ queued again by `hub outbox retry`. A plan request whose consent or legal basis 
 it is due to be sent is *withdrawn*: parked with the withdrawal reason, never sent nor retried.
 
 Plan requests and notices are numbered per recipient and stream (hub.schemas.topics.STREAMS;
-referrals are numbered by the referral ledger): the row keeps its
-recipient, stream and `sequence` (the same number as in the record), taken from `outbox_sequences`
-in the transaction that writes the row (`reserve_sequences`: each (recipient, stream) row upserted
-and so locked until the commit, in one order, so concurrent workers neither give a number twice nor
-deadlock, and numbers follow the commit order). `sent_in_stream` is what `hub resend` sends again.
+referrals are numbered by the referral ledger). The row is written with its recipient and stream;
+its `sequence` (the same number as in the record) is given by the relay right before it sends the
+row (`number`: the (recipient, stream) row of `outbox_sequences` locked until that transaction
+commits), so a plan request withdrawn before it was sent takes no number and the recipient sees no
+gap, no number is given twice, and the numbers follow the send order. Rows written by an earlier
+version were numbered when they were written and keep that number. `sent_in_stream` is what
+`hub resend` sends again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -67,8 +70,8 @@ class OutboxSequenceRow(Base):
 def enqueue(session: Session, topic: str, schema_name: str, event_id: str, value: bytes, key: bytes | str | None,
             headers: list[tuple[str, bytes]], now: dt.datetime, *, recipient: str | None = None, stream: str | None = None,
             sequence: int | None = None) -> OutboxMessage:
-    """Add a message to the outbox inside the caller's transaction (a numbered one with its recipient,
-    stream and sequence, taken by `reserve_sequences` in the same transaction)."""
+    """Add a message to the outbox inside the caller's transaction (a numbered one with its recipient
+    and stream; the relay gives it its `sequence` when it sends it: `number`)."""
     if isinstance(key, str):
         key = key.encode()
     row = OutboxMessage(
@@ -81,31 +84,40 @@ def enqueue(session: Session, topic: str, schema_name: str, event_id: str, value
     return row
 
 
-def reserve_sequences(session: Session, counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-    """Take `n` consecutive numbers for each (recipient, stream) of `counts`; the first of each.
+def number(session: Session, row_id: int, recipient: str, stream: str, renumber: Callable[[bytes, int], bytes]) -> tuple[int, bytes] | None:
+    """Give an unsent numbered row (recipient, stream, no sequence yet) its recipient's next number in
+    its stream, right before the relay sends it: (sequence, the record's bytes with it). A row that
+    has its number already (another worker numbered it, or an earlier attempt whose send failed) keeps
+    it; None when the row was sent or parked meanwhile. `renumber(value, n)` re-encodes the record
+    with `sequence` n (an error from it rolls the caller's transaction back: no number is taken).
 
-    One upsert per (recipient, stream), in sorted order: the row stays locked until the caller's
-    transaction ends, so a concurrent transaction waits for it (and then numbers after it: the
-    numbers follow the commit order), and two transactions that both need two rows take them in
-    the same order (no deadlock). A first number for a recipient inserts its row; two transactions
-    inserting it at once meet at the primary key, and the later one updates the row the first one
-    committed."""
-    out: dict[tuple[str, str], int] = {}
+    The (recipient, stream) row of `outbox_sequences` is locked first (upserted, so a recipient's
+    first number inserts it; two inserting at once meet at the primary key) and stays locked until
+    the caller's transaction ends; the outbox row is read only then, so a worker that waited sees the
+    number the other one gave. So no number is given twice, none is left unused (a row withdrawn
+    before it was sent never takes one), and the numbers follow the order the rows are sent in."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:  # SQLite, in unit tests and the demo (it serialises writers itself)
         from sqlalchemy.dialects.sqlite import insert
     table = OutboxSequenceRow.__table__
-    for (recipient, stream), n in sorted(counts.items()):
-        if n < 1:
-            continue
-        q = insert(table).values(recipient=recipient, stream=stream, last_sequence=n)
-        q = q.on_conflict_do_update(index_elements=[table.c.recipient, table.c.stream],
-                                    set_={"last_sequence": table.c.last_sequence + q.excluded.last_sequence})
-        last = session.execute(q.returning(table.c.last_sequence)).scalar_one()
-        out[(recipient, stream)] = last - n + 1
-    return out
+    q = insert(table).values(recipient=recipient, stream=stream, last_sequence=0)
+    q = q.on_conflict_do_update(index_elements=[table.c.recipient, table.c.stream], set_={"last_sequence": table.c.last_sequence})
+    last = session.execute(q.returning(table.c.last_sequence)).scalar_one()
+    current = session.execute(sa.select(OutboxMessage.sequence, OutboxMessage.value, OutboxMessage.sent_at, OutboxMessage.parked_at)
+                              .where(OutboxMessage.id == row_id)).one_or_none()
+    if current is None:
+        return None
+    if current.sequence is not None:
+        return current.sequence, current.value
+    if current.sent_at is not None or current.parked_at is not None:
+        return None
+    sequence = last + 1
+    value = renumber(current.value, sequence)
+    session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == row_id).values(sequence=sequence, value=value))
+    session.execute(sa.update(table).where(table.c.recipient == recipient, table.c.stream == stream).values(last_sequence=sequence))
+    return sequence, value
 
 
 def last_sequence(session: Session, recipient: str, stream: str) -> int:

@@ -10,9 +10,9 @@ The agents (hub.streams.consent_agents) and the CLI (hub.commands.consent) both 
 Plan requests and notices are numbered per recipient and stream (`sequence`, 1, 2, ... for each
 recipient's plan requests and, apart, its notices), so a recipient can find a gap and ask for it
 again (`hub gaps`, `hub resend`). A use case collects what it sends and puts it into the outbox at
-the end of its transaction (`_send`): the numbers of every (recipient, stream) it needs are taken
-there in one step (`Outbox.reserve_sequences`, locked in one order), then the records are encoded
-with their numbers, in the order the use case made them.
+the end of its transaction (`_send`), in the order it made them, each numbered one with its
+recipient and stream; the outbox relay gives it its number when it sends it
+(hub.adapters.outbox.number), so a plan request withdrawn before it was sent takes none.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
-from collections import Counter
 from typing import Callable, Iterator, Sequence
 
 from hub.consent import model, records
@@ -250,19 +249,12 @@ class ConsentRegistry:
 
     def _send(self, uow: _Tx) -> None:
         """Put the transaction's messages into the outbox in the order made; a plan request or notice
-        with its recipient's next number in its stream (`NUMBERED`)."""
+        with its recipient and stream (`NUMBERED`): the relay gives it its number when it sends it."""
         messages, uow.messages = uow.messages, []
-        numbered = Counter((m.record["to"], NUMBERED[m.name]) for m in messages if m.name in NUMBERED)
-        following = uow.uow.outbox.reserve_sequences(dict(numbered)) if numbered else {}
         for m in messages:
-            record, where = m.record, {}
-            if m.name in NUMBERED:
-                k = (record["to"], NUMBERED[m.name])
-                record = {**record, "sequence": following[k]}
-                following[k] += 1
-                where = {"recipient": k[0], "stream": k[1], "sequence": record["sequence"]}
-            value = self.codec.encode(m.name, record)
-            outbox_id = uow.uow.outbox.enqueue(m.topic, m.name, str(record["event_id"]), value, m.key, cloudevent_headers(m.name, record), m.now,
+            where = {"recipient": m.record["to"], "stream": NUMBERED[m.name]} if m.name in NUMBERED else {}
+            value = self.codec.encode(m.name, m.record)
+            outbox_id = uow.uow.outbox.enqueue(m.topic, m.name, str(m.record["event_id"]), value, m.key, cloudevent_headers(m.name, m.record), m.now,
                                                **where)
             if m.then is not None:
                 m.then(outbox_id)

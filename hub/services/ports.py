@@ -150,14 +150,9 @@ class Outbox(Protocol):
     """Messages written with the state change that caused them, sent to Kafka after the commit."""
 
     def enqueue(self, topic: str, name: str, event_id: str, value: bytes, key: str | None,
-                headers: list[tuple[str, bytes]], now: dt.datetime, *, recipient: str | None = None, stream: str | None = None,
-                sequence: int | None = None) -> int:
+                headers: list[tuple[str, bytes]], now: dt.datetime, *, recipient: str | None = None, stream: str | None = None) -> int:
         """Add a message (schema `name`, encoded `value`); its outbox id. A numbered one (plan request,
-        notice) names its recipient, stream and the sequence `reserve_sequences` gave it."""
-
-    def reserve_sequences(self, counts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-        """Take `n` consecutive numbers for each (recipient, stream) of `counts`, locked until the
-        transaction ends (in one order for every worker); the first number of each."""
+        notice) names its recipient and stream; the relay numbers it when it sends it."""
 
 
 class ProcessedEvents(Protocol):

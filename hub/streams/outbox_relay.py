@@ -16,9 +16,11 @@ What stops the relay and what does not:
   rows do not wait for consents, so a revocation notice may pass a plan request; among plan
   requests, and among the other rows, the id order holds.
 
-Plan requests and notices carry their recipient's `sequence` in the row's bytes (numbered when
-the row was committed: hub.adapters.outbox), so the relay sends them as they are; a withdrawn plan
-request leaves its number unused (`hub resend` names it withdrawn).
+Plan requests and notices get their recipient's `sequence` from the relay, right before it sends
+them (hub.adapters.outbox.number: in the record's bytes and the row), after a plan request's check:
+a plan request withdrawn before it was sent takes no number, so the recipient's numbers have no gap
+for it. A row numbered by an earlier attempt whose send failed, or by an earlier version when it was
+committed, keeps its number.
 
 Notices committed by an earlier version name the shared topic of that version (`LEGACY_NOTICES`),
 which no recipient may read and a deployment no longer has: they go to their addressee's own
@@ -190,6 +192,8 @@ class OutboxRelay:
                             if self._withdrawn(row):
                                 continue
                         try:
+                            if row.stream is not None and row.sequence is None and not self._number(row):
+                                continue  # sent or parked by another worker meanwhile
                             topic = self.destination(row)
                             headers = self.publisher.signed(row.header_list(), row.value)
                         except (CodecError, ValueError, TypeError, KeyError) as exc:  # the row's own bytes (ValueError covers JSON and Unicode errors)
@@ -283,9 +287,24 @@ class OutboxRelay:
 
         self.check.withdraw(plan, reason, CHANNEL_KAFKA, also=park_and_drop)
         metrics.disclosures_withdrawn.labels(reason=reason, channel=CHANNEL_KAFKA).inc()
-        # its number stays unused: the recipient's gap check shows it, and `hub resend` says it was withdrawn
-        log.info("outbox relay: plan request %s to %s withdrawn (%s); its sequence %s stays unused", plan.get("request_id"), plan.get("to"), reason,
-                 row.sequence)
+        # not numbered yet (the relay numbers a row when it sends it): the recipient's sequence has no gap for it
+        log.info("outbox relay: plan request %s to %s withdrawn (%s)", plan.get("request_id"), plan.get("to"), reason)
+        return True
+
+    def _number(self, row: outbox.OutboxMessage) -> bool:
+        """Give a plan request or notice its recipient's next number in its stream (in the record and the
+        row) right before it is sent; False when another worker sent or parked it meanwhile. A record
+        that cannot be re-encoded raises (the caller parks it) and takes no number."""
+        codec = self.publisher.codec
+
+        def renumber(value: bytes, sequence: int) -> bytes:
+            return codec.encode(row.schema_name, {**codec.decode(value, row.schema_name).record, "sequence": sequence})
+
+        with self.sessions.begin() as s:
+            numbered = outbox.number(s, row.id, row.recipient, row.stream, renumber)
+        if numbered is None:
+            return False
+        row.sequence, row.value = numbered
         return True
 
     def _mark_sent(self, row_id: int) -> None:
