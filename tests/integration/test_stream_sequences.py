@@ -1,8 +1,9 @@
 """Plan requests and notices numbered per recipient and stream, on the real broker and the real
 PostgreSQL: a recipient's two plan requests and its notice arrive numbered 1, 2 and 1 through the
 outbox relay of a running worker; a lost plan request is a gap that `hub gaps` finds on the
-recipient's own topic and `hub resend --stream plan-requests` fills; concurrent transactions never
-give one number twice and, locking in one order, never deadlock."""
+recipient's own topic and `hub resend --stream plan-requests` fills; a plan request withdrawn before
+it was sent takes no number (`hub gaps` finds no gap); concurrent relays never give one number twice
+nor leave one unused."""
 
 import asyncio
 import threading
@@ -16,6 +17,7 @@ from hub.adapters.consent_uow import SqlConsentUnits
 from hub.adapters.resend import gaps, read_sequences
 from hub.cli import main
 from hub.consent import records
+from hub.domain.clock import utcnow
 from hub.schemas import topics
 from hub.services.consent import ConsentRegistry
 from hub.streams import consent_agents
@@ -82,11 +84,14 @@ def test_a_recipients_plan_requests_and_notices_are_numbered_and_a_gap_is_found_
     assert notice["notice_type"] == "consent_revoked" and notice["sequence"] == 1 and notice["to"] == RECIPIENT
 
     # a plan request lost after the broker acknowledged it (a topic restored from an older backup,
-    # say): the relay never sends it again, the recipient sees 1, 2, 4
+    # say): the relay numbered it and never sends it again, the recipient sees 1, 2, 4
     grant(reg, pid2, key2, RECIPIENT)
     assess(reg, pid2, RECIPIENT, "as-3")
     with sessions.begin() as s:
-        [lost] = s.scalars(sa.select(outbox.OutboxMessage).where(outbox.OutboxMessage.stream == "plan-requests", outbox.OutboxMessage.sequence == 3))
+        [lost] = s.scalars(sa.select(outbox.OutboxMessage).where(outbox.OutboxMessage.stream == "plan-requests", outbox.OutboxMessage.sent_at.is_(None)))
+        assert lost.sequence is None  # the relay numbers a row when it sends it
+        renumber = lambda value, n: reg.codec.encode("PlanRequest", {**reg.codec.decode(value).record, "sequence": n})  # noqa: E731 - as the relay does
+        assert outbox.number(s, lost.id, RECIPIENT, "plan-requests", renumber)[0] == 3
         outbox.mark_sent(s, [lost.id], lost.created_at)
         lost_id = lost.id
     assess(reg, pid2, RECIPIENT, "as-4")
@@ -132,25 +137,67 @@ async def _read(kafka_url, topic):
     return await read_topic(kafka_url, topic, min_count=1)
 
 
-def test_concurrent_transactions_take_each_number_once_without_deadlock(own_database_url):
-    """Eight threads, each taking numbers for the same recipients in a different order of need, in
-    transactions that overlap: every (recipient, stream) ends with 1..n, each number once."""
+def test_a_plan_request_withdrawn_before_it_was_sent_leaves_no_gap(fresh_kafka_url, own_database_url):
+    """The consent of a committed plan request is revoked before the relay sends it: the relay
+    withdraws it, and the recipient's next plan request takes the number it would have had."""
+    database.upgrade(own_database_url)
+    engine = database.create_engine(own_database_url)
+    sessions = database.session_factory(engine)
+    reg = ConsentRegistry(SqlConsentUnits(sessions), legal_bases=(), person_key_secret=SECRET)
+    recipient = "employment_authority:26"
+    plans = topics.plan_request_topic(recipient)
+    pid, key = new_person()
+    grant(reg, pid, key, recipient)
+    assess(reg, pid, recipient, "as-withdrawn")
+    reg.record_consent(records.consent_from_avro(consent(pid, f"c-{key[:8]}", "revoked")))  # before the relay sent it
+    reg.record_consent(records.consent_from_avro(consent(pid, f"c2-{key[:8]}", "granted", [recipient], ["education"])))
+    assess(reg, pid, recipient, "as-sent")
+
+    async def relay():
+        hub = make_hub(fresh_kafka_url, "seqgap")
+        consent_agents.register(hub, sessions, legal_bases=(), relay_interval=0.2)
+        got = Collector(hub, plans)
+        async with running(hub):
+            await wait_for(lambda: len(got.on[plans]) >= 1, 60, "the plan request")
+            await asyncio.sleep(1.0)  # a relay tick more: nothing else arrives
+        return got
+
+    got = asyncio.run(relay())
+    assert [(r["assessment_id"], r["sequence"]) for r in got.on[plans]] == [("as-sent", 1)]
+    with sessions() as s:
+        rows = {r.event_id: r for r in s.scalars(sa.select(outbox.OutboxMessage).where(outbox.OutboxMessage.stream == "plan-requests"))}
+        withdrawn = [r for r in rows.values() if r.parked_at is not None]
+        assert len(rows) == 2 and len(withdrawn) == 1 and withdrawn[0].sequence is None and withdrawn[0].sent_at is None
+        assert outbox.last_sequence(s, recipient, "plan-requests") == 1
+    found = cli(["gaps", "--recipient", recipient, "--stream", "plan-requests"], fresh_kafka_url, own_database_url)
+    assert found.exit_code == 0, found.output
+    assert f"plan-requests: {plans}: 1 record(s), sequence 1-1; no gap from 1" in found.output
+    engine.dispose()
+
+
+def test_concurrent_relays_number_each_row_once_in_row_order(own_database_url):
+    """Eight threads, each numbering every row in row order in its own transactions (as relays of
+    several workers do): each row gets one number, every (recipient, stream) ends with 1..n in row
+    order, and all threads agree on each row's number."""
     database.upgrade(own_database_url)
     engine = database.create_engine(own_database_url, pool_size=10)
     sessions = database.session_factory(engine)
     keys = [("municipality:091", "notices"), ("employment_authority:08", "plan-requests"), ("employment_authority:08", "notices")]
-    taken: list[tuple[tuple[str, str], int]] = []
+    with sessions.begin() as s:
+        rows = [(outbox.enqueue(s, "t", "Notice", f"e-{i}", b"v", None, [], utcnow(), recipient=k[0], stream=k[1]).id, k)
+                for i in range(30) for k in [keys[(i * 7) % 3]]]
+    got: list[dict[int, int]] = [{} for _ in range(8)]
     errors: list[BaseException] = []
     start = threading.Barrier(8)
 
     def work(i):
         try:
             start.wait()
-            for round_ in range(10):
-                wanted = {k: 1 + (i + j + round_) % 2 for j, k in enumerate(keys[i % 3:] + keys[:i % 3])}
+            for row_id, (recipient, stream) in rows:
                 with sessions.begin() as s:
-                    first = outbox.reserve_sequences(s, wanted)
-                    taken.extend((k, first[k] + n) for k, count in wanted.items() for n in range(count))
+                    numbered = outbox.number(s, row_id, recipient, stream, lambda value, n: value + str(n).encode())
+                got[i][row_id] = numbered[0]
+                assert numbered[1] == b"v" + str(numbered[0]).encode()
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -160,9 +207,10 @@ def test_concurrent_transactions_take_each_number_once_without_deadlock(own_data
     for t in threads:
         t.join(120)
     assert not errors, errors
+    assert all(g == got[0] for g in got)
     for k in keys:
-        numbers = sorted(n for key, n in taken if key == k)
-        assert numbers == list(range(1, len(numbers) + 1)), k  # each once, no hole
+        numbers = [got[0][row_id] for row_id, key in rows if key == k]
+        assert numbers == list(range(1, len(numbers) + 1)), k  # each once, no hole, in row order
         with sessions() as s:
             assert outbox.last_sequence(s, *k) == len(numbers)
     engine.dispose()
