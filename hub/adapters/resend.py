@@ -7,10 +7,12 @@ with their original event ids (ce_id), so a subscriber that has some of them dro
 - referrals: the ledger does not keep the identity code (the routing ledger's data-minimisation
   choice), so a resent referral has `person_id` null; the recipient has the person_key and referral_id.
 - plan requests and notices: the outbox row's bytes and CloudEvents headers as the relay sent them
-  (signed again when the hub signs). A number that is not sent again is said why (`Resent.skipped`):
-  not sent yet (the relay sends it), withdrawn before it was sent (its consent or legal basis
-  ended: the number stays unused for good), or a plan request whose consent or legal basis no
-  longer holds (it is not disclosed again). Rows that retention removed are no longer there.
+  (signed again when the hub signs). The relay numbers a row when it sends it, so a plan request
+  withdrawn before it was sent has no number. A number that is not sent again is said why
+  (`Resent.skipped`): not sent yet (numbered, its send failed: the relay sends it), parked,
+  withdrawn after it was numbered (by an earlier version at commit, or before a failed send was
+  retried: the number stays unused), or a plan request whose consent or legal basis no longer
+  holds (it is not disclosed again). Rows that retention removed are no longer there.
 
 `read_sequences` is the recipient's side: the sequence numbers on its own topic of a stream, which
 `gaps` turns into the missing ranges (what `hub gaps` prints).
