@@ -77,6 +77,9 @@ soak: $(STAMP)
 clean:
 	rm -rf $(VENV) .hub-data build *.egg-info
 
+# The benchmarks (bench/README.md). They print their figures; a JSON file of them only where asked:
+# `make bench BENCH_OUT=/tmp/bench` writes /tmp/bench/pipeline.json and /tmp/bench/snapshot.json.
+BENCH_JSON = $(if $(BENCH_OUT),--json-out $(BENCH_OUT)/$(1).json)
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline.py
-	$(BIN)/python bench/snapshot.py --events 200000  # the whole population: bench/snapshot.py (default 5.6M, ~7 min here)
+	$(BIN)/python bench/pipeline.py $(call BENCH_JSON,pipeline)
+	$(BIN)/python bench/snapshot.py --events 200000 $(call BENCH_JSON,snapshot)  # the whole population: bench/snapshot.py (default 5.6M)

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _common import RssSampler, peak_rss_mb, population_changes, rss_mb, thread_cpu_s  # noqa: E402
+from _common import RssSampler, peak_rss_mb, population_changes, rss_mb, thread_cpu_s, write_json  # noqa: E402
 
 from hub.adapters.kafka.embedded_broker import EmbeddedBroker  # noqa: E402
 from hub.adapters.kafka.security import bootstrap_servers  # noqa: E402
@@ -560,10 +560,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="run (b) as this many `hub worker` processes with a PostgreSQL ledger (HUB_BENCH_PG_ADMIN_URL, default the local "
                              "server) instead of in this process; use with --partitions >= workers (default: in-process)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout (progress goes to stderr)")
+    parser.add_argument("--json-out", metavar="PATH", help="also write the figures as JSON to the file PATH (default: no file is written)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("hub.streams.app").setLevel(logging.ERROR)  # the deliberate dead letters
     result = asyncio.run(run(args))
+    write_json(args.json_out, result)
     print(json.dumps(result) if args.json else render(result), flush=True)
     return 0
 
