@@ -421,6 +421,7 @@ async def _run(args, database_url: str | None) -> dict:
 
     out: dict = {"events": args.events, "partitions": args.partitions, "workers": args.workers, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "database": "postgresql" if args.workers or database_url else "sqlite", "rate": args.rate,
+                 "scratch_database": database_url.rsplit("/", 1)[-1] if database_url else None,
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     # the hub's defaults, with any HUB_KAFKA_* setting of the environment (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS) and HUB_GC_THRESHOLD
