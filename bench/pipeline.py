@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -444,8 +445,16 @@ async def _run(args, database_url: str | None) -> dict:
         await preload(servers, BASELINE_IN, records)
         await preload(servers, topics.POPULATION_CHANGES, records)
         log(args, f"pre-loaded {len(records)} records twice on {broker.url}")
+        # only their number from here on: the hub in this process must not carry the bench's records
+        # (a million of them: gigabytes, and every full collection of the hub's garbage collector
+        # walked them, a latency the hub in a worker process does not have); what is left of the
+        # bench's own objects is frozen out of the collector's walks
+        n = len(records)
+        del records
+        gc.collect()
+        gc.freeze()
 
-        rate, bare_cpu = await bare_pipe(servers, len(records), args.partitions)
+        rate, bare_cpu = await bare_pipe(servers, n, args.partitions)
         out["baseline_events_per_s"] = round(rate, 1)
         log(args, f"(a) bare aiokafka pipe: {out['baseline_events_per_s']:.0f} events/s")
         out["baseline_latency"] = await bare_latency(servers, load, args.rate, settings, args.partitions, args.subscriber_fetch_wait_ms)
@@ -458,7 +467,7 @@ async def _run(args, database_url: str | None) -> dict:
             log(args, f"provisioned {out['provisioned_topics']} topics as `hub topics --create` does before a deployment's workers start, "
                       f"in {time.monotonic() - t:.1f} s")
         if args.workers:
-            await _run_workers(args, out, broker, servers, settings, records, load)
+            await _run_workers(args, out, broker, servers, settings, n, load)
             return out
         rss_before = rss_mb()
         started = time.monotonic()
@@ -472,18 +481,18 @@ async def _run(args, database_url: str | None) -> dict:
             first = pipeline.newcomers.first_at
             cpu_first, threads_first = time.process_time(), thread_cpu_s()  # a few ms after `first`: what detection did in them is not counted
             out["start_to_first_event_s"] = round(first - started, 2)
-            done = await until(lambda: progress.caught_up(len(records)), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
+            done = await until(lambda: progress.caught_up(n), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
                                report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
                                                     file=sys.stderr, flush=True))
             hub_cpu, threads_done = time.process_time() - cpu_first, thread_cpu_s()
-            out["hub_events_per_s"] = round(len(records) / (done - first), 1)
+            out["hub_events_per_s"] = round(n / (done - first), 1)
             out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
             # CPU time of this process per event (every thread): steadier than events/s on a shared
             # machine, and the bound of a GIL-bound worker; the bare pipe's over the hub's
-            out["cpu_us_per_event"] = {"bare": round(bare_cpu / len(records) * 1e6, 1), "hub": round(hub_cpu / len(records) * 1e6, 1),
+            out["cpu_us_per_event"] = {"bare": round(bare_cpu / n * 1e6, 1), "hub": round(hub_cpu / n * 1e6, 1),
                                        "ratio": round(bare_cpu / hub_cpu, 3)}
             # by thread (the event loop is MainThread, with the SQLite calls; PostgreSQL and the gauges have threads of their own)
-            out["hub_cpu_us_per_event_by_thread"] = {name: round((threads_done[name] - threads_first.get(name, 0.0)) / len(records) * 1e6, 1)
+            out["hub_cpu_us_per_event_by_thread"] = {name: round((threads_done[name] - threads_first.get(name, 0.0)) / n * 1e6, 1)
                                                      for name in sorted(threads_done)}  # in clock ticks (10 ms): 0 on a tiny run
             out["newcomer_events"] = progress.produced
             out["referrals"] = pipeline.routing.published
@@ -494,7 +503,7 @@ async def _run(args, database_url: str | None) -> dict:
             out["gauges"] = await asyncio.get_running_loop().run_in_executor(None, gauge_costs, pipeline.engine, finland_today(dt.datetime.now(dt.timezone.utc)))
             log(args, f"referral gauges with {out['gauges']['open_referrals']} open referrals: a refresh {out['gauges']['refresh_ms']} ms, "
                       f"a recount of the ledger {out['gauges']['full_recount_ms']} ms")
-            out["latency"] = await hub_latency(args, servers, load, progress, len(records) + len(load))
+            out["latency"] = await hub_latency(args, servers, load, progress, n + len(load))
             sampler.sample(progress.consumed)
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
@@ -505,7 +514,7 @@ async def _run(args, database_url: str | None) -> dict:
     return out
 
 
-async def _run_workers(args, out: dict, broker, servers: list[str], settings, records: list, load: list) -> None:
+async def _run_workers(args, out: dict, broker, servers: list[str], settings, n: int, load: list) -> None:
     """(b) and the latency with `args.workers` `hub worker` processes (PostgreSQL ledger)."""
     from workers import Workers
 
@@ -520,21 +529,21 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
             if follower.done():
                 follower.result()  # a worker died: raise its log
             out["start_to_first_event_s"] = round(first - started, 2)
-            done = await until(lambda: progress.caught_up(len(records)) or follower.done(), args.timeout, "the workers to route every event",
+            done = await until(lambda: progress.caught_up(n) or follower.done(), args.timeout, "the workers to route every event",
                                report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
                                                     file=sys.stderr, flush=True))
             if follower.done():
                 follower.result()
-            out["hub_events_per_s"] = round(len(records) / (done - first), 1)
+            out["hub_events_per_s"] = round(n / (done - first), 1)
             out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
             out["newcomer_events"], out["dead_letters"] = progress.produced, progress.dead_letters
             log(args, f"(b) hub pipeline, {args.workers} worker process(es): {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events, {progress.routed} routed, {out['dead_letters']} dead letters")
-            out["latency"] = await hub_latency(args, servers, load, progress, len(records) + len(load))
+            out["latency"] = await hub_latency(args, servers, load, progress, n + len(load))
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
                       f"p99 {lat['p99_ms']} ms ({lat['seen']} referrals)")
-            hub_phase = [p for p in progress.series if p[2] <= len(records)]  # the throughput run, before the latency run's events
+            hub_phase = [p for p in progress.series if p[2] <= n]  # the throughput run, before the latency run's events
             out["rss_mb"] = {"worker_peak": round(workers.rss_peak_mb(), 1),
                              "worker_at_end_of_throughput_run": round(hub_phase[-1][1], 1) if hub_phase else None,
                              "growth_per_100k_events": round(_growth_per_100k(hub_phase), 1)}
