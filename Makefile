@@ -77,6 +77,14 @@ soak: $(STAMP)
 clean:
 	rm -rf $(VENV) .hub-data build *.egg-info
 
+# The benchmarks (bench/README.md): the pipeline on SQLite at the default size, then on PostgreSQL (a
+# scratch database on the local server, dropped after) at each of BENCH_SIZES with the growth side by
+# side (BENCH_SIZES=10000,100000,1000000 for the million), then the snapshot. They print their figures;
+# a JSON file of them only where asked: `make bench BENCH_OUT=/tmp/bench` writes /tmp/bench/*.json.
+BENCH_SIZES ?= 10000,100000
+BENCH_JSON = $(if $(BENCH_OUT),--json-out $(BENCH_OUT)/$(1).json)
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline.py
-	$(BIN)/python bench/snapshot.py --events 200000  # the whole population: bench/snapshot.py (default 5.6M, ~7 min here)
+	./scripts/ensure-postgres
+	$(BIN)/python bench/pipeline.py $(call BENCH_JSON,pipeline)
+	$(BIN)/python bench/pipeline.py --database postgresql --events $(BENCH_SIZES) $(call BENCH_JSON,pipeline-postgresql)
+	$(BIN)/python bench/snapshot.py --events 200000 $(call BENCH_JSON,snapshot)  # the whole population: bench/snapshot.py (default 5.6M)

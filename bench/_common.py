@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import resource
 import time
@@ -29,6 +30,18 @@ def population_changes(n: int, secret: str, seed: int = 2025, day: dt.date = dt.
                 out.append((key.encode(), codec.encode("PopulationChange", record), cloudevent_headers("PopulationChange", record)))
         changes = int(changes * 1.1) + 10  # a few changes map to no event (bad on purpose) or to two
     return out[:n]
+
+
+def write_json(path: str | None, result: dict) -> None:
+    """The figures as one JSON object in the file `path` (the user's choice, `--json-out`; none: nothing
+    is written). Its directory is made if missing."""
+    if not path:
+        return
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
 
 def rss_mb() -> float:

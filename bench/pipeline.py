@@ -10,6 +10,10 @@ The hub runs with its defaults; HUB_KAFKA_* settings and HUB_GC_THRESHOLD of the
 to it (e.g. HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). Its
 topics are provisioned first, as `hub topics --create` does before a deployment's workers start
 (`--lazy-topics`: not). The hub's events/s count from the moment detection took its first batch.
+`--database postgresql` runs the hub on a scratch PostgreSQL database (dropped after) instead of
+SQLite; `--events 10000,100000` runs each size in turn (a broker, a database and a bare pipe of its
+own each, so the bare pipe reads a log of the same size) and prints the growth side by side. Each run
+also times one refresh of the referral gauges against a recount of the whole ledger.
 Run with `make bench` or `.venv/bin/python bench/pipeline.py --help`.
 """
 
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -34,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _common import RssSampler, peak_rss_mb, population_changes, rss_mb, thread_cpu_s  # noqa: E402
+from _common import RssSampler, peak_rss_mb, population_changes, rss_mb, thread_cpu_s, write_json  # noqa: E402
 
 from hub.adapters.kafka.embedded_broker import EmbeddedBroker  # noqa: E402
 from hub.adapters.kafka.security import bootstrap_servers  # noqa: E402
@@ -371,17 +376,60 @@ async def latency(servers: list[str], records: list, rate: float, in_topic: str,
 
 
 async def run(args) -> dict:
+    """One run at `args.events` events; on a scratch PostgreSQL database with `--database postgresql`."""
+    if args.database == "postgresql" and not args.workers:
+        from workers import scratch_database
+
+        with scratch_database() as url:
+            return await _run(args, url)
+    return await _run(args, None)
+
+
+def gauge_costs(engine, today: dt.date) -> dict:
+    """Milliseconds of one refresh of the referral gauges (every authority, from the counts table) and
+    of one recount of the whole ledger (what a refresh did before the counts table), median of five,
+    with the open referrals there are."""
+    import sqlalchemy as sa
+
+    from hub.adapters.referral_ledger import CLOSED, ReferralLedger, ReferralRow, refresh_gauges
+
+    ledger = ReferralLedger(engine)
+    is_open = ReferralRow.state.not_in(CLOSED)
+    recount = sa.select(ReferralRow.authority, sa.func.sum(sa.case((is_open, 1), else_=0)),
+                        sa.func.sum(sa.case((sa.and_(is_open, ReferralRow.due < today), 1), else_=0))).group_by(ReferralRow.authority)
+
+    def full_recount() -> None:
+        with engine.connect() as conn:
+            conn.execute(recount).all()
+
+    def median_ms(f) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return round(statistics.median(times) * 1e3, 2)
+
+    with engine.connect() as conn:
+        open_now = conn.execute(sa.select(sa.func.count()).select_from(ReferralRow).where(is_open)).scalar()
+    return {"open_referrals": int(open_now), "refresh_ms": median_ms(lambda: refresh_gauges(ledger, today)), "full_recount_ms": median_ms(full_recount)}
+
+
+async def _run(args, database_url: str | None) -> dict:
     from hub.streams.pipeline import build
+    from hub.streams.routing_agents import today as finland_today
     from hub.streams.runner import running
 
     out: dict = {"events": args.events, "partitions": args.partitions, "workers": args.workers, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                 "database": "postgresql" if args.workers or database_url else "sqlite", "rate": args.rate,
+                 "scratch_database": database_url.rsplit("/", 1)[-1] if database_url else None,
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     # the hub's defaults, with any HUB_KAFKA_* setting of the environment (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS) and HUB_GC_THRESHOLD
     tuned = {k: v for k, v in os.environ.items() if k.startswith("HUB_KAFKA_") or k == "HUB_GC_THRESHOLD"}
     # a person-key secret of the run's own: `hub worker` (--workers) refuses the demo one
     settings = dataclasses.replace(Settings.from_env(tuned), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
-                                   app_id=f"bench-{uuid.uuid4().hex[:8]}", person_key_secret=f"bench-{uuid.uuid4().hex}")
+                                   app_id=f"bench-{uuid.uuid4().hex[:8]}", person_key_secret=f"bench-{uuid.uuid4().hex}", database_url=database_url)
     out["gc_threshold"] = settings.gc_threshold
     t = time.monotonic()
     records = with_garbage(population_changes(args.events, settings.person_key_secret), args.garbage_every)
@@ -397,8 +445,16 @@ async def run(args) -> dict:
         await preload(servers, BASELINE_IN, records)
         await preload(servers, topics.POPULATION_CHANGES, records)
         log(args, f"pre-loaded {len(records)} records twice on {broker.url}")
+        # only their number from here on: the hub in this process must not carry the bench's records
+        # (a million of them: gigabytes, and every full collection of the hub's garbage collector
+        # walked them, a latency the hub in a worker process does not have); what is left of the
+        # bench's own objects is frozen out of the collector's walks
+        n = len(records)
+        del records
+        gc.collect()
+        gc.freeze()
 
-        rate, bare_cpu = await bare_pipe(servers, len(records), args.partitions)
+        rate, bare_cpu = await bare_pipe(servers, n, args.partitions)
         out["baseline_events_per_s"] = round(rate, 1)
         log(args, f"(a) bare aiokafka pipe: {out['baseline_events_per_s']:.0f} events/s")
         out["baseline_latency"] = await bare_latency(servers, load, args.rate, settings, args.partitions, args.subscriber_fetch_wait_ms)
@@ -411,7 +467,7 @@ async def run(args) -> dict:
             log(args, f"provisioned {out['provisioned_topics']} topics as `hub topics --create` does before a deployment's workers start, "
                       f"in {time.monotonic() - t:.1f} s")
         if args.workers:
-            await _run_workers(args, out, broker, servers, settings, records, load)
+            await _run_workers(args, out, broker, servers, settings, n, load)
             return out
         rss_before = rss_mb()
         started = time.monotonic()
@@ -425,18 +481,18 @@ async def run(args) -> dict:
             first = pipeline.newcomers.first_at
             cpu_first, threads_first = time.process_time(), thread_cpu_s()  # a few ms after `first`: what detection did in them is not counted
             out["start_to_first_event_s"] = round(first - started, 2)
-            done = await until(lambda: progress.caught_up(len(records)), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
+            done = await until(lambda: progress.caught_up(n), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
                                report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
                                                     file=sys.stderr, flush=True))
             hub_cpu, threads_done = time.process_time() - cpu_first, thread_cpu_s()
-            out["hub_events_per_s"] = round(len(records) / (done - first), 1)
+            out["hub_events_per_s"] = round(n / (done - first), 1)
             out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
             # CPU time of this process per event (every thread): steadier than events/s on a shared
             # machine, and the bound of a GIL-bound worker; the bare pipe's over the hub's
-            out["cpu_us_per_event"] = {"bare": round(bare_cpu / len(records) * 1e6, 1), "hub": round(hub_cpu / len(records) * 1e6, 1),
+            out["cpu_us_per_event"] = {"bare": round(bare_cpu / n * 1e6, 1), "hub": round(hub_cpu / n * 1e6, 1),
                                        "ratio": round(bare_cpu / hub_cpu, 3)}
             # by thread (the event loop is MainThread, with the SQLite calls; PostgreSQL and the gauges have threads of their own)
-            out["hub_cpu_us_per_event_by_thread"] = {name: round((threads_done[name] - threads_first.get(name, 0.0)) / len(records) * 1e6, 1)
+            out["hub_cpu_us_per_event_by_thread"] = {name: round((threads_done[name] - threads_first.get(name, 0.0)) / n * 1e6, 1)
                                                      for name in sorted(threads_done)}  # in clock ticks (10 ms): 0 on a tiny run
             out["newcomer_events"] = progress.produced
             out["referrals"] = pipeline.routing.published
@@ -444,7 +500,10 @@ async def run(args) -> dict:
             log(args, f"(b) hub pipeline: {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events, {out['referrals']} referrals, {out['dead_letters']} dead letters")
             sampler.sample(progress.consumed)
-            out["latency"] = await hub_latency(args, servers, load, progress, len(records) + len(load))
+            out["gauges"] = await asyncio.get_running_loop().run_in_executor(None, gauge_costs, pipeline.engine, finland_today(dt.datetime.now(dt.timezone.utc)))
+            log(args, f"referral gauges with {out['gauges']['open_referrals']} open referrals: a refresh {out['gauges']['refresh_ms']} ms, "
+                      f"a recount of the ledger {out['gauges']['full_recount_ms']} ms")
+            out["latency"] = await hub_latency(args, servers, load, progress, n + len(load))
             sampler.sample(progress.consumed)
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
@@ -455,7 +514,7 @@ async def run(args) -> dict:
     return out
 
 
-async def _run_workers(args, out: dict, broker, servers: list[str], settings, records: list, load: list) -> None:
+async def _run_workers(args, out: dict, broker, servers: list[str], settings, n: int, load: list) -> None:
     """(b) and the latency with `args.workers` `hub worker` processes (PostgreSQL ledger)."""
     from workers import Workers
 
@@ -470,21 +529,21 @@ async def _run_workers(args, out: dict, broker, servers: list[str], settings, re
             if follower.done():
                 follower.result()  # a worker died: raise its log
             out["start_to_first_event_s"] = round(first - started, 2)
-            done = await until(lambda: progress.caught_up(len(records)) or follower.done(), args.timeout, "the workers to route every event",
+            done = await until(lambda: progress.caught_up(n) or follower.done(), args.timeout, "the workers to route every event",
                                report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
                                                     file=sys.stderr, flush=True))
             if follower.done():
                 follower.result()
-            out["hub_events_per_s"] = round(len(records) / (done - first), 1)
+            out["hub_events_per_s"] = round(n / (done - first), 1)
             out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
             out["newcomer_events"], out["dead_letters"] = progress.produced, progress.dead_letters
             log(args, f"(b) hub pipeline, {args.workers} worker process(es): {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
                       f"{out['newcomer_events']} newcomer events, {progress.routed} routed, {out['dead_letters']} dead letters")
-            out["latency"] = await hub_latency(args, servers, load, progress, len(records) + len(load))
+            out["latency"] = await hub_latency(args, servers, load, progress, n + len(load))
             lat = out["latency"]
             log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
                       f"p99 {lat['p99_ms']} ms ({lat['seen']} referrals)")
-            hub_phase = [p for p in progress.series if p[2] <= len(records)]  # the throughput run, before the latency run's events
+            hub_phase = [p for p in progress.series if p[2] <= n]  # the throughput run, before the latency run's events
             out["rss_mb"] = {"worker_peak": round(workers.rss_peak_mb(), 1),
                              "worker_at_end_of_throughput_run": round(hub_phase[-1][1], 1) if hub_phase else None,
                              "growth_per_100k_events": round(_growth_per_100k(hub_phase), 1)}
@@ -527,8 +586,10 @@ def render(r: dict) -> str:
             f"  RSS:                      worker peak {rss['worker_peak']} MB, {rss['growth_per_100k_events']:+.1f} MB per 100k events (target <= 300 MB over 1M)",
             f"  start to first event:     {r['start_to_first_event_s']} s (process start, incl. imports; target <= 5 s)",
         ])
+    gauges = r.get("gauges") or {}
     return "\n".join([
-        f"Integration hub pipeline benchmark ({r['events']} events, {r['record_bytes_mean']} bytes each, {r['partitions']} partition(s); {r['machine']})",
+        f"Integration hub pipeline benchmark ({r['events']} events, {r['record_bytes_mean']} bytes each, {r['partitions']} partition(s), "
+        f"{'PostgreSQL' if r.get('database') == 'postgresql' else 'SQLite'}, in process; {r['machine']})",
         f"  (a) bare aiokafka pipe:   {r['baseline_events_per_s']:>9.0f} events/s",
         f"  (b) hub pipeline:         {r['hub_events_per_s']:>9.0f} events/s   ratio (b)/(a) {r['ratio']:.2f}  (target >= 0.5)",
         f"  CPU per event:            (a) {cpu['bare']} µs, (b) {cpu['hub']} µs   ratio (a)/(b) {cpu['ratio']:.2f}  (this process, every thread)",
@@ -539,12 +600,50 @@ def render(r: dict) -> str:
         f"  RSS:                      hub peak {rss['hub_peak']} MB, {rss['growth_per_100k_events']:+.1f} MB per 100k events (target <= 300 MB over 1M); "
         f"process peak {rss['process_peak']} MB",
         f"  start to first event:     {r['start_to_first_event_s']} s  (target <= 5 s)",
+        f"  referral gauges:          a refresh {gauges.get('refresh_ms')} ms, a recount of the ledger {gauges.get('full_recount_ms')} ms "
+        f"({gauges.get('open_referrals')} open referrals)",
     ])
+
+
+def growth(runs: list[dict]) -> list[dict]:
+    """The figures of each run side by side, CPU per event also against the first (smallest) run."""
+    first = runs[0].get("cpu_us_per_event") or {}
+    rows = []
+    for r in runs:
+        cpu, lat, bl = r.get("cpu_us_per_event") or {}, r["latency"], r["baseline_latency"]
+        rows.append({"events": r["events"], "bare_events_per_s": r["baseline_events_per_s"], "hub_events_per_s": r["hub_events_per_s"], "ratio": r["ratio"],
+                     "hub_cpu_us_per_event": cpu.get("hub"), "bare_cpu_us_per_event": cpu.get("bare"),
+                     "hub_cpu_vs_first": round(cpu["hub"] / first["hub"] - 1, 3) if cpu.get("hub") and first.get("hub") else None,
+                     "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"], "floor_p99_ms": bl["p99_ms"],
+                     "rss_peak_mb": r["rss_mb"].get("hub_peak", r["rss_mb"].get("worker_peak")),
+                     "gauge_refresh_ms": (r.get("gauges") or {}).get("refresh_ms"), "full_recount_ms": (r.get("gauges") or {}).get("full_recount_ms"),
+                     "open_referrals": (r.get("gauges") or {}).get("open_referrals")})
+    return rows
+
+
+def render_growth(runs: list[dict]) -> str:
+    rows = growth(runs)
+    where = "PostgreSQL" if runs[0].get("database") == "postgresql" else "SQLite"
+    lines = [f"Growth, one run per size ({where}; each size with a broker and a bare pipe of its own; {runs[0]['machine']})",
+             f"| events | bare ev/s | hub ev/s | hub/bare | CPU µs/event hub (vs first) / bare | p50 / p99 ms at {runs[0]['rate']:,.0f} ev/s | floor p99 ms | hub RSS peak MB "
+             "| gauge refresh / recount ms (open referrals) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for g in rows:
+        vs = f" ({g['hub_cpu_vs_first']:+.0%})" if g["hub_cpu_vs_first"] is not None else ""
+        lines.append(f"| {g['events']:,} | {g['bare_events_per_s']:,.0f} | {g['hub_events_per_s']:,.0f} | {g['ratio']:.2f} | {g['hub_cpu_us_per_event']}{vs} / "
+                     f"{g['bare_cpu_us_per_event']} | {g['p50_ms']} / {g['p99_ms']} | {g['floor_p99_ms']} | {g['rss_peak_mb']} | "
+                     f"{g['gauge_refresh_ms']} / {g['full_recount_ms']} ({g['open_referrals']}) |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=10_000, help="records pre-loaded for the throughput runs (default: %(default)s)")
+    parser.add_argument("--events", default="10000",
+                        help="records pre-loaded for the throughput run; several sizes, comma-separated (10000,100000), run one after "
+                             "the other and print their growth side by side (default: %(default)s)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the hub's database in process: SQLite in a temporary directory, or a scratch database on the PostgreSQL "
+                             "server of HUB_BENCH_PG_ADMIN_URL (default the local one), dropped after (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=1000.0, help="offered load of the latency run, events/s (default: %(default)s)")
     parser.add_argument("--latency-seconds", type=float, default=10.0, help="length of the latency run, seconds (default: %(default)s)")
     parser.add_argument("--partitions", type=int, default=1, help="partitions of every topic (default: %(default)s)")
@@ -560,12 +659,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="run (b) as this many `hub worker` processes with a PostgreSQL ledger (HUB_BENCH_PG_ADMIN_URL, default the local "
                              "server) instead of in this process; use with --partitions >= workers (default: in-process)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout (progress goes to stderr)")
+    parser.add_argument("--json-out", metavar="PATH", help="also write the figures as JSON to the file PATH (default: no file is written)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("hub.streams.app").setLevel(logging.ERROR)  # the deliberate dead letters
-    result = asyncio.run(run(args))
-    print(json.dumps(result) if args.json else render(result), flush=True)
+    sizes = [int(n.replace("_", "")) for n in str(args.events).split(",") if n.strip()]
+    runs = []
+    for n in sizes:
+        runs.append(asyncio.run(run(_with(args, events=n))))
+        if len(sizes) > 1 and not args.json:
+            print(render(runs[-1]), flush=True)
+    result = runs[0] if len(runs) == 1 else {"runs": runs, "growth": growth(runs)}
+    write_json(args.json_out, result)
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(render(runs[0]) if len(runs) == 1 else render_growth(runs), flush=True)
     return 0
+
+
+def _with(args: argparse.Namespace, **changes) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), **changes})
 
 
 if __name__ == "__main__":

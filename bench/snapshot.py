@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _common import peak_rss_mb, rss_mb  # noqa: E402
+from _common import peak_rss_mb, rss_mb, write_json  # noqa: E402
 
 from hub.adapters.dvv.synthetic import MUNICIPALITIES, ORIGINS  # noqa: E402
 from hub.config import Settings  # noqa: E402
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the states go: a database URL, or `memory` for a dict in this process "
                              "(default: a SQLite file in a temporary directory, the embedded default)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--json-out", metavar="PATH", help="also write the figures as JSON to the file PATH (default: no file is written)")
     args = parser.parse_args(argv)
     settings = Settings.from_env({})
     tmp = tempfile.TemporaryDirectory(prefix="hub-snapshot-")
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    write_json(args.json_out, result)
     if args.json:
         print(json.dumps(result))
     else:

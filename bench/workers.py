@@ -1,9 +1,11 @@
 """The hub as `hub worker` processes (one worker per core, more partitions), for
 `bench/pipeline.py --workers N`: start N workers on the broker and a throwaway PostgreSQL
-database, follow their progress through their /metrics, stop them. No figures of its own."""
+database, follow their progress through their /metrics, stop them; and the scratch PostgreSQL
+database of `bench/pipeline.py --database postgresql`. No figures of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +15,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +26,26 @@ from hub.adapters.sealing import new_key
 ROOT = Path(__file__).resolve().parent.parent
 # a PostgreSQL server where the bench may create a database (SQLAlchemy or libpq URL)
 PG_ADMIN = os.environ.get("HUB_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str = "hub_bench") -> Iterator[str]:
+    """A new PostgreSQL database on PG_ADMIN's server for one run (its SQLAlchemy URL), dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(PG_ADMIN).set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(sql: str) -> None:
+    engine = sa.create_engine(make_url(PG_ADMIN).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(sql))
+    finally:
+        engine.dispose()
 
 
 def _free_port() -> int:
@@ -100,12 +123,7 @@ class Workers:
 
     @staticmethod
     def _admin(sql: str) -> None:
-        engine = sa.create_engine(make_url(PG_ADMIN).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text(sql))
-        finally:
-            engine.dispose()
+        _admin(sql)
 
     def stop(self) -> None:
         for p in self.procs:

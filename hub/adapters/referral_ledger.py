@@ -17,6 +17,13 @@ permit, from which the integration period counts, became known after the referra
 referral's `due` and tells the recipient with a ReferralUpdated (`referral_updates`), numbered and
 sent exactly like a withdrawal. The stored Referral payload stays as it was published at its
 sequence: a resend replays the referral and then its updates.
+
+The open and overdue counts per recipient (`referral_counts`, the gauges hub_referrals_open and
+hub_referrals_overdue) are kept in the transactions that change them: a referral made, closed by a
+status, superseded or given another due date adds its change to its recipient's row. Overdue counts
+against one day, `referral_counts_day` (open referrals due before it); `move_counts_day()` moves that
+day to today by counting only the referrals due in between, on the index of `due`. Nothing reads the
+whole ledger to count.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ class ReferralRow(Base):
         sa.Index("ix_referrals_authority_state", "authority", "state"),
         sa.Index("ix_referrals_person_key", "person_key"),
         sa.Index("ix_referrals_newcomer_event_id", "newcomer_event_id"),
+        sa.Index("ix_referrals_due", "due"),  # the referrals that fall due between two days (move_counts_day)
     )
     referral_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     authority: Mapped[str] = mapped_column(sa.String(64))
@@ -125,6 +133,24 @@ class ReferralSequenceRow(Base):
     __tablename__ = "referral_sequences"
     authority: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     last_sequence: Mapped[int] = mapped_column(sa.BigInteger())
+
+
+class ReferralCountRow(Base):
+    """A recipient's open referrals and, of them, those due before `referral_counts_day.day`; changed
+    in the transaction that changes a referral (never recounted)."""
+
+    __tablename__ = "referral_counts"
+    authority: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    open_count: Mapped[int] = mapped_column(sa.BigInteger())
+    overdue_count: Mapped[int] = mapped_column(sa.BigInteger())
+
+
+class ReferralCountDayRow(Base):
+    """The one day against which `referral_counts.overdue_count` counts (one row, id 1)."""
+
+    __tablename__ = "referral_counts_day"
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=False)
+    day: Mapped[dt.date] = mapped_column(sa.Date())
 
 
 @dataclass
@@ -231,7 +257,11 @@ class ReferralLedger:
             new_state = transition(row.state, status["status"], status.get("reason"))
         except TransitionError as exc:
             raise _Rejected(exc.reason, exc.message) from None
+        was_open = row.state not in CLOSED
         row.state, row.updated_at = new_state, now
+        if was_open != (new_state not in CLOSED):
+            s.flush()  # the referral's row first: counts are changed after the rows they count (one lock order)
+            _count(s.connection(), [(row.authority, row.due, -1 if was_open else 1)])
         s.add(
             ReferralEventRow(
                 referral_id=row.referral_id,
@@ -258,15 +288,45 @@ class ReferralLedger:
         return [r for r in self.open_referrals(authority) if r.due is not None and r.due < today]
 
     def counts_by_authority(self, today: dt.date, authorities: set[str] | None = None) -> dict[str, tuple[int, int]]:
-        """authority -> (open, overdue), for every authority that has had a referral (or those given)."""
-        open_ = sa.func.sum(sa.case((ReferralRow.state.not_in(CLOSED), 1), else_=0))
-        overdue = sa.func.sum(sa.case((sa.and_(ReferralRow.state.not_in(CLOSED), ReferralRow.due < today), 1), else_=0))
-        q = sa.select(ReferralRow.authority, open_, overdue).group_by(ReferralRow.authority)
+        """authority -> (open, overdue on `today`), for every authority that has had an open referral (or
+        those given), from the counts table: one row per authority, plus the referrals that fall due
+        between the counts' day and `today` when they differ (`move_counts_day()` moves it; this
+        reads, never writes)."""
+        c = _COUNTS.c
+        q = sa.select(c.authority, c.open_count, c.overdue_count)
         if authorities is not None:
-            q = q.where(ReferralRow.authority.in_(authorities))
-        with self.Session() as s:
-            rows = s.execute(q).all()
-        return {a: (int(o or 0), int(d or 0)) for a, o, d in rows}
+            q = q.where(c.authority.in_(sorted(authorities)))
+        with self.engine.connect() as conn:
+            day = conn.execute(_COUNTS_DAY_OF).scalar()
+            counts = {a: [int(o), int(d)] for a, o, d in conn.execute(q)}
+            for authority, n in _falling_due(conn, day, today, authorities).items():
+                if authority in counts:
+                    counts[authority][1] += n
+        return {a: (o, d) for a, (o, d) in counts.items()}
+
+    def move_counts_day(self, today: dt.date) -> bool:
+        """Count overdue against `today` from now on: the open referrals due between the counts' day and
+        `today` (an index range on `due`, those of the days between) move into or out of the overdue
+        counts, in one transaction that waits for the writers counting against the old day. The daily
+        step of the gauges; nothing to do (False) when the day is `today` already."""
+        with self.engine.connect() as conn:
+            if conn.execute(_COUNTS_DAY_OF).scalar() == today:
+                return False
+        with self.engine.begin() as conn:
+            # the day's row locked first (a write: SQLite's write lock, PostgreSQL's row lock that the
+            # writers' FOR SHARE waits for), then read again: another worker may have moved it
+            locked = conn.execute(_COUNTS_DAY.update().where(_COUNTS_DAY.c.id == 1).values(day=_COUNTS_DAY.c.day)).rowcount
+            day = conn.execute(_COUNTS_DAY_OF).scalar() if locked else None
+            if day == today:
+                return False
+            changes = _falling_due(conn, day, today)
+            if changes:
+                _upsert_counts(conn, [{"authority": a, "open_count": 0, "overdue_count": n} for a, n in sorted(changes.items())])
+            if locked:
+                conn.execute(_COUNTS_DAY.update().where(_COUNTS_DAY.c.id == 1).values(day=today))
+            else:
+                conn.execute(_COUNTS_DAY.insert().values(id=1, day=today))
+        return True
 
     def published_from(self, authority: str, from_sequence: int, to_sequence: int | None = None) -> list[tuple[str, dict]]:
         """A recipient's published records with sequence >= from_sequence (<= to_sequence), in sequence
@@ -340,6 +400,64 @@ _OPEN_OF = (sa.select(_REFERRALS.c.referral_id, _REFERRALS.c.person_key, _REFERR
             .where(_REFERRALS.c.person_key.in_(sa.bindparam("keys", expanding=True)), _REFERRALS.c.state.not_in(sorted(CLOSED)))
             .order_by(_REFERRALS.c.authority, _REFERRALS.c.sequence))
 _UPDATE_SEQUENCE = _SEQUENCES.update().where(_SEQUENCES.c.authority == sa.bindparam("a")).values(last_sequence=sa.bindparam("n"))
+_COUNTS = ReferralCountRow.__table__
+_COUNTS_DAY = ReferralCountDayRow.__table__
+_COUNTS_DAY_OF = sa.select(_COUNTS_DAY.c.day).where(_COUNTS_DAY.c.id == 1)
+# a writer's read of the day: FOR SHARE on PostgreSQL, so that the day cannot move between this read
+# and the commit of the counts changed against it (writers do not wait for each other)
+_COUNTS_DAY_SHARED = _COUNTS_DAY_OF.with_for_update(read=True)
+
+
+def count_deltas(changes: list[tuple[str, dt.date | None, int]], day: dt.date | None) -> list[dict]:
+    """The rows to add to `referral_counts` for these changes to open referrals: (authority, due, +1 for
+    one more open referral with that due date, -1 for one less), overdue when due before `day`. A
+    due-date change is -1 with the old date and +1 with the new. Sorted by authority, none all zero."""
+    out: dict[str, list[int]] = {}
+    for authority, due, n in changes:
+        row = out.setdefault(authority, [0, 0])
+        row[0] += n
+        if due is not None and day is not None and due < day:
+            row[1] += n
+    return [{"authority": a, "open_count": o, "overdue_count": d} for a, (o, d) in sorted(out.items()) if o or d]
+
+
+def _count(conn: sa.Connection, changes: list[tuple[str, dt.date | None, int]]) -> None:
+    """Add these changes (`count_deltas`) to the counts, in the writer's transaction, after its referral rows."""
+    if changes:
+        _upsert_counts(conn, count_deltas(changes, conn.execute(_COUNTS_DAY_SHARED).scalar()))
+
+
+def _upsert_counts(conn: sa.Connection, rows: list[dict]) -> None:
+    """Add `rows` (authority, open_count, overdue_count) to the counts, making the rows missing; in
+    authority order (the locks of concurrent writers in one order)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(_COUNTS)
+    conn.execute(stmt.on_conflict_do_update(index_elements=[_COUNTS.c.authority], set_={
+        "open_count": _COUNTS.c.open_count + stmt.excluded.open_count, "overdue_count": _COUNTS.c.overdue_count + stmt.excluded.overdue_count}), rows)
+
+
+def _falling_due(conn: sa.Connection, day: dt.date | None, today: dt.date, authorities: set[str] | None = None) -> dict[str, int]:
+    """authority -> how many more open referrals are overdue on `today` than on `day` (fewer: negative,
+    when `today` is before `day`): those due in between, read by a range on the index of `due`. No day
+    yet: every open referral due before `today`."""
+    if day == today:
+        return {}
+    r = _REFERRALS.c
+    if day is None:
+        span, sign = r.due < today, 1
+    elif day < today:
+        span, sign = sa.and_(r.due >= day, r.due < today), 1
+    else:
+        span, sign = sa.and_(r.due >= today, r.due < day), -1
+    q = sa.select(r.authority, sa.func.count()).where(span, r.state.not_in(sorted(CLOSED))).group_by(r.authority)
+    if authorities is not None:
+        q = q.where(r.authority.in_(sorted(authorities)))
+    return {a: sign * int(n) for a, n in conn.execute(q)}
 
 
 class _Batch:
@@ -358,6 +476,7 @@ class _Batch:
         # the person's current referral per (person, recipient, purpose), by its first id: [id, generation, state (None: not made)]
         self.current: dict[str, list] = {}
         self.first_of: dict[str, str] = {}  # referral id -> the first id of its (person, recipient, purpose)
+        self.counted: list[tuple[str, dt.date | None, int]] = []  # changes of the open referrals (`count_deltas`)
 
     def run(self, items: list[tuple[RoutingInput, list[Decision]]]) -> list[Recorded]:
         s, now = self.s, self.now
@@ -396,6 +515,7 @@ class _Batch:
                     self._update_dues(newcomer, decisions, out[i], current)
             self._flush()
             self._save_sequences()
+            _count(s, self.counted)
             for i in first:  # the outbox of a first-time event: exactly what it created and withdrew
                 out[i].to_publish = sorted(out[i].created, key=lambda r: (r["to"], r["sequence"]))
         fresh = {ids[i] for i in first}  # their referrals go out with their first occurrence in this batch
@@ -468,6 +588,7 @@ class _Batch:
             "due": decision.due, "created_at": now, "updated_at": now, "state": SENT, "sequence": sequence,
             "turvakielto": newcomer.turvakielto, "payload": self.codec.to_json("Referral", record), "published_at": None,
         })
+        self.counted.append((decision.authority, decision.due, 1))
         self.events.append({"referral_id": rid, "event_id": newcomer.event_id, "state": SENT, "reason": decision.rule, "reported_by": "hub",
                             "occurred_at": now, "recorded_at": now})
         return record
@@ -476,9 +597,12 @@ class _Batch:
         """Supersede the open referrals this update no longer needs, each with a withdrawal to its recipient."""
         s, now = self.s, self.now
         keys = [k for k in (newcomer.person_key, newcomer.previous_person_key) if k]
-        gone = supersessions(newcomer, decisions, [OpenRef(*row[:5]) for row in s.execute(_OPEN_OF, {"keys": keys})], ids)
+        rows = s.execute(_OPEN_OF, {"keys": keys}).all()
+        gone = supersessions(newcomer, decisions, [OpenRef(*row[:5]) for row in rows], ids)
         if not gone:
             return
+        due_of = {row[0]: row[5] for row in rows}
+        self.counted.extend((g.authority, due_of[g.referral_id], -1) for g in gone)
         for g in gone:
             first_id = self.first_of.get(g.referral_id)
             if first_id is not None:  # a later update in this batch that decides it again makes it anew
@@ -512,6 +636,7 @@ class _Batch:
         rows = []
         for u in changed:
             s.execute(_REFERRALS.update().where(r.referral_id == u.referral_id).values(due=u.due, updated_at=now))
+            self.counted += [(u.authority, u.previous_due, -1), (u.authority, u.due, 1)]
             record = update_record(u, sequence=self._next(u.authority), newcomer=newcomer, now=now)
             rows.append({"event_id": record["event_id"], "referral_id": u.referral_id, "authority": u.authority, "sequence": record["sequence"],
                          "due": u.due, "previous_due": u.previous_due, "newcomer_event_id": newcomer.event_id, "created_at": now,
@@ -555,9 +680,11 @@ def _rekey_newcomer_facts(s: sa.Connection, newcomers: list[RoutingInput]) -> No
 
 
 def refresh_gauges(ledger: ReferralLedger, today: dt.date, authorities: set[str] | None = None) -> None:
-    """Set hub_referrals_open / hub_referrals_overdue per authority from the ledger (all, or those given)."""
+    """Set hub_referrals_open / hub_referrals_overdue per authority (all, or those given) from the counts
+    table, its day moved to `today` first (once a day: the referrals that fell due since)."""
     from hub import metrics
 
+    ledger.move_counts_day(today)
     for authority, (open_count, overdue_count) in ledger.counts_by_authority(today, authorities).items():
         metrics.open_referrals.labels(authority).set(open_count)
         metrics.overdue_referrals.labels(authority).set(overdue_count)

@@ -154,10 +154,13 @@ def _count_isolated_by_topic(consumer, seen: RoutingObserved) -> None:
 
 
 def _gauge_timers(hub: HubApp, seen: RoutingObserved, ledger: ReferralLedger, clock, interval: float, changed_interval: float) -> None:
-    """The authorities' open/overdue gauges: those whose counts changed are recounted at most once per
-    `changed_interval`, every authority once per `interval` (overdue grows with the calendar, not only with events)."""
-    # the recount reads every referral of the authorities it counts: it grows with the ledger, so it
-    # has a thread of its own and does not hold up the ledger's writes
+    """The authorities' open/overdue gauges: those whose counts changed are read again at most once per
+    `changed_interval`, every authority once per `interval` (overdue grows with the calendar, not only
+    with events). Each refresh reads the counts table (one row per authority, kept by the ledger's
+    transactions) and, once a day, moves its day: the referrals that fell due since, by an index range
+    on their due date. Neither grows with the ledger."""
+    # a thread of its own: the day's move waits for the ledger writers counting against the old day,
+    # and must not hold up the event loop meanwhile
     gauges_db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-gauges")
 
     async def recount(authorities: set[str] | None = None) -> None:

@@ -60,3 +60,37 @@ def test_pipeline_benchmark_with_worker_processes_reports_every_figure(pg_admin_
     # the newcomers counted from the topic's real end (the embedded broker lists a batch's base offset + 1)
     assert figures["newcomer_events"] > 0 and figures["dead_letters"] == 0
     assert figures["rss_mb"]["worker_peak"] > 0
+
+
+@pytest.mark.integration
+def test_pipeline_benchmark_on_postgresql_shows_the_growth_of_two_sizes(pg_admin_url):
+    """`--database postgresql --events 300,400`: two runs on scratch databases (both dropped), the
+    growth side by side, the gauge refresh timed against a recount; the JSON file only where asked."""
+    import os
+
+    import sqlalchemy as sa
+
+    out = ROOT / "build" / "test-bench" / f"growth-{os.getpid()}.json"
+    try:
+        r = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "pipeline.py"), "--events", "300,400", "--rate", "100", "--latency-seconds", "2",
+             "--database", "postgresql", "--json-out", str(out)],
+            capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, "HUB_BENCH_PG_ADMIN_URL": pg_admin_url},
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "| 300 |" in r.stdout and "| 400 |" in r.stdout  # the growth table, printed
+        figures = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    assert [g["events"] for g in figures["growth"]] == [300, 400]
+    for run in figures["runs"]:
+        assert run["database"] == "postgresql" and run["hub_events_per_s"] > 0 and run["latency"]["seen"] > 0
+        assert run["gauges"]["open_referrals"] > 0 and run["gauges"]["refresh_ms"] > 0 and run["gauges"]["full_recount_ms"] > 0
+    assert figures["growth"][0]["hub_cpu_vs_first"] == 0
+    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            names = [run["scratch_database"] for run in figures["runs"]]
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_database WHERE datname = ANY(:names)"), {"names": names}).scalar() == 0  # dropped
+    finally:
+        admin.dispose()

@@ -153,9 +153,9 @@ def test_newcomers_become_referrals_on_each_recipients_own_topic(kafka_url, data
 
 
 def test_a_slow_gauge_recount_does_not_hold_up_routing(kafka_url, database_url, monkeypatch):
-    """The open/overdue recount reads every referral of the authorities it counts, so it grows with
-    the ledger; it runs beside the ledger's writes, not before them: here a recount that does not
-    finish until the newcomer is routed (on the ledger's own thread it would never let it be)."""
+    """The open/overdue refresh may wait (its daily step waits for the ledger's writers that count
+    against the old day); it runs beside the ledger's writes, not before them: here a refresh that
+    does not finish until the newcomer is routed (on the ledger's own thread it would never let it be)."""
     import threading
 
     from hub.streams import routing_agents

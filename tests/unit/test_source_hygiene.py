@@ -1,6 +1,6 @@
 """Comments and docstrings explain the code as it is: none cites a work session, the benchmark results
 file or a design section the repository does not have, and none quotes a benchmark figure (figures
-drift; they belong in commit messages and the results page in bench/)."""
+drift; they belong in commit messages and bench/results.md)."""
 
 import ast
 import io
@@ -54,7 +54,7 @@ def _hits() -> list[str]:
 
 def test_no_comment_or_docstring_cites_a_session_or_quotes_a_figure():
     hits = _hits()
-    assert not hits, ("comments and docstrings must say why, not cite work sessions, bench/RESULTS.md or "
+    assert not hits, ("comments and docstrings must say why, not cite work sessions, the bench results page or "
                       "'design §', nor quote benchmark figures (put those in the commit message):\n" + "\n".join(hits))
 
 
