@@ -52,7 +52,14 @@ class OutboxMessage(Base):
     stream: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
     sequence: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)
 
-    __table_args__ = (sa.Index("uq_outbox_recipient_stream_sequence", "recipient", "stream", "sequence", unique=True),)
+    __table_args__ = (
+        sa.Index("uq_outbox_recipient_stream_sequence", "recipient", "stream", "sequence", unique=True),
+        # partial indexes (migration 0022): the relay's `pending` and `parked_counts` read only the rows they count
+        sa.Index("ix_outbox_pending", "id", postgresql_where=sa.text("sent_at IS NULL AND parked_at IS NULL"),
+                 sqlite_where=sa.text("sent_at IS NULL AND parked_at IS NULL")),
+        sa.Index("ix_outbox_parked", "parked_reason", postgresql_where=sa.text("parked_at IS NOT NULL AND sent_at IS NULL"),
+                 sqlite_where=sa.text("parked_at IS NOT NULL AND sent_at IS NULL")),
+    )
 
     def header_list(self) -> list[tuple[str, bytes]]:
         return [(k, v.encode("latin-1")) for k, v in json.loads(self.headers)]
