@@ -50,7 +50,7 @@ class ConsentEvent(Base):
     data_categories: Mapped[str] = mapped_column(sa.Text)  # JSON list
     recipients: Mapped[str] = mapped_column(sa.Text)  # JSON list
     valid_from: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
-    valid_until: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    valid_until: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True, index=True)  # the sweep's search
     evidence: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     recorded_by: Mapped[str] = mapped_column(sa.String(64))
     recorded_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))  # when the consent event happened

@@ -1,7 +1,8 @@
 """The relay's and the consent sweep's periodic queries on the real PostgreSQL read the rows still
-waiting, not the ledger: on an outbox of many sent rows and a held-items table of many released
-ones, each query's plan reads those tables only by their partial indexes and reads about as many
-rows as are pending, parked or held (a scan of the table, or of an index over every row, fails)."""
+waiting, not the ledger: on an outbox of many sent and withdrawn rows, a held-items table of many
+released ones and a consent history of many grants not yet ended, each query's plan reads those
+tables only by an index and reads about as many rows as are pending, parked, held or past their end
+(a scan of the table, or of an index that finds every withdrawn row, fails)."""
 
 import contextlib
 import datetime as dt
@@ -31,6 +32,9 @@ def big_tables(own_database_url):
                   "SELECT 't', 's', g::text, %(value)s, '[]', now(), {sent}, {parked}, {reason} FROM generate_series(1, {n}) g")
     held_row = ("INSERT INTO held_items (assessment_event_id, assessment_id, person_key, assessor, recipient, reason, assessment, held_at, released_at) "
                 "SELECT '{prefix}' || g, 'a', '{prefix}' || g, 'x', 'x', 'no_consent', %(value)s, now(), {released} FROM generate_series(1, {n}) g")
+    grant = ("INSERT INTO consent_events (event_id, consent_id, person_id, person_key, action, purpose, data_categories, recipients, "
+             "valid_from, valid_until, recorded_by, recorded_at, stored_at) SELECT md5(random()::text), md5(random()::text), %(person)s, "
+             "md5(random()::text), 'granted', 'p', '[]', '[]', NULL, {until}, 'x', now(), now() FROM generate_series(1, {n}) g")
     value = {"value": sealing.current().seal(b"record")}
     with engine.begin() as conn:
         conn.exec_driver_sql(outbox_row.format(sent="now()", parked="NULL", reason="NULL", n=DONE), value)
@@ -39,9 +43,12 @@ def big_tables(own_database_url):
         conn.exec_driver_sql(outbox_row.format(sent="NULL", parked="now()", reason=f"'{outbox.RECORD_TOO_LARGE}'", n=WAITING), value)
         conn.exec_driver_sql(held_row.format(prefix="r", released="now()", n=DONE), value)
         conn.exec_driver_sql(held_row.format(prefix="h", released="NULL", n=WAITING), value)
+        for until, n in (("NULL", DONE), ("now() + interval '1 year'", DONE), ("'2026-12-01'", WAITING)):  # open-ended, later, past
+            conn.exec_driver_sql(grant.format(until=until, n=n), {"person": sealing.current().seal_text("010101-123N")})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE outbox")
         conn.exec_driver_sql("VACUUM ANALYZE held_items")
+        conn.exec_driver_sql("VACUUM ANALYZE consent_events")
     yield engine
     engine.dispose()
 
@@ -80,6 +87,7 @@ QUERIES = {
     "outbox.parked_counts": ("outbox", "ix_outbox_parked", lambda s: outbox.parked_counts(s), {outbox.RECORD_TOO_LARGE: WAITING}),
     "consent held_count": ("held_items", "ix_held_items_released_at", lambda s: consent_store.held_count(s), WAITING),
     "consent own_held": ("held_items", "ix_held_items_released_at", lambda s: consent_store.persons_with_own_held_items(s), WAITING),
+    "consent due": ("consent_events", "ix_consent_events", lambda s: consent_store.persons_with_expiring_or_starting_consents(s, NOW), 1),
 }
 
 

@@ -1,6 +1,7 @@
 """Partial indexes for the outbox relay's periodic queries, so they read the rows still waiting and
 not the ledger: the pending rows (unsent, unparked, by id) and the parked ones (by reason). The index
-of `sent_at` alone also finds every parked and withdrawn row, and withdrawn rows stay for good.
+of `sent_at` alone also finds every parked and withdrawn row, and withdrawn rows stay for good. And an
+index on `consent_events.valid_until`, for the consent sweep's grants past their end.
 
 Revision ID: 0022_pending_indexes
 Revises: 0021_referral_counts
@@ -25,8 +26,10 @@ def _partial(name: str, table: str, columns: list[str], where: str) -> None:
 def upgrade() -> None:
     _partial("ix_outbox_pending", "outbox", ["id"], PENDING)
     _partial("ix_outbox_parked", "outbox", ["parked_reason"], PARKED)
+    op.create_index("ix_consent_events_valid_until", "consent_events", ["valid_until"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_consent_events_valid_until", table_name="consent_events")
     op.drop_index("ix_outbox_parked", table_name="outbox")
     op.drop_index("ix_outbox_pending", table_name="outbox")
