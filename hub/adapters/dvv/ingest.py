@@ -358,8 +358,9 @@ def _count_bad(report: IngestReport, bad: BadRecord, metric_topic: str = METRIC_
     log.warning("dead letter: reason=%s location=%s: %s", bad.reason, bad.location, bad.message)
 
 
-def read_files(paths: Iterable[str]) -> Iterable[Page | MalformedPage]:
-    """The pages of saved `muutokset` responses, file by file (one response or JSON lines)."""
+def read_files(paths: Iterable[str], parse=None) -> Iterable[Page | MalformedPage]:
+    """The pages of saved responses, file by file (one response or JSON lines): `muutokset` pages,
+    or what `parse` makes of each response (`hub.adapters.dvv.page.read_pages`)."""
     from hub.adapters.dvv.page import read_pages
 
     for path in paths:
@@ -371,7 +372,7 @@ def read_files(paths: Iterable[str]) -> Iterable[Page | MalformedPage]:
             line = data.count(b"\n", 0, exc.start) + 1
             yield MalformedPage(f"{path}:{line}", "the file is not UTF-8 text", raw=data)
             continue
-        yield from read_pages(text, str(path))
+        yield from read_pages(text, str(path), parse=parse)
 
 
 async def ingest_files(paths: Iterable, sink: Sink, *, secret: str, **kwargs) -> IngestReport:

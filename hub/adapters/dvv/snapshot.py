@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from hub.adapters.dvv import mapping
-from hub.adapters.dvv.page import _DECODER, MalformedPage, Page, _changes_with_spans, _line_of, _skip, read_pages
+from hub.adapters.dvv.page import _DECODER, MalformedPage, Page, _changes_with_spans, _line_of, _skip
 from hub.domain import hetu
 from hub.domain.clock import DEFAULT_CLOCK_SKEW
 from hub.domain.population_change import validate
@@ -72,16 +72,9 @@ def parse_snapshot_page(text: str, origin: str = "", first_line: int = 1) -> Sna
 
 def read_snapshot_files(paths) -> Iterator[SnapshotPage | MalformedPage]:
     """The pages of saved `perustiedot` responses, file by file (a malformed one in place, as its error)."""
-    for path in paths:
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            yield MalformedPage(f"{path}:{line}", "the file is not UTF-8 text", raw=data)
-            continue
-        yield from read_pages(text, str(path), parse=parse_snapshot_page)
+    from hub.adapters.dvv.ingest import read_files
+
+    return read_files(paths, parse=parse_snapshot_page)
 
 
 def resident_event_id(taken_on: dt.date, person_key: str) -> str:
