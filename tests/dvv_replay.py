@@ -24,6 +24,18 @@ def fixture_pages() -> tuple[int, dict[int, bytes]]:
     return first, {first: page1, json.loads(page1)["viimeisinKirjausavain"]: page2}
 
 
+def sample_day(first_key: int = 7100000000) -> tuple[int, dict[int, bytes]]:
+    """The first key and the pages of the demo's synthetic day (hub.adapters.dvv.sample), chained by
+    key: three pages; the third has 3 bad changes and a data group the hub does not map."""
+    from hub.adapters.dvv.sample import sample_files
+
+    pages, key = {}, first_key
+    for path in sample_files():
+        pages[key] = path.read_bytes()
+        key = json.loads(pages[key])["viimeisinKirjausavain"]
+    return first_key, pages
+
+
 class ReplayServer:
     def __init__(self, pages: dict[int, bytes], first_key: int, perustiedot: bytes | None = None):
         self.pages = dict(pages)

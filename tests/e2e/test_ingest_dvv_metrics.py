@@ -3,7 +3,6 @@ pages and changes read, the time of the last page (what HubDvvFeedStale watches)
 the dead letters (HubDeadLetters) and unknown data groups, against a fake DVV on 127.0.0.1
 (tests/dvv_replay.py)."""
 
-import json
 import os
 import re
 import signal
@@ -100,14 +99,9 @@ def parse(text: str) -> dict[str, float]:
 
 @pytest.mark.integration
 def test_follow_serves_the_dvv_counters_and_keeps_running_while_dvv_is_down(kafka_url, tmp_path):
-    from hub.adapters.dvv.sample import sample_files
-    from tests.dvv_replay import ReplayServer
+    from tests.dvv_replay import ReplayServer, sample_day
 
-    # the demo's synthetic day, three pages; the third has 3 bad changes and a data group the hub does not map
-    first, pages, key = 7100000000, {}, 7100000000
-    for path in sample_files():
-        pages[key] = path.read_bytes()
-        key = json.loads(pages[key])["viimeisinKirjausavain"]
+    first, pages = sample_day()  # the third page has 3 bad changes and a data group the hub does not map
     env = {"HUB_KAFKA_URL": kafka_url, "HUB_DATA_DIR": str(tmp_path), "HUB_DATABASE_URL": "", "HUB_DVV_POLL_INTERVAL": "0.3",
            "HUB_DVV_RETRIES": "1", "HUB_DVV_METRICS_PORT": "0"}
     with ReplayServer(pages, first) as server:

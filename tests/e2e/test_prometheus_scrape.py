@@ -94,14 +94,9 @@ class Prometheus:
 
 
 def test_the_dvv_feed_reaches_a_real_prometheus_and_fires_the_shipped_alerts(kafka_url, tmp_path):
-    from hub.adapters.dvv.sample import sample_files
-    from tests.dvv_replay import ReplayServer
+    from tests.dvv_replay import ReplayServer, sample_day
 
-    # the demo's synthetic day, three pages; the third has 3 bad changes and a data group the hub does not map
-    first, pages, key = 7100000000, {}, 7100000000
-    for path in sample_files():
-        pages[key] = path.read_bytes()
-        key = json.loads(pages[key])["viimeisinKirjausavain"]
+    first, pages = sample_day()  # the third page has 3 bad changes and a data group the hub does not map
     env = {"HUB_KAFKA_URL": kafka_url, "HUB_DATA_DIR": str(tmp_path), "HUB_DATABASE_URL": "", "HUB_DVV_POLL_INTERVAL": "0.3",
            "HUB_DVV_RETRIES": "1", "HUB_DVV_METRICS_PORT": "0"}
     job = shipped_dvv_job()
