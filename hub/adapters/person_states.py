@@ -56,6 +56,20 @@ class SqlPersonStates:
             raise ValueError(f"person states need PostgreSQL or SQLite, not {engine.dialect.name}")
         stmt = insert(self._table)
         self._upsert = stmt.on_conflict_do_update(index_elements=[self._table.c.person_key], set_={"state": stmt.excluded.state})
+        # On PostgreSQL a batch is one statement each way, whatever its size: the keys (and states) go
+        # as arrays, so the statement's text is the same for every batch (compiled once, no IN list
+        # expanded per batch) and the server plans and runs one statement, not one per person.
+        self._arrays = engine.dialect.name == "postgresql"
+        if self._arrays:
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            keys = sa.bindparam("keys", type_=ARRAY(sa.Text()))
+            states = sa.bindparam("states", type_=ARRAY(sa.Text()))
+            self._select_any = sa.text("SELECT person_key, state FROM person_states WHERE person_key = ANY(:keys)").bindparams(keys)
+            self._upsert_arrays = sa.text(
+                "INSERT INTO person_states (person_key, state) SELECT * FROM unnest(:keys, :states) "
+                "ON CONFLICT (person_key) DO UPDATE SET state = excluded.state").bindparams(keys, states)
+            self._delete_any = sa.text("DELETE FROM person_states WHERE person_key = ANY(:keys)").bindparams(keys)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
         wanted = sorted(set(keys))
@@ -64,6 +78,8 @@ class SqlPersonStates:
             return out
         t = self._table
         with self.engine.connect() as conn:
+            if self._arrays:
+                return dict(conn.execute(self._select_any, {"keys": wanted}).tuples().all())
             for keys in in_chunks(wanted):
                 for key, state in conn.execute(sa.select(t.c.person_key, t.c.state).where(t.c.person_key.in_(keys))):
                     out[key] = state
@@ -76,6 +92,12 @@ class SqlPersonStates:
         gone = sorted(k for k, v in changes.items() if v is None)
         t = self._table
         with self.engine.begin() as conn:
+            if self._arrays:
+                if put:
+                    conn.execute(self._upsert_arrays, {"keys": [p["person_key"] for p in put], "states": [p["state"] for p in put]})
+                if gone:
+                    conn.execute(self._delete_any, {"keys": gone})
+                return
             if put:
                 conn.execute(self._upsert, put)
             for keys in in_chunks(gone):

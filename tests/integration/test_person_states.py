@@ -43,3 +43,27 @@ def test_the_model_matches_its_migration(tmp_path):
     from tests.integration.test_consent_migration import migration_diff
 
     assert migration_diff(f"sqlite:///{tmp_path / 'hub.sqlite3'}", {"person_states"}) == []
+
+
+def test_on_postgresql_a_batch_is_one_statement_each_way_whatever_its_size(own_database_url):
+    """The keys go as arrays: one SELECT for the reads, one INSERT ... ON CONFLICT for the states
+    and one DELETE for the removed, not a statement per person (an executemany, marked *) or per
+    IN-list chunk."""
+    import sqlalchemy as sa
+
+    database.upgrade(own_database_url)
+    engine = database.create_engine(own_database_url)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, params, context, executemany: statements.append(statement.split()[0] + "*" * executemany))
+    try:
+        states = SqlPersonStates(engine)
+        many = {f"k{i:05d}": f'{{"i":{i}}}' for i in range(2 * CHUNK + 7)}
+        states.write(many)
+        assert statements == ["INSERT"]
+        assert states.get_many(list(many) + ["missing"]) == many and statements[1:] == ["SELECT"]
+        states.write({**{k: None for k in list(many)[:CHUNK + 1]}, "new": "{}"})
+        assert statements[2:] == ["INSERT", "DELETE"]
+        assert states.count() == len(many) - CHUNK - 1 + 1
+    finally:
+        engine.dispose()
