@@ -171,6 +171,8 @@ def test_an_unreachable_registry_is_one_clear_error():
     assert result.exit_code == 1 and result.output.count("cannot reach http://127.0.0.1:9") == 1
     result = CliRunner().invoke(main, ["schemas", "register", "--url", "registry:8081"])
     assert result.exit_code == 2 and "http:// or https://" in result.output
+    result = CliRunner().invoke(main, ["schemas", "register", "--url", "https://importer:s3cret@registry.example:8081"])
+    assert result.exit_code == 2 and "--basic-auth-file" in result.output and "s3cret" not in result.output
     assert "IMPORT mode" in CliRunner().invoke(main, ["schemas", "register", "--help"]).output
 
 
