@@ -1,9 +1,14 @@
 """`hub schemas register --url`: every version of every schema into a deployment's own registry,
 under the hub's ids, versions in order per subject, idempotent, clear errors, a dry run.
 
-The writable registry here is a small stand-in with Confluent's rules for what the command uses
-(lookup, register with an id only in IMPORT mode, mode, config); the read side is `hub registry`
-itself, and confluent-kafka's AvroDeserializer reads the hub's records through the filled registry."""
+The command's client is confluent-kafka's SchemaRegistryClient. The writable registry here is a
+small stand-in written for this test, with Confluent's rules for what the command uses (lookup,
+register with an id only in IMPORT mode, mode, config): no third-party Confluent-compatible
+registry server installs from the package registries these machines and CI reach (PyPI, npm,
+Debian). Karapace is not on PyPI and needs Python 3.12, a patched avro from GitHub and a Go build;
+Apicurio and Confluent's own registry are Java from Maven Central or container images; Redpanda's
+is a binary of its own. The read side is `hub registry` itself, and confluent-kafka's
+AvroDeserializer reads the hub's records through the filled registry."""
 
 from __future__ import annotations
 
