@@ -105,8 +105,10 @@ class Client:
         except SchemaRegistryError as exc:
             code = None if exc.error_code in (None, -1) else exc.error_code
             raise RegistryError(exc.http_status_code, code, exc.error_message) from None
-        except httpx.TransportError as exc:
+        except httpx.TransportError as exc:  # refused, reset, timed out, TLS not verified
             raise RegistryError(0, None, f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:  # an answer that is no JSON: not a schema registry at this address
+            raise RegistryError(0, None, f"{self.url} does not answer as a schema registry ({type(exc).__name__}); check --url") from None
 
     def lookup(self, item: Item) -> int | None:
         """The id the registry has this version under in `item.subject`, or None when it has not."""
