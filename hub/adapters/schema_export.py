@@ -13,6 +13,7 @@ hub's id is left alone; one there under another id is a conflict, reported and n
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.parse
 from dataclasses import dataclass, field
@@ -149,9 +150,15 @@ class Client:
 
 
 def _given_id(item: Item):
-    """The schema with the id and version number it is to be registered under: confluent-kafka's
-    Schema, whose `to_dict` is the body the client posts, with the two fields of Confluent's
-    register request that its Schema leaves out (taken only in IMPORT mode)."""
+    """The schema with the id and version number it is to be registered under."""
+    return _given_id_schema()(item.schema, "AVRO", schema_id=item.schema_id, version=item.version)
+
+
+@functools.cache
+def _given_id_schema() -> type:
+    """confluent-kafka's Schema, whose `to_dict` is the body its client posts to register, with the
+    two fields of Confluent's register request that it leaves out (`id`, `version`: taken only in
+    IMPORT mode). Made on first use: confluent-kafka is imported only by this command."""
     from attrs import define
     from confluent_kafka.schema_registry import Schema
 
@@ -163,7 +170,7 @@ def _given_id(item: Item):
         def to_dict(self):
             return {**super().to_dict(), "id": self.schema_id, "version": self.version}
 
-    return GivenId(item.schema, "AVRO", schema_id=item.schema_id, version=item.version)
+    return GivenId
 
 
 def register(url: str, *, dry_run: bool = False, import_mode: bool = False, set_compatibility: bool = True,
