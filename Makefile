@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: demo test test-unit test-integration lint lock soak bench clean asyncapi
+.PHONY: demo test test-unit test-integration lint lock soak bench clean asyncapi compose-cli
 
 # The environment the tests pass with: every package at the version (and hash) of
 # requirements-dev.lock, then the hub itself without resolving anything again. Re-runs when the
@@ -62,7 +62,17 @@ $(ASYNCAPI_STAMP): tools/asyncapi/package.json tools/asyncapi/package-lock.json
 asyncapi: $(ASYNCAPI_STAMP)
 	ASYNCAPI_METRICS_CONFIG_PATH=$(CURDIR)/$(ASYNCAPI_DIR)/analytics.json $(ASYNCAPI_CLI) validate --fail-severity warn docs/asyncapi.yaml
 
-test: lint asyncapi
+# The official Docker Compose CLI (Debian's docker-compose package, version and hash pinned in
+# tools/compose/docker-compose.pin) unpacked under build/, never installed: tests/unit/test_deploy_compose.py
+# validates deploy/compose/docker-compose.yml with its `config` (the compose-spec schema and Compose's own checks).
+COMPOSE_CLI_DIR := build/docker-compose
+COMPOSE_CLI_STAMP := $(COMPOSE_CLI_DIR)/.installed-stamp
+$(COMPOSE_CLI_STAMP): tools/compose/docker-compose.pin tools/compose/fetch
+	tools/compose/fetch $(COMPOSE_CLI_DIR)
+	touch $(COMPOSE_CLI_STAMP)
+compose-cli: $(COMPOSE_CLI_STAMP)
+
+test: lint asyncapi compose-cli
 	@if [ -z "$$HUB_TEST_DATABASE_URL" ]; then ./scripts/ensure-postgres; fi
 	$(BIN)/python -m pytest -q
 

@@ -15,9 +15,10 @@ referrals are numbered by the referral ledger). The row is written with its reci
 its `sequence` (the same number as in the record) is given by the relay right before it sends the
 row (`number`: the (recipient, stream) row of `outbox_sequences` locked until that transaction
 commits), so a plan request withdrawn before it was sent takes no number and the recipient sees no
-gap, no number is given twice, and the numbers follow the send order. Rows written by an earlier
-version were numbered when they were written and keep that number. `sent_in_stream` is what
-`hub resend` sends again.
+gap, no number is given twice, and the numbers follow the send order. One numbered by an attempt
+whose send failed and withdrawn then gives its number back, or passes it to the stream's next unsent
+row (`release_number`). Rows written by an earlier version were numbered when they were written and
+keep that number. `sent_in_stream` is what `hub resend` sends again.
 """
 
 from __future__ import annotations
@@ -125,6 +126,61 @@ def number(session: Session, row_id: int, recipient: str, stream: str, renumber:
     session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == row_id).values(sequence=sequence, value=value))
     session.execute(sa.update(table).where(table.c.recipient == recipient, table.c.stream == stream).values(last_sequence=sequence))
     return sequence, value
+
+
+RETURNED, PASSED, KEPT = "returned", "passed", "kept"  # what `release_number` did with a withdrawn row's number
+
+
+def release_number(session: Session, row_id: int, renumber: Callable[[str, bytes, int], bytes]) -> str | None:
+    """Take its number from an unsent numbered row that is being withdrawn (its send failed, then its
+    consent or legal basis ended), in the withdrawing transaction and before the row is parked, so
+    that the recipient sees no gap for a record it will never get:
+
+    - RETURNED: the number is its stream's last one given: `last_sequence` goes back by one (and
+      further past the numbers of rows withdrawn earlier that are last then), so the next row sent
+      takes it;
+    - PASSED: later numbers were given already: the stream's oldest unsent, unnumbered row takes it
+      (`renumber(schema name, value, n)` re-encodes that row's record with it); it goes out after
+      the later numbers;
+    - KEPT: no such row: the row keeps its number, which stays unused (`hub resend` names it).
+
+    None when the row has no number or was sent or parked meanwhile. The (recipient, stream) row of
+    `outbox_sequences` is locked first, as `number` does, so no number is given twice."""
+    row = session.execute(sa.select(OutboxMessage.recipient, OutboxMessage.stream, OutboxMessage.sequence)
+                          .where(OutboxMessage.id == row_id)).one_or_none()
+    if row is None or row.sequence is None or row.stream is None:
+        return None
+    recipient, stream, n = row.recipient, row.stream, row.sequence
+    table = OutboxSequenceRow.__table__
+    of_stream = (OutboxMessage.recipient == recipient, OutboxMessage.stream == stream)
+    last = session.execute(sa.select(table.c.last_sequence).where(table.c.recipient == recipient, table.c.stream == stream)
+                           .with_for_update()).scalar_one_or_none()
+    unsent = (OutboxMessage.sent_at.is_(None), OutboxMessage.parked_at.is_(None))
+    if session.execute(sa.select(OutboxMessage.id).where(OutboxMessage.id == row_id, OutboxMessage.sequence == n, *unsent)
+                       .with_for_update()).one_or_none() is None:
+        return None
+    if last == n:
+        session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == row_id).values(sequence=None))
+        last -= 1
+        while last > 0:  # a number below that a withdrawn row kept (KEPT) is the last one now: given back too
+            held = session.execute(sa.select(OutboxMessage.id).where(*of_stream, OutboxMessage.sequence == last, OutboxMessage.sent_at.is_(None),
+                                                                     OutboxMessage.parked_at.is_not(None), OutboxMessage.parked_reason.not_in(UNSENDABLE))
+                                   ).scalar_one_or_none()
+            if held is None:
+                break
+            session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == held).values(sequence=None))
+            last -= 1
+        session.execute(sa.update(table).where(table.c.recipient == recipient, table.c.stream == stream).values(last_sequence=last))
+        return RETURNED
+    successor = session.execute(sa.select(OutboxMessage.id, OutboxMessage.schema_name, OutboxMessage.value)
+                                .where(*of_stream, OutboxMessage.sequence.is_(None), *unsent, OutboxMessage.id != row_id)
+                                .order_by(OutboxMessage.id).limit(1).with_for_update()).one_or_none()
+    if successor is None:
+        return KEPT
+    value = renumber(successor.schema_name, successor.value, n)
+    session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == row_id).values(sequence=None))
+    session.execute(sa.update(OutboxMessage).where(OutboxMessage.id == successor.id).values(sequence=n, value=value))
+    return PASSED
 
 
 def last_sequence(session: Session, recipient: str, stream: str) -> int:

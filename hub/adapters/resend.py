@@ -8,11 +8,13 @@ with their original event ids (ce_id), so a subscriber that has some of them dro
   choice), so a resent referral has `person_id` null; the recipient has the person_key and referral_id.
 - plan requests and notices: the outbox row's bytes and CloudEvents headers as the relay sent them
   (signed again when the hub signs). The relay numbers a row when it sends it, so a plan request
-  withdrawn before it was sent has no number. A number that is not sent again is said why
-  (`Resent.skipped`): not sent yet (numbered, its send failed: the relay sends it), parked,
-  withdrawn after it was numbered (by an earlier version at commit, or before a failed send was
-  retried: the number stays unused), or a plan request whose consent or legal basis no longer
-  holds (it is not disclosed again). Rows that retention removed are no longer there.
+  withdrawn before it was sent has no number; one withdrawn after a failed send gave its number
+  back or passed it to a later record (hub.adapters.outbox.release_number), so the number stands
+  for the record sent with it. A number that is not sent again is said why (`Resent.skipped`): not
+  sent yet (numbered, its send failed: the relay sends it), parked, withdrawn while later numbers
+  were given and no unsent record could take its number (it stays unused), or a plan request whose
+  consent or legal basis no longer holds (it is not disclosed again). Rows that retention removed
+  are no longer there.
 
 `read_sequences` is the recipient's side: the sequence numbers on its own topic of a stream, which
 `gaps` turns into the missing ranges (what `hub gaps` prints).
@@ -80,7 +82,8 @@ def outbox_to_resend(sessions: sessionmaker, recipient: str, stream: str, from_s
         if row.sent_at is None and row.parked_at is not None:
             kept = row.parked_reason in outbox.UNSENDABLE
             skipped[row.sequence] = (f"parked ({row.parked_reason}): `hub outbox retry {row.id}` after the cause is fixed" if kept
-                                     else f"withdrawn before it was sent ({row.parked_reason}): never sent, the number stays unused")
+                                     else f"withdrawn before it was sent ({row.parked_reason}): never sent; later numbers were given first and "
+                                          "no unsent record could take its number, so it stays unused")
             continue
         if row.sent_at is None:
             skipped[row.sequence] = NOT_SENT_YET

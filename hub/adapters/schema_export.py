@@ -1,5 +1,6 @@
 """`hub schemas register`: put every version of every schema of the hub into a Confluent-compatible
-schema registry a deployment runs itself, under the hub's own ids.
+schema registry a deployment runs itself, under the hub's own ids, through confluent-kafka's
+`SchemaRegistryClient` (TLS verified against certifi's authorities, or SSL_CERT_FILE / SSL_CERT_DIR).
 
 The hub writes its ids (schema_ids.json) into every record, so a registry of the deployment's own
 must hold each version under exactly that id, or its deserializers resolve a record's id to
@@ -12,19 +13,17 @@ hub's id is left alone; one there under another id is a conflict, reported and n
 
 from __future__ import annotations
 
-import base64
+import functools
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 
 from hub.schemas import topics
 from hub.schemas.codec import Codec, default_codec
 from hub.schemas.compatibility import load_modes, mode_of
 
-CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-TIMEOUT = 15.0
+TIMEOUT = 15.0  # seconds per request
+RETRIES = 2  # a request that failed on the way (refused, reset, timed out) is tried this many times more
 
 
 @dataclass(frozen=True)
@@ -73,49 +72,105 @@ def plan(codec: Codec | None = None) -> list[Item]:
 
 
 class Client:
-    """A minimal Confluent Schema Registry REST client (urllib; TLS verified by default)."""
+    """The calls `register` makes, on confluent-kafka's SchemaRegistryClient; its errors (an answer
+    or none) as RegistryError."""
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(f"--url must be an http:// or https:// address of the registry, got {url!r}")
+        if parsed.username or parsed.password:
+            raise ValueError("--url must not carry credentials (they would be on the command line): use --basic-auth-file")
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
         self.url = url.rstrip("/")
-        self.headers = {"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE}
+        conf = {"url": self.url, "timeout": TIMEOUT, "max.retries": RETRIES, "retries.wait.ms": 250, "retries.max.wait.ms": 2000}
         if username:
-            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
-            self.headers["Authorization"] = f"Basic {token}"
+            conf["basic.auth.user.info"] = f"{username}:{password or ''}"
+        self.client = SchemaRegistryClient(conf)
 
-    def call(self, method: str, path: str, body: dict | None = None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=self.headers)
+    def close(self) -> None:
+        self.client.close()
+
+    def call(self, method, *args, **kwargs):
+        """`method(*args, **kwargs)` of the client."""
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:  # the HTTP client under confluent-kafka's: httpx2 where installed, else httpx
+            import httpx2 as httpx
+        except ImportError:
+            import httpx
+
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                answer = json.loads(raw)
-                raise RegistryError(exc.code, answer.get("error_code"), str(answer.get("message", "")))
-            except (ValueError, AttributeError):
-                raise RegistryError(exc.code, None, raw[:200].decode("utf-8", "replace") or exc.reason) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise RegistryError(0, None, f"cannot reach {self.url}: {reason}") from None
+            return method(*args, **kwargs)
+        except SchemaRegistryError as exc:
+            code = None if exc.error_code in (None, -1) else exc.error_code
+            raise RegistryError(exc.http_status_code, code, exc.error_message) from None
+        except httpx.TransportError as exc:  # refused, reset, timed out, TLS not verified
+            raise RegistryError(0, None, f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from None
+        except ValueError as exc:  # an answer that is no JSON: not a schema registry at this address
+            raise RegistryError(0, None, f"{self.url} does not answer as a schema registry ({type(exc).__name__}); check --url") from None
 
+    def lookup(self, item: Item) -> int | None:
+        """The id the registry has this version under in `item.subject`, or None when it has not."""
+        from confluent_kafka.schema_registry import Schema
 
-def _subject_path(subject: str) -> str:
-    return urllib.parse.quote(subject, safe="")
+        try:
+            found = self.call(self.client.lookup_schema, item.subject, Schema(item.schema, "AVRO"), normalize_schemas=False)
+        except RegistryError as exc:
+            if exc.status == 404 and exc.code in (40401, 40403):
+                return None
+            raise
+        return found.schema_id
 
+    def register(self, item: Item) -> int | None:
+        """Register the version under the hub's id and version number (the subject must be in IMPORT
+        mode); the id the registry gave it."""
+        return self.call(self.client.register_schema_full_response, item.subject, _given_id(item), normalize_schemas=False).schema_id
 
-def lookup(client: Client, item: Item) -> int | None:
-    """The id the registry has this version under in `item.subject`, or None when it has not."""
-    try:
-        found = client.call("POST", f"/subjects/{_subject_path(item.subject)}?normalize=false", {"schema": item.schema, "schemaType": "AVRO"})
-    except RegistryError as exc:
-        if exc.status == 404 and exc.code in (40401, 40403):
+    def set_mode(self, subject: str, mode: str, force: bool = False) -> None:
+        self.call(self.client.update_mode, subject, mode, force=force)
+
+    def compatibility(self, subject: str) -> str | None:
+        """The subject's compatibility level, or the registry's global one when the subject has none."""
+        try:
+            return self.call(self.client.get_compatibility, subject)
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
+        try:
+            return self.call(self.client.get_compatibility)
+        except RegistryError as exc:
+            if exc.status != 404:
+                raise
             return None
-        raise
-    return found.get("id")
+
+    def set_compatibility(self, subject: str, level: str) -> None:
+        self.call(self.client.set_compatibility, subject, level)
+
+
+def _given_id(item: Item):
+    """The schema with the id and version number it is to be registered under."""
+    return _given_id_schema()(item.schema, "AVRO", schema_id=item.schema_id, version=item.version)
+
+
+@functools.cache
+def _given_id_schema() -> type:
+    """confluent-kafka's Schema, whose `to_dict` is the body its client posts to register, with the
+    two fields of Confluent's register request that it leaves out (`id`, `version`: taken only in
+    IMPORT mode). Made on first use: confluent-kafka is imported only by this command."""
+    from attrs import define
+    from confluent_kafka.schema_registry import Schema
+
+    @define(frozen=True, cache_hash=True)
+    class GivenId(Schema):
+        schema_id: int | None = None
+        version: int | None = None
+
+        def to_dict(self):
+            return {**super().to_dict(), "id": self.schema_id, "version": self.version}
+
+    return GivenId
 
 
 def register(url: str, *, dry_run: bool = False, import_mode: bool = False, set_compatibility: bool = True,
@@ -128,7 +183,13 @@ def register(url: str, *, dry_run: bool = False, import_mode: bool = False, set_
     IMPORT mode first and back in READWRITE after. `set_compatibility` sets each subject's
     compatibility level to the hub's mode (compatibility.json) when it differs."""
     client = Client(url, username, password)
-    items = plan() if items is None else items
+    try:
+        return _register(client, dry_run, import_mode, set_compatibility, plan() if items is None else items, progress)
+    finally:
+        client.close()
+
+
+def _register(client: Client, dry_run: bool, import_mode: bool, set_compatibility: bool, items: list[Item], progress) -> Outcome:
     modes = load_modes()
     outcome = Outcome()
     by_subject: dict[str, list[Item]] = {}
@@ -138,7 +199,7 @@ def register(url: str, *, dry_run: bool = False, import_mode: bool = False, set_
         missing: list[Item] = []
         try:
             for item in versions:
-                found = lookup(client, item)
+                found = client.lookup(item)
                 if found is None:
                     missing.append(item)
                 elif found == item.schema_id:
@@ -165,41 +226,33 @@ def register(url: str, *, dry_run: bool = False, import_mode: bool = False, set_
 
 
 def _register_missing(client: Client, subject: str, missing: list[Item], import_mode: bool, outcome: Outcome, progress) -> None:
-    path = _subject_path(subject)
     if import_mode:
-        client.call("PUT", f"/mode/{path}?force=true", {"mode": "IMPORT"})
+        client.set_mode(subject, "IMPORT", force=True)
     try:
         for item in missing:
             try:
-                answer = client.call("POST", f"/subjects/{path}/versions?normalize=false",
-                                     {"schema": item.schema, "schemaType": "AVRO", "id": item.schema_id, "version": item.version})
+                given = client.register(item)
             except RegistryError as exc:
                 if exc.code == 42205 and not import_mode:
                     raise RegistryError(exc.status, exc.code, f"{exc.message} -- a schema goes in under the hub's id only in IMPORT mode: "
                                         "rerun with --import-mode, or put the subject in IMPORT mode yourself "
                                         f"(PUT /mode/{subject} {{\"mode\": \"IMPORT\"}})") from None
                 raise RegistryError(exc.status, exc.code, f"registering version {item.version} (id {item.schema_id}): {exc.message}") from None
-            if answer.get("id") != item.schema_id:
-                raise RegistryError(200, None, f"registered version {item.version} but the registry gave it id {answer.get('id')}, "
+            if given != item.schema_id:
+                raise RegistryError(200, None, f"registered version {item.version} but the registry gave it id {given}, "
                                     f"not the hub's {item.schema_id}: put the subject in IMPORT mode (--import-mode) and delete that version")
             outcome.registered.append(item)
             progress(f"registered {subject} version {item.version} as id {item.schema_id}")
     finally:
         if import_mode:
-            client.call("PUT", f"/mode/{path}", {"mode": "READWRITE"})
+            client.set_mode(subject, "READWRITE")
 
 
 def _set_compatibility(client: Client, subject: str, level: str, dry_run: bool, outcome: Outcome, progress) -> None:
-    path = _subject_path(subject)
-    try:
-        now = client.call("GET", f"/config/{path}?defaultToGlobal=true").get("compatibilityLevel")
-    except RegistryError as exc:
-        if exc.status != 404:
-            raise
-        now = None
+    now = client.compatibility(subject)
     if now == level:
         return
     if not dry_run:
-        client.call("PUT", f"/config/{path}", {"compatibility": level})
+        client.set_compatibility(subject, level)
     outcome.config_set.append(subject)
     progress(f"{'would set' if dry_run else 'set'} {subject} compatibility {level}" + (f" (was {now})" if now else ""))

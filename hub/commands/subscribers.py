@@ -247,9 +247,9 @@ def resend_command(recipient: str, stream: str, from_seq: int, to_seq: int | Non
     from the referral ledger, plan requests (hub.plan-requests...) and notices (hub.notices...) from
     the outbox, as they were sent. The records keep their event ids, so repeats are recognisable;
     person_id is null in resent referrals (the ledger never stores identity codes). A number that is
-    not sent again is listed with its reason: not sent yet, parked, withdrawn after it was numbered
-    (its consent or legal basis ended: never sent), or a plan request whose consent or legal basis
-    no longer holds.
+    not sent again is listed with its reason: not sent yet, parked, withdrawn with a number no later
+    record could take (its consent or legal basis ended: never sent), or a plan request whose
+    consent or legal basis no longer holds.
     An id that is no recipient of the reference data is refused (exit 2), naming the known ones.
     Needs HUB_KAFKA_URL and HUB_DATABASE_URL.
     """

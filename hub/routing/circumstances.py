@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 from hub.domain import hetu
 from hub.domain.clock import iso_utc
-from hub.routing.model import FINLAND, RESIDENCE_BASES, SERVICE_NEEDS, UNKNOWN, InputError, RoutingInput
+from hub.routing.model import (RESIDENCE_BASES, SERVICE_NEEDS, UNKNOWN, InputError, RoutingInput, date_field, finnish_day, text_field,
+                               timestamp_field)
 from hub.schemas import facts as contract
 
 # uuid5 namespaces of the derived event ids (fixed forever: a replay must derive the same ids)
@@ -365,53 +366,24 @@ def fact_record(name: str, record: dict, person_key: str, recorded_at: dt.dateti
     return out
 
 
-# -- field readers -------------------------------------------------------------------------------------
+# -- field readers: the routing model's, naming the record ------------------------------------------
 def _text(obj: dict, name: str) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InputError("invalid_field", f"RoutingFact {name} must be text or null")
-    return value.strip() or None
+    return text_field(obj, name, "RoutingFact ")
 
 
 def _date(obj: dict, name: str) -> dt.date | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str) and len(value) == 10:
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise InputError("invalid_date", f"RoutingFact {name} must be a real date YYYY-MM-DD or null")
+    return date_field(obj, name, "RoutingFact ")
 
 
 def _timestamp(obj: dict, name: str) -> dt.datetime | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed
-    raise InputError("invalid_date", f"RoutingFact {name} must be an RFC 3339 timestamp with offset")
+    return timestamp_field(obj, name, "RoutingFact ")
 
 
 def _finnish_day(value: object) -> dt.date | None:
+    """The Finnish day of an input record's occurred_at; None when it is no datetime or out of range."""
     if not isinstance(value, dt.datetime):
         return None
-    when = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
     try:
-        return when.astimezone(FINLAND).date()
+        return finnish_day(value)
     except OverflowError:
         return None

@@ -16,6 +16,13 @@ from hub.domain.errors import Rejected
 
 FINLAND = ZoneInfo("Europe/Helsinki")
 
+
+def finnish_day(when: dt.datetime) -> dt.date:
+    """The day in Finland of a moment (a naive one is UTC). OverflowError at the ends of the datetime range."""
+    aware = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return aware.astimezone(FINLAND).date()
+
+
 RESIDENCE_BASES = ("work", "study", "family", "international_protection", "temporary_protection", "eu_citizen", "returnee", "other", "unknown")
 LABOUR_FORCE_STATUSES = ("employed", "unemployed_job_seeker", "student", "home_parent", "retired", "outside_labour_force", "unknown")
 # needs identified in guidance (the ServiceNeeds input): health, social, disability, child welfare,
@@ -66,10 +73,7 @@ class RoutingInput:
     @property
     def reference_date(self) -> dt.date | None:
         """The day (Finnish time) against which ages and time limits are evaluated."""
-        if self.occurred_at is None:
-            return None
-        when = self.occurred_at if self.occurred_at.tzinfo else self.occurred_at.replace(tzinfo=dt.timezone.utc)
-        return when.astimezone(FINLAND).date()
+        return None if self.occurred_at is None else finnish_day(self.occurred_at)
 
     @property
     def period_start(self) -> dt.date | None:
@@ -96,8 +100,8 @@ class RoutingInput:
         if not isinstance(obj, dict):
             raise InputError("invalid_input", f"a newcomer must be a JSON object, got {type(obj).__name__}")
         event_id = obj.get("event_id")
-        occurred = _timestamp(obj, "occurred_at")
-        birth = _date(obj, "birth_date")
+        occurred = timestamp_field(obj, "occurred_at")
+        birth = date_field(obj, "birth_date")
         if obj.get("person_id") is not None:
             # an invalid code must not travel on in a referral; the code carries the birth date.
             # Never echo the code itself.
@@ -107,17 +111,17 @@ class RoutingInput:
             except (hetu.InvalidHetu, TypeError, ValueError):
                 raise InputError("invalid_person_id", "person_id is not a valid henkilötunnus (checksum, date or shape); fix it or leave it out") from None
             birth = born if birth is None else birth
-        arrival = _date(obj, "arrival_date")
+        arrival = date_field(obj, "arrival_date")
         result = cls(
             event_id=None if event_id is None else str(event_id),
-            person_key=_text(obj, "person_key"),
+            person_key=text_field(obj, "person_key"),
             change=_enum(obj, "change", CHANGES, default="arrived"),
             occurred_at=occurred,
             municipality_code=_municipality(obj, "municipality_code"),
             previous_municipality_code=_municipality(obj, "previous_municipality_code"),
             birth_date=birth,
             arrival_date=arrival,
-            integration_start=_date(obj, "integration_start"),
+            integration_start=date_field(obj, "integration_start"),
             residence_basis=_enum(obj, "residence_basis", RESIDENCE_BASES),
             labour_force_status=_enum(obj, "labour_force_status", LABOUR_FORCE_STATUSES),
             guardian_in_finland=_bool(obj, "guardian_in_finland"),
@@ -126,7 +130,7 @@ class RoutingInput:
             contact_language=_language(obj, "contact_language"),
             nationalities=tuple(_list_of_text(obj, "nationalities")),
             turvakielto=bool(_bool(obj, "turvakielto") or False),
-            previous_person_key=_text(obj, "previous_person_key"),
+            previous_person_key=text_field(obj, "previous_person_key"),
         )
         try:
             day = result.reference_date
@@ -169,12 +173,13 @@ class Decision:
 # -- field parsers: each names the field and the fix, never the value of person_id -----------
 
 
-def _text(obj: dict, name: str) -> str | None:
+def text_field(obj: dict, name: str, record: str = "") -> str | None:
+    """`obj[name]` as stripped text, None for null or blank. `record` ("RoutingFact ") leads the field's name in the error."""
     value = obj.get(name)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InputError("invalid_field", f"{name} must be text or null")
+        raise InputError("invalid_field", f"{record}{name} must be text or null")
     return value.strip() or None
 
 
@@ -194,7 +199,8 @@ def _bool(obj: dict, name: str) -> bool | None:
     raise InputError("invalid_field", f"{name} must be true, false or null (unknown)")
 
 
-def _date(obj: dict, name: str) -> dt.date | None:
+def date_field(obj: dict, name: str, record: str = "") -> dt.date | None:
+    """`obj[name]` as a date (a datetime's date; text only as YYYY-MM-DD), None for null."""
     value = obj.get(name)
     if value is None:
         return None
@@ -207,10 +213,11 @@ def _date(obj: dict, name: str) -> dt.date | None:
             return dt.date.fromisoformat(value)
         except ValueError:
             pass
-    raise InputError("invalid_date", f"{name} must be a real date YYYY-MM-DD or null")
+    raise InputError("invalid_date", f"{record}{name} must be a real date YYYY-MM-DD or null")
 
 
-def _timestamp(obj: dict, name: str) -> dt.datetime | None:
+def timestamp_field(obj: dict, name: str, record: str = "") -> dt.datetime | None:
+    """`obj[name]` as an aware datetime (naive: UTC; text as RFC 3339 with offset), None for null."""
     value = obj.get(name)
     if value is None:
         return None
@@ -223,11 +230,11 @@ def _timestamp(obj: dict, name: str) -> dt.datetime | None:
             return parse_timestamp(value)
         except ValueError:
             pass
-    raise InputError("invalid_date", f"{name} must be an RFC 3339 timestamp with offset, e.g. 2025-03-01T09:00:00Z, or null")
+    raise InputError("invalid_date", f"{record}{name} must be an RFC 3339 timestamp with offset, e.g. 2025-03-01T09:00:00Z, or null")
 
 
 def _municipality(obj: dict, name: str) -> str | None:
-    value = _text(obj, name)
+    value = text_field(obj, name)
     if value is not None and not _MUNICIPALITY_CODE.match(value):
         raise InputError("invalid_field", f"{name} must be a 3-digit municipality code such as 091 (keep the leading zeros)")
     return value
@@ -240,7 +247,7 @@ _DVV_LANGUAGES = {SIGN_LANGUAGE: SIGN_LANGUAGE, "99": None}
 
 
 def _language(obj: dict, name: str) -> str | None:
-    value = _text(obj, name)
+    value = text_field(obj, name)
     if value is not None and value in _DVV_LANGUAGES:
         return _DVV_LANGUAGES[value]
     if value is not None and not _LANGUAGE.match(value.lower()):

@@ -20,7 +20,8 @@ Plan requests and notices get their recipient's `sequence` from the relay, right
 them (hub.adapters.outbox.number: in the record's bytes and the row), after a plan request's check:
 a plan request withdrawn before it was sent takes no number, so the recipient's numbers have no gap
 for it. A row numbered by an earlier attempt whose send failed, or by an earlier version when it was
-committed, keeps its number.
+committed, keeps its number; withdrawn then, it gives the number back when it is the last one given,
+else passes it to the stream's next unsent row (hub.adapters.outbox.release_number).
 
 Notices committed by an earlier version name the shared topic of that version (`LEGACY_NOTICES`),
 which no recipient may read and a deployment no longer has: they go to their addressee's own
@@ -281,15 +282,27 @@ class OutboxRelay:
         if reason is None:
             return False
         now = utcnow()
+        released = []
+
         def park_and_drop(s):
+            # numbered by an attempt whose send failed: the number is given back or passed on (before the
+            # row is parked: the lock of the recipient's sequence first, as when numbering)
+            released.append(outbox.release_number(s, row.id, self._renumbered))
             outbox.park(s, row.id, reason, "not sent: the basis of the disclosure no longer holds", now)
             outbox.drop_value(s, row.id)  # never sent: the person's data need not stay
 
         self.check.withdraw(plan, reason, CHANNEL_KAFKA, also=park_and_drop)
         metrics.disclosures_withdrawn.labels(reason=reason, channel=CHANNEL_KAFKA).inc()
-        # not numbered yet (the relay numbers a row when it sends it): the recipient's sequence has no gap for it
         log.info("outbox relay: plan request %s to %s withdrawn (%s)", plan.get("request_id"), plan.get("to"), reason)
+        if released[-1:] == [outbox.KEPT]:
+            log.warning("outbox relay: withdrawn row %d keeps number %s of %s's %s: later numbers were given and no unsent record of the "
+                        "stream can take it, so the recipient sees a gap there (`hub resend` names it)", row.id, row.sequence, row.recipient, row.stream)
         return True
+
+    def _renumbered(self, schema_name: str, value: bytes, sequence: int) -> bytes:
+        """The record `value` re-encoded with `sequence` (outbox.release_number passes a number on with it)."""
+        codec = self.publisher.codec
+        return codec.encode(schema_name, {**codec.decode(value, schema_name).record, "sequence": sequence})
 
     def _number(self, row: outbox.OutboxMessage) -> bool:
         """Give a plan request or notice its recipient's next number in its stream (in the record and the

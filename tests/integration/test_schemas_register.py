@@ -1,14 +1,23 @@
 """`hub schemas register --url`: every version of every schema into a deployment's own registry,
 under the hub's ids, versions in order per subject, idempotent, clear errors, a dry run.
 
-The writable registry here is a small stand-in with Confluent's rules for what the command uses
-(lookup, register with an id only in IMPORT mode, mode, config); the read side is `hub registry`
-itself, and confluent-kafka's AvroDeserializer reads the hub's records through the filled registry."""
+The command's client is confluent-kafka's SchemaRegistryClient. The writable registry here is a
+small stand-in written for this test, with Confluent's rules for what the command uses (lookup,
+register with an id only in IMPORT mode, mode, config): no third-party Confluent-compatible
+registry server installs from the package registries these machines and CI reach (PyPI, npm,
+Debian). Karapace is not on PyPI and needs Python 3.12, a patched avro from GitHub and a Go build;
+Apicurio and Confluent's own registry are Java from Maven Central or container images; Redpanda's
+is a binary of its own. The read side is `hub registry` itself, and confluent-kafka's
+AvroDeserializer reads the hub's records through the filled registry."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import ipaddress
 import json
 import re
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -78,7 +87,13 @@ class FakeConfluentRegistry:
 
 @pytest.fixture
 def fake():
-    registry = FakeConfluentRegistry()
+    with _serving(FakeConfluentRegistry()) as registry:
+        yield registry
+
+
+@contextlib.contextmanager
+def _serving(registry: FakeConfluentRegistry, tls: ssl.SSLContext | None = None):
+    """`registry` on a loopback port (HTTPS with `tls`), its `url` set, until the block ends."""
 
     class Handler(BaseHTTPRequestHandler):
         def _do(self):
@@ -100,9 +115,11 @@ def fake():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    registry.url = f"http://127.0.0.1:{server.server_address[1]}"
+    registry.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     try:
         yield registry
     finally:
@@ -171,7 +188,42 @@ def test_an_unreachable_registry_is_one_clear_error():
     assert result.exit_code == 1 and result.output.count("cannot reach http://127.0.0.1:9") == 1
     result = CliRunner().invoke(main, ["schemas", "register", "--url", "registry:8081"])
     assert result.exit_code == 2 and "http:// or https://" in result.output
+    result = CliRunner().invoke(main, ["schemas", "register", "--url", "https://importer:s3cret@registry.example:8081"])
+    assert result.exit_code == 2 and "--basic-auth-file" in result.output and "s3cret" not in result.output
     assert "IMPORT mode" in CliRunner().invoke(main, ["schemas", "register", "--help"]).output
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 and its key, as PEM files (no authority the client knows signed it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry.test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "registry.crt", tmp_path / "registry.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_https_is_verified_and_a_deployments_own_authority_comes_from_ssl_cert_file(tmp_path):
+    cert_file, key_file = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    with _serving(FakeConfluentRegistry(), tls) as registry:
+        refused = CliRunner().invoke(main, ["schemas", "register", "--url", registry.url, "--dry-run"], env={"SSL_CERT_FILE": None, "SSL_CERT_DIR": None})
+        trusted = CliRunner().invoke(main, ["schemas", "register", "--url", registry.url, "--dry-run"], env={"SSL_CERT_FILE": str(cert_file)})
+    assert refused.exit_code == 1 and "CERTIFICATE_VERIFY_FAILED" in refused.output and refused.output.count(f"cannot reach {registry.url}") == 1
+    assert "Traceback" not in refused.output and registry.subjects == {}
+    assert trusted.exit_code == 0 and f"would register {len(plan())} version(s)" in trusted.output, trusted.output
 
 
 def _generated(raw: dict) -> dict:

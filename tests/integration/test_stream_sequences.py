@@ -2,7 +2,8 @@
 PostgreSQL: a recipient's two plan requests and its notice arrive numbered 1, 2 and 1 through the
 outbox relay of a running worker; a lost plan request is a gap that `hub gaps` finds on the
 recipient's own topic and `hub resend --stream plan-requests` fills; a plan request withdrawn before
-it was sent takes no number (`hub gaps` finds no gap); concurrent relays never give one number twice
+it was sent takes no number (`hub gaps` finds no gap), and one numbered by a failed send and
+withdrawn then gives its number back or passes it on; concurrent relays never give one number twice
 nor leave one unused."""
 
 import asyncio
@@ -213,4 +214,125 @@ def test_concurrent_relays_number_each_row_once_in_row_order(own_database_url):
         assert numbers == list(range(1, len(numbers) + 1)), k  # each once, no hole, in row order
         with sessions() as s:
             assert outbox.last_sequence(s, *k) == len(numbers)
+    engine.dispose()
+
+
+class FailingSends:
+    """The hub's producer, except that the sends of the plan requests of some assessments fail with
+    `errors[assessment_id]()` (once each), as the broker reports them."""
+
+    def __init__(self, producer, codec):
+        self.producer, self.codec = producer, codec
+        self.errors: dict[str, object] = {}
+
+    async def send_and_wait(self, topic, value, key=None, headers=None):
+        record = self.codec.decode(value).record
+        error = self.errors.pop(record.get("assessment_id"), None)
+        if error is not None:
+            raise error()
+        return await self.producer.send_and_wait(topic, value, key, headers=headers)
+
+
+def test_a_plan_request_numbered_and_withdrawn_after_a_failed_send_leaves_no_gap(fresh_kafka_url, own_database_url):
+    """A plan request is numbered, its send fails (the broker does not answer), then its consent is
+    revoked: the relay withdraws it (never sent, its personal data dropped) and gives its number back
+    (it was the last one given), so the recipient's next plan request takes it. A numbered plan
+    request parked (too large), later ones numbered and sent, then queued again after its consent
+    ended: withdrawn, it passes its number to the stream's next unsent plan request. The recipient's
+    topic has no gap (`hub gaps`), and `hub resend` sends what the numbers now stand for."""
+    from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+
+    database.upgrade(own_database_url)
+    engine = database.create_engine(own_database_url)
+    sessions = database.session_factory(engine)
+    reg = ConsentRegistry(SqlConsentUnits(sessions), legal_bases=(), person_key_secret=SECRET)
+    recipient = "employment_authority:25"
+    plans = topics.plan_request_topic(recipient)
+    (pid, key), (pid2, key2), (pid3, key3) = new_person(), new_person(), new_person()
+
+    def revoke(p, k):
+        reg.record_consent(records.consent_from_avro(consent(p, f"c-{k[:8]}", "revoked")))
+
+    def row_of(assessment_id):
+        with sessions() as s:
+            [row] = [r for r in s.scalars(sa.select(outbox.OutboxMessage).where(outbox.OutboxMessage.stream == "plan-requests"))
+                     if r.value and reg.codec.decode(r.value).record["assessment_id"] == assessment_id
+                     or not r.value and r.event_id == events[assessment_id]]
+            return row
+
+    events: dict[str, str] = {}
+
+    def assess_and_note(p, assessment_id):
+        assess(reg, p, recipient, assessment_id)
+        with sessions() as s:
+            newest = s.scalars(sa.select(outbox.OutboxMessage).where(outbox.OutboxMessage.stream == "plan-requests")
+                               .order_by(outbox.OutboxMessage.id.desc()).limit(1)).one()
+            events[assessment_id] = newest.event_id
+
+    async def scenario():
+        hub = make_hub(fresh_kafka_url, "seqback")
+        wiring = consent_agents.register(hub, sessions, legal_bases=(), relay=False)  # the test flushes the relay itself
+        hub.app.service(wiring.relay.consents)
+        got = Collector(hub, plans)
+        async with running(hub):
+            real = hub.publisher.producer_here()
+            failing = FailingSends(real, hub.codec)
+            hub.publisher.producer_here = lambda: failing
+            flush = wiring.relay.flush_or_log
+
+            grant(reg, pid, key, recipient)
+            assess_and_note(pid, "as-1")
+            await flush()  # as-1 is 1
+            # as-2 is numbered 2, its send fails: the flush stops there, the row stays unsent
+            assess_and_note(pid, "as-2")
+            failing.errors["as-2"] = lambda: KafkaConnectionError("the broker does not answer")
+            await flush()
+            assert row_of("as-2").sequence == 2 and row_of("as-2").sent_at is None
+            # its consent is revoked before the next flush; another person's plan request follows
+            revoke(pid, key)
+            grant(reg, pid2, key2, recipient)
+            assess_and_note(pid2, "as-3")
+            await flush()
+            await wait_for(lambda: len(got.on[plans]) >= 2, 60, "as-1 and as-3")
+            assert [(r["assessment_id"], r["sequence"]) for r in got.on[plans]] == [("as-1", 1), ("as-3", 2)]  # as-3 took 2: no gap
+
+            # as-4 is numbered 3 and parked (too large); as-5 goes out as 4
+            grant(reg, pid3, key3, recipient)
+            assess_and_note(pid3, "as-4")
+            failing.errors["as-4"] = lambda: MessageSizeTooLargeError("over max_request_size")
+            assess_and_note(pid2, "as-5")
+            await flush()
+            parked = row_of("as-4")
+            assert parked.sequence == 3 and parked.parked_reason == outbox.RECORD_TOO_LARGE
+            # queued again after its consent ended: withdrawn, its number goes to as-6, the next unsent one
+            with sessions.begin() as s:
+                assert outbox.unpark(s, parked.id) is not None
+            revoke(pid3, key3)
+            assess_and_note(pid2, "as-6")
+            await flush()
+            await wait_for(lambda: len(got.on[plans]) >= 4, 60, "as-5 and as-6")
+            await asyncio.sleep(1.0)  # nothing else arrives
+        return got
+
+    got = asyncio.run(scenario())
+    assert [(r["assessment_id"], r["sequence"]) for r in got.on[plans]] == [("as-1", 1), ("as-3", 2), ("as-5", 4), ("as-6", 3)]
+    for withdrawn in (row_of("as-2"), row_of("as-4")):
+        assert withdrawn.parked_reason == "consent_revoked" and withdrawn.sent_at is None
+        assert withdrawn.sequence is None and withdrawn.value == b""  # no number, no personal data
+    with sessions() as s:
+        assert outbox.last_sequence(s, recipient, "plan-requests") == 4
+    sequences, unnumbered, _ = asyncio.run(read_sequences(fresh_kafka_url, plans))
+    assert sorted(sequences) == [1, 2, 3, 4] and unnumbered == 0
+
+    found = cli(["gaps", "--recipient", recipient, "--stream", "plan-requests"], fresh_kafka_url, own_database_url)
+    assert found.exit_code == 0, found.output
+    assert f"plan-requests: {plans}: 4 record(s), sequence 1-4; no gap from 1" in found.output
+    # `hub resend` sends what each number stands for now (as-1's consent was revoked: not again)
+    resent = cli(["resend", "--recipient", recipient, "--stream", "plan-requests", "--from", "1"], fresh_kafka_url, own_database_url)
+    assert resent.exit_code == 0, resent.output
+    assert f"resent 3 record(s) to {plans} (sequence 2-4)" in resent.output
+    assert "sequence 1 not sent again: not disclosed again" in resent.output
+    received = [reg.codec.decode(m.value).record for m in asyncio.run(_read(fresh_kafka_url, plans))]
+    assert sorted((r["sequence"], r["assessment_id"]) for r in received) == [
+        (1, "as-1"), (2, "as-3"), (2, "as-3"), (3, "as-6"), (3, "as-6"), (4, "as-5"), (4, "as-5")]
     engine.dispose()

@@ -1,4 +1,7 @@
-"""deploy/compose/docker-compose.yml and the Dockerfile, checked statically (no Docker engine here).
+"""deploy/compose/docker-compose.yml and the Dockerfile, checked statically (no Docker engine here):
+by the official Docker Compose CLI's `config` (Debian's docker-compose package, pinned in
+tools/compose/docker-compose.pin and unpacked under build/ by `make compose-cli`; skipped with that
+reason where it is not) and by the checks below of what the hub needs of them.
 
 deploy/prometheus/alerts.yml and deploy/grafana/hub.json come from the metrics work: while they
 are absent from this branch, the checks of those two files skip (with the reason) instead of failing.
@@ -6,8 +9,10 @@ are absent from this branch, the checks of those two files skip (with the reason
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,6 +38,36 @@ def _mounts():
             source, target = volume.split(":")[:2]
             if source.startswith((".", "/")):
                 yield name, (COMPOSE_DIR / source).resolve(), target
+
+
+COMPOSE_CLI = ROOT / "build" / "docker-compose" / "usr" / "libexec" / "docker" / "cli-plugins" / "docker-compose"
+COMPOSE_PIN = next(line.split() for line in (ROOT / "tools" / "compose" / "docker-compose.pin").read_text().splitlines() if not line.startswith("#"))
+needs_compose_cli = pytest.mark.skipif(not COMPOSE_CLI.exists(), reason="the official Docker Compose CLI is not unpacked: `make compose-cli` "
+                                       "(tools/compose/fetch: Debian's docker-compose package, version pinned)")
+
+
+def _compose_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    """`docker-compose config --quiet` of `text` as deploy/compose/docker-compose.yml of a copy, beside an
+    empty hub-secrets.env (the operator makes it; it is not in the repository), with no variable set."""
+    compose_dir = tmp_path / "deploy" / "compose"
+    compose_dir.mkdir(parents=True, exist_ok=True)
+    (compose_dir / "docker-compose.yml").write_text(text, encoding="utf-8")
+    (compose_dir / "hub-secrets.env").write_text("", encoding="utf-8")
+    return subprocess.run([str(COMPOSE_CLI), "-f", str(compose_dir / "docker-compose.yml"), "config", "--quiet"], cwd=tmp_path,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120)
+
+
+@needs_compose_cli
+def test_the_official_compose_cli_accepts_the_compose_file(tmp_path):
+    version = subprocess.run([str(COMPOSE_CLI), "version", "--short"], capture_output=True, text=True, timeout=60).stdout.strip()
+    assert version == COMPOSE_PIN[1], "build/docker-compose is not the pinned version: `make compose-cli`"
+    result = _compose_config(tmp_path, COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert result.returncode == 0, result.stderr
+    # and it does check: a misspelt key is refused, naming it
+    broken = COMPOSE_FILE.read_text(encoding="utf-8").replace("    healthcheck:\n      test:", "    healthcheck:\n      tests:", 1)
+    assert broken != COMPOSE_FILE.read_text(encoding="utf-8")
+    result = _compose_config(tmp_path, broken)
+    assert result.returncode != 0 and "tests" in result.stderr, result.stderr
 
 
 def test_services_of_the_issue_are_there():
