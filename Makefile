@@ -72,7 +72,10 @@ $(COMPOSE_CLI_STAMP): tools/compose/docker-compose.pin tools/compose/fetch
 	touch $(COMPOSE_CLI_STAMP)
 compose-cli: $(COMPOSE_CLI_STAMP)
 
-test: lint asyncapi compose-cli
+# compose-cli is fetched from Debian's mirror by a pinned version: where that fails (the version left the
+# suite, no mirror), the suite still runs and the compose check skips, naming `make compose-cli`.
+test: lint asyncapi
+	@$(MAKE) --no-print-directory compose-cli || echo "make test: the Docker Compose CLI was not fetched (see above); the compose file's official check is skipped" >&2
 	@if [ -z "$$HUB_TEST_DATABASE_URL" ]; then ./scripts/ensure-postgres; fi
 	$(BIN)/python -m pytest -q
 
