@@ -284,5 +284,5 @@ def test_webhook_delivery_runs_as_a_service_with_its_health_check_and_is_scraped
     assert str(service["environment"].get("HUB_WEBHOOKS_ALLOW_LOOPBACK", "off")) == "off"
     assert service["depends_on"]["db-upgrade"]["condition"] == "service_completed_successfully"
     config = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
-    hub_job = next(job for job in config["scrape_configs"] if job["job_name"] == "integration-hub")
+    hub_job = next(job for job in config["scrape_configs"] if job["job_name"] == "hub-webhooks")  # its own job (HubWebhooksDown)
     assert "webhooks" in {name for sd in hub_job["dns_sd_configs"] for name in sd["names"]}

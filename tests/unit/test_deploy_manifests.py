@@ -317,4 +317,4 @@ def test_webhook_delivery_runs_as_its_own_deployment_with_its_kafka_user_probes_
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     monitors = [d for _, d in BASE_DOCS if d["kind"] == "PodMonitor" and d["spec"]["selector"]["matchLabels"].items() <= labels.items()]
     assert monitors and all({e["port"] for e in m["spec"]["podMetricsEndpoints"]} <= set(ports) for m in monitors)
-    assert labels[monitors[0]["spec"]["jobLabel"]] == "integration-hub"
+    assert labels[monitors[0]["spec"]["jobLabel"]] == "hub-webhooks"  # its own job (HubWebhooksDown)
