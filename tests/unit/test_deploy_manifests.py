@@ -4,8 +4,10 @@ Built-in kinds: the Kubernetes JSON schemas shipped by the `kubernetes-validate`
 unknown fields fail). Strimzi kinds: the openAPIV3Schema of the Strimzi 1.2.0 CRDs
 (tests/unit/data/strimzi-crds/, extracted from strimzi-kafka-operator's
 packaging/install/cluster-operator/04x-Crd-*.yaml), made strict the same way. PodMonitor and
-PrometheusRule: no schema offline (the Prometheus Operator's CRDs are not shipped here), so a
-structural check (the PrometheusRule's: tests/unit/test_deploy_monitoring.py).
+PrometheusRule: the openAPIV3Schema of the Prometheus Operator v0.93.0 CRDs
+(tests/unit/data/prometheus-operator-crds/, extracted from prometheus-operator's
+example/prometheus-operator-crd/monitoring.coreos.com_*.yaml), strict the same way; the
+PrometheusRule also passes tests/unit/test_deploy_monitoring.py's check of its rules.
 Kustomize is not installable here: the test follows kustomization.yaml resources and patches itself.
 """
 
@@ -27,8 +29,12 @@ from hub.deploy import k8s
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-CRDS = Path(__file__).resolve().parent / "data" / "strimzi-crds"
-STRIMZI_KINDS = {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
+DATA = Path(__file__).resolve().parent / "data"
+# the kinds validated against a saved CRD schema: kind -> the directory of its <kind>.json
+CRD_SCHEMAS = {
+    **{kind: DATA / "strimzi-crds" for kind in ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser")},
+    **{kind: DATA / "prometheus-operator-crds" for kind in ("PodMonitor", "PrometheusRule")},
+}
 ENV_NAMES = set(re.findall(r'"(HUB_[A-Z0-9_]+)"', (ROOT / "hub" / "config.py").read_text()))
 
 
@@ -92,7 +98,7 @@ def _strict(schema):
 
 @functools.lru_cache(maxsize=None)
 def _crd_validator(kind: str):
-    crd = json.loads((CRDS / f"{kind}.json").read_text())
+    crd = json.loads((CRD_SCHEMAS[kind] / f"{kind}.json").read_text())
     return jsonschema.Draft7Validator(_strict(copy.deepcopy(crd["openAPIV3Schema"]))), f"{crd['group']}/{crd['version']}"
 
 
@@ -103,19 +109,17 @@ OVERLAY_DOCS, OVERLAY = _kustomize(K8S / "overlays" / "example")
 def _validate(path: Path, doc: dict) -> None:
     kind = doc["kind"]
     where = f"{path.relative_to(ROOT)} {kind}/{doc['metadata']['name']}"
-    if kind in STRIMZI_KINDS:
+    if kind in CRD_SCHEMAS:
         validator, api = _crd_validator(kind)
         assert doc["apiVersion"] == api, where
-        errors = sorted(validator.iter_errors(doc), key=str)
-        assert not errors, f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}"
-    elif kind == "PodMonitor":
-        assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
-        assert set(doc["spec"]) <= {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels"}, where
-        assert doc["spec"]["selector"]["matchLabels"] and doc["spec"]["podMetricsEndpoints"], where
-    elif kind == "PrometheusRule":
-        from tests.unit.test_deploy_monitoring import check_prometheus_rule
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+        assert not errors, f"{where}: " + "; ".join(f"{e.message} at {list(e.absolute_path)}" for e in errors)
+        if kind == "PodMonitor":  # the schema allows both empty: an empty selector selects every pod
+            assert doc["spec"]["selector"]["matchLabels"] and doc["spec"]["podMetricsEndpoints"], where
+        elif kind == "PrometheusRule":
+            from tests.unit.test_deploy_monitoring import check_prometheus_rule
 
-        check_prometheus_rule(doc)
+            check_prometheus_rule(doc)
     else:
         kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
@@ -139,6 +143,34 @@ def test_the_strict_schemas_catch_a_typo():
     deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         _validate(path, deployment)
+
+
+def test_the_prometheus_operator_schemas_catch_a_typo():
+    """Unknown fields in a PodMonitor (each file that has one) or a PrometheusRule fail, at every depth."""
+    monitors = [(p, d) for p, d in BASE_DOCS if d["kind"] == "PodMonitor"]
+    assert {p.name for p, _ in monitors} >= {"podmonitor.yaml", "webhooks.yaml"}
+    for path, monitor in monitors:
+        bad = copy.deepcopy(monitor)
+        bad["spec"]["podMetricEndpoints"] = bad["spec"].pop("podMetricsEndpoints")
+        with pytest.raises(AssertionError, match="'podMetricEndpoints' was unexpected"):
+            _validate(path, bad)
+        bad = copy.deepcopy(monitor)
+        bad["spec"]["podMetricsEndpoints"][0]["scrapeIntervall"] = "30s"
+        with pytest.raises(AssertionError, match=r"'scrapeIntervall' was unexpected\) at \['spec', 'podMetricsEndpoints', 0\]"):
+            _validate(path, bad)
+        bad = copy.deepcopy(monitor)
+        bad["spec"]["podMetricsEndpoints"][0]["port"] = 9108  # the port's name; a number is portNumber
+        with pytest.raises(AssertionError, match="9108 is not of type 'string'"):
+            _validate(path, bad)
+    path, rule = next((p, d) for p, d in BASE_DOCS if d["kind"] == "PrometheusRule")
+    bad = copy.deepcopy(rule)
+    bad["spec"]["groups"][0]["rules"][0]["annotation"] = bad["spec"]["groups"][0]["rules"][0].pop("annotations")
+    with pytest.raises(AssertionError, match=r"'annotation' was unexpected\) at \['spec', 'groups', 0, 'rules', 0\]"):
+        _validate(path, bad)
+    bad = copy.deepcopy(rule)
+    bad["spec"]["group"] = bad["spec"].pop("groups")
+    with pytest.raises(AssertionError, match="'group' was unexpected"):
+        _validate(path, bad)
 
 
 def _worker() -> dict:
