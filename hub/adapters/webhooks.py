@@ -1,7 +1,7 @@
 """Webhook delivery for recipients without Kafka: subscriptions and deliveries in SQL, a worker
 that takes each recipient's records from its own topics and POSTs them, in order, signed.
 
-Per subscription: a Kafka consumer group `<app id>.webhooks.<id>` (`policy.consumer_group`) reads only
+Per subscription: a Kafka consumer group `<app id>-webhooks.<id>` (`policy.consumer_group`) reads only
 the recipient's topics (its referrals, plan requests and notices, or whatever `topics_for` names),
 each record becomes one delivery row (unique per subscription and event id, so a redelivered
 record is not queued twice) before the offset is committed. Deliveries go out in queue order; a
