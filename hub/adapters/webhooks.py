@@ -77,6 +77,9 @@ class WebhookDelivery(Base):
     __table_args__ = (
         sa.UniqueConstraint("subscription_id", "message_id", name="uq_webhook_deliveries_subscription_message"),
         sa.Index("ix_webhook_deliveries_subscription_state", "subscription_id", "state"),
+        # the deliveries still waiting: what the service reads periodically (migration 0023)
+        sa.Index("ix_webhook_deliveries_waiting", "subscription_id", "state", "id",
+                 postgresql_where=sa.text("state IN ('pending', 'parked')"), sqlite_where=sa.text("state IN ('pending', 'parked')")),
     )
     id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
     subscription_id: Mapped[int] = mapped_column(sa.Integer(), sa.ForeignKey("webhook_subscriptions.id"))
@@ -235,7 +238,7 @@ class WebhookStore:
         """The first `limit` pending deliveries of a subscription, in queue order (from its head on)."""
         t = WebhookDelivery.__table__
         q = (sa.select(t.c.id, t.c.message_id, t.c.schema, t.c.body, t.c.created_at, t.c.attempts, t.c.next_attempt_at)
-             .where(t.c.subscription_id == subscription_id, t.c.state == PENDING).order_by(t.c.id).limit(limit))
+             .where(t.c.subscription_id == subscription_id, _WAITING, _IS_PENDING).order_by(t.c.id).limit(limit))
         with self.engine.connect() as conn:
             return [Pending(i, m, sc, b.encode(), _aware(c), a, _aware(n)) for i, m, sc, b, c, a, n in conn.execute(q)]
 
@@ -312,14 +315,10 @@ class WebhookStore:
         with self.Session() as s:
             return list(s.scalars(sa.select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id)))
 
-    def counts(self) -> dict[tuple[str, str], int]:
-        """(recipient, state) -> deliveries."""
-        q = sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).group_by(WebhookSubscription.recipient, WebhookDelivery.state)
-        with self.Session() as s:
-            return {(r, st): n for r, st, n in s.execute(q)}
-
     def counts_by_subscription(self) -> dict[tuple[int, str], int]:
-        """(subscription id, state) -> deliveries."""
+        """(subscription id, state) -> deliveries, every state (`hub webhooks list`, on demand: it
+        counts the delivered ones too, so it reads the ledger; the service's periodic counts are
+        `waiting`'s, by the index of the waiting ones)."""
         q = sa.select(WebhookDelivery.subscription_id, WebhookDelivery.state, sa.func.count()).group_by(WebhookDelivery.subscription_id, WebhookDelivery.state)
         with self.Session() as s:
             return {(sub, st): n for sub, st, n in s.execute(q)}
@@ -328,18 +327,23 @@ class WebhookStore:
         """What the delivery service watches, in one read: (recipient, state) -> pending and parked
         deliveries; recipient -> `created_at` of its oldest pending one; subscription id -> its queue's
         head (id, when it is due)."""
-        waiting = WebhookDelivery.state.in_((PENDING, PARKED))
-        counts_q = (sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).where(waiting)
+        counts_q = (sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).where(_WAITING)
                     .group_by(WebhookSubscription.recipient, WebhookDelivery.state))
         oldest_q = (sa.select(WebhookSubscription.recipient, sa.func.min(WebhookDelivery.created_at)).join(WebhookSubscription)
-                    .where(WebhookDelivery.state == PENDING).group_by(WebhookSubscription.recipient))
-        heads = sa.select(sa.func.min(WebhookDelivery.id)).where(WebhookDelivery.state == PENDING).group_by(WebhookDelivery.subscription_id)
+                    .where(_WAITING, _IS_PENDING).group_by(WebhookSubscription.recipient))
+        heads = sa.select(sa.func.min(WebhookDelivery.id)).where(_WAITING, _IS_PENDING).group_by(WebhookDelivery.subscription_id)
         due_q = sa.select(WebhookDelivery.subscription_id, WebhookDelivery.id, WebhookDelivery.next_attempt_at).where(WebhookDelivery.id.in_(heads.scalar_subquery()))
         with self.Session() as s:
             counts = {(r, st): n for r, st, n in s.execute(counts_q)}
             oldest = {r: _aware(t) for r, t in s.execute(oldest_q)}
             due = {sub: (i, _aware(t)) for sub, i, t in s.execute(due_q)}
         return counts, oldest, due
+
+
+# The periodic reads name the states as literals, the partial index's predicate with them: a
+# prepared statement's generic plan cannot use a partial index for a state given as a parameter.
+_WAITING = WebhookDelivery.state.in_([sa.literal_column(f"'{PENDING}'"), sa.literal_column(f"'{PARKED}'")])
+_IS_PENDING = WebhookDelivery.state == sa.literal_column(f"'{PENDING}'")
 
 
 def _sub(row: WebhookSubscription) -> Subscription:
