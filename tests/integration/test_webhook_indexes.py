@@ -5,8 +5,6 @@ each queue's head and a lane's pending deliveries read the deliveries table only
 index of the waiting ones (and the heads by their ids) and read about as many rows as wait (a scan
 of the table, or of the index of every delivery's state, fails)."""
 
-import datetime as dt
-
 import pytest
 from sqlalchemy.orm import Session
 
