@@ -217,18 +217,17 @@ class WebhookStore:
             rows.append({"subscription_id": subscription_id, "message_id": message_id, "topic": topic, "schema": schema, "body": body.decode(),
                          "state": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": min(published_at or now, now)})
         dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:  # one by one, each skipped when queued already
-            queued = {}
-            for row in rows:
-                if self.enqueue(row["subscription_id"], row["message_id"], row["topic"], row["schema"], row["body"].encode(), now, row["created_at"]):
-                    with self.Session() as s:
-                        queued[(row["subscription_id"], row["message_id"])] = s.scalar(sa.select(WebhookDelivery.id).where(
-                            WebhookDelivery.subscription_id == row["subscription_id"], WebhookDelivery.message_id == row["message_id"]))
-            return queued
+        if dialect == "postgresql":  # one statement of fixed text whatever the batch (arrays), rows in the order given
+            from hub.adapters import sealing
+
+            sealer = sealing.current()
+            params = {"now": now, "subs": [r["subscription_id"] for r in rows], "messages": [r["message_id"] for r in rows],
+                      "topics": [r["topic"] for r in rows], "schemas": [r["schema"] for r in rows],
+                      "bodies": [sealer.seal_text(r["body"]) for r in rows], "created": [r["created_at"] for r in rows]}
+            with self.engine.begin() as conn:
+                return {(sub, message): id_ for id_, sub, message in conn.execute(_QUEUE_PG, params)}
+        from sqlalchemy.dialects.sqlite import insert  # SQLite, the other database the hub runs on
+
         stmt = (insert(table).on_conflict_do_nothing(index_elements=["subscription_id", "message_id"])
                 .returning(table.c.id, table.c.subscription_id, table.c.message_id))
         with self.engine.begin() as conn:
@@ -344,6 +343,13 @@ class WebhookStore:
 # prepared statement's generic plan cannot use a partial index for a state given as a parameter.
 _WAITING = WebhookDelivery.state.in_([sa.literal_column(f"'{PENDING}'"), sa.literal_column(f"'{PARKED}'")])
 _IS_PENDING = WebhookDelivery.state == sa.literal_column(f"'{PENDING}'")
+
+
+_QUEUE_PG = sa.text(
+    "INSERT INTO webhook_deliveries (subscription_id, message_id, topic, schema, body, state, attempts, next_attempt_at, created_at) "
+    "SELECT s, m, t, sc, b, 'pending', 0, :now, c FROM unnest(CAST(:subs AS integer[]), CAST(:messages AS varchar[]), CAST(:topics AS varchar[]), "
+    "CAST(:schemas AS varchar[]), CAST(:bodies AS bytea[]), CAST(:created AS timestamptz[])) WITH ORDINALITY AS u(s, m, t, sc, b, c, n) ORDER BY n "
+    "ON CONFLICT (subscription_id, message_id) DO NOTHING RETURNING id, subscription_id, message_id")
 
 
 def _sub(row: WebhookSubscription) -> Subscription:
