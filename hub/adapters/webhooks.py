@@ -167,11 +167,12 @@ class WebhookStore:
             return _sub(row), secret
 
     def subscriptions(self, active_only: bool = False) -> list[Subscription]:
-        q = sa.select(WebhookSubscription).order_by(WebhookSubscription.id)
+        t = WebhookSubscription
+        q = sa.select(t.id, t.recipient, t.url, t.active, t.created_at).order_by(t.id)  # not the sealed secret
         if active_only:
-            q = q.where(WebhookSubscription.active.is_(True))
-        with self.Session() as s:
-            return [_sub(r) for r in s.scalars(q)]
+            q = q.where(t.active.is_(True))
+        with self.engine.connect() as conn:
+            return [Subscription(*row) for row in conn.execute(q)]
 
     def disable(self, subscription_id: int) -> bool:
         with self.Session.begin() as s:
