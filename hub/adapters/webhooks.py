@@ -9,7 +9,10 @@ failed one is retried on the retry schedule (`policy.retry_delay`: Standard Webh
 jittered) and blocks those behind it, so the receiver sees them in order; after the last attempt
 it is parked (never dropped) and the queue moves on; `hub webhooks redeliver` queues parked ones
 again. Every attempt is recorded. Every subscription is delivered on its own (`DeliveryWorker`):
-a slow or dead receiver holds up only its own queue.
+a slow or dead receiver holds up only its own queue. The service holds the head of each queue in
+memory and writes in batches (the records queued and the attempts made by every subscription
+meanwhile in one transaction); delivery is at least once (an attempt whose outcome was not written
+before a crash is made again, with the same webhook-id).
 
 Sending: redirects are never followed (a 3xx is a failed attempt, `redirect_refused`); the URL is
 checked again by the policy and its host resolved, every address checked, and the connection made
