@@ -261,13 +261,6 @@ class WebhookStore:
                                    "b_delivered": o.at if o.state == DELIVERED else None} for o in outcomes])
         return [None] * len(outcomes)
 
-    def head(self, subscription_id: int) -> WebhookDelivery | None:
-        """The first pending delivery of a subscription (queue order), due or not."""
-        with self.Session() as s:
-            return s.scalars(
-                sa.select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == PENDING).order_by(WebhookDelivery.id)
-            ).first()
-
     def record_attempt(self, delivery_id: int, now: dt.datetime, status: int | None, error: str | None, max_attempts: int = policy.MAX_ATTEMPTS,
                        rng: random.Random | None = None, base_delay: float | None = None, schedule: tuple[float, ...] = policy.RETRY_SCHEDULE,
                        jitter: float = policy.RETRY_JITTER) -> str:

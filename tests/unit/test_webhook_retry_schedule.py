@@ -101,10 +101,8 @@ def _run_until_settled(worker, store, clock, sub_id, step=1.0, limit=dt.timedelt
     async def run():
         while any(d.state == PENDING for d in store.deliveries(sub_id)):
             await worker.deliver_due()
-            head = store.head(sub_id)
-            if head is not None:
-                due = head.next_attempt_at if head.next_attempt_at.tzinfo else head.next_attempt_at.replace(tzinfo=dt.timezone.utc)
-                clock["now"] = max(clock["now"] + dt.timedelta(seconds=step), due)
+            for head in store.pending(sub_id, 1):
+                clock["now"] = max(clock["now"] + dt.timedelta(seconds=step), head.next_attempt_at)
             assert clock["now"] - T0 < limit, "never settled"
 
     asyncio.run(run())
