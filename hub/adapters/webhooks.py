@@ -908,7 +908,7 @@ class DeliveryWorker:
         read_at = time.monotonic()
         heads = await self._db(self.refresh_gauges, active)
         for sub_id, lane in self._lanes.items():
-            lane.finished = {i: t for i, t in lane.finished.items() if t >= read_at - 300}
+            lane.finished = {i: t for i, t in lane.finished.items() if t >= read_at - 60}  # longer than a read takes
             head = heads.get(sub_id)
             if head is None or lane.finished.get(head[0], 0.0) >= read_at:
                 continue  # nothing pending, or the lane has finished it since the read
