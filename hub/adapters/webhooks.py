@@ -431,6 +431,17 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             raise
 
 
+_TLS: list[ssl.SSLContext] = []
+
+
+def default_tls() -> ssl.SSLContext:
+    """The system's CAs, host names checked: made once (loading the CAs costs more than a POST), shared
+    by the sending threads (an SSLContext may be)."""
+    if not _TLS:
+        _TLS.append(ssl.create_default_context())
+    return _TLS[0]
+
+
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_loopback: bool = False, tls: ssl.SSLContext | None = None) -> int:
     """POST once and return the HTTP status, redirects included (never followed). `tls`: the TLS
     context for https (default: the system's CAs, hostname checked).
@@ -444,7 +455,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_l
     port = parts.port or (443 if https else 80)
     targets = resolve_target(parts.hostname, port, allow_loopback=allow_loopback)
     if https:
-        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(parts.hostname, port, targets, timeout, tls or ssl.create_default_context())
+        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(parts.hostname, port, targets, timeout, tls or default_tls())
     else:
         conn = _PinnedHTTPConnection(parts.hostname, port, targets, timeout)
     headers = dict(headers)
