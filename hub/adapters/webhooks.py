@@ -1,7 +1,7 @@
 """Webhook delivery for recipients without Kafka: subscriptions and deliveries in SQL, a worker
 that takes each recipient's records from its own topics and POSTs them, in order, signed.
 
-Per subscription: a Kafka consumer group `<app id>.webhooks.<id>` (`policy.consumer_group`) reads only
+Per subscription: a Kafka consumer group `<app id>-webhooks.<id>` (`policy.consumer_group`) reads only
 the recipient's topics (its referrals, plan requests and notices, or whatever `topics_for` names),
 each record becomes one delivery row (unique per subscription and event id, so a redelivered
 record is not queued twice) before the offset is committed. Deliveries go out in queue order; a
@@ -9,7 +9,10 @@ failed one is retried on the retry schedule (`policy.retry_delay`: Standard Webh
 jittered) and blocks those behind it, so the receiver sees them in order; after the last attempt
 it is parked (never dropped) and the queue moves on; `hub webhooks redeliver` queues parked ones
 again. Every attempt is recorded. Every subscription is delivered on its own (`DeliveryWorker`):
-a slow or dead receiver holds up only its own queue.
+a slow or dead receiver holds up only its own queue. The service holds the head of each queue in
+memory and writes in batches (the records queued and the attempts made by every subscription
+meanwhile in one transaction); delivery is at least once (an attempt whose outcome was not written
+before a crash is made again, with the same webhook-id).
 
 Sending: redirects are never followed (a 3xx is a failed attempt, `redirect_refused`); the URL is
 checked again by the policy and its host resolved, every address checked, and the connection made
@@ -36,7 +39,8 @@ import socket
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 from typing import Callable
 
@@ -45,7 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub import metrics
-from hub.adapters.database import Base, in_chunks, session_factory
+from hub.adapters.database import Base, session_factory
 from hub.adapters.sealing import SealedText
 from hub.domain.clock import utcnow
 from hub.schemas.codec import Codec, CodecError, default_codec
@@ -76,6 +80,9 @@ class WebhookDelivery(Base):
     __table_args__ = (
         sa.UniqueConstraint("subscription_id", "message_id", name="uq_webhook_deliveries_subscription_message"),
         sa.Index("ix_webhook_deliveries_subscription_state", "subscription_id", "state"),
+        # the deliveries still waiting: what the service reads periodically (migration 0023)
+        sa.Index("ix_webhook_deliveries_waiting", "subscription_id", "state", "id",
+                 postgresql_where=sa.text("state IN ('pending', 'parked')"), sqlite_where=sa.text("state IN ('pending', 'parked')")),
     )
     id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
     subscription_id: Mapped[int] = mapped_column(sa.Integer(), sa.ForeignKey("webhook_subscriptions.id"))
@@ -115,6 +122,30 @@ class Subscription:
     created_at: dt.datetime
 
 
+@dataclass
+class Pending:
+    """A pending delivery as the service holds it: its queue's head, or behind it."""
+    id: int
+    message_id: str
+    schema: str
+    body: bytes  # the CloudEvents JSON body, exactly as sent
+    created_at: dt.datetime
+    attempts: int
+    next_attempt_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt to record, with its delivery's state after it (`next_attempt_at`: when retried)."""
+    delivery_id: int
+    at: dt.datetime
+    status: int | None
+    error: str | None
+    state: str
+    attempts: int
+    next_attempt_at: dt.datetime | None
+
+
 class WebhookStore:
     """Subscriptions and the delivery queue behind a small interface.
 
@@ -139,11 +170,12 @@ class WebhookStore:
             return _sub(row), secret
 
     def subscriptions(self, active_only: bool = False) -> list[Subscription]:
-        q = sa.select(WebhookSubscription).order_by(WebhookSubscription.id)
+        t = WebhookSubscription
+        q = sa.select(t.id, t.recipient, t.url, t.active, t.created_at).order_by(t.id)  # not the sealed secret
         if active_only:
-            q = q.where(WebhookSubscription.active.is_(True))
-        with self.Session() as s:
-            return [_sub(r) for r in s.scalars(q)]
+            q = q.where(t.active.is_(True))
+        with self.engine.connect() as conn:
+            return [Subscription(*row) for row in conn.execute(q)]
 
     def disable(self, subscription_id: int) -> bool:
         with self.Session.begin() as s:
@@ -173,37 +205,61 @@ class WebhookStore:
         except IntegrityError:  # a concurrent worker queued it
             return False
 
-    def enqueue_many(self, subscription_id: int, items: list[tuple[str, str, str, bytes, dt.datetime | None]], now: dt.datetime) -> int:
-        """Queue records (message_id, topic, schema, body, published_at) in one transaction, in the
-        order given, skipping those queued already; returns how many were queued."""
-        if not items:
-            return 0
-        try:
-            with self.Session.begin() as s:
-                ids = [item[0] for item in items]
-                seen: set[str] = set()
-                for chunk in in_chunks(ids):
-                    seen.update(s.scalars(sa.select(WebhookDelivery.message_id).where(
-                        WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.message_id.in_(chunk))))
-                queued = 0
-                for message_id, topic, schema, body, published_at in items:
-                    if message_id in seen:
-                        continue
-                    seen.add(message_id)
-                    # inserted in the order added (the unit of work keeps it): ids in the order given, the queue order
-                    s.add(WebhookDelivery(subscription_id=subscription_id, message_id=message_id, topic=topic, schema=schema, body=body.decode(),
-                                          state=PENDING, attempts=0, next_attempt_at=now, created_at=min(published_at or now, now)))
-                    queued += 1
-                return queued
-        except IntegrityError:  # a concurrent worker queued some of them: one by one
-            return sum(self.enqueue(subscription_id, m, t, sc, b, now, p) for m, t, sc, b, p in items)
+    def queue(self, entries: list[tuple[int, str, str, str, bytes, dt.datetime]], now: dt.datetime) -> dict[tuple[int, str], int]:
+        """Queue records of any subscriptions in one transaction: entries (subscription id, message id,
+        topic, schema, body, published_at) in queue order; a record queued already (a redelivered one)
+        is skipped. Returns (subscription id, message id) -> delivery id of those queued now (ids
+        follow the order given: the queue order)."""
+        if not entries:
+            return {}
+        table = WebhookDelivery.__table__
+        rows, seen = [], set()
+        for subscription_id, message_id, topic, schema, body, published_at in entries:
+            if (subscription_id, message_id) in seen:
+                continue
+            seen.add((subscription_id, message_id))
+            rows.append({"subscription_id": subscription_id, "message_id": message_id, "topic": topic, "schema": schema, "body": body.decode(),
+                         "state": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": min(published_at or now, now)})
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":  # one statement of fixed text whatever the batch (arrays), rows in the order given
+            from hub.adapters import sealing
 
-    def head(self, subscription_id: int) -> WebhookDelivery | None:
-        """The first pending delivery of a subscription (queue order), due or not."""
-        with self.Session() as s:
-            return s.scalars(
-                sa.select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.state == PENDING).order_by(WebhookDelivery.id)
-            ).first()
+            sealer = sealing.current()
+            params = {"now": now, "subs": [r["subscription_id"] for r in rows], "messages": [r["message_id"] for r in rows],
+                      "topics": [r["topic"] for r in rows], "schemas": [r["schema"] for r in rows],
+                      "bodies": [sealer.seal_text(r["body"]) for r in rows], "created": [r["created_at"] for r in rows]}
+            with self.engine.begin() as conn:
+                return {(sub, message): id_ for id_, sub, message in conn.execute(_QUEUE_PG, params)}
+        from sqlalchemy.dialects.sqlite import insert  # SQLite, the other database the hub runs on
+
+        stmt = (insert(table).on_conflict_do_nothing(index_elements=["subscription_id", "message_id"])
+                .returning(table.c.id, table.c.subscription_id, table.c.message_id))
+        with self.engine.begin() as conn:
+            return {(sub, message): id_ for id_, sub, message in conn.execute(stmt, rows)}
+
+    def pending(self, subscription_id: int, limit: int) -> list[Pending]:
+        """The first `limit` pending deliveries of a subscription, in queue order (from its head on)."""
+        t = WebhookDelivery.__table__
+        q = (sa.select(t.c.id, t.c.message_id, t.c.schema, t.c.body, t.c.created_at, t.c.attempts, t.c.next_attempt_at)
+             .where(t.c.subscription_id == subscription_id, _WAITING, _IS_PENDING).order_by(t.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [Pending(i, m, sc, b.encode(), _aware(c), a, _aware(n)) for i, m, sc, b, c, a, n in conn.execute(q)]
+
+    def record_attempts(self, outcomes: list[Outcome]) -> list[None]:
+        """Record attempts (of any deliveries) in one transaction, each with the delivery's state after it."""
+        if not outcomes:
+            return []
+        t = WebhookDelivery.__table__
+        update = (sa.update(t).where(t.c.id == sa.bindparam("b_id"))
+                  .values(state=sa.bindparam("b_state"), attempts=sa.bindparam("b_attempts"), last_error=sa.bindparam("b_error"),
+                          next_attempt_at=sa.func.coalesce(sa.bindparam("b_next", type_=t.c.next_attempt_at.type), t.c.next_attempt_at),
+                          delivered_at=sa.func.coalesce(sa.bindparam("b_delivered", type_=t.c.delivered_at.type), t.c.delivered_at)))
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(WebhookAttempt.__table__), [
+                {"delivery_id": o.delivery_id, "attempted_at": o.at, "status_code": o.status, "error": o.error} for o in outcomes])
+            conn.execute(update, [{"b_id": o.delivery_id, "b_state": o.state, "b_attempts": o.attempts, "b_error": o.error, "b_next": o.next_attempt_at,
+                                   "b_delivered": o.at if o.state == DELIVERED else None} for o in outcomes])
+        return [None] * len(outcomes)
 
     def record_attempt(self, delivery_id: int, now: dt.datetime, status: int | None, error: str | None, max_attempts: int = policy.MAX_ATTEMPTS,
                        rng: random.Random | None = None, base_delay: float | None = None, schedule: tuple[float, ...] = policy.RETRY_SCHEDULE,
@@ -219,12 +275,7 @@ class WebhookStore:
                 row.state, row.delivered_at, row.last_error = DELIVERED, now, None
                 return row.state
             row.last_error = error
-            if row.attempts >= max_attempts:
-                delay = None
-            elif base_delay is not None:
-                delay = policy.next_delay(row.attempts, rng, base=base_delay)
-            else:
-                delay = policy.retry_delay(row.attempts, schedule, rng, jitter)
+            delay = _retry_wait(row.attempts, max_attempts, rng, base_delay, schedule, jitter)
             if delay is None:
                 row.state = PARKED
             else:
@@ -260,34 +311,42 @@ class WebhookStore:
         with self.Session() as s:
             return list(s.scalars(sa.select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id).order_by(WebhookAttempt.id)))
 
-    def counts(self) -> dict[tuple[str, str], int]:
-        """(recipient, state) -> deliveries."""
-        q = sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).group_by(WebhookSubscription.recipient, WebhookDelivery.state)
-        with self.Session() as s:
-            return {(r, st): n for r, st, n in s.execute(q)}
-
     def counts_by_subscription(self) -> dict[tuple[int, str], int]:
-        """(subscription id, state) -> deliveries."""
+        """(subscription id, state) -> deliveries, every state (`hub webhooks list`, on demand: it
+        counts the delivered ones too, so it reads the ledger; the service's periodic counts are
+        `waiting`'s, by the index of the waiting ones)."""
         q = sa.select(WebhookDelivery.subscription_id, WebhookDelivery.state, sa.func.count()).group_by(WebhookDelivery.subscription_id, WebhookDelivery.state)
         with self.Session() as s:
             return {(sub, st): n for sub, st, n in s.execute(q)}
 
     def waiting(self) -> tuple[dict[tuple[str, str], int], dict[str, dt.datetime], dict[int, dt.datetime]]:
         """What the delivery service watches, in one read: (recipient, state) -> pending and parked
-        deliveries; recipient -> `created_at` of its oldest pending one; subscription id -> when its
-        queue's head is due."""
-        waiting = WebhookDelivery.state.in_((PENDING, PARKED))
-        counts_q = (sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).where(waiting)
+        deliveries; recipient -> `created_at` of its oldest pending one; subscription id -> its queue's
+        head (id, when it is due)."""
+        counts_q = (sa.select(WebhookSubscription.recipient, WebhookDelivery.state, sa.func.count()).join(WebhookSubscription).where(_WAITING)
                     .group_by(WebhookSubscription.recipient, WebhookDelivery.state))
         oldest_q = (sa.select(WebhookSubscription.recipient, sa.func.min(WebhookDelivery.created_at)).join(WebhookSubscription)
-                    .where(WebhookDelivery.state == PENDING).group_by(WebhookSubscription.recipient))
-        heads = sa.select(sa.func.min(WebhookDelivery.id)).where(WebhookDelivery.state == PENDING).group_by(WebhookDelivery.subscription_id)
-        due_q = sa.select(WebhookDelivery.subscription_id, WebhookDelivery.next_attempt_at).where(WebhookDelivery.id.in_(heads.scalar_subquery()))
+                    .where(_WAITING, _IS_PENDING).group_by(WebhookSubscription.recipient))
+        heads = sa.select(sa.func.min(WebhookDelivery.id)).where(_WAITING, _IS_PENDING).group_by(WebhookDelivery.subscription_id)
+        due_q = sa.select(WebhookDelivery.subscription_id, WebhookDelivery.id, WebhookDelivery.next_attempt_at).where(WebhookDelivery.id.in_(heads.scalar_subquery()))
         with self.Session() as s:
             counts = {(r, st): n for r, st, n in s.execute(counts_q)}
             oldest = {r: _aware(t) for r, t in s.execute(oldest_q)}
-            due = {sub: _aware(t) for sub, t in s.execute(due_q)}
+            due = {sub: (i, _aware(t)) for sub, i, t in s.execute(due_q)}
         return counts, oldest, due
+
+
+# The periodic reads name the states as literals, the partial index's predicate with them: a
+# prepared statement's generic plan cannot use a partial index for a state given as a parameter.
+_WAITING = WebhookDelivery.state.in_([sa.literal_column(f"'{PENDING}'"), sa.literal_column(f"'{PARKED}'")])
+_IS_PENDING = WebhookDelivery.state == sa.literal_column(f"'{PENDING}'")
+
+
+_QUEUE_PG = sa.text(
+    "INSERT INTO webhook_deliveries (subscription_id, message_id, topic, schema, body, state, attempts, next_attempt_at, created_at) "
+    "SELECT s, m, t, sc, b, 'pending', 0, :now, c FROM unnest(CAST(:subs AS integer[]), CAST(:messages AS varchar[]), CAST(:topics AS varchar[]), "
+    "CAST(:schemas AS varchar[]), CAST(:bodies AS bytea[]), CAST(:created AS timestamptz[])) WITH ORDINALITY AS u(s, m, t, sc, b, c, n) ORDER BY n "
+    "ON CONFLICT (subscription_id, message_id) DO NOTHING RETURNING id, subscription_id, message_id")
 
 
 def _sub(row: WebhookSubscription) -> Subscription:
@@ -372,6 +431,17 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
             raise
 
 
+_TLS: list[ssl.SSLContext] = []
+
+
+def default_tls() -> ssl.SSLContext:
+    """The system's CAs, host names checked: made once (loading the CAs costs more than a POST), shared
+    by the sending threads (an SSLContext may be)."""
+    if not _TLS:
+        _TLS.append(ssl.create_default_context())
+    return _TLS[0]
+
+
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_loopback: bool = False, tls: ssl.SSLContext | None = None) -> int:
     """POST once and return the HTTP status, redirects included (never followed). `tls`: the TLS
     context for https (default: the system's CAs, hostname checked).
@@ -385,7 +455,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_l
     port = parts.port or (443 if https else 80)
     targets = resolve_target(parts.hostname, port, allow_loopback=allow_loopback)
     if https:
-        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(parts.hostname, port, targets, timeout, tls or ssl.create_default_context())
+        conn: http.client.HTTPConnection = _PinnedHTTPSConnection(parts.hostname, port, targets, timeout, tls or default_tls())
     else:
         conn = _PinnedHTTPConnection(parts.hostname, port, targets, timeout)
     headers = dict(headers)
@@ -401,28 +471,83 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_l
 
 @dataclass
 class _Lane:
-    """One subscription's delivery loop: its task, whether its consumer runs, its last error, and
-    when its queue's head is due (None: nothing pending, as far as it knows)."""
+    """One subscription's part of the service: its two tasks (queueing the records of its topics,
+    delivering its queue), whether its consumer runs, its last error, and the head of its queue in
+    memory: `queue` holds its pending deliveries in order from the head on (all of them when
+    `complete`: new ones are appended as they are queued; else the rest is read from the database
+    when the lane gets to them)."""
 
     sub: Subscription
-    task: asyncio.Task | None = None
+    tasks: list = field(default_factory=list)
     ready: bool = False
     error: str | None = None
-    next_due: dt.datetime | None = None
-    commit: asyncio.Task | None = None  # the offset commit of the last records queued, while it runs
+    queue: deque = field(default_factory=deque)
+    complete: bool = False
+    loading: bool = False  # the queue is being read: deliveries queued meanwhile go to `stash`
+    stash: list = field(default_factory=list)
+    resync: bool = False  # read the queue from the database again (a `redeliver` from elsewhere)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: dict = field(default_factory=dict)  # delivery id -> time.monotonic() it was delivered, parked or withdrawn
+    offsets: dict = field(default_factory=dict)  # partition -> the offset after the last record queued, not committed yet
+    committed: float = field(default_factory=time.monotonic)  # when its offsets were last committed
+
+
+class _Batches:
+    """Group commit: what the lanes submit while a write runs goes in the next write (one
+    transaction for many deliveries, whatever their subscriptions); each submitter gets its own
+    result when its batch is written, or the write's error."""
+
+    def __init__(self, write: Callable[[list], list], run: Callable, size: int = 500):
+        self.write, self.run, self.size = write, run, size
+        self.items: list[tuple[object, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    async def submit(self, item):
+        future = asyncio.get_running_loop().create_future()
+        self.items.append((item, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self.items:
+            batch, self.items = self.items[: self.size], self.items[self.size:]
+            try:
+                results = await self.run(self.write, [item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each submitter gets the error
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        for _, future in self.items:
+            future.cancel()
+        self.items = []
 
 
 class DeliveryWorker:
     """Moves records from Kafka into the queue and the queue to the receivers.
 
-    `run()` is the service: one lane (an asyncio task) per active subscription, each with its own
-    consumer group `<app id>.webhooks.<id>`, reading the recipient's topics, queueing their records and
-    delivering its queue in order, so a slow or dead receiver holds up only its own queue. The
-    lanes share a pool of `concurrency` threads for the POSTs (at most one in flight per lane) and a
-    few for the database, both first come first served, so a long queue takes its turn with the
-    others. A supervisor starts and stops lanes as subscriptions come and go, and refreshes the
-    gauges. `pull()` and `deliver_due()` do one pass over every subscription (concurrently).
+    `run()` is the service: per active subscription a lane of two tasks, one reading the recipient's
+    topics in its own consumer group `<app id>-webhooks.<id>` and queueing their records, one
+    delivering its queue in order from memory, so a slow or dead receiver holds up only its own
+    queue. The lanes share a pool of `concurrency` threads for the POSTs (at most one in flight per
+    lane), first come first served, and write to the database in batches: the records queued and
+    the attempts made by every lane meanwhile go in one transaction. A supervisor starts and stops
+    lanes as subscriptions come and go, refreshes the gauges and tells a lane to read its queue
+    again when its head in the database is not the one it holds (a `redeliver`). `deliver_due()`
+    runs the lanes' delivery step once for every subscription, without Kafka (a fake clock in
+    tests).
     """
+
+    LOAD = 200  # pending deliveries a lane reads at a time
 
     def __init__(
         self,
@@ -445,6 +570,7 @@ class DeliveryWorker:
         disclosure_check: Callable[[dict], str | None] | None = None,
         concurrency: int = 64,
         fetch_wait_ms: int = 1000,
+        commit_interval: float = 5.0,
         refresh: float = 2.0,
     ):
         self.store, self.kafka_url = store, kafka_url
@@ -452,7 +578,7 @@ class DeliveryWorker:
             from hub.config import Settings
 
             app_id = Settings.app_id
-        self.app_id = app_id  # HUB_APP_ID: the consumer groups are `<app id>.webhooks.<subscription id>`
+        self.app_id = app_id  # HUB_APP_ID: the consumer groups are `<app id>-webhooks.<subscription id>`
         self.codec = codec or default_codec()
         self.topics_for, self.timeout = topics_for, timeout
         # attempts: the schedule's waits + 1 unless cut short; `base_delay` (tests) backs off exponentially from it instead
@@ -462,14 +588,20 @@ class DeliveryWorker:
         self.allow_loopback = store.allow_loopback if allow_loopback is None else allow_loopback  # see WebhookStore
         self.security = security or {}  # TLS/SASL: hub.adapters.kafka.security.kafka_client_options
         # how long the broker may hold a lane's fetch when nothing is new: Kafka answers as soon as a record
-        # arrives, so this costs no latency there, and a longer wait means fewer idle fetches of the lanes
+        # arrives, so there a longer wait costs no latency and means fewer idle fetches of the lanes (a broker
+        # that holds every fetch for the whole wait, as the embedded one does, delays records by up to it)
         self.fetch_wait_ms, self.refresh = fetch_wait_ms, refresh
+        # a lane commits its offsets at most this often (and when it stops): the records are queued before,
+        # and a record read again after a crash is not queued twice
+        self.commit_interval = commit_interval
         self._consumers: dict[int, object] = {}
         self._secrets: dict[int, str] = {}
         self._lanes: dict[int, _Lane] = {}
         self._send_pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="webhook-send")
-        db_threads = 1 if store.engine.dialect.name == "sqlite" else 8
+        db_threads = 1 if store.engine.dialect.name == "sqlite" else 4
         self._db_pool = ThreadPoolExecutor(db_threads, thread_name_prefix="webhook-db")
+        self._queued = _Batches(self._queue_batch, self._db)
+        self._recorded = _Batches(self.store.record_attempts, self._db)
         self.last_refresh: float | None = None  # time.monotonic() of the supervisor's last good refresh
         self.refresh_error: str | None = None
         self._aged: set[str] = set()  # recipients whose gauges were set
@@ -484,14 +616,18 @@ class DeliveryWorker:
         return await asyncio.get_running_loop().run_in_executor(self._db_pool, fn, *args)
 
     async def close(self) -> None:
-        for lane in list(self._lanes.values()):
-            if lane.task is not None:
-                lane.task.cancel()
-        await asyncio.gather(*(lane.task for lane in self._lanes.values() if lane.task is not None), return_exceptions=True)
-        await asyncio.gather(*(lane.commit for lane in self._lanes.values() if lane.commit is not None), return_exceptions=True)
+        """Stop the lanes, commit the offsets of what they queued, stop their consumers."""
+        tasks = [task for lane in self._lanes.values() for task in lane.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for lane in self._lanes.values():
+            await self._commit(lane)
         self._lanes.clear()
         for sub_id in list(self._consumers):
             await self._stop_consumer(sub_id)
+        await self._queued.close()
+        await self._recorded.close()
 
     async def _stop_consumer(self, sub_id: int) -> None:
         consumer = self._consumers.pop(sub_id, None)
@@ -519,19 +655,31 @@ class DeliveryWorker:
             self._consumers[sub.id] = consumer
         return consumer
 
-    # -- one subscription ---------------------------------------------------------------------
-    async def _pull_sub(self, sub: Subscription, timeout_ms: int, background_commit: bool = False) -> int:
-        """Queue the new records of one subscription's topics, then commit their offsets (with
-        `background_commit`, in a task awaited before the next fetch); returns how many were queued."""
-        consumer = await self._consumer(sub)
-        lane = self._lanes.get(sub.id)
-        if lane is not None and lane.commit is not None:
-            commit, lane.commit = lane.commit, None
-            await commit
-        batch = await consumer.getmany(timeout_ms=timeout_ms)
+    async def _commit(self, lane: _Lane) -> None:
+        """Commit the offsets of the records the lane has queued (a failure is retried at the next commit)."""
+        consumer = self._consumers.get(lane.sub.id)
+        if not lane.offsets or consumer is None:
+            return
+        offsets, lane.offsets, lane.committed = lane.offsets, {}, time.monotonic()
+        try:
+            await consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - committed next time; a record read again is not queued twice
+            for tp, offset in offsets.items():
+                lane.offsets.setdefault(tp, offset)
+            log.debug("webhooks: committing the offsets of subscription %s: %s", lane.sub.id, type(exc).__name__)
+
+    # -- queueing ------------------------------------------------------------------------------
+    def _queue_batch(self, batches: list[tuple[int, list]]) -> list[dict[str, int]]:
+        """The database side of `_Batches`: the records of many lanes in one transaction; per lane, message id -> delivery id."""
+        ids = self.store.queue([(sub_id, *item) for sub_id, items in batches for item in items], self.clock())
+        return [{m: ids[(sub_id, m)] for m, *_ in items if (sub_id, m) in ids} for sub_id, items in batches]
+
+    async def _queue_records(self, lane: _Lane, batch: dict) -> int:
+        """Queue the records a lane's consumer fetched (partition -> records) in their order of
+        publication, and hand them to the lane's delivery; returns how many were queued (a record
+        queued already, or one that does not decode, is not)."""
+        sub = lane.sub
         records = sorted((m for msgs in batch.values() for m in msgs), key=lambda m: (m.timestamp, m.topic, m.partition, m.offset))
-        if not records:
-            return 0
         items = []
         for m in records:
             try:
@@ -543,48 +691,135 @@ class DeliveryWorker:
             body = cloudevent_body(event.name, event.record, self.codec.to_jsonable(event.name, event.record))
             published = dt.datetime.fromtimestamp(m.timestamp / 1000, dt.timezone.utc) if m.timestamp and m.timestamp > 0 else None
             items.append((str(event.record["event_id"]), m.topic, event.name, body, published))
-        queued = await self._db(self.store.enqueue_many, sub.id, items, self.clock())
-        lane = self._lanes.get(sub.id)
-        if background_commit and lane is not None:  # queued first: the commit need not hold up the delivery
-            lane.commit = asyncio.create_task(consumer.commit())
-        else:
-            await consumer.commit()
-        if queued and lane is not None and lane.next_due is None:
-            lane.next_due = self.clock()  # the queue was empty: its new head is due now (else the head's retry time stands)
-        return queued
+        queued = {}
+        if items:
+            now = self.clock()
+            queued = await self._queued.submit((sub.id, items))
+            new = sorted((Pending(queued[m], m, schema, body, min(published or now, now), 0, now)
+                          for m, _topic, schema, body, published in items if m in queued), key=lambda p: p.id)
+            if lane.loading:
+                lane.stash.extend(new)
+            elif lane.complete:
+                lane.queue.extend(new)
+            if new:
+                lane.wake.set()
+        for tp, msgs in batch.items():
+            if msgs:
+                lane.offsets[tp] = msgs[-1].offset + 1
+        return len(queued)
 
-    async def _deliver_sub(self, sub: Subscription, budget: float | None = None) -> int:
-        """Attempts at the head of one subscription's queue while it is due and succeeds (in queue
-        order; a failure waits for its retry and those behind it wait too), for at most `budget`
-        seconds; returns attempts made."""
-        made = 0
-        started = time.monotonic()
-        lane = self._lanes.get(sub.id)
-        while budget is None or time.monotonic() - started < budget:
-            head = await self._db(self.store.head, sub.id)
-            if lane is not None:
-                lane.next_due = None if head is None else _aware(head.next_attempt_at)
-            if head is None or _aware(head.next_attempt_at) > self.clock():
-                break
-            if head.schema == "PlanRequest" and await self._db(self._withdrawn, sub, head):
+    async def _consume(self, lane: _Lane, stop: asyncio.Event) -> None:
+        """Until `stop`: queue the subscription's new records, committing their offsets now and then.
+        A failure (the broker, the database) is logged and the consumer starts over after a pause."""
+        sub, pause = lane.sub, 1.0
+        while not stop.is_set():
+            try:
+                consumer = await self._consumer(sub)
+                lane.error, pause = None, 1.0
+                while not stop.is_set():
+                    wait = self.fetch_wait_ms
+                    if lane.offsets:
+                        wait = max(0, min(wait, int((lane.committed + self.commit_interval - time.monotonic()) * 1000)))
+                    batch = await consumer.getmany(timeout_ms=wait)
+                    if not lane.ready:  # its consumer has joined its group and has the partitions
+                        lane.ready = bool(consumer.assignment())
+                    if batch:
+                        await self._queue_records(lane, batch)
+                    if lane.offsets and time.monotonic() - lane.committed >= self.commit_interval:
+                        await self._commit(lane)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one lane's trouble never stops the others
+                lane.ready, lane.error = False, type(exc).__name__
+                lane.offsets = {}  # read again from the last commit; queued already, so not queued twice
+                # the exception's type only: its text could carry the callback URL's credentials
+                log.warning("webhooks: subscription %s (%s, %s): %s; starting over in %.0f s", sub.id, sub.recipient,
+                            policy.loggable_url(sub.url), type(exc).__name__, pause)
+                await self._stop_consumer(sub.id)
+                try:
+                    await asyncio.wait_for(stop.wait(), pause)
+                except asyncio.TimeoutError:
+                    pass
+                pause = min(pause * 2, 30.0)
+
+    # -- delivering ----------------------------------------------------------------------------
+    async def _load(self, lane: _Lane) -> None:
+        """Read the head of the lane's queue from the database (with what is queued meanwhile)."""
+        lane.loading, lane.stash = True, []
+        try:
+            rows = await self._db(self.store.pending, lane.sub.id, self.LOAD)
+        finally:
+            lane.loading = False
+        lane.queue, lane.complete = deque(rows), len(rows) < self.LOAD
+        if lane.complete:
+            last = rows[-1].id if rows else 0
+            lane.queue.extend(p for p in sorted(lane.stash, key=lambda p: p.id) if p.id > last)
+        lane.stash = []
+
+    async def _step(self, lane: _Lane) -> float | None:
+        """The lane's delivery step: one attempt at the head of its queue when it is due (a
+        plan request whose consent or basis ended is withdrawn instead). Returns 0 when it made one
+        (go on), else the seconds until its head is due, or None when nothing is pending."""
+        if lane.resync:
+            lane.resync, lane.queue, lane.complete = False, deque(), False
+        if not lane.queue and not lane.complete:
+            await self._load(lane)
+        if not lane.queue:
+            return None
+        head = lane.queue[0]
+        wait = (head.next_attempt_at - self.clock()).total_seconds()
+        if wait > 0:
+            return wait
+        if head.schema == "PlanRequest" and await self._db(self._withdrawn, lane.sub, head):
+            self._finish(lane, head)
+            return 0
+        if await self._attempt(lane.sub, head) != PENDING:
+            self._finish(lane, head)
+        return 0
+
+    @staticmethod
+    def _finish(lane: _Lane, head: Pending) -> None:
+        if lane.queue and lane.queue[0] is head:
+            lane.queue.popleft()
+        lane.finished[head.id] = time.monotonic()
+
+    async def _deliver(self, lane: _Lane, stop: asyncio.Event) -> None:
+        """Until `stop`: deliver the lane's queue in order, waiting when its head is not due (or
+        nothing is pending) until it is, or until the lane is woken (records queued, a redeliver).
+        A failure (the database) is logged and the queue read again after a pause."""
+        pause = 1.0
+        while not stop.is_set():
+            lane.wake.clear()
+            try:
+                wait = await self._step(lane)
+                pause = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one lane's trouble never stops the others
+                log.warning("webhooks: delivering to subscription %s (%s, %s): %s; again in %.0f s", lane.sub.id, lane.sub.recipient,
+                            policy.loggable_url(lane.sub.url), type(exc).__name__, pause)
+                lane.resync, wait, pause = True, pause, min(pause * 2, 30.0)
+            if wait == 0:
                 continue
-            state = await self._attempt(sub, head)
-            made += 1
-            if state == PENDING:
-                break  # retry later; those behind it wait, to keep the order
-        return made
+            try:
+                await asyncio.wait_for(lane.wake.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
 
-    async def _attempt(self, sub: Subscription, head: WebhookDelivery) -> str:
+    def _retry_wait(self, attempts: int) -> float | None:
+        """Seconds until the next attempt after `attempts` failed ones; None: park it."""
+        return _retry_wait(attempts, self.max_attempts, self.rng, self.base_delay, self.schedule, self.jitter)
+
+    async def _attempt(self, sub: Subscription, head: Pending) -> str:
         """One POST of the head of a subscription's queue, recorded; returns the delivery's new state."""
         if sub.id not in self._secrets:
             self._secrets[sub.id] = await self._db(self.store.secret, sub.id)
         ts = int(self.clock().timestamp())
-        body = head.body.encode()
-        hdrs = policy.headers(self._secrets[sub.id], head.message_id, ts, body)
+        hdrs = policy.headers(self._secrets[sub.id], head.message_id, ts, head.body)
         status, error = None, None
         try:
             status = await asyncio.get_running_loop().run_in_executor(
-                self._send_pool, self.sender, sub.url, body, hdrs, self.timeout, self.allow_loopback)
+                self._send_pool, self.sender, sub.url, head.body, hdrs, self.timeout, self.allow_loopback)
             if 300 <= status < 400:  # never followed: it could lead anywhere, and nothing was delivered
                 error = f"redirect_refused: HTTP {status} (redirects are not followed; the subscription's URL must accept the POST itself)"
             elif not 200 <= status < 300:
@@ -594,19 +829,24 @@ class DeliveryWorker:
         except (OSError, http.client.HTTPException) as exc:
             error = f"no answer: {type(exc).__name__}"
         now = self.clock()
-        state = await self._db(self._record, head.id, now, status, error)
+        attempts, next_at = head.attempts + 1, None
+        if error is None:
+            state = DELIVERED
+        else:
+            wait = self._retry_wait(attempts)
+            state = PARKED if wait is None else PENDING
+            next_at = None if wait is None else now + dt.timedelta(seconds=wait)
+        await self._recorded.submit(Outcome(head.id, now, status, error, state, attempts, next_at))
+        head.attempts, head.next_attempt_at = attempts, next_at or head.next_attempt_at
         metrics.webhook_deliveries.labels(sub.recipient, "delivered" if state == DELIVERED else ("parked" if state == PARKED else "failed")).inc()
         if state == DELIVERED:
-            metrics.webhook_delivery_lag.observe(max(0.0, (now - _aware(head.created_at)).total_seconds()))
+            metrics.webhook_delivery_lag.observe(max(0.0, (now - head.created_at).total_seconds()))
         elif state == PARKED:
             log.warning("webhooks: delivery %s to subscription %s (%s) parked after %s attempt(s): %s", head.id, sub.id, sub.recipient,
-                        head.attempts + 1, error)
+                        attempts, error)
         return state
 
-    def _record(self, delivery_id: int, now: dt.datetime, status: int | None, error: str | None) -> str:
-        return self.store.record_attempt(delivery_id, now, status, error, self.max_attempts, self.rng, self.base_delay, self.schedule, self.jitter)
-
-    def _withdrawn(self, sub: Subscription, head: WebhookDelivery) -> bool:
+    def _withdrawn(self, sub: Subscription, head: Pending) -> bool:
         """For a plan request: check its consent or legal basis now; withdraw the delivery when it no longer holds."""
         if head.schema != "PlanRequest":
             return False
@@ -625,30 +865,29 @@ class DeliveryWorker:
         log.info("webhooks: plan request %s to %s withdrawn before delivery (%s)", head.message_id, sub.recipient, reason)
         return True
 
-    # -- one pass over every subscription (tests, `deliver_due` callers) -----------------------
-    async def pull(self, timeout_ms: int = 500) -> int:
-        """Queue new records of every active subscription's topics, all subscriptions at once; commit
-        after queueing. Returns how many were queued."""
+    async def deliver_due(self) -> None:
+        """Without Kafka: every active subscription's delivery step (the one its lane runs) until its
+        head is not due, each read from the database first; the subscriptions concurrently."""
         active = await self._db(self.store.subscriptions, True)
-        for sub_id in set(self._consumers) - {s.id for s in active}:
-            await self._stop_consumer(sub_id)
-        return sum(await asyncio.gather(*(self._pull_sub(sub, timeout_ms) for sub in active)))
 
-    async def deliver_due(self) -> int:
-        """Attempts at the due heads of every active subscription's queue, the subscriptions
-        concurrently, each in its order; returns attempts made."""
-        active = await self._db(self.store.subscriptions, True)
-        made = sum(await asyncio.gather(*(self._deliver_sub(sub) for sub in active)))
-        await self._db(self.refresh_gauges)
-        return made
+        async def one(sub: Subscription) -> None:
+            lane = _Lane(sub)
+            while await self._step(lane) == 0:
+                pass
 
-    def refresh_gauges(self) -> dict[int, dt.datetime]:
+        await asyncio.gather(*(one(sub) for sub in active))
+        await self._db(self.refresh_gauges, active)
+
+    def refresh_gauges(self, active: list[Subscription] | None = None) -> dict[int, tuple[int, dt.datetime]]:
         """Set the queue gauges (pending and parked per recipient, the oldest pending one's age); a
-        recipient whose queue emptied goes back to 0. Returns subscription id -> when its head is due."""
+        recipient whose queue emptied goes back to 0. Returns subscription id -> its queue's head (id, when
+        due). `active`: the active subscriptions, when just read."""
         counts, oldest, due = self.store.waiting()
         now = self.clock()
         # every active subscription's recipient has its series (0 when nothing waits), so alerts see them
-        recipients = {sub.recipient for sub in self.store.subscriptions(active_only=True)} | {r for r, _ in counts} | self._aged
+        if active is None:
+            active = self.store.subscriptions(active_only=True)
+        recipients = {sub.recipient for sub in active} | {r for r, _ in counts} | self._aged
         for recipient in recipients:
             for state in (PENDING, PARKED):
                 metrics.webhook_queue.labels(recipient, state).set(counts.get((recipient, state), 0))
@@ -658,61 +897,35 @@ class DeliveryWorker:
         return due
 
     # -- the service ---------------------------------------------------------------------------
-    async def _lane(self, lane: _Lane, stop: asyncio.Event) -> None:
-        """Until `stop`: queue the subscription's new records and deliver its queue when due. A
-        failure (the broker, the database) is logged and the lane starts over after a pause."""
-        sub, pause = lane.sub, 1.0
-        while not stop.is_set():
-            try:
-                await self._consumer(sub)
-                lane.error, pause = None, 1.0
-                while not stop.is_set():
-                    now = self.clock()
-                    wait = self.fetch_wait_ms
-                    if lane.next_due is not None:
-                        wait = max(0, min(wait, int((lane.next_due - now).total_seconds() * 1000)))
-                    await self._pull_sub(sub, wait, background_commit=True)
-                    if not lane.ready:  # its consumer has joined its group and has the partitions
-                        lane.ready = bool(self._consumers[sub.id].assignment())
-                    if lane.next_due is not None and lane.next_due <= self.clock():
-                        # the budget keeps a long queue from starving its consumer's polls
-                        await self._deliver_sub(sub, budget=5.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one lane's trouble never stops the others
-                lane.ready, lane.error = False, type(exc).__name__
-                # the exception's type only: its text could carry the callback URL's credentials
-                log.warning("webhooks: subscription %s (%s, %s): %s; starting over in %.0f s", sub.id, sub.recipient,
-                            policy.loggable_url(sub.url), type(exc).__name__, pause)
-                await self._stop_consumer(sub.id)
-                try:
-                    await asyncio.wait_for(stop.wait(), pause)
-                except asyncio.TimeoutError:
-                    pass
-                pause = min(pause * 2, 30.0)
-
     async def _supervise(self, stop: asyncio.Event) -> None:
-        """Start a lane per active subscription, stop those of subscriptions gone or disabled; tell the
-        lanes when their heads are due (a `redeliver` from elsewhere); refresh the gauges."""
+        """Start a lane per active subscription, stop those of subscriptions gone or disabled; tell a
+        lane to read its queue again when the head in the database is not the one it holds (a
+        `redeliver` from elsewhere); refresh the gauges."""
         active = await self._db(self.store.subscriptions, True)
         ids = {s.id for s in active}
         for sub_id in set(self._lanes) - ids:
             lane = self._lanes.pop(sub_id)
-            if lane.task is not None:
-                lane.task.cancel()
-                await asyncio.gather(lane.task, return_exceptions=True)
-            if lane.commit is not None:
-                await asyncio.gather(lane.commit, return_exceptions=True)
+            for task in lane.tasks:
+                task.cancel()
+            await asyncio.gather(*lane.tasks, return_exceptions=True)
+            await self._commit(lane)
             await self._stop_consumer(sub_id)
             self._secrets.pop(sub_id, None)
         for sub in active:
             if sub.id not in self._lanes:
                 lane = self._lanes[sub.id] = _Lane(sub)
-                lane.task = asyncio.create_task(self._lane(lane, stop), name=f"webhooks-{sub.id}")
-        due = await self._db(self.refresh_gauges)
+                lane.tasks = [asyncio.create_task(self._consume(lane, stop), name=f"webhooks-{sub.id}-queue"),
+                              asyncio.create_task(self._deliver(lane, stop), name=f"webhooks-{sub.id}-deliver")]
+        read_at = time.monotonic()
+        heads = await self._db(self.refresh_gauges, active)
         for sub_id, lane in self._lanes.items():
-            if sub_id in due and (lane.next_due is None or due[sub_id] < lane.next_due):
-                lane.next_due = due[sub_id]
+            lane.finished = {i: t for i, t in lane.finished.items() if t >= read_at - 60}  # longer than a read takes
+            head = heads.get(sub_id)
+            if head is None or lane.finished.get(head[0], 0.0) >= read_at:
+                continue  # nothing pending, or the lane has finished it since the read
+            if not lane.queue or lane.queue[0].id != head[0]:
+                lane.resync = True
+                lane.wake.set()
 
     def stopped(self) -> list[str]:
         """What keeps the service from working (for /health): a supervisor that has not refreshed
@@ -751,6 +964,18 @@ class DeliveryWorker:
             await self.close()
             self._send_pool.shutdown(wait=False, cancel_futures=True)
             self._db_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _retry_wait(attempts: int, max_attempts: int, rng: random.Random | None, base_delay: float | None, schedule: tuple[float, ...],
+                jitter: float) -> float | None:
+    """Seconds until the next attempt after `attempts` failed ones (the schedule's next wait; with
+    `base_delay`, exponential backoff from it); None once `max_attempts` are made or the schedule is
+    exhausted: the delivery is parked."""
+    if attempts >= max_attempts:
+        return None
+    if base_delay is not None:
+        return policy.next_delay(attempts, rng, base=base_delay)
+    return policy.retry_delay(attempts, schedule, rng, jitter)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -523,7 +523,7 @@ def webhooks_serve(port: int | None, host: str | None) -> None:
     """Run the delivery service until SIGTERM or Ctrl-C: what the shipped deployments run.
 
     Needs HUB_KAFKA_URL and HUB_DATABASE_URL. Every active subscription is delivered on its own (its
-    own consumer group <HUB_APP_ID>.webhooks.<id>, in order), so a slow or dead receiver holds up only its
+    own consumer group <HUB_APP_ID>-webhooks.<id>, in order), so a slow or dead receiver holds up only its
     own queue; subscriptions added or disabled meanwhile are picked up within seconds. Serves
     /metrics (hub_webhook_*) and /health (200, or 503 naming what is not working: the database,
     or the broker for every subscription).

@@ -14,7 +14,9 @@
 - the webhook delivery service (`User:<app id>-webhooks`, `hub webhooks serve`) reads every
   recipient's referral, plan-request and notice topics (to POST them to the recipients' callback
   URLs; by prefix, `hub.referrals.<kind>.` and so on) with its own consumer groups
-  `<app id>.webhooks.<subscription id>`, and nothing else: it writes no topic;
+  `<app id>-webhooks.<subscription id>` (`<its user>.<id>`: the hub's prefix `<app id>.` does not
+  cover them, so the hub's user cannot join them, nor the service's user the hub's), and nothing
+  else: it writes no topic;
 - operations (`User:hub-ops`) alone read the dead letters.
 
 Kafka ACLs cannot check a record's content: that a status comes from the referral's recipient is
@@ -130,7 +132,8 @@ def webhooks_topic_prefixes(reference: Reference) -> list[str]:
 
 def webhooks_acls(app_id: str, reference: Reference) -> list[Acl]:
     """Read (and Describe) every recipient's own topics, by prefix (a family and a kind each: any
-    recipient's, none other); its consumer groups `<app id>.webhooks.` by prefix. Writes nothing."""
+    recipient's, none other); its consumer groups `<app id>-webhooks.` by prefix (`group_prefix` of its
+    user; the hub's `<app id>.` does not cover them). Writes nothing."""
     user = webhooks_user(app_id)
     acls = [Acl(user, "topic", prefix, PREFIX, ("Read", "Describe")) for prefix in webhooks_topic_prefixes(reference)]
     acls.append(Acl(user, "group", webhook_group_prefix(app_id), PREFIX, ("Read",)))

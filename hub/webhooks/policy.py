@@ -52,19 +52,21 @@ RETRY_SCHEDULE: tuple[float, ...] = parse_schedule(RETRY_SCHEDULE_TEXT)  # secon
 MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
 SECRET_PREFIX = "whsec_"
 # The delivery service's Kafka consumer groups, one per subscription (its own offsets), under the
-# deployment's app id like the hub's own groups (`<app id>.<name>`): `<app id>.webhooks.<id>`, so two
-# deployments on one cluster never share offsets (earlier releases: `hub-webhooks-<id>`; the upgrade
-# is in docs/operating.md).
-CONSUMER_GROUP_INFIX = "webhooks."
+# deployment's app id: `<app id>-webhooks.<id>`, so two deployments on one cluster never share
+# offsets, and the prefix is the service's own: the hub's workers own the groups `<app id>.<name>`
+# (their ACL is the prefix `<app id>.`), which must not cover the service's groups, nor the
+# service's cover theirs. `<app id>-webhooks` is also the service's Kafka user (hub.deploy.acls), so
+# its groups are `<its user>.<id>`, as every user's groups are `<user>.<name>`.
+CONSUMER_GROUP_SUFFIX = "-webhooks."
 
 
 def consumer_group_prefix(app_id: str) -> str:
     """Every consumer group of the delivery service of the deployment `app_id` starts with this."""
-    return f"{app_id}.{CONSUMER_GROUP_INFIX}"
+    return f"{app_id}{CONSUMER_GROUP_SUFFIX}"
 
 
 def consumer_group(app_id: str, subscription_id: int) -> str:
-    """The consumer group of one subscription's lane: `<app id>.webhooks.<subscription id>`."""
+    """The consumer group of one subscription's lane: `<app id>-webhooks.<subscription id>`."""
     return f"{consumer_group_prefix(app_id)}{subscription_id}"
 
 

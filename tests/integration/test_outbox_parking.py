@@ -179,16 +179,17 @@ def test_a_revoked_consents_plan_request_is_not_delivered_by_webhook_retries_nor
 
     async def scenario():
         # the first retry comes 1-2 s after a failed attempt: time to revoke in between
-        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=2.0, timeout=2, max_attempts=5)
+        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=2.0, timeout=2, max_attempts=5, refresh=0.2, fetch_wait_ms=200)
 
         async def until(condition, what):
             deadline = time.monotonic() + 60
             while not condition():
                 assert time.monotonic() < deadline, f"timed out: {what} {[(d.message_id, d.state, d.attempts) for d in store.deliveries(sub.id)]}"
-                await worker.pull(timeout_ms=200)
-                await worker.deliver_due()
+                assert not service.done(), "the delivery service stopped"
                 await asyncio.sleep(0.05)
 
+        stop = asyncio.Event()
+        service = asyncio.create_task(worker.run(stop))  # the service `hub webhooks serve` runs
         try:
             # a retry: the first attempt fails (503), the consent is revoked, the retry must not deliver it
             await publish("retried")
@@ -210,7 +211,8 @@ def test_a_revoked_consents_plan_request_is_not_delivered_by_webhook_retries_nor
             await publish("kept")
             await until(lambda: state_of("kept").state == DELIVERED, "the plan request with a consent in force")
         finally:
-            await worker.close()
+            stop.set()
+            await asyncio.wait_for(service, 30)
 
     try:
         asyncio.run(scenario())

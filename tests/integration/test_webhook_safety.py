@@ -235,7 +235,7 @@ def _self_signed(tmp_path, name: str):
 def test_https_to_the_pinned_address_keeps_the_name_for_sni_host_and_the_certificate(tmp_path):
     import ssl
 
-    from hub.adapters.webhooks import post
+    from hub.adapters.webhooks import default_tls, post
 
     cert_file, key_file = _self_signed(tmp_path, "localhost")
     receiver = Receiver()
@@ -257,6 +257,10 @@ def test_https_to_the_pinned_address_keeps_the_name_for_sni_host_and_the_certifi
         other_cert, _ = _self_signed(tmp_path, "receiver.example.fi")
         with pytest.raises(ssl.SSLCertVerificationError):
             post(url, b"{}", {}, 5, allow_loopback=True, tls=ssl.create_default_context(cafile=str(other_cert)))
+        # by default the system's CAs (made once, shared by the sending threads), which do not know this certificate
+        with pytest.raises(ssl.SSLCertVerificationError):
+            post(url, b"{}", {}, 5, allow_loopback=True)
+        assert default_tls() is default_tls() and default_tls().check_hostname and default_tls().verify_mode == ssl.CERT_REQUIRED
     finally:
         receiver.close()
 

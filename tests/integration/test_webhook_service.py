@@ -248,9 +248,9 @@ def test_hub_webhooks_serve_delivers_and_serves_health_and_metrics(fresh_kafka_u
         assert _get(f"http://127.0.0.1:{port}/health") == (200, "ok\n")
         listed = subprocess.run([*hub, "webhooks", "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
         assert json.loads(listed.stdout)["queue"] == {"delivered": 2}
-        # the subscription's offsets are committed in the deployment's own group, `<HUB_APP_ID>.webhooks.<id>`
+        # the subscription's offsets are committed in the deployment's own group, `<HUB_APP_ID>-webhooks.<id>`
         sub_id = json.loads(listed.stdout)["id"]
-        assert asyncio.run(_committed(fresh_kafka_url, f"{env['HUB_APP_ID']}.webhooks.{sub_id}", referral_topic(FINE))) == 2
+        assert asyncio.run(_committed(fresh_kafka_url, f"{env['HUB_APP_ID']}-webhooks.{sub_id}", referral_topic(FINE))) == 2
     finally:
         service.send_signal(signal.SIGTERM)
         try:

@@ -8,6 +8,7 @@ from the topics `recipient_topics` names); after the last attempt a delivery is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -87,6 +88,31 @@ def serve(receiver: Receiver):
     return server
 
 
+@contextlib.asynccontextmanager
+async def serving(worker: DeliveryWorker, ready_within: float = 60):
+    """The production service, `worker.run()`, as a task while the block runs (once every lane's
+    consumer has its partitions); stopped as SIGTERM stops it, and it must stop cleanly."""
+    stop = asyncio.Event()
+    service = asyncio.create_task(worker.run(stop))
+    try:
+        deadline = time.monotonic() + ready_within
+        while not worker.ready():
+            assert not service.done(), service.exception() if not service.cancelled() else "cancelled"
+            assert time.monotonic() < deadline, "the lanes never started"
+            await asyncio.sleep(0.05)
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(service, 30)  # raises what the service raised
+
+
+async def until(condition, what: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        await asyncio.sleep(0.05)
+
+
 def referral(recipient: str, sequence: int) -> dict:
     rec = envelope("hub:routing")
     rec.update(referral_id=f"r-{uuid.uuid4().hex[:8]}", to=recipient, purpose="outreach", person_key=f"pk-{sequence}", reasons=["arrived"],
@@ -146,35 +172,23 @@ def test_webhook_delivery_retries_parks_and_redelivers(kafka_url, database_url):
 
         # the plan request here is generated, not decided by the hub on a consent: no send-time consent
         # check (tests/integration/test_outbox_parking.py tests that one)
-        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=0.5, disclosure_check=lambda plan: None)
+        worker = DeliveryWorker(store, kafka_url, app_id=f"test-{uid}", topics_for=topics_for, base_delay=0.05, timeout=0.5, refresh=0.2,
+                                fetch_wait_ms=200, disclosure_check=lambda plan: None)
 
-        async def step():
-            await worker.pull(timeout_ms=200)
-            await worker.deliver_due()
+        def states():
+            return [(d.state, d.attempts) for d in store.deliveries(sub.id)]
 
-        try:
-            deadline = time.monotonic() + 60
-            while len(receiver.accepted) < len(sent) or any(d.state != DELIVERED for d in store.deliveries(sub.id)) or len(store.deliveries(sub.id)) < len(sent):
-                assert time.monotonic() < deadline, f"not delivered: {[(d.state, d.attempts) for d in store.deliveries(sub.id)]}"
-                await step()
-                await asyncio.sleep(0.05)
+        async with serving(worker):
+            await until(lambda: len(receiver.accepted) == len(sent) and [st for st, _ in states()] == [DELIVERED] * len(sent), f"delivered: {states()}")
             # phase 2: the receiver is down for longer than the attempts allow: parked, never dropped
             worker.max_attempts = 2
             receiver.script = [503, 503]
             async with EventProducer(kafka_url) as producer:
                 await producer.send_event(topics_for(RECIPIENT)[0], "Referral", referral(RECIPIENT, 4), key="k")
-            deadline = time.monotonic() + 30
-            while not any(d.state == PARKED for d in store.deliveries(sub.id)):
-                assert time.monotonic() < deadline, "never parked"
-                await step()
-                await asyncio.sleep(0.05)
+            await until(lambda: any(d.state == PARKED for d in store.deliveries(sub.id)), f"parked: {states()}", 30)
+            # `hub webhooks redeliver` (another process): the service sees the parked one queued again and delivers it
             assert store.redeliver(subscription_id=sub.id) == 1
-            while any(d.state == PENDING for d in store.deliveries(sub.id)):
-                assert time.monotonic() < deadline, "redelivery not delivered"
-                await step()
-                await asyncio.sleep(0.05)
-        finally:
-            await worker.close()
+            await until(lambda: not any(d.state == PENDING for d in store.deliveries(sub.id)), f"redelivered: {states()}", 30)
 
     try:
         asyncio.run(scenario())
@@ -252,16 +266,10 @@ def test_a_withdrawal_reaches_the_recipients_webhook_after_its_referral_in_seque
             await producer.send_event(topics_for(RECIPIENT)[0], "Referral", ref, key=ref["person_key"])
             await producer.send_event(topics_for(RECIPIENT)[0], "ReferralUpdated", update, key=ref["person_key"])
             await producer.send_event(topics_for(RECIPIENT)[0], "ReferralWithdrawn", withdrawal, key=ref["person_key"])
-        worker = DeliveryWorker(store, kafka_url, topics_for=topics_for, base_delay=0.05, timeout=2, disclosure_check=lambda plan: None)
-        try:
-            deadline = time.monotonic() + 60
-            while len(receiver.accepted) < 3:
-                assert time.monotonic() < deadline, f"not delivered: {[(d.state, d.attempts) for d in store.deliveries(sub.id)]}"
-                await worker.pull(timeout_ms=200)
-                await worker.deliver_due()
-                await asyncio.sleep(0.05)
-        finally:
-            await worker.close()
+        worker = DeliveryWorker(store, kafka_url, app_id=f"test-{uid}", topics_for=topics_for, base_delay=0.05, timeout=2, refresh=0.2,
+                                fetch_wait_ms=200, disclosure_check=lambda plan: None)
+        async with serving(worker):
+            await until(lambda: len(receiver.accepted) >= 3, f"delivered: {[(d.state, d.attempts) for d in store.deliveries(sub.id)]}")
 
     try:
         asyncio.run(scenario())
@@ -276,3 +284,60 @@ def test_a_withdrawal_reaches_the_recipients_webhook_after_its_referral_in_seque
     data = receiver.accepted[2]["data"]
     assert (data["referral_id"], data["cause"], data["reason"], receiver.accepted[2]["id"]) == (
         ref["referral_id"], "moved", "moved to municipality 049", str(withdrawal["event_id"]))
+
+
+def test_a_restarted_service_resumes_where_it_stopped(kafka_url, database_url):
+    """Stopped while a delivery waits for its retry (SIGTERM), the service commits the offsets of what
+    it queued; started again, it retries that one first, then the rest in order, and sends nothing
+    that was delivered already."""
+    database.upgrade(database_url)
+    uid = uuid.uuid4().hex[:8]
+
+    def topics_for(recipient):
+        return [f"test.{uid}.{topic}" for topic in recipient_topics(recipient)]
+
+    ensure_topics(kafka_url, topics_for(RECIPIENT), 1)
+    engine = database.create_engine(database_url)
+    store = WebhookStore(engine, allow_loopback=True)
+    from hub.webhooks.policy import new_secret
+
+    secret = new_secret()
+    receiver = Receiver(secret, [])
+    server = serve(receiver)
+    sub, _ = store.add(RECIPIENT, f"http://127.0.0.1:{server.server_address[1]}/hook", secret=secret)
+    sent = [referral(RECIPIENT, n) for n in range(1, 6)]
+
+    def worker():
+        return DeliveryWorker(store, kafka_url, app_id=f"test-{uid}", topics_for=topics_for, schedule=(1.0,), jitter=0.0, timeout=2, refresh=0.2,
+                              fetch_wait_ms=200, disclosure_check=lambda plan: None)
+
+    async def publish(records):
+        async with EventProducer(kafka_url) as producer:
+            for rec in records:
+                await producer.send_event(topics_for(RECIPIENT)[0], "Referral", rec, key="k")
+
+    async def scenario():
+        await publish(sent[:2])
+        first = worker()
+        async with serving(first):
+            await until(lambda: len(receiver.accepted) == 2, "the first two")
+            receiver.script = [503]  # the next one fails once: it waits for its retry when the service stops
+            await publish(sent[2:])
+            await until(lambda: receiver.requests == 3, "a failed attempt at the third")
+        assert [(d.state, d.attempts) for d in store.deliveries(sub.id)] == [(DELIVERED, 1)] * 2 + [(PENDING, 1), (PENDING, 0), (PENDING, 0)]
+        from tests.integration.test_webhook_service import _committed
+        from hub.webhooks.policy import consumer_group
+
+        assert await _committed(kafka_url, consumer_group(f"test-{uid}", sub.id), topics_for(RECIPIENT)[0]) == 5  # every record queued
+        async with serving(worker()):
+            await until(lambda: len(receiver.accepted) == 5, f"the rest: {[(d.state, d.attempts) for d in store.deliveries(sub.id)]}")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
+        engine.dispose()
+    assert [e["id"] for e in receiver.accepted] == [str(r["event_id"]) for r in sent]  # in order, each once
+    assert receiver.requests == 6 and receiver.bad_signatures == 0  # 5, and the third's retry
+    assert [(d.state, d.attempts) for d in store.deliveries(sub.id)] == [(DELIVERED, 1)] * 2 + [(DELIVERED, 2), (DELIVERED, 1), (DELIVERED, 1)]

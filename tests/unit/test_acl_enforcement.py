@@ -265,15 +265,36 @@ def test_the_webhook_service_reads_every_recipients_topics_in_its_own_groups_and
         az = Authorizer(bindings)
         assert az.topics(user, "Read") == every_recipients and az.topics(user, "Write") == set()
     assert BROKER.authorize(f"User:{user}", "Read", "group", policy.consumer_group(APP, 17))  # the group of subscription 17
-    assert policy.consumer_group(APP, 17) == f"{APP}.webhooks.17"
+    assert policy.consumer_group(APP, 17) == f"{APP}-webhooks.17" == f"{A.group_prefix(user)}17"  # `<its user>.<id>`
     # exactly its own prefix: not the hub's stream groups, another deployment's webhook groups, the old names
-    for group in (f"{APP}.newcomer-detection", f"{APP}.webhooks", f"{A.principal(RECIPIENTS[0])}.referrals", f"{A.OPS}.x",
+    for group in (f"{APP}.newcomer-detection", f"{APP}.webhooks.17", f"{APP}-webhooks", f"{A.principal(RECIPIENTS[0])}.referrals", f"{A.OPS}.x",
                   policy.consumer_group("other-hub", 17), "hub-webhooks-17"):
         assert not BROKER.authorize(f"User:{user}", "Read", "group", group), group
-    assert {b.name for b in COMMITTED if b.principal == f"User:{user}" and b.resource_type == "group"} == {f"{APP}.webhooks."}
+    assert {b.name for b in COMMITTED if b.principal == f"User:{user}" and b.resource_type == "group"} == {f"{APP}-webhooks."}
     assert not BROKER.authorize(f"User:{user}", "Create", "topic", names.referral_topic(RECIPIENTS[0]))
     # and no recipient may use the webhook service's groups
     assert not any(BROKER.authorize(f"User:{A.principal(a)}", "Read", "group", policy.consumer_group(APP, 1)) for a in RECIPIENTS)
+
+
+def test_the_hubs_workers_cannot_join_the_webhook_services_groups_nor_it_theirs():
+    """The hub's user owns its workers' groups by the prefix `<app id>.`; the webhook service's groups
+    must lie outside it (else the workers' credentials could read a subscription's group, commit its
+    offsets and skip deliveries), and the service's prefix must not cover the workers' groups."""
+    hub, service = f"User:{APP}", f"User:{A.webhooks_user(APP)}"
+    for az in (BROKER, Authorizer(SCRIPT)):  # both renderings
+        for sub_id in (1, 17, 10_000):
+            group = policy.consumer_group(APP, sub_id)
+            for operation in ("Read", "Describe", "Delete"):
+                assert not az.authorize(hub, operation, "group", group), (operation, group)
+            assert az.authorize(service, "Read", "group", group)
+        for group in (f"{APP}.newcomer-detection", f"{APP}.routing", f"{APP}.x"):
+            assert az.authorize(hub, "Read", "group", group)
+            assert not az.authorize(service, "Read", "group", group), group
+    # the rules themselves: no group rule of the hub's user covers the service's prefix
+    prefix = policy.consumer_group_prefix(APP)
+    for acl in A.hub_acls(APP):
+        if acl.resource_type == "group":
+            assert not (prefix.startswith(acl.name) if acl.pattern == A.PREFIX else acl.name.startswith(prefix)), acl
 
 
 @pytest.mark.parametrize("extra, breaks", [

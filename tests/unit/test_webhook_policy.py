@@ -47,7 +47,9 @@ def test_signature_verifies_with_the_standardwebhooks_library():
 
 
 def test_consumer_groups_are_the_deployments_own():
-    # under the app id like the hub's stream groups (`<app id>.<name>`): two deployments on one cluster share no offsets
-    assert policy.consumer_group("integration-hub", 7) == "integration-hub.webhooks.7"
+    # under the app id (two deployments on one cluster share no offsets), outside the prefix of the hub's stream
+    # groups (`<app id>.<name>`, the hub's ACL): the hub's user cannot join them
+    assert policy.consumer_group("integration-hub", 7) == "integration-hub-webhooks.7"
+    assert not policy.consumer_group("integration-hub", 7).startswith("integration-hub.")
     assert policy.consumer_group("hub-a", 7) != policy.consumer_group("hub-b", 7)
     assert policy.consumer_group("hub-a", 7).startswith(policy.consumer_group_prefix("hub-a"))

@@ -101,10 +101,8 @@ def _run_until_settled(worker, store, clock, sub_id, step=1.0, limit=dt.timedelt
     async def run():
         while any(d.state == PENDING for d in store.deliveries(sub_id)):
             await worker.deliver_due()
-            head = store.head(sub_id)
-            if head is not None:
-                due = head.next_attempt_at if head.next_attempt_at.tzinfo else head.next_attempt_at.replace(tzinfo=dt.timezone.utc)
-                clock["now"] = max(clock["now"] + dt.timedelta(seconds=step), due)
+            for head in store.pending(sub_id, 1):
+                clock["now"] = max(clock["now"] + dt.timedelta(seconds=step), head.next_attempt_at)
             assert clock["now"] - T0 < limit, "never settled"
 
     asyncio.run(run())
@@ -234,7 +232,7 @@ def test_a_lane_error_logs_its_type_and_the_url_without_credentials(caplog):
     async def run():
         stop = asyncio.Event()
         lane = _Lane(sub)
-        task = asyncio.create_task(worker._lane(lane, stop))
+        task = asyncio.create_task(worker._consume(lane, stop))
         for _ in range(100):
             if lane.error:
                 break
@@ -269,23 +267,11 @@ def test_an_undecodable_record_is_counted_and_the_rest_flows_on():
     records = [SimpleNamespace(topic="t", partition=0, offset=0, timestamp=1, value=b"\x00not avro"),
                SimpleNamespace(topic="t", partition=0, offset=1, timestamp=2, value=codec.encode("Referral", good))]
 
-    class Consumer:
-        commits = 0
-
-        async def getmany(self, timeout_ms):
-            out, records[:] = list(records), []
-            return {"t-0": out}
-
-        async def commit(self):
-            Consumer.commits += 1
-
-    async def consumer(s):
-        return Consumer()
-
-    worker._consumer = consumer
     counter = metrics.webhook_deliveries.labels(sub.recipient, "undecodable")
     before = counter._value.get()
-    assert asyncio.run(worker._pull_sub(sub, 0)) == 1  # the good one is queued
-    assert counter._value.get() == before + 1 and Consumer.commits == 1
+    lane = _Lane(sub, complete=True)
+    assert asyncio.run(worker._queue_records(lane, {"t-0": records})) == 1  # the good one is queued
+    assert counter._value.get() == before + 1 and lane.offsets == {"t-0": 2}  # both are behind it
+    assert [p.message_id for p in lane.queue] == [str(good["event_id"])]  # handed to the lane's delivery
     assert [d.message_id for d in store.deliveries(sub.id)] == [str(good["event_id"])]
     engine.dispose()
