@@ -13,6 +13,7 @@ alternatives of subcommands and choice values.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -228,3 +229,35 @@ def test_the_check_passes(command):
 def test_spans_pair_like_markdown():
     text = "run `hub db current`, not ``a `hub x` b``;\n```sh\n$ hub demo --quiet   # comment\n```\n`hub\ntopics`"
     assert commands_in(text) == [(1, "hub db current"), (3, "hub demo --quiet"), (5, "hub topics")]
+
+
+def _schema_id_table() -> tuple[dict[str, int], dict[str, int]]:
+    """docs/integrating.md's schema-id table: {"<Name>/v<N>": id} and {Name: the version it says the hub writes}."""
+    text = (ROOT / "docs" / "integrating.md").read_text(encoding="utf-8")
+    header = "| schema | version: id |\n|---|---|\n"
+    assert text.count(header) == 1, "docs/integrating.md: the schema-id table's header moved"
+    start = text.index(header) + len(header)
+    ids, writes = {}, {}
+    for row in text[start:text.index("\n\n", start)].splitlines():
+        name, cell = (c.strip() for c in row.strip("|").split("|"))
+        for version, schema_id in re.findall(r"v(\d+): (\d+)", cell):
+            assert f"{name}/v{version}" not in ids, row
+            ids[f"{name}/v{version}"] = int(schema_id)
+        written = re.search(r"\(the hub writes v(\d+)\)", cell)
+        writes[name] = int(written.group(1)) if written else None
+    return ids, writes
+
+
+def test_the_schema_id_table_in_integrating_md_is_schema_ids_json():
+    from hub.schemas.codec import Codec
+
+    ids, writes = _schema_id_table()
+    expected = json.loads((ROOT / "hub" / "schemas" / "schema_ids.json").read_text(encoding="utf-8"))
+    expected.pop("_comment")
+    assert ids == expected
+    codec = Codec()
+    for name, version in writes.items():
+        newest = codec.versions(name)[-1]
+        assert newest.schema_id == codec.schema_id(name)
+        # "(the hub writes vN)" where a schema has several versions, and then it is the one written
+        assert version == (newest.number if len(codec.versions(name)) > 1 else None), name
