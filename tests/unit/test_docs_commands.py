@@ -7,7 +7,7 @@ deploy/prometheus/alerts.yml. For each: the subcommand path exists; every option
 that command; a value given to a choice, number or date option converts (placeholders excepted);
 no more positional arguments than the command takes. A span that names a command without its
 arguments (`hub consent revoke`) is a mention and passes; so do placeholders: upper-case words
-(ID, HETU, N, FILE, ROW_ID), `...`, `{{ $labels.x }}`, and `[optional]`, `(a | b)`, `a|b`, `a/b`
+(ID, HETU, N, FILE, ROW_ID, YYYY-MM-DD), `...`, `{{ $labels.x }}`, and `[optional]`, `(a | b)`, `a|b`, `a/b`
 alternatives of subcommands and choice values.
 """
 
@@ -90,7 +90,7 @@ def _tokens(command: str) -> list[str]:
 
 def _placeholder(token: str) -> bool:
     word = token.removesuffix("...")
-    return word == "" or re.fullmatch(r"[A-Z][A-Z0-9_]*", word) is not None
+    return word == "" or re.fullmatch(r"[A-Z][A-Z0-9_-]*", word) is not None
 
 
 def _alternatives(token: str) -> list[str]:
@@ -218,6 +218,7 @@ def test_the_check_finds(command):
     "hub ingest dvv --poll [--since DAY] [--max-pages N]] [FILE...]",
     "hub gaps --recipient ... --stream plan-requests --from 3",
     "hub outbox retry ROW_ID",
+    "hub ingest dvv --poll --since YYYY-MM-DD",
     "hub referrals --authority {{ $labels.authority }} --overdue",
     "HUB_DATABASE_URL=sqlite:///.hub-data/demo.sqlite3 hub report ...",
     "hub consent show --person HETU --json",
