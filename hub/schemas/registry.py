@@ -163,7 +163,7 @@ class SchemaRegistry:
         return 200, {"compatibilityLevel": mode_of(name, self.modes)}
 
     def _mode(self, subject: str | None = None):
-        if subject is not None and subject not in self.subjects:
+        if subject is not None and self.schema_of_subject(subject) is None:
             return _not_found(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
         return 200, {"mode": MODE}
 

@@ -133,6 +133,24 @@ def test_config_mode_and_types(registry):
     assert registry.get("/config/nope-value")[1]["error_code"] == 40401
 
 
+@pytest.mark.parametrize("topic", [topics.referral_topic("municipality:091"), topics.plan_request_topic("wellbeing_area:04"),
+                                   topics.notice_topic("employment_authority:43")])
+def test_every_subject_served_answers_mode_as_it_answers_config(registry, topic):
+    """A per-recipient topic's subject is not listed (an open set) but is served: /mode too, as /config and its versions."""
+    subject = f"{topic}-value"
+    assert registry.get(f"/subjects/{subject}/versions")[0] == 200
+    assert registry.get(f"/config/{subject}")[0] == 200
+    assert registry.get(f"/mode/{subject}") == (200, {"mode": "READONLY"})
+
+
+def test_mode_and_config_agree_on_every_listed_subject_and_on_unknown_ones(registry):
+    for subject in [*subjects(), "nope-value", "hub.referrals.nobody.1.v1-value", "fi.integrationhub.Nope"]:
+        config, mode = registry.get(f"/config/{subject}"), registry.get(f"/mode/{subject}")
+        assert config[0] == mode[0], subject
+        if config[0] != 200:
+            assert config[1]["error_code"] == mode[1]["error_code"] == 40401
+
+
 def test_canonical_form_ignores_docs_properties_and_spelling_but_not_what_resolution_reads():
     from hub.schemas.registry import canonical
 
