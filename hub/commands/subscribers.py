@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-
+import errno
+import socket
 import sys
 
 import click
@@ -16,10 +17,12 @@ from hub.domain.clock import iso_utc
 EXIT_FAILED = 1
 
 
-def _kafka_url() -> str:
+def _kafka_url(holds: str = "the topic", nothing_to: str = "replay") -> str:
+    """HUB_KAFKA_URL, waited for; without it a usage error naming what the broker must hold and
+    what the command would do (`holds`, `nothing_to`)."""
     settings = load_settings()
     if not settings.kafka_url:
-        raise click.UsageError("set HUB_KAFKA_URL to the broker that holds the topic (the embedded broker starts empty, so there is nothing to replay or resend)")
+        raise click.UsageError(f"set HUB_KAFKA_URL to the broker that holds {holds} (the embedded broker starts empty, so there is nothing to {nothing_to})")
     url = faust_url(settings.kafka_url)
     wait_for(settings, kafka_url=url)
     return url
@@ -61,9 +64,22 @@ def registry_command(host: str, port: int) -> None:
     try:
         asyncio.run(serve(host, port, on_ready=ready))
     except OSError as exc:
-        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
+        raise click.UsageError(f"cannot listen on {host}:{port}: {_listen_fix(exc)}") from None
     except KeyboardInterrupt:
         pass
+
+
+def _listen_fix(exc: OSError) -> str:
+    """Why `hub registry` could not listen, and which option fixes it."""
+    if isinstance(exc, socket.gaierror):
+        return f"{exc.strerror or exc}: --host names no address; give this machine's address or name (0.0.0.0 for every interface)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "--host is not an address of this machine; give one of its addresses (0.0.0.0 for every interface)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (a port below 1024 needs privileges); choose another --port"
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is in use; choose another --port (0 picks a free one)"
+    return f"{exc.strerror or exc}; check --host and --port"
 
 
 @click.group("schemas")
@@ -259,7 +275,7 @@ def resend_command(recipient: str, stream: str, from_seq: int, to_seq: int | Non
     known_recipient(recipient)
     if to_seq is not None and to_seq < from_seq:
         raise click.UsageError(f"--to-seq {to_seq} is before --from-seq {from_seq}")
-    url, security = _kafka_url(), _security()
+    url, security = _kafka_url("the recipient's topics", "resend"), _security()
     settings = load_settings()
     wait_for(settings, database_url=settings.resolved_database_url())
     engine = create_engine(settings.resolved_database_url())
@@ -324,7 +340,7 @@ def gaps_command(recipient: str, streams: tuple[str, ...], from_seq: int | None)
     from hub.schemas.topics import stream_topic
 
     known_recipient(recipient)
-    url, security = _kafka_url(), _security()
+    url, security = _kafka_url("the recipient's topics", "check"), _security()
     found = False
     for stream in streams or ("referrals", "plan-requests", "notices"):
         topic = stream_topic(stream, recipient)
