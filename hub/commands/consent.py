@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
 import uuid
 
 import click
@@ -18,15 +20,85 @@ from hub.commands.context import load_settings, wait_for
 from hub.consent.model import DATA_CATEGORIES, PURPOSES, InvalidConsent
 
 
-def _person(ctx, param, value):
+PERSON_ENV = "HUB_PERSON"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+_STDIN = object()  # `--person -`: the code comes on standard input, or at a hidden prompt on a terminal
+_HOW = (f"give `--person -` and the code on standard input (on a terminal: a hidden prompt), or put it in the environment: "
+        f"{PERSON_ENV}, or the variable named by --person-env VAR")
+
+
+def _no_code_on_argv(ctx, param, value):
+    """`--person` takes `-` only: a command line is readable by every user of the machine (ps,
+    /proc/PID/cmdline) and stays in the shell's history. A value from HUB_PERSON passes through."""
+    from click.core import ParameterSource
+
+    if value is None or ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+        return value
+    if value != "-":  # never echoed: it may be an identity code
+        raise click.BadParameter("an identity code is never given on the command line, where other users see it (ps, "
+                                 f"/proc/PID/cmdline) and the shell history keeps it; {_HOW}", param_hint="'--person'")
+    return _STDIN
+
+
+def _env_name(ctx, param, value):
+    if value is not None and not _ENV_NAME.fullmatch(value):  # never echoed: it may be the code itself
+        raise click.BadParameter("give the name of an environment variable (letters, digits, _; not starting with a digit), not its value")
+    return value
+
+
+def person_options(*, required: bool, help: str):
+    """`--person -` and `--person-env VAR` (and HUB_PERSON): the ways a command takes an identity
+    code, none of which puts it in the process's arguments."""
+
+    def decorate(f):
+        f = click.option("--person-env", metavar="VAR", callback=_env_name,
+                         help="Read the henkilötunnus from the environment variable VAR.")(f)
+        return click.option("--person", metavar="-", envvar=PERSON_ENV, show_envvar=True, callback=_no_code_on_argv,
+                            help=f"{help} `-`: read it from standard input (one line; on a terminal, a hidden prompt). "
+                                 "Never the code itself: other users see the command line (ps) and the shell history keeps it."
+                                 + (" With neither option: HUB_PERSON, else a hidden prompt on a terminal." if required else " With neither option: HUB_PERSON."))(f)
+
+    return decorate
+
+
+def _validated(value: str, source: str) -> str:
     from hub.domain import hetu
 
-    if value is None:
-        return None
     try:
         return hetu.validate(value.strip().upper())
     except hetu.InvalidHetu as exc:
-        raise click.BadParameter(str(exc)) from None  # the message never contains the code
+        raise click.BadParameter(str(exc), param_hint=source) from None  # the message never contains the code
+
+
+def _prompt() -> str:
+    return click.prompt("henkilötunnus", hide_input=True, err=True)
+
+
+def _read_person(person, person_env, *, required: bool):
+    """The identity code from standard input (`--person -`), the variable --person-env names, or
+    HUB_PERSON; a hidden prompt when none is given and standard input is a terminal."""
+    if person is _STDIN and person_env is not None:
+        raise click.UsageError("give the identity code one way: `--person -` or --person-env VAR, not both")
+    if person is _STDIN:
+        stdin = click.get_text_stream("stdin")
+        if stdin.isatty():
+            return _validated(_prompt(), "'--person -'")
+        line = stdin.readline()
+        if not line.strip():
+            raise click.BadParameter("standard input held no identity code (`--person -` reads one line)", param_hint="'--person -'")
+        return _validated(line, "'--person -'")
+    if person_env is not None:
+        value = os.environ.get(person_env, "")
+        if not value.strip():
+            raise click.BadParameter(f"{person_env} is not set or is empty", param_hint="'--person-env'")
+        return _validated(value, f"--person-env {person_env}")
+    if person is not None:
+        return _validated(person, PERSON_ENV)
+    if not required:
+        return None
+    if click.get_text_stream("stdin").isatty():
+        return _validated(_prompt(), "the prompt")
+    raise click.UsageError(f"the command needs the person's identity code: {_HOW}")
 
 
 def _authority(ctx, param, value):
@@ -107,7 +179,7 @@ def consent() -> None:
 
 
 @consent.command("grant")
-@click.option("--person", required=True, callback=_person, metavar="HETU", help="The data subject's henkilötunnus.")
+@person_options(required=True, help="The data subject's henkilötunnus.")
 @click.option("--purpose", type=click.Choice(PURPOSES), default=PURPOSES[0], show_default=True, help="Purpose of the disclosure.")
 @click.option("--category", "categories", multiple=True, required=True, type=click.Choice(DATA_CATEGORIES),
               help="A data category the consent covers; repeat for several.")
@@ -118,11 +190,12 @@ def consent() -> None:
 @click.option("--evidence", help="Reference to the evidence: signed form, case number.")
 @click.option("--recorded-by", required=True, callback=_authority, metavar="AUTHORITY", help="Authority id recording the consent.")
 @click.option("--consent-id", help="Id of the new consent (default: a new UUID). Never reuse one.")
-def grant(person, purpose, categories, recipients, valid_from, valid_until, evidence, recorded_by, consent_id) -> None:
+def grant(person, person_env, purpose, categories, recipients, valid_from, valid_until, evidence, recorded_by, consent_id) -> None:
     """Record a consent granted by PERSON, and release the held items it covers (in order)."""
     from hub.consent import records
     from hub.schemas import bounds
 
+    person = _read_person(person, person_env, required=True)
     consent_id = consent_id or str(uuid.uuid4())
     try:
         rec = records.new_grant(consent_id=consent_id, person_id=person, recorded_by=recorded_by, purpose=purpose,
@@ -143,33 +216,34 @@ def grant(person, purpose, categories, recipients, valid_from, valid_until, evid
 
 @consent.command("revoke")
 @click.argument("consent_id")
-@click.option("--person", callback=_person, metavar="HETU",
-              help="The data subject's henkilötunnus: whose consent CONSENT_ID is. Needed when persons share the id (consent ids are the publishers' free text).")
+@person_options(required=False, help="The data subject's henkilötunnus: whose consent CONSENT_ID is. Needed when persons share the id "
+                                      "(consent ids are the publishers' free text).")
 @click.option("--recorded-by", required=True, callback=_authority, metavar="AUTHORITY", help="Authority id recording the revocation.")
 @click.option("--evidence", help="Reference to the evidence of the revocation.")
-def revoke(consent_id, person, recorded_by, evidence) -> None:
+def revoke(consent_id, person, person_env, recorded_by, evidence) -> None:
     """Record that CONSENT_ID was revoked: nothing more is disclosed under it, and each earlier
     recipient of data under it gets a revocation notice.
 
     A consent is a person's consent id. When several persons have a consent with this id, the
-    command revokes nothing until --person says whose. A consent already revoked or expired is
-    left as it is: exit 1 and one line saying when it ended.
+    command revokes nothing until --person - (or --person-env, HUB_PERSON) says whose. A consent
+    already revoked or expired is left as it is: exit 1 and one line saying when it ended.
     """
     from hub.consent import model
     from hub.domain.hetu import scrub
 
+    person = _read_person(person, person_env, required=False)
     registry = _registry()
     consent_id_shown = scrub(consent_id)  # free text: never echo an identity code typed in its place
     holders = registry.holders(consent_id)
     if not holders:
-        raise click.ClickException(f"no consent {consent_id_shown} in the registry; `hub consent show --person HETU` lists a person's consents")
+        raise click.ClickException(f"no consent {consent_id_shown} in the registry; `hub consent show --person -` lists a person's consents")
     if person is None and len(holders) > 1:
         raise click.UsageError(
             f"consent id {consent_id_shown} is held by {len(holders)} persons (consent ids come from the publishers and may repeat); "
-            "nothing was revoked. Say whose: `hub consent revoke " + consent_id_shown + " --person HETU --recorded-by ...` "
-            "(`hub consent show --person HETU` lists that person's consents)")
+            "nothing was revoked. Say whose: `hub consent revoke " + consent_id_shown + " --person - --recorded-by ...` with the code on standard input "
+            "(`hub consent show --person -` lists that person's consents)")
     if person is not None and person not in holders:
-        raise click.ClickException(f"this person has no consent {consent_id_shown}; `hub consent show --person HETU` lists the person's consents")
+        raise click.ClickException(f"this person has no consent {consent_id_shown}; `hub consent show --person -` lists the person's consents")
     first = holders[person] if person is not None else next(iter(holders.values()))
     rec = model.ConsentRecord(event_id=str(uuid.uuid4()), consent_id=consent_id, person_id=first.person_id, action=model.REVOKED,
                               recorded_by=recorded_by, recorded_at=utcnow(), purpose=first.purpose, evidence=evidence)
@@ -183,10 +257,11 @@ def revoke(consent_id, person, recorded_by, evidence) -> None:
 
 
 @consent.command("show")
-@click.option("--person", required=True, callback=_person, metavar="HETU", help="The data subject's henkilötunnus.")
+@person_options(required=True, help="The data subject's henkilötunnus.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def show(person, as_json) -> None:
+def show(person, person_env, as_json) -> None:
     """Show PERSON's consents (current state, derived), their history and any held items."""
+    person = _read_person(person, person_env, required=True)
     view = _registry().person_view(person)
     if as_json:
         click.echo(json.dumps(view, ensure_ascii=False, indent=2))
@@ -206,13 +281,14 @@ def show(person, as_json) -> None:
 
 
 @click.command("audit")
-@click.option("--person", required=True, callback=_person, metavar="HETU", help="The data subject's henkilötunnus.")
+@person_options(required=True, help="The data subject's henkilötunnus.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per disclosure.")
-def audit(person, as_json) -> None:
+def audit(person, person_env, as_json) -> None:
     """Show who received which categories of PERSON's data, when, and on which consent or legal basis.
 
     For authorised operators: prints that person's disclosures and nothing else.
     """
+    person = _read_person(person, person_env, required=True)
     rows = _registry().audit(person)
     for r in rows:
         if as_json:

@@ -36,12 +36,12 @@ NO_SECRETS = {"HUB_PERSON_KEY_SECRET": "", "HUB_DATA_KEYS": ""}
 DVV_PAGE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "dvv", "page1.json")
 
 
-@pytest.mark.parametrize("args", [["worker"], ["ingest", "dvv", DVV_PAGE], ["ingest", "dvv", "--poll"], ["consent", "show", "--person", "010190-900P"],
-                                  ["audit", "--person", "010190-900P"], ["webhooks", "list"]])
+@pytest.mark.parametrize("args", [["worker"], ["ingest", "dvv", DVV_PAGE], ["ingest", "dvv", "--poll"], ["consent", "show"], ["audit"], ["webhooks", "list"]])
 def test_production_commands_refuse_the_demo_person_key_secret(args, tmp_path):
     """Under the demo secret a person key reverses to the identity code in seconds: a production
     command stops before it touches anything, with one line naming the variable and how to make one."""
-    out = run(*args, env={**NO_SECRETS, "HUB_DATA_DIR": str(tmp_path), "HUB_KAFKA_URL": "kafka://127.0.0.1:1", "HUB_DATABASE_URL": ""}, timeout=60)
+    out = run(*args, env={**NO_SECRETS, "HUB_DATA_DIR": str(tmp_path), "HUB_KAFKA_URL": "kafka://127.0.0.1:1", "HUB_DATABASE_URL": "",
+                          "HUB_PERSON": "010190-900P"}, timeout=60)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "HUB_PERSON_KEY_SECRET is not set" in out.stderr and "secrets.token_urlsafe" in out.stderr
     assert "Traceback" not in out.stderr and "010190" not in out.stderr

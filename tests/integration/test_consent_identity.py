@@ -184,9 +184,9 @@ def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_
     env = {**os.environ, "HUB_DATABASE_URL": own_database_url, "HUB_KAFKA_URL": "", "HUB_DATA_DIR": str(tmp_path),
            "HUB_PERSON_KEY_SECRET": SECRET, "HUB_DATA_KEYS": DATA_KEY, "HUB_CONSENT_LEGAL_BASES": ""}
 
-    def hub(*args):
-        return subprocess.run([sys.executable, "-m", "hub.cli", "consent", *args], capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL, env=env)
+    def hub(*args, person=None):  # the identity code on standard input (`--person -`), never in the arguments
+        return subprocess.run([sys.executable, "-m", "hub.cli", "consent", *args], capture_output=True, text=True, timeout=120, env=env,
+                              **({"input": f"{person}\n"} if person is not None else {"stdin": subprocess.DEVNULL}))
 
     ambiguous = hub("revoke", "form-1", "--recorded-by", ASSESSOR)
     assert ambiguous.returncode == 2 and "Traceback" not in ambiguous.stderr
@@ -196,13 +196,13 @@ def test_hub_consent_revoke_refuses_an_id_two_persons_share_and_revokes_the_one_
         assert s.scalar(sa.select(sa.func.count()).select_from(store.ConsentEvent).where(store.ConsentEvent.action == "revoked")) == 0
 
     stranger, _ = new_person()
-    nobody = hub("revoke", "form-1", "--person", stranger, "--recorded-by", ASSESSOR)
+    nobody = hub("revoke", "form-1", "--person", "-", "--recorded-by", ASSESSOR, person=stranger)
     assert nobody.returncode == 1 and "this person has no consent form-1" in nobody.stderr and stranger not in nobody.stderr
 
-    wide = hub("revoke", "form-1", "--person", second.translate(FULLWIDTH), "--recorded-by", ASSESSOR)
+    wide = hub("revoke", "form-1", "--person", "-", "--recorded-by", ASSESSOR, person=second.translate(FULLWIDTH))
     assert wide.returncode == 2 and "ASCII" in wide.stderr and "Traceback" not in wide.stderr
 
-    named = hub("revoke", "form-1", "--person", second, "--recorded-by", ASSESSOR)
+    named = hub("revoke", "form-1", "--person", "-", "--recorded-by", ASSESSOR, person=second)
     assert named.returncode == 0, named.stderr
     assert "consent form-1 revoked" in named.stdout and second not in named.stdout
     now = dt.datetime.now(dt.timezone.utc)
