@@ -1,8 +1,8 @@
 """Encryption at rest for the personal data the database must keep (identity codes, assessment data,
 webhook secrets): Fernet (AES-128-CBC + HMAC-SHA256, `cryptography`) under keys from the environment.
 
-`HUB_DATA_KEYS`: one or more Fernet keys, comma-separated (`hub keys new` style: 32 url-safe
-base64-encoded bytes each). The first encrypts; every one decrypts, so a key is rotated by putting
+`HUB_DATA_KEYS`: one or more Fernet keys, comma-separated (32 url-safe base64-encoded bytes
+each, as `Fernet.generate_key()` or `openssl rand -base64 32 | tr '+/' '-_'` make them). The first encrypts; every one decrypts, so a key is rotated by putting
 the new one first and keeping the old one until its rows are re-sealed or removed. Unset, the hub
 uses a key derived from a fixed demo text: fine for the embedded demo, refused by production
 commands (`Settings.require_production_secrets`).
