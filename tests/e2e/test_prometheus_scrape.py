@@ -1,10 +1,13 @@
-"""A real Prometheus (Debian's `prometheus`, the server beside promtool) scrapes the long-running DVV
-feed (`hub ingest dvv --poll --follow`) under the job name the shipped configurations give it, with
-the shipped alert rules (deploy/prometheus/alerts.yml) loaded: the DVV feed's dead letters fire
-HubDeadLetters, its unknown data group fires HubDvvUnknownDataGroups, every rule evaluates without
-an error on the real series, and a stopped poller makes HubDvvIngestDown pending. What it proves: the
-metrics reach Prometheus and the rules select them (a job name or a metric name that drifts fails
-here, not in production)."""
+"""A real Prometheus (Debian's `prometheus`, the server beside promtool) scrapes the long-running
+parts that serve metrics besides the workers, each under the job name the shipped configurations
+give it, with the shipped alert rules (deploy/prometheus/alerts.yml) loaded:
+- the DVV feed (`hub ingest dvv --poll --follow`): its dead letters fire HubDeadLetters, its unknown
+  data group HubDvvUnknownDataGroups, and a stopped poller makes HubDvvIngestDown pending;
+- webhook delivery (`hub webhooks serve`): a receiver that refuses connections gets its deliveries
+  parked and fires HubWebhooksParked (for it alone), and a stopped service makes HubWebhooksDown pending;
+and every rule evaluates without an error on the real series. What it proves: the metrics reach
+Prometheus and the rules select them (a job name or a metric name that drifts fails here, not in
+production). The workers' own series are scraped by tests/e2e/test_worker_metrics_cli.py."""
 
 import json
 import os
@@ -37,12 +40,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def shipped_dvv_job() -> str:
-    """The DVV poller's job name in the shipped configurations (the same in both)."""
+def shipped_job(part: str) -> str:
+    """The job name the shipped configurations (the same in both) give the part named `part`."""
     names = set()
     for config in (ROOT / "deploy" / "prometheus" / "prometheus.yml", ROOT / "deploy" / "compose" / "prometheus.yml"):
         jobs = [job["job_name"] for job in yaml.safe_load(config.read_text())["scrape_configs"]]
-        names |= {job for job in jobs if "dvv" in job}
+        names |= {job for job in jobs if part in job}
     assert len(names) == 1, names
     return names.pop()
 
@@ -83,6 +86,16 @@ class Prometheus:
     def alerts(self, name: str) -> list[dict]:
         return [a for a in self.api("alerts")["alerts"] if a["labels"]["alertname"] == name]
 
+    def all_rules_evaluated(self) -> list[dict]:
+        """Every rule of the shipped file, once each has evaluated on the real series without an error."""
+        def evaluated():
+            rules = [r for g in self.api("rules")["groups"] for r in g["rules"]]
+            return rules if all(r["health"] == "ok" for r in rules) else None
+        rules = self.wait("every rule evaluated", evaluated)
+        shipped = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+        assert {r["name"] for r in rules} == shipped
+        return rules
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -99,7 +112,7 @@ def test_the_dvv_feed_reaches_a_real_prometheus_and_fires_the_shipped_alerts(kaf
     first, pages = sample_day()  # the third page has 3 bad changes and a data group the hub does not map
     env = {"HUB_KAFKA_URL": kafka_url, "HUB_DATA_DIR": str(tmp_path), "HUB_DATABASE_URL": "", "HUB_DVV_POLL_INTERVAL": "0.3",
            "HUB_DVV_RETRIES": "1", "HUB_DVV_METRICS_PORT": "0"}
-    job = shipped_dvv_job()
+    job = shipped_job("dvv")
     with ReplayServer(pages, first) as server:
         env["HUB_DVV_URL"] = server.url
         first_run = subprocess.run([*HUB, "ingest", "dvv", "--poll", "--since", "2026-05-11", "--max-pages", "1"], env={**os.environ, **env},
@@ -120,13 +133,7 @@ def test_the_dvv_feed_reaches_a_real_prometheus_and_fires_the_shipped_alerts(kaf
             unknown = prometheus.wait("HubDvvUnknownDataGroups firing", lambda: prometheus.alerts("HubDvvUnknownDataGroups"))
             assert [a["labels"]["group"] for a in unknown] == ["JOKU_UUSI_TIETORYHMA"]
 
-            # every rule of the shipped file is loaded and evaluates on the real series without an error
-            def evaluated():
-                rules = [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
-                return rules if all(r["health"] == "ok" for r in rules) else None
-            rules = prometheus.wait("every rule evaluated", evaluated)
-            shipped = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
-            assert {r["name"] for r in rules} == shipped
+            prometheus.all_rules_evaluated()
             # a feed that gives pages is not stale, and a poller that answers is not down
             assert not prometheus.alerts("HubDvvFeedStale") and not prometheus.alerts("HubDvvIngestDown")
         except BaseException:
@@ -140,3 +147,71 @@ def test_the_dvv_feed_reaches_a_real_prometheus_and_fires_the_shipped_alerts(kaf
             assert down[0]["labels"]["instance"] == target and down[0]["state"] == "pending"  # `for: 5m`
         finally:
             prometheus.stop()
+
+
+def test_webhook_delivery_reaches_a_real_prometheus_and_fires_the_shipped_alerts(fresh_kafka_url, own_database_url, tmp_path):
+    """`hub webhooks serve` with one live receiver and one that refuses connections (a short retry
+    schedule parks its deliveries): HubWebhooksParked fires for that recipient only, every rule
+    evaluates, and a stopped service makes HubWebhooksDown pending."""
+    import asyncio
+    import signal
+    import uuid
+
+    from hub.adapters.kafka.admin import ensure_topics
+    from hub.adapters.kafka.producer import EventProducer
+    from hub.adapters.webhooks import recipient_topics
+    from hub.schemas.topics import referral_topic
+    from tests.e2e.conftest import TEST_DATA_KEY, TEST_PERSON_KEY_SECRET
+    from tests.integration.test_webhook_service import Receiver, referral
+
+    live, dead = "wellbeing_area:03", "wellbeing_area:01"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(HUB_KAFKA_URL=fresh_kafka_url, HUB_DATABASE_URL=own_database_url, HUB_PERSON_KEY_SECRET=TEST_PERSON_KEY_SECRET,
+               HUB_DATA_KEYS=TEST_DATA_KEY, HUB_WEBHOOKS_ALLOW_LOOPBACK="on", HUB_DATA_DIR=str(tmp_path), HUB_METRICS_PORT=str(port),
+               HUB_WEBHOOKS_RETRY_SCHEDULE="100ms,100ms", HUB_WEBHOOKS_TIMEOUT="2", HUB_APP_ID=f"hub-{uuid.uuid4().hex[:6]}")
+    assert subprocess.run([*HUB, "db", "upgrade"], env=env, capture_output=True, timeout=120).returncode == 0
+    ensure_topics(fresh_kafka_url, [t for r in (live, dead) for t in recipient_topics(r)], 1)
+    receiver = Receiver()
+    refused = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    for recipient, url in ((live, receiver.url), (dead, refused)):
+        added = subprocess.run([*HUB, "webhooks", "add", "--recipient", recipient, "--url", url], env=env, capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
+    service = subprocess.Popen([*HUB, "webhooks", "serve"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    (tmp_path / "prometheus").mkdir()
+    job = shipped_job("webhooks")
+    prometheus = Prometheus(tmp_path / "prometheus", job, [f"127.0.0.1:{port}"])
+    try:
+        prometheus.wait("the delivery service's target up", lambda: [t for t in prometheus.api("targets")["activeTargets"]
+                                                                     if t["labels"]["job"] == job and t["health"] == "up"])
+
+        async def send():
+            async with EventProducer(fresh_kafka_url) as producer:
+                for recipient in (live, dead):
+                    for seq in (1, 2):
+                        rec = referral(recipient, seq)
+                        await producer.send_event(referral_topic(recipient), "Referral", rec, key=rec["person_key"])
+
+        asyncio.run(send())
+        parked = prometheus.wait("HubWebhooksParked firing", lambda: [a for a in prometheus.alerts("HubWebhooksParked") if a["state"] == "firing"])
+        assert [a["labels"]["recipient"] for a in parked] == [dead]
+        assert [seq for _, _, seq in receiver.arrived] == [1, 2]
+        delivered = prometheus.api("query", query="sum by (recipient) (hub_webhook_deliveries_total{outcome=\"delivered\"})")["result"]
+        assert [(r["metric"]["recipient"], r["value"][1]) for r in delivered] == [(live, "2")]
+        prometheus.all_rules_evaluated()
+        assert not prometheus.alerts("HubWebhooksDown") and not prometheus.alerts("HubWebhookUndecodable")
+    except BaseException:
+        service.kill()
+        prometheus.stop()
+        receiver.close()
+        raise
+    try:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=30) == 0, service.stderr.read()
+        down = prometheus.wait("HubWebhooksDown pending once the service stops", lambda: prometheus.alerts("HubWebhooksDown"))
+        assert down[0]["labels"]["instance"] == f"127.0.0.1:{port}" and down[0]["state"] == "pending"  # `for: 5m`
+    finally:
+        if service.poll() is None:
+            service.kill()
+        prometheus.stop()
+        receiver.close()
