@@ -83,8 +83,12 @@ def database_errors(what: str):
     never a traceback, the SQL or its parameters (a callback URL, personal data)."""
     import sqlalchemy as sa
 
+    from hub.adapters.sealing import SealingError
+
     try:
         yield
+    except SealingError as exc:  # a sealed value that no key in HUB_DATA_KEYS opens: its message names the setting
+        raise Refused(f"{what}: {exc}", EXIT_UNAVAILABLE) from None
     except sa.exc.SQLAlchemyError as exc:
         cause = type(getattr(exc, "orig", None) or exc).__name__
         raise Refused(f"{what}: the database failed ({cause}); check HUB_DATABASE_URL and run `hub db upgrade`", EXIT_UNAVAILABLE) from None
