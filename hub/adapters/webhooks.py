@@ -38,6 +38,7 @@ import random
 import socket
 import ssl
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from collections import deque
 from dataclasses import dataclass, field
@@ -62,6 +63,21 @@ log = logging.getLogger(__name__)
 PENDING, DELIVERED, PARKED = "pending", "delivered", "parked"
 WITHDRAWN = "withdrawn"  # a plan request whose consent or legal basis ended before it was delivered
 UNDECODABLE = "undecodable"  # the outcome counted for a record of a recipient's topic that does not decode: never queued
+
+
+SEQUENCE_WITHDRAWN = "SequenceWithdrawn"  # the content-free notice of a numbered plan request withdrawn before it was delivered
+_WITHDRAWN_IDS = uuid.UUID("5b0c6a2e-8f0e-4f57-9a51-0d7e3c1f2b44")  # namespace of the notices' ids: uuid5(it, the plan request's event id)
+
+
+def withdrawn_body(message_id: str, stream: str, sequence: int) -> bytes:
+    """The CloudEvents JSON body telling a receiver that number `sequence` of its `stream` was withdrawn
+    before it was delivered: the stream and the number, nothing of the record (no event id, no time,
+    no reason)."""
+    import json
+
+    body = {"specversion": "1.0", "id": message_id, "type": f"fi.integrationhub.{SEQUENCE_WITHDRAWN}.v1", "source": "/hub",
+            "datacontenttype": "application/json", "data": {"stream": stream, "sequence": sequence}}
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class WebhookSubscription(Base):
@@ -296,8 +312,11 @@ class WebhookStore:
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
             return row.state
 
-    def withdraw(self, delivery_id: int, reason: str, now: dt.datetime, plan: dict) -> None:
-        """A plan request that must not be delivered any more: withdrawn with its reason, recorded for the audit."""
+    def withdraw(self, delivery_id: int, reason: str, now: dt.datetime, plan: dict) -> Pending | None:
+        """A plan request that must not be delivered any more: withdrawn with its reason, recorded for the
+        audit. When it has a `sequence` and was never delivered, a `SequenceWithdrawn` notice with that
+        number only (`withdrawn_body`) is queued in the same transaction, so the receiver sees no
+        unexplained gap; returns it (None when none is queued)."""
         from hub.adapters.disclosure_check import record_withdrawal
         from hub.consent.disclosure_check import CHANNEL_WEBHOOK
 
@@ -306,6 +325,19 @@ class WebhookStore:
             row.state, row.last_error = WITHDRAWN, reason
             row.body = ""  # never delivered: the person's data need not stay
             record_withdrawal(s, plan, reason, CHANNEL_WEBHOOK, now)
+            if row.sequence is None or row.delivered_at is not None:
+                return None  # unnumbered: no gap; delivered before (a redelivery): the receiver has its number
+            # the record on the topic has its number: the receiver learns it was withdrawn, and nothing else of it
+            message_id = str(uuid.uuid5(_WITHDRAWN_IDS, row.message_id))
+            if s.scalars(sa.select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == row.subscription_id,
+                                                            WebhookDelivery.message_id == message_id)).first():
+                return None
+            body = withdrawn_body(message_id, "plan-requests", row.sequence)
+            notice = WebhookDelivery(subscription_id=row.subscription_id, message_id=message_id, topic=row.topic, schema=SEQUENCE_WITHDRAWN,
+                                     sequence=row.sequence, body=body.decode(), state=PENDING, attempts=0, next_attempt_at=now, created_at=now)
+            s.add(notice)
+            s.flush()
+            return Pending(notice.id, message_id, SEQUENCE_WITHDRAWN, body, now, 0, now)
 
     def redeliver(self, subscription_id: int | None = None, delivery_id: int | None = None, now: dt.datetime | None = None) -> int:
         """Queue parked deliveries again (of one subscription, or one delivery); returns how many."""
@@ -336,7 +368,7 @@ class WebhookStore:
             requeue = []
             for id_, sequence, state, has_body in rows:
                 if state == WITHDRAWN:
-                    done.skipped[sequence] = "withdrawn: its consent or legal basis ended before it was delivered (never sent)"
+                    done.skipped[sequence] = "withdrawn: its consent or legal basis had ended when it was to be delivered"
                 elif state == PENDING:
                     done.skipped[sequence] = "queued already (not delivered yet)"
                 elif not has_body:
@@ -347,6 +379,9 @@ class WebhookStore:
             if requeue:
                 s.execute(sa.update(t).where(t.id.in_(requeue)).values(state=PENDING, attempts=0, last_error=None, next_attempt_at=now or utcnow())
                           .execution_options(synchronize_session=False))
+        for n in done.queued:  # a withdrawn number whose notice (SequenceWithdrawn) goes again
+            if done.skipped.get(n, "").startswith("withdrawn"):
+                del done.skipped[n]
         seen = {n for _, n, _, _ in rows}
         top = last if last is not None else max(seen, default=first - 1)
         done.missing = [n for n in range(first, top + 1) if n not in seen]
@@ -854,9 +889,16 @@ class DeliveryWorker:
         wait = (head.next_attempt_at - self.clock()).total_seconds()
         if wait > 0:
             return wait
-        if head.schema == "PlanRequest" and await self._db(self._withdrawn, lane.sub, head):
-            self._finish(lane, head)
-            return 0
+        if head.schema == "PlanRequest":
+            withdrawn = await self._db(self._withdrawn, lane.sub, head)
+            if withdrawn:
+                self._finish(lane, head)
+                if isinstance(withdrawn, Pending):  # its number's notice, queued last
+                    if lane.loading:
+                        lane.stash.append(withdrawn)
+                    elif lane.complete:
+                        lane.queue.append(withdrawn)
+                return 0
         if await self._attempt(lane.sub, head) != PENDING:
             self._finish(lane, head)
         return 0
@@ -930,8 +972,9 @@ class DeliveryWorker:
                         attempts, error)
         return state
 
-    def _withdrawn(self, sub: Subscription, head: Pending) -> bool:
-        """For a plan request: check its consent or legal basis now; withdraw the delivery when it no longer holds."""
+    def _withdrawn(self, sub: Subscription, head: Pending) -> bool | Pending:
+        """For a plan request: check its consent or legal basis now; withdraw the delivery when it no
+        longer holds. False: it holds; else True, or the notice of its number queued in its place."""
         if head.schema != "PlanRequest":
             return False
         import json
@@ -943,11 +986,11 @@ class DeliveryWorker:
         reason = self.disclosure_check(plan) if isinstance(plan, dict) else "no_basis"
         if reason is None:
             return False
-        self.store.withdraw(head.id, reason, self.clock(), plan if isinstance(plan, dict) else {})
+        notice = self.store.withdraw(head.id, reason, self.clock(), plan if isinstance(plan, dict) else {})
         metrics.webhook_deliveries.labels(sub.recipient, WITHDRAWN).inc()
         metrics.disclosures_withdrawn.labels(reason=reason, channel="webhook").inc()
         log.info("webhooks: plan request %s to %s withdrawn before delivery (%s)", head.message_id, sub.recipient, reason)
-        return True
+        return notice or True
 
     async def deliver_due(self) -> None:
         """Without Kafka: every active subscription's delivery step (the one its lane runs) until its

@@ -35,7 +35,8 @@ class Receiver:
 
     def __init__(self, secret: str):
         verifier, received = Webhook(secret), []
-        self.received = received
+        self.received, self.bodies = received, []
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
@@ -44,6 +45,7 @@ class Receiver:
                 verifier.verify(body, headers)
                 event = json.loads(body)
                 received.append((headers["webhook-id"], event["type"], event["data"]["sequence"]))
+                receiver.bodies.append(event)
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -149,5 +151,43 @@ def test_delivered_records_go_again_by_sequence_in_order(store):
         assert done.queued == [2]
         deliver(worker, store, sub.id)
         assert [(webhook_id, n) for webhook_id, _, n in receiver.received[before:]] == [(ids[("Notice", 2)], 2)]
+    finally:
+        receiver.close()
+
+
+def test_a_numbered_plan_request_withdrawn_before_delivery_leaves_a_content_free_notice_of_its_number(store):
+    """The record on the topic has its number, so the receiver is told that number was withdrawn: a
+    `SequenceWithdrawn` with the stream and the number only, after what was queued before; never for
+    one delivered before (a redelivery), never twice; `redeliver --stream --from` sends it again."""
+    sub, secret = store.add(RECIPIENT, "http://127.0.0.1:1/placeholder")
+    store.disable(sub.id)
+    receiver = Receiver(secret)
+    worker = DeliveryWorker(store, "kafka://unused:9092", base_delay=0.01,
+                            disclosure_check=lambda plan: "consent_revoked" if plan.get("sequence") == 2 else None)
+    try:
+        sub, _ = store.add(RECIPIENT, f"http://127.0.0.1:{receiver.port}/hook", secret=secret)
+        topic = plan_request_topic(RECIPIENT)
+        ids = {}
+        for n in (1, 2, 3):
+            event_id, body = record("PlanRequest", n)
+            ids[n] = event_id
+            store.enqueue(sub.id, event_id, topic, "PlanRequest", body, NOW, sequence=n)
+        deliver(worker, store, sub.id)
+        assert [n for _, _, n in receiver.received] == [1, 3, 2]
+        webhook_id, kind, _ = receiver.received[2]
+        assert kind == "fi.integrationhub.SequenceWithdrawn.v1" and webhook_id not in ids.values()
+        notice = receiver.bodies[2]
+        assert notice["data"] == {"stream": "plan-requests", "sequence": 2}
+        assert set(notice) == {"specversion", "id", "type", "source", "datacontenttype", "data"}  # no time, nothing of the plan request
+        assert ids[2] not in json.dumps(notice) and "pk-2" not in json.dumps(notice)
+        states = [(d.schema, d.sequence, d.state) for d in store.deliveries(sub.id)]
+        assert states == [("PlanRequest", 1, DELIVERED), ("PlanRequest", 2, WITHDRAWN), ("PlanRequest", 3, DELIVERED),
+                          ("SequenceWithdrawn", 2, DELIVERED)]
+
+        done = store.redeliver_sequences(sub.id, topic, 2, 2)  # the receiver lost it: the notice goes again, same webhook-id
+        assert done.queued == [2] and done.skipped == {}
+        deliver(worker, store, sub.id)
+        assert receiver.received[-1] == (webhook_id, kind, 2)
+        assert len(store.deliveries(sub.id)) == 4  # no second notice
     finally:
         receiver.close()
