@@ -8,7 +8,8 @@ record is not queued twice) before the offset is committed. Deliveries go out in
 failed one is retried on the retry schedule (`policy.retry_delay`: Standard Webhooks' schedule,
 jittered) and blocks those behind it, so the receiver sees them in order; after the last attempt
 it is parked (never dropped) and the queue moves on; `hub webhooks redeliver` queues parked ones
-again. Every attempt is recorded. Every subscription is delivered on its own (`DeliveryWorker`):
+again, or a subscription's delivered ones of one stream by their record's `sequence` (kept on each
+delivery, `redeliver_sequences`). Every attempt is recorded. Every subscription is delivered on its own (`DeliveryWorker`):
 a slow or dead receiver holds up only its own queue. The service holds the head of each queue in
 memory and writes in batches (the records queued and the attempts made by every subscription
 meanwhile in one transaction); delivery is at least once (an attempt whose outcome was not written
@@ -23,7 +24,9 @@ are sealed at rest (hub.adapters.sealing); delivered bodies go with `hub retenti
 Before every attempt at a plan request (the first, a retry, or one queued again by `hub webhooks
 redeliver`) its consent or legal basis is checked again (hub.adapters.disclosure_check): when it no
 longer holds, the delivery is withdrawn (state `withdrawn`, the reason as its last error, audited)
-and never attempted again.
+and never attempted again; one that has a number and was never delivered leaves a content-free
+`SequenceWithdrawn` notice of that number in its place (`withdrawn_body`), at the end of the queue, so
+the receiver sees no unexplained gap.
 """
 
 from __future__ import annotations
