@@ -412,7 +412,7 @@ class _WebhooksGroup(click.Group):
     def invoke(self, ctx):
         from hub.commands.context import database_errors
 
-        with database_errors(f"hub webhooks {ctx.invoked_subcommand or ''}".strip()):
+        with database_errors("hub webhooks"):
             return super().invoke(ctx)
 
 
