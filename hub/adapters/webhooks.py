@@ -8,7 +8,8 @@ record is not queued twice) before the offset is committed. Deliveries go out in
 failed one is retried on the retry schedule (`policy.retry_delay`: Standard Webhooks' schedule,
 jittered) and blocks those behind it, so the receiver sees them in order; after the last attempt
 it is parked (never dropped) and the queue moves on; `hub webhooks redeliver` queues parked ones
-again. Every attempt is recorded. Every subscription is delivered on its own (`DeliveryWorker`):
+again, or a subscription's delivered ones of one stream by their record's `sequence` (kept on each
+delivery, `redeliver_sequences`). Every attempt is recorded. Every subscription is delivered on its own (`DeliveryWorker`):
 a slow or dead receiver holds up only its own queue. The service holds the head of each queue in
 memory and writes in batches (the records queued and the attempts made by every subscription
 meanwhile in one transaction); delivery is at least once (an attempt whose outcome was not written
@@ -23,7 +24,9 @@ are sealed at rest (hub.adapters.sealing); delivered bodies go with `hub retenti
 Before every attempt at a plan request (the first, a retry, or one queued again by `hub webhooks
 redeliver`) its consent or legal basis is checked again (hub.adapters.disclosure_check): when it no
 longer holds, the delivery is withdrawn (state `withdrawn`, the reason as its last error, audited)
-and never attempted again.
+and never attempted again; one that has a number and was never delivered leaves a content-free
+`SequenceWithdrawn` notice of that number in its place (`withdrawn_body`), at the end of the queue, so
+the receiver sees no unexplained gap.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import random
 import socket
 import ssl
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from collections import deque
 from dataclasses import dataclass, field
@@ -64,6 +68,21 @@ WITHDRAWN = "withdrawn"  # a plan request whose consent or legal basis ended bef
 UNDECODABLE = "undecodable"  # the outcome counted for a record of a recipient's topic that does not decode: never queued
 
 
+SEQUENCE_WITHDRAWN = "SequenceWithdrawn"  # the content-free notice of a numbered plan request withdrawn before it was delivered
+_WITHDRAWN_IDS = uuid.UUID("5b0c6a2e-8f0e-4f57-9a51-0d7e3c1f2b44")  # namespace of the notices' ids: uuid5(it, the plan request's event id)
+
+
+def withdrawn_body(message_id: str, stream: str, sequence: int) -> bytes:
+    """The CloudEvents JSON body telling a receiver that number `sequence` of its `stream` was withdrawn
+    before it was delivered: the stream and the number, nothing of the record (no event id, no time,
+    no reason)."""
+    import json
+
+    body = {"specversion": "1.0", "id": message_id, "type": f"fi.integrationhub.{SEQUENCE_WITHDRAWN}.v1", "source": "/hub",
+            "datacontenttype": "application/json", "data": {"stream": stream, "sequence": sequence}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 class WebhookSubscription(Base):
     __tablename__ = "webhook_subscriptions"
     __table_args__ = (sa.Index("ix_webhook_subscriptions_recipient", "recipient"),)
@@ -83,12 +102,15 @@ class WebhookDelivery(Base):
         # the deliveries still waiting: what the service reads periodically (migration 0023)
         sa.Index("ix_webhook_deliveries_waiting", "subscription_id", "state", "id",
                  postgresql_where=sa.text("state IN ('pending', 'parked')"), sqlite_where=sa.text("state IN ('pending', 'parked')")),
+        # a recipient's records of one stream by number: `hub webhooks redeliver --stream --from` (migration 0024)
+        sa.Index("ix_webhook_deliveries_sequence", "subscription_id", "topic", "sequence"),
     )
     id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
     subscription_id: Mapped[int] = mapped_column(sa.Integer(), sa.ForeignKey("webhook_subscriptions.id"))
     message_id: Mapped[str] = mapped_column(sa.String(64))  # the record's event id = webhook-id
     topic: Mapped[str] = mapped_column(sa.String(255))
     schema: Mapped[str] = mapped_column(sa.String(64))
+    sequence: Mapped[int | None] = mapped_column(sa.BigInteger(), nullable=True)  # the record's `sequence` (None: unnumbered, or queued before 0024)
     body: Mapped[str] = mapped_column(SealedText())  # the CloudEvents JSON body, exactly as sent; sealed
     state: Mapped[str] = mapped_column(sa.String(16))
     attempts: Mapped[int] = mapped_column(sa.Integer())
@@ -132,6 +154,15 @@ class Pending:
     created_at: dt.datetime
     attempts: int
     next_attempt_at: dt.datetime
+
+
+@dataclass
+class Requeued:
+    """What `redeliver_sequences` did: the numbers queued again (in queue order), those it found but
+    did not queue (number -> why), and the numbers in the range it found no delivery of."""
+    queued: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+    missing: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -191,34 +222,36 @@ class WebhookStore:
 
     # -- queue -------------------------------------------------------------------------------
     def enqueue(self, subscription_id: int, message_id: str, topic: str, schema: str, body: bytes, now: dt.datetime,
-                published_at: dt.datetime | None = None) -> bool:
+                published_at: dt.datetime | None = None, sequence: int | None = None) -> bool:
         """Queue one record for a subscription; False when it is queued already (a redelivered record).
         `published_at` (the record's Kafka timestamp; default `now`) is kept as the delivery's
-        `created_at`: the delivery lag and the age of the oldest pending one count from it."""
+        `created_at`: the delivery lag and the age of the oldest pending one count from it.
+        `sequence`: the record's number in its stream (None or 0: unnumbered)."""
         try:
             with self.Session.begin() as s:
                 if s.scalars(sa.select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.message_id == message_id)).first():
                     return False
-                s.add(WebhookDelivery(subscription_id=subscription_id, message_id=message_id, topic=topic, schema=schema, body=body.decode(), state=PENDING,
-                                      attempts=0, next_attempt_at=now, created_at=min(published_at or now, now)))
+                s.add(WebhookDelivery(subscription_id=subscription_id, message_id=message_id, topic=topic, schema=schema, sequence=sequence or None,
+                                      body=body.decode(), state=PENDING, attempts=0, next_attempt_at=now, created_at=min(published_at or now, now)))
             return True
         except IntegrityError:  # a concurrent worker queued it
             return False
 
-    def queue(self, entries: list[tuple[int, str, str, str, bytes, dt.datetime]], now: dt.datetime) -> dict[tuple[int, str], int]:
+    def queue(self, entries: list[tuple], now: dt.datetime) -> dict[tuple[int, str], int]:
         """Queue records of any subscriptions in one transaction: entries (subscription id, message id,
-        topic, schema, body, published_at) in queue order; a record queued already (a redelivered one)
-        is skipped. Returns (subscription id, message id) -> delivery id of those queued now (ids
-        follow the order given: the queue order)."""
+        topic, schema, body, published_at[, sequence]) in queue order; a record queued already (a
+        redelivered one) is skipped. Returns (subscription id, message id) -> delivery id of those
+        queued now (ids follow the order given: the queue order)."""
         if not entries:
             return {}
         table = WebhookDelivery.__table__
         rows, seen = [], set()
-        for subscription_id, message_id, topic, schema, body, published_at in entries:
+        for subscription_id, message_id, topic, schema, body, published_at, *rest in entries:
             if (subscription_id, message_id) in seen:
                 continue
             seen.add((subscription_id, message_id))
-            rows.append({"subscription_id": subscription_id, "message_id": message_id, "topic": topic, "schema": schema, "body": body.decode(),
+            rows.append({"subscription_id": subscription_id, "message_id": message_id, "topic": topic, "schema": schema,
+                         "sequence": (rest[0] if rest else None) or None, "body": body.decode(),
                          "state": PENDING, "attempts": 0, "next_attempt_at": now, "created_at": min(published_at or now, now)})
         dialect = self.engine.dialect.name
         if dialect == "postgresql":  # one statement of fixed text whatever the batch (arrays), rows in the order given
@@ -226,7 +259,7 @@ class WebhookStore:
 
             sealer = sealing.current()
             params = {"now": now, "subs": [r["subscription_id"] for r in rows], "messages": [r["message_id"] for r in rows],
-                      "topics": [r["topic"] for r in rows], "schemas": [r["schema"] for r in rows],
+                      "topics": [r["topic"] for r in rows], "schemas": [r["schema"] for r in rows], "sequences": [r["sequence"] for r in rows],
                       "bodies": [sealer.seal_text(r["body"]) for r in rows], "created": [r["created_at"] for r in rows]}
             with self.engine.begin() as conn:
                 return {(sub, message): id_ for id_, sub, message in conn.execute(_QUEUE_PG, params)}
@@ -282,8 +315,11 @@ class WebhookStore:
                 row.next_attempt_at = now + dt.timedelta(seconds=delay)
             return row.state
 
-    def withdraw(self, delivery_id: int, reason: str, now: dt.datetime, plan: dict) -> None:
-        """A plan request that must not be delivered any more: withdrawn with its reason, recorded for the audit."""
+    def withdraw(self, delivery_id: int, reason: str, now: dt.datetime, plan: dict) -> Pending | None:
+        """A plan request that must not be delivered any more: withdrawn with its reason, recorded for the
+        audit. When it has a `sequence` and was never delivered, a `SequenceWithdrawn` notice with that
+        number only (`withdrawn_body`) is queued in the same transaction, so the receiver sees no
+        unexplained gap; returns it (None when none is queued)."""
         from hub.adapters.disclosure_check import record_withdrawal
         from hub.consent.disclosure_check import CHANNEL_WEBHOOK
 
@@ -292,6 +328,19 @@ class WebhookStore:
             row.state, row.last_error = WITHDRAWN, reason
             row.body = ""  # never delivered: the person's data need not stay
             record_withdrawal(s, plan, reason, CHANNEL_WEBHOOK, now)
+            if row.sequence is None or row.delivered_at is not None:
+                return None  # unnumbered: no gap; delivered before (a redelivery): the receiver has its number
+            # the record on the topic has its number: the receiver learns it was withdrawn, and nothing else of it
+            message_id = str(uuid.uuid5(_WITHDRAWN_IDS, row.message_id))
+            if s.scalars(sa.select(WebhookDelivery.id).where(WebhookDelivery.subscription_id == row.subscription_id,
+                                                            WebhookDelivery.message_id == message_id)).first():
+                return None
+            body = withdrawn_body(message_id, "plan-requests", row.sequence)
+            notice = WebhookDelivery(subscription_id=row.subscription_id, message_id=message_id, topic=row.topic, schema=SEQUENCE_WITHDRAWN,
+                                     sequence=row.sequence, body=body.decode(), state=PENDING, attempts=0, next_attempt_at=now, created_at=now)
+            s.add(notice)
+            s.flush()
+            return Pending(notice.id, message_id, SEQUENCE_WITHDRAWN, body, now, 0, now)
 
     def redeliver(self, subscription_id: int | None = None, delivery_id: int | None = None, now: dt.datetime | None = None) -> int:
         """Queue parked deliveries again (of one subscription, or one delivery); returns how many."""
@@ -302,6 +351,77 @@ class WebhookStore:
             q = q.where(WebhookDelivery.id == delivery_id)
         with self.Session.begin() as s:
             return s.execute(q.values(state=PENDING, attempts=0, next_attempt_at=now or utcnow())).rowcount
+
+    def redeliver_sequences(self, subscription_id: int, topic: str, first: int, last: int | None = None,
+                            now: dt.datetime | None = None) -> Requeued:
+        """Queue again a subscription's delivered (or parked) deliveries of one topic whose record's
+        `sequence` is in [first, last] (last: the newest queued), attempts starting over; they go out
+        in queue order, the order the records were queued, ahead of those queued since. A number not
+        queued again is named with why (`Requeued.skipped`). Deliveries queued before their
+        number was kept (migration 0024) get it from their stored body first."""
+        t = WebhookDelivery
+        self._number_from_bodies(subscription_id, topic)
+        of_topic = (t.subscription_id == subscription_id, t.topic == topic, t.sequence >= first)
+        if last is not None:
+            of_topic += (t.sequence <= last,)
+        done = Requeued()
+        with self.Session.begin() as s:
+            rows = [(i, n, st, bool(b)) for i, n, st, b in  # a body is sealed: empty ones are told apart once opened
+                    s.execute(sa.select(t.id, t.sequence, t.state, t.body).where(*of_topic).order_by(t.id).with_for_update())]
+            requeue = []
+            for id_, sequence, state, has_body in rows:
+                if state == WITHDRAWN:
+                    done.skipped[sequence] = "withdrawn: its consent or legal basis had ended when it was to be delivered"
+                elif state == PENDING:
+                    done.skipped[sequence] = "queued already (not delivered yet)"
+                elif not has_body:
+                    done.skipped[sequence] = "its body was removed by `hub retention` (delivered too long ago)"
+                else:
+                    requeue.append(id_)
+                    done.queued.append(sequence)
+            if requeue:
+                s.execute(sa.update(t).where(t.id.in_(requeue)).values(state=PENDING, attempts=0, last_error=None, next_attempt_at=now or utcnow())
+                          .execution_options(synchronize_session=False))
+        for n in done.queued:  # a withdrawn number whose notice (SequenceWithdrawn) goes again
+            if done.skipped.get(n, "").startswith("withdrawn"):
+                del done.skipped[n]
+        seen = {n for _, n, _, _ in rows}
+        top = last if last is not None else max(seen, default=first - 1)
+        done.missing = [n for n in range(first, top + 1) if n not in seen]
+        return done
+
+    def _number_from_bodies(self, subscription_id: int, topic: str) -> int:
+        """Give the deliveries of a subscription's topic that have no `sequence` (queued before it was
+        kept) the number in their stored body; returns how many got one."""
+        import json
+
+        t = WebhookDelivery
+        numbered = 0
+        with self.Session.begin() as s:
+            rows = s.execute(sa.select(t.id, t.body).where(t.subscription_id == subscription_id, t.topic == topic, t.sequence.is_(None),
+                                                           t.state.in_([DELIVERED, PARKED]))).all()
+            for id_, body in rows:
+                if not body:  # removed by `hub retention`
+                    continue
+                try:
+                    sequence = (json.loads(body).get("data") or {}).get("sequence")
+                except (ValueError, AttributeError):
+                    continue
+                if isinstance(sequence, int) and sequence > 0:
+                    s.execute(sa.update(t).where(t.id == id_).values(sequence=sequence).execution_options(synchronize_session=False))
+                    numbered += 1
+        return numbered
+
+    def subscription(self, subscription_id: int) -> Subscription | None:
+        with self.Session() as s:
+            row = s.get(WebhookSubscription, subscription_id)
+            return None if row is None else _sub(row)
+
+    def delivery_state(self, delivery_id: int) -> tuple[int, str] | None:
+        """(subscription id, state) of a delivery; None when there is none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(WebhookDelivery.subscription_id, WebhookDelivery.state).where(WebhookDelivery.id == delivery_id)).first()
+        return None if row is None else (row[0], row[1])
 
     def deliveries(self, subscription_id: int) -> list[WebhookDelivery]:
         with self.Session() as s:
@@ -343,9 +463,10 @@ _IS_PENDING = WebhookDelivery.state == sa.literal_column(f"'{PENDING}'")
 
 
 _QUEUE_PG = sa.text(
-    "INSERT INTO webhook_deliveries (subscription_id, message_id, topic, schema, body, state, attempts, next_attempt_at, created_at) "
-    "SELECT s, m, t, sc, b, 'pending', 0, :now, c FROM unnest(CAST(:subs AS integer[]), CAST(:messages AS varchar[]), CAST(:topics AS varchar[]), "
-    "CAST(:schemas AS varchar[]), CAST(:bodies AS bytea[]), CAST(:created AS timestamptz[])) WITH ORDINALITY AS u(s, m, t, sc, b, c, n) ORDER BY n "
+    "INSERT INTO webhook_deliveries (subscription_id, message_id, topic, schema, sequence, body, state, attempts, next_attempt_at, created_at) "
+    "SELECT s, m, t, sc, q, b, 'pending', 0, :now, c FROM unnest(CAST(:subs AS integer[]), CAST(:messages AS varchar[]), CAST(:topics AS varchar[]), "
+    "CAST(:schemas AS varchar[]), CAST(:sequences AS bigint[]), CAST(:bodies AS bytea[]), CAST(:created AS timestamptz[])) "
+    "WITH ORDINALITY AS u(s, m, t, sc, q, b, c, n) ORDER BY n "
     "ON CONFLICT (subscription_id, message_id) DO NOTHING RETURNING id, subscription_id, message_id")
 
 
@@ -690,13 +811,14 @@ class DeliveryWorker:
                 continue
             body = cloudevent_body(event.name, event.record, self.codec.to_jsonable(event.name, event.record))
             published = dt.datetime.fromtimestamp(m.timestamp / 1000, dt.timezone.utc) if m.timestamp and m.timestamp > 0 else None
-            items.append((str(event.record["event_id"]), m.topic, event.name, body, published))
+            sequence = event.record.get("sequence")
+            items.append((str(event.record["event_id"]), m.topic, event.name, body, published, sequence if isinstance(sequence, int) else None))
         queued = {}
         if items:
             now = self.clock()
             queued = await self._queued.submit((sub.id, items))
             new = sorted((Pending(queued[m], m, schema, body, min(published or now, now), 0, now)
-                          for m, _topic, schema, body, published in items if m in queued), key=lambda p: p.id)
+                          for m, _topic, schema, body, published, _sequence in items if m in queued), key=lambda p: p.id)
             if lane.loading:
                 lane.stash.extend(new)
             elif lane.complete:
@@ -770,9 +892,16 @@ class DeliveryWorker:
         wait = (head.next_attempt_at - self.clock()).total_seconds()
         if wait > 0:
             return wait
-        if head.schema == "PlanRequest" and await self._db(self._withdrawn, lane.sub, head):
-            self._finish(lane, head)
-            return 0
+        if head.schema == "PlanRequest":
+            withdrawn = await self._db(self._withdrawn, lane.sub, head)
+            if withdrawn:
+                self._finish(lane, head)
+                if isinstance(withdrawn, Pending):  # its number's notice, queued last
+                    if lane.loading:
+                        lane.stash.append(withdrawn)
+                    elif lane.complete:
+                        lane.queue.append(withdrawn)
+                return 0
         if await self._attempt(lane.sub, head) != PENDING:
             self._finish(lane, head)
         return 0
@@ -846,8 +975,9 @@ class DeliveryWorker:
                         attempts, error)
         return state
 
-    def _withdrawn(self, sub: Subscription, head: Pending) -> bool:
-        """For a plan request: check its consent or legal basis now; withdraw the delivery when it no longer holds."""
+    def _withdrawn(self, sub: Subscription, head: Pending) -> bool | Pending:
+        """For a plan request: check its consent or legal basis now; withdraw the delivery when it no
+        longer holds. False: it holds; else True, or the notice of its number queued in its place."""
         if head.schema != "PlanRequest":
             return False
         import json
@@ -859,11 +989,11 @@ class DeliveryWorker:
         reason = self.disclosure_check(plan) if isinstance(plan, dict) else "no_basis"
         if reason is None:
             return False
-        self.store.withdraw(head.id, reason, self.clock(), plan if isinstance(plan, dict) else {})
+        notice = self.store.withdraw(head.id, reason, self.clock(), plan if isinstance(plan, dict) else {})
         metrics.webhook_deliveries.labels(sub.recipient, WITHDRAWN).inc()
         metrics.disclosures_withdrawn.labels(reason=reason, channel="webhook").inc()
         log.info("webhooks: plan request %s to %s withdrawn before delivery (%s)", head.message_id, sub.recipient, reason)
-        return True
+        return notice or True
 
     async def deliver_due(self) -> None:
         """Without Kafka: every active subscription's delivery step (the one its lane runs) until its

@@ -3,6 +3,8 @@ for the broker and the database, and the one-line refusal with its exit status."
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import click
 
 from hub.config import Settings
@@ -57,6 +59,39 @@ def wait_for(settings: Settings, *, kafka_url: str | None = None, database_url: 
             wait_for_database(settings, database_url, progress)
     except ServiceUnavailable as exc:
         raise Refused(str(exc), EXIT_UNAVAILABLE) from None
+
+
+def require_tables(engine, tables: dict[str, tuple[str, ...]], what: str) -> None:
+    """Refuse (one line, EXIT_UNAVAILABLE) a database that lacks one of `tables` (name -> columns
+    it must have): one never `hub db upgrade`d, or not upgraded since those came. Names no
+    table, no column and no SQL: only what is missing in general, and the fix."""
+    import sqlalchemy as sa
+
+    with database_errors(what):
+        inspector = sa.inspect(engine)
+        for table, columns in tables.items():
+            if not inspector.has_table(table):
+                raise Refused(f"the database at HUB_DATABASE_URL has no {what} tables: run `hub db upgrade` first", EXIT_UNAVAILABLE)
+            have = {c["name"] for c in inspector.get_columns(table)}
+            if not set(columns) <= have:
+                raise Refused(f"the database at HUB_DATABASE_URL is not upgraded for {what}: run `hub db upgrade`", EXIT_UNAVAILABLE)
+
+
+@contextmanager
+def database_errors(what: str):
+    """A database error inside becomes one line naming the error's class and the fix (EXIT_UNAVAILABLE):
+    never a traceback, the SQL or its parameters (a callback URL, personal data)."""
+    import sqlalchemy as sa
+
+    from hub.adapters.sealing import SealingError
+
+    try:
+        yield
+    except SealingError as exc:  # a sealed value that no key in HUB_DATA_KEYS opens: its message names the setting
+        raise Refused(f"{what}: {exc}", EXIT_UNAVAILABLE) from None
+    except sa.exc.SQLAlchemyError as exc:
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        raise Refused(f"{what}: the database failed ({cause}); check HUB_DATABASE_URL and run `hub db upgrade`", EXIT_UNAVAILABLE) from None
 
 
 def configure_logging(level: str) -> None:

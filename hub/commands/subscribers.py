@@ -392,15 +392,31 @@ def asyncapi_command(output: str | None) -> None:
 
 
 def _webhook_store():
+    """The subscriptions and deliveries in HUB_DATABASE_URL; a database without their tables (never
+    `hub db upgrade`d) is refused in one line naming the fix."""
     from hub.adapters.database import create_engine
     from hub.adapters.webhooks import WebhookStore
+    from hub.commands.context import require_tables
 
     settings = load_settings(production=True)  # secrets and bodies sealed: no demo key
     wait_for(settings, database_url=settings.resolved_database_url())
-    return WebhookStore(create_engine(settings.resolved_database_url()), allow_loopback=settings.webhooks_allow_loopback)
+    engine = create_engine(settings.resolved_database_url())
+    require_tables(engine, {"webhook_subscriptions": (), "webhook_deliveries": ("sequence",)}, "webhook")
+    return WebhookStore(engine, allow_loopback=settings.webhooks_allow_loopback)
 
 
-@click.group("webhooks")
+class _WebhooksGroup(click.Group):
+    """Every `hub webhooks` command: a database error is one line naming the fix (never a traceback
+    with the SQL and its parameters, such as a callback URL)."""
+
+    def invoke(self, ctx):
+        from hub.commands.context import database_errors
+
+        with database_errors("hub webhooks"):
+            return super().invoke(ctx)
+
+
+@click.group("webhooks", cls=_WebhooksGroup)
 def webhooks_group() -> None:
     """Webhook delivery for recipients without Kafka (subscriptions in HUB_DATABASE_URL).
 
@@ -422,10 +438,12 @@ def webhooks_add(recipient: str, url: str, secret: str | None) -> None:
 
     Refused: plain http, and hosts that are loopback, link-local, private or otherwise not public
     (in any address form), cloud metadata names and internal-only names. Each delivery resolves the
-    host again and connects only to a checked address; redirects are never followed.
+    host again and connects only to a checked address; redirects are never followed. An id that
+    is no recipient of the reference data is refused (exit 2), naming the known ones.
     """
     from hub.webhooks.policy import WebhookError, redact_url
 
+    known_recipient(recipient)
     try:
         sub, secret = _webhook_store().add(recipient, url, secret)
     except WebhookError as exc:
@@ -464,15 +482,74 @@ def webhooks_disable(subscription_id: int) -> None:
 
 
 @webhooks_group.command("redeliver")
-@click.option("--subscription", "subscription_id", type=int, help="Every parked delivery of this subscription.")
+@click.option("--subscription", "subscription_id", type=int, help="Every parked delivery of this subscription (with --stream and --from: its delivered records by number).")
 @click.option("--delivery", "delivery_id", type=int, help="This one parked delivery.")
-def webhooks_redeliver(subscription_id: int | None, delivery_id: int | None) -> None:
-    """Queue parked deliveries again (attempts start over). A plan request whose consent or legal basis
-    has ended since is withdrawn at its next attempt, not delivered."""
+@click.option("--stream", type=STREAM_CHOICE, help="With --subscription and --from: the subscription's records of this stream.")
+@click.option("--from-seq", "--from", "from_seq", type=click.IntRange(min=1), help="With --stream: first sequence number to deliver again.")
+@click.option("--to-seq", "--to", "to_seq", type=click.IntRange(min=1), help="With --stream: last sequence number (inclusive). Default: the newest.")
+def webhooks_redeliver(subscription_id: int | None, delivery_id: int | None, stream: str | None, from_seq: int | None, to_seq: int | None) -> None:
+    """Queue deliveries again (attempts start over).
+
+    --subscription ID: its parked deliveries; --delivery ID: that parked delivery. --subscription ID
+    --stream S --from N [--to M]: the subscription's records of stream S with `sequence` N to M,
+    delivered (or parked) before, for a receiver that lost or missed them; they go out again in
+    their order with their webhook-ids, ahead of what was queued since. A number not queued again is
+    named with why (withdrawn, queued already, body removed by `hub retention`, none such). A plan request
+    whose consent or legal basis has ended since is withdrawn at its next attempt, not delivered.
+    An unknown subscription or delivery is refused (exit 2).
+    """
+    if (stream is None) != (from_seq is None):
+        raise click.UsageError("give --stream and --from together (with --subscription)")
+    if stream is not None and (subscription_id is None or delivery_id is not None):
+        raise click.UsageError("--stream and --from go with --subscription ID, not --delivery")
+    if to_seq is not None and from_seq is None:
+        raise click.UsageError("--to goes with --stream and --from")
+    if to_seq is not None and to_seq < from_seq:
+        raise click.UsageError(f"--to {to_seq} is before --from {from_seq}")
     if subscription_id is None and delivery_id is None:
         raise click.UsageError("give --subscription ID or --delivery ID")
-    n = _webhook_store().redeliver(subscription_id=subscription_id, delivery_id=delivery_id)
+    store = _webhook_store()
+    sub = None
+    if subscription_id is not None:
+        sub = store.subscription(subscription_id)
+        if sub is None:
+            raise click.BadParameter(f"no subscription {subscription_id}; `hub webhooks list` shows them", param_hint="--subscription")
+    if delivery_id is not None:
+        found = store.delivery_state(delivery_id)
+        if found is None or (subscription_id is not None and found[0] != subscription_id):
+            raise click.BadParameter(f"no delivery {delivery_id}" + (f" of subscription {subscription_id}" if subscription_id is not None else ""),
+                                     param_hint="--delivery")
+        if found[1] != "parked":
+            click.echo(f"delivery {delivery_id} is {found[1]}, not parked; a delivered record goes again with "
+                       f"--subscription {found[0]} --stream S --from N", err=True)
+    if stream is not None:
+        from hub.schemas.topics import stream_topic
+
+        done = store.redeliver_sequences(sub.id, stream_topic(stream, sub.recipient), from_seq, to_seq)
+        for sequence, why in sorted(done.skipped.items()):
+            click.echo(f"sequence {sequence} not queued again: {why}", err=True)
+        for a, b in _spans(done.missing):
+            click.echo(f"sequence {a if a == b else f'{a}-{b}'} not queued again: no delivery of it to subscription {sub.id} "
+                       "(not on the topic yet, or removed by `hub retention`)", err=True)
+        if not done.queued and not done.skipped and not done.missing:
+            click.echo(f"nothing queued again: no {stream} delivery of subscription {sub.id} from sequence {from_seq}" + (f" to {to_seq}" if to_seq else ""))
+            return
+        span = f" (sequence {', '.join(f'{a}' if a == b else f'{a}-{b}' for a, b in _spans(done.queued))})" if done.queued else ""
+        click.echo(f"{len(done.queued)} {stream} deliver{'y' if len(done.queued) == 1 else 'ies'} of subscription {sub.id} queued again{span}")
+        return
+    n = store.redeliver(subscription_id=subscription_id, delivery_id=delivery_id)
     click.echo(f"{n} parked deliver{'y' if n == 1 else 'ies'} queued again")
+
+
+def _spans(numbers: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of the numbers given, in their order: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
 
 
 def _delivery_worker(max_attempts: int | None, timeout: float | None):

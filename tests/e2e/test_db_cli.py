@@ -7,7 +7,7 @@ from tests.conftest import throwaway_database
 from tests.e2e.test_startup_errors import one_error
 from tests.e2e.test_subscribers_cli import run
 
-HEAD = "0023_webhook_waiting_index"
+HEAD = "0024_webhook_sequences"
 
 
 def _no_traceback(done):

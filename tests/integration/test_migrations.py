@@ -70,7 +70,7 @@ OLD_HEAD_COMBINATIONS = [
 ]
 
 
-HEAD = "0023_webhook_waiting_index"  # the last migration: every later one has it (or a later one) as its down_revision
+HEAD = "0024_webhook_sequences"  # the last migration: every later one has it (or a later one) as its down_revision
 
 
 def _script(url="sqlite://"):
