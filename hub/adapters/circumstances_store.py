@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.adapters.database import Base, in_chunks
+from hub.adapters.database import Base, autocommit, in_chunks
 from hub.services.ports import StoredCircumstances
 
 
@@ -39,6 +39,7 @@ class SqlCircumstances:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._reads = autocommit(engine)  # get_many: one statement a chunk, no transaction around it on PostgreSQL
         self._table = t = PersonCircumstancesRow.__table__
         if engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -55,7 +56,7 @@ class SqlCircumstances:
         wanted = sorted(set(keys))
         out: dict[str, StoredCircumstances] = {}
         t = self._table
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             for chunk in in_chunks(wanted):
                 for key, facts, newcomer in conn.execute(sa.select(t.c.person_key, t.c.facts, t.c.newcomer).where(t.c.person_key.in_(chunk))):
                     out[key] = StoredCircumstances(facts, newcomer)

@@ -23,7 +23,7 @@ from typing import Iterable, Mapping, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.adapters.database import Base, in_chunks
+from hub.adapters.database import Base, autocommit, in_chunks
 
 
 class PersonStateRow(Base):
@@ -47,6 +47,7 @@ class SqlPersonStates:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._reads = autocommit(engine)  # get_many: one statement a chunk, no transaction around it on PostgreSQL
         self._table = PersonStateRow.__table__
         if engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -63,7 +64,7 @@ class SqlPersonStates:
         if not wanted:
             return out
         t = self._table
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             for keys in in_chunks(wanted):
                 for key, state in conn.execute(sa.select(t.c.person_key, t.c.state).where(t.c.person_key.in_(keys))):
                     out[key] = state
