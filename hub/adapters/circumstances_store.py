@@ -9,8 +9,9 @@ finds it. Like detection's `person_states`, the row is pseudonymous personal dat
 the hub's database role, read and written for every record routing takes, and not sealed.
 
 Routing reads the rows of a batch's persons in one query and writes the batch's changes in one
-transaction, before the batch's referrals are recorded (a crash redoes the batch: facts are taken
-in order-free, and the referrals of a routing event are recorded once).
+transaction, while the batch's referrals are recorded and before they are published (a crash
+redoes the batch: facts are taken in order-free, and the referrals of a routing event are recorded
+once).
 """
 
 from __future__ import annotations
