@@ -6,8 +6,8 @@ One run: start the embedded broker, pre-load N PopulationChange records (Avro, w
     metrics and idempotency on), then end-to-end latency at a steady offered load; the same load
     also goes first through two bare aiokafka stages (two hops like the hub's, each acknowledging
     and committing its batches): the latency floor of this broker and machine.
-The hub runs with its defaults; HUB_KAFKA_* settings and HUB_GC_THRESHOLD of the environment apply
-to it (e.g. HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). Its
+The hub runs with its defaults; HUB_KAFKA_* settings, HUB_GC_THRESHOLD and HUB_SWITCH_INTERVAL_MS of the
+environment apply to it (e.g. HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). Its
 topics are provisioned first, as `hub topics --create` does before a deployment's workers start
 (`--lazy-topics`: not). The hub's events/s count from the moment detection took its first batch.
 `--database postgresql` runs the hub on a scratch PostgreSQL database (dropped after) instead of
