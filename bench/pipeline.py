@@ -6,8 +6,8 @@ One run: start the embedded broker, pre-load N PopulationChange records (Avro, w
     metrics and idempotency on), then end-to-end latency at a steady offered load; the same load
     also goes first through two bare aiokafka stages (two hops like the hub's, each acknowledging
     and committing its batches): the latency floor of this broker and machine.
-The hub runs with its defaults; HUB_KAFKA_* settings and HUB_GC_THRESHOLD of the environment apply
-to it (e.g. HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). Its
+The hub runs with its defaults; HUB_KAFKA_* settings, HUB_GC_THRESHOLD and HUB_SWITCH_INTERVAL_MS of the
+environment apply to it (e.g. HUB_KAFKA_PIPELINE_FETCH_MAX_WAIT_MS=10, or HUB_GC_THRESHOLD=0 for Python's own collector). Its
 topics are provisioned first, as `hub topics --create` does before a deployment's workers start
 (`--lazy-topics`: not). The hub's events/s count from the moment detection took its first batch.
 `--database postgresql` runs the hub on a scratch PostgreSQL database (dropped after) instead of
@@ -418,15 +418,15 @@ def gauge_costs(engine, today: dt.date) -> dict:
 async def _run(args, database_url: str | None) -> dict:
     from hub.streams.pipeline import build
     from hub.streams.routing_agents import today as finland_today
-    from hub.streams.runner import running
 
     out: dict = {"events": args.events, "partitions": args.partitions, "workers": args.workers, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                  "database": "postgresql" if args.workers or database_url else "sqlite", "rate": args.rate,
                  "scratch_database": database_url.rsplit("/", 1)[-1] if database_url else None,
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    # the hub's defaults, with any HUB_KAFKA_* setting of the environment (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS) and HUB_GC_THRESHOLD
-    tuned = {k: v for k, v in os.environ.items() if k.startswith("HUB_KAFKA_") or k == "HUB_GC_THRESHOLD"}
+    # the hub's defaults, with any HUB_KAFKA_* setting of the environment (e.g. HUB_KAFKA_FETCH_MAX_WAIT_MS), HUB_GC_THRESHOLD
+    # and HUB_SWITCH_INTERVAL_MS
+    tuned = {k: v for k, v in os.environ.items() if k.startswith("HUB_KAFKA_") or k in ("HUB_GC_THRESHOLD", "HUB_SWITCH_INTERVAL_MS")}
     # a person-key secret of the run's own: `hub worker` (--workers) refuses the demo one
     settings = dataclasses.replace(Settings.from_env(tuned), data_dir=workdir, metrics_port=0, topic_partitions=args.partitions,
                                    app_id=f"bench-{uuid.uuid4().hex[:8]}", person_key_secret=f"bench-{uuid.uuid4().hex}", database_url=database_url)
@@ -474,44 +474,57 @@ async def _run(args, database_url: str | None) -> dict:
         pipeline = build(settings, broker.url)
         progress = Progress(pipeline)
         sampler = RssSampler()
-        async with running(pipeline.hub):
-            await until(lambda: progress.consumed >= 1, 60, "the first event at the worker", sampler, lambda: progress.consumed, poll=0.005)
-            # when detection took its first batch: the app's start may return after that (its extra
-            # services start last), and what was processed before must count in the time
-            first = pipeline.newcomers.first_at
-            cpu_first, threads_first = time.process_time(), thread_cpu_s()  # a few ms after `first`: what detection did in them is not counted
-            out["start_to_first_event_s"] = round(first - started, 2)
-            done = await until(lambda: progress.caught_up(n), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
-                               report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
-                                                    file=sys.stderr, flush=True))
-            hub_cpu, threads_done = time.process_time() - cpu_first, thread_cpu_s()
-            out["hub_events_per_s"] = round(n / (done - first), 1)
-            out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
-            # CPU time of this process per event (every thread): steadier than events/s on a shared
-            # machine, and the bound of a GIL-bound worker; the bare pipe's over the hub's
-            out["cpu_us_per_event"] = {"bare": round(bare_cpu / n * 1e6, 1), "hub": round(hub_cpu / n * 1e6, 1),
-                                       "ratio": round(bare_cpu / hub_cpu, 3)}
-            # by thread (the event loop is MainThread, with the SQLite calls; PostgreSQL and the gauges have threads of their own)
-            out["hub_cpu_us_per_event_by_thread"] = {name: round((threads_done[name] - threads_first.get(name, 0.0)) / n * 1e6, 1)
-                                                     for name in sorted(threads_done)}  # in clock ticks (10 ms): 0 on a tiny run
-            out["newcomer_events"] = progress.produced
-            out["referrals"] = pipeline.routing.published
-            out["dead_letters"] = pipeline.newcomers.dead_letters + sum(pipeline.routing.dead_letters.values())
-            log(args, f"(b) hub pipeline: {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
-                      f"{out['newcomer_events']} newcomer events, {out['referrals']} referrals, {out['dead_letters']} dead letters")
-            sampler.sample(progress.consumed)
-            out["gauges"] = await asyncio.get_running_loop().run_in_executor(None, gauge_costs, pipeline.engine, finland_today(dt.datetime.now(dt.timezone.utc)))
-            log(args, f"referral gauges with {out['gauges']['open_referrals']} open referrals: a refresh {out['gauges']['refresh_ms']} ms, "
-                      f"a recount of the ledger {out['gauges']['full_recount_ms']} ms")
-            out["latency"] = await hub_latency(args, servers, load, progress, n + len(load))
-            sampler.sample(progress.consumed)
-            lat = out["latency"]
-            log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
-                      f"p99 {lat['p99_ms']} ms ({lat['seen']} referrals)")
+        python_switch_interval = sys.getswitchinterval()  # the hub sets its own when it starts; the next size's bare pipe runs with Python's
+        try:
+            await _run_in_process(args, out, pipeline, progress, sampler, servers, n, load, started, bare_cpu, finland_today)
+        finally:
+            sys.setswitchinterval(python_switch_interval)
     out["rss_mb"] = {"before_hub": round(rss_before, 1), "hub_peak": round(sampler.peak, 1), "hub_end": round(sampler.series[-1][1], 1),
                      "process_peak": round(peak_rss_mb(), 1)}
     out["rss_mb"]["growth_per_100k_events"] = round(_growth_per_100k(sampler.series), 1)
     return out
+
+
+async def _run_in_process(args, out: dict, pipeline, progress, sampler, servers: list[str], n: int, load: list, started: float, bare_cpu: float,
+                          finland_today) -> None:
+    """(b), the gauges and the latency with the hub in this process."""
+    from hub.streams.runner import running
+
+    async with running(pipeline.hub):
+        out["switch_interval_ms"] = round(sys.getswitchinterval() * 1000, 3)
+        await until(lambda: progress.consumed >= 1, 60, "the first event at the worker", sampler, lambda: progress.consumed, poll=0.005)
+        # when detection took its first batch: the app's start may return after that (its extra
+        # services start last), and what was processed before must count in the time
+        first = pipeline.newcomers.first_at
+        cpu_first, threads_first = time.process_time(), thread_cpu_s()  # a few ms after `first`: what detection did in them is not counted
+        out["start_to_first_event_s"] = round(first - started, 2)
+        done = await until(lambda: progress.caught_up(n), args.timeout, "the hub to route every event", sampler, lambda: progress.consumed,
+                           report=lambda: print(f"  ... {progress.consumed} consumed, {progress.produced} newcomer events, {progress.routed} routed",
+                                                file=sys.stderr, flush=True))
+        hub_cpu, threads_done = time.process_time() - cpu_first, thread_cpu_s()
+        out["hub_events_per_s"] = round(n / (done - first), 1)
+        out["ratio"] = round(out["hub_events_per_s"] / out["baseline_events_per_s"], 3)
+        # CPU time of this process per event (every thread): steadier than events/s on a shared
+        # machine, and the bound of a GIL-bound worker; the bare pipe's over the hub's
+        out["cpu_us_per_event"] = {"bare": round(bare_cpu / n * 1e6, 1), "hub": round(hub_cpu / n * 1e6, 1),
+                                   "ratio": round(bare_cpu / hub_cpu, 3)}
+        # by thread (the event loop is MainThread, with the SQLite calls; PostgreSQL and the gauges have threads of their own)
+        out["hub_cpu_us_per_event_by_thread"] = {name: round((threads_done[name] - threads_first.get(name, 0.0)) / n * 1e6, 1)
+                                                 for name in sorted(threads_done)}  # in clock ticks (10 ms): 0 on a tiny run
+        out["newcomer_events"] = progress.produced
+        out["referrals"] = pipeline.routing.published
+        out["dead_letters"] = pipeline.newcomers.dead_letters + sum(pipeline.routing.dead_letters.values())
+        log(args, f"(b) hub pipeline: {out['hub_events_per_s']:.0f} events/s (ratio {out['ratio']:.2f}); "
+                  f"{out['newcomer_events']} newcomer events, {out['referrals']} referrals, {out['dead_letters']} dead letters")
+        sampler.sample(progress.consumed)
+        out["gauges"] = await asyncio.get_running_loop().run_in_executor(None, gauge_costs, pipeline.engine, finland_today(dt.datetime.now(dt.timezone.utc)))
+        log(args, f"referral gauges with {out['gauges']['open_referrals']} open referrals: a refresh {out['gauges']['refresh_ms']} ms, "
+                  f"a recount of the ledger {out['gauges']['full_recount_ms']} ms")
+        out["latency"] = await hub_latency(args, servers, load, progress, n + len(load))
+        sampler.sample(progress.consumed)
+        lat = out["latency"]
+        log(args, f"latency at {lat['offered_events_per_s']:.0f} events/s offered: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
+                  f"p99 {lat['p99_ms']} ms ({lat['seen']} referrals)")
 
 
 async def _run_workers(args, out: dict, broker, servers: list[str], settings, n: int, load: list) -> None:

@@ -248,6 +248,12 @@ SETTINGS: tuple[Setting, ...] = (
                  "them again) and sets the garbage collector's first-generation threshold to this (Python's is "
                  "700), so that full collections over the faust app and SQLAlchemy's tables stop adding to the "
                  "latency tail (`hub/streams/gc_tuning.py`). `0` leaves the collector as Python sets it."),
+    Setting("HUB_SWITCH_INTERVAL_MS", "switch_interval_ms", _number, 1.0, CONSUMER,
+            help="The longest a thread waits for the interpreter's lock while another runs Python code "
+                 "(`sys.setswitchinterval`; Python's is 5 ms), set when the worker starts. On PostgreSQL the "
+                 "streams' database calls run on threads of their own, and each round trip to the server waits "
+                 "for the lock again while the event loop works (`hub/streams/switch_interval.py`). `0` leaves "
+                 "Python's."),
     Setting("HUB_CLOCK_SKEW", "clock_skew", _number, 300.0, CONSUMER,
             help="Seconds an input record's `occurred_at` may be ahead of the worker's clock; later ones are "
                  "dead-lettered as `future_date` (every input topic and `hub ingest dvv`)."),
@@ -369,6 +375,7 @@ class Settings:
     pipeline_fetch_max_wait_ms: int = _default("pipeline_fetch_max_wait_ms")
     producer_linger_ms: int = _default("producer_linger_ms")
     gc_threshold: int = _default("gc_threshold")
+    switch_interval_ms: float = _default("switch_interval_ms")
     clock_skew: float = _default("clock_skew")
     newcomer_window_days: int = _default("newcomer_window_days")
     routing_rules: str | None = _default("routing_rules")  # None -> the shipped rules

@@ -9,8 +9,9 @@ finds it. Like detection's `person_states`, the row is pseudonymous personal dat
 the hub's database role, read and written for every record routing takes, and not sealed.
 
 Routing reads the rows of a batch's persons in one query and writes the batch's changes in one
-transaction, before the batch's referrals are recorded (a crash redoes the batch: facts are taken
-in order-free, and the referrals of a routing event are recorded once).
+transaction, while the batch's referrals are recorded and before they are published (a crash
+redoes the batch: facts are taken in order-free, and the referrals of a routing event are recorded
+once).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.adapters.database import Base, in_chunks
+from hub.adapters.database import Base, autocommit, in_chunks
 from hub.services.ports import StoredCircumstances
 
 
@@ -39,6 +40,7 @@ class SqlCircumstances:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._reads = autocommit(engine)  # get_many: one statement a chunk, no transaction around it on PostgreSQL
         self._table = t = PersonCircumstancesRow.__table__
         if engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -55,7 +57,7 @@ class SqlCircumstances:
         wanted = sorted(set(keys))
         out: dict[str, StoredCircumstances] = {}
         t = self._table
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             for chunk in in_chunks(wanted):
                 for key, facts, newcomer in conn.execute(sa.select(t.c.person_key, t.c.facts, t.c.newcomer).where(t.c.person_key.in_(chunk))):
                     out[key] = StoredCircumstances(facts, newcomer)

@@ -51,6 +51,17 @@ def create_engine(url: str, **kwargs) -> sa.Engine:
     return engine
 
 
+def autocommit(engine: sa.Engine) -> sa.Engine:
+    """`engine` for statements that are a transaction on their own (a read of one statement, one
+    write): on PostgreSQL in autocommit, so that each goes to the server alone, without a BEGIN before
+    it and a ROLLBACK or COMMIT after it (two more round trips, each of which a call on a worker thread
+    pays again in waiting for the GIL). A statement sees one snapshot and is atomic either way.
+    SQLite: `engine` itself."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def in_chunks(values: Sequence, size: int = IN_LIST_CHUNK) -> Iterator[Sequence]:
     """`values` in slices of at most `size`, for IN (...) lists."""
     for i in range(0, len(values), size):

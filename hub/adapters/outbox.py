@@ -212,7 +212,12 @@ def mark_sent(session: Session, ids: list[int], now: dt.datetime) -> None:
 
 
 def unsent_count(session: Session) -> int:
-    return session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))) or 0
+    """Rows not sent: pending, parked and withdrawn. Counted as the pending ones and the parked ones,
+    each by its partial index (migration 0022), so the count reads the unsent rows, not the outbox."""
+    unsent = OutboxMessage.sent_at.is_(None)
+    pending = session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage).where(unsent, OutboxMessage.parked_at.is_(None)))
+    held = session.scalar(sa.select(sa.func.count()).select_from(OutboxMessage).where(OutboxMessage.parked_at.is_not(None), unsent))
+    return (pending or 0) + (held or 0)
 
 
 def last_id(session: Session) -> int:

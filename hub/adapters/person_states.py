@@ -23,7 +23,7 @@ from typing import Iterable, Mapping, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.adapters.database import Base, in_chunks
+from hub.adapters.database import Base, autocommit, in_chunks
 
 
 class PersonStateRow(Base):
@@ -47,6 +47,7 @@ class SqlPersonStates:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._reads = autocommit(engine)  # get_many: one statement (on SQLite one a chunk), no transaction around it on PostgreSQL
         self._table = PersonStateRow.__table__
         if engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -77,7 +78,7 @@ class SqlPersonStates:
         if not wanted:
             return out
         t = self._table
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             if self._arrays:
                 return dict(conn.execute(self._select_any, {"keys": wanted}).tuples().all())
             for keys in in_chunks(wanted):

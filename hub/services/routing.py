@@ -13,8 +13,9 @@ last Newcomer. A Newcomer is routed with the stored facts laid over its own; a f
 person's facts and, once the person's Newcomer is known, routes the person again (change
 `circumstances`); before that, the fact waits for the Newcomer. A batch's records are taken in
 order: a later record sees what the earlier ones changed. The batch's circumstances are written
-before its referrals are recorded; a crash redoes both (facts are taken in order-free, a routing
-event's referrals are recorded once).
+while its referrals are recorded (two transactions, both done before anything is published); a
+crash or a failure of either redoes both (facts are taken in order-free, a routing event's referrals
+are recorded once).
 """
 
 from __future__ import annotations
@@ -115,10 +116,16 @@ class Routing:
                 people.keep(seen)
             routed.append((item.record.get("person_id"), newcomer, decisions, item.name == ROUTING_FACT))
         await dead_letters.kept()
-        await people.write(now)  # before the referrals: a crash redoes both
         if not routed:
+            await people.write(now)
             return out
-        done = await self.ledger.record_many([(n, d) for _, n, d, _ in routed], now)
+        # the circumstances and the referrals at once (other tables, other connections): returns when
+        # both are done, raising the first failure; a crash or a failure of either redoes both
+        written, done = await asyncio.gather(people.write(now), self.ledger.record_many([(n, d) for _, n, d, _ in routed], now),
+                                             return_exceptions=True)
+        for result in (written, done):
+            if isinstance(result, BaseException):
+                raise result
         acks, published = [], []
         for (person_id, newcomer, _, _), recorded in zip(routed, done):
             for referral in recorded.to_publish:

@@ -33,6 +33,7 @@ from hub.adapters.kafka.security import bootstrap_servers, faust_credentials, ka
 from hub.config import Settings
 from hub.schemas.codec import Codec
 from hub.streams.gc_tuning import tune_gc
+from hub.streams.switch_interval import set_switch_interval
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,14 @@ class _App(faust.App):
     hub_new_producer = None  # HubApp sets what makes the producer of timers and the relay: made and started here
     hub_producer = None  # that producer while the app runs; stopped after every service and timer
     hub_gc_threshold = 0  # HubApp sets HUB_GC_THRESHOLD
+    hub_switch_interval_ms = 0.0  # HubApp sets HUB_SWITCH_INTERVAL_MS
 
     async def on_start(self) -> None:
         await super().on_start()
         # everything built so far lives as long as the worker: frozen out of the collector's walks
         tune_gc(self.hub_gc_threshold)
+        # the database threads' round trips wait for the GIL at most this long (hub.streams.switch_interval)
+        set_switch_interval(self.hub_switch_interval_ms)
         if self.hub_new_producer is not None and self.hub_producer is None:
             producer = self.hub_new_producer()  # an aiokafka client is made inside the running loop
             await producer.start()
@@ -123,6 +127,7 @@ class HubApp:
             broker_heartbeat_interval=settings.heartbeat_interval,
         )
         self.app.hub_gc_threshold = settings.gc_threshold  # hub.streams.gc_tuning, when the app starts
+        self.app.hub_switch_interval_ms = settings.switch_interval_ms  # hub.streams.switch_interval, when the app starts
         # the producer of the timers and the relay (a batch consumer's handler publishes through its own)
         self.app.hub_new_producer = lambda: new_producer(settings, kafka_url, f"{settings.app_id}-hub")
         self.app.batch_consumers = []  # every stream the hub reads (hub.adapters.kafka.consumer)

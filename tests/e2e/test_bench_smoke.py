@@ -24,7 +24,7 @@ def test_pipeline_benchmark_reports_every_figure():
     assert figures["latency"]["seen"] > 0
     assert figures["baseline_latency"]["seen"] == 200 and figures["baseline_latency"]["p99_ms"] > 0  # every record through the bare hops
     assert figures["provisioned_topics"] > 100  # as `hub topics --create`: three per recipient authority
-    assert figures["gc_threshold"] == 10_000
+    assert figures["gc_threshold"] == 10_000 and figures["switch_interval_ms"] == 1.0
     assert {"hub_peak", "process_peak", "growth_per_100k_events"} <= set(figures["rss_mb"])
     cpu = figures["cpu_us_per_event"]
     assert cpu["bare"] > 0 and cpu["hub"] > 0 and cpu["ratio"] == pytest.approx(cpu["bare"] / cpu["hub"], rel=0.05)

@@ -102,3 +102,15 @@ def test_a_periodic_query_reads_only_the_waiting_rows_by_an_index(big_tables, na
     for nodes, read in plans:
         assert nodes and all(index in node for node in nodes), f"{name} reads {table} by {nodes}, not only by {index}"
         assert read <= 2 * WAITING, f"{name} read {read} rows of {table} for {WAITING} waiting ones"
+
+
+def test_the_unsent_count_reads_the_unsent_rows_by_their_partial_indexes(big_tables):
+    with _statements(big_tables) as seen, Session(big_tables) as session:
+        unsent = outbox.unsent_count(session)
+    assert unsent == WAITING + WAITING + WITHDRAWN  # pending, parked, withdrawn; none of the DONE sent rows
+    plans = [_reads(big_tables, "outbox", statement, parameters) for statement, parameters in seen if " outbox" in statement]
+    assert len(plans) == 2
+    indexes = sorted(node for nodes, _ in plans for node in nodes)
+    assert all("ix_outbox_pending" in node or "ix_outbox_parked" in node for node in indexes), f"unsent_count reads the outbox by {indexes}"
+    assert any("ix_outbox_pending" in node for node in indexes) and any("ix_outbox_parked" in node for node in indexes)
+    assert sum(read for _, read in plans) <= 2 * unsent, "unsent_count read more than the unsent rows"

@@ -16,7 +16,7 @@ from hub.schemas.codec import default_codec
 from hub.schemas.envelope import envelope
 from hub.services.ports import Consumed
 from hub.services.routing import Routing
-from tests.fakes import T0, Clock, FakeDeadLetters, FakePublisher, JournalLedger, MemoryCircumstances
+from tests.fakes import T0, Clock, FakeDeadLetters, FakePublisher, JournalLedger, MemoryCircumstances, Outage
 
 codec = default_codec()
 ADULT = hetu.make(dt.date(1990, 4, 1), 931)
@@ -162,11 +162,40 @@ def test_a_newcomer_that_cannot_be_routed_leaves_no_snapshot(world):
     assert out.facts_kept == 1
 
 
-def test_circumstances_are_written_before_the_referrals_are_recorded(world):
-    journal, _, _, routing = world
-    run(routing.route_batch([newcomer()], FakeDeadLetters(journal)))
+class SlowCircumstances(MemoryCircumstances):
+    """A write that waits for its database (on PostgreSQL a thread of its own) before it is done."""
+
+    async def write(self, rows, now) -> None:
+        self.journal.append(("circumstances_writing", sorted(rows)))
+        await asyncio.sleep(0.01)
+        await super().write(rows, now)
+
+
+def test_circumstances_are_written_while_the_referrals_are_recorded_both_before_anything_is_published():
+    journal: list = []
+    publisher = FakePublisher(journal)
+    routing = Routing(JournalLedger(journal), publisher, clock=Clock(), skew=dt.timedelta(minutes=5), topic_for=lambda a: f"referrals.{a}",
+                      circumstances=SlowCircumstances(journal))
+    out = run(routing.route_batch([newcomer()], FakeDeadLetters(journal)))
+    assert out.published > 0
     steps = [e[0] for e in journal]
-    assert steps.index("circumstances_written") < steps.index("recorded")
+    # the ledger does not wait for the circumstances' write; nothing is sent before both are done
+    assert steps.index("circumstances_writing") < steps.index("recorded") < steps.index("circumstances_written") < steps.index("sent")
+
+
+def test_a_failed_circumstances_write_fails_the_batch_after_the_ledger_is_done_and_publishes_nothing():
+    journal: list = []
+    publisher = FakePublisher(journal)
+    routing = Routing(JournalLedger(journal), publisher, clock=Clock(), skew=dt.timedelta(minutes=5), topic_for=lambda a: f"referrals.{a}",
+                      circumstances=MemoryCircumstances(journal, fails=Outage("database unreachable")))
+    msg = newcomer()
+    with pytest.raises(Outage):
+        run(routing.route_batch([msg], FakeDeadLetters(journal)))
+    assert [e[0] for e in journal] == ["dead_letters_kept", "recorded"] and publisher.sent == []
+    # read again: the referrals were recorded, not published, so they go out now
+    routing.circumstances = MemoryCircumstances(journal)
+    again = run(routing.route_batch([msg], FakeDeadLetters(journal)))
+    assert again.duplicates == 1 and again.published > 0
 
 
 def test_without_a_circumstances_store_a_fact_is_refused_and_newcomers_route_as_before():
