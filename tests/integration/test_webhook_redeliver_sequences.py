@@ -7,7 +7,6 @@ named with why; a delivery queued before the number was kept gets it from its st
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import threading
@@ -19,9 +18,10 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
 from hub.adapters import database
-from hub.adapters.webhooks import DELIVERED, PENDING, WITHDRAWN, DeliveryWorker, WebhookDelivery, WebhookStore
+from hub.adapters.webhooks import DELIVERED, WITHDRAWN, DeliveryWorker, WebhookDelivery, WebhookStore
 from hub.schemas.envelope import cloudevent_body
 from hub.schemas.topics import notice_topic, plan_request_topic, referral_topic
+from tests.integration.test_webhook_safety import deliver_until_settled
 
 pytestmark = pytest.mark.integration
 
@@ -77,18 +77,6 @@ def record(name: str, sequence: int) -> tuple[str, bytes]:
     return event_id, cloudevent_body(name, {"event_id": event_id, "source": "hub:test"}, data)
 
 
-def deliver(worker: DeliveryWorker, store: WebhookStore, sub_id: int) -> None:
-    async def run():
-        for _ in range(100):
-            await worker.deliver_due()
-            if not any(d.state == PENDING for d in store.deliveries(sub_id)):
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("still pending")
-
-    asyncio.run(run())
-
-
 def test_delivered_records_go_again_by_sequence_in_order(store):
     sub, secret = store.add(RECIPIENT, "http://127.0.0.1:1/placeholder")
     store.disable(sub.id)
@@ -109,8 +97,8 @@ def test_delivered_records_go_again_by_sequence_in_order(store):
                     ids[(name, n)] = event_id
                     entries += [(s, event_id, topic, name, body, NOW, n) for s in (sub.id, other.id)]
         store.queue(entries, NOW)
-        deliver(worker, store, sub.id)
-        deliver(worker, store, other.id)
+        deliver_until_settled(worker, store, sub.id)
+        deliver_until_settled(worker, store, other.id)
         first = len(receiver.received)
         assert first == 2 * 10
         # a record queued meanwhile, not delivered yet: the ones queued again go out before it
@@ -122,7 +110,7 @@ def test_delivered_records_go_again_by_sequence_in_order(store):
         ended.add(2)  # plan request 2's consent ended after it was delivered
         done = store.redeliver_sequences(sub.id, plan_request_topic(RECIPIENT), 1)
         assert done.queued == [1, 2, 3]
-        deliver(worker, store, sub.id)
+        deliver_until_settled(worker, store, sub.id)
         # in the order they were first queued (the streams interleaved as they came), plan request 2 withdrawn, then the newer one
         again = [(webhook_id, kind.split(".")[2], n) for webhook_id, kind, n in receiver.received[first:]]
         assert again == [(ids[("PlanRequest", 1)], "PlanRequest", 1), (ids[("Referral", 2)], "Referral", 2), (ids[("Referral", 3)], "Referral", 3),
@@ -140,7 +128,7 @@ def test_delivered_records_go_again_by_sequence_in_order(store):
         assert done.queued == [1] and done.missing == [4, 5]
         assert done.skipped[2].startswith("withdrawn") and "retention" in done.skipped[3]
         store.redeliver(subscription_id=sub.id)  # nothing parked: nothing else changes
-        deliver(worker, store, sub.id)
+        deliver_until_settled(worker, store, sub.id)
 
         # a delivery queued before the number was kept (migration 0024): its number comes from its body
         with store.engine.begin() as conn:
@@ -149,7 +137,7 @@ def test_delivered_records_go_again_by_sequence_in_order(store):
         before = len(receiver.received)
         done = store.redeliver_sequences(sub.id, notice_topic(RECIPIENT), 2)
         assert done.queued == [2]
-        deliver(worker, store, sub.id)
+        deliver_until_settled(worker, store, sub.id)
         assert [(webhook_id, n) for webhook_id, _, n in receiver.received[before:]] == [(ids[("Notice", 2)], 2)]
     finally:
         receiver.close()
@@ -172,7 +160,7 @@ def test_a_numbered_plan_request_withdrawn_before_delivery_leaves_a_content_free
             event_id, body = record("PlanRequest", n)
             ids[n] = event_id
             store.enqueue(sub.id, event_id, topic, "PlanRequest", body, NOW, sequence=n)
-        deliver(worker, store, sub.id)
+        deliver_until_settled(worker, store, sub.id)
         assert [n for _, _, n in receiver.received] == [1, 3, 2]
         webhook_id, kind, _ = receiver.received[2]
         assert kind == "fi.integrationhub.SequenceWithdrawn.v1" and webhook_id not in ids.values()
@@ -186,7 +174,7 @@ def test_a_numbered_plan_request_withdrawn_before_delivery_leaves_a_content_free
 
         done = store.redeliver_sequences(sub.id, topic, 2, 2)  # the receiver lost it: the notice goes again, same webhook-id
         assert done.queued == [2] and done.skipped == {}
-        deliver(worker, store, sub.id)
+        deliver_until_settled(worker, store, sub.id)
         assert receiver.received[-1] == (webhook_id, kind, 2)
         assert len(store.deliveries(sub.id)) == 4  # no second notice
     finally:
